@@ -1,0 +1,851 @@
+// The fan-out hub: one encoded stream to every client, transport-neutral.
+//
+// render() hands each frame to `Hub::push`, which appends a reference to the frame to every
+// client's bounded queue and returns at once: it never waits on a client. Each client's sender task
+// drains its own queue at the speed of its socket. A client that falls behind loses its queued
+// frames (latest wins) and receives nothing until the next keyframe, which the hub asks upstream
+// for, rate-limited across clients.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::protocol::{self, ClientMessage, Envelope, FrameHeader, StreamConfig};
+
+/// At most this many frames are kept for late joiners; a longer group of pictures is not cached and
+/// a late joiner gets a fresh keyframe instead, which is faster than decoding a long burst.
+pub const GOP_CACHE_MAX_FRAMES: usize = 120;
+/// Frame arrival times kept per client to match acknowledgements against.
+const IN_FLIGHT_MAX: usize = 512;
+/// Latency samples kept per client.
+const LATENCY_WINDOW: usize = 600;
+
+/// One encoded frame, shared by every client that sends it.
+#[derive(Debug)]
+pub struct Frame {
+    pub header: FrameHeader,
+    pub config: Arc<StreamConfig>,
+    pub payload: Bytes,
+    /// When render() received the buffer.
+    pub arrived: Instant,
+    binary: OnceLock<Bytes>,
+    json_header: OnceLock<String>,
+}
+
+impl Frame {
+    pub fn new(header: FrameHeader, config: Arc<StreamConfig>, payload: Bytes) -> Arc<Frame> {
+        Arc::new(Frame {
+            header,
+            config,
+            payload,
+            arrived: Instant::now(),
+            binary: OnceLock::new(),
+            json_header: OnceLock::new(),
+        })
+    }
+
+    pub fn is_key(&self) -> bool {
+        self.header.key
+    }
+
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+
+    /// The `envelope=binary` message, built on first use by whichever sender needs it first and
+    /// then shared by every binary client (one copy per frame, none per client).
+    pub fn binary_message(&self) -> Bytes {
+        self.binary
+            .get_or_init(|| self.header.encode_binary(&self.payload))
+            .clone()
+    }
+
+    /// The `envelope=json` text header, built once.
+    pub fn json_header(&self) -> &str {
+        self.json_header
+            .get_or_init(|| self.header.encode_json(&self.config, self.payload.len()))
+    }
+}
+
+/// What a client's sender task sends next.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// A JSON control message (hello, eos, error, application messages).
+    Text(String),
+    /// The stream's configuration; the sender remembers which one the client has.
+    Config(Arc<StreamConfig>),
+    Frame(Arc<Frame>),
+    /// The cached group of pictures for a late joiner: counts as one queued frame.
+    Burst(Vec<Arc<Frame>>),
+    /// Close the connection with this code and reason; nothing is sent after it.
+    Close(u16, String),
+}
+
+impl Item {
+    fn frame_bytes(&self) -> usize {
+        match self {
+            Item::Frame(f) => f.len(),
+            Item::Burst(v) => v.iter().map(|f| f.len()).sum(),
+            _ => 0,
+        }
+    }
+
+    fn is_frames(&self) -> bool {
+        matches!(self, Item::Frame(_) | Item::Burst(_))
+    }
+
+    fn has_key(&self) -> bool {
+        match self {
+            Item::Frame(f) => f.is_key(),
+            Item::Burst(v) => v.first().is_some_and(|f| f.is_key()),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    /// 0: no limit.
+    pub max_clients: u32,
+    pub gop_cache: bool,
+    pub queue_bytes: usize,
+    pub queue_frames: usize,
+    /// The shortest time between two keyframe requests sent upstream.
+    pub keyframe_interval: Duration,
+}
+
+#[derive(Default)]
+struct ClientQueue {
+    items: VecDeque<Item>,
+    frames: usize,
+    bytes: usize,
+    /// Deltas are dropped until a keyframe arrives.
+    need_key: bool,
+    closed: bool,
+    frames_dropped: u64,
+    keyframe_requests: u64,
+}
+
+impl ClientQueue {
+    fn push(&mut self, item: Item) {
+        if item.is_frames() {
+            self.frames += 1;
+            self.bytes += item.frame_bytes();
+        }
+        self.items.push_back(item);
+    }
+
+    fn count_dropped(item: &Item) -> u64 {
+        match item {
+            Item::Frame(_) => 1,
+            Item::Burst(v) => v.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// Drops every queued frame (control messages stay, in order).
+    fn drop_frames(&mut self) {
+        let mut dropped = 0;
+        self.items.retain(|i| {
+            dropped += Self::count_dropped(i);
+            !i.is_frames()
+        });
+        self.frames_dropped += dropped;
+        self.frames = 0;
+        self.bytes = 0;
+    }
+
+    /// Drops the queued frames before the last queued keyframe. Returns false if none is queued.
+    fn drop_to_last_key(&mut self) -> bool {
+        let Some(last_key) = self.items.iter().rposition(Item::has_key) else {
+            return false;
+        };
+        let mut index = 0;
+        let mut dropped = 0;
+        self.items.retain(|i| {
+            let keep = index >= last_key || !i.is_frames();
+            if !keep {
+                dropped += Self::count_dropped(i);
+            }
+            index += 1;
+            keep
+        });
+        self.frames_dropped += dropped;
+        self.frames = self.items.iter().filter(|i| i.is_frames()).count();
+        self.bytes = self.items.iter().map(Item::frame_bytes).sum();
+        true
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let item = self.items.pop_front()?;
+        if item.is_frames() {
+            self.frames -= 1;
+            self.bytes -= item.frame_bytes();
+        }
+        Some(item)
+    }
+}
+
+#[derive(Default)]
+struct ClientCounters {
+    frames_sent: u64,
+    bytes_sent: u64,
+    acks: u64,
+    decode_queue_size: u32,
+    in_flight: VecDeque<(u64, Instant)>,
+    latencies_us: VecDeque<u64>,
+}
+
+/// A snapshot of one client's figures.
+#[derive(Clone, Debug, Default)]
+pub struct ClientStats {
+    pub id: u64,
+    pub transport: &'static str,
+    pub envelope: &'static str,
+    pub remote: String,
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+    pub frames_dropped: u64,
+    pub keyframe_requests: u64,
+    pub queued_frames: u64,
+    pub queued_bytes: u64,
+    pub acks: u64,
+    pub decode_queue_size: u32,
+    pub latency_p50_us: u64,
+    pub latency_p95_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_max_us: u64,
+}
+
+/// One connected client, as the hub sees it; its transport owns the socket.
+pub struct Client {
+    pub id: u64,
+    pub envelope: Envelope,
+    pub transport: &'static str,
+    pub remote: Option<SocketAddr>,
+    queue: Mutex<ClientQueue>,
+    counters: Mutex<ClientCounters>,
+    notify: Notify,
+}
+
+impl Client {
+    fn new(id: u64, envelope: Envelope, transport: &'static str, remote: Option<SocketAddr>) -> Client {
+        Client {
+            id,
+            envelope,
+            transport,
+            remote,
+            queue: Mutex::default(),
+            counters: Mutex::default(),
+            notify: Notify::new(),
+        }
+    }
+
+    /// The next item to send, waiting until there is one.
+    pub async fn next(&self) -> Item {
+        loop {
+            if let Some(item) = self.queue.lock().unwrap().pop() {
+                return item;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Queues a control message (never dropped by backpressure).
+    pub fn send_text(&self, text: String) {
+        let mut q = self.queue.lock().unwrap();
+        if !q.closed {
+            q.push(Item::Text(text));
+            drop(q);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Closes the client: what is still queued is dropped and the close goes out next.
+    pub fn close(&self, code: u16, reason: impl Into<String>) {
+        let mut q = self.queue.lock().unwrap();
+        if q.closed {
+            return;
+        }
+        q.closed = true;
+        q.items.clear();
+        q.frames = 0;
+        q.bytes = 0;
+        q.items.push_back(Item::Close(code, reason.into()));
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Applies the latest-wins policy to a new frame. Returns true when the client now waits for a
+    /// keyframe that should be asked for upstream.
+    fn enqueue(&self, frame: &Arc<Frame>, settings: &HubSettings) -> bool {
+        let mut q = self.queue.lock().unwrap();
+        if q.closed {
+            return false;
+        }
+        if q.need_key {
+            if !frame.is_key() {
+                q.frames_dropped += 1;
+                return false;
+            }
+            q.need_key = false;
+        }
+        let over = |q: &ClientQueue| {
+            q.frames + 1 > settings.queue_frames || q.bytes + frame.len() > settings.queue_bytes
+        };
+        let mut wants_key = false;
+        if over(&q) {
+            // Behind: what is queued is stale. A queued keyframe (or this one) is a clean
+            // restart; otherwise skip to the next keyframe.
+            if frame.is_key() || !(q.drop_to_last_key() && !over(&q)) {
+                q.drop_frames();
+                if !frame.is_key() {
+                    q.need_key = true;
+                    q.frames_dropped += 1;
+                    q.keyframe_requests += 1;
+                    wants_key = true;
+                }
+            }
+        }
+        if !q.need_key {
+            q.push(Item::Frame(frame.clone()));
+        }
+        drop(q);
+        self.notify.notify_one();
+        wants_key
+    }
+
+    /// The client lost its decoder state: drop what is queued and wait for a keyframe.
+    fn restart_at_key(&self) {
+        let mut q = self.queue.lock().unwrap();
+        q.drop_frames();
+        q.need_key = true;
+        q.keyframe_requests += 1;
+    }
+
+    /// Called by the sender after a frame went out.
+    pub fn sent(&self, frame: &Frame) {
+        let mut c = self.counters.lock().unwrap();
+        c.frames_sent += 1;
+        c.bytes_sent += frame.len() as u64;
+        if c.in_flight.len() == IN_FLIGHT_MAX {
+            c.in_flight.pop_front();
+        }
+        c.in_flight.push_back((frame.header.frame_id, frame.arrived));
+    }
+
+    /// An acknowledgement from the client: the frame was decoded now.
+    pub fn acked(&self, frame_id: u64, decode_queue_size: Option<u32>) {
+        let now = Instant::now();
+        let mut c = self.counters.lock().unwrap();
+        c.acks += 1;
+        if let Some(q) = decode_queue_size {
+            c.decode_queue_size = q;
+        }
+        // Acks arrive in order; entries before the acked one were not decoded (or not acked).
+        while let Some(&(id, arrived)) = c.in_flight.front() {
+            if id > frame_id {
+                break;
+            }
+            c.in_flight.pop_front();
+            if id == frame_id {
+                if c.latencies_us.len() == LATENCY_WINDOW {
+                    c.latencies_us.pop_front();
+                }
+                let us = now.duration_since(arrived).as_micros() as u64;
+                c.latencies_us.push_back(us);
+                break;
+            }
+        }
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        let (frames_dropped, keyframe_requests, queued_frames, queued_bytes) = {
+            let q = self.queue.lock().unwrap();
+            (q.frames_dropped, q.keyframe_requests, q.frames as u64, q.bytes as u64)
+        };
+        let c = self.counters.lock().unwrap();
+        let mut sorted: Vec<u64> = c.latencies_us.iter().copied().collect();
+        sorted.sort_unstable();
+        ClientStats {
+            id: self.id,
+            transport: self.transport,
+            envelope: self.envelope.name(),
+            remote: self.remote.map(|a| a.to_string()).unwrap_or_default(),
+            frames_sent: c.frames_sent,
+            bytes_sent: c.bytes_sent,
+            frames_dropped,
+            keyframe_requests,
+            queued_frames,
+            queued_bytes,
+            acks: c.acks,
+            decode_queue_size: c.decode_queue_size,
+            latency_p50_us: percentile(&sorted, 50),
+            latency_p95_us: percentile(&sorted, 95),
+            latency_p99_us: percentile(&sorted, 99),
+            latency_max_us: sorted.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted samples; 0 when there are none.
+pub fn percentile(sorted: &[u64], p: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// Hub-wide figures.
+#[derive(Clone, Debug, Default)]
+pub struct HubStats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub keyframe_requests: u64,
+    pub config: Option<Arc<StreamConfig>>,
+    pub clients: Vec<ClientStats>,
+}
+
+#[derive(Default)]
+struct HubState {
+    clients: HashMap<u64, Arc<Client>>,
+    next_id: u64,
+    config: Option<Arc<StreamConfig>>,
+    gop: Vec<Arc<Frame>>,
+    gop_bytes: usize,
+    eos: bool,
+    frames: u64,
+    bytes: u64,
+    last_keyframe_request: Option<Instant>,
+    keyframe_request_scheduled: bool,
+    keyframe_requests: u64,
+}
+
+/// How the hub reaches the element. Both are called without the hub's lock held and must not
+/// block.
+pub struct Callbacks {
+    /// Asks upstream for a keyframe.
+    pub request_keyframe: Box<dyn Fn() + Send + Sync>,
+    /// Input events and application messages from a client.
+    pub on_message: Box<dyn Fn(&Client, ClientMessage) + Send + Sync>,
+}
+
+pub struct Hub {
+    settings: HubSettings,
+    state: Mutex<HubState>,
+    callbacks: Callbacks,
+}
+
+impl Hub {
+    pub fn new(settings: HubSettings, callbacks: Callbacks) -> Arc<Hub> {
+        Arc::new(Hub {
+            settings,
+            state: Mutex::default(),
+            callbacks,
+        })
+    }
+
+    /// A validated message from a client, whatever its transport.
+    pub fn on_client_message(self: &Arc<Self>, client: &Client, msg: ClientMessage) {
+        match msg {
+            ClientMessage::KeyframeRequest { .. } => self.client_needs_keyframe(client),
+            ClientMessage::Ack {
+                frame_id,
+                decode_queue_size,
+            } => client.acked(frame_id, decode_queue_size),
+            ClientMessage::Ignored { .. } => {}
+            msg @ (ClientMessage::Event { .. } | ClientMessage::App { .. }) => {
+                (self.callbacks.on_message)(client, msg)
+            }
+        }
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.settings
+    }
+
+    /// Hands a frame to every client. Never blocks on a client.
+    pub fn push(self: &Arc<Self>, frame: Arc<Frame>) {
+        let mut wants_key = false;
+        {
+            let mut st = self.state.lock().unwrap();
+            st.frames += 1;
+            st.bytes += frame.len() as u64;
+            st.eos = false;
+            if st.config.as_ref().map(|c| c.id) != Some(frame.config.id) {
+                st.config = Some(frame.config.clone());
+                st.gop.clear();
+                st.gop_bytes = 0;
+            }
+            if self.settings.gop_cache {
+                if frame.is_key() {
+                    st.gop.clear();
+                    st.gop_bytes = 0;
+                }
+                // A cache that does not start at a keyframe, or grew too long, is no use.
+                if frame.is_key() || !st.gop.is_empty() {
+                    st.gop.push(frame.clone());
+                    st.gop_bytes += frame.len();
+                    if st.gop.len() > GOP_CACHE_MAX_FRAMES || st.gop_bytes > self.settings.queue_bytes {
+                        st.gop.clear();
+                        st.gop_bytes = 0;
+                    }
+                }
+            }
+            for client in st.clients.values() {
+                wants_key |= client.enqueue(&frame, &self.settings);
+            }
+        }
+        if wants_key {
+            self.request_keyframe();
+        }
+    }
+
+    /// Registers a client: it gets hello, the current config and picture (or the next keyframe).
+    pub fn add_client(
+        self: &Arc<Self>,
+        envelope: Envelope,
+        transport: &'static str,
+        remote: Option<SocketAddr>,
+    ) -> Result<Arc<Client>, String> {
+        let wants_key;
+        let client;
+        {
+            let mut st = self.state.lock().unwrap();
+            let max = self.settings.max_clients as usize;
+            if max > 0 && st.clients.len() >= max {
+                return Err(format!("too many clients (max-clients={max})"));
+            }
+            st.next_id += 1;
+            client = Arc::new(Client::new(st.next_id, envelope, transport, remote));
+            let mut q = client.queue.lock().unwrap();
+            q.push(Item::Text(protocol::hello(client.id, envelope)));
+            if let Some(config) = &st.config {
+                q.push(Item::Config(config.clone()));
+            }
+            if !st.gop.is_empty() {
+                q.push(Item::Burst(st.gop.clone()));
+                wants_key = false;
+            } else {
+                q.need_key = true;
+                wants_key = st.config.is_some() && !st.eos;
+            }
+            if st.eos {
+                q.push(Item::Text(protocol::eos()));
+            }
+            drop(q);
+            st.clients.insert(client.id, client.clone());
+        }
+        client.notify.notify_one();
+        if wants_key {
+            self.request_keyframe();
+        }
+        Ok(client)
+    }
+
+    pub fn remove_client(&self, id: u64) {
+        self.state.lock().unwrap().clients.remove(&id);
+    }
+
+    /// A client asked for a keyframe (its decoder was reset).
+    pub fn client_needs_keyframe(self: &Arc<Self>, client: &Client) {
+        client.restart_at_key();
+        self.request_keyframe();
+    }
+
+    /// Asks upstream for a keyframe, at most once per `keyframe_interval`; a request inside the
+    /// interval is deferred to its end (and dropped then if no client still waits).
+    pub fn request_keyframe(self: &Arc<Self>) {
+        let now = Instant::now();
+        let interval = self.settings.keyframe_interval;
+        let delay = {
+            let mut st = self.state.lock().unwrap();
+            match st.last_keyframe_request {
+                Some(last) if now.duration_since(last) < interval => {
+                    if st.keyframe_request_scheduled {
+                        return;
+                    }
+                    st.keyframe_request_scheduled = true;
+                    Some(interval - now.duration_since(last))
+                }
+                _ => {
+                    st.last_keyframe_request = Some(now);
+                    st.keyframe_requests += 1;
+                    None
+                }
+            }
+        };
+        match delay {
+            None => (self.callbacks.request_keyframe)(),
+            Some(delay) => {
+                let hub = Arc::downgrade(self);
+                crate::runtime::RUNTIME.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Some(hub) = hub.upgrade() {
+                        hub.state.lock().unwrap().keyframe_request_scheduled = false;
+                        if hub.any_client_waits_for_key() {
+                            hub.request_keyframe();
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    fn any_client_waits_for_key(&self) -> bool {
+        let st = self.state.lock().unwrap();
+        st.clients.values().any(|c| c.queue.lock().unwrap().need_key)
+    }
+
+    /// The stream ended: tell every client (they stay connected).
+    pub fn eos(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.eos = true;
+        for client in st.clients.values() {
+            client.send_text(protocol::eos());
+        }
+    }
+
+    /// Sends a control message to every client.
+    pub fn broadcast_text(&self, text: &str) {
+        let st = self.state.lock().unwrap();
+        for client in st.clients.values() {
+            client.send_text(text.to_owned());
+        }
+    }
+
+    pub fn close_all(&self, code: u16, reason: &str) {
+        let st = self.state.lock().unwrap();
+        for client in st.clients.values() {
+            client.close(code, reason);
+        }
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.state.lock().unwrap().clients.len()
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let (mut stats, clients) = {
+            let st = self.state.lock().unwrap();
+            (
+                HubStats {
+                    frames: st.frames,
+                    bytes: st.bytes,
+                    keyframe_requests: st.keyframe_requests,
+                    config: st.config.clone(),
+                    clients: Vec::new(),
+                },
+                st.clients.values().cloned().collect::<Vec<_>>(),
+            )
+        };
+        stats.clients = clients.iter().map(|c| c.stats()).collect();
+        stats.clients.sort_by_key(|c| c.id);
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Codec, CodecConfig, Format};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn config(id: u32) -> Arc<StreamConfig> {
+        Arc::new(StreamConfig {
+            id,
+            codec: CodecConfig {
+                codec: Codec::H264,
+                format: Format::AnnexB,
+                codec_string: "avc1.42C01E".into(),
+                width: 320,
+                height: 240,
+                description: None,
+            },
+        })
+    }
+
+    fn frame(cfg: &Arc<StreamConfig>, id: u64, key: bool, len: usize) -> Arc<Frame> {
+        Frame::new(
+            FrameHeader {
+                config_id: cfg.id,
+                frame_id: id,
+                timestamp_us: id as i64 * 1000,
+                key,
+            },
+            cfg.clone(),
+            Bytes::from(vec![0u8; len]),
+        )
+    }
+
+    fn hub(queue_frames: usize, gop_cache: bool) -> (Arc<Hub>, Arc<AtomicUsize>) {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let r = requests.clone();
+        let hub = Hub::new(
+            HubSettings {
+                max_clients: 4,
+                gop_cache,
+                queue_bytes: 1 << 20,
+                queue_frames,
+                keyframe_interval: Duration::ZERO,
+            },
+            Callbacks {
+                request_keyframe: Box::new(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }),
+                on_message: Box::new(|_, _| {}),
+            },
+        );
+        (hub, requests)
+    }
+
+    /// The frame ids a client would send, in order, and the keyframe flags.
+    fn drain(client: &Client) -> Vec<(u64, bool)> {
+        let mut out = Vec::new();
+        while let Some(item) = client.queue.lock().unwrap().pop() {
+            match item {
+                Item::Frame(f) => out.push((f.header.frame_id, f.is_key())),
+                Item::Burst(v) => out.extend(v.iter().map(|f| (f.header.frame_id, f.is_key()))),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// A sequence of frames is decodable if it starts with a keyframe and has no gap inside a GOP.
+    fn assert_decodable(frames: &[(u64, bool)]) {
+        let mut prev: Option<u64> = None;
+        for &(id, key) in frames {
+            if !key {
+                assert_eq!(prev.map(|p| p + 1), Some(id), "delta {id} without its reference in {frames:?}");
+            }
+            prev = Some(id);
+        }
+    }
+
+    #[test]
+    fn frames_are_shared_not_copied() {
+        let (hub, _) = hub(16, false);
+        let a = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let b = hub.add_client(Envelope::Json, "test", None).unwrap();
+        let cfg = config(1);
+        let f = frame(&cfg, 0, true, 1000);
+        let ptr = f.payload.as_ptr();
+        hub.push(f);
+        for c in [&a, &b] {
+            let items: Vec<Item> = std::iter::from_fn(|| c.queue.lock().unwrap().pop()).collect();
+            let Some(Item::Frame(f)) = items.last() else { panic!("{items:?}") };
+            assert_eq!(f.payload.as_ptr(), ptr);
+        }
+    }
+
+    #[test]
+    fn slow_client_skips_to_next_keyframe() {
+        let (hub, requests) = hub(4, false);
+        let slow = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let fast = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let cfg = config(1);
+        let mut fast_got = Vec::new();
+        for id in 0..30u64 {
+            hub.push(frame(&cfg, id, id % 10 == 0, 100));
+            fast_got.extend(drain(&fast));
+        }
+        assert_eq!(fast_got.len(), 30, "the fast client got every frame");
+        let slow_got = drain(&slow);
+        assert!(slow_got.len() <= 4, "queue bound held: {slow_got:?}");
+        assert_decodable(&slow_got);
+        assert!(slow.stats().frames_dropped >= 26);
+        assert!(requests.load(Ordering::SeqCst) >= 1, "a keyframe was requested");
+        // It then follows the stream again from the next keyframe on.
+        for id in 30..35u64 {
+            hub.push(frame(&cfg, id, id == 30, 100));
+        }
+        let after = drain(&slow);
+        assert_eq!(after.first(), Some(&(30, true)));
+        assert_decodable(&after);
+    }
+
+    #[test]
+    fn overflow_restarts_at_a_queued_keyframe() {
+        let (hub, _) = hub(4, false);
+        let c = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let cfg = config(1);
+        // need_key is set at join; the first keyframe clears it.
+        for (id, key) in [(0, true), (1, false), (2, true), (3, false), (4, false)] {
+            hub.push(frame(&cfg, id, key, 10));
+        }
+        let got = drain(&c);
+        assert_eq!(got, vec![(2, true), (3, false), (4, false)]);
+    }
+
+    #[test]
+    fn late_joiner_gets_the_cached_gop() {
+        let (hub, requests) = hub(16, true);
+        let cfg = config(1);
+        for id in 0..5u64 {
+            hub.push(frame(&cfg, id, id == 0, 10));
+        }
+        let late = hub.add_client(Envelope::Json, "test", None).unwrap();
+        let items: Vec<Item> = std::iter::from_fn(|| late.queue.lock().unwrap().pop()).collect();
+        assert!(matches!(&items[0], Item::Text(t) if t.contains("hello")));
+        assert!(matches!(&items[1], Item::Config(c) if c.id == 1));
+        let Item::Burst(b) = &items[2] else { panic!("{items:?}") };
+        assert_eq!(b.iter().map(|f| f.header.frame_id).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(requests.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn late_joiner_without_cache_waits_for_requested_keyframe() {
+        let (hub, requests) = hub(16, false);
+        let cfg = config(1);
+        for id in 0..3u64 {
+            hub.push(frame(&cfg, id, id == 0, 10));
+        }
+        let late = hub.add_client(Envelope::Json, "test", None).unwrap();
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+        hub.push(frame(&cfg, 3, false, 10));
+        hub.push(frame(&cfg, 4, true, 10));
+        assert_eq!(drain(&late), vec![(4, true)]);
+    }
+
+    #[test]
+    fn max_clients_and_close() {
+        let (hub, _) = hub(16, false);
+        let clients: Vec<_> = (0..4).map(|_| hub.add_client(Envelope::Json, "t", None).unwrap()).collect();
+        assert!(hub.add_client(Envelope::Json, "t", None).unwrap_err().contains("max-clients=4"));
+        clients[0].close(1001, "bye");
+        hub.push(frame(&config(1), 0, true, 10));
+        let items: Vec<Item> = std::iter::from_fn(|| clients[0].queue.lock().unwrap().pop()).collect();
+        assert!(matches!(items.as_slice(), [Item::Close(1001, r)] if r == "bye"));
+        hub.remove_client(clients[0].id);
+        assert_eq!(hub.client_count(), 3);
+    }
+
+    #[test]
+    fn acks_give_latency() {
+        let (hub, _) = hub(16, false);
+        let c = hub.add_client(Envelope::Json, "t", None).unwrap();
+        let cfg = config(1);
+        for id in 0..3 {
+            let f = frame(&cfg, id, id == 0, 10);
+            c.sent(&f);
+        }
+        c.acked(0, Some(0));
+        c.acked(2, Some(1));
+        let s = c.stats();
+        assert_eq!(s.acks, 2);
+        assert_eq!(s.decode_queue_size, 1);
+        assert!(s.latency_max_us > 0);
+        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 50), 5);
+        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99), 10);
+    }
+}

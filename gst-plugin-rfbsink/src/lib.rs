@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MPL-2.0
+#![allow(clippy::non_send_fields_in_send_ty)]
+
+//! rfbsink: a GStreamer sink that serves an encoded video stream to browsers, with its own HTTP
+//! server, WebSocket transport and WebCodecs viewer.
+
+use gst::glib;
+
+pub mod codec;
+pub mod hub;
+pub mod protocol;
+pub mod rfbsink;
+mod runtime;
+pub mod stream;
+mod ws;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    rfbsink::register(plugin)
+}
+
+gst::plugin_define!(
+    rfbsink,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,470 @@
+// The wire format between rfbsink and its clients; docs/protocol.md describes it and must stay true
+// to this file. Pure: no sockets, no GStreamer.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::codec::CodecConfig;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const BINARY_MAGIC: [u8; 2] = *b"RF";
+pub const BINARY_VERSION: u8 = 1;
+pub const BINARY_HEADER_LEN: usize = 24;
+pub const FLAG_KEY: u8 = 1;
+/// The largest message a client may send.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+pub const CHANNEL_MAIN: &str = "rfb.main";
+pub const CHANNEL_CONTROL: &str = "rfb.control";
+pub const CHANNEL_STATS: &str = "rfb.stats";
+pub const CHANNEL_EVENTS: &str = "rfb.events";
+
+/// WebSocket close codes used by the server (RFC 6455 section 7.4.1).
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const UNSUPPORTED: u16 = 1003;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Envelope {
+    /// Seed 004's pair: a JSON text header, then the payload as a binary message.
+    #[default]
+    Json,
+    /// One binary message per frame: 24-byte header + payload.
+    Binary,
+}
+
+impl Envelope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Envelope::Json => "json",
+            Envelope::Binary => "binary",
+        }
+    }
+
+    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+        match s {
+            None | Some("") | Some("json") => Ok(Envelope::Json),
+            Some("binary") => Ok(Envelope::Binary),
+            Some(other) => Err(format!(
+                "unknown envelope '{}'; use json or binary",
+                truncate(other, 32)
+            )),
+        }
+    }
+}
+
+/// A stream configuration as the clients see it: the codec setup and the id that frames refer to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamConfig {
+    pub id: u32,
+    pub codec: CodecConfig,
+}
+
+/// The per-frame fields every envelope carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub config_id: u32,
+    pub frame_id: u64,
+    pub timestamp_us: i64,
+    pub key: bool,
+}
+
+impl FrameHeader {
+    pub fn encode_binary(&self, payload: &[u8]) -> Bytes {
+        let mut buf = BytesMut::with_capacity(BINARY_HEADER_LEN + payload.len());
+        buf.put_slice(&BINARY_MAGIC);
+        buf.put_u8(BINARY_VERSION);
+        buf.put_u8(if self.key { FLAG_KEY } else { 0 });
+        buf.put_u32_le(self.config_id);
+        buf.put_u64_le(self.frame_id);
+        buf.put_i64_le(self.timestamp_us);
+        buf.put_slice(payload);
+        buf.freeze()
+    }
+
+    /// Parses a binary-envelope message into its header and payload.
+    pub fn decode_binary(msg: &[u8]) -> Result<(FrameHeader, &[u8]), String> {
+        if msg.len() < BINARY_HEADER_LEN {
+            return Err(format!(
+                "binary frame of {} bytes is shorter than its {BINARY_HEADER_LEN}-byte header",
+                msg.len()
+            ));
+        }
+        if msg[0..2] != BINARY_MAGIC {
+            return Err("binary frame does not start with magic 'RF'".into());
+        }
+        if msg[2] != BINARY_VERSION {
+            return Err(format!("binary frame version {} is not supported", msg[2]));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(msg[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(msg[o..o + 8].try_into().unwrap());
+        Ok((
+            FrameHeader {
+                key: msg[3] & FLAG_KEY != 0,
+                config_id: u32_at(4),
+                frame_id: u64_at(8),
+                timestamp_us: u64_at(16) as i64,
+            },
+            &msg[BINARY_HEADER_LEN..],
+        ))
+    }
+
+    /// The JSON text header of `envelope=json` (seed 004 section 3, plus `config_id`).
+    pub fn encode_json(&self, config: &StreamConfig, byte_length: usize) -> String {
+        serde_json::to_string(&JsonFrameHeader {
+            type_: "video",
+            channel: CHANNEL_MAIN,
+            codec: config.codec.codec.name(),
+            format: config.codec.format.name(),
+            timestamp_us: self.timestamp_us,
+            frame_id: self.frame_id,
+            chunk_type: if self.key { "key" } else { "delta" },
+            byte_length,
+            config_id: self.config_id,
+        })
+        .expect("serializing a frame header cannot fail")
+    }
+}
+
+#[derive(Serialize)]
+struct JsonFrameHeader {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    channel: &'static str,
+    codec: &'static str,
+    format: &'static str,
+    timestamp_us: i64,
+    frame_id: u64,
+    chunk_type: &'static str,
+    byte_length: usize,
+    config_id: u32,
+}
+
+/// Messages the server sends as JSON text.
+#[derive(Serialize, Debug, Clone)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ServerMessage<'a> {
+    Hello {
+        channel: &'static str,
+        protocol: u32,
+        client_id: u64,
+        envelope: &'static str,
+        server: &'static str,
+    },
+    Config {
+        channel: &'static str,
+        config_id: u32,
+        #[serde(rename = "type")]
+        type_: &'static str,
+        codec: &'static str,
+        codec_string: &'a str,
+        format: &'static str,
+        width: u32,
+        height: u32,
+        description: Option<String>,
+    },
+    Eos {
+        channel: &'static str,
+    },
+    Error {
+        channel: &'static str,
+        message: &'a str,
+    },
+}
+
+impl ServerMessage<'_> {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("serializing a server message cannot fail")
+    }
+}
+
+pub fn hello(client_id: u64, envelope: Envelope) -> String {
+    ServerMessage::Hello {
+        channel: CHANNEL_CONTROL,
+        protocol: PROTOCOL_VERSION,
+        client_id,
+        envelope: envelope.name(),
+        server: concat!("rfbsink/", env!("CARGO_PKG_VERSION")),
+    }
+    .to_json()
+}
+
+pub fn config(config: &StreamConfig) -> String {
+    let c = &config.codec;
+    ServerMessage::Config {
+        channel: CHANNEL_CONTROL,
+        config_id: config.id,
+        type_: if c.codec.is_image() { "image" } else { "video" },
+        codec: c.codec.name(),
+        codec_string: &c.codec_string,
+        format: c.format.name(),
+        width: c.width,
+        height: c.height,
+        description: c.description.as_deref().map(base64),
+    }
+    .to_json()
+}
+
+pub fn eos() -> String {
+    ServerMessage::Eos {
+        channel: CHANNEL_CONTROL,
+    }
+    .to_json()
+}
+
+pub fn error(message: &str) -> String {
+    ServerMessage::Error {
+        channel: CHANNEL_CONTROL,
+        message,
+    }
+    .to_json()
+}
+
+/// What a client may send, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    KeyframeRequest {
+        reason: Option<String>,
+    },
+    Ack {
+        frame_id: u64,
+        decode_queue_size: Option<u32>,
+    },
+    /// Input on `rfb.events`: the fields as sent, for the input module.
+    Event {
+        kind: String,
+        fields: Map<String, Value>,
+    },
+    /// A message on an `app.*` channel.
+    App {
+        channel: String,
+        message: Map<String, Value>,
+    },
+    /// Well-formed but of a kind this server does not know: ignored (forward compatibility).
+    Ignored {
+        channel: String,
+        kind: String,
+    },
+}
+
+/// Why a client message was refused: the close code and the reason the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl ProtocolError {
+    fn invalid(reason: impl Into<String>) -> Self {
+        ProtocolError {
+            code: close::INVALID_DATA,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AckFields {
+    frame_id: u64,
+    #[serde(default)]
+    decode_queue_size: Option<u32>,
+}
+
+/// Validates one text message from a client.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
+    if text.len() > MAX_CLIENT_MESSAGE {
+        return Err(ProtocolError {
+            code: close::TOO_BIG,
+            reason: format!("message of {} bytes is over the limit of {MAX_CLIENT_MESSAGE}", text.len()),
+        });
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ProtocolError::invalid(format!("message is not JSON: {e}")))?;
+    let Value::Object(mut obj) = value else {
+        return Err(ProtocolError::invalid("message is not a JSON object"));
+    };
+    let channel = match obj.remove("channel") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(ProtocolError::invalid("'channel' is not a string")),
+        None => return Err(ProtocolError::invalid("message has no 'channel'")),
+    };
+    let kind = match obj.get("kind") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ProtocolError::invalid("'kind' is not a string")),
+        None => return Err(ProtocolError::invalid("message has no 'kind'")),
+    };
+
+    match (channel.as_str(), kind.as_str()) {
+        (CHANNEL_CONTROL, "keyframe-request") => Ok(ClientMessage::KeyframeRequest {
+            reason: obj.get("reason").and_then(Value::as_str).map(|s| truncate(s, 64).to_owned()),
+        }),
+        (CHANNEL_STATS, "ack") => {
+            let ack: AckFields = serde_json::from_value(Value::Object(obj))
+                .map_err(|e| ProtocolError::invalid(format!("bad ack: {e}")))?;
+            Ok(ClientMessage::Ack {
+                frame_id: ack.frame_id,
+                decode_queue_size: ack.decode_queue_size,
+            })
+        }
+        (CHANNEL_EVENTS, _) => {
+            obj.remove("kind");
+            Ok(ClientMessage::Event { kind, fields: obj })
+        }
+        (c, _) if c.starts_with("app.") && c.len() > 4 => Ok(ClientMessage::App {
+            channel,
+            message: obj,
+        }),
+        _ => Ok(ClientMessage::Ignored { channel, kind }),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Standard base64 with padding (RFC 4648), for the small avcC description.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Codec, Format};
+
+    fn h264_config() -> StreamConfig {
+        StreamConfig {
+            id: 3,
+            codec: CodecConfig {
+                codec: Codec::H264,
+                format: Format::Avc,
+                codec_string: "avc1.64001F".into(),
+                width: 1280,
+                height: 720,
+                description: Some(vec![1, 0x64, 0, 0x1f, 0xff]),
+            },
+        }
+    }
+
+    #[test]
+    fn binary_header_layout() {
+        let h = FrameHeader {
+            config_id: 0x01020304,
+            frame_id: 0x1122334455667788,
+            timestamp_us: -5,
+            key: true,
+        };
+        let msg = h.encode_binary(b"abc");
+        assert_eq!(msg.len(), 27);
+        assert_eq!(&msg[0..4], &[b'R', b'F', 1, 1]);
+        assert_eq!(&msg[4..8], &[4, 3, 2, 1]);
+        assert_eq!(&msg[8..16], &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(&msg[16..24], &(-5i64).to_le_bytes());
+        let (back, payload) = FrameHeader::decode_binary(&msg).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(payload, b"abc");
+        let delta = FrameHeader { key: false, ..h }.encode_binary(b"");
+        assert_eq!(delta[3], 0);
+        assert!(FrameHeader::decode_binary(&msg[..23]).is_err());
+        assert!(FrameHeader::decode_binary(b"XX\x01\x00xxxxxxxxxxxxxxxxxxxxxx").is_err());
+    }
+
+    #[test]
+    fn json_header_matches_seed_fields() {
+        let h = FrameHeader {
+            config_id: 3,
+            frame_id: 42,
+            timestamp_us: 1234567,
+            key: false,
+        };
+        let v: Value = serde_json::from_str(&h.encode_json(&h264_config(), 48123)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"video","channel":"rfb.main","codec":"h264","format":"avc",
+                "timestamp_us":1234567,"frame_id":42,"chunk_type":"delta","byte_length":48123,"config_id":3})
+        );
+    }
+
+    #[test]
+    fn config_message() {
+        let v: Value = serde_json::from_str(&config(&h264_config())).unwrap();
+        assert_eq!(v["kind"], "config");
+        assert_eq!(v["channel"], "rfb.control");
+        assert_eq!(v["type"], "video");
+        assert_eq!(v["codec_string"], "avc1.64001F");
+        assert_eq!(v["width"], 1280);
+        assert_eq!(v["description"], "AWQAH/8=");
+        let v: Value = serde_json::from_str(&hello(7, Envelope::Binary)).unwrap();
+        assert_eq!(v["kind"], "hello");
+        assert_eq!(v["client_id"], 7);
+        assert_eq!(v["envelope"], "binary");
+    }
+
+    #[test]
+    fn base64_rfc4648_vectors() {
+        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn client_messages() {
+        assert_eq!(
+            parse_client_message(r#"{"channel":"rfb.stats","kind":"ack","frame_id":9,"decode_queue_size":2}"#),
+            Ok(ClientMessage::Ack { frame_id: 9, decode_queue_size: Some(2) })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"channel":"rfb.control","kind":"keyframe-request","reason":"decoder-error"}"#),
+            Ok(ClientMessage::KeyframeRequest { reason: Some("decoder-error".into()) })
+        );
+        assert!(matches!(
+            parse_client_message(r#"{"channel":"app.chat","kind":"say","text":"hi"}"#),
+            Ok(ClientMessage::App { ref channel, .. }) if channel == "app.chat"
+        ));
+        assert!(matches!(
+            parse_client_message(r#"{"channel":"rfb.future","kind":"x"}"#),
+            Ok(ClientMessage::Ignored { .. })
+        ));
+        for bad in ["not json", "[1,2]", r#"{"kind":"ack"}"#, r#"{"channel":5,"kind":"ack"}"#,
+            r#"{"channel":"rfb.stats"}"#, r#"{"channel":"rfb.stats","kind":"ack","frame_id":"x"}"#] {
+            let e = parse_client_message(bad).unwrap_err();
+            assert_eq!(e.code, close::INVALID_DATA, "{bad}");
+            assert!(!e.reason.is_empty());
+        }
+        let big = format!(r#"{{"channel":"app.x","kind":"y","pad":"{}"}}"#, "a".repeat(MAX_CLIENT_MESSAGE));
+        assert_eq!(parse_client_message(&big).unwrap_err().code, close::TOO_BIG);
+    }
+
+    #[test]
+    fn envelope_parse() {
+        assert_eq!(Envelope::parse(None), Ok(Envelope::Json));
+        assert_eq!(Envelope::parse(Some("binary")), Ok(Envelope::Binary));
+        assert!(Envelope::parse(Some("xml")).unwrap_err().contains("xml"));
+    }
+}

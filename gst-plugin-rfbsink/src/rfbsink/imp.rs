@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: MPL-2.0
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use crate::codec::{Codec, Format};
+use crate::hub::{Callbacks, ClientStats, Frame, Hub, HubSettings};
+use crate::protocol::{ClientMessage, FrameHeader};
+use crate::runtime::RUNTIME;
+use crate::stream::{CapsInfo, StreamTracker};
+use crate::ws::WsServer;
+
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("rfbsink", gst::DebugColorFlags::empty(), Some("Remote framebuffer sink"))
+});
+
+const DEFAULT_ADDRESS: &str = "127.0.0.1";
+const DEFAULT_PORT: u32 = 8080;
+const DEFAULT_MAX_CLIENTS: u32 = 64;
+const DEFAULT_GOP_CACHE: bool = true;
+const DEFAULT_CLIENT_QUEUE_BYTES: u64 = 32 * 1024 * 1024;
+const DEFAULT_CLIENT_QUEUE_FRAMES: u32 = 16;
+const DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS: u32 = 500;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    address: String,
+    port: u32,
+    max_clients: u32,
+    gop_cache: bool,
+    client_queue_bytes: u64,
+    client_queue_frames: u32,
+    keyframe_request_interval_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            address: DEFAULT_ADDRESS.into(),
+            port: DEFAULT_PORT,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            gop_cache: DEFAULT_GOP_CACHE,
+            client_queue_bytes: DEFAULT_CLIENT_QUEUE_BYTES,
+            client_queue_frames: DEFAULT_CLIENT_QUEUE_FRAMES,
+            keyframe_request_interval_ms: DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS,
+        }
+    }
+}
+
+struct Started {
+    hub: Arc<Hub>,
+    server: WsServer,
+    url: String,
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Stopped,
+    Started(Started),
+}
+
+#[derive(Default)]
+pub struct RfbSink {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    stream: Mutex<StreamTracker>,
+}
+
+impl RfbSink {
+    fn hub(&self) -> Option<Arc<Hub>> {
+        match &*self.state.lock().unwrap() {
+            State::Started(s) => Some(s.hub.clone()),
+            State::Stopped => None,
+        }
+    }
+
+    fn request_keyframe(&self) {
+        gst::debug!(CAT, imp = self, "asking upstream for a keyframe");
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        if !self.obj().sink_pad().push_event(event) {
+            gst::debug!(CAT, imp = self, "upstream did not handle the keyframe request");
+        }
+    }
+
+    fn on_client_message(&self, client_id: u64, msg: ClientMessage) {
+        gst::trace!(CAT, imp = self, "client {client_id}: {msg:?}");
+    }
+
+    fn resolve(settings: &Settings) -> Result<SocketAddr, gst::ErrorMessage> {
+        let port = settings.port as u16;
+        (settings.address.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ["Invalid address '{}': not an IP address or resolvable host name", settings.address]
+                )
+            })
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let Some(hub) = self.hub() else {
+            return gst::Structure::builder("rfbsink-stats").field("clients", 0u32).build();
+        };
+        let stats = hub.stats();
+        let clients: Vec<glib::SendValue> = stats.clients.iter().map(|c| client_structure(c).to_send_value()).collect();
+        let config = stats.config.as_ref();
+        gst::Structure::builder("rfbsink-stats")
+            .field("clients", stats.clients.len() as u32)
+            .field("frames", stats.frames)
+            .field("bytes", stats.bytes)
+            .field("keyframe-requests", stats.keyframe_requests)
+            .field("config-id", config.map(|c| c.id).unwrap_or(0))
+            .field("codec", config.map(|c| c.codec.codec.name()).unwrap_or(""))
+            .field("codec-string", config.map(|c| c.codec.codec_string.as_str()).unwrap_or(""))
+            .field("width", config.map(|c| c.codec.width).unwrap_or(0))
+            .field("height", config.map(|c| c.codec.height).unwrap_or(0))
+            .field("client-stats", gst::Array::from_values(clients))
+            .build()
+    }
+}
+
+fn client_structure(c: &ClientStats) -> gst::Structure {
+    gst::Structure::builder("client")
+        .field("id", c.id)
+        .field("transport", c.transport)
+        .field("envelope", c.envelope)
+        .field("remote", &c.remote)
+        .field("frames-sent", c.frames_sent)
+        .field("bytes-sent", c.bytes_sent)
+        .field("frames-dropped", c.frames_dropped)
+        .field("keyframe-requests", c.keyframe_requests)
+        .field("queued-frames", c.queued_frames)
+        .field("queued-bytes", c.queued_bytes)
+        .field("acks", c.acks)
+        .field("decode-queue-size", c.decode_queue_size)
+        .field("latency-p50-us", c.latency_p50_us)
+        .field("latency-p95-us", c.latency_p95_us)
+        .field("latency-p99-us", c.latency_p99_us)
+        .field("latency-max-us", c.latency_max_us)
+        .build()
+}
+
+/// What the negotiated caps say, or why they cannot be streamed.
+fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
+    let s = caps.structure(0).ok_or("empty caps")?;
+    let (codec, format) = match s.name().as_str() {
+        "video/x-h264" => match s.get::<&str>("stream-format").unwrap_or("byte-stream") {
+            "byte-stream" => (Codec::H264, Format::AnnexB),
+            "avc" => (Codec::H264, Format::Avc),
+            other => return Err(format!("H.264 stream-format '{other}' is not supported; use byte-stream or avc")),
+        },
+        "video/x-vp8" => (Codec::Vp8, Format::Vp8),
+        "video/x-vp9" => (Codec::Vp9, Format::Vp9),
+        "video/x-av1" => (Codec::Av1, Format::Obu),
+        "image/jpeg" => (Codec::Jpeg, Format::Jpeg),
+        "image/png" => (Codec::Png, Format::Png),
+        "image/webp" => (Codec::Webp, Format::Webp),
+        other => return Err(format!("cannot stream '{other}'")),
+    };
+    let dim = |name| s.get::<i32>(name).ok().map(|v| v.max(0) as u32).unwrap_or(0);
+    let codec_data = s
+        .get::<gst::Buffer>("codec_data")
+        .ok()
+        .and_then(|b| b.map_readable().ok().map(|m| m.to_vec()));
+    Ok(CapsInfo {
+        codec,
+        format,
+        width: dim("width"),
+        height: dim("height"),
+        codec_data,
+        profile: s.get::<String>("profile").ok(),
+        level: s.get::<String>("level").ok(),
+    })
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RfbSink {
+    const NAME: &'static str = "GstRfbSink";
+    type Type = super::RfbSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+impl ObjectImpl for RfbSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("address")
+                    .nick("Address")
+                    .blurb("Address the HTTP/WebSocket server listens on (IP address or host name)")
+                    .default_value(Some(DEFAULT_ADDRESS))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("port")
+                    .nick("Port")
+                    .blurb("TCP port of the HTTP/WebSocket server (0 = pick a free port, see bound-port)")
+                    .maximum(u16::MAX as u32)
+                    .default_value(DEFAULT_PORT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("bound-port")
+                    .nick("Bound port")
+                    .blurb("The port the server actually listens on (0 when not running)")
+                    .maximum(u16::MAX as u32)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("url")
+                    .nick("URL")
+                    .blurb("The viewer's URL while the element runs")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-clients")
+                    .nick("Max clients")
+                    .blurb("Most clients connected at once; more are refused (0 = no limit)")
+                    .default_value(DEFAULT_MAX_CLIENTS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("gop-cache")
+                    .nick("GOP cache")
+                    .blurb("Keep the last keyframe and the frames since, so that a new client sees the current picture at once")
+                    .default_value(DEFAULT_GOP_CACHE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("client-queue-bytes")
+                    .nick("Client queue bytes")
+                    .blurb("Bytes queued for one client beyond which it is behind and skips to the next keyframe")
+                    .minimum(1024)
+                    .default_value(DEFAULT_CLIENT_QUEUE_BYTES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("client-queue-frames")
+                    .nick("Client queue frames")
+                    .blurb("Frames queued for one client beyond which it is behind and skips to the next keyframe")
+                    .minimum(1)
+                    .default_value(DEFAULT_CLIENT_QUEUE_FRAMES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("keyframe-request-interval")
+                    .nick("Keyframe request interval")
+                    .blurb("Shortest time between two keyframe requests sent upstream, in milliseconds")
+                    .maximum(60_000)
+                    .default_value(DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Figures of the stream and of each client (client-stats: latency from render() to decoded, drops, queue)")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "address" => {
+                settings.address = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_else(|| DEFAULT_ADDRESS.into())
+            }
+            "port" => settings.port = value.get().expect("type checked upstream"),
+            "max-clients" => settings.max_clients = value.get().expect("type checked upstream"),
+            "gop-cache" => settings.gop_cache = value.get().expect("type checked upstream"),
+            "client-queue-bytes" => settings.client_queue_bytes = value.get().expect("type checked upstream"),
+            "client-queue-frames" => settings.client_queue_frames = value.get().expect("type checked upstream"),
+            "keyframe-request-interval" => {
+                settings.keyframe_request_interval_ms = value.get().expect("type checked upstream")
+            }
+            name => unimplemented!("property {name}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "bound-port" => match &*self.state.lock().unwrap() {
+                State::Started(s) => (s.server.local_addr.port() as u32).to_value(),
+                State::Stopped => 0u32.to_value(),
+            },
+            "url" => match &*self.state.lock().unwrap() {
+                State::Started(s) => Some(s.url.clone()).to_value(),
+                State::Stopped => None::<String>.to_value(),
+            },
+            "stats" => self.stats().to_value(),
+            name => {
+                let settings = self.settings.lock().unwrap();
+                match name {
+                    "address" => settings.address.to_value(),
+                    "port" => settings.port.to_value(),
+                    "max-clients" => settings.max_clients.to_value(),
+                    "gop-cache" => settings.gop_cache.to_value(),
+                    "client-queue-bytes" => settings.client_queue_bytes.to_value(),
+                    "client-queue-frames" => settings.client_queue_frames.to_value(),
+                    "keyframe-request-interval" => settings.keyframe_request_interval_ms.to_value(),
+                    name => unimplemented!("property {name}"),
+                }
+            }
+        }
+    }
+}
+
+impl GstObjectImpl for RfbSink {}
+
+impl ElementImpl for RfbSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Remote framebuffer sink",
+                "Sink/Network",
+                "Serves encoded video to browsers over WebSocket with a WebCodecs viewer at http://ADDRESS:PORT/ \
+                 (example: gst-launch-1.0 videotestsrc is-live=true ! x264enc tune=zerolatency ! rfbsink, \
+                 then open http://127.0.0.1:8080/)",
+                "rfbsink developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::builder_full()
+                .structure(
+                    gst::Structure::builder("video/x-h264")
+                        .field("stream-format", gst::List::new(["byte-stream", "avc"]))
+                        .field("alignment", "au")
+                        .build(),
+                )
+                .structure(gst::Structure::new_empty("video/x-vp8"))
+                .structure(gst::Structure::new_empty("video/x-vp9"))
+                .structure(
+                    gst::Structure::builder("video/x-av1")
+                        .field("stream-format", "obu-stream")
+                        .field("alignment", "tu")
+                        .build(),
+                )
+                .structure(gst::Structure::new_empty("image/jpeg"))
+                .structure(gst::Structure::new_empty("image/png"))
+                .structure(gst::Structure::new_empty("image/webp"))
+                .build();
+            vec![gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap()]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSinkImpl for RfbSink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let addr = Self::resolve(&settings)?;
+
+        let weak = self.obj().downgrade();
+        let weak_msg = weak.clone();
+        let hub = Hub::new(
+            HubSettings {
+                max_clients: settings.max_clients,
+                gop_cache: settings.gop_cache,
+                queue_bytes: settings.client_queue_bytes as usize,
+                queue_frames: settings.client_queue_frames as usize,
+                keyframe_interval: Duration::from_millis(settings.keyframe_request_interval_ms.into()),
+            },
+            Callbacks {
+                // Pushed from the runtime's blocking pool: never on render()'s thread.
+                request_keyframe: Box::new(move || {
+                    let weak = weak.clone();
+                    RUNTIME.spawn_blocking(move || {
+                        if let Some(obj) = weak.upgrade() {
+                            obj.imp().request_keyframe();
+                        }
+                    });
+                }),
+                on_message: Box::new(move |client, msg| {
+                    if let Some(obj) = weak_msg.upgrade() {
+                        obj.imp().on_client_message(client.id, msg);
+                    }
+                }),
+            },
+        );
+
+        let server = WsServer::start(addr, hub.clone()).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
+                gst::ResourceError::Busy
+            } else {
+                gst::ResourceError::OpenReadWrite
+            };
+            gst::error_msg!(kind, ["Cannot listen on {addr}: {e}"])
+        })?;
+        let local = server.local_addr;
+        let host = if local.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else if local.is_ipv6() {
+            format!("[{}]", local.ip())
+        } else {
+            local.ip().to_string()
+        };
+        let url = format!("http://{host}:{}/", local.port());
+        gst::info!(CAT, imp = self, "serving the viewer at {url}");
+        *self.state.lock().unwrap() = State::Started(Started {
+            hub,
+            server,
+            url: url.clone(),
+        });
+        *self.stream.lock().unwrap() = StreamTracker::default();
+
+        let msg = gst::message::Element::builder(
+            gst::Structure::builder("rfbsink-listening")
+                .field("url", &url)
+                .field("address", local.ip().to_string())
+                .field("port", local.port() as u32)
+                .build(),
+        )
+        .src(&*self.obj())
+        .build();
+        let _ = self.obj().post_message(msg);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let state = std::mem::take(&mut *self.state.lock().unwrap());
+        if let State::Started(started) = state {
+            started.server.stop();
+            gst::info!(CAT, imp = self, "stopped serving {}", started.url);
+        }
+        Ok(())
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        gst::debug!(CAT, imp = self, "caps {caps}");
+        let result = caps_info(caps).and_then(|info| self.stream.lock().unwrap().set_caps(info));
+        if let Err(e) = result {
+            gst::element_imp_error!(self, gst::StreamError::Format, ["Cannot stream {caps}: {e}"]);
+            return Err(gst::loggable_error!(CAT, "cannot stream {caps}: {e}"));
+        }
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(hub) = self.hub() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        // Zero copy: the frame keeps the buffer mapped; every client shares that memory.
+        let mapped = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::ResourceError::Read, ["Cannot map buffer readable"]);
+            gst::FlowError::Error
+        })?;
+        let payload = Bytes::from_owner(mapped);
+
+        let (config, frame_id) = {
+            let mut stream = self.stream.lock().unwrap();
+            match stream.config_for(&payload, key) {
+                Ok(Some(config)) => (config, stream.next_frame_id()),
+                Ok(None) => {
+                    gst::debug!(CAT, imp = self, "dropping a delta frame before the first keyframe");
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                Err(e) => {
+                    drop(stream);
+                    gst::element_imp_error!(self, gst::StreamError::Decode, ["Cannot stream this buffer: {e}"]);
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        };
+
+        let obj = self.obj();
+        let running_time = buffer
+            .pts()
+            .and_then(|pts| {
+                obj.segment()
+                    .downcast_ref::<gst::ClockTime>()
+                    .and_then(|s| s.to_running_time(pts))
+            })
+            .or_else(|| obj.current_running_time());
+        let header = FrameHeader {
+            config_id: config.id,
+            frame_id,
+            timestamp_us: running_time.map(|t| t.useconds() as i64).unwrap_or(0),
+            key,
+        };
+        hub.push(Frame::new(header, config, payload));
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view() {
+            if let Some(hub) = self.hub() {
+                hub.eos();
+            }
+        }
+        self.parent_event(event)
+    }
+}

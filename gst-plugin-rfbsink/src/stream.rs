@@ -1,0 +1,243 @@
+// Follows the stream's format: from the negotiated caps and the keyframes' own headers it derives
+// what a browser needs to configure its decoder, and numbers each distinct configuration so that
+// clients get a new `config` exactly when the stream changes (size, codec, profile).
+
+use std::sync::Arc;
+
+use crate::codec::{self, Codec, CodecConfig, Format};
+use crate::protocol::StreamConfig;
+
+/// What the negotiated caps say; built by the element from its caps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapsInfo {
+    pub codec: Codec,
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+    /// `codec_data` (the avcC record for H.264 stream-format=avc).
+    pub codec_data: Option<Vec<u8>>,
+    /// H.264 `profile` and `level` from the caps, the fallback when no SPS is seen.
+    pub profile: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Default)]
+pub struct StreamTracker {
+    caps: Option<CapsInfo>,
+    /// The codec string from avcC, parsed once when the caps arrive.
+    avc_codec_string: Option<String>,
+    current: Option<Arc<StreamConfig>>,
+    last_id: u32,
+    next_frame_id: u64,
+}
+
+impl StreamTracker {
+    pub fn set_caps(&mut self, caps: CapsInfo) -> Result<(), String> {
+        self.avc_codec_string = None;
+        if caps.format == Format::Avc {
+            let avcc = caps
+                .codec_data
+                .as_deref()
+                .ok_or("H.264 stream-format=avc caps without codec_data")?;
+            let sps = codec::h264_sps_from_avcc(avcc).map_err(|e| format!("bad avcC codec_data: {e}"))?;
+            self.avc_codec_string = Some(codec::h264_codec_string(&sps));
+        }
+        self.caps = Some(caps);
+        Ok(())
+    }
+
+    pub fn current(&self) -> Option<&Arc<StreamConfig>> {
+        self.current.as_ref()
+    }
+
+    pub fn next_frame_id(&mut self) -> u64 {
+        let id = self.next_frame_id;
+        self.next_frame_id += 1;
+        id
+    }
+
+    /// The configuration a frame belongs to. A keyframe may start a new configuration; a delta
+    /// frame belongs to the current one. `Ok(None)`: nothing decodable yet (deltas before the
+    /// first keyframe), the frame is dropped.
+    pub fn config_for(&mut self, data: &[u8], key: bool) -> Result<Option<Arc<StreamConfig>>, String> {
+        let Some(caps) = &self.caps else {
+            return Err("buffer before caps".into());
+        };
+        if !key {
+            return Ok(self.current.clone());
+        }
+        let candidate = self.derive(caps, data)?;
+        if let Some(current) = &self.current {
+            if current.codec == candidate {
+                return Ok(Some(current.clone()));
+            }
+        }
+        self.last_id += 1;
+        let config = Arc::new(StreamConfig {
+            id: self.last_id,
+            codec: candidate,
+        });
+        self.current = Some(config.clone());
+        Ok(Some(config))
+    }
+
+    fn derive(&self, caps: &CapsInfo, data: &[u8]) -> Result<CodecConfig, String> {
+        let mut config = CodecConfig {
+            codec: caps.codec,
+            format: caps.format,
+            codec_string: String::new(),
+            width: caps.width,
+            height: caps.height,
+            description: None,
+        };
+        // What the last configuration said, when this keyframe does not say it again.
+        let previous = self
+            .current
+            .as_ref()
+            .filter(|c| c.codec.codec == caps.codec && c.codec.format == caps.format)
+            .map(|c| c.codec.codec_string.clone());
+        match caps.format {
+            Format::AnnexB => match codec::h264_sps_from_annexb(data) {
+                Some(Ok(sps)) => {
+                    config.codec_string = codec::h264_codec_string(&sps);
+                    config.width = sps.width;
+                    config.height = sps.height;
+                }
+                Some(Err(e)) => return Err(format!("cannot parse the H.264 SPS: {e}")),
+                None => {
+                    config.codec_string = previous
+                        .or_else(|| h264_string_from_caps(caps))
+                        .ok_or("H.264 keyframe without SPS, and no profile/level in the caps")?;
+                }
+            },
+            Format::Avc => {
+                config.codec_string = self.avc_codec_string.clone().unwrap_or_default();
+                config.description = caps.codec_data.clone();
+            }
+            Format::Vp8 => {
+                config.codec_string = "vp8".into();
+                if let Some((w, h)) = codec::vp8_keyframe_size(data) {
+                    (config.width, config.height) = (w, h);
+                }
+            }
+            Format::Vp9 => match codec::vp9_keyframe_info(data) {
+                Some((s, w, h)) => {
+                    config.codec_string = s;
+                    (config.width, config.height) = (w, h);
+                }
+                None => config.codec_string = previous.unwrap_or_else(|| "vp09.00.10.08".into()),
+            },
+            Format::Obu => match codec::av1_sequence_info(data) {
+                Some(Ok((s, w, h))) => {
+                    config.codec_string = s;
+                    (config.width, config.height) = (w, h);
+                }
+                Some(Err(e)) => return Err(format!("cannot parse the AV1 sequence header: {e}")),
+                None => {
+                    config.codec_string = previous.ok_or("AV1 keyframe without a sequence header")?
+                }
+            },
+            Format::Jpeg | Format::Png | Format::Webp => {
+                config.codec_string = caps.codec.mime().unwrap_or_default().into();
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// "avc1.PPCCLL" from the caps' profile and level names.
+fn h264_string_from_caps(caps: &CapsInfo) -> Option<String> {
+    let (profile, constraints) = match caps.profile.as_deref()? {
+        "constrained-baseline" => (66, 0xc0),
+        "baseline" => (66, 0x40),
+        "main" => (77, 0x40),
+        "extended" => (88, 0),
+        "high" => (100, 0),
+        "high-10" => (110, 0),
+        "high-4:2:2" => (122, 0),
+        "high-4:4:4" => (244, 0),
+        _ => return None,
+    };
+    let level = caps.level.as_deref()?;
+    let level = match level {
+        "1b" => 9,
+        _ => {
+            let mut parts = level.splitn(2, '.');
+            let major: u8 = parts.next()?.parse().ok()?;
+            let minor: u8 = parts.next().unwrap_or("0").parse().ok()?;
+            major * 10 + minor
+        }
+    };
+    Some(format!("avc1.{profile:02X}{constraints:02X}{level:02X}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg_caps(w: u32, h: u32) -> CapsInfo {
+        CapsInfo {
+            codec: Codec::Jpeg,
+            format: Format::Jpeg,
+            width: w,
+            height: h,
+            codec_data: None,
+            profile: None,
+            level: None,
+        }
+    }
+
+    #[test]
+    fn config_ids_follow_changes() {
+        let mut t = StreamTracker::default();
+        assert!(t.config_for(b"x", true).is_err(), "buffer before caps");
+        t.set_caps(jpeg_caps(320, 240)).unwrap();
+        let a = t.config_for(b"x", true).unwrap().unwrap();
+        assert_eq!(a.id, 1);
+        assert_eq!(a.codec.codec_string, "image/jpeg");
+        let b = t.config_for(b"y", true).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "same format, same config");
+        t.set_caps(jpeg_caps(640, 480)).unwrap();
+        let c = t.config_for(b"z", true).unwrap().unwrap();
+        assert_eq!((c.id, c.codec.width), (2, 640));
+    }
+
+    #[test]
+    fn deltas_before_any_keyframe_have_no_config() {
+        let mut t = StreamTracker::default();
+        t.set_caps(CapsInfo {
+            codec: Codec::Vp8,
+            format: Format::Vp8,
+            ..jpeg_caps(320, 240)
+        })
+        .unwrap();
+        assert_eq!(t.config_for(b"delta", false), Ok(None));
+    }
+
+    #[test]
+    fn h264_string_from_caps_names() {
+        let caps = |p: &str, l: &str| CapsInfo {
+            codec: Codec::H264,
+            format: Format::AnnexB,
+            profile: Some(p.into()),
+            level: Some(l.into()),
+            ..jpeg_caps(0, 0)
+        };
+        assert_eq!(h264_string_from_caps(&caps("high", "3.1")).as_deref(), Some("avc1.64001F"));
+        assert_eq!(h264_string_from_caps(&caps("constrained-baseline", "3")).as_deref(), Some("avc1.42C01E"));
+        assert_eq!(h264_string_from_caps(&caps("weird", "3")), None);
+    }
+
+    #[test]
+    fn avc_caps_need_codec_data() {
+        let mut t = StreamTracker::default();
+        let err = t
+            .set_caps(CapsInfo {
+                codec: Codec::H264,
+                format: Format::Avc,
+                ..jpeg_caps(320, 240)
+            })
+            .unwrap_err();
+        assert!(err.contains("codec_data"));
+    }
+}
