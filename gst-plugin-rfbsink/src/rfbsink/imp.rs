@@ -106,7 +106,7 @@ impl RfbSink {
             .ok_or_else(|| {
                 gst::error_msg!(
                     gst::ResourceError::Settings,
-                    ["Invalid address '{}': not an IP address or resolvable host name", settings.address]
+                    ("Invalid address '{}': not an IP address or resolvable host name", settings.address)
                 )
             })
     }
@@ -397,7 +397,7 @@ impl BaseSinkImpl for RfbSink {
             } else {
                 gst::ResourceError::OpenReadWrite
             };
-            gst::error_msg!(kind, ["Cannot listen on {addr}: {e}"])
+            gst::error_msg!(kind, ("Cannot listen on {addr}: {e}"))
         })?;
         let local = server.local_addr;
         let host = if local.ip().is_unspecified() {
@@ -442,7 +442,7 @@ impl BaseSinkImpl for RfbSink {
         gst::debug!(CAT, imp = self, "caps {caps}");
         let result = caps_info(caps).and_then(|info| self.stream.lock().unwrap().set_caps(info));
         if let Err(e) = result {
-            gst::element_imp_error!(self, gst::StreamError::Format, ["Cannot stream {caps}: {e}"]);
+            gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot stream {caps}: {e}"));
             return Err(gst::loggable_error!(CAT, "cannot stream {caps}: {e}"));
         }
         Ok(())
@@ -455,7 +455,7 @@ impl BaseSinkImpl for RfbSink {
         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         // Zero copy: the frame keeps the buffer mapped; every client shares that memory.
         let mapped = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
-            gst::element_imp_error!(self, gst::ResourceError::Read, ["Cannot map buffer readable"]);
+            gst::element_imp_error!(self, gst::ResourceError::Read, ("Cannot map buffer readable"));
             gst::FlowError::Error
         })?;
         let payload = Bytes::from_owner(mapped);
@@ -470,7 +470,7 @@ impl BaseSinkImpl for RfbSink {
                 }
                 Err(e) => {
                     drop(stream);
-                    gst::element_imp_error!(self, gst::StreamError::Decode, ["Cannot stream this buffer: {e}"]);
+                    gst::element_imp_error!(self, gst::StreamError::Decode, ("Cannot stream this buffer: {e}"));
                     return Err(gst::FlowError::Error);
                 }
             }
