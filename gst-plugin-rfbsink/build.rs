@@ -25,7 +25,6 @@ fn embed_web_assets() {
             Some("html") => "text/html; charset=utf-8",
             Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
             Some("css") => "text/css; charset=utf-8",
-            Some("json") => "application/json",
             Some("svg") => "image/svg+xml",
             Some("png") => "image/png",
             Some("ico") => "image/x-icon",

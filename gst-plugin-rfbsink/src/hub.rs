@@ -237,7 +237,12 @@ pub struct Client {
 }
 
 impl Client {
-    fn new(id: u64, envelope: Envelope, transport: &'static str, remote: Option<SocketAddr>) -> Client {
+    fn new(
+        id: u64,
+        envelope: Envelope,
+        transport: &'static str,
+        remote: Option<SocketAddr>,
+    ) -> Client {
         Client {
             id,
             envelope,
@@ -305,7 +310,7 @@ impl Client {
         if over(&q) {
             // Behind: what is queued is stale. A queued keyframe (or this one) is a clean
             // restart; otherwise skip to the next keyframe.
-            if frame.is_key() || !(q.drop_to_last_key() && !over(&q)) {
+            if frame.is_key() || !q.drop_to_last_key() || over(&q) {
                 q.drop_frames();
                 if !frame.is_key() {
                     q.need_key = true;
@@ -339,7 +344,8 @@ impl Client {
         if c.in_flight.len() == IN_FLIGHT_MAX {
             c.in_flight.pop_front();
         }
-        c.in_flight.push_back((frame.header.frame_id, frame.arrived));
+        c.in_flight
+            .push_back((frame.header.frame_id, frame.arrived));
     }
 
     /// An acknowledgement from the client: the frame was decoded now.
@@ -370,7 +376,12 @@ impl Client {
     pub fn stats(&self) -> ClientStats {
         let (frames_dropped, keyframe_requests, queued_frames, queued_bytes) = {
             let q = self.queue.lock().unwrap();
-            (q.frames_dropped, q.keyframe_requests, q.frames as u64, q.bytes as u64)
+            (
+                q.frames_dropped,
+                q.keyframe_requests,
+                q.frames as u64,
+                q.bytes as u64,
+            )
         };
         let c = self.counters.lock().unwrap();
         let mut sorted: Vec<u64> = c.latencies_us.iter().copied().collect();
@@ -430,13 +441,15 @@ struct HubState {
     keyframe_requests: u64,
 }
 
+pub type MessageHandler = Box<dyn Fn(&Client, ClientMessage) + Send + Sync>;
+
 /// How the hub reaches the element. Both are called without the hub's lock held and must not
 /// block.
 pub struct Callbacks {
     /// Asks upstream for a keyframe.
     pub request_keyframe: Box<dyn Fn() + Send + Sync>,
     /// Input events and application messages from a client.
-    pub on_message: Box<dyn Fn(&Client, ClientMessage) + Send + Sync>,
+    pub on_message: MessageHandler,
 }
 
 pub struct Hub {
@@ -463,7 +476,7 @@ impl Hub {
                 decode_queue_size,
             } => client.acked(frame_id, decode_queue_size),
             ClientMessage::Ignored { .. } => {}
-            msg @ (ClientMessage::Event { .. } | ClientMessage::App { .. }) => {
+            msg @ (ClientMessage::Input(_) | ClientMessage::App { .. }) => {
                 (self.callbacks.on_message)(client, msg)
             }
         }
@@ -495,7 +508,9 @@ impl Hub {
                 if frame.is_key() || !st.gop.is_empty() {
                     st.gop.push(frame.clone());
                     st.gop_bytes += frame.len();
-                    if st.gop.len() > GOP_CACHE_MAX_FRAMES || st.gop_bytes > self.settings.queue_bytes {
+                    if st.gop.len() > GOP_CACHE_MAX_FRAMES
+                        || st.gop_bytes > self.settings.queue_bytes
+                    {
                         st.gop.clear();
                         st.gop_bytes = 0;
                     }
@@ -603,7 +618,9 @@ impl Hub {
 
     fn any_client_waits_for_key(&self) -> bool {
         let st = self.state.lock().unwrap();
-        st.clients.values().any(|c| c.queue.lock().unwrap().need_key)
+        st.clients
+            .values()
+            .any(|c| c.queue.lock().unwrap().need_key)
     }
 
     /// The stream ended: tell every client (they stay connected).
@@ -615,19 +632,27 @@ impl Hub {
         }
     }
 
-    /// Sends a control message to every client.
-    pub fn broadcast_text(&self, text: &str) {
-        let st = self.state.lock().unwrap();
-        for client in st.clients.values() {
-            client.send_text(text.to_owned());
-        }
-    }
-
     pub fn close_all(&self, code: u16, reason: &str) {
         let st = self.state.lock().unwrap();
         for client in st.clients.values() {
             client.close(code, reason);
         }
+    }
+
+    /// Sends a control or application message to one client (`Some(id)`) or to all.
+    /// Returns how many clients it was queued for.
+    pub fn send_text(&self, client: Option<u64>, text: &str) -> usize {
+        let st = self.state.lock().unwrap();
+        let mut n = 0;
+        for c in st
+            .clients
+            .values()
+            .filter(|c| client.is_none_or(|id| c.id == id))
+        {
+            c.send_text(text.to_owned());
+            n += 1;
+        }
+        n
     }
 
     pub fn client_count(&self) -> usize {
@@ -726,7 +751,11 @@ mod tests {
         let mut prev: Option<u64> = None;
         for &(id, key) in frames {
             if !key {
-                assert_eq!(prev.map(|p| p + 1), Some(id), "delta {id} without its reference in {frames:?}");
+                assert_eq!(
+                    prev.map(|p| p + 1),
+                    Some(id),
+                    "delta {id} without its reference in {frames:?}"
+                );
             }
             prev = Some(id);
         }
@@ -743,7 +772,9 @@ mod tests {
         hub.push(f);
         for c in [&a, &b] {
             let items: Vec<Item> = std::iter::from_fn(|| c.queue.lock().unwrap().pop()).collect();
-            let Some(Item::Frame(f)) = items.last() else { panic!("{items:?}") };
+            let Some(Item::Frame(f)) = items.last() else {
+                panic!("{items:?}")
+            };
             assert_eq!(f.payload.as_ptr(), ptr);
         }
     }
@@ -764,13 +795,19 @@ mod tests {
         assert!(slow_got.len() <= 4, "queue bound held: {slow_got:?}");
         assert_decodable(&slow_got);
         assert!(slow.stats().frames_dropped >= 26);
-        assert!(requests.load(Ordering::SeqCst) >= 1, "a keyframe was requested");
+        assert!(
+            requests.load(Ordering::SeqCst) >= 1,
+            "a keyframe was requested"
+        );
         // It then follows the stream again from the next keyframe on (4 frames fit its queue).
         for id in 30..34u64 {
             hub.push(frame(&cfg, id, id == 30, 100));
         }
         let after = drain(&slow);
-        assert_eq!(after, vec![(30, true), (31, false), (32, false), (33, false)]);
+        assert_eq!(
+            after,
+            vec![(30, true), (31, false), (32, false), (33, false)]
+        );
         assert_decodable(&after);
     }
 
@@ -798,8 +835,13 @@ mod tests {
         let items: Vec<Item> = std::iter::from_fn(|| late.queue.lock().unwrap().pop()).collect();
         assert!(matches!(&items[0], Item::Text(t) if t.contains("hello")));
         assert!(matches!(&items[1], Item::Config(c) if c.id == 1));
-        let Item::Burst(b) = &items[2] else { panic!("{items:?}") };
-        assert_eq!(b.iter().map(|f| f.header.frame_id).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        let Item::Burst(b) = &items[2] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(
+            b.iter().map(|f| f.header.frame_id).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
         assert_eq!(requests.load(Ordering::SeqCst), 0);
     }
 
@@ -820,12 +862,15 @@ mod tests {
     #[test]
     fn max_clients_and_close() {
         let (hub, _) = hub(16, false);
-        let clients: Vec<_> = (0..4).map(|_| hub.add_client(Envelope::Json, "t", None).unwrap()).collect();
+        let clients: Vec<_> = (0..4)
+            .map(|_| hub.add_client(Envelope::Json, "t", None).unwrap())
+            .collect();
         let refused = hub.add_client(Envelope::Json, "t", None).err().unwrap();
         assert!(refused.contains("max-clients=4"), "{refused}");
         clients[0].close(1001, "bye");
         hub.push(frame(&config(1), 0, true, 10));
-        let items: Vec<Item> = std::iter::from_fn(|| clients[0].queue.lock().unwrap().pop()).collect();
+        let items: Vec<Item> =
+            std::iter::from_fn(|| clients[0].queue.lock().unwrap().pop()).collect();
         assert!(matches!(items.as_slice(), [Item::Close(1001, r)] if r == "bye"));
         hub.remove_client(clients[0].id);
         assert_eq!(hub.client_count(), 3);

@@ -8,6 +8,7 @@ use gst::glib;
 
 pub mod codec;
 pub mod hub;
+pub mod input;
 pub mod protocol;
 pub mod rfbsink;
 mod runtime;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::codec::CodecConfig;
+use crate::input::{self, Input};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const BINARY_MAGIC: [u8; 2] = *b"RF";
@@ -226,6 +227,32 @@ pub fn error(message: &str) -> String {
     .to_json()
 }
 
+/// An application message from the element to clients: `json` must be an object; `channel` is
+/// set and `kind` defaults to "message".
+pub fn app_message(channel: &str, json: &str) -> Result<String, String> {
+    if !channel.starts_with("app.") || channel.len() <= 4 {
+        return Err(format!(
+            "channel '{channel}' is not an application channel (app.<name>)"
+        ));
+    }
+    let mut obj = match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(obj)) => obj,
+        Ok(_) => return Err("the message is not a JSON object".into()),
+        Err(e) => return Err(format!("the message is not JSON: {e}")),
+    };
+    obj.insert("channel".into(), Value::String(channel.into()));
+    obj.entry("kind")
+        .or_insert_with(|| Value::String("message".into()));
+    let text = Value::Object(obj).to_string();
+    if text.len() > MAX_CLIENT_MESSAGE {
+        return Err(format!(
+            "the message is {} bytes, over the limit of {MAX_CLIENT_MESSAGE}",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
 /// What a client may send, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
@@ -236,11 +263,8 @@ pub enum ClientMessage {
         frame_id: u64,
         decode_queue_size: Option<u32>,
     },
-    /// Input on `rfb.events`: the fields as sent, for the input module.
-    Event {
-        kind: String,
-        fields: Map<String, Value>,
-    },
+    /// Input on `rfb.events`, validated.
+    Input(Input),
     /// A message on an `app.*` channel.
     App {
         channel: String,
@@ -281,7 +305,10 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
     if text.len() > MAX_CLIENT_MESSAGE {
         return Err(ProtocolError {
             code: close::TOO_BIG,
-            reason: format!("message of {} bytes is over the limit of {MAX_CLIENT_MESSAGE}", text.len()),
+            reason: format!(
+                "message of {} bytes is over the limit of {MAX_CLIENT_MESSAGE}",
+                text.len()
+            ),
         });
     }
     let value: Value = serde_json::from_str(text)
@@ -302,7 +329,10 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
 
     match (channel.as_str(), kind.as_str()) {
         (CHANNEL_CONTROL, "keyframe-request") => Ok(ClientMessage::KeyframeRequest {
-            reason: obj.get("reason").and_then(Value::as_str).map(|s| truncate(s, 64).to_owned()),
+            reason: obj
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(|s| truncate(s, 64).to_owned()),
         }),
         (CHANNEL_STATS, "ack") => {
             let ack: AckFields = serde_json::from_value(Value::Object(obj))
@@ -312,10 +342,9 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
                 decode_queue_size: ack.decode_queue_size,
             })
         }
-        (CHANNEL_EVENTS, _) => {
-            obj.remove("kind");
-            Ok(ClientMessage::Event { kind, fields: obj })
-        }
+        (CHANNEL_EVENTS, _) => input::parse_event(&kind, &obj)
+            .map(ClientMessage::Input)
+            .map_err(|e| ProtocolError::invalid(format!("bad input event: {e}"))),
         (c, _) if c.starts_with("app.") && c.len() > 4 => Ok(ClientMessage::App {
             channel,
             message: obj,
@@ -340,7 +369,11 @@ pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -384,7 +417,10 @@ mod tests {
         assert_eq!(msg.len(), 27);
         assert_eq!(&msg[0..4], &[b'R', b'F', 1, 1]);
         assert_eq!(&msg[4..8], &[4, 3, 2, 1]);
-        assert_eq!(&msg[8..16], &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(
+            &msg[8..16],
+            &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]
+        );
         assert_eq!(&msg[16..24], &(-5i64).to_le_bytes());
         let (back, payload) = FrameHeader::decode_binary(&msg).unwrap();
         assert_eq!(back, h);
@@ -428,7 +464,15 @@ mod tests {
 
     #[test]
     fn base64_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
     }
@@ -436,28 +480,61 @@ mod tests {
     #[test]
     fn client_messages() {
         assert_eq!(
-            parse_client_message(r#"{"channel":"rfb.stats","kind":"ack","frame_id":9,"decode_queue_size":2}"#),
-            Ok(ClientMessage::Ack { frame_id: 9, decode_queue_size: Some(2) })
+            parse_client_message(
+                r#"{"channel":"rfb.stats","kind":"ack","frame_id":9,"decode_queue_size":2}"#
+            ),
+            Ok(ClientMessage::Ack {
+                frame_id: 9,
+                decode_queue_size: Some(2)
+            })
         );
         assert_eq!(
-            parse_client_message(r#"{"channel":"rfb.control","kind":"keyframe-request","reason":"decoder-error"}"#),
-            Ok(ClientMessage::KeyframeRequest { reason: Some("decoder-error".into()) })
+            parse_client_message(
+                r#"{"channel":"rfb.control","kind":"keyframe-request","reason":"decoder-error"}"#
+            ),
+            Ok(ClientMessage::KeyframeRequest {
+                reason: Some("decoder-error".into())
+            })
         );
         assert!(matches!(
             parse_client_message(r#"{"channel":"app.chat","kind":"say","text":"hi"}"#),
             Ok(ClientMessage::App { ref channel, .. }) if channel == "app.chat"
         ));
         assert!(matches!(
+            parse_client_message(
+                r#"{"channel":"rfb.events","kind":"resize","width":640,"height":480}"#
+            ),
+            Ok(ClientMessage::Input(Input::Resize {
+                width: 640,
+                height: 480
+            }))
+        ));
+        assert_eq!(
+            parse_client_message(r#"{"channel":"rfb.events","kind":"pointer-move","x":"left"}"#)
+                .unwrap_err()
+                .code,
+            close::INVALID_DATA
+        );
+        assert!(matches!(
             parse_client_message(r#"{"channel":"rfb.future","kind":"x"}"#),
             Ok(ClientMessage::Ignored { .. })
         ));
-        for bad in ["not json", "[1,2]", r#"{"kind":"ack"}"#, r#"{"channel":5,"kind":"ack"}"#,
-            r#"{"channel":"rfb.stats"}"#, r#"{"channel":"rfb.stats","kind":"ack","frame_id":"x"}"#] {
+        for bad in [
+            "not json",
+            "[1,2]",
+            r#"{"kind":"ack"}"#,
+            r#"{"channel":5,"kind":"ack"}"#,
+            r#"{"channel":"rfb.stats"}"#,
+            r#"{"channel":"rfb.stats","kind":"ack","frame_id":"x"}"#,
+        ] {
             let e = parse_client_message(bad).unwrap_err();
             assert_eq!(e.code, close::INVALID_DATA, "{bad}");
             assert!(!e.reason.is_empty());
         }
-        let big = format!(r#"{{"channel":"app.x","kind":"y","pad":"{}"}}"#, "a".repeat(MAX_CLIENT_MESSAGE));
+        let big = format!(
+            r#"{{"channel":"app.x","kind":"y","pad":"{}"}}"#,
+            "a".repeat(MAX_CLIENT_MESSAGE)
+        );
         assert_eq!(parse_client_message(&big).unwrap_err().code, close::TOO_BIG);
     }
 

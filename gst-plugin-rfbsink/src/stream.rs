@@ -39,7 +39,8 @@ impl StreamTracker {
                 .codec_data
                 .as_deref()
                 .ok_or("H.264 stream-format=avc caps without codec_data")?;
-            let sps = codec::h264_sps_from_avcc(avcc).map_err(|e| format!("bad avcC codec_data: {e}"))?;
+            let sps =
+                codec::h264_sps_from_avcc(avcc).map_err(|e| format!("bad avcC codec_data: {e}"))?;
             self.avc_codec_string = Some(codec::h264_codec_string(&sps));
         }
         self.caps = Some(caps);
@@ -59,7 +60,11 @@ impl StreamTracker {
     /// The configuration a frame belongs to. A keyframe may start a new configuration; a delta
     /// frame belongs to the current one. `Ok(None)`: nothing decodable yet (deltas before the
     /// first keyframe), the frame is dropped.
-    pub fn config_for(&mut self, data: &[u8], key: bool) -> Result<Option<Arc<StreamConfig>>, String> {
+    pub fn config_for(
+        &mut self,
+        data: &[u8],
+        key: bool,
+    ) -> Result<Option<Arc<StreamConfig>>, String> {
         let Some(caps) = &self.caps else {
             return Err("buffer before caps".into());
         };
@@ -134,7 +139,8 @@ impl StreamTracker {
                 }
                 Some(Err(e)) => return Err(format!("cannot parse the AV1 sequence header: {e}")),
                 None => {
-                    config.codec_string = previous.ok_or("AV1 keyframe without a sequence header")?
+                    config.codec_string =
+                        previous.ok_or("AV1 keyframe without a sequence header")?
                 }
             },
             Format::Jpeg | Format::Png | Format::Webp => {
@@ -223,8 +229,14 @@ mod tests {
             level: Some(l.into()),
             ..jpeg_caps(0, 0)
         };
-        assert_eq!(h264_string_from_caps(&caps("high", "3.1")).as_deref(), Some("avc1.64001F"));
-        assert_eq!(h264_string_from_caps(&caps("constrained-baseline", "3")).as_deref(), Some("avc1.42C01E"));
+        assert_eq!(
+            h264_string_from_caps(&caps("high", "3.1")).as_deref(),
+            Some("avc1.64001F")
+        );
+        assert_eq!(
+            h264_string_from_caps(&caps("constrained-baseline", "3")).as_deref(),
+            Some("avc1.42C01E")
+        );
         assert_eq!(h264_string_from_caps(&caps("weird", "3")), None);
     }
 

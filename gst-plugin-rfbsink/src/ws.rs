@@ -71,7 +71,10 @@ impl WsServer {
         RUNTIME.block_on(async {
             // Keep-alive HTTP connections can hold a graceful shutdown; the listener is what must
             // go, and aborting the server task drops it.
-            if tokio::time::timeout(CLOSE_GRACE * 4, &mut task).await.is_err() {
+            if tokio::time::timeout(CLOSE_GRACE * 4, &mut task)
+                .await
+                .is_err()
+            {
                 task.abort();
                 let _ = task.await;
             }
@@ -82,8 +85,11 @@ impl WsServer {
 fn routes(
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
-{
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
     let ws = warp::path("ws")
         .and(warp::path::end())
         .or(warp::path::end())
@@ -91,14 +97,16 @@ fn routes(
         .and(warp::ws())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::addr::remote())
-        .map(move |ws: Ws, query: HashMap<String, String>, remote: Option<SocketAddr>| {
-            let hub = hub.clone();
-            let shutdown = shutdown.clone();
-            ws.max_message_size(MAX_CLIENT_MESSAGE)
-                .max_frame_size(MAX_CLIENT_MESSAGE)
-                .on_upgrade(move |socket| session(socket, query, remote, hub, shutdown))
-                .into_response()
-        });
+        .map(
+            move |ws: Ws, query: HashMap<String, String>, remote: Option<SocketAddr>| {
+                let hub = hub.clone();
+                let shutdown = shutdown.clone();
+                ws.max_message_size(MAX_CLIENT_MESSAGE)
+                    .max_frame_size(MAX_CLIENT_MESSAGE)
+                    .on_upgrade(move |socket| session(socket, query, remote, hub, shutdown))
+                    .into_response()
+            },
+        );
     let assets = warp::get()
         .and(warp::path::tail())
         .map(|tail: warp::path::Tail| asset(tail.as_str()).into_response());
@@ -149,11 +157,18 @@ async fn session(
     let client = match hub.add_client(envelope, "websocket", remote) {
         Ok(c) => c,
         Err(reason) => {
-            let _ = tx.send(Message::close_with(close::TRY_AGAIN_LATER, reason)).await;
+            let _ = tx
+                .send(Message::close_with(close::TRY_AGAIN_LATER, reason))
+                .await;
             return;
         }
     };
-    gst::debug!(crate::rfbsink::CAT, "client {} connected from {remote:?} ({})", client.id, envelope.name());
+    gst::debug!(
+        crate::rfbsink::CAT,
+        "client {} connected from {remote:?} ({})",
+        client.id,
+        envelope.name()
+    );
 
     let sender = send_loop(&client, &mut tx);
     let receiver = receive_loop(&client, &hub, &mut rx);
@@ -206,7 +221,8 @@ async fn send_frame(
     config_id: &mut Option<u32>,
 ) -> Result<(), warp::Error> {
     if *config_id != Some(frame.config.id) {
-        tx.feed(Message::text(protocol::config(&frame.config))).await?;
+        tx.feed(Message::text(protocol::config(&frame.config)))
+            .await?;
         *config_id = Some(frame.config.id);
     }
     match client.envelope {
@@ -228,20 +244,29 @@ async fn receive_loop(client: &Arc<Client>, hub: &Arc<Hub>, rx: &mut WsStream) {
             Err(e) => {
                 let text = e.to_string();
                 if text.contains("too long") || text.contains("Space limit") {
-                    Some((close::TOO_BIG, format!("message too big (limit {MAX_CLIENT_MESSAGE} bytes)")))
+                    Some((
+                        close::TOO_BIG,
+                        format!("message too big (limit {MAX_CLIENT_MESSAGE} bytes)"),
+                    ))
                 } else {
-                    gst::debug!(crate::rfbsink::CAT, "client {}: receive failed: {text}", client.id);
+                    gst::debug!(
+                        crate::rfbsink::CAT,
+                        "client {}: receive failed: {text}",
+                        client.id
+                    );
                     return;
                 }
             }
             Ok(msg) if msg.is_close() => return,
-            Ok(msg) if msg.is_text() => match protocol::parse_client_message(msg.to_str().unwrap_or("")) {
-                Ok(m) => {
-                    hub.on_client_message(client, m);
-                    None
+            Ok(msg) if msg.is_text() => {
+                match protocol::parse_client_message(msg.to_str().unwrap_or("")) {
+                    Ok(m) => {
+                        hub.on_client_message(client, m);
+                        None
+                    }
+                    Err(e) => Some((e.code, e.reason)),
                 }
-                Err(e) => Some((e.code, e.reason)),
-            },
+            }
             Ok(msg) if msg.is_binary() => Some((
                 close::UNSUPPORTED,
                 "binary messages from clients are not accepted; send JSON text".into(),
@@ -249,7 +274,11 @@ async fn receive_loop(client: &Arc<Client>, hub: &Arc<Hub>, rx: &mut WsStream) {
             Ok(_) => None, // ping/pong
         };
         if let Some((code, reason)) = violation {
-            gst::warning!(crate::rfbsink::CAT, "closing client {}: {reason}", client.id);
+            gst::warning!(
+                crate::rfbsink::CAT,
+                "closing client {}: {reason}",
+                client.id
+            );
             client.close(code, reason);
             std::future::pending::<()>().await;
         }

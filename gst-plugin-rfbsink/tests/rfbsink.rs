@@ -29,14 +29,27 @@ fn encode(n: u32, width: u32, height: u32, enc: &str) -> (gst::Caps, Vec<gst::Bu
     encode_pattern(n, width, height, "ball", enc)
 }
 
-fn encode_pattern(n: u32, width: u32, height: u32, pattern: &str, enc: &str) -> (gst::Caps, Vec<gst::Buffer>) {
+fn encode_pattern(
+    n: u32,
+    width: u32,
+    height: u32,
+    pattern: &str,
+    enc: &str,
+) -> (gst::Caps, Vec<gst::Buffer>) {
     init();
     let line = format!(
         "videotestsrc num-buffers={n} pattern={pattern} ! video/x-raw,width={width},height={height},framerate=30/1 \
          ! {enc} ! appsink name=sink sync=false"
     );
-    let pipeline = gst::parse::launch(&line).unwrap().downcast::<gst::Pipeline>().unwrap();
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let pipeline = gst::parse::launch(&line)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut buffers = Vec::new();
     let mut caps = None;
@@ -136,7 +149,9 @@ impl Client {
                 let m = match m {
                     Ok(Message::Text(t)) => Msg::Text(serde_json::from_str(&t).unwrap()),
                     Ok(Message::Binary(b)) => Msg::Binary(b.to_vec()),
-                    Ok(Message::Close(c)) => Msg::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string()))),
+                    Ok(Message::Close(c)) => {
+                        Msg::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string())))
+                    }
                     Ok(_) => continue,
                     Err(_) => Msg::Closed(None),
                 };
@@ -207,7 +222,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn wait_clients(h: &gst_check::Harness, n: u32) {
     let deadline = std::time::Instant::now() + TIMEOUT;
     while stats(h).get::<u32>("clients").unwrap() != n {
-        assert!(std::time::Instant::now() < deadline, "never saw {n} clients");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {n} clients"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -220,8 +238,10 @@ fn several_clients_get_identical_frames() {
     h.set_src_caps(caps);
     let rt = runtime();
     let port = port(&h);
-    let mut clients: Vec<Client> =
-        rt.block_on(async { futures_util::future::join_all((0..3).map(|_| Client::connect(port, "/ws?envelope=binary"))).await });
+    let mut clients: Vec<Client> = rt.block_on(async {
+        futures_util::future::join_all((0..3).map(|_| Client::connect(port, "/ws?envelope=binary")))
+            .await
+    });
     for c in clients.iter_mut() {
         let hello = rt.block_on(c.text());
         assert_eq!(hello["kind"], "hello");
@@ -236,13 +256,29 @@ fn several_clients_get_identical_frames() {
         assert_eq!(config["kind"], "config");
         assert_eq!(config["codec"], "h264");
         assert_eq!(config["format"], "annexb");
-        assert!(config["codec_string"].as_str().unwrap().starts_with("avc1.42"), "{config}");
-        assert_eq!((config["width"].as_u64(), config["height"].as_u64()), (Some(320), Some(240)));
+        assert!(
+            config["codec_string"]
+                .as_str()
+                .unwrap()
+                .starts_with("avc1.42"),
+            "{config}"
+        );
+        assert_eq!(
+            (config["width"].as_u64(), config["height"].as_u64()),
+            (Some(320), Some(240))
+        );
         for (i, b) in buffers.iter().enumerate() {
             let (header, payload) = rt.block_on(c.frame());
             assert_eq!(header.frame_id, i as u64);
-            assert_eq!(header.key, !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
-            assert_eq!(payload, b.map_readable().unwrap().as_slice(), "frame {i} differs");
+            assert_eq!(
+                header.key,
+                !b.flags().contains(gst::BufferFlags::DELTA_UNIT)
+            );
+            assert_eq!(
+                payload,
+                b.map_readable().unwrap().as_slice(),
+                "frame {i} differs"
+            );
             let pts = b.pts().unwrap().useconds() as i64;
             assert_eq!(header.timestamp_us, pts, "timestamp is the running time");
         }
@@ -264,7 +300,9 @@ fn json_envelope_is_seed_004_pair() {
     assert_eq!(rt.block_on(c.text())["kind"], "config");
     for (i, b) in buffers.iter().enumerate() {
         let header = rt.block_on(c.text());
-        let Msg::Binary(payload) = rt.block_on(c.next()) else { panic!("payload expected") };
+        let Msg::Binary(payload) = rt.block_on(c.next()) else {
+            panic!("payload expected")
+        };
         assert_eq!(header["type"], "video");
         assert_eq!(header["channel"], "rfb.main");
         assert_eq!(header["codec"], "h264");
@@ -299,7 +337,10 @@ fn client_that_never_reads_does_not_slow_the_others() {
     let port = port(&h);
     // A raw WebSocket handshake, then nothing is ever read: its socket buffers fill up.
     let stalled = rt.block_on(async {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?envelope=binary")).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?envelope=binary"))
+                .await
+                .unwrap();
         ws
     });
     let mut fast = rt.block_on(Client::connect(port, "/ws?envelope=binary"));
@@ -310,18 +351,31 @@ fn client_that_never_reads_does_not_slow_the_others() {
         let b = &buffers[i % buffers.len()];
         total_bytes += b.size();
         let mut b = b.copy();
-        b.make_mut().set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
+        b.make_mut()
+            .set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
         // push() returning at all is the point: render() never waits on a client.
         h.push(b).unwrap();
         let (header, _) = rt.block_on(fast.frame());
-        assert_eq!(header.frame_id, i as u64, "the reading client got every frame");
+        assert_eq!(
+            header.frame_id, i as u64,
+            "the reading client got every frame"
+        );
     }
-    assert!(total_bytes > 20_000_000, "enough data to fill any socket buffer: {total_bytes}");
+    assert!(
+        total_bytes > 20_000_000,
+        "enough data to fill any socket buffer: {total_bytes}"
+    );
     let all = client_stats(&h);
-    let slow = all.iter().find(|s| s.get::<u64>("frames-sent").unwrap() < rounds as u64).expect("the stalled client");
+    let slow = all
+        .iter()
+        .find(|s| s.get::<u64>("frames-sent").unwrap() < rounds as u64)
+        .expect("the stalled client");
     let queued_bytes = slow.get::<u64>("queued-bytes").unwrap();
     let queued_frames = slow.get::<u64>("queued-frames").unwrap();
-    assert!(queued_bytes <= 4_000_000, "queue bytes bounded: {queued_bytes}");
+    assert!(
+        queued_bytes <= 4_000_000,
+        "queue bytes bounded: {queued_bytes}"
+    );
     assert!(queued_frames <= 8, "queue frames bounded: {queued_frames}");
     assert!(slow.get::<u64>("frames-dropped").unwrap() > 100, "{slow}");
     drop(stalled);
@@ -353,14 +407,17 @@ fn slow_h264_client_resumes_at_a_requested_keyframe() {
     assert!(fku.all_headers);
     // Now it reads: what it got is decodable: frames in order, and after a gap only a keyframe.
     let mut got = Vec::new();
-    loop {
-        match rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), c.frame()).await }) {
-            Ok((hd, _)) => got.push((hd.frame_id, hd.key)),
-            Err(_) => break,
-        }
+    let next = |c: &mut Client| {
+        rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), c.frame()).await })
+    };
+    while let Ok((hd, _)) = next(&mut c) {
+        got.push((hd.frame_id, hd.key));
     }
     assert!(got.len() < 30, "frames were dropped: {got:?}");
-    assert!(got.first().is_none_or(|f| f.1), "starts at a keyframe: {got:?}");
+    assert!(
+        got.first().is_none_or(|f| f.1),
+        "starts at a keyframe: {got:?}"
+    );
     for w in got.windows(2) {
         assert!(w[1].0 == w[0].0 + 1 || w[1].1, "delta after a gap: {got:?}");
     }
@@ -392,9 +449,14 @@ fn late_joiner_gets_the_current_picture() {
     for id in 10..15u64 {
         let (hd, payload) = rt.block_on(c.frame());
         assert_eq!((hd.frame_id, hd.key), (id, id == 10));
-        assert_eq!(payload, buffers[id as usize].map_readable().unwrap().as_slice());
+        assert_eq!(
+            payload,
+            buffers[id as usize].map_readable().unwrap().as_slice()
+        );
     }
-    assert!(h.try_pull_upstream_event().is_none_or(|e| e.type_() != gst::EventType::CustomUpstream));
+    assert!(h
+        .try_pull_upstream_event()
+        .is_none_or(|e| e.type_() != gst::EventType::CustomUpstream));
 }
 
 #[test]
@@ -429,7 +491,12 @@ fn late_joiner_without_gop_cache_gets_the_next_keyframe() {
 #[test]
 fn caps_change_sends_new_config_then_keyframe() {
     let (caps_a, a) = h264(3, 10);
-    let (caps_b, b) = encode(3, 640, 360, "x264enc tune=zerolatency ! video/x-h264,stream-format=byte-stream,profile=high");
+    let (caps_b, b) = encode(
+        3,
+        640,
+        360,
+        "x264enc tune=zerolatency ! video/x-h264,stream-format=byte-stream,profile=high",
+    );
     let mut h = harness("");
     h.set_src_caps(caps_a);
     let rt = runtime();
@@ -457,16 +524,37 @@ fn caps_change_sends_new_config_then_keyframe() {
     assert_eq!(configs.len(), 2, "{configs:?}");
     assert_eq!(configs[1]["width"], 640);
     assert_eq!(configs[1]["height"], 360);
-    assert!(configs[1]["codec_string"].as_str().unwrap().starts_with("avc1.64"), "{configs:?}");
+    assert!(
+        configs[1]["codec_string"]
+            .as_str()
+            .unwrap()
+            .starts_with("avc1.64"),
+        "{configs:?}"
+    );
     assert_ne!(configs[0]["config_id"], configs[1]["config_id"]);
-    assert_eq!(frames[3].config_id as u64, configs[1]["config_id"].as_u64().unwrap());
-    assert!(frames[3].key, "the first frame of the new config is a keyframe");
+    assert_eq!(
+        frames[3].config_id as u64,
+        configs[1]["config_id"].as_u64().unwrap()
+    );
+    assert!(
+        frames[3].key,
+        "the first frame of the new config is a keyframe"
+    );
 }
 
 #[test]
 fn avc_stream_format_carries_description() {
-    let (caps, buffers) = encode(2, 320, 240, "x264enc tune=zerolatency ! video/x-h264,stream-format=avc,profile=main");
-    let codec_data = caps.structure(0).unwrap().get::<gst::Buffer>("codec_data").unwrap();
+    let (caps, buffers) = encode(
+        2,
+        320,
+        240,
+        "x264enc tune=zerolatency ! video/x-h264,stream-format=avc,profile=main",
+    );
+    let codec_data = caps
+        .structure(0)
+        .unwrap()
+        .get::<gst::Buffer>("codec_data")
+        .unwrap();
     let mut h = harness("");
     h.set_src_caps(caps);
     let rt = runtime();
@@ -476,7 +564,13 @@ fn avc_stream_format_carries_description() {
     rt.block_on(c.text());
     let config = rt.block_on(c.text());
     assert_eq!(config["format"], "avc");
-    assert!(config["codec_string"].as_str().unwrap().starts_with("avc1.4D"), "{config}");
+    assert!(
+        config["codec_string"]
+            .as_str()
+            .unwrap()
+            .starts_with("avc1.4D"),
+        "{config}"
+    );
     let expected = gstrfbsink::protocol::base64(codec_data.map_readable().unwrap().as_slice());
     assert_eq!(config["description"], expected.as_str());
 }
@@ -490,17 +584,40 @@ fn misbehaving_clients_are_closed_with_a_reason_and_others_carry_on() {
     let port = port(&h);
     let mut good = rt.block_on(Client::connect(port, "/ws?envelope=binary"));
     let cases: [(&str, Option<Message>, u16, &str); 4] = [
-        ("/ws", Some(Message::text("this is not json")), 1007, "not JSON"),
-        ("/ws", Some(Message::text(r#"{"kind":"ack"}"#)), 1007, "channel"),
-        ("/ws", Some(Message::binary(vec![1u8, 2, 3])), 1003, "binary"),
-        ("/ws", Some(Message::text("x".repeat(100_000))), 1009, "too big"),
+        (
+            "/ws",
+            Some(Message::text("this is not json")),
+            1007,
+            "not JSON",
+        ),
+        (
+            "/ws",
+            Some(Message::text(r#"{"kind":"ack"}"#)),
+            1007,
+            "channel",
+        ),
+        (
+            "/ws",
+            Some(Message::binary(vec![1u8, 2, 3])),
+            1003,
+            "binary",
+        ),
+        (
+            "/ws",
+            Some(Message::text("x".repeat(100_000))),
+            1009,
+            "too big",
+        ),
     ];
     for (path, msg, code, reason) in cases {
         let mut bad = rt.block_on(Client::connect(port, path));
         bad.tx.send(msg.unwrap()).unwrap();
         let (got_code, got_reason) = rt.block_on(bad.closed());
         assert_eq!(got_code, code, "{reason}: {got_reason}");
-        assert!(got_reason.contains(reason), "{got_reason:?} should mention {reason:?}");
+        assert!(
+            got_reason.contains(reason),
+            "{got_reason:?} should mention {reason:?}"
+        );
     }
     let mut bad = rt.block_on(Client::connect(port, "/ws?envelope=xml"));
     let (code, reason) = rt.block_on(bad.closed());
@@ -583,12 +700,21 @@ fn busy_port_is_a_clear_error() {
     init();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let pipeline = gst::parse::launch(&format!("videotestsrc ! jpegenc ! rfbsink port={port}")).unwrap();
+    let pipeline =
+        gst::parse::launch(&format!("videotestsrc ! jpegenc ! rfbsink port={port}")).unwrap();
     let bus = pipeline.bus().unwrap();
     assert!(pipeline.set_state(gst::State::Playing).is_err());
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error]).unwrap();
-    let gst::MessageView::Error(err) = msg.view() else { unreachable!() };
-    assert!(err.error().to_string().contains(&port.to_string()), "{}", err.error());
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .unwrap();
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    assert!(
+        err.error().to_string().contains(&port.to_string()),
+        "{}",
+        err.error()
+    );
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
@@ -599,7 +725,12 @@ fn unsupported_caps_fail_negotiation() {
     // Linking raw video to rfbsink fails at once: its template has no raw caps.
     assert!(pipeline.is_err(), "raw video must not link to rfbsink");
     let mut h = harness("");
-    h.set_src_caps(gst::Caps::builder("video/x-h264").field("stream-format", "avc").field("alignment", "au").build());
+    h.set_src_caps(
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .build(),
+    );
     // avc without codec_data cannot be streamed: the element says so.
     let b = gst::Buffer::from_slice(vec![0u8; 16]);
     assert!(h.push(b).is_err());
@@ -610,11 +741,30 @@ fn element_is_documented() {
     init();
     let factory = gst::ElementFactory::find("rfbsink").unwrap();
     assert_eq!(factory.metadata("klass"), Some("Sink/Network"));
-    assert!(factory.metadata("description").unwrap().contains("gst-launch-1.0"));
+    assert!(factory
+        .metadata("description")
+        .unwrap()
+        .contains("gst-launch-1.0"));
     let element = factory.create().build().unwrap();
-    for name in ["address", "port", "bound-port", "max-clients", "gop-cache", "client-queue-bytes", "client-queue-frames", "keyframe-request-interval", "stats", "url"] {
-        let pspec = element.find_property(name).unwrap_or_else(|| panic!("property {name}"));
-        assert!(!pspec.blurb().unwrap_or_default().is_empty(), "{name} has a blurb");
+    for name in [
+        "address",
+        "port",
+        "bound-port",
+        "max-clients",
+        "gop-cache",
+        "client-queue-bytes",
+        "client-queue-frames",
+        "keyframe-request-interval",
+        "stats",
+        "url",
+    ] {
+        let pspec = element
+            .find_property(name)
+            .unwrap_or_else(|| panic!("property {name}"));
+        assert!(
+            !pspec.blurb().unwrap_or_default().is_empty(),
+            "{name} has a blurb"
+        );
     }
     assert_eq!(element.property::<String>("address"), "127.0.0.1");
     assert_eq!(element.property::<u32>("port"), 8080);

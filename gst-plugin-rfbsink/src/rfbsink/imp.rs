@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,16 +11,22 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::subclass::prelude::*;
 
 use crate::codec::{Codec, Format};
 use crate::hub::{Callbacks, ClientStats, Frame, Hub, HubSettings};
-use crate::protocol::{ClientMessage, FrameHeader};
+use crate::input::Input;
+use crate::protocol::{self, ClientMessage, FrameHeader};
 use crate::runtime::RUNTIME;
 use crate::stream::{CapsInfo, StreamTracker};
 use crate::ws::WsServer;
 
 pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("rfbsink", gst::DebugColorFlags::empty(), Some("Remote framebuffer sink"))
+    gst::DebugCategory::new(
+        "rfbsink",
+        gst::DebugColorFlags::empty(),
+        Some("Remote framebuffer sink"),
+    )
 });
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
@@ -29,6 +36,7 @@ const DEFAULT_GOP_CACHE: bool = true;
 const DEFAULT_CLIENT_QUEUE_BYTES: u64 = 32 * 1024 * 1024;
 const DEFAULT_CLIENT_QUEUE_FRAMES: u32 = 16;
 const DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS: u32 = 500;
+const DEFAULT_VIEW_ONLY: bool = false;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -39,6 +47,7 @@ struct Settings {
     client_queue_bytes: u64,
     client_queue_frames: u32,
     keyframe_request_interval_ms: u32,
+    view_only: bool,
 }
 
 impl Default for Settings {
@@ -51,6 +60,7 @@ impl Default for Settings {
             client_queue_bytes: DEFAULT_CLIENT_QUEUE_BYTES,
             client_queue_frames: DEFAULT_CLIENT_QUEUE_FRAMES,
             keyframe_request_interval_ms: DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS,
+            view_only: DEFAULT_VIEW_ONLY,
         }
     }
 }
@@ -73,6 +83,8 @@ pub struct RfbSink {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     stream: Mutex<StreamTracker>,
+    input_events: AtomicU64,
+    input_ignored: AtomicU64,
 }
 
 impl RfbSink {
@@ -89,12 +101,66 @@ impl RfbSink {
             .all_headers(true)
             .build();
         if !self.obj().sink_pad().push_event(event) {
-            gst::debug!(CAT, imp = self, "upstream did not handle the keyframe request");
+            gst::debug!(
+                CAT,
+                imp = self,
+                "upstream did not handle the keyframe request"
+            );
         }
     }
 
+    /// Runs on the element's input thread, one message at a time, in the order clients sent them.
     fn on_client_message(&self, client_id: u64, msg: ClientMessage) {
         gst::trace!(CAT, imp = self, "client {client_id}: {msg:?}");
+        match msg {
+            ClientMessage::Input(input) => {
+                if self.settings.lock().unwrap().view_only {
+                    self.input_ignored.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                self.input_events.fetch_add(1, Ordering::Relaxed);
+                match input {
+                    Input::Navigation(nav) => {
+                        if !self.obj().sink_pad().push_event(nav.build()) {
+                            gst::trace!(CAT, imp = self, "no element upstream handled {nav:?}");
+                        }
+                    }
+                    Input::Resize { width, height } => {
+                        let s = gst::Structure::builder("rfbsink-resize")
+                            .field("client-id", client_id)
+                            .field("width", width)
+                            .field("height", height)
+                            .build();
+                        let _ = self.obj().post_message(
+                            gst::message::Element::builder(s).src(&*self.obj()).build(),
+                        );
+                    }
+                }
+            }
+            ClientMessage::App { channel, message } => {
+                let json = serde_json::Value::Object(message).to_string();
+                self.obj()
+                    .emit_by_name::<()>("client-message", &[&client_id, &channel, &json]);
+            }
+            _ => {}
+        }
+    }
+
+    /// The `send-message` action signal: `json` (an object) on `channel` (app.*) to one client
+    /// (`client_id`) or all (0). Returns whether it was queued for at least one client.
+    fn send_message(&self, channel: &str, json: &str, client_id: u64) -> bool {
+        let text = match protocol::app_message(channel, json) {
+            Ok(t) => t,
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "send-message: {e}");
+                return false;
+            }
+        };
+        let Some(hub) = self.hub() else {
+            gst::debug!(CAT, imp = self, "send-message while not running");
+            return false;
+        };
+        hub.send_text((client_id != 0).then_some(client_id), &text) > 0
     }
 
     fn resolve(settings: &Settings) -> Result<SocketAddr, gst::ErrorMessage> {
@@ -106,17 +172,28 @@ impl RfbSink {
             .ok_or_else(|| {
                 gst::error_msg!(
                     gst::ResourceError::Settings,
-                    ("Invalid address '{}': not an IP address or resolvable host name", settings.address)
+                    (
+                        "Invalid address '{}': not an IP address or resolvable host name",
+                        settings.address
+                    )
                 )
             })
     }
 
     fn stats(&self) -> gst::Structure {
         let Some(hub) = self.hub() else {
-            return gst::Structure::builder("rfbsink-stats").field("clients", 0u32).build();
+            return gst::Structure::builder("rfbsink-stats")
+                .field("clients", 0u32)
+                .field("input-events", self.input_events.load(Ordering::Relaxed))
+                .field("input-ignored", self.input_ignored.load(Ordering::Relaxed))
+                .build();
         };
         let stats = hub.stats();
-        let clients: Vec<glib::SendValue> = stats.clients.iter().map(|c| client_structure(c).to_send_value()).collect();
+        let clients: Vec<glib::SendValue> = stats
+            .clients
+            .iter()
+            .map(|c| client_structure(c).to_send_value())
+            .collect();
         let config = stats.config.as_ref();
         gst::Structure::builder("rfbsink-stats")
             .field("clients", stats.clients.len() as u32)
@@ -125,9 +202,14 @@ impl RfbSink {
             .field("keyframe-requests", stats.keyframe_requests)
             .field("config-id", config.map(|c| c.id).unwrap_or(0))
             .field("codec", config.map(|c| c.codec.codec.name()).unwrap_or(""))
-            .field("codec-string", config.map(|c| c.codec.codec_string.as_str()).unwrap_or(""))
+            .field(
+                "codec-string",
+                config.map(|c| c.codec.codec_string.as_str()).unwrap_or(""),
+            )
             .field("width", config.map(|c| c.codec.width).unwrap_or(0))
             .field("height", config.map(|c| c.codec.height).unwrap_or(0))
+            .field("input-events", self.input_events.load(Ordering::Relaxed))
+            .field("input-ignored", self.input_ignored.load(Ordering::Relaxed))
             .field("client-stats", gst::Array::from_values(clients))
             .build()
     }
@@ -161,7 +243,11 @@ fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
         "video/x-h264" => match s.get::<&str>("stream-format").unwrap_or("byte-stream") {
             "byte-stream" => (Codec::H264, Format::AnnexB),
             "avc" => (Codec::H264, Format::Avc),
-            other => return Err(format!("H.264 stream-format '{other}' is not supported; use byte-stream or avc")),
+            other => {
+                return Err(format!(
+                    "H.264 stream-format '{other}' is not supported; use byte-stream or avc"
+                ))
+            }
         },
         "video/x-vp8" => (Codec::Vp8, Format::Vp8),
         "video/x-vp9" => (Codec::Vp9, Format::Vp9),
@@ -171,7 +257,12 @@ fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
         "image/webp" => (Codec::Webp, Format::Webp),
         other => return Err(format!("cannot stream '{other}'")),
     };
-    let dim = |name| s.get::<i32>(name).ok().map(|v| v.max(0) as u32).unwrap_or(0);
+    let dim = |name| {
+        s.get::<i32>(name)
+            .ok()
+            .map(|v| v.max(0) as u32)
+            .unwrap_or(0)
+    };
     let codec_data = s
         .get::<gst::Buffer>("codec_data")
         .ok()
@@ -192,6 +283,18 @@ impl ObjectSubclass for RfbSink {
     const NAME: &'static str = "GstRfbSink";
     type Type = super::RfbSink;
     type ParentType = gst_base::BaseSink;
+    type Interfaces = (gst_video::Navigation,);
+}
+
+/// Applications can inject navigation through the element too (`gst_navigation_send_*`): it
+/// travels upstream like the browsers' input.
+impl NavigationImpl for RfbSink {
+    fn send_event(&self, structure: gst::Structure) {
+        let _ = self
+            .obj()
+            .sink_pad()
+            .push_event(gst::event::Navigation::new(structure));
+    }
 }
 
 impl ObjectImpl for RfbSink {
@@ -255,6 +358,12 @@ impl ObjectImpl for RfbSink {
                     .default_value(DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("view-only")
+                    .nick("View only")
+                    .blurb("Ignore input from the browsers (they are counted in stats as input-ignored)")
+                    .default_value(DEFAULT_VIEW_ONLY)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Figures of the stream and of each client (client-stats: latency from render() to decoded, drops, queue)")
@@ -263,6 +372,50 @@ impl ObjectImpl for RfbSink {
             ]
         });
         PROPERTIES.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                // GstRfbSink::send-message:
+                // @channel: an application channel, `app.<name>`
+                // @json: a JSON object; `kind` defaults to "message"
+                // @client_id: the client, or 0 for every client
+                //
+                // Sends an application message to the browsers. Returns whether it was queued.
+                glib::subclass::Signal::builder("send-message")
+                    .param_types([
+                        String::static_type(),
+                        String::static_type(),
+                        u64::static_type(),
+                    ])
+                    .return_type::<bool>()
+                    .action()
+                    .class_handler(|args| {
+                        let obj = args[0].get::<super::RfbSink>().expect("signal arg");
+                        let channel = args[1].get::<String>().expect("signal arg");
+                        let json = args[2].get::<String>().expect("signal arg");
+                        let client = args[3].get::<u64>().expect("signal arg");
+                        Some(obj.imp().send_message(&channel, &json, client).to_value())
+                    })
+                    .build(),
+                // GstRfbSink::client-message:
+                // @client_id: the client that sent it
+                // @channel: its application channel, `app.<name>`
+                // @json: the message, a JSON object (without `channel`)
+                //
+                // A browser sent a message on an application channel. Emitted from the element's
+                // input thread.
+                glib::subclass::Signal::builder("client-message")
+                    .param_types([
+                        u64::static_type(),
+                        String::static_type(),
+                        String::static_type(),
+                    ])
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
@@ -277,11 +430,16 @@ impl ObjectImpl for RfbSink {
             "port" => settings.port = value.get().expect("type checked upstream"),
             "max-clients" => settings.max_clients = value.get().expect("type checked upstream"),
             "gop-cache" => settings.gop_cache = value.get().expect("type checked upstream"),
-            "client-queue-bytes" => settings.client_queue_bytes = value.get().expect("type checked upstream"),
-            "client-queue-frames" => settings.client_queue_frames = value.get().expect("type checked upstream"),
+            "client-queue-bytes" => {
+                settings.client_queue_bytes = value.get().expect("type checked upstream")
+            }
+            "client-queue-frames" => {
+                settings.client_queue_frames = value.get().expect("type checked upstream")
+            }
             "keyframe-request-interval" => {
                 settings.keyframe_request_interval_ms = value.get().expect("type checked upstream")
             }
+            "view-only" => settings.view_only = value.get().expect("type checked upstream"),
             name => unimplemented!("property {name}"),
         }
     }
@@ -307,6 +465,7 @@ impl ObjectImpl for RfbSink {
                     "client-queue-bytes" => settings.client_queue_bytes.to_value(),
                     "client-queue-frames" => settings.client_queue_frames.to_value(),
                     "keyframe-request-interval" => settings.keyframe_request_interval_ms.to_value(),
+                    "view-only" => settings.view_only.to_value(),
                     name => unimplemented!("property {name}"),
                 }
             }
@@ -352,7 +511,13 @@ impl ElementImpl for RfbSink {
                 .structure(gst::Structure::new_empty("image/png"))
                 .structure(gst::Structure::new_empty("image/webp"))
                 .build();
-            vec![gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap()]
+            vec![gst::PadTemplate::new(
+                "sink",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .unwrap()]
         });
         PAD_TEMPLATES.as_ref()
     }
@@ -364,14 +529,35 @@ impl BaseSinkImpl for RfbSink {
         let addr = Self::resolve(&settings)?;
 
         let weak = self.obj().downgrade();
-        let weak_msg = weak.clone();
+        // Input goes upstream from one thread of its own: in order, and never on the runtime's
+        // workers or the streaming thread. It ends when the hub (holding the sender) goes.
+        let (input_tx, input_rx) = mpsc::channel::<(u64, ClientMessage)>();
+        let weak_input = weak.clone();
+        std::thread::Builder::new()
+            .name("rfbsink-input".into())
+            .spawn(move || {
+                for (client_id, msg) in input_rx {
+                    match weak_input.upgrade() {
+                        Some(obj) => obj.imp().on_client_message(client_id, msg),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::CoreError::Failed,
+                    ("Cannot start the input thread: {e}")
+                )
+            })?;
         let hub = Hub::new(
             HubSettings {
                 max_clients: settings.max_clients,
                 gop_cache: settings.gop_cache,
                 queue_bytes: settings.client_queue_bytes as usize,
                 queue_frames: settings.client_queue_frames as usize,
-                keyframe_interval: Duration::from_millis(settings.keyframe_request_interval_ms.into()),
+                keyframe_interval: Duration::from_millis(
+                    settings.keyframe_request_interval_ms.into(),
+                ),
             },
             Callbacks {
                 // Pushed from the runtime's blocking pool: never on render()'s thread.
@@ -384,9 +570,7 @@ impl BaseSinkImpl for RfbSink {
                     });
                 }),
                 on_message: Box::new(move |client, msg| {
-                    if let Some(obj) = weak_msg.upgrade() {
-                        obj.imp().on_client_message(client.id, msg);
-                    }
+                    let _ = input_tx.send((client.id, msg));
                 }),
             },
         );
@@ -442,7 +626,11 @@ impl BaseSinkImpl for RfbSink {
         gst::debug!(CAT, imp = self, "caps {caps}");
         let result = caps_info(caps).and_then(|info| self.stream.lock().unwrap().set_caps(info));
         if let Err(e) = result {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("Cannot stream {caps}: {e}"));
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Cannot stream {caps}: {e}")
+            );
             return Err(gst::loggable_error!(CAT, "cannot stream {caps}: {e}"));
         }
         Ok(())
@@ -455,7 +643,11 @@ impl BaseSinkImpl for RfbSink {
         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         // Zero copy: the frame keeps the buffer mapped; every client shares that memory.
         let mapped = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
-            gst::element_imp_error!(self, gst::ResourceError::Read, ("Cannot map buffer readable"));
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Read,
+                ("Cannot map buffer readable")
+            );
             gst::FlowError::Error
         })?;
         let payload = Bytes::from_owner(mapped);
@@ -465,12 +657,20 @@ impl BaseSinkImpl for RfbSink {
             match stream.config_for(&payload, key) {
                 Ok(Some(config)) => (config, stream.next_frame_id()),
                 Ok(None) => {
-                    gst::debug!(CAT, imp = self, "dropping a delta frame before the first keyframe");
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "dropping a delta frame before the first keyframe"
+                    );
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 Err(e) => {
                     drop(stream);
-                    gst::element_imp_error!(self, gst::StreamError::Decode, ("Cannot stream this buffer: {e}"));
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Decode,
+                        ("Cannot stream this buffer: {e}")
+                    );
                     return Err(gst::FlowError::Error);
                 }
             }

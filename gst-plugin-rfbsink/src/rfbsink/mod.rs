@@ -25,11 +25,16 @@ use gst::prelude::*;
 mod imp;
 
 glib::wrapper! {
-    pub struct RfbSink(ObjectSubclass<imp::RfbSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
+    pub struct RfbSink(ObjectSubclass<imp::RfbSink>) @extends gst_base::BaseSink, gst::Element, gst::Object, @implements gst_video::Navigation;
 }
 
 pub(crate) use imp::CAT;
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), "rfbsink", gst::Rank::NONE, RfbSink::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "rfbsink",
+        gst::Rank::NONE,
+        RfbSink::static_type(),
+    )
 }
