@@ -1,0 +1,520 @@
+// The viewer's worker: owns the connection, decodes with WebCodecs (video) or createImageBitmap
+// (images) and paints every picture at once onto the OffscreenCanvas it was given.
+// The main thread (rfb-viewer.js) talks to it with the messages typed below.
+
+import { ack, CONTROL_CHANNEL, keyframeRequest, MAIN_CHANNEL, parseConfig } from './protocol.js';
+import { StreamRates } from './stats.js';
+import { createTransport } from './transport.js';
+
+/**
+ * Main thread -> worker.
+ * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope}
+ *   | {type: 'stats', id: number}
+ *   | {type: 'sample', id: number, points: [number, number][]}
+ *   | {type: 'send', id: number, channel: string, message: object}
+ *   | {type: 'close'}} ToWorker
+ */
+
+/**
+ * Worker -> main thread. `status` is the state of the stream; `notice` a message to show for a
+ * while (a server `error`); `app` an `app.*` message from the server.
+ * @typedef {{type: 'status', state: StatusState, text: string}
+ *   | {type: 'notice', text: string}
+ *   | {type: 'resize', width: number, height: number}
+ *   | {type: 'app', message: import('./protocol.js').Message}
+ *   | {type: 'reply', id: number, ok: true, value: any}
+ *   | {type: 'reply', id: number, ok: false, error: string}} FromWorker
+ */
+
+/** @typedef {'connecting' | 'waiting' | 'playing' | 'ended' | 'reconnecting' | 'error'} StatusState */
+
+/**
+ * @typedef {object} ViewerStats
+ * @property {boolean} connected
+ * @property {import('./protocol.js').Envelope} envelope
+ * @property {string} transport
+ * @property {number | null} clientId
+ * @property {string | null} codec
+ * @property {string | null} codecString
+ * @property {number} width
+ * @property {number} height
+ * @property {number} framesReceived
+ * @property {number} framesDecoded
+ * @property {number} framesDropped
+ * @property {number} decodeErrors
+ * @property {number} protocolErrors
+ * @property {number} keyframeRequests
+ * @property {number} fps
+ * @property {number} bitrateBps
+ * @property {number} decodeLatencyMs
+ * @property {number | null} lastFrameId
+ * @property {number} reconnects
+ * @property {StatusState} status
+ */
+
+/** Deltas are dropped (and a keyframe asked for) when the decoder has more than this queued. */
+const MAX_DECODE_QUEUE = 8;
+
+/** @typedef {{frameId: number, receivedAt: number}} FrameMeta */
+
+/** @type {VideoColorSpaceInit} */
+const BT601 = { primaries: 'smpte170m', transfer: 'smpte170m', matrix: 'smpte170m', fullRange: false };
+
+const scope = /** @type {DedicatedWorkerGlobalScope} */ (/** @type {unknown} */ (self));
+
+/** @type {OffscreenCanvas | null} */
+let canvas = null;
+/** @type {OffscreenCanvasRenderingContext2D | null} */
+let ctx = null;
+/** @type {import('./transport.js').Transport | null} */
+let transport = null;
+/** @type {import('./protocol.js').Envelope} */
+let envelope = 'binary';
+
+/** @type {import('./protocol.js').StreamConfig | null} */
+let config = null;
+/** Why the current config cannot be decoded, or null. */
+let unsupported = /** @type {string | null} */ (null);
+/** @type {VideoDecoder | null} */
+let decoder = null;
+/** Bumped whenever the decoder (or the image pipeline) is replaced: late callbacks check it. */
+let generation = 0;
+/** True from a (re)configure or a loss until the next keyframe. */
+let needKey = true;
+/** @type {Map<number, FrameMeta>} by chunk timestamp */
+const pendingMeta = new Map();
+
+let imageBusy = false;
+/** @type {{frame: import('./protocol.js').Frame, meta: FrameMeta} | null} */
+let imagePending = null;
+
+/** @type {StatusState} */
+let status = 'connecting';
+let connected = false;
+let opens = 0;
+let painted = false;
+const counters = {
+  framesReceived: 0,
+  framesDecoded: 0,
+  framesDropped: 0,
+  decodeErrors: 0,
+  protocolErrors: 0,
+  keyframeRequests: 0,
+  reconnects: 0,
+};
+/** @type {number | null} */
+let clientId = null;
+/** @type {number | null} */
+let lastFrameId = null;
+const rates = new StreamRates(1000);
+
+/** @param {FromWorker} message */
+function post(message) {
+  scope.postMessage(message);
+}
+
+/**
+ * @param {StatusState} state
+ * @param {string} text
+ */
+function setStatus(state, text) {
+  if (state === status && state === 'playing') return;
+  status = state;
+  post({ type: 'status', state, text });
+}
+
+/**
+ * @param {string} channel
+ * @param {object} message
+ */
+function send(channel, message) {
+  if (!transport) return Promise.reject(new Error('not started'));
+  return transport.openChannel(channel).send(message);
+}
+
+/** @param {string} reason */
+function requestKeyframe(reason) {
+  counters.keyframeRequests++;
+  send(CONTROL_CHANNEL, keyframeRequest(reason)).catch(() => {
+    // Not connected: the next connection starts with a keyframe anyway.
+  });
+}
+
+/** @param {string} why */
+function drop(why) {
+  counters.framesDropped++;
+  if (counters.framesDropped <= 3 || counters.framesDropped % 100 === 0) {
+    console.debug(`rfb: dropped a frame (${why}), ${counters.framesDropped} so far`);
+  }
+}
+
+// --- connection -------------------------------------------------------------------------------
+
+/** @param {{url: string, envelope: import('./protocol.js').Envelope}} options */
+function start(options) {
+  envelope = options.envelope;
+  transport = createTransport(options.url, { envelope });
+  transport.onEvent((event) => {
+    switch (event.type) {
+      case 'connecting':
+        if (opens === 0) setStatus('connecting', 'connecting…');
+        break;
+      case 'open':
+        connected = true;
+        opens++;
+        if (opens > 1) counters.reconnects++;
+        break;
+      case 'closed': {
+        connected = false;
+        resetStream();
+        const why = event.reason ? ` (${event.code} ${event.reason})` : '';
+        if (event.retryInMs === null) setStatus('error', `disconnected${why}`);
+        else if (opens === 0) setStatus('connecting', `connecting…${why}`);
+        else setStatus('reconnecting', `reconnecting…${why}`);
+        break;
+      }
+      case 'error':
+        counters.protocolErrors++;
+        console.warn(`rfb: ${event.error.message}`);
+        // The message that broke may have been a frame: resynchronise on a keyframe.
+        if (config?.type === 'video' && !needKey) {
+          needKey = true;
+          requestKeyframe('protocol-error');
+        }
+        break;
+    }
+  });
+  transport.openChannel(MAIN_CHANNEL).onMessage(onFrame);
+  transport.openChannel(CONTROL_CHANNEL).onMessage(onControl);
+  transport.openChannel('app.*').onMessage((message) => post({ type: 'app', message }));
+  transport.start();
+}
+
+/** @param {import('./protocol.js').Message} message */
+function onControl(message) {
+  switch (message.kind) {
+    case 'hello':
+      if (typeof message.client_id === 'number') clientId = message.client_id;
+      if (message.envelope === 'binary' || message.envelope === 'json') envelope = message.envelope;
+      if (status !== 'playing') setStatus('waiting', 'waiting for stream…');
+      break;
+    case 'config':
+      onConfig(message);
+      break;
+    case 'eos':
+      if (decoder && decoder.state === 'configured') decoder.flush().catch(() => {});
+      needKey = true;
+      setStatus('ended', 'stream ended');
+      break;
+    case 'error':
+      console.warn(`rfb: server error: ${message.message}`);
+      post({ type: 'notice', text: String(message.message ?? 'server error') });
+      break;
+    default:
+    // Unknown kinds are for newer clients (docs/protocol.md).
+  }
+}
+
+/** Forgets everything about the stream (the connection is gone); keeps the picture. */
+function resetStream() {
+  closeDecoder();
+  config = null;
+  unsupported = null;
+  needKey = true;
+  rates.clear();
+}
+
+function closeDecoder() {
+  generation++;
+  pendingMeta.clear();
+  imagePending = null;
+  if (decoder && decoder.state !== 'closed') decoder.close();
+  decoder = null;
+}
+
+// --- configuration ----------------------------------------------------------------------------
+
+/** @param {import('./protocol.js').Message} message */
+function onConfig(message) {
+  let next;
+  try {
+    next = parseConfig(message);
+  } catch (e) {
+    counters.protocolErrors++;
+    console.error(`rfb: ${e.message}`);
+    setStatus('error', e.message);
+    return;
+  }
+  closeDecoder();
+  config = next;
+  unsupported = null;
+  needKey = true;
+  if (next.type === 'video') {
+    checkSupport(next);
+    openDecoder();
+  }
+  if (status !== 'playing') setStatus('waiting', 'waiting for stream…');
+}
+
+/** @param {import('./protocol.js').StreamConfig} c */
+function decoderConfig(c) {
+  /** @type {VideoDecoderConfig} */
+  const out = { codec: c.codecString, codedWidth: c.width, codedHeight: c.height, optimizeForLatency: true };
+  if (c.description) out.description = c.description;
+  // VP8 carries no colour description and Chromium assumes BT.709; take GStreamer's default for
+  // the size instead (BT.601 up to 576 lines), which is what the encoder was most likely fed.
+  if (c.codec === 'vp8' && c.height <= 576) out.colorSpace = BT601;
+  return out;
+}
+
+/** @param {import('./protocol.js').StreamConfig} c */
+function checkSupport(c) {
+  if (typeof VideoDecoder === 'undefined') {
+    markUnsupported(c, 'this browser has no WebCodecs VideoDecoder (it needs a secure context: https or localhost)');
+    return;
+  }
+  VideoDecoder.isConfigSupported(decoderConfig(c)).then(
+    (support) => {
+      if (!support.supported) markUnsupported(c, 'VideoDecoder.isConfigSupported says no');
+    },
+    (e) => markUnsupported(c, e.message),
+  );
+}
+
+/**
+ * @param {import('./protocol.js').StreamConfig} c
+ * @param {string} why
+ */
+function markUnsupported(c, why) {
+  if (config !== c || unsupported) return;
+  unsupported = `this browser cannot decode ${c.codec} "${c.codecString}" ${c.width}x${c.height}: ${why}`;
+  console.error(`rfb: ${unsupported}`);
+  closeDecoder();
+  setStatus('error', unsupported);
+}
+
+function openDecoder() {
+  const c = /** @type {import('./protocol.js').StreamConfig} */ (config);
+  if (typeof VideoDecoder === 'undefined') return;
+  closeDecoder();
+  const mine = generation;
+  decoder = new VideoDecoder({
+    output: (frame) => onVideoFrame(frame, mine),
+    error: (e) => onDecoderError(e, mine),
+  });
+  try {
+    decoder.configure(decoderConfig(c));
+  } catch (e) {
+    markUnsupported(c, e.message);
+  }
+}
+
+/**
+ * @param {Error} e
+ * @param {number} mine the decoder's generation
+ */
+function onDecoderError(e, mine) {
+  if (mine !== generation || !config) return;
+  counters.decodeErrors++;
+  if (e.name === 'NotSupportedError') {
+    markUnsupported(config, e.message);
+    return;
+  }
+  console.warn(`rfb: decoder error, restarting at the next keyframe: ${e.name}: ${e.message}`);
+  openDecoder();
+  needKey = true;
+  requestKeyframe('decoder-error');
+}
+
+// --- frames -----------------------------------------------------------------------------------
+
+/** @param {import('./protocol.js').Frame} frame */
+function onFrame(frame) {
+  const receivedAt = performance.now();
+  counters.framesReceived++;
+  rates.frameReceived(receivedAt, frame.payload.byteLength);
+  if (!config) return drop('no config yet');
+  if (frame.configId !== null && frame.configId !== config.configId) {
+    return drop(`config_id ${frame.configId}, current is ${config.configId}`);
+  }
+  const meta = { frameId: frame.frameId, receivedAt };
+  if (config.type === 'image') return onImageFrame(frame, meta);
+  if (unsupported) return drop('codec not supported');
+  if (needKey && !frame.key) return drop('waiting for a keyframe');
+  if (!decoder || decoder.state === 'closed') openDecoder();
+  if (!decoder) return drop('no VideoDecoder');
+  if (decoder.decodeQueueSize > MAX_DECODE_QUEUE) {
+    if (!frame.key) {
+      needKey = true;
+      requestKeyframe('decoder-behind');
+      return drop('decoder behind');
+    }
+    // A keyframe while behind: start over from it, the backlog is older (latest wins).
+    counters.framesDropped += decoder.decodeQueueSize;
+    openDecoder();
+  }
+  needKey = false;
+  pendingMeta.set(frame.timestampUs, meta);
+  try {
+    /** @type {VideoDecoder} */ (decoder).decode(
+      new EncodedVideoChunk({ type: frame.key ? 'key' : 'delta', timestamp: frame.timestampUs, data: frame.payload }),
+    );
+  } catch (e) {
+    onDecoderError(e, generation);
+  }
+}
+
+/**
+ * @param {VideoFrame} frame
+ * @param {number} mine the decoder's generation
+ */
+function onVideoFrame(frame, mine) {
+  if (mine !== generation) {
+    frame.close();
+    return;
+  }
+  const meta = pendingMeta.get(frame.timestamp);
+  pendingMeta.delete(frame.timestamp);
+  paint(frame, frame.displayWidth, frame.displayHeight);
+  frame.close();
+  if (meta) decoded(meta, decoder ? decoder.decodeQueueSize : 0);
+}
+
+/**
+ * Images decode one at a time; a frame that arrives meanwhile waits, replacing the one that was
+ * waiting (latest wins: an older picture is never painted after a newer one).
+ * @param {import('./protocol.js').Frame} frame
+ * @param {FrameMeta} meta
+ */
+function onImageFrame(frame, meta) {
+  if (imageBusy) {
+    if (imagePending) drop('a newer image arrived');
+    imagePending = { frame, meta };
+    return;
+  }
+  decodeImage(frame, meta);
+}
+
+/**
+ * @param {import('./protocol.js').Frame} frame
+ * @param {FrameMeta} meta
+ */
+async function decodeImage(frame, meta) {
+  const c = /** @type {import('./protocol.js').StreamConfig} */ (config);
+  const mine = generation;
+  imageBusy = true;
+  try {
+    const bitmap = await createImageBitmap(new Blob([/** @type {BlobPart} */ (frame.payload)], { type: c.codecString }));
+    if (mine === generation) {
+      paint(bitmap, bitmap.width, bitmap.height);
+      decoded(meta, imagePending ? 1 : 0);
+    }
+    bitmap.close();
+  } catch (e) {
+    if (mine === generation) {
+      counters.decodeErrors++;
+      console.warn(`rfb: cannot decode ${c.codecString} frame ${frame.frameId}: ${e.message}`);
+    }
+  }
+  imageBusy = false;
+  const next = imagePending;
+  imagePending = null;
+  if (next && config?.type === 'image') decodeImage(next.frame, next.meta);
+}
+
+/**
+ * @param {CanvasImageSource} source
+ * @param {number} width
+ * @param {number} height
+ */
+function paint(source, width, height) {
+  if (!canvas || !ctx) return;
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+    post({ type: 'resize', width, height });
+  }
+  ctx.drawImage(source, 0, 0, width, height);
+  painted = true;
+}
+
+/**
+ * @param {FrameMeta} meta
+ * @param {number} queueSize
+ */
+function decoded(meta, queueSize) {
+  const now = performance.now();
+  counters.framesDecoded++;
+  lastFrameId = meta.frameId;
+  rates.frameDecoded(now, now - meta.receivedAt);
+  send('rfb.stats', ack(meta.frameId, queueSize)).catch(() => {});
+  setStatus('playing', '');
+}
+
+// --- requests from the main thread ------------------------------------------------------------
+
+/** @returns {ViewerStats} */
+function stats() {
+  const snapshot = rates.snapshot(performance.now());
+  return {
+    connected,
+    envelope,
+    transport: 'websocket',
+    clientId,
+    codec: config?.codec ?? null,
+    codecString: config?.codecString ?? null,
+    width: painted && canvas ? canvas.width : config?.width ?? 0,
+    height: painted && canvas ? canvas.height : config?.height ?? 0,
+    ...counters,
+    fps: snapshot.fps,
+    bitrateBps: snapshot.bitrateBps,
+    decodeLatencyMs: snapshot.decodeLatencyMs,
+    lastFrameId,
+    status,
+  };
+}
+
+/**
+ * RGBA at stream pixels; [0, 0, 0, 0] outside the picture.
+ * @param {[number, number][]} points
+ * @returns {[number, number, number, number][]}
+ */
+function samplePixels(points) {
+  return points.map(([x, y]) => {
+    if (!canvas || !ctx || !painted) return [0, 0, 0, 0];
+    const px = Math.floor(x);
+    const py = Math.floor(y);
+    if (!(px >= 0 && py >= 0 && px < canvas.width && py < canvas.height)) return [0, 0, 0, 0];
+    const d = ctx.getImageData(px, py, 1, 1).data;
+    return [d[0], d[1], d[2], d[3]];
+  });
+}
+
+scope.onmessage = (event) => {
+  const message = /** @type {ToWorker} */ (event.data);
+  switch (message.type) {
+    case 'init':
+      canvas = message.canvas;
+      ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext('2d', { alpha: false }));
+      start(message);
+      break;
+    case 'stats':
+      post({ type: 'reply', id: message.id, ok: true, value: stats() });
+      break;
+    case 'sample':
+      post({ type: 'reply', id: message.id, ok: true, value: samplePixels(message.points) });
+      break;
+    case 'send':
+      send(message.channel, message.message).then(
+        () => post({ type: 'reply', id: message.id, ok: true, value: undefined }),
+        (e) => post({ type: 'reply', id: message.id, ok: false, error: e.message }),
+      );
+      break;
+    case 'close':
+      transport?.close();
+      transport = null;
+      closeDecoder();
+      scope.close();
+      break;
+  }
+};

@@ -1,0 +1,364 @@
+// rfbsink wire protocol, version 1 (docs/protocol.md). Pure: no DOM, no I/O, runs in node too.
+
+export const PROTOCOL_VERSION = 1;
+/** Size of the `envelope=binary` frame header in bytes. */
+export const HEADER_SIZE = 24;
+export const MAGIC_0 = 0x52; // 'R'
+export const MAGIC_1 = 0x46; // 'F'
+export const FLAG_KEY = 0x01;
+/** The server closes a client whose message is bigger than this. */
+export const MAX_CLIENT_MESSAGE_BYTES = 65536;
+export const MAIN_CHANNEL = 'rfb.main';
+export const CONTROL_CHANNEL = 'rfb.control';
+export const STATS_CHANNEL = 'rfb.stats';
+export const EVENTS_CHANNEL = 'rfb.events';
+/** @type {readonly Envelope[]} */
+export const ENVELOPES = Object.freeze(['binary', 'json']);
+
+/** @typedef {'binary' | 'json'} Envelope */
+
+/**
+ * One encoded frame, whichever envelope carried it.
+ * @typedef {object} Frame
+ * @property {number} frameId
+ * @property {number} timestampUs
+ * @property {boolean} key
+ * @property {number | null} configId null when a JSON header had no `config_id`
+ * @property {Uint8Array} payload a view into the received message, not a copy
+ */
+
+/**
+ * A JSON message on any channel but `rfb.main`.
+ * @typedef {{channel: string, kind: string, [field: string]: any}} Message
+ */
+
+/**
+ * A validated `config` message.
+ * @typedef {object} StreamConfig
+ * @property {number} configId
+ * @property {'video' | 'image'} type
+ * @property {string} codec
+ * @property {string} codecString WebCodecs codec string, or the MIME type for images
+ * @property {string} format
+ * @property {number} width
+ * @property {number} height
+ * @property {Uint8Array | null} description
+ */
+
+/**
+ * What one received WebSocket message turned into.
+ * @typedef {{type: 'frame', frame: Frame}
+ *   | {type: 'message', message: Message}
+ *   | {type: 'pending'}
+ *   | {type: 'error', error: ProtocolError}} DecodeResult
+ */
+
+/** A message that does not follow docs/protocol.md. */
+export class ProtocolError extends Error {
+  /** @param {string} message */
+  constructor(message) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/**
+ * @param {unknown} value
+ * @returns {value is number}
+ */
+function isUint(value) {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * Parses an `envelope=binary` frame: the 24-byte header, then the payload.
+ * @param {ArrayBuffer | Uint8Array} message
+ * @returns {Frame}
+ */
+export function parseBinaryFrame(message) {
+  const bytes = message instanceof Uint8Array ? message : new Uint8Array(message);
+  if (bytes.byteLength < HEADER_SIZE) {
+    throw new ProtocolError(
+      `binary frame of ${bytes.byteLength} bytes is shorter than the ${HEADER_SIZE}-byte header`,
+    );
+  }
+  if (bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1) {
+    throw new ProtocolError(
+      `binary frame magic is 0x${hex(bytes[0])} 0x${hex(bytes[1])}, expected "RF" (0x52 0x46)`,
+    );
+  }
+  if (bytes[2] !== PROTOCOL_VERSION) {
+    throw new ProtocolError(`binary frame version ${bytes[2]}, this client speaks ${PROTOCOL_VERSION}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_SIZE);
+  const flags = view.getUint8(3);
+  const frameId = view.getBigUint64(8, true);
+  if (frameId > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new ProtocolError(`frame_id ${frameId} is beyond 2^53`);
+  }
+  return {
+    frameId: Number(frameId),
+    timestampUs: Number(view.getBigInt64(16, true)),
+    key: (flags & FLAG_KEY) !== 0,
+    configId: view.getUint32(4, true),
+    payload: bytes.subarray(HEADER_SIZE),
+  };
+}
+
+/**
+ * Builds an `envelope=binary` frame (the server's side; here for tests and tools).
+ * @param {{frameId: number, timestampUs: number, key: boolean, configId: number, payload: Uint8Array}} frame
+ * @returns {Uint8Array}
+ */
+export function encodeBinaryFrame(frame) {
+  const out = new Uint8Array(HEADER_SIZE + frame.payload.byteLength);
+  const view = new DataView(out.buffer);
+  out[0] = MAGIC_0;
+  out[1] = MAGIC_1;
+  out[2] = PROTOCOL_VERSION;
+  out[3] = frame.key ? FLAG_KEY : 0;
+  view.setUint32(4, frame.configId, true);
+  view.setBigUint64(8, BigInt(frame.frameId), true);
+  view.setBigInt64(16, BigInt(frame.timestampUs), true);
+  out.set(frame.payload, HEADER_SIZE);
+  return out;
+}
+
+/** @param {number} byte */
+function hex(byte) {
+  return byte.toString(16).padStart(2, '0');
+}
+
+/**
+ * Parses a text message: a JSON object with a string `channel`, and a string `kind` unless it is
+ * an `rfb.main` frame header (which has none).
+ * @param {string} text
+ * @returns {{[field: string]: any, channel: string}}
+ */
+export function parseTextMessage(text) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new ProtocolError(`text message is not JSON (${e.message}): ${preview(text)}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ProtocolError(`text message is not a JSON object: ${preview(text)}`);
+  }
+  if (typeof value.channel !== 'string') {
+    throw new ProtocolError(`text message has no string "channel": ${preview(text)}`);
+  }
+  if (value.channel !== MAIN_CHANNEL && typeof value.kind !== 'string') {
+    throw new ProtocolError(`text message on "${value.channel}" has no string "kind": ${preview(text)}`);
+  }
+  return value;
+}
+
+/** @param {string} text */
+function preview(text) {
+  return text.length > 120 ? `${text.slice(0, 120)}…` : text;
+}
+
+/**
+ * Validates an `envelope=json` frame header and returns the frame it announces, without payload.
+ * @param {{[field: string]: any}} header
+ * @returns {Omit<Frame, 'payload'> & {byteLength: number}}
+ */
+export function parseFrameHeader(header) {
+  if (!isUint(header.frame_id)) {
+    throw new ProtocolError(`frame header: "frame_id" must be an unsigned integer, got ${json(header.frame_id)}`);
+  }
+  if (typeof header.timestamp_us !== 'number' || !Number.isSafeInteger(header.timestamp_us)) {
+    throw new ProtocolError(`frame header: "timestamp_us" must be an integer, got ${json(header.timestamp_us)}`);
+  }
+  if (header.chunk_type !== 'key' && header.chunk_type !== 'delta') {
+    throw new ProtocolError(`frame header: "chunk_type" must be "key" or "delta", got ${json(header.chunk_type)}`);
+  }
+  if (!isUint(header.byte_length)) {
+    throw new ProtocolError(`frame header: "byte_length" must be an unsigned integer, got ${json(header.byte_length)}`);
+  }
+  if (header.config_id !== undefined && !isUint(header.config_id)) {
+    throw new ProtocolError(`frame header: "config_id" must be an unsigned integer, got ${json(header.config_id)}`);
+  }
+  return {
+    frameId: header.frame_id,
+    timestampUs: header.timestamp_us,
+    key: header.chunk_type === 'key',
+    configId: header.config_id ?? null,
+    byteLength: header.byte_length,
+  };
+}
+
+/** @param {unknown} value */
+function json(value) {
+  return value === undefined ? 'nothing' : JSON.stringify(value);
+}
+
+/**
+ * Turns received WebSocket messages into frames and messages for one connection. For
+ * `envelope=json` it pairs each `rfb.main` text header with the binary message that follows it.
+ * Make a new one per connection.
+ */
+export class MessageDecoder {
+  /** @param {Envelope} envelope */
+  constructor(envelope) {
+    if (!ENVELOPES.includes(envelope)) {
+      throw new ProtocolError(`unknown envelope ${json(envelope)}, expected "binary" or "json"`);
+    }
+    /** @type {Envelope} */
+    this.envelope = envelope;
+    /** @type {(Omit<Frame, 'payload'> & {byteLength: number}) | null} */
+    this.pendingHeader = null;
+  }
+
+  /**
+   * @param {string | ArrayBuffer | Uint8Array} data one WebSocket message
+   * @returns {DecodeResult}
+   */
+  decode(data) {
+    try {
+      return typeof data === 'string' ? this.decodeText(data) : this.decodeBinary(data);
+    } catch (e) {
+      if (e instanceof ProtocolError) return { type: 'error', error: e };
+      throw e;
+    }
+  }
+
+  /**
+   * @param {string} text
+   * @returns {DecodeResult}
+   */
+  decodeText(text) {
+    const value = parseTextMessage(text);
+    if (value.channel !== MAIN_CHANNEL) {
+      // The payload is "the next binary message": a control message may come in between.
+      return { type: 'message', message: /** @type {Message} */ (value) };
+    }
+    if (this.envelope !== 'json') {
+      throw new ProtocolError('got a JSON "rfb.main" frame header with envelope=binary');
+    }
+    const previous = this.pendingHeader;
+    this.pendingHeader = null;
+    // A good header counts even when the one before it lost its payload.
+    this.pendingHeader = parseFrameHeader(value);
+    if (previous) {
+      throw new ProtocolError(
+        `frame ${previous.frameId}: expected its ${previous.byteLength}-byte payload, got the header of frame ${this.pendingHeader.frameId}`,
+      );
+    }
+    return { type: 'pending' };
+  }
+
+  /**
+   * @param {ArrayBuffer | Uint8Array} data
+   * @returns {DecodeResult}
+   */
+  decodeBinary(data) {
+    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+    if (this.envelope === 'binary') return { type: 'frame', frame: parseBinaryFrame(bytes) };
+    const header = this.pendingHeader;
+    this.pendingHeader = null;
+    if (!header) {
+      throw new ProtocolError(`binary message of ${bytes.byteLength} bytes without a frame header before it`);
+    }
+    if (bytes.byteLength !== header.byteLength) {
+      throw new ProtocolError(
+        `frame ${header.frameId}: payload is ${bytes.byteLength} bytes, header said byte_length ${header.byteLength}`,
+      );
+    }
+    const { byteLength, ...frame } = header;
+    return { type: 'frame', frame: { ...frame, payload: bytes } };
+  }
+}
+
+/**
+ * Decodes standard base64 (as `description` in `config`).
+ * @param {string} text
+ * @returns {Uint8Array}
+ */
+export function base64ToBytes(text) {
+  if (typeof text !== 'string') throw new ProtocolError(`base64: expected a string, got ${json(text)}`);
+  const clean = text.replace(/[\t\n\f\r ]+/g, '');
+  if (clean.length % 4 === 1 || !/^[A-Za-z0-9+/]*={0,2}$/.test(clean) || (clean.includes('=') && clean.length % 4 !== 0)) {
+    throw new ProtocolError(`base64: not valid base64: ${preview(text)}`);
+  }
+  const binary = atob(clean);
+  const out = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
+  return out;
+}
+
+const VIDEO_CODECS = ['h264', 'vp8', 'vp9', 'av1'];
+const IMAGE_CODECS = ['jpeg', 'png', 'webp'];
+
+/**
+ * Validates a `config` message.
+ * @param {{[field: string]: any}} message
+ * @returns {StreamConfig}
+ */
+export function parseConfig(message) {
+  const fail = (/** @type {string} */ what) => new ProtocolError(`config: ${what}`);
+  if (!isUint(message.config_id)) throw fail(`"config_id" must be an unsigned integer, got ${json(message.config_id)}`);
+  if (message.type !== 'video' && message.type !== 'image') {
+    throw fail(`"type" must be "video" or "image", got ${json(message.type)}`);
+  }
+  const codecs = message.type === 'video' ? VIDEO_CODECS : IMAGE_CODECS;
+  if (!codecs.includes(message.codec)) {
+    throw fail(`"codec" for type ${message.type} must be one of ${codecs.join(', ')}, got ${json(message.codec)}`);
+  }
+  if (typeof message.codec_string !== 'string' || message.codec_string === '') {
+    throw fail(`"codec_string" must be a non-empty string, got ${json(message.codec_string)}`);
+  }
+  if (typeof message.format !== 'string') throw fail(`"format" must be a string, got ${json(message.format)}`);
+  if (!isUint(message.width) || !isUint(message.height)) {
+    throw fail(`"width" and "height" must be unsigned integers, got ${json(message.width)}x${json(message.height)}`);
+  }
+  const description = message.description == null ? null : base64ToBytes(message.description);
+  return {
+    configId: message.config_id,
+    type: message.type,
+    codec: message.codec,
+    codecString: message.codec_string,
+    format: message.format,
+    width: message.width,
+    height: message.height,
+    description,
+  };
+}
+
+/**
+ * @param {string} reason why the client lost its decoder state, e.g. "decoder-error"
+ * @returns {Message}
+ */
+export function keyframeRequest(reason) {
+  return { channel: CONTROL_CHANNEL, kind: 'keyframe-request', reason };
+}
+
+/**
+ * @param {number} frameId the decoded frame
+ * @param {number} decodeQueueSize frames waiting in the decoder
+ * @returns {Message}
+ */
+export function ack(frameId, decodeQueueSize) {
+  return { channel: STATS_CHANNEL, kind: 'ack', frame_id: frameId, decode_queue_size: decodeQueueSize };
+}
+
+/**
+ * Adds `?envelope=` to a WebSocket URL unless it already names one, and says which envelope the
+ * URL asks for.
+ * @param {string} url
+ * @param {Envelope} [envelope] used when the URL names none
+ * @returns {{url: string, envelope: Envelope}}
+ */
+export function withEnvelope(url, envelope = 'binary') {
+  const parsed = new URL(url);
+  const named = parsed.searchParams.get('envelope');
+  if (named === null) {
+    parsed.searchParams.set('envelope', envelope);
+    return { url: parsed.href, envelope };
+  }
+  if (named !== 'binary' && named !== 'json') {
+    throw new ProtocolError(`unknown envelope "${named}" in ${url}, expected "binary" or "json"`);
+  }
+  return { url: parsed.href, envelope: named };
+}

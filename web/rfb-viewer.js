@@ -1,0 +1,300 @@
+// The rfbsink viewer: mount it into an element and it shows the stream. It owns the DOM (canvas,
+// status line, overlay); connection, decoding and painting happen in decode-worker.js.
+//
+//   import { mountViewer } from 'http://127.0.0.1:8080/rfb-viewer.js';
+//   const viewer = mountViewer(document.getElementById('view'), { url: 'ws://127.0.0.1:8080/ws' });
+
+import { Overlay } from './overlay.js';
+import { withEnvelope } from './protocol.js';
+
+/** @typedef {import('./decode-worker.js').ViewerStats} ViewerStats */
+/** @typedef {import('./decode-worker.js').FromWorker} FromWorker */
+/** @typedef {import('./decode-worker.js').ToWorker} ToWorker */
+
+/**
+ * @typedef {object} ViewerOptions
+ * @property {string} [url] ws:// or wss:// URL of the stream; default: /ws on the server this
+ *   module came from
+ * @property {'binary' | 'json'} [envelope] used when `url` has no `?envelope=`; default binary
+ * @property {boolean} [overlay] show the stats overlay at start
+ * @property {boolean} [status] show the status line (connecting…, stream ended); default true
+ * @property {(message: import('./protocol.js').Message) => void} [onMessage] same as calling
+ *   onMessage() at once, but sees the messages that come right after connecting too
+ */
+
+const OVERLAY_REFRESH_MS = 500;
+const NOTICE_MS = 8000;
+
+/** The stream's WebSocket URL on the server that served this module. */
+export function defaultUrl() {
+  const url = new URL('ws', import.meta.url);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
+}
+
+/**
+ * Starts the decode worker. A module worker must be same-origin with the page, so when this module
+ * was imported from another origin (Tauri, Electron, Jupyter) the worker is a same-origin blob
+ * that imports the real one (which needs CORS: the server sends Access-Control-Allow-Origin: *).
+ * @returns {Worker}
+ */
+function startWorker() {
+  const workerUrl = new URL('./decode-worker.js', import.meta.url);
+  if (workerUrl.origin === location.origin) return new Worker(workerUrl, { type: 'module', name: 'rfb-decode' });
+  const source = `import ${JSON.stringify(workerUrl.href)};\n`;
+  const blobUrl = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
+  const worker = new Worker(blobUrl, { type: 'module', name: 'rfb-decode' });
+  // The worker has fetched its script once it runs; revoking later would leak nothing but a URL.
+  setTimeout(() => URL.revokeObjectURL(blobUrl), 10000);
+  return worker;
+}
+
+export class RfbViewer {
+  /**
+   * @param {HTMLElement} container the viewer fills it; give it a size
+   * @param {ViewerOptions} [options]
+   */
+  constructor(container, options = {}) {
+    const { url, envelope } = withEnvelope(options.url ?? defaultUrl(), options.envelope ?? 'binary');
+    this.url = url;
+    this.envelope = envelope;
+    this.container = container;
+    /** The stream's size in pixels once the first picture is painted. */
+    this.streamSize = { width: 0, height: 0 };
+    this.closed = false;
+
+    const doc = container.ownerDocument;
+    this.root = doc.createElement('div');
+    this.root.className = 'rfb-viewer';
+    Object.assign(this.root.style, {
+      position: 'relative',
+      width: '100%',
+      height: '100%',
+      overflow: 'hidden',
+      background: '#000',
+    });
+    this.canvas = doc.createElement('canvas');
+    this.canvas.className = 'rfb-canvas';
+    // The canvas's pixels are the stream's pixels; CSS scales it to fit, keeping the aspect ratio.
+    Object.assign(this.canvas.style, {
+      display: 'block',
+      width: '100%',
+      height: '100%',
+      objectFit: 'contain',
+    });
+    this.statusLine = doc.createElement('div');
+    this.statusLine.className = 'rfb-status';
+    Object.assign(this.statusLine.style, {
+      position: 'absolute',
+      left: '0',
+      right: '0',
+      bottom: '12px',
+      textAlign: 'center',
+      font: '13px/1.4 system-ui, sans-serif',
+      color: '#bbb',
+      textShadow: '0 0 3px #000',
+      pointerEvents: 'none',
+      zIndex: '1',
+    });
+    this.showStatus = options.status ?? true;
+    this.statusText = 'connecting…';
+    /** @type {import('./decode-worker.js').StatusState} */
+    this.statusState = 'connecting';
+    this.noticeText = '';
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.noticeTimer = null;
+    this.root.append(this.canvas, this.statusLine);
+    container.append(this.root);
+
+    /** @type {Set<(message: import('./protocol.js').Message) => void>} */
+    this.messageListeners = new Set();
+    if (options.onMessage) this.messageListeners.add(options.onMessage);
+    /** @type {Map<number, {resolve: (value: any) => void, reject: (error: Error) => void}>} */
+    this.requests = new Map();
+    this.nextRequestId = 1;
+
+    this.worker = startWorker();
+    this.worker.onmessage = (event) => this.fromWorker(event.data);
+    this.worker.onerror = (event) => {
+      const why = event.message || 'could not load decode-worker.js';
+      console.error(`rfb: worker failed: ${why}`);
+      this.setStatus('error', `viewer failed: ${why}`);
+    };
+    const offscreen = this.canvas.transferControlToOffscreen();
+    this.post({ type: 'init', canvas: offscreen, url, envelope }, [offscreen]);
+
+    /** @type {ReturnType<typeof setInterval> | null} */
+    this.overlayTimer = null;
+    this.overlay = new Overlay(this.root, {
+      visible: options.overlay ?? false,
+      onToggle: (visible) => this.overlayToggled(visible),
+    });
+    this.renderStatus();
+  }
+
+  /**
+   * @param {ToWorker} message
+   * @param {Transferable[]} [transfer]
+   */
+  post(message, transfer = []) {
+    if (!this.closed) this.worker.postMessage(message, transfer);
+  }
+
+  /**
+   * @param {{type: 'stats'} | {type: 'sample', points: [number, number][]} | {type: 'send', channel: string, message: object}} message
+   * @returns {Promise<any>}
+   */
+  request(message) {
+    if (this.closed) return Promise.reject(new Error('viewer closed'));
+    const id = this.nextRequestId++;
+    return new Promise((resolve, reject) => {
+      this.requests.set(id, { resolve, reject });
+      this.post(/** @type {ToWorker} */ ({ ...message, id }));
+    });
+  }
+
+  /** @param {FromWorker} message */
+  fromWorker(message) {
+    switch (message.type) {
+      case 'reply': {
+        const pending = this.requests.get(message.id);
+        this.requests.delete(message.id);
+        if (!pending) break;
+        if ('error' in message) pending.reject(new Error(message.error));
+        else pending.resolve(message.value);
+        break;
+      }
+      case 'status':
+        this.setStatus(message.state, message.text);
+        break;
+      case 'notice':
+        this.notice(message.text);
+        break;
+      case 'resize':
+        this.streamSize = { width: message.width, height: message.height };
+        break;
+      case 'app':
+        for (const cb of this.messageListeners) {
+          try {
+            cb(message.message);
+          } catch (e) {
+            console.error('rfb: onMessage callback failed', e);
+          }
+        }
+        break;
+    }
+  }
+
+  /**
+   * @param {import('./decode-worker.js').StatusState} state
+   * @param {string} text
+   */
+  setStatus(state, text) {
+    this.statusState = state;
+    this.statusText = text;
+    this.renderStatus();
+  }
+
+  /** Shows `text` for a while, over the status. @param {string} text */
+  notice(text) {
+    this.noticeText = text;
+    if (this.noticeTimer) clearTimeout(this.noticeTimer);
+    this.noticeTimer = setTimeout(() => {
+      this.noticeText = '';
+      this.renderStatus();
+    }, NOTICE_MS);
+    this.renderStatus();
+  }
+
+  renderStatus() {
+    const text = this.noticeText || (this.statusState === 'playing' ? '' : this.statusText);
+    this.statusLine.textContent = text;
+    this.statusLine.style.display = this.showStatus && text ? 'block' : 'none';
+  }
+
+  /** @param {boolean} visible */
+  overlayToggled(visible) {
+    if (this.overlayTimer) clearInterval(this.overlayTimer);
+    this.overlayTimer = null;
+    if (!visible || this.closed) return;
+    const refresh = () =>
+      this.stats().then(
+        (s) => this.overlay.update(s),
+        () => {},
+      );
+    refresh();
+    this.overlayTimer = setInterval(refresh, OVERLAY_REFRESH_MS);
+  }
+
+  /** Shows or hides the stats overlay. @param {boolean} [force] @returns {boolean} visible now */
+  toggleOverlay(force) {
+    return this.overlay.toggle(force);
+  }
+
+  /** @returns {Promise<ViewerStats>} */
+  stats() {
+    return this.request({ type: 'stats' });
+  }
+
+  /**
+   * RGBA of the painted picture at stream pixel coordinates ([0,0,0,0] outside it).
+   * @param {[number, number][]} points
+   * @returns {Promise<[number, number, number, number][]>}
+   */
+  samplePixels(points) {
+    if (!Array.isArray(points)) return Promise.reject(new TypeError('samplePixels: expected [[x, y], ...]'));
+    return this.request({ type: 'sample', points: points.map(([x, y]) => [Number(x), Number(y)]) });
+  }
+
+  /**
+   * Sends a JSON message to the server on `channel` (`rfb.events`, `app.<name>`, ...).
+   * Rejects when not connected or when the message is over 64 KiB.
+   * @param {string} channel
+   * @param {object} message
+   * @returns {Promise<void>}
+   */
+  sendMessage(channel, message) {
+    if (typeof channel !== 'string' || channel === '') {
+      return Promise.reject(new TypeError('sendMessage: channel must be a non-empty string'));
+    }
+    if (message === null || typeof message !== 'object' || Array.isArray(message)) {
+      return Promise.reject(new TypeError('sendMessage: message must be a JSON object'));
+    }
+    return this.request({ type: 'send', channel, message });
+  }
+
+  /**
+   * Calls `cb` with every `app.*` message from the server.
+   * @param {(message: import('./protocol.js').Message) => void} cb
+   * @returns {() => void} unsubscribes
+   */
+  onMessage(cb) {
+    this.messageListeners.add(cb);
+    return () => this.messageListeners.delete(cb);
+  }
+
+  /** Disconnects, stops the worker and removes the viewer's elements. */
+  close() {
+    if (this.closed) return;
+    this.post({ type: 'close' });
+    this.closed = true;
+    const worker = this.worker;
+    // Let the worker send its WebSocket close before it goes.
+    setTimeout(() => worker.terminate(), 200);
+    if (this.overlayTimer) clearInterval(this.overlayTimer);
+    if (this.noticeTimer) clearTimeout(this.noticeTimer);
+    for (const { reject } of this.requests.values()) reject(new Error('viewer closed'));
+    this.requests.clear();
+    this.messageListeners.clear();
+    this.root.remove();
+  }
+}
+
+/**
+ * @param {HTMLElement} container
+ * @param {ViewerOptions} [options]
+ * @returns {RfbViewer}
+ */
+export function mountViewer(container, options) {
+  return new RfbViewer(container, options);
+}
