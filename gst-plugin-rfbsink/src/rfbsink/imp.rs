@@ -37,6 +37,7 @@ const DEFAULT_CLIENT_QUEUE_BYTES: u64 = 32 * 1024 * 1024;
 const DEFAULT_CLIENT_QUEUE_FRAMES: u32 = 16;
 const DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS: u32 = 500;
 const DEFAULT_VIEW_ONLY: bool = false;
+const DEFAULT_STATS_INTERVAL_MS: u32 = 0;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -48,6 +49,7 @@ struct Settings {
     client_queue_frames: u32,
     keyframe_request_interval_ms: u32,
     view_only: bool,
+    stats_interval_ms: u32,
 }
 
 impl Default for Settings {
@@ -61,6 +63,7 @@ impl Default for Settings {
             client_queue_frames: DEFAULT_CLIENT_QUEUE_FRAMES,
             keyframe_request_interval_ms: DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS,
             view_only: DEFAULT_VIEW_ONLY,
+            stats_interval_ms: DEFAULT_STATS_INTERVAL_MS,
         }
     }
 }
@@ -69,6 +72,7 @@ struct Started {
     hub: Arc<Hub>,
     server: WsServer,
     url: String,
+    stats_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -85,6 +89,8 @@ pub struct RfbSink {
     stream: Mutex<StreamTracker>,
     input_events: AtomicU64,
     input_ignored: AtomicU64,
+    /// Time spent in render(), for the CPU cost per frame.
+    render_ns: AtomicU64,
 }
 
 impl RfbSink {
@@ -210,6 +216,10 @@ impl RfbSink {
             .field("height", config.map(|c| c.codec.height).unwrap_or(0))
             .field("input-events", self.input_events.load(Ordering::Relaxed))
             .field("input-ignored", self.input_ignored.load(Ordering::Relaxed))
+            .field(
+                "render-time-us",
+                self.render_ns.load(Ordering::Relaxed) / 1000,
+            )
             .field("client-stats", gst::Array::from_values(clients))
             .build()
     }
@@ -364,6 +374,13 @@ impl ObjectImpl for RfbSink {
                     .default_value(DEFAULT_VIEW_ONLY)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("stats-interval")
+                    .nick("Stats interval")
+                    .blurb("Post the stats as an element message (rfbsink-stats) on the bus every this many milliseconds (0 = never)")
+                    .maximum(3_600_000)
+                    .default_value(DEFAULT_STATS_INTERVAL_MS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Figures of the stream and of each client (client-stats: latency from render() to decoded, drops, queue)")
@@ -440,6 +457,9 @@ impl ObjectImpl for RfbSink {
                 settings.keyframe_request_interval_ms = value.get().expect("type checked upstream")
             }
             "view-only" => settings.view_only = value.get().expect("type checked upstream"),
+            "stats-interval" => {
+                settings.stats_interval_ms = value.get().expect("type checked upstream")
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -466,6 +486,7 @@ impl ObjectImpl for RfbSink {
                     "client-queue-frames" => settings.client_queue_frames.to_value(),
                     "keyframe-request-interval" => settings.keyframe_request_interval_ms.to_value(),
                     "view-only" => settings.view_only.to_value(),
+                    "stats-interval" => settings.stats_interval_ms.to_value(),
                     name => unimplemented!("property {name}"),
                 }
             }
@@ -593,10 +614,27 @@ impl BaseSinkImpl for RfbSink {
         };
         let url = format!("http://{host}:{}/", local.port());
         gst::info!(CAT, imp = self, "serving the viewer at {url}");
+        let stats_task = (settings.stats_interval_ms > 0).then(|| {
+            let weak = self.obj().downgrade();
+            let period = Duration::from_millis(settings.stats_interval_ms.into());
+            RUNTIME.spawn(async move {
+                let mut ticks =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                loop {
+                    ticks.tick().await;
+                    let Some(obj) = weak.upgrade() else { break };
+                    let msg = gst::message::Element::builder(obj.imp().stats())
+                        .src(&obj)
+                        .build();
+                    let _ = obj.post_message(msg);
+                }
+            })
+        });
         *self.state.lock().unwrap() = State::Started(Started {
             hub,
             server,
             url: url.clone(),
+            stats_task,
         });
         *self.stream.lock().unwrap() = StreamTracker::default();
 
@@ -616,6 +654,9 @@ impl BaseSinkImpl for RfbSink {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if let State::Started(started) = state {
+            if let Some(task) = started.stats_task {
+                task.abort();
+            }
             started.server.stop();
             gst::info!(CAT, imp = self, "stopped serving {}", started.url);
         }
@@ -637,6 +678,25 @@ impl BaseSinkImpl for RfbSink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let start = std::time::Instant::now();
+        let result = self.render_frame(buffer);
+        self.render_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view() {
+            if let Some(hub) = self.hub() {
+                hub.eos();
+            }
+        }
+        self.parent_event(event)
+    }
+}
+
+impl RfbSink {
+    fn render_frame(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let Some(hub) = self.hub() else {
             return Err(gst::FlowError::Flushing);
         };
@@ -693,14 +753,5 @@ impl BaseSinkImpl for RfbSink {
         };
         hub.push(Frame::new(header, config, payload));
         Ok(gst::FlowSuccess::Ok)
-    }
-
-    fn event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::Eos(_) = event.view() {
-            if let Some(hub) = self.hub() {
-                hub.eos();
-            }
-        }
-        self.parent_event(event)
     }
 }
