@@ -375,9 +375,10 @@ function onVideoFrame(frame, mine) {
   }
   const meta = pendingMeta.get(frame.timestamp);
   pendingMeta.delete(frame.timestamp);
+  // Acknowledge first: the ack measures render() -> decoded; painting follows at once.
+  if (meta) decoded(meta, decoder ? decoder.decodeQueueSize : 0);
   paint(frame, frame.displayWidth, frame.displayHeight);
   frame.close();
-  if (meta) decoded(meta, decoder ? decoder.decodeQueueSize : 0);
 }
 
 /**

@@ -21,8 +21,10 @@ use crate::protocol::{self, ClientMessage, Envelope, FrameHeader, StreamConfig};
 pub const GOP_CACHE_MAX_FRAMES: usize = 120;
 /// Frame arrival times kept per client to match acknowledgements against.
 const IN_FLIGHT_MAX: usize = 512;
-/// Latency samples kept per client.
-const LATENCY_WINDOW: usize = 600;
+/// Latency figures are over the last this long (a live figure, not since the start).
+pub const LATENCY_WINDOW: Duration = Duration::from_secs(5);
+/// At most this many latency samples per client (a 5 s window at 240 fps).
+const LATENCY_SAMPLES_MAX: usize = 1200;
 
 /// One encoded frame, shared by every client that sends it.
 #[derive(Debug)]
@@ -201,7 +203,7 @@ struct ClientCounters {
     acks: u64,
     decode_queue_size: u32,
     in_flight: VecDeque<(u64, Instant)>,
-    latencies_us: VecDeque<u64>,
+    latencies_us: VecDeque<(Instant, u64)>,
 }
 
 /// A snapshot of one client's figures.
@@ -363,11 +365,11 @@ impl Client {
             }
             c.in_flight.pop_front();
             if id == frame_id {
-                if c.latencies_us.len() == LATENCY_WINDOW {
+                if c.latencies_us.len() == LATENCY_SAMPLES_MAX {
                     c.latencies_us.pop_front();
                 }
                 let us = now.duration_since(arrived).as_micros() as u64;
-                c.latencies_us.push_back(us);
+                c.latencies_us.push_back((now, us));
                 break;
             }
         }
@@ -383,8 +385,12 @@ impl Client {
                 q.bytes as u64,
             )
         };
-        let c = self.counters.lock().unwrap();
-        let mut sorted: Vec<u64> = c.latencies_us.iter().copied().collect();
+        let mut c = self.counters.lock().unwrap();
+        let now = Instant::now();
+        while c.latencies_us.front().is_some_and(|(at, _)| now.duration_since(*at) > LATENCY_WINDOW) {
+            c.latencies_us.pop_front();
+        }
+        let mut sorted: Vec<u64> = c.latencies_us.iter().map(|(_, us)| *us).collect();
         sorted.sort_unstable();
         ClientStats {
             id: self.id,
