@@ -8,7 +8,7 @@ import { createTransport } from './transport.js';
 
 /**
  * Main thread -> worker.
- * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope}
+ * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt'}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
  *   | {type: 'send', id: number, channel: string, message: object}
@@ -150,10 +150,10 @@ function drop(why) {
 
 // --- connection -------------------------------------------------------------------------------
 
-/** @param {{url: string, envelope: import('./protocol.js').Envelope}} options */
+/** @param {{url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt'}} options */
 function start(options) {
   envelope = options.envelope;
-  transport = createTransport(options.url, { envelope });
+  transport = createTransport(options.url, { envelope, mode: options.transport ?? 'auto' });
   transport.onEvent((event) => {
     switch (event.type) {
       case 'connecting':
@@ -437,7 +437,28 @@ function paint(source, width, height) {
   }
   ctx.drawImage(source, 0, 0, width, height);
   painted = true;
+  if (afterPaint) afterPaint(ctx, width, height);
 }
+
+/**
+ * Opt-in benchmark hook (tests/bench): off, and one null check per frame, unless the page posts
+ * {type: 'bench-hook', module: <URL of an ES module>}. Then the module's install(scope) returns a
+ * function that runs right after every paint() (tests/bench/barcode.mjs reads the capture-time
+ * barcode back from the canvas there); the reply is {type: 'bench-hook', ok, error?}.
+ * @type {((ctx: OffscreenCanvasRenderingContext2D, width: number, height: number) => void) | null}
+ */
+let afterPaint = null;
+scope.addEventListener('message', (event) => {
+  const m = event.data;
+  if (m?.type !== 'bench-hook' || typeof m.module !== 'string') return;
+  import(m.module).then(
+    (mod) => {
+      afterPaint = mod.install(scope);
+      scope.postMessage({ type: 'bench-hook', ok: true });
+    },
+    (e) => scope.postMessage({ type: 'bench-hook', ok: false, error: String(e) }),
+  );
+});
 
 /**
  * @param {FrameMeta} meta
@@ -460,7 +481,7 @@ function stats() {
   return {
     connected,
     envelope,
-    transport: 'websocket',
+    transport: transport?.name ?? 'none',
     clientId,
     codec: config?.codec ?? null,
     codecString: config?.codecString ?? null,

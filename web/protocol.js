@@ -362,3 +362,99 @@ export function withEnvelope(url, envelope = 'binary') {
   }
   return { url: parsed.href, envelope: named };
 }
+
+/**
+ * WebTransport streams carry messages with a 4-byte little-endian length prefix (docs/protocol.md):
+ * JSON text (starts with `{`) or a binary-envelope frame (starts with `RF`). Feed it the chunks a
+ * stream reader returns; it yields whole messages whatever the chunking.
+ */
+export class LengthPrefixedReader {
+  /** @param {number} [maxBytes] a longer message is a protocol error */
+  constructor(maxBytes = 256 * 1024 * 1024) {
+    this.maxBytes = maxBytes;
+    /** @type {Uint8Array[]} */
+    this.chunks = [];
+    this.buffered = 0;
+  }
+
+  /**
+   * @param {Uint8Array} chunk
+   * @returns {Uint8Array[]} the messages completed by this chunk, in order
+   */
+  push(chunk) {
+    this.chunks.push(chunk);
+    this.buffered += chunk.byteLength;
+    /** @type {Uint8Array[]} */
+    const out = [];
+    for (;;) {
+      if (this.buffered < 4) break;
+      const len = new DataView(this.peek(4).buffer).getUint32(0, true);
+      if (len > this.maxBytes) throw new ProtocolError(`message of ${len} bytes is over the limit of ${this.maxBytes}`);
+      if (this.buffered < 4 + len) break;
+      this.take(4);
+      out.push(this.take(len));
+    }
+    return out;
+  }
+
+  /** @param {number} n @returns {Uint8Array} a copy of the first n buffered bytes */
+  peek(n) {
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const c of this.chunks) {
+      const k = Math.min(c.byteLength, n - at);
+      out.set(c.subarray(0, k), at);
+      at += k;
+      if (at === n) break;
+    }
+    return out;
+  }
+
+  /** @param {number} n @returns {Uint8Array} the first n bytes, removed (a view when they lie in one chunk) */
+  take(n) {
+    const first = this.chunks[0];
+    let out;
+    if (first && first.byteLength >= n) {
+      out = first.subarray(0, n);
+    } else {
+      out = this.peek(n);
+    }
+    let left = n;
+    while (left > 0) {
+      const c = this.chunks[0];
+      if (c.byteLength <= left) {
+        left -= c.byteLength;
+        this.chunks.shift();
+      } else {
+        this.chunks[0] = c.subarray(left);
+        left = 0;
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+}
+
+/**
+ * @param {string} hex
+ * @returns {Uint8Array<ArrayBuffer>}
+ */
+export function hexToBytes(hex) {
+  if (!/^([0-9a-fA-F]{2})*$/.test(hex)) throw new ProtocolError(`not a hex string: ${hex.slice(0, 16)}`);
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/**
+ * Decodes one message of a WebTransport stream: a frame or a JSON control message.
+ * @param {Uint8Array} bytes
+ * @returns {{type: 'frame', frame: Frame} | {type: 'message', message: Message}}
+ */
+export function parseStreamMessage(bytes) {
+  if (bytes.byteLength >= 2 && bytes[0] === MAGIC_0 && bytes[1] === MAGIC_1) {
+    return { type: 'frame', frame: parseBinaryFrame(bytes) };
+  }
+  const message = /** @type {Message} */ (parseTextMessage(new TextDecoder().decode(bytes)));
+  return { type: 'message', message };
+}

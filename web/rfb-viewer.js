@@ -4,8 +4,9 @@
 //   import { mountViewer } from 'http://127.0.0.1:8080/rfb-viewer.js';
 //   const viewer = mountViewer(document.getElementById('view'), { url: 'ws://127.0.0.1:8080/ws' });
 
+import { InputCapture } from './input.js';
 import { Overlay } from './overlay.js';
-import { withEnvelope } from './protocol.js';
+import { EVENTS_CHANNEL, withEnvelope } from './protocol.js';
 
 /** @typedef {import('./decode-worker.js').ViewerStats} ViewerStats */
 /** @typedef {import('./decode-worker.js').FromWorker} FromWorker */
@@ -16,8 +17,13 @@ import { withEnvelope } from './protocol.js';
  * @property {string} [url] ws:// or wss:// URL of the stream; default: /ws on the server this
  *   module came from
  * @property {'binary' | 'json'} [envelope] used when `url` has no `?envelope=`; default binary
+ * @property {'auto' | 'ws' | 'wt'} [transport] 'auto' (default): WebTransport when the server
+ *   offers it and the browser has it, else WebSocket; 'ws' or 'wt' forces one
  * @property {boolean} [overlay] show the stats overlay at start
  * @property {boolean} [status] show the status line (connecting…, stream ended); default true
+ * @property {boolean} [input] send pointer, wheel, keyboard, touch and the view's size to the
+ *   server (input.js); default true
+ * @property {boolean} [viewOnly] capture no input (wins over `input`)
  * @property {(message: import('./protocol.js').Message) => void} [onMessage] same as calling
  *   onMessage() at once, but sees the messages that come right after connecting too
  */
@@ -106,6 +112,15 @@ export class RfbViewer {
     this.root.append(this.canvas, this.statusLine);
     container.append(this.root);
 
+    /** Input capture on the canvas, or null when view-only. @type {InputCapture | null} */
+    this.input = null;
+    if ((options.input ?? true) && !options.viewOnly) {
+      this.input = new InputCapture(this.canvas, {
+        send: (message) => this.sendMessage(EVENTS_CHANNEL, message),
+        streamSize: () => this.streamSize,
+      });
+    }
+
     /** @type {Set<(message: import('./protocol.js').Message) => void>} */
     this.messageListeners = new Set();
     if (options.onMessage) this.messageListeners.add(options.onMessage);
@@ -121,7 +136,7 @@ export class RfbViewer {
       this.setStatus('error', `viewer failed: ${why}`);
     };
     const offscreen = this.canvas.transferControlToOffscreen();
-    this.post({ type: 'init', canvas: offscreen, url, envelope }, [offscreen]);
+    this.post({ type: 'init', canvas: offscreen, url, envelope, transport: options.transport ?? 'auto' }, [offscreen]);
 
     /** @type {ReturnType<typeof setInterval> | null} */
     this.overlayTimer = null;
@@ -190,6 +205,11 @@ export class RfbViewer {
    * @param {string} text
    */
   setStatus(state, text) {
+    const before = this.statusState;
+    // Out of connecting/reconnecting: a new connection (the worker says so on `hello`).
+    if ((state === 'waiting' || state === 'playing') && ['connecting', 'reconnecting', 'error'].includes(before)) {
+      this.input?.connected();
+    }
     this.statusState = state;
     this.statusText = text;
     this.renderStatus();
@@ -276,6 +296,7 @@ export class RfbViewer {
   /** Disconnects, stops the worker and removes the viewer's elements. */
   close() {
     if (this.closed) return;
+    this.input?.close(); // its key-ups go out before the worker's close
     this.post({ type: 'close' });
     this.closed = true;
     const worker = this.worker;

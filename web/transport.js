@@ -1,14 +1,21 @@
 // Logical channels over one connection (seed 004, section 2). The rest of the viewer talks to a
-// Transport; WebSocketTransport is the first backend, a WebTransport one can follow without
-// changing its users. No DOM: runs in the decode worker.
+// Transport: WebSocketTransport (one socket, channels multiplexed in JSON), WebTransportTransport
+// (a control stream, a stream per group of pictures, datagrams for latest-wins messages), and
+// AutoTransport, which prefers WebTransport and falls back to WebSocket. No DOM: runs in the
+// decode worker.
 
 import {
   CONTROL_CHANNEL,
   ENVELOPES,
+  EVENTS_CHANNEL,
+  LengthPrefixedReader,
   MAIN_CHANNEL,
   MAX_CLIENT_MESSAGE_BYTES,
   MessageDecoder,
   ProtocolError,
+  STATS_CHANNEL,
+  hexToBytes,
+  parseStreamMessage,
 } from './protocol.js';
 
 /**
@@ -41,7 +48,7 @@ import {
  * @property {(cb: (event: TransportEvent) => void) => () => void} onEvent
  * @property {() => void} start connects, and reconnects after each close
  * @property {() => void} close
- * @property {(kind: string, data: Uint8Array) => void} [sendDatagram]
+ * @property {string} name 'websocket' or 'webtransport': what carries the session now
  */
 
 /** Reconnect delays: `initialMs`, doubling up to `maxMs`. */
@@ -108,6 +115,83 @@ class ChannelImpl {
 }
 
 /**
+ * The channels of a session and who listens on them; shared by the backends of an AutoTransport
+ * so that listeners survive a switch of transport.
+ */
+export class ChannelRouter {
+  /** @param {(name: string, data: Uint8Array | object) => Promise<void>} sender */
+  constructor(sender) {
+    this.sender = sender;
+    /** @type {Map<string, ChannelImpl>} */
+    this.channels = new Map();
+    /** @type {Set<(event: TransportEvent) => void>} */
+    this.listeners = new Set();
+  }
+
+  /** @param {string} name */
+  open(name) {
+    let channel = this.channels.get(name);
+    if (!channel) {
+      channel = new ChannelImpl(name, (n, d) => this.sender(n, d), (c) => this.channels.delete(c.name));
+      this.channels.set(name, channel);
+    }
+    return channel;
+  }
+
+  /** @param {import('./protocol.js').Frame} frame */
+  frame(frame) {
+    this.channels.get(MAIN_CHANNEL)?.deliver(frame);
+  }
+
+  /**
+   * Delivers a message to its channel and to every wildcard channel (`app.*`) that covers it.
+   * @param {import('./protocol.js').Message} message
+   */
+  route(message) {
+    for (const [name, channel] of this.channels) {
+      if (name === message.channel || (name.endsWith('.*') && message.channel.startsWith(name.slice(0, -1)))) {
+        channel.deliver(message);
+      }
+    }
+  }
+
+  /** @param {(event: TransportEvent) => void} cb */
+  onEvent(cb) {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  /** @param {TransportEvent} event */
+  emit(event) {
+    for (const cb of this.listeners) cb(event);
+  }
+
+  clear() {
+    for (const channel of this.channels.values()) channel.listeners.clear();
+    this.channels.clear();
+    this.listeners.clear();
+  }
+}
+
+/**
+ * @param {string} channel
+ * @param {Uint8Array | object} data
+ * @returns {string} the JSON text to send
+ */
+function encodeMessage(channel, data) {
+  if (data instanceof Uint8Array || data instanceof ArrayBuffer) {
+    // The server closes a client that sends binary messages (1003).
+    throw new ProtocolError(`channel ${channel}: clients send JSON objects only`);
+  }
+  if (channel.endsWith('.*')) throw new ProtocolError(`cannot send on the wildcard channel ${channel}`);
+  const text = JSON.stringify({ ...data, channel });
+  if (text.length * 3 > MAX_CLIENT_MESSAGE_BYTES && new TextEncoder().encode(text).byteLength > MAX_CLIENT_MESSAGE_BYTES) {
+    throw new ProtocolError(`channel ${channel}: message is over ${MAX_CLIENT_MESSAGE_BYTES} bytes`);
+  }
+  return text;
+}
+
+/**
  * One WebSocket; JSON text messages carry their `channel`, frames are `rfb.main` in the
  * connection's envelope (docs/protocol.md).
  * @implements {Transport}
@@ -115,17 +199,15 @@ class ChannelImpl {
 export class WebSocketTransport {
   /**
    * @param {string} url ws:// or wss://, with `?envelope=`
-   * @param {{envelope: import('./protocol.js').Envelope, backoff?: Backoff, WebSocketImpl?: typeof WebSocket}} options
+   * @param {{envelope: import('./protocol.js').Envelope, backoff?: Backoff, WebSocketImpl?: typeof WebSocket, router?: ChannelRouter}} options
    */
   constructor(url, options) {
+    this.name = 'websocket';
     this.url = url;
     this.envelope = options.envelope;
     this.backoff = options.backoff ?? new Backoff();
     this.WebSocketImpl = options.WebSocketImpl ?? globalThis.WebSocket;
-    /** @type {Map<string, ChannelImpl>} */
-    this.channels = new Map();
-    /** @type {Set<(event: TransportEvent) => void>} */
-    this.listeners = new Set();
+    this.router = options.router ?? new ChannelRouter((n, d) => this.send(n, d));
     /** @type {WebSocket | null} */
     this.socket = null;
     /** @type {MessageDecoder | null} */
@@ -142,34 +224,23 @@ export class WebSocketTransport {
    * @returns {Channel}
    */
   openChannel(name, _options) {
-    let channel = this.channels.get(name);
-    if (!channel) {
-      channel = new ChannelImpl(name, (n, d) => this.send(n, d), (c) => this.channels.delete(c.name));
-      this.channels.set(name, channel);
-    }
-    return channel;
+    return this.router.open(name);
   }
 
   /** @param {(event: TransportEvent) => void} cb */
   onEvent(cb) {
-    this.listeners.add(cb);
-    return () => this.listeners.delete(cb);
-  }
-
-  /** @param {TransportEvent} event */
-  emit(event) {
-    for (const cb of this.listeners) cb(event);
+    return this.router.onEvent(cb);
   }
 
   start() {
     if (this.closed || this.socket) return;
     this.attempt++;
-    this.emit({ type: 'connecting', attempt: this.attempt });
+    this.router.emit({ type: 'connecting', attempt: this.attempt });
     const socket = new this.WebSocketImpl(this.url);
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
     this.decoder = new MessageDecoder(this.envelope);
-    socket.onopen = () => this.emit({ type: 'open' });
+    socket.onopen = () => this.router.emit({ type: 'open' });
     socket.onmessage = (event) => {
       if (socket === this.socket) this.receive(event.data);
     };
@@ -185,7 +256,7 @@ export class WebSocketTransport {
           this.start();
         }, retryInMs);
       }
-      this.emit({ type: 'closed', code: event.code, reason: event.reason, retryInMs });
+      this.router.emit({ type: 'closed', code: event.code, reason: event.reason, retryInMs });
     };
   }
 
@@ -196,7 +267,7 @@ export class WebSocketTransport {
     const result = /** @type {MessageDecoder} */ (this.decoder).decode(data);
     switch (result.type) {
       case 'frame':
-        this.channels.get(MAIN_CHANNEL)?.deliver(result.frame);
+        this.router.frame(result.frame);
         break;
       case 'message': {
         const message = result.message;
@@ -209,24 +280,12 @@ export class WebSocketTransport {
           // The server says which envelope it speaks; believe it over our URL.
           this.decoder = new MessageDecoder(message.envelope);
         }
-        this.route(message);
+        this.router.route(message);
         break;
       }
       case 'error':
-        this.emit({ type: 'error', error: result.error });
+        this.router.emit({ type: 'error', error: result.error });
         break;
-    }
-  }
-
-  /** @param {import('./protocol.js').Message} message */
-  route(message) {
-    const exact = this.channels.get(message.channel);
-    if (exact) {
-      exact.deliver(message);
-      return;
-    }
-    for (const [name, channel] of this.channels) {
-      if (name.endsWith('.*') && message.channel.startsWith(name.slice(0, -1))) channel.deliver(message);
     }
   }
 
@@ -236,15 +295,7 @@ export class WebSocketTransport {
    * @returns {Promise<void>}
    */
   async send(channel, data) {
-    if (data instanceof Uint8Array || data instanceof ArrayBuffer) {
-      // The server closes a client that sends binary messages (1003).
-      throw new ProtocolError(`channel ${channel}: the WebSocket transport sends JSON objects only`);
-    }
-    if (channel.endsWith('.*')) throw new ProtocolError(`cannot send on the wildcard channel ${channel}`);
-    const text = JSON.stringify({ ...data, channel });
-    if (text.length * 3 > MAX_CLIENT_MESSAGE_BYTES && new TextEncoder().encode(text).byteLength > MAX_CLIENT_MESSAGE_BYTES) {
-      throw new ProtocolError(`channel ${channel}: message is over ${MAX_CLIENT_MESSAGE_BYTES} bytes`);
-    }
+    const text = encodeMessage(channel, data);
     const socket = this.socket;
     if (!socket || socket.readyState !== this.WebSocketImpl.OPEN) {
       throw new Error(`channel ${channel}: not connected`);
@@ -252,7 +303,8 @@ export class WebSocketTransport {
     socket.send(text);
   }
 
-  close() {
+  /** Stops without clearing the router's listeners (an AutoTransport may go on with them). */
+  stop() {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
@@ -263,19 +315,401 @@ export class WebSocketTransport {
       socket.onclose = null;
       socket.close(1000, 'viewer closed');
     }
-    for (const channel of this.channels.values()) channel.listeners.clear();
-    this.channels.clear();
+  }
+
+  close() {
+    this.stop();
+    this.router.clear();
   }
 }
 
 /**
- * The transport for a URL: ws:// and wss:// are WebSocket.
+ * Messages that go as datagrams on WebTransport: latest-wins traffic, where a lost one is replaced
+ * by the next (seed 004 section 2).
+ * @param {string} channel
+ * @param {{kind?: string}} data
+ */
+function isDatagram(channel, data) {
+  return channel === STATS_CHANNEL || (channel === EVENTS_CHANNEL && data.kind === 'pointer-move');
+}
+
+/**
+ * @typedef {{port: number, path: string, certificate_hashes: {algorithm: string, value: string}[]}} WebTransportInfo
+ * what the server's /rfb.json says under `webtransport`
+ */
+
+/**
+ * A WebTransport session (docs/protocol.md, "WebTransport"): the server opens the control stream
+ * and one unidirectional stream per group of pictures; pointer moves and acks go as datagrams.
+ * @implements {Transport}
+ */
+export class WebTransportTransport {
+  /**
+   * @param {string} url https://host:port/wt
+   * @param {{hashes?: {algorithm: string, value: string}[], backoff?: Backoff, router?: ChannelRouter,
+   *   onFirstFailure?: (why: string) => boolean}} options `onFirstFailure` returning true stops
+   *   the transport instead of retrying (the AutoTransport falls back then)
+   */
+  constructor(url, options) {
+    this.name = 'webtransport';
+    this.url = url;
+    this.hashes = options.hashes ?? [];
+    this.backoff = options.backoff ?? new Backoff();
+    this.router = options.router ?? new ChannelRouter((n, d) => this.send(n, d));
+    this.onFirstFailure = options.onFirstFailure ?? (() => false);
+    /** @type {WebTransport | null} */
+    this.session = null;
+    /** @type {WritableStreamDefaultWriter<Uint8Array> | null} */
+    this.control = null;
+    /** @type {WritableStreamDefaultWriter<Uint8Array> | null} */
+    this.datagrams = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.retryTimer = null;
+    this.attempt = 0;
+    this.everOpened = false;
+    this.closed = false;
+    this.encoder = new TextEncoder();
+  }
+
+  /** @param {string} name @param {ChannelOptions} [_options] */
+  openChannel(name, _options) {
+    return this.router.open(name);
+  }
+
+  /** @param {(event: TransportEvent) => void} cb */
+  onEvent(cb) {
+    return this.router.onEvent(cb);
+  }
+
+  start() {
+    if (this.closed || this.session) return;
+    this.attempt++;
+    this.router.emit({ type: 'connecting', attempt: this.attempt });
+    let session;
+    try {
+      session = new WebTransport(this.url, {
+        serverCertificateHashes: this.hashes.map((h) => ({ algorithm: h.algorithm, value: hexToBytes(h.value) })),
+        requireUnreliable: true,
+      });
+    } catch (e) {
+      this.ended(null, 0, `cannot open WebTransport: ${e.message}`);
+      return;
+    }
+    this.session = session;
+    session.ready.then(() => {
+      if (session !== this.session) return;
+      this.everOpened = true;
+      this.backoff.reset();
+      this.datagrams = session.datagrams.writable.getWriter();
+      this.router.emit({ type: 'open' });
+      this.readControl(session);
+      this.readVideo(session);
+      this.drainDatagrams(session);
+    }, () => {});
+    session.closed.then(
+      (info) => this.ended(session, info.closeCode ?? 0, info.reason ?? ''),
+      (e) => this.ended(session, 0, e.message),
+    );
+  }
+
+  /**
+   * @param {WebTransport | null} session
+   * @param {number} code
+   * @param {string} reason
+   */
+  ended(session, code, reason) {
+    if (session && session !== this.session) return;
+    this.session = null;
+    this.control = null;
+    this.datagrams = null;
+    if (!this.everOpened && !this.closed && this.onFirstFailure(reason)) {
+      this.closed = true;
+      this.router.emit({ type: 'closed', code, reason, retryInMs: null });
+      return;
+    }
+    let retryInMs = null;
+    if (!this.closed && !FINAL_CLOSE_CODES.has(code)) {
+      retryInMs = this.backoff.next();
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.start();
+      }, retryInMs);
+    }
+    this.router.emit({ type: 'closed', code, reason, retryInMs });
+  }
+
+  /** @param {WebTransport} session */
+  async readControl(session) {
+    const streams = session.incomingBidirectionalStreams.getReader();
+    const { value: stream, done } = await streams.read().catch(() => ({ value: undefined, done: true }));
+    streams.releaseLock();
+    if (done || !stream || session !== this.session) return;
+    this.control = stream.writable.getWriter();
+    await this.readMessages(session, stream.readable);
+  }
+
+  /**
+   * Groups of pictures, one stream each, read in the order they come. The server resets a stale
+   * group when the viewer fell behind; reading it then fails and the next one starts.
+   * @param {WebTransport} session
+   */
+  async readVideo(session) {
+    const streams = session.incomingUnidirectionalStreams.getReader();
+    for (;;) {
+      const { value: stream, done } = await streams.read().catch(() => ({ value: undefined, done: true }));
+      if (done || !stream || session !== this.session) return;
+      await this.readMessages(session, stream);
+    }
+  }
+
+  /**
+   * @param {WebTransport} session
+   * @param {ReadableStream<Uint8Array>} readable
+   */
+  async readMessages(session, readable) {
+    const reader = readable.getReader();
+    const messages = new LengthPrefixedReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || session !== this.session) return;
+        for (const bytes of messages.push(value)) {
+          let decoded;
+          try {
+            decoded = parseStreamMessage(bytes);
+          } catch (e) {
+            this.router.emit({ type: 'error', error: e });
+            continue;
+          }
+          if (decoded.type === 'frame') this.router.frame(decoded.frame);
+          else this.router.route(decoded.message);
+        }
+      }
+    } catch {
+      // Reset by the server (a stale group) or the session ended.
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  /**
+   * The browser keeps one incoming datagram by default: read them as they come.
+   * @param {WebTransport} session
+   */
+  async drainDatagrams(session) {
+    const reader = session.datagrams.readable.getReader();
+    try {
+      for (;;) {
+        const { done } = await reader.read();
+        if (done || session !== this.session) return;
+      }
+    } catch {
+      // the session ended
+    }
+  }
+
+  /**
+   * @param {string} channel
+   * @param {Uint8Array | object} data
+   * @returns {Promise<void>}
+   */
+  async send(channel, data) {
+    const bytes = this.encoder.encode(encodeMessage(channel, data));
+    const session = this.session;
+    if (!session) throw new Error(`channel ${channel}: not connected`);
+    const max = session.datagrams.maxDatagramSize ?? 0;
+    if (this.datagrams && isDatagram(channel, /** @type {{kind?: string}} */ (data)) && bytes.byteLength <= max) {
+      // Latest wins: a datagram is not waited on, and one the browser cannot queue is dropped.
+      this.datagrams.write(bytes).catch(() => {});
+      return;
+    }
+    if (!this.control) throw new Error(`channel ${channel}: the control stream is not open yet`);
+    const framed = new Uint8Array(4 + bytes.byteLength);
+    new DataView(framed.buffer).setUint32(0, bytes.byteLength, true);
+    framed.set(bytes, 4);
+    await this.control.write(framed);
+  }
+
+  stop() {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const session = this.session;
+    this.session = null;
+    if (session) {
+      try {
+        session.close({ closeCode: 1000, reason: 'viewer closed' });
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  close() {
+    this.stop();
+    this.router.clear();
+  }
+}
+
+/** How long a first WebTransport attempt may take before the viewer falls back to WebSocket. */
+export const WEBTRANSPORT_TIMEOUT_MS = 3000;
+
+/**
+ * The http(s) URL of the server's /rfb.json, from the WebSocket URL.
+ * @param {string} wsUrl
+ */
+export function discoveryUrl(wsUrl) {
+  const u = new URL(wsUrl);
+  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+  u.pathname = '/rfb.json';
+  u.search = '';
+  return u.toString();
+}
+
+/**
+ * The WebTransport URL for a server's /rfb.json answer, on the host the page used.
+ * @param {string} wsUrl
+ * @param {WebTransportInfo} info
+ */
+export function webTransportUrl(wsUrl, info) {
+  const host = new URL(wsUrl).hostname;
+  return `https://${host}:${info.port}${info.path}`;
+}
+
+/**
+ * WebTransport first, WebSocket when WebTransport is missing, not offered, or fails at first
+ * (`mode` 'auto'); or one of them forced ('wt', 'ws').
+ * @implements {Transport}
+ */
+export class AutoTransport {
+  /**
+   * @param {string} wsUrl
+   * @param {{envelope: import('./protocol.js').Envelope, mode?: 'auto' | 'ws' | 'wt', fetchImpl?: typeof fetch}} options
+   */
+  constructor(wsUrl, options) {
+    this.wsUrl = wsUrl;
+    this.envelope = options.envelope;
+    this.mode = options.mode ?? 'auto';
+    this.fetchImpl = options.fetchImpl ?? globalThis.fetch?.bind(globalThis);
+    this.router = new ChannelRouter((n, d) => this.send(n, d));
+    /** @type {WebSocketTransport | WebTransportTransport | null} */
+    this.current = null;
+    this.name = 'none';
+    this.closed = false;
+    /** why WebTransport is not in use, when it is not */
+    this.fallbackReason = '';
+  }
+
+  /** @param {string} name @param {ChannelOptions} [options] */
+  openChannel(name, options) {
+    return this.router.open(name);
+  }
+
+  /** @param {(event: TransportEvent) => void} cb */
+  onEvent(cb) {
+    return this.router.onEvent(cb);
+  }
+
+  /**
+   * @param {string} channel
+   * @param {Uint8Array | object} data
+   */
+  send(channel, data) {
+    if (!this.current) return Promise.reject(new Error(`channel ${channel}: not connected`));
+    return this.current.send(channel, data);
+  }
+
+  start() {
+    if (this.closed || this.current) return;
+    if (this.mode === 'ws') {
+      this.fallbackReason = 'WebSocket requested';
+      this.useWebSocket();
+      return;
+    }
+    this.router.emit({ type: 'connecting', attempt: 1 });
+    this.discover().then((info) => {
+      if (this.closed) return;
+      if (typeof WebTransport === 'undefined') return this.fallBack('this browser has no WebTransport');
+      if (!info) return this.fallBack('the server does not offer WebTransport');
+      this.useWebTransport(info);
+    }, (e) => this.fallBack(`cannot ask the server about WebTransport: ${e.message}`));
+  }
+
+  /** @returns {Promise<WebTransportInfo | null>} */
+  async discover() {
+    const res = await this.fetchImpl(discoveryUrl(this.wsUrl), { cache: 'no-store' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const body = await res.json();
+    return body?.webtransport ?? null;
+  }
+
+  /** @param {string} why */
+  fallBack(why) {
+    if (this.closed) return;
+    this.fallbackReason = why;
+    if (this.mode === 'wt') {
+      this.router.emit({ type: 'error', error: new Error(`WebTransport was requested (?transport=wt) but ${why}`) });
+      this.router.emit({ type: 'closed', code: 0, reason: why, retryInMs: null });
+      return;
+    }
+    console.info(`rfb: using WebSocket: ${why}`);
+    this.useWebSocket();
+  }
+
+  useWebSocket() {
+    this.current?.stop();
+    this.name = 'websocket';
+    this.current = new WebSocketTransport(this.wsUrl, { envelope: this.envelope, router: this.router });
+    this.current.start();
+  }
+
+  /** @param {WebTransportInfo} info */
+  useWebTransport(info) {
+    this.name = 'webtransport';
+    const wt = new WebTransportTransport(webTransportUrl(this.wsUrl, info), {
+      hashes: info.certificate_hashes,
+      router: this.router,
+      // Forced WebTransport keeps trying; otherwise a first failure means WebSocket.
+      onFirstFailure: (why) => {
+        if (this.mode === 'wt') return false;
+        clearTimeout(timer);
+        queueMicrotask(() => this.fallBack(`WebTransport failed: ${why}`));
+        return true;
+      },
+    });
+    this.current = wt;
+    const timer = setTimeout(() => {
+      if (this.current === wt && !wt.everOpened && this.mode !== 'wt') {
+        wt.stop();
+        this.fallBack(`WebTransport did not connect within ${WEBTRANSPORT_TIMEOUT_MS} ms`);
+      }
+    }, WEBTRANSPORT_TIMEOUT_MS);
+    wt.start();
+  }
+
+  stop() {
+    this.closed = true;
+    this.current?.stop();
+    this.current = null;
+  }
+
+  close() {
+    this.stop();
+    this.router.clear();
+  }
+}
+
+/**
+ * The transport for a URL: ws:// and wss:// are the server's WebSocket; `mode` picks WebTransport
+ * first ('auto', the default), or forces one ('ws', 'wt').
  * @param {string} url
- * @param {{envelope: import('./protocol.js').Envelope}} options
+ * @param {{envelope: import('./protocol.js').Envelope, mode?: 'auto' | 'ws' | 'wt'}} options
  * @returns {Transport}
  */
 export function createTransport(url, options) {
   const scheme = new URL(url).protocol;
-  if (scheme === 'ws:' || scheme === 'wss:') return new WebSocketTransport(url, options);
-  throw new Error(`no transport for ${scheme} URLs (${url}); use ws:// or wss://`);
+  if (scheme !== 'ws:' && scheme !== 'wss:') {
+    throw new Error(`no transport for ${scheme} URLs (${url}); use ws:// or wss://`);
+  }
+  return new AutoTransport(url, options);
 }

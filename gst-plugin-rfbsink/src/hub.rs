@@ -387,7 +387,11 @@ impl Client {
         };
         let mut c = self.counters.lock().unwrap();
         let now = Instant::now();
-        while c.latencies_us.front().is_some_and(|(at, _)| now.duration_since(*at) > LATENCY_WINDOW) {
+        while c
+            .latencies_us
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > LATENCY_WINDOW)
+        {
             c.latencies_us.pop_front();
         }
         let mut sorted: Vec<u64> = c.latencies_us.iter().map(|(_, us)| *us).collect();

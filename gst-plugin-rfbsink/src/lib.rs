@@ -14,6 +14,7 @@ pub mod rfbsink;
 mod runtime;
 pub mod stream;
 mod ws;
+mod wt;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     rfbsink::register(plugin)

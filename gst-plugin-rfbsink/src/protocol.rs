@@ -364,6 +364,66 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// WebTransport streams carry messages with a 4-byte little-endian length prefix: JSON text
+/// (starts with `{`) or a binary-envelope frame (starts with `RF`).
+pub fn length_prefix(len: usize) -> [u8; 4] {
+    (len as u32).to_le_bytes()
+}
+
+/// Splits a byte stream into length-prefixed messages, whatever the chunking of the reads.
+#[derive(Debug)]
+pub struct MessageReader {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl MessageReader {
+    pub fn new(max: usize) -> MessageReader {
+        MessageReader {
+            buf: Vec::new(),
+            max,
+        }
+    }
+
+    /// Adds bytes read from the stream; returns the messages now complete, in order. A length over
+    /// the limit is an error (the peer is closed with 1009).
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        loop {
+            if self.buf.len() < 4 {
+                break;
+            }
+            let len = u32::from_le_bytes(self.buf[..4].try_into().unwrap()) as usize;
+            if len > self.max {
+                return Err(ProtocolError {
+                    code: close::TOO_BIG,
+                    reason: format!("message of {len} bytes is over the limit of {}", self.max),
+                });
+            }
+            if self.buf.len() < 4 + len {
+                break;
+            }
+            out.push(self.buf[4..4 + len].to_vec());
+            self.buf.drain(..4 + len);
+        }
+        Ok(out)
+    }
+
+    /// Bytes of an incomplete message still waiting for the rest.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Validates a message that arrived as bytes (a WebTransport stream message or datagram): it must
+/// be UTF-8 JSON text.
+pub fn parse_client_bytes(data: &[u8]) -> Result<ClientMessage, ProtocolError> {
+    let text = std::str::from_utf8(data)
+        .map_err(|_| ProtocolError::invalid("message is not UTF-8 text"))?;
+    parse_client_message(text)
+}
+
 /// Standard base64 with padding (RFC 4648), for the small avcC description.
 pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -536,6 +596,50 @@ mod tests {
             "a".repeat(MAX_CLIENT_MESSAGE)
         );
         assert_eq!(parse_client_message(&big).unwrap_err().code, close::TOO_BIG);
+    }
+
+    #[test]
+    fn length_prefixed_framing_survives_any_chunking() {
+        let msgs: Vec<Vec<u8>> = vec![
+            b"{\"a\":1}".to_vec(),
+            vec![],
+            vec![7u8; 300],
+            b"RF..".to_vec(),
+        ];
+        let mut wire = Vec::new();
+        for m in &msgs {
+            wire.extend_from_slice(&length_prefix(m.len()));
+            wire.extend_from_slice(m);
+        }
+        for chunk in [1, 2, 3, 5, 7, 64, wire.len()] {
+            let mut r = MessageReader::new(1000);
+            let mut got = Vec::new();
+            for c in wire.chunks(chunk) {
+                got.extend(r.push(c).unwrap());
+            }
+            assert_eq!(got, msgs, "chunk size {chunk}");
+            assert_eq!(r.pending(), 0);
+        }
+        let mut r = MessageReader::new(16);
+        let err = r.push(&length_prefix(17)).unwrap_err();
+        assert_eq!(err.code, close::TOO_BIG);
+        assert!(err.reason.contains("17"));
+    }
+
+    #[test]
+    fn datagrams_must_be_json_text() {
+        assert!(matches!(
+            parse_client_bytes(br#"{"channel":"rfb.stats","kind":"ack","frame_id":1}"#),
+            Ok(ClientMessage::Ack { frame_id: 1, .. })
+        ));
+        assert_eq!(
+            parse_client_bytes(&[0xff, 0xfe]).unwrap_err().code,
+            close::INVALID_DATA
+        );
+        assert_eq!(
+            parse_client_bytes(b"RF\x01").unwrap_err().code,
+            close::INVALID_DATA
+        );
     }
 
     #[test]

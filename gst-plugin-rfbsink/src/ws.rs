@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,9 +15,28 @@ use warp::{Filter, Reply};
 use crate::hub::{Client, Frame, Hub, Item};
 use crate::protocol::{self, close, Envelope, MAX_CLIENT_MESSAGE};
 use crate::runtime::RUNTIME;
+use crate::wt::WtInfo;
 
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
+
+/// What /rfb.json tells the viewer: how else it can connect (WebTransport, once it runs).
+#[derive(Default)]
+pub struct Discovery {
+    pub webtransport: Mutex<Option<Arc<WtInfo>>>,
+}
+
+impl Discovery {
+    fn to_json(&self) -> String {
+        let wt = self
+            .webtransport
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|w| w.to_json());
+        serde_json::json!({"protocol": protocol::PROTOCOL_VERSION, "webtransport": wt}).to_string()
+    }
 }
 
 /// How long stop() lets clients receive their close message before dropping them.
@@ -31,7 +50,11 @@ pub struct WsServer {
 
 impl WsServer {
     /// Binds at once (so that a busy port is an error now, not later) and serves on the runtime.
-    pub fn start(addr: SocketAddr, hub: Arc<Hub>) -> std::io::Result<WsServer> {
+    pub fn start(
+        addr: SocketAddr,
+        hub: Arc<Hub>,
+        discovery: Arc<Discovery>,
+    ) -> std::io::Result<WsServer> {
         let _guard = RUNTIME.enter();
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
@@ -47,7 +70,7 @@ impl WsServer {
         let local_addr = listener.local_addr()?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let routes = routes(hub, shutdown_rx.clone());
+        let routes = routes(hub, discovery, shutdown_rx.clone());
         let mut rx = shutdown_rx;
         let task = RUNTIME.spawn(
             warp::serve(routes)
@@ -84,6 +107,7 @@ impl WsServer {
 
 fn routes(
     hub: Arc<Hub>,
+    discovery: Arc<Discovery>,
     shutdown: watch::Receiver<bool>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
        + Clone
@@ -107,10 +131,24 @@ fn routes(
                     .into_response()
             },
         );
+    let discovery = warp::get()
+        .and(warp::path("rfb.json"))
+        .and(warp::path::end())
+        .map(move || {
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+                .body(Bytes::from(discovery.to_json()))
+                .unwrap()
+                .into_response()
+        });
     let assets = warp::get()
         .and(warp::path::tail())
         .map(|tail: warp::path::Tail| asset(tail.as_str()).into_response());
-    ws.or(assets)
+    ws.or(discovery)
+        .unify()
+        .or(assets)
         .unify()
         .recover(|_| async { Ok::<_, std::convert::Infallible>(not_found().into_response()) })
         .unify()

@@ -19,7 +19,8 @@ use crate::input::Input;
 use crate::protocol::{self, ClientMessage, FrameHeader};
 use crate::runtime::RUNTIME;
 use crate::stream::{CapsInfo, StreamTracker};
-use crate::ws::WsServer;
+use crate::ws::{Discovery, WsServer};
+use crate::wt::{WtServer, WtSettings};
 
 pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -38,6 +39,9 @@ const DEFAULT_CLIENT_QUEUE_FRAMES: u32 = 16;
 const DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS: u32 = 500;
 const DEFAULT_VIEW_ONLY: bool = false;
 const DEFAULT_STATS_INTERVAL_MS: u32 = 0;
+const DEFAULT_WEBTRANSPORT: bool = true;
+/// -1: the same port number as the HTTP server's, on UDP.
+const DEFAULT_WEBTRANSPORT_PORT: i32 = -1;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -50,6 +54,10 @@ struct Settings {
     keyframe_request_interval_ms: u32,
     view_only: bool,
     stats_interval_ms: u32,
+    webtransport: bool,
+    webtransport_port: i32,
+    certificate_file: Option<String>,
+    private_key_file: Option<String>,
 }
 
 impl Default for Settings {
@@ -64,6 +72,10 @@ impl Default for Settings {
             keyframe_request_interval_ms: DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS,
             view_only: DEFAULT_VIEW_ONLY,
             stats_interval_ms: DEFAULT_STATS_INTERVAL_MS,
+            webtransport: DEFAULT_WEBTRANSPORT,
+            webtransport_port: DEFAULT_WEBTRANSPORT_PORT,
+            certificate_file: None,
+            private_key_file: None,
         }
     }
 }
@@ -71,6 +83,7 @@ impl Default for Settings {
 struct Started {
     hub: Arc<Hub>,
     server: WsServer,
+    webtransport: Option<WtServer>,
     url: String,
     stats_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -167,6 +180,42 @@ impl RfbSink {
             return false;
         };
         hub.send_text((client_id != 0).then_some(client_id), &text) > 0
+    }
+
+    /// Starts WebTransport. With the default port (the HTTP port's number) a busy UDP port is a
+    /// warning: the viewers fall back to WebSocket. An explicit port or certificate that fails is
+    /// an error.
+    fn start_webtransport(
+        &self,
+        settings: &Settings,
+        http: SocketAddr,
+        hub: &Arc<Hub>,
+    ) -> Result<Option<WtServer>, gst::ErrorMessage> {
+        let port = match settings.webtransport_port {
+            -1 => http.port(),
+            p => p as u16,
+        };
+        let wt_settings = WtSettings {
+            address: http.ip(),
+            port,
+            certificate_file: settings.certificate_file.clone().map(Into::into),
+            private_key_file: settings.private_key_file.clone().map(Into::into),
+        };
+        match WtServer::start(wt_settings, hub.clone()) {
+            Ok(wt) => Ok(Some(wt)),
+            Err(e) if settings.webtransport_port == -1 && settings.certificate_file.is_none() => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Busy,
+                    ("WebTransport is off, viewers use WebSocket: {e}")
+                );
+                Ok(None)
+            }
+            Err(e) => Err(gst::error_msg!(
+                gst::ResourceError::OpenReadWrite,
+                ("WebTransport: {e}")
+            )),
+        }
     }
 
     fn resolve(settings: &Settings) -> Result<SocketAddr, gst::ErrorMessage> {
@@ -381,6 +430,30 @@ impl ObjectImpl for RfbSink {
                     .default_value(DEFAULT_STATS_INTERVAL_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("webtransport")
+                    .nick("WebTransport")
+                    .blurb("Also serve WebTransport (HTTP/3 over QUIC, UDP); the viewer prefers it and falls back to WebSocket")
+                    .default_value(DEFAULT_WEBTRANSPORT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("webtransport-port")
+                    .nick("WebTransport port")
+                    .blurb("UDP port of the WebTransport server (-1 = the same number as the HTTP port, 0 = pick a free port; the viewer learns it from /rfb.json)")
+                    .minimum(-1)
+                    .maximum(u16::MAX as i32)
+                    .default_value(DEFAULT_WEBTRANSPORT_PORT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("certificate-file")
+                    .nick("Certificate file")
+                    .blurb("PEM certificate (chain) for WebTransport; unset: a self-signed ECDSA P-256 certificate valid 14 days, renewed before expiry, whose hash the viewer gets")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("private-key-file")
+                    .nick("Private key file")
+                    .blurb("PEM private key of certificate-file")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Figures of the stream and of each client (client-stats: latency from render() to decoded, drops, queue)")
@@ -487,6 +560,10 @@ impl ObjectImpl for RfbSink {
                     "keyframe-request-interval" => settings.keyframe_request_interval_ms.to_value(),
                     "view-only" => settings.view_only.to_value(),
                     "stats-interval" => settings.stats_interval_ms.to_value(),
+                    "webtransport" => settings.webtransport.to_value(),
+                    "webtransport-port" => settings.webtransport_port.to_value(),
+                    "certificate-file" => settings.certificate_file.to_value(),
+                    "private-key-file" => settings.private_key_file.to_value(),
                     name => unimplemented!("property {name}"),
                 }
             }
@@ -596,7 +673,8 @@ impl BaseSinkImpl for RfbSink {
             },
         );
 
-        let server = WsServer::start(addr, hub.clone()).map_err(|e| {
+        let discovery = Arc::new(Discovery::default());
+        let server = WsServer::start(addr, hub.clone(), discovery.clone()).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
                 gst::ResourceError::Busy
             } else {
@@ -605,6 +683,26 @@ impl BaseSinkImpl for RfbSink {
             gst::error_msg!(kind, ("Cannot listen on {addr}: {e}"))
         })?;
         let local = server.local_addr;
+        let webtransport = if settings.webtransport {
+            match self.start_webtransport(&settings, local, &hub) {
+                Ok(wt) => {
+                    if let Some(wt) = &wt {
+                        *discovery.webtransport.lock().unwrap() = Some(wt.info.clone());
+                    }
+                    wt
+                }
+                Err(e) => {
+                    server.stop();
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        let wt_port = webtransport
+            .as_ref()
+            .map(|w| w.info.port as u32)
+            .unwrap_or(0);
         let host = if local.ip().is_unspecified() {
             "127.0.0.1".to_owned()
         } else if local.is_ipv6() {
@@ -633,6 +731,7 @@ impl BaseSinkImpl for RfbSink {
         *self.state.lock().unwrap() = State::Started(Started {
             hub,
             server,
+            webtransport,
             url: url.clone(),
             stats_task,
         });
@@ -643,6 +742,7 @@ impl BaseSinkImpl for RfbSink {
                 .field("url", &url)
                 .field("address", local.ip().to_string())
                 .field("port", local.port() as u32)
+                .field("webtransport-port", wt_port)
                 .build(),
         )
         .src(&*self.obj())
@@ -656,6 +756,9 @@ impl BaseSinkImpl for RfbSink {
         if let State::Started(started) = state {
             if let Some(task) = started.stats_task {
                 task.abort();
+            }
+            if let Some(wt) = started.webtransport {
+                wt.stop();
             }
             started.server.stop();
             gst::info!(CAT, imp = self, "stopped serving {}", started.url);
