@@ -18,8 +18,27 @@ pub enum Input {
     },
 }
 
-/// Turns one `rfb.events` message into input, or says why it is not valid.
-pub fn parse_event(kind: &str, fields: &Map<String, Value>) -> Result<Input, String> {
+/// Turns one `rfb.events` message into input, or says why it is not valid. A kind this server
+/// does not know is `Ok(None)`: ignored, for forward compatibility (docs/protocol.md).
+pub fn parse_event(kind: &str, fields: &Map<String, Value>) -> Result<Option<Input>, String> {
+    parse_known(kind, fields).map(Some).or_else(|e| match e {
+        ParseError::UnknownKind => Ok(None),
+        ParseError::Invalid(e) => Err(e),
+    })
+}
+
+enum ParseError {
+    UnknownKind,
+    Invalid(String),
+}
+
+impl From<String> for ParseError {
+    fn from(e: String) -> Self {
+        ParseError::Invalid(e)
+    }
+}
+
+fn parse_known(kind: &str, fields: &Map<String, Value>) -> Result<Input, ParseError> {
     let num = |name: &str| -> Result<f64, String> {
         match fields.get(name) {
             Some(Value::Number(n)) => n
@@ -31,7 +50,7 @@ pub fn parse_event(kind: &str, fields: &Map<String, Value>) -> Result<Input, Str
         }
     };
     let modifier_state = modifiers(fields);
-    let nav = |e| Ok(Input::Navigation(e));
+    let nav = |e| Ok::<_, ParseError>(Input::Navigation(e));
     match kind {
         "pointer-move" => nav(NavigationEvent::MouseMove {
             x: num("x")?,
@@ -69,7 +88,7 @@ pub fn parse_event(kind: &str, fields: &Map<String, Value>) -> Result<Input, Str
         "key-down" | "key-up" => {
             let key = match fields.get("key") {
                 Some(Value::String(k)) if !k.is_empty() && k.len() <= 32 => k,
-                _ => return Err(format!("{kind} without a 'key' string")),
+                _ => return Err(format!("{kind} without a 'key' string").into()),
             };
             let code = fields.get("code").and_then(Value::as_str).unwrap_or("");
             let key = keysym_name(key, code);
@@ -130,7 +149,7 @@ pub fn parse_event(kind: &str, fields: &Map<String, Value>) -> Result<Input, Str
                 height: dim("height")?,
             })
         }
-        other => Err(format!("unknown input kind '{other}'")),
+        _ => Err(ParseError::UnknownKind),
     }
 }
 
@@ -253,7 +272,7 @@ mod tests {
             unreachable!()
         };
         let kind = obj.remove("kind").unwrap();
-        parse_event(kind.as_str().unwrap(), &obj)
+        parse_event(kind.as_str().unwrap(), &obj).map(|i| i.expect("a known kind"))
     }
 
     #[test]
@@ -324,9 +343,13 @@ mod tests {
             json!({"kind":"pointer-down","x":1,"y":2,"button":7}),
             json!({"kind":"key-down"}),
             json!({"kind":"resize","width":0,"height":600}),
-            json!({"kind":"teleport"}),
         ] {
             assert!(parse(bad.clone()).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_event("teleport", &Map::new()),
+            Ok(None),
+            "unknown kinds are ignored"
+        );
     }
 }

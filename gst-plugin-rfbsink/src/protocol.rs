@@ -342,9 +342,11 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
                 decode_queue_size: ack.decode_queue_size,
             })
         }
-        (CHANNEL_EVENTS, _) => input::parse_event(&kind, &obj)
-            .map(ClientMessage::Input)
-            .map_err(|e| ProtocolError::invalid(format!("bad input event: {e}"))),
+        (CHANNEL_EVENTS, _) => match input::parse_event(&kind, &obj) {
+            Ok(Some(input)) => Ok(ClientMessage::Input(input)),
+            Ok(None) => Ok(ClientMessage::Ignored { channel, kind }),
+            Err(e) => Err(ProtocolError::invalid(format!("bad input event: {e}"))),
+        },
         (c, _) if c.starts_with("app.") && c.len() > 4 => Ok(ClientMessage::App {
             channel,
             message: obj,
