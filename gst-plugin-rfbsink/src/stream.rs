@@ -47,6 +47,11 @@ impl StreamTracker {
         Ok(())
     }
 
+    /// Whether the stream is still images (JPEG, PNG, WebP), each decodable on its own.
+    pub fn is_image(&self) -> bool {
+        self.caps.as_ref().is_some_and(|c| c.codec.is_image())
+    }
+
     pub fn current(&self) -> Option<&Arc<StreamConfig>> {
         self.current.as_ref()
     }

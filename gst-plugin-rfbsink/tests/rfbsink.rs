@@ -1,10 +1,10 @@
 // End-to-end tests of the element on loopback: real encoded buffers from x264enc/jpegenc pushed
 // through a gst_check::Harness into rfbsink, and real WebSocket clients (tokio-tungstenite).
 
-use std::sync::Once;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use gst::glib;
 use gst::prelude::*;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -13,99 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use gstrfbsink::protocol::FrameHeader;
 
-static INIT: Once = Once::new();
-
-fn init() {
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstrfbsink::plugin_register_static().unwrap();
-    });
-}
-
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Encodes `n` frames of videotestsrc with `enc` (a gst-launch fragment) into buffers and caps.
-fn encode(n: u32, width: u32, height: u32, enc: &str) -> (gst::Caps, Vec<gst::Buffer>) {
-    encode_pattern(n, width, height, "ball", enc)
-}
-
-fn encode_pattern(
-    n: u32,
-    width: u32,
-    height: u32,
-    pattern: &str,
-    enc: &str,
-) -> (gst::Caps, Vec<gst::Buffer>) {
-    init();
-    let line = format!(
-        "videotestsrc num-buffers={n} pattern={pattern} ! video/x-raw,width={width},height={height},framerate=30/1 \
-         ! {enc} ! appsink name=sink sync=false"
-    );
-    let pipeline = gst::parse::launch(&line)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut buffers = Vec::new();
-    let mut caps = None;
-    while let Ok(sample) = sink.pull_sample() {
-        caps.get_or_insert_with(|| sample.caps().unwrap().to_owned());
-        buffers.push(sample.buffer_owned().unwrap());
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(buffers.len(), n as usize, "{line}");
-    (caps.unwrap(), buffers)
-}
-
-fn h264(n: u32, key_int: u32) -> (gst::Caps, Vec<gst::Buffer>) {
-    encode(
-        n,
-        320,
-        240,
-        &format!("x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key_int} ! video/x-h264,stream-format=byte-stream,profile=baseline"),
-    )
-}
-
-/// rfbsink on a free port, with `props` ("name=value ...") set before it starts.
-fn harness(props: &str) -> gst_check::Harness {
-    init();
-    let element = gst::ElementFactory::make("rfbsink")
-        .property("port", 0u32)
-        .property("sync", false)
-        .build()
-        .unwrap();
-    for prop in props.split_whitespace() {
-        let (name, value) = prop.split_once('=').unwrap();
-        element.set_property_from_str(name, value);
-    }
-    let mut h = gst_check::Harness::with_element(&element, Some("sink"), None);
-    h.play();
-    h
-}
-
-fn port(h: &gst_check::Harness) -> u16 {
-    let port: u32 = h.element().unwrap().property("bound-port");
-    assert_ne!(port, 0);
-    port as u16
-}
-
-fn stats(h: &gst_check::Harness) -> gst::Structure {
-    h.element().unwrap().property::<gst::Structure>("stats")
-}
-
-fn client_stats(h: &gst_check::Harness) -> Vec<gst::Structure> {
-    stats(h)
-        .get::<gst::Array>("client-stats")
-        .unwrap()
-        .iter()
-        .map(|v| v.get::<gst::Structure>().unwrap())
-        .collect()
-}
+mod common;
+use common::*;
 
 #[derive(Debug)]
 enum Msg {
@@ -216,18 +125,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Waits until the element counts `n` clients.
-fn wait_clients(h: &gst_check::Harness, n: u32) {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while stats(h).get::<u32>("clients").unwrap() != n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never saw {n} clients"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -768,4 +665,51 @@ fn element_is_documented() {
     }
     assert_eq!(element.property::<String>("address"), "127.0.0.1");
     assert_eq!(element.property::<u32>("port"), 8080);
+}
+
+#[test]
+fn every_writable_property_round_trips() {
+    init();
+    let element = gst::ElementFactory::make("rfbsink").build().unwrap();
+    for pspec in element.list_properties() {
+        if !pspec.flags().contains(glib::ParamFlags::WRITABLE)
+            || pspec.owner_type() != element.type_()
+        {
+            continue;
+        }
+        let value = pspec.default_value().clone();
+        element.set_property_from_value(pspec.name(), &value);
+        let back = element.property_value(pspec.name());
+        assert_eq!(
+            back.serialize().ok(),
+            value.serialize().ok(),
+            "property {}",
+            pspec.name()
+        );
+    }
+}
+
+#[test]
+fn png_frames_flagged_as_deltas_are_still_keyframes() {
+    // pngenc (like webpenc) marks its buffers DELTA_UNIT; every still image decodes on its own.
+    let (caps, buffers) = encode(3, 160, 120, "pngenc");
+    assert!(
+        buffers
+            .iter()
+            .any(|b| b.flags().contains(gst::BufferFlags::DELTA_UNIT)),
+        "pngenc's flags changed"
+    );
+    let mut h = harness("");
+    h.set_src_caps(caps);
+    let rt = runtime();
+    let mut c = rt.block_on(Client::connect(port(&h), "/ws?envelope=binary"));
+    wait_clients(&h, 1);
+    for b in &buffers {
+        h.push(b.clone()).unwrap();
+    }
+    for i in 0..3 {
+        let (hd, payload) = rt.block_on(c.frame());
+        assert_eq!((hd.frame_id, hd.key), (i, true));
+        assert_eq!(&payload[1..4], b"PNG");
+    }
 }

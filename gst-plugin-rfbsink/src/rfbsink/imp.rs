@@ -533,6 +533,16 @@ impl ObjectImpl for RfbSink {
             "stats-interval" => {
                 settings.stats_interval_ms = value.get().expect("type checked upstream")
             }
+            "webtransport" => settings.webtransport = value.get().expect("type checked upstream"),
+            "webtransport-port" => {
+                settings.webtransport_port = value.get().expect("type checked upstream")
+            }
+            "certificate-file" => {
+                settings.certificate_file = value.get().expect("type checked upstream")
+            }
+            "private-key-file" => {
+                settings.private_key_file = value.get().expect("type checked upstream")
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -803,7 +813,7 @@ impl RfbSink {
         let Some(hub) = self.hub() else {
             return Err(gst::FlowError::Flushing);
         };
-        let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         // Zero copy: the frame keeps the buffer mapped; every client shares that memory.
         let mapped = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
             gst::element_imp_error!(
@@ -815,10 +825,13 @@ impl RfbSink {
         })?;
         let payload = Bytes::from_owner(mapped);
 
-        let (config, frame_id) = {
+        let (config, frame_id, key) = {
             let mut stream = self.stream.lock().unwrap();
+            // Every still image is a keyframe, whatever its encoder flags (pngenc and webpenc
+            // mark their buffers as deltas).
+            let key = !delta || stream.is_image();
             match stream.config_for(&payload, key) {
-                Ok(Some(config)) => (config, stream.next_frame_id()),
+                Ok(Some(config)) => (config, stream.next_frame_id(), key),
                 Ok(None) => {
                     gst::debug!(
                         CAT,
