@@ -1,0 +1,70 @@
+# rfbsink: build, run the demo, test.
+#   make build   the plugin (target/release/libgstrfbsink.so) and the rest of the workspace
+#   make run     serve the demo stream at http://127.0.0.1:8080
+#   make test    everything CI runs (.ci/run)
+#   make bench   the latency/throughput benchmark (BENCH_ARGS=--quick for ~2 minutes)
+# Everything is built with --release so that dependencies compile once for build, test and lint.
+
+CARGO ?= cargo
+JOBS ?= 2
+NPM ?= npm
+PLUGIN_DIR := $(CURDIR)/target/release
+
+# The interactive demo: the browser's pointer drives navigationtest (rfb demo --dry-run prints
+# the pipeline).
+RUN_DEMO ?= $(CURDIR)/target/release/rfb demo --port 8080
+
+.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson bench clean
+
+all: build
+
+deps:
+	bash scripts/install-deps.sh
+
+build:
+	$(CARGO) build --release -j $(JOBS) --workspace
+
+run: deps build
+	$(RUN_DEMO)
+
+test: deps build
+	$(MAKE) fmt-check test-rust clippy test-web check-web test-e2e test-pipelines test-python test-meson
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+test-rust:
+	$(CARGO) test --release -j $(JOBS) --workspace
+
+clippy:
+	$(CARGO) clippy --release -j $(JOBS) --workspace --all-targets -- -D warnings
+
+test-web:
+	$(NPM) run --silent test:web
+
+check-web:
+	$(NPM) run --silent check:web
+
+# Needs the plugin from `make build` and Debian's chromium (scripts/install-deps.sh).
+test-e2e:
+	$(NPM) run --silent test:e2e
+
+# Every line in pipelines/ whose elements exist runs for a few frames (others are skipped by name).
+test-pipelines:
+	node --test --test-concurrency=1 tests/pipelines/
+
+# The numpy example (system python3 + PyGObject) in headless Chromium.
+test-python:
+	node --test --test-concurrency=1 tests/python/
+
+# meson setup/compile/install into a temporary prefix; gst-inspect-1.0 finds rfbsink there.
+test-meson:
+	node --test tests/meson/
+
+# Real pipelines + headless Chromium + a WebRTC baseline in a private network namespace (root).
+bench: deps build
+	node tests/bench/bench.mjs $(BENCH_ARGS)
+
+clean:
+	$(CARGO) clean
+	rm -rf node_modules tests/e2e/out

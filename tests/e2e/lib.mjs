@@ -1,0 +1,375 @@
+// End-to-end helpers: a real gst-launch-1.0 pipeline ending in rfbsink, and the real viewer page
+// in headless Debian Chromium driven by playwright-core.
+//
+// Synchronisation is always "poll a condition until a deadline", never a fixed sleep.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const PLUGIN_DIR = process.env.RFB_PLUGIN_DIR ?? path.join(REPO, 'target', 'release');
+export const OUT_DIR = path.join(REPO, 'tests', 'e2e', 'out');
+export const CHROMIUM = process.env.RFB_CHROMIUM ?? '/usr/bin/chromium';
+
+const PIPELINE_START_TIMEOUT_MS = 30_000;
+const PIPELINE_STOP_TIMEOUT_MS = 5_000;
+const LOG_TAIL_CHARS = 16_000;
+
+// One registry file per test process, so that a stale ~/.cache registry never hides the plugin
+// (or an old build of it). gst-inspect-1.0 and gst-launch-1.0 share it, so the plugin scan
+// happens once per test file.
+const registryDir = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-registry-'));
+
+/** The environment for every GStreamer tool these tests start. */
+export function gstEnv() {
+  return {
+    ...process.env,
+    GST_PLUGIN_PATH: PLUGIN_DIR,
+    GST_REGISTRY: path.join(registryDir, 'registry.bin'),
+    GST_DEBUG: process.env.GST_DEBUG ?? '*:2,rfbsink:4',
+    GST_DEBUG_NO_COLOR: '1',
+  };
+}
+
+/** Pipelines still running: killed if the test process goes away without stopping them. */
+const live = new Set();
+function killAll() {
+  for (const proc of live) {
+    try { proc.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+  live.clear();
+  rmSync(registryDir, { recursive: true, force: true });
+}
+process.on('exit', killAll);
+process.once('SIGTERM', () => { killAll(); process.exit(143); });
+
+const elementCache = new Map();
+
+/** Whether `gst-inspect-1.0 name` finds the element (with the plugin path and registry above). */
+export function hasElement(name) {
+  if (!elementCache.has(name)) {
+    const r = spawnSync('gst-inspect-1.0', [name], { env: gstEnv(), stdio: 'ignore', timeout: 60_000 });
+    elementCache.set(name, r.status === 0);
+  }
+  return elementCache.get(name);
+}
+
+/**
+ * Skips the test `t` with a printed reason when one of `names` is not installed.
+ * @returns {boolean} true when all are present (go on), false when the test was skipped.
+ */
+export function requireElements(t, names) {
+  const missing = names.filter((n) => !hasElement(n));
+  if (missing.length === 0) return true;
+  const reason = `missing GStreamer element(s): ${missing.join(', ')} (gst-inspect-1.0 failed)`;
+  t.skip(reason);
+  return false;
+}
+
+/** Fails with a useful message when the plugin is not built (that is an error, not a skip). */
+export function assertPluginBuilt() {
+  // The first run also builds this process's registry: keep the scan's warnings about other
+  // plugins out of the message, but not why a plugin failed to load.
+  const env = { ...gstEnv(), GST_DEBUG: '*:1,GST_PLUGIN_LOADING:2' };
+  const r = spawnSync('gst-inspect-1.0', ['rfbsink'], { env, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0,
+    `rfbsink not found in ${PLUGIN_DIR} (run \`make build\` first)\n${r.stdout ?? ''}${r.stderr ?? ''}`);
+}
+
+/** Keeps the last `LOG_TAIL_CHARS` characters of a stream. */
+class Tail {
+  text = '';
+  push(chunk) {
+    this.text += chunk;
+    if (this.text.length > 2 * LOG_TAIL_CHARS) this.text = this.text.slice(-LOG_TAIL_CHARS);
+  }
+  toString() { return this.text.slice(-LOG_TAIL_CHARS); }
+}
+
+/**
+ * Splits a launch line into arguments the way a shell would for gst-launch-1.0 (which escapes
+ * the spaces inside each argument, so the line cannot be passed as one). Quotes group words.
+ * @param {string} line
+ */
+export function splitLaunchLine(line) {
+  const args = [];
+  let cur = null;
+  let quote = null;
+  for (const ch of line) {
+    if (quote) {
+      if (ch === quote) quote = null;
+      else cur += ch;
+    } else if (ch === '"' || ch === "'") {
+      quote = ch;
+      cur ??= '';
+    } else if (/\s/.test(ch)) {
+      if (cur !== null) args.push(cur);
+      cur = null;
+    } else {
+      cur = (cur ?? '') + ch;
+    }
+  }
+  if (quote) throw new Error(`unbalanced ${quote} in launch line: ${line}`);
+  if (cur !== null) args.push(cur);
+  return args;
+}
+
+// gst-launch-1.0 -m prints, for the element message rfbsink posts once it listens:
+//   Got message #12 from element "rfbsink0" (element): rfbsink-listening, url=(string)http://127.0.0.1:39123/, port=(uint)39123;
+// (a string with unusual characters would be quoted: url=(string)"...").
+const LISTENING_RE = /rfbsink-listening,.*?\burl=\(string\)(?:"([^"]*)"|([^,;\s]+)).*?\bport=\(uint\)(\d+)/;
+
+/**
+ * The rfbsink-listening message in one line of `gst-launch-1.0 -m` output, or null.
+ * @param {string} line
+ * @returns {{url: string, port: number} | null}
+ */
+export function parseListening(line) {
+  const m = LISTENING_RE.exec(line);
+  return m ? { url: m[1] ?? m[2], port: Number(m[3]) } : null;
+}
+
+/**
+ * Starts `gst-launch-1.0 -m <launchLine>`. Give rfbsink `port=0` so that the OS picks a free
+ * port (or a port a previous pipeline reported, to test reconnection).
+ *
+ * Resolves once rfbsink reports that it listens, with {url, port, proc, stop(), logs()}.
+ * Rejects with the process's output when it exits first or does not listen within 30 s.
+ * @param {string} launchLine
+ * @param {{timeoutMs?: number}} [opts]
+ */
+export function startPipeline(launchLine, { timeoutMs = PIPELINE_START_TIMEOUT_MS } = {}) {
+  const proc = spawn('gst-launch-1.0', ['-m', ...splitLaunchLine(launchLine)], {
+    env: gstEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(proc);
+  const stdout = new Tail();
+  const stderr = new Tail();
+  const exited = new Promise((resolve) => {
+    // 'close', not 'exit': by then all of its output has been read.
+    proc.once('close', (code, signal) => { live.delete(proc); resolve({ code, signal }); });
+  });
+  const logs = () => `--- gst-launch-1.0 -m ${launchLine}\n--- stdout (tail)\n${stdout}\n--- stderr (tail)\n${stderr}`;
+
+  let stopping = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGINT');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), PIPELINE_STOP_TIMEOUT_MS);
+        await exited;
+        clearTimeout(timer);
+      }
+      return exited;
+    })();
+    return stopping;
+  };
+
+  return new Promise((resolve, reject) => {
+    let lineBuf = '';
+    let done = false;
+    const finish = (err, value) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        stop().finally(() => reject(err));
+      } else {
+        resolve(value);
+      }
+    };
+    const timer = setTimeout(() => finish(new Error(
+      `rfbsink did not report rfbsink-listening within ${timeoutMs} ms\n${logs()}`)), timeoutMs);
+
+    proc.stdout.setEncoding('utf8');
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => stderr.push(chunk));
+    proc.stdout.on('data', (chunk) => {
+      stdout.push(chunk);
+      lineBuf += chunk;
+      let nl;
+      while ((nl = lineBuf.indexOf('\n')) >= 0) {
+        const line = lineBuf.slice(0, nl);
+        lineBuf = lineBuf.slice(nl + 1);
+        const listening = parseListening(line);
+        if (listening) finish(null, { ...listening, proc, stop, logs, exited });
+      }
+    });
+    proc.once('error', (err) => finish(new Error(`cannot start gst-launch-1.0: ${err.message}\n${logs()}`)));
+    exited.then(({ code, signal }) => finish(new Error(
+      `gst-launch-1.0 exited (code ${code}, signal ${signal}) before rfbsink listened\n${logs()}`)));
+  });
+}
+
+/**
+ * Launches headless Chromium with a fresh profile. Returns {context, close()}.
+ */
+export async function launchBrowser() {
+  const userDataDir = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-chromium-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 800 },
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  } catch (err) {
+    rmSync(userDataDir, { recursive: true, force: true });
+    throw err;
+  }
+  // playwright-core kills the browsers it launched if this process exits without closing them.
+  let closing = null;
+  const close = () => {
+    closing ??= (async () => {
+      try { await context.close(); } finally {
+        rmSync(userDataDir, { recursive: true, force: true });
+      }
+    })();
+    return closing;
+  };
+  return { context, close };
+}
+
+/**
+ * Polls `probe()` until `accept(value)` is true or the deadline passes.
+ * @template T
+ * @param {() => Promise<T>} probe
+ * @param {(value: T) => boolean} accept
+ * @param {{timeoutMs?: number, intervalMs?: number, what?: string, details?: () => string}} [opts]
+ * @returns {Promise<T>}
+ */
+export async function pollUntil(probe, accept, { timeoutMs = 20_000, intervalMs = 100, what = 'condition', details } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  let lastErr;
+  for (;;) {
+    try {
+      last = await probe();
+      lastErr = undefined;
+      if (accept(last)) return last;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() >= deadline) {
+      const seen = lastErr ? `error: ${lastErr.message}` : `last value: ${JSON.stringify(last)}`;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${seen}${details ? `\n${details()}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** The viewer page in one browser tab, with its console kept for failure messages. */
+export class Viewer {
+  /** @param {import('playwright-core').Page} page */
+  constructor(page, url) {
+    this.page = page;
+    this.url = url;
+    this.console = new Tail();
+    page.on('console', (msg) => this.console.push(`[${msg.type()}] ${msg.text()}\n`));
+    page.on('pageerror', (err) => this.console.push(`[pageerror] ${err.stack ?? err.message}\n`));
+    page.on('crash', () => this.console.push('[crash] the page crashed\n'));
+    page.on('response', (res) => {
+      if (res.status() >= 400) this.console.push(`[http ${res.status()}] ${res.url()}\n`);
+    });
+    page.on('requestfailed', (req) => this.console.push(`[requestfailed] ${req.url()}: ${req.failure()?.errorText}\n`));
+  }
+
+  /** Opens `url` in a new tab of `context` and waits for `window.rfbViewer`. */
+  static async open(context, url, { timeoutMs = 20_000 } = {}) {
+    const page = await context.newPage();
+    const viewer = new Viewer(page, url);
+    await page.goto(url);
+    await page.waitForFunction(() => typeof window.rfbViewer === 'object' && window.rfbViewer !== null,
+      undefined, { timeout: timeoutMs })
+      .catch((err) => { throw new Error(`${err.message}\n${viewer.logs()}`); });
+    return viewer;
+  }
+
+  logs() { return `--- viewer ${this.url} console (tail)\n${this.console}`; }
+
+  stats() { return this.page.evaluate(() => window.rfbViewer.stats()); }
+
+  /** @param {Array<[number, number]>} points stream pixel coordinates */
+  samplePixels(points) { return this.page.evaluate((p) => window.rfbViewer.samplePixels(p), points); }
+
+  /**
+   * Waits until the viewer's stats satisfy `accept`; the error names `what`, shows the last
+   * stats, the viewer's console and `extra()` (e.g. the pipeline's logs).
+   */
+  waitForStats(accept, what, { timeoutMs = 20_000, extra } = {}) {
+    return pollUntil(() => this.stats(), accept, {
+      timeoutMs,
+      what: `${what} (${this.url})`,
+      details: () => `${this.logs()}${extra ? `\n${extra()}` : ''}`,
+    });
+  }
+
+  /** Waits until at least `n` frames are decoded (counting from `from`). */
+  waitForFrames(n, { from = 0, ...opts } = {}) {
+    return this.waitForStats((s) => s.framesDecoded >= from + n, `${n} decoded frames`, opts);
+  }
+
+  async close() { await this.page.close().catch(() => {}); }
+}
+
+// videotestsrc pattern=smpte: the seven top bars, left to right. They are 100 % bars (255), not
+// the 75 % of broadcast SMPTE bars (that is pattern=smpte75): measured through videoconvert to
+// RGB. jpegenc keeps the limited-range levels, so a JPEG shows ~235/~16, within the tolerance.
+export const SMPTE_BARS = [
+  ['white', [255, 255, 255]],
+  ['yellow', [255, 255, 0]],
+  ['cyan', [0, 255, 255]],
+  ['green', [0, 255, 0]],
+  ['magenta', [255, 0, 255]],
+  ['red', [255, 0, 0]],
+  ['blue', [0, 0, 255]],
+];
+
+/** Centres of the seven top bars of a `width`-wide SMPTE picture, at height `y`. */
+export function smptePoints(width, y = 100) {
+  return SMPTE_BARS.map((_, i) => [Math.floor(((i + 0.5) * width) / 7), y]);
+}
+
+/**
+ * Asserts that the viewer shows the SMPTE top bars: each bar centre within `tolerance` per
+ * channel. Polls (the first decoded frames may still be in flight to the canvas).
+ */
+export async function assertSmpteBars(viewer, { width = 640, y = 100, tolerance = 40, timeoutMs = 10_000, extra } = {}) {
+  const points = smptePoints(width, y);
+  const mismatches = (pixels) => SMPTE_BARS.flatMap(([name, want], i) => {
+    const got = pixels?.[i];
+    const ok = Array.isArray(got) && want.every((c, k) => Math.abs(got[k] - c) <= tolerance);
+    return ok ? [] : [`${name} at (${points[i]}): want ~${want}, got ${JSON.stringify(got)}`];
+  });
+  let last;
+  try {
+    await pollUntil(() => viewer.samplePixels(points), (pixels) => {
+      last = pixels;
+      return mismatches(pixels).length === 0;
+    }, { timeoutMs, what: 'the SMPTE colour bars' });
+  } catch (err) {
+    const why = last ? mismatches(last).join('\n  ') : err.message;
+    assert.fail(`the viewer does not show the SMPTE bars (tolerance ${tolerance}):\n  ${why}\n${viewer.logs()}${extra ? `\n${extra()}` : ''}`);
+  }
+}
+
+/** tests/e2e/out/<name>, creating the folder. */
+export function outPath(name) {
+  mkdirSync(OUT_DIR, { recursive: true });
+  return path.join(OUT_DIR, name);
+}

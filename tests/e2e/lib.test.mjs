@@ -1,0 +1,23 @@
+// The helpers' own parsing: no pipeline, no browser.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseListening, splitLaunchLine } from './lib.mjs';
+
+test('parseListening reads the url and port gst-launch-1.0 -m prints', () => {
+  const line = 'Got message #12 from element "rfbsink0" (element): rfbsink-listening, '
+    + 'url=(string)http://127.0.0.1:39123/, port=(uint)39123;';
+  assert.deepEqual(parseListening(line), { url: 'http://127.0.0.1:39123/', port: 39123 });
+  assert.deepEqual(
+    parseListening('Got message #3 from element "s" (element): rfbsink-listening, url=(string)"http://[::1]:80/", port=(uint)80;'),
+    { url: 'http://[::1]:80/', port: 80 });
+  assert.equal(parseListening('Got message #1 from element "pipeline0" (state-changed): GstMessageStateChanged'), null);
+});
+
+test('splitLaunchLine splits on spaces and keeps quoted words together', () => {
+  assert.deepEqual(splitLaunchLine('videotestsrc  is-live=true ! video/x-raw,width=640 ! fakesink'),
+    ['videotestsrc', 'is-live=true', '!', 'video/x-raw,width=640', '!', 'fakesink']);
+  assert.deepEqual(splitLaunchLine(`textoverlay text="a b" ! x name='c d'`),
+    ['textoverlay', 'text=a b', '!', 'x', 'name=c d']);
+  assert.throws(() => splitLaunchLine('a "b'), /unbalanced/);
+});
