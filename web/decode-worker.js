@@ -54,6 +54,13 @@ import { createTransport } from './transport.js';
 
 /** Deltas are dropped (and a keyframe asked for) when the decoder has more than this queued. */
 const MAX_DECODE_QUEUE = 8;
+/**
+ * The decoder counts as behind only when its queue stays over MAX_DECODE_QUEUE this long: a late
+ * joiner's burst (the cached group of pictures) fills it for a moment and drains at decode speed.
+ */
+const BEHIND_AFTER_MS = 1000;
+/** @type {number | null} since when the decoder's queue has been over MAX_DECODE_QUEUE */
+let queueHighSince = null;
 
 /** @typedef {{frameId: number, receivedAt: number}} FrameMeta */
 
@@ -343,7 +350,11 @@ function onFrame(frame) {
   if (needKey && !frame.key) return drop('waiting for a keyframe');
   if (!decoder || decoder.state === 'closed') openDecoder();
   if (!decoder) return drop('no VideoDecoder');
-  if (decoder.decodeQueueSize > MAX_DECODE_QUEUE) {
+  const now = performance.now();
+  if (decoder.decodeQueueSize <= MAX_DECODE_QUEUE) queueHighSince = null;
+  else queueHighSince ??= now;
+  if (queueHighSince !== null && now - queueHighSince > BEHIND_AFTER_MS) {
+    queueHighSince = null;
     if (!frame.key) {
       needKey = true;
       requestKeyframe('decoder-behind');

@@ -199,10 +199,14 @@ function encodeMessage(channel, data) {
 export class WebSocketTransport {
   /**
    * @param {string} url ws:// or wss://, with `?envelope=`
-   * @param {{envelope: import('./protocol.js').Envelope, backoff?: Backoff, WebSocketImpl?: typeof WebSocket, router?: ChannelRouter}} options
+   * @param {{envelope: import('./protocol.js').Envelope, backoff?: Backoff, WebSocketImpl?: typeof WebSocket,
+   *   router?: ChannelRouter, onClosed?: (close: {code: number, reason: string, opened: boolean}) => void}} options
+   *   `onClosed`: the owner (an AutoTransport) reconnects; this transport then does not
    */
   constructor(url, options) {
     this.name = 'websocket';
+    this.onClosed = options.onClosed ?? null;
+    this.opened = false;
     this.url = url;
     this.envelope = options.envelope;
     this.backoff = options.backoff ?? new Backoff();
@@ -240,7 +244,10 @@ export class WebSocketTransport {
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
     this.decoder = new MessageDecoder(this.envelope);
-    socket.onopen = () => this.router.emit({ type: 'open' });
+    socket.onopen = () => {
+      this.opened = true;
+      this.router.emit({ type: 'open' });
+    };
     socket.onmessage = (event) => {
       if (socket === this.socket) this.receive(event.data);
     };
@@ -248,6 +255,10 @@ export class WebSocketTransport {
       if (socket !== this.socket) return;
       this.socket = null;
       this.decoder = null;
+      if (this.onClosed) {
+        this.onClosed({ code: event.code, reason: event.reason, opened: this.opened });
+        return;
+      }
       let retryInMs = null;
       if (!this.closed && !FINAL_CLOSE_CODES.has(event.code)) {
         retryInMs = this.backoff.next();
@@ -347,8 +358,8 @@ export class WebTransportTransport {
   /**
    * @param {string} url https://host:port/wt
    * @param {{hashes?: {algorithm: string, value: string}[], backoff?: Backoff, router?: ChannelRouter,
-   *   onFirstFailure?: (why: string) => boolean}} options `onFirstFailure` returning true stops
-   *   the transport instead of retrying (the AutoTransport falls back then)
+   *   onClosed?: (close: {code: number, reason: string, opened: boolean}) => void}} options
+   *   `onClosed`: the owner (an AutoTransport) reconnects; this transport then does not
    */
   constructor(url, options) {
     this.name = 'webtransport';
@@ -356,7 +367,10 @@ export class WebTransportTransport {
     this.hashes = options.hashes ?? [];
     this.backoff = options.backoff ?? new Backoff();
     this.router = options.router ?? new ChannelRouter((n, d) => this.send(n, d));
-    this.onFirstFailure = options.onFirstFailure ?? (() => false);
+    this.onClosed = options.onClosed ?? null;
+    // Per session: streams may be surfaced out of order, so only newer frames and configs pass.
+    this.lastFrameId = -1;
+    this.lastConfigId = 0;
     /** @type {WebTransport | null} */
     this.session = null;
     /** @type {WritableStreamDefaultWriter<Uint8Array> | null} */
@@ -396,6 +410,8 @@ export class WebTransportTransport {
       return;
     }
     this.session = session;
+    this.lastFrameId = -1;
+    this.lastConfigId = 0;
     session.ready.then(() => {
       if (session !== this.session) return;
       this.everOpened = true;
@@ -422,9 +438,8 @@ export class WebTransportTransport {
     this.session = null;
     this.control = null;
     this.datagrams = null;
-    if (!this.everOpened && !this.closed && this.onFirstFailure(reason)) {
-      this.closed = true;
-      this.router.emit({ type: 'closed', code, reason, retryInMs: null });
+    if (this.onClosed) {
+      if (!this.closed) this.onClosed({ code, reason, opened: this.everOpened });
       return;
     }
     let retryInMs = null;
@@ -449,8 +464,10 @@ export class WebTransportTransport {
   }
 
   /**
-   * Groups of pictures, one stream each, read in the order they come. The server resets a stale
-   * group when the viewer fell behind; reading it then fails and the next one starts.
+   * Groups of pictures, one stream each, read as they come, side by side: the browser may surface
+   * a newer group's stream before an older one ends. Only frames newer than the last one
+   * delivered pass (latest wins), so a late tail of an old group is dropped rather than decoded
+   * after a newer keyframe. The server resets a stale group when the viewer fell behind.
    * @param {WebTransport} session
    */
   async readVideo(session) {
@@ -458,7 +475,7 @@ export class WebTransportTransport {
     for (;;) {
       const { value: stream, done } = await streams.read().catch(() => ({ value: undefined, done: true }));
       if (done || !stream || session !== this.session) return;
-      await this.readMessages(session, stream);
+      this.readMessages(session, stream);
     }
   }
 
@@ -481,8 +498,19 @@ export class WebTransportTransport {
             this.router.emit({ type: 'error', error: e });
             continue;
           }
-          if (decoded.type === 'frame') this.router.frame(decoded.frame);
-          else this.router.route(decoded.message);
+          if (decoded.type === 'frame') {
+            if (decoded.frame.frameId <= this.lastFrameId) continue;
+            this.lastFrameId = decoded.frame.frameId;
+            this.router.frame(decoded.frame);
+          } else {
+            const m = decoded.message;
+            // Every group's stream repeats its config: pass each config once, never an older one.
+            if (m.kind === 'config' && typeof m.config_id === 'number') {
+              if (m.config_id <= this.lastConfigId) continue;
+              this.lastConfigId = m.config_id;
+            }
+            this.router.route(m);
+          }
         }
       }
     } catch {
@@ -577,31 +605,39 @@ export function webTransportUrl(wsUrl, info) {
 }
 
 /**
- * WebTransport first, WebSocket when WebTransport is missing, not offered, or fails at first
- * (`mode` 'auto'); or one of them forced ('wt', 'ws').
+ * WebTransport first, WebSocket when WebTransport is missing, not offered, or fails (`mode`
+ * 'auto'); or one of them forced ('wt', 'ws'). It owns reconnection: before every attempt it asks
+ * the server again (/rfb.json), since a restarted server has a new certificate and maybe a new
+ * port. After two WebTransport failures in a row it stays on WebSocket.
  * @implements {Transport}
  */
 export class AutoTransport {
   /**
    * @param {string} wsUrl
-   * @param {{envelope: import('./protocol.js').Envelope, mode?: 'auto' | 'ws' | 'wt', fetchImpl?: typeof fetch}} options
+   * @param {{envelope: import('./protocol.js').Envelope, mode?: 'auto' | 'ws' | 'wt', fetchImpl?: typeof fetch,
+   *   backoff?: Backoff}} options
    */
   constructor(wsUrl, options) {
     this.wsUrl = wsUrl;
     this.envelope = options.envelope;
     this.mode = options.mode ?? 'auto';
     this.fetchImpl = options.fetchImpl ?? globalThis.fetch?.bind(globalThis);
+    this.backoff = options.backoff ?? new Backoff();
     this.router = new ChannelRouter((n, d) => this.send(n, d));
     /** @type {WebSocketTransport | WebTransportTransport | null} */
     this.current = null;
     this.name = 'none';
     this.closed = false;
+    this.attempt = 0;
+    this.wtFailures = 0;
     /** why WebTransport is not in use, when it is not */
     this.fallbackReason = '';
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.retryTimer = null;
   }
 
-  /** @param {string} name @param {ChannelOptions} [options] */
-  openChannel(name, options) {
+  /** @param {string} name @param {ChannelOptions} [_options] */
+  openChannel(name, _options) {
     return this.router.open(name);
   }
 
@@ -620,19 +656,39 @@ export class AutoTransport {
   }
 
   start() {
-    if (this.closed || this.current) return;
+    if (this.closed || this.current || this.retryTimer) return;
+    this.connect();
+  }
+
+  async connect() {
+    this.attempt++;
+    this.router.emit({ type: 'connecting', attempt: this.attempt });
+    /** @type {WebTransportInfo | null} */
+    let info = null;
+    let why = '';
     if (this.mode === 'ws') {
-      this.fallbackReason = 'WebSocket requested';
-      this.useWebSocket();
-      return;
+      why = 'WebSocket requested';
+    } else if (this.mode === 'auto' && this.wtFailures >= 2) {
+      why = `WebTransport failed ${this.wtFailures} times`;
+    } else if (typeof WebTransport === 'undefined') {
+      why = 'this browser has no WebTransport';
+    } else {
+      try {
+        info = await this.discover();
+        if (!info) why = 'the server does not offer WebTransport';
+      } catch (e) {
+        why = `cannot ask the server about WebTransport: ${e.message}`;
+      }
     }
-    this.router.emit({ type: 'connecting', attempt: 1 });
-    this.discover().then((info) => {
-      if (this.closed) return;
-      if (typeof WebTransport === 'undefined') return this.fallBack('this browser has no WebTransport');
-      if (!info) return this.fallBack('the server does not offer WebTransport');
+    if (this.closed) return;
+    if (info) {
       this.useWebTransport(info);
-    }, (e) => this.fallBack(`cannot ask the server about WebTransport: ${e.message}`));
+    } else if (this.mode === 'wt') {
+      this.router.emit({ type: 'error', error: new Error(`WebTransport was requested (?transport=wt) but ${why}`) });
+      this.retry(0, why);
+    } else {
+      this.useWebSocket(why);
+    }
   }
 
   /** @returns {Promise<WebTransportInfo | null>} */
@@ -644,51 +700,86 @@ export class AutoTransport {
   }
 
   /** @param {string} why */
-  fallBack(why) {
-    if (this.closed) return;
+  useWebSocket(why) {
+    if (why !== this.fallbackReason) console.info(`rfb: using WebSocket: ${why}`);
     this.fallbackReason = why;
-    if (this.mode === 'wt') {
-      this.router.emit({ type: 'error', error: new Error(`WebTransport was requested (?transport=wt) but ${why}`) });
-      this.router.emit({ type: 'closed', code: 0, reason: why, retryInMs: null });
-      return;
-    }
-    console.info(`rfb: using WebSocket: ${why}`);
-    this.useWebSocket();
-  }
-
-  useWebSocket() {
-    this.current?.stop();
     this.name = 'websocket';
-    this.current = new WebSocketTransport(this.wsUrl, { envelope: this.envelope, router: this.router });
-    this.current.start();
+    const ws = new WebSocketTransport(this.wsUrl, {
+      envelope: this.envelope,
+      router: this.router,
+      onClosed: ({ code, reason, opened }) => this.innerClosed(ws, code, reason, opened),
+    });
+    this.current = ws;
+    ws.start();
   }
 
   /** @param {WebTransportInfo} info */
   useWebTransport(info) {
     this.name = 'webtransport';
+    this.fallbackReason = '';
     const wt = new WebTransportTransport(webTransportUrl(this.wsUrl, info), {
       hashes: info.certificate_hashes,
       router: this.router,
-      // Forced WebTransport keeps trying; otherwise a first failure means WebSocket.
-      onFirstFailure: (why) => {
-        if (this.mode === 'wt') return false;
+      onClosed: ({ code, reason, opened }) => {
         clearTimeout(timer);
-        queueMicrotask(() => this.fallBack(`WebTransport failed: ${why}`));
-        return true;
+        this.innerClosed(wt, code, reason, opened);
       },
     });
     this.current = wt;
     const timer = setTimeout(() => {
-      if (this.current === wt && !wt.everOpened && this.mode !== 'wt') {
-        wt.stop();
-        this.fallBack(`WebTransport did not connect within ${WEBTRANSPORT_TIMEOUT_MS} ms`);
-      }
+      if (this.current !== wt || wt.everOpened) return;
+      wt.stop();
+      this.innerClosed(wt, 0, `did not connect within ${WEBTRANSPORT_TIMEOUT_MS} ms`, false);
     }, WEBTRANSPORT_TIMEOUT_MS);
     wt.start();
   }
 
+  /**
+   * @param {WebSocketTransport | WebTransportTransport} inner
+   * @param {number} code
+   * @param {string} reason
+   * @param {boolean} opened
+   */
+  innerClosed(inner, code, reason, opened) {
+    if (inner !== this.current || this.closed) return;
+    this.current = null;
+    if (inner.name === 'webtransport') {
+      if (opened) {
+        this.wtFailures = 0;
+      } else {
+        this.wtFailures++;
+        if (this.mode === 'auto') {
+          // WebTransport did not come up: WebSocket now, without waiting.
+          this.useWebSocket(`WebTransport failed: ${reason || `code ${code}`}`);
+          return;
+        }
+      }
+    }
+    if (opened) this.backoff.reset();
+    if (FINAL_CLOSE_CODES.has(code)) {
+      this.router.emit({ type: 'closed', code, reason, retryInMs: null });
+      return;
+    }
+    this.retry(code, reason);
+  }
+
+  /**
+   * @param {number} code
+   * @param {string} reason
+   */
+  retry(code, reason) {
+    const retryInMs = this.backoff.next();
+    this.router.emit({ type: 'closed', code, reason, retryInMs });
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.closed) this.connect();
+    }, retryInMs);
+  }
+
   stop() {
     this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     this.current?.stop();
     this.current = null;
   }

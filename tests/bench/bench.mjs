@@ -1,0 +1,799 @@
+// rfbsink latency/throughput benchmark (`make bench`).
+//
+//   node tests/bench/bench.mjs [--quick] [--only REGEX] [--seconds N] [--out DIR] [--no-webrtc] [--no-netns]
+//
+// Runs real pipelines (tests/bench/source.py: a live appsrc whose frames carry their capture time
+// as a barcode, then an encoder, then rfbsink) and headless Chromium with the repository's viewer
+// (web/, served from disk, with the opt-in barcode hook of web/decode-worker.js), and, as a
+// baseline, the same source through GStreamer's webrtcbin into the same Chromium
+// (tests/bench/webrtc.html). Everything runs inside a private network namespace the bench makes
+// itself (unshare -n; lo plus a veth pair 10.77.0.1/24 <-> 10.77.0.2/24, so that ICE has host
+// candidates; no outside address is ever used).
+//
+// Per scenario: end-to-end latency from the barcode (capture -> painted, CLOCK_REALTIME on both
+// ends), the element's own render() -> decoded latency (rfbsink-stats, from the viewer's acks),
+// delivered vs produced fps, rfbsink's CPU (its runtime threads + render()), bytes/s, the pipeline
+// process's peak memory (VmHWM). With more than one viewer, 1 viewer is real Chromium (the
+// end-to-end figure) and the others are lightweight WebSocket clients (lightclient.py) that read
+// and ack every frame without decoding: 32 Chromium decoders do not fit on a 2-core machine.
+//
+// Writes OUT/bench-results.json, OUT/bench.svg and OUT/bench.png (OUT = tests/bench/out).
+
+import { spawn, spawnSync } from 'node:child_process';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir, cpus } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '../..');
+const PLUGIN_DIR = process.env.RFB_PLUGIN_DIR ?? path.join(REPO, 'target', 'release');
+const CHROMIUM = process.env.RFB_CHROMIUM ?? '/usr/bin/chromium';
+const PYTHON = process.env.RFB_BENCH_PYTHON ?? '/usr/bin/python3';
+const CLK_TCK = 100;
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    seconds: { type: 'string' },
+    out: { type: 'string', default: path.join(HERE, 'out') },
+    'no-webrtc': { type: 'boolean', default: false },
+    'no-netns': { type: 'boolean', default: false },
+    list: { type: 'boolean', default: false },
+    replot: { type: 'string' },
+  },
+});
+
+// --- the private network namespace ---------------------------------------------------------------
+
+const NETNS_SETUP = [
+  'ip link set lo up',
+  'ip link add rfbb0 type veth peer name rfbb1',
+  'ip addr add 10.77.0.1/24 dev rfbb0',
+  'ip addr add 10.77.0.2/24 dev rfbb1',
+  'ip link set rfbb0 up',
+  'ip link set rfbb1 up',
+].join(' && ');
+
+if (!opts['no-netns'] && !opts.list && !opts.replot && process.env.RFB_BENCH_NETNS !== '1') {
+  const args = process.argv.slice(1).map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  const r = spawnSync('unshare', ['-n', '--', '/bin/sh', '-c', `${NETNS_SETUP} && exec '${process.execPath}' ${args}`], {
+    stdio: 'inherit',
+    env: { ...process.env, RFB_BENCH_NETNS: '1' },
+  });
+  if (r.error) console.error(`bench: cannot run unshare: ${r.error.message}`);
+  else if (r.status !== 0 && r.status !== 3) {
+    console.error('bench: failed (it runs in a private network namespace: that needs root or CAP_SYS_ADMIN and `ip`; --no-netns runs without one, and without WebRTC)');
+  }
+  process.exit(r.status ?? 1);
+}
+const IN_NETNS = process.env.RFB_BENCH_NETNS === '1';
+opts.out = path.resolve(opts.out);
+
+// --- scenarios -----------------------------------------------------------------------------------
+
+const x264 = (fps) => `x264enc tune=zerolatency speed-preset=ultrafast key-int-max=${2 * fps}`;
+const ENCODERS = {
+  h264: { element: 'x264enc', chain: x264 },
+  jpeg: { element: 'jpegenc', chain: () => 'jpegenc quality=85' },
+  vp8: { element: 'vp8enc', chain: (fps) => `vp8enc deadline=1 cpu-used=16 threads=2 lag-in-frames=0 end-usage=cbr target-bitrate=3000000 keyframe-max-dist=${2 * fps} error-resilient=1` },
+  vp9: { element: 'vp9enc', chain: (fps) => `vp9enc deadline=1 cpu-used=8 threads=2 row-mt=true lag-in-frames=0 end-usage=cbr target-bitrate=2000000 keyframe-max-dist=${2 * fps}` },
+  av1: { element: 'av1enc', parser: 'av1parse', chain: (fps) => `av1enc usage-profile=realtime cpu-used=10 threads=2 row-mt=true lag-in-frames=0 end-usage=vbr target-bitrate=1000 keyframe-max-dist=${2 * fps} ! av1parse ! video/x-av1,stream-format=obu-stream,alignment=tu` },
+  png: { element: 'pngenc', chain: () => 'videoconvert ! video/x-raw,format=RGB ! pngenc compression-level=1' },
+  webp: { element: 'webpenc', chain: () => 'webpenc quality=80 speed=6' },
+};
+
+/** @typedef {{name: string, kind: 'rfb' | 'webrtc', codec: string, width: number, height: number, fps: number, viewers: number, transport: string}} Scenario */
+
+function scenarios(quick, transports) {
+  /** @type {Scenario[]} */
+  const list = [];
+  const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws') => list.push({
+    name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}`, kind: 'rfb', codec, width, height, fps, viewers, transport,
+  });
+  const webrtc = (width, height, fps) => list.push({
+    name: `webrtc h264 ${width}x${height}@${fps}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc',
+  });
+  for (const t of transports) {
+    if (quick) {
+      rfb('h264', 1280, 720, 30, 1, t);
+      rfb('h264', 1280, 720, 30, 8, t);
+      rfb('h264', 1280, 720, 30, 32, t);
+      rfb('jpeg', 1280, 720, 30, 1, t);
+    } else {
+      rfb('h264', 1280, 720, 30, 1, t);
+      rfb('h264', 1280, 720, 60, 1, t);
+      rfb('h264', 1920, 1080, 30, 1, t);
+      rfb('h264', 1920, 1080, 60, 1, t);
+      rfb('h264', 1280, 720, 30, 8, t);
+      rfb('h264', 1280, 720, 30, 32, t);
+      rfb('jpeg', 1280, 720, 30, 1, t);
+      rfb('jpeg', 1920, 1080, 30, 1, t);
+      rfb('vp8', 960, 540, 30, 1, t); // vp8enc reaches ~16 fps at 1280x720 here
+      rfb('vp9', 960, 540, 30, 1, t);
+      rfb('av1', 640, 360, 15, 1, t);
+      rfb('png', 960, 540, 10, 1, t);
+      rfb('webp', 960, 540, 15, 1, t);
+    }
+  }
+  webrtc(1280, 720, 30);
+  if (!quick) webrtc(1920, 1080, 30);
+  return list;
+}
+
+// --- helpers -------------------------------------------------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const registryDir = mkdtempSync(path.join(tmpdir(), 'rfbsink-bench-registry-'));
+const gstEnv = () => ({
+  ...process.env,
+  GST_PLUGIN_PATH: PLUGIN_DIR,
+  GST_REGISTRY: path.join(registryDir, 'registry.bin'),
+  GST_DEBUG: process.env.GST_DEBUG ?? '*:1',
+  GST_DEBUG_NO_COLOR: '1',
+});
+const live = new Set();
+function killAll() {
+  for (const p of live) { try { p.kill('SIGKILL'); } catch { /* gone */ } }
+  live.clear();
+  rmSync(registryDir, { recursive: true, force: true });
+}
+process.on('exit', killAll);
+for (const s of ['SIGINT', 'SIGTERM']) process.once(s, () => { killAll(); process.exit(130); });
+
+function hasElement(name) {
+  return spawnSync('gst-inspect-1.0', [name], { env: gstEnv(), stdio: 'ignore', timeout: 60_000 }).status === 0;
+}
+
+/** A child that prints JSON lines; `events` keeps them, `waitFor(pred)` resolves on one. */
+function spawnJson(cmd, args, { env, what }) {
+  const proc = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  live.add(proc);
+  const events = [];
+  const waiters = [];
+  let buf = '';
+  let errTail = '';
+  proc.stdout.setEncoding('utf8');
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (c) => { errTail = (errTail + c).slice(-4000); });
+  proc.stdout.on('data', (c) => {
+    buf += c;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let ev;
+      try { ev = JSON.parse(line); } catch { continue; }
+      ev.recvAt = Date.now();
+      events.push(ev);
+      for (const w of [...waiters]) {
+        if (w.pred(ev)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(ev); }
+      }
+    }
+  });
+  const exited = new Promise((resolve) => proc.once('close', (code, signal) => { live.delete(proc); resolve({ code, signal }); }));
+  exited.then(({ code, signal }) => {
+    for (const w of waiters.splice(0)) w.reject(new Error(`${what} exited (code ${code}, signal ${signal}) while waiting for ${w.desc}\n${errTail}\n${events.slice(-5).map((e) => JSON.stringify(e)).join('\n')}`));
+  });
+  const waitFor = (pred, desc, timeoutMs = 30_000) => {
+    const seen = events.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const w = { pred, resolve, reject, desc };
+      waiters.push(w);
+      setTimeout(() => {
+        const i = waiters.indexOf(w);
+        if (i >= 0) { waiters.splice(i, 1); reject(new Error(`${what}: timed out waiting for ${desc}\n${errTail}`)); }
+      }, timeoutMs);
+    });
+  };
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      try { proc.stdin.end(); } catch { /* closed */ }
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    return exited;
+  };
+  return { proc, events, waitFor, stop, exited, stderr: () => errTail };
+}
+
+function threadCpu(pid, prefix) {
+  let ticks = 0;
+  let dir;
+  try { dir = readdirSync(`/proc/${pid}/task`); } catch { return NaN; }
+  for (const tid of dir) {
+    let stat;
+    try { stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'); } catch { continue; }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    if (!name.startsWith(prefix)) continue;
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / CLK_TCK;
+}
+function processCpu(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch { return NaN; }
+}
+function vmHwmKb(pid) {
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+)/);
+    return m ? Number(m[1]) : NaN;
+  } catch { return NaN; }
+}
+/** Total CPU seconds of the whole machine (all cores), for the load figure. */
+function machineCpu() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + f[4];
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+}
+
+function field(text, name) {
+  const m = text.match(new RegExp(`(?:^|[ ,])${name}=\\([a-z0-9]+\\)(-?[0-9]+)`));
+  return m ? Number(m[1]) : undefined;
+}
+/** An rfbsink-stats structure (gst_structure_to_string). Same parsing as latency.mjs. */
+export function parseStats(text) {
+  const t = text.replace(/\\(.)/g, '$1');
+  const top = t.split('client-stats=')[0];
+  const clients = [...t.matchAll(/"client, ([^"]*)"/g)].map((m) => ({
+    id: field(m[1], 'id'),
+    framesSent: field(m[1], 'frames-sent'),
+    framesDropped: field(m[1], 'frames-dropped'),
+    acks: field(m[1], 'acks'),
+    p50: field(m[1], 'latency-p50-us'),
+    p95: field(m[1], 'latency-p95-us'),
+    p99: field(m[1], 'latency-p99-us'),
+    max: field(m[1], 'latency-max-us'),
+  }));
+  return { frames: field(top, 'frames'), bytes: field(top, 'bytes'), renderUs: field(top, 'render-time-us'), clients };
+}
+
+function quantile(xs, q) {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+const median = (xs) => quantile(xs, 0.5);
+function dist(xs) {
+  return {
+    n: xs.length,
+    p1: quantile(xs, 0.01), p5: quantile(xs, 0.05), p25: quantile(xs, 0.25), p50: quantile(xs, 0.5),
+    p75: quantile(xs, 0.75), p95: quantile(xs, 0.95), p99: quantile(xs, 0.99), max: xs.length ? Math.max(...xs) : NaN,
+  };
+}
+/** Up to n values spread over xs (for the plot). */
+function thin(xs, n) {
+  if (xs.length <= n) return xs.map((x) => Math.round(x * 100) / 100);
+  const out = [];
+  for (let i = 0; i < n; i++) out.push(Math.round(xs[Math.floor((i * xs.length) / n)] * 100) / 100);
+  return out;
+}
+
+// --- static server for the pages -----------------------------------------------------------------
+
+function startServer() {
+  const roots = { '/web/': path.join(REPO, 'web'), '/bench/': HERE };
+  const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.html': 'text/html', '.svg': 'image/svg+xml', '.css': 'text/css' };
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    const prefix = Object.keys(roots).find((p) => u.pathname.startsWith(p));
+    const file = prefix && path.join(roots[prefix], path.normalize(u.pathname.slice(prefix.length)).replace(/^(\.\.[/\\])+/, ''));
+    if (!file || !existsSync(file) || !statSync(file).isFile()) { res.writeHead(404); res.end('not found'); return; }
+    res.writeHead(200, { 'Content-Type': types[path.extname(file)] ?? 'application/octet-stream', 'Cache-Control': 'no-store' });
+    createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, base: `http://127.0.0.1:${server.address().port}` })));
+}
+
+async function launchBrowser() {
+  const userDataDir = mkdtempSync(path.join(tmpdir(), 'rfbsink-bench-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 720 },
+    args: [
+      '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+      // Host candidates as addresses, not mDNS names (webrtcbin cannot resolve those).
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+      '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
+      '--disable-backgrounding-occluded-windows',
+    ],
+  });
+  return {
+    context,
+    close: async () => { try { await context.close(); } finally { rmSync(userDataDir, { recursive: true, force: true }); } },
+  };
+}
+
+// --- running one scenario ------------------------------------------------------------------------
+
+const SECONDS = Number(opts.seconds ?? (opts.quick ? 8 : 12));
+const WARMUP_MS = 3000;
+// The source runs 0.3 % fast: its frames' phase against Chromium's 60 Hz frame clock then sweeps a
+// whole cycle every ~5 s, so that a run does not sit at one lucky or unlucky phase (which otherwise
+// moves the on-screen figures by up to a frame interval from run to run).
+const SKEW = '1.003';
+
+async function runRfb(sc, ctx) {
+  const enc = ENCODERS[sc.codec];
+  const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'rfb', '--width', String(sc.width), '--height', String(sc.height),
+    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', enc.chain(sc.fps), '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
+  let light = null;
+  let page = null;
+  try {
+    const listening = await source.waitFor((e) => e.event === 'listening' || e.event === 'error', 'rfbsink-listening');
+    if (listening.event === 'error') throw new Error(listening.message);
+    const { url: clockBase } = await source.waitFor((e) => e.event === 'http', 'http');
+    const wsUrl = `ws://127.0.0.1:${listening.port}/ws`;
+    if (sc.transport === 'wt') {
+      const info = await fetch(`http://127.0.0.1:${listening.port}/rfb.json`).then((r) => (r.ok ? r.json() : null), () => null);
+      if (!info?.webtransport) return { ...sc, skipped: 'rfbsink does not offer WebTransport (no webtransport in /rfb.json)' };
+    }
+    page = await ctx.browser.context.newPage();
+    const consoleTail = [];
+    page.on('console', (m) => { consoleTail.push(`[${m.type()}] ${m.text()}`); if (consoleTail.length > 30) consoleTail.shift(); });
+    page.on('pageerror', (e) => consoleTail.push(`[pageerror] ${e.message}`));
+    const q = new URLSearchParams({ ws: wsUrl, transport: sc.transport });
+    await page.goto(`${ctx.base}/bench/viewer.html?${q}`);
+    const hook = await page.evaluate(() => Promise.race([window.benchInstalled, new Promise((r) => setTimeout(() => r({ ok: false, error: 'timeout' }), 15000))]));
+    if (!hook.ok) throw new Error(`the worker's bench hook did not install: ${hook.error} (is web/decode-worker.js's hook there?)\n${consoleTail.join('\n')}`);
+    const waitDecoded = async (n, timeoutMs) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const s = await page.evaluate(() => window.rfbViewer.stats());
+        if (s.framesDecoded >= n) return s;
+        if (Date.now() > deadline) throw new Error(`viewer decoded ${s.framesDecoded} frames, wanted ${n}: ${JSON.stringify(s)}\n${consoleTail.join('\n')}`);
+        await sleep(200);
+      }
+    };
+    const first = await waitDecoded(5, 30_000);
+    const wantTransport = { ws: 'websocket', wt: 'webtransport' }[sc.transport];
+    if (first.transport !== wantTransport) throw new Error(`the viewer runs on ${first.transport}, not ${wantTransport}`);
+    const calibration = ctx.calibrated ? null : {
+      clock: await page.evaluate((u) => window.benchClock(u), new URL('clock', clockBase).href),
+      selftest: await page.evaluate((w) => window.benchSelftest(w), sc.width),
+    };
+    ctx.calibrated ||= calibration;
+    if (sc.viewers > 1) {
+      light = spawnJson(PYTHON, [path.join(HERE, 'lightclient.py'), wsUrl, String(sc.viewers - 1), '--max-seconds', String(SECONDS + 60)], { env: process.env, what: 'lightclient.py' });
+      await light.waitFor((e) => e.event === 'connected', `${sc.viewers - 1} light clients`);
+    }
+    const tWarm = Date.now();
+    await sleep(WARMUP_MS);
+    // --- the measured window
+    const pid = source.proc.pid;
+    const statsFrom = source.events.length;
+    await page.evaluate(() => window.benchRead());
+    if (light) light.proc.stdin.write('mark\n');
+    const v0 = await page.evaluate(() => window.rfbViewer.stats());
+    const cpu0 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
+    const t0 = Date.now();
+    await sleep(SECONDS * 1000);
+    const cpu1 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
+    const elapsed = (Date.now() - t0) / 1000;
+    const measured = await page.evaluate(() => window.benchRead());
+    const v1 = await page.evaluate(() => window.rfbViewer.stats());
+    let lightMark0 = null;
+    let lightMark1 = null;
+    if (light) {
+      const marks = () => light.events.filter((e) => e.event === 'mark');
+      lightMark0 = marks()[0];
+      light.proc.stdin.write('mark\n');
+      await light.waitFor((e) => e.event === 'mark' && e !== lightMark0, 'second mark', 5000);
+      lightMark1 = marks()[1];
+    }
+    const hwm = vmHwmKb(pid);
+    const stats = source.events.slice(statsFrom).filter((e) => e.event === 'stats').map((e) => ({ at: e.at, ...parseStats(e.text) }));
+    // The element's latency figures cover a sliding 5 s window: only windows that start 1 s after
+    // the warm-up began (the connect-time burst of the GOP cache is out of them).
+    const windows = stats.filter((s) => s.at * 1000 >= tWarm + 6000);
+    const latency = source.events.find((e) => e.event === 'latency');
+    if (source.proc.exitCode !== null || source.proc.signalCode !== null) {
+      throw new Error(`source.py exited during the run (${source.proc.exitCode ?? source.proc.signalCode}): ${source.stderr().split('\n').filter((l) => !/WARN/.test(l)).slice(-3).join(' ')}`);
+    }
+    if (stats.length < 2) throw new Error(`fewer than 2 rfbsink-stats messages in ${elapsed} s`);
+    const a = stats[0];
+    const b = stats[stats.length - 1];
+    const frames = b.frames - a.frames;
+    const rfbCpu = cpu1.rt - cpu0.rt + (b.renderUs - a.renderUs) / 1e6;
+    const mine = (s) => s.clients.find((c) => c.id === v1.clientId);
+    const elemP50 = median(windows.map(mine).filter(Boolean).map((c) => c.p50 / 1000));
+    const elemP99 = Math.max(...windows.map(mine).filter(Boolean).map((c) => c.p99 / 1000));
+    const lightP99 = light ? Math.max(...windows.flatMap((s) => s.clients.filter((c) => c.id !== v1.clientId).map((c) => c.p99 / 1000))) : NaN;
+    // e2e: at the worker's next animation frame after paint (the picture committed for display; the
+    // same point as the WebRTC page's requestVideoFrameCallback); e2ePaint: right after drawImage.
+    const e2e = measured.samples.filter((s) => s.frameLatencyMs !== null).map((s) => s.frameLatencyMs);
+    const e2ePaint = measured.samples.map((s) => s.latencyMs);
+    let lightFps = null;
+    let lightGaps = null;
+    if (lightMark0 && lightMark1) {
+      const per = lightMark1.clients.map((c, i) => (c.frames - lightMark0.clients[i].frames) / elapsed);
+      lightFps = { min: Math.min(...per), max: Math.max(...per), mean: per.reduce((x, y) => x + y, 0) / per.length };
+      lightGaps = lightMark1.clients.reduce((n, c, i) => n + c.gaps - lightMark0.clients[i].gaps, 0);
+    }
+    const produced = frames / (b.at - a.at);
+    return {
+      ...sc,
+      seconds: elapsed,
+      encoder: enc.chain(sc.fps),
+      pipelineLatencyMs: latency?.min_ms ?? null,
+      codecString: v1.codecString,
+      viewerTransport: v1.transport,
+      producedFps: produced,
+      deliveredFps: (v1.framesDecoded - v0.framesDecoded) / elapsed,
+      paintedFpsBarcode: e2ePaint.length / elapsed,
+      lightClientFps: lightFps,
+      lightClientGaps: lightGaps,
+      viewerFramesDropped: v1.framesDropped - v0.framesDropped,
+      e2e: dist(e2e),
+      e2eSamples: thin(e2e, 400),
+      e2ePaint: dist(e2ePaint),
+      barcodeMisreads: measured.misreads,
+      barcodeReadCostMsPerFrame: e2ePaint.length ? measured.readCostMs / (e2ePaint.length + measured.misreads) : NaN,
+      workerPerfMinusDateMs: measured.perfMinusDateMs,
+      elementP50Ms: elemP50,
+      elementP99Ms: elemP99,
+      elementLightClientsP99Ms: lightP99,
+      elementFramesDropped: b.clients.reduce((n, c) => n + (c.framesDropped ?? 0), 0) - a.clients.reduce((n, c) => n + (c.framesDropped ?? 0), 0),
+      rfbsinkCpuPercentOfCore: (rfbCpu / elapsed) * 100,
+      rfbsinkCpuPerFrameUs: (rfbCpu / frames) * 1e6,
+      renderUsPerFrame: (b.renderUs - a.renderUs) / frames,
+      pipelineCpuPercent: ((cpu1.all - cpu0.all) / elapsed) * 100,
+      machineBusyPercent: ((cpu1.m.busy - cpu0.m.busy) / (cpu1.m.total - cpu0.m.total)) * 100,
+      bytesPerSecond: (b.bytes - a.bytes) / (b.at - a.at),
+      peakMemoryMiB: hwm / 1024,
+      calibration,
+    };
+  } finally {
+    if (light) await light.stop();
+    if (page) await page.close().catch(() => {});
+    await source.stop();
+  }
+}
+
+async function runWebrtc(sc, ctx) {
+  const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'webrtc', '--width', String(sc.width), '--height', String(sc.height),
+    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py (webrtc)' });
+  let page = null;
+  try {
+    const { url: signal } = await source.waitFor((e) => e.event === 'http', 'http');
+    const consoleTail = [];
+    page = await ctx.browser.context.newPage();
+    page.on('console', (m) => { consoleTail.push(`[${m.type()}] ${m.text()}`); if (consoleTail.length > 30) consoleTail.shift(); });
+    page.on('pageerror', (e) => consoleTail.push(`[pageerror] ${e.message}`));
+    await page.goto(`${ctx.base}/bench/webrtc.html?${new URLSearchParams({ signal })}`);
+    const offer = await source.waitFor((e) => e.event === 'offer' || e.event === 'error', 'the offer', 20_000);
+    if (offer.event === 'error') throw new Error(offer.message);
+    const deadline = Date.now() + 30_000;
+    let got = 0;
+    while (got < 5) {
+      const r = await page.evaluate(() => window.benchRead());
+      got += r.samples.length;
+      if (Date.now() > deadline) {
+        const st = await page.evaluate(() => window.benchState);
+        throw new Error(`no WebRTC frames read in 30 s (state ${JSON.stringify(st)}, offer candidates ${JSON.stringify(offer.candidates)})\n${consoleTail.join('\n')}\n${source.stderr()}`);
+      }
+      await sleep(300);
+    }
+    const clock = await page.evaluate(() => window.benchClock());
+    await sleep(WARMUP_MS);
+    const pid = source.proc.pid;
+    await page.evaluate(() => window.benchRead());
+    const s0 = await page.evaluate(() => window.benchStats());
+    const src0 = source.events.filter((e) => e.event === 'source').at(-1);
+    const cpu0 = { all: processCpu(pid), m: machineCpu() };
+    const t0 = Date.now();
+    await sleep(SECONDS * 1000);
+    const elapsed = (Date.now() - t0) / 1000;
+    const cpu1 = { all: processCpu(pid), m: machineCpu() };
+    const measured = await page.evaluate(() => window.benchRead());
+    const s1 = await page.evaluate(() => window.benchStats());
+    const src1 = source.events.filter((e) => e.event === 'source').at(-1);
+    // e2e: at the requestVideoFrameCallback (after drawing the frame into a canvas), the same point
+    // as the viewer's figure; e2ePaint: at rVFC's presentationTime (handed to the compositor).
+    const e2e = measured.samples.map((s) => s.latencyMs);
+    const e2ePresented = measured.samples.map((s) => s.presentedLatencyMs);
+    const e2eDecoded = measured.samples.filter((s) => s.decodedLatencyMs !== null).map((s) => s.decodedLatencyMs);
+    return {
+      ...sc,
+      seconds: elapsed,
+      encoder: `${ENCODERS.h264.chain(sc.fps)} ! rtph264pay config-interval=-1 aggregate-mode=zero-latency ! webrtcbin`,
+      codecString: s1?.codec ?? null,
+      decoderImplementation: s1?.decoderImplementation ?? null,
+      producedFps: (src1.pushed - src0.pushed) / (src1.at - src0.at),
+      deliveredFps: s1 && s0 ? (s1.framesDecoded - s0.framesDecoded) / elapsed : NaN,
+      paintedFpsBarcode: e2e.length / elapsed,
+      e2e: dist(e2e),
+      e2eSamples: thin(e2e, 400),
+      e2ePaint: dist(e2ePresented),
+      e2eDecoded: dist(e2eDecoded),
+      barcodeMisreads: measured.misreads,
+      jitterBufferMs: s1 && s0 && s1.jitterBufferEmittedCount > s0.jitterBufferEmittedCount
+        ? ((s1.jitterBufferDelay - s0.jitterBufferDelay) / (s1.jitterBufferEmittedCount - s0.jitterBufferEmittedCount)) * 1000 : NaN,
+      decodeMsPerFrame: s1 && s0 && s1.framesDecoded > s0.framesDecoded
+        ? ((s1.totalDecodeTime - s0.totalDecodeTime) / (s1.framesDecoded - s0.framesDecoded)) * 1000 : NaN,
+      bytesPerSecond: s1 && s0 ? (s1.bytesReceived - s0.bytesReceived) / elapsed : NaN,
+      pipelineCpuPercent: ((cpu1.all - cpu0.all) / elapsed) * 100,
+      machineBusyPercent: ((cpu1.m.busy - cpu0.m.busy) / (cpu1.m.total - cpu0.m.total)) * 100,
+      peakMemoryMiB: vmHwmKb(pid) / 1024,
+      calibration: { clock },
+      iceCandidates: offer.candidates,
+    };
+  } finally {
+    if (page) await page.close().catch(() => {});
+    await source.stop();
+  }
+}
+
+// --- output --------------------------------------------------------------------------------------
+
+const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+
+function table(results) {
+  const cols = [
+    ['scenario', (r) => r.name, 30],
+    ['e2e p50', (r) => f(r.e2e?.p50), 7],
+    ['e2e p99', (r) => f(r.e2e?.p99), 7],
+    ['xRTC p50', (r) => (r.ratioP50 ? `${f(r.ratioP50, 2)}` : '-'), 8],
+    ['xRTC p99', (r) => (r.ratioP99 ? `${f(r.ratioP99, 2)}` : '-'), 8],
+    ['paint p50', (r) => f(r.e2ePaint?.p50), 9],
+    ['elem p50', (r) => f(r.elementP50Ms, 2), 8],
+    ['elem p99', (r) => f(r.elementP99Ms, 2), 8],
+    ['fps prod', (r) => f(r.producedFps), 8],
+    ['fps dlvd', (r) => f(r.deliveredFps), 8],
+    ['light fps min', (r) => (r.lightClientFps ? f(r.lightClientFps.min) : '-'), 13],
+    ['rfb %core', (r) => f(r.rfbsinkCpuPercentOfCore, 2), 9],
+    ['rfb us/frm', (r) => f(r.rfbsinkCpuPerFrameUs, 0), 10],
+    ['kB/s', (r) => f(r.bytesPerSecond / 1000, 0), 7],
+    ['VmHWM MiB', (r) => f(r.peakMemoryMiB, 0), 9],
+    ['busy %', (r) => f(r.machineBusyPercent, 0), 6],
+  ];
+  const lines = [];
+  lines.push(cols.map(([h, , w]) => h.padStart(w)).join(' | '));
+  lines.push(cols.map(([, , w]) => '-'.repeat(w)).join('-|-'));
+  for (const r of results) {
+    if (r.error) { lines.push(`${r.name.padStart(30)} | FAILED: ${r.error.split('\n')[0].slice(0, 140)}`); continue; }
+    if (r.skipped) { lines.push(`${r.name.padStart(30)} | skipped: ${r.skipped}`); continue; }
+    lines.push(cols.map(([, get, w]) => String(get(r)).padStart(w)).join(' | '));
+  }
+  return lines.join('\n');
+}
+
+const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
+
+function svgPlot(results, meta) {
+  const rows = results;
+  const rowH = 34;
+  const top = 96;
+  const labelW = 250;
+  const latW = 560;
+  const gap = 40;
+  const fpsW = 260;
+  const W = labelW + latW + gap + fpsW + 70;
+  const H = top + rows.length * rowH + 70;
+  const maxLat = Math.min(400, Math.max(50, ...rows.map((r) => r.e2e?.p99 || 0), ...rows.map((r) => (Number.isFinite(r.elementP99Ms) ? r.elementP99Ms : 0))) * 1.1);
+  const niceStep = [5, 10, 20, 25, 50, 100].find((s) => maxLat / s <= 10) ?? 100;
+  const lx = (ms) => labelW + Math.min(latW, (Math.max(0, ms) / maxLat) * latW);
+  const maxFps = Math.max(30, ...rows.map((r) => Math.max(r.producedFps || 0, r.deliveredFps || 0, r.fps || 0))) * 1.05;
+  const fx0 = labelW + latW + gap;
+  const fx = (v) => fx0 + (Math.max(0, v) / maxFps) * fpsW;
+  const o = [];
+  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, sans-serif" font-size="12">`);
+  o.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
+  o.push(`<text x="12" y="22" font-size="15" font-weight="bold">rfbsink benchmark: end-to-end latency (capture -&gt; on screen, barcode in the pixels) and fps per scenario</text>`);
+  o.push(`<text x="12" y="40" fill="#555">${esc(meta)}</text>`);
+  o.push(`<text x="${labelW}" y="${top - 26}" font-weight="bold">end-to-end latency, ms: capture -&gt; on screen (barcode)</text>`);
+  o.push(`<text x="${labelW}" y="${top - 10}" font-size="10" fill="#444">box p25-p75, black line p50, whiskers p5-p99, dots samples; green: p50 at paint; red: render()-&gt;decoded p50, p99</text>`);
+  o.push(`<text x="${fx0}" y="${top - 26}" font-weight="bold">fps</text>`);
+  o.push(`<text x="${fx0}" y="${top - 10}" font-size="10" fill="#444">grey produced, colour delivered</text>`);
+  for (let v = 0; v <= maxLat + 1e-9; v += niceStep) {
+    o.push(`<line x1="${lx(v)}" y1="${top}" x2="${lx(v)}" y2="${top + rows.length * rowH}" stroke="#e4e4e4"/>`);
+    o.push(`<text x="${lx(v)}" y="${top + rows.length * rowH + 16}" text-anchor="middle" fill="#444">${v}</text>`);
+  }
+  const fStep = maxFps > 40 ? 15 : 10;
+  for (let v = 0; v <= maxFps; v += fStep) {
+    o.push(`<line x1="${fx(v)}" y1="${top}" x2="${fx(v)}" y2="${top + rows.length * rowH}" stroke="#e4e4e4"/>`);
+    o.push(`<text x="${fx(v)}" y="${top + rows.length * rowH + 16}" text-anchor="middle" fill="#444">${v}</text>`);
+  }
+  rows.forEach((r, i) => {
+    const y = top + i * rowH;
+    const cy = y + rowH / 2;
+    const webrtc = r.kind === 'webrtc';
+    if (i % 2) o.push(`<rect x="0" y="${y}" width="${W}" height="${rowH}" fill="#f6f6f6"/>`);
+    o.push(`<text x="${labelW - 8}" y="${cy + 4}" text-anchor="end" ${webrtc ? 'fill="#a0522d" font-weight="bold"' : ''}>${esc(r.name)}</text>`);
+    if (r.error || r.skipped) {
+      const why = r.error ? `FAILED: ${r.error.split('\n')[0]}` : `skipped: ${r.skipped}`;
+      o.push(`<text x="${labelW + 4}" y="${cy + 4}" fill="${r.error ? '#c00' : '#777'}" font-size="11">${esc(why.slice(0, 150))}</text>`);
+      return;
+    }
+    const d = r.e2e;
+    const color = webrtc ? '#d2691e' : '#2a6fdb';
+    (r.e2eSamples ?? []).forEach((v, k) => {
+      const jy = cy + (((k * 7919) % 17) - 8) * 0.8;
+      o.push(`<circle cx="${lx(v).toFixed(1)}" cy="${jy.toFixed(1)}" r="1.3" fill="${color}" fill-opacity="0.25"/>`);
+    });
+    if (d && d.n) {
+      o.push(`<line x1="${lx(d.p5)}" y1="${cy}" x2="${lx(d.p99)}" y2="${cy}" stroke="${color}" stroke-width="1.5"/>`);
+      o.push(`<line x1="${lx(d.p5)}" y1="${cy - 6}" x2="${lx(d.p5)}" y2="${cy + 6}" stroke="${color}"/>`);
+      o.push(`<line x1="${lx(d.p99)}" y1="${cy - 6}" x2="${lx(d.p99)}" y2="${cy + 6}" stroke="${color}"/>`);
+      o.push(`<rect x="${lx(d.p25)}" y="${cy - 9}" width="${Math.max(1, lx(d.p75) - lx(d.p25))}" height="18" fill="${color}" fill-opacity="0.35" stroke="${color}"/>`);
+      o.push(`<line x1="${lx(d.p50)}" y1="${cy - 11}" x2="${lx(d.p50)}" y2="${cy + 11}" stroke="#000" stroke-width="2"/>`);
+      const label = `${f(d.p50)} / ${f(d.p99)}${r.ratioP50 ? `  (${f(r.ratioP50, 2)}x WebRTC)` : ''}`;
+      o.push(`<text x="${Math.min(lx(d.p99) + 6, labelW + latW - 150)}" y="${cy - 5}" font-size="10" fill="#333">${label}</text>`);
+    }
+    if (Number.isFinite(r.e2ePaint?.p50)) {
+      o.push(`<line x1="${lx(r.e2ePaint.p50)}" y1="${cy - 15}" x2="${lx(r.e2ePaint.p50)}" y2="${cy - 8}" stroke="#090" stroke-width="2"/>`);
+    }
+    if (Number.isFinite(r.elementP50Ms)) {
+      for (const v of [r.elementP50Ms, r.elementP99Ms]) {
+        o.push(`<line x1="${lx(v)}" y1="${cy + 6}" x2="${lx(v)}" y2="${cy + 14}" stroke="#d00" stroke-width="2"/>`);
+      }
+    }
+    o.push(`<rect x="${fx0}" y="${cy - 10}" width="${fx(r.producedFps) - fx0}" height="9" fill="#bbb"/>`);
+    o.push(`<rect x="${fx0}" y="${cy + 1}" width="${Math.max(0, fx(r.deliveredFps) - fx0)}" height="9" fill="${color}"/>`);
+    o.push(`<line x1="${fx(r.fps)}" y1="${cy - 12}" x2="${fx(r.fps)}" y2="${cy + 12}" stroke="#000" stroke-dasharray="2,2"/>`);
+    o.push(`<text x="${fx0 + fpsW + 4}" y="${cy + 4}" font-size="10">${f(r.deliveredFps, 0)}/${f(r.producedFps, 0)}</text>`);
+  });
+  o.push(`<text x="${labelW}" y="${H - 28}" fill="#555">ms. Dashed line: requested fps. ${esc('Nv = N viewers: 1 Chromium (measured end to end) + N-1 light WebSocket clients (read + ack, no decode).')}</text>`);
+  o.push('</svg>');
+  return o.join('\n');
+}
+
+// --- main ----------------------------------------------------------------------------------------
+
+async function writePlot(results, meta) {
+  const svgPath = path.join(opts.out, 'bench.svg');
+  writeFileSync(svgPath, svgPlot(results, meta));
+  // A PNG of the SVG for people without an SVG viewer.
+  const pngPath = path.join(opts.out, 'bench.png');
+  try {
+    const b = await launchBrowser();
+    try {
+      const p = await b.context.newPage();
+      await p.goto(pathToFileURL(svgPath).href);
+      await p.locator('svg').screenshot({ path: pngPath });
+    } finally { await b.close(); }
+  } catch (err) {
+    process.stderr.write(`bench: no PNG (${err.message.split('\n')[0]})\n`);
+  }
+  return { svgPath, pngPath };
+}
+
+async function main() {
+  if (opts.replot) {
+    const { meta, results } = JSON.parse(readFileSync(opts.replot, 'utf8'));
+    mkdirSync(opts.out, { recursive: true });
+    const { svgPath, pngPath } = await writePlot(results, meta);
+    console.log(`wrote ${svgPath}, ${pngPath}`);
+    return 0;
+  }
+  // Transport dimension: WebTransport once the viewer takes ?transport=wt.
+  const transportSrc = readFileSync(path.join(REPO, 'web', 'transport.js'), 'utf8');
+  const wtSupported = /new\s+WebTransport\s*\(/.test(transportSrc) && /'wt'/.test(transportSrc);
+  const transports = wtSupported ? ['ws', 'wt'] : ['ws'];
+  let list = scenarios(opts.quick, transports);
+  if (opts.list) { for (const s of list) console.log(s.name); return 0; }
+  if (opts.only) list = list.filter((s) => new RegExp(opts.only).test(s.name));
+  if (opts['no-webrtc'] || !IN_NETNS) list = list.filter((s) => s.kind !== 'webrtc');
+
+  const check = spawnSync('gst-inspect-1.0', ['rfbsink'], { env: gstEnv(), encoding: 'utf8', timeout: 60_000 });
+  if (check.status !== 0) { console.error(`rfbsink not found in ${PLUGIN_DIR} (run \`make build\` first)`); return 1; }
+  mkdirSync(opts.out, { recursive: true });
+
+  const notes = [];
+  if (!wtSupported) notes.push('transport wt skipped: web/transport.js has no WebTransport backend yet (only ws runs)');
+  if (!IN_NETNS) notes.push('not in a private network namespace (--no-netns): WebRTC baseline skipped');
+  const results = [];
+  const runnable = [];
+  for (const s of list) {
+    const element = s.kind === 'webrtc' ? 'webrtcbin' : ENCODERS[s.codec].element;
+    const need = s.kind === 'webrtc' ? [element, 'nicesrc', 'rtph264pay', 'x264enc'] : [element, ENCODERS[s.codec].parser].filter(Boolean);
+    const missing = need.filter((e) => !hasElement(e));
+    if (missing.length) results.push({ ...s, skipped: `missing GStreamer element(s) ${missing.join(', ')}${missing.includes('nicesrc') ? ' (apt install gstreamer1.0-nice)' : ''}` });
+    else runnable.push(s);
+  }
+
+  const { server, base } = await startServer();
+  const browser = await launchBrowser();
+  const ctx = { base, browser, calibrated: null };
+  const started = Date.now();
+  const loadAvg = readFileSync('/proc/loadavg', 'utf8').trim();
+  try {
+    for (const sc of runnable) {
+      process.stderr.write(`bench: ${sc.name} (${SECONDS} s)... `);
+      const t = Date.now();
+      try {
+        // Bounded: a scenario that hangs is abandoned (its processes are killed by stop()).
+        const r = await Promise.race([
+          sc.kind === 'webrtc' ? runWebrtc(sc, ctx) : runRfb(sc, ctx),
+          sleep((SECONDS + 90) * 1000).then(() => { throw new Error('scenario timed out'); }),
+        ]);
+        results.push(r);
+        process.stderr.write(`e2e p50 ${f(r.e2e.p50)} ms, ${f(r.deliveredFps)}/${f(r.producedFps)} fps (${((Date.now() - t) / 1000).toFixed(0)} s)\n`);
+      } catch (err) {
+        results.push({ ...sc, error: err.message });
+        process.stderr.write(`FAILED: ${err.message.split('\n').slice(0, 6).join('\n')}\n`);
+      }
+    }
+  } finally {
+    await browser.close();
+    server.close();
+  }
+
+  // Ratios against the WebRTC baseline at the same size and fps.
+  for (const r of results) {
+    if (r.kind !== 'rfb' || r.error || r.skipped) continue;
+    const base = results.find((w) => w.kind === 'webrtc' && !w.error && !w.skipped && w.width === r.width && w.height === r.height && w.fps === r.fps);
+    if (base && r.e2e.n && base.e2e.n) {
+      r.ratioP50 = r.e2e.p50 / base.e2e.p50;
+      r.ratioP99 = r.e2e.p99 / base.e2e.p99;
+      r.ratioPaintP50 = r.e2ePaint.p50 / base.e2ePaint.p50;
+      r.baseline = base.name;
+    }
+  }
+
+  const calibration = ctx.calibrated;
+  if (calibration) {
+    notes.push(`clock check: viewer page clock - source CLOCK_REALTIME = ${f(calibration.clock.offsetMs, 3)} ms (HTTP round trip ${f(calibration.clock.rttMs, 2)} ms); `
+      + `known-time barcode painted and read back in the worker: ${calibration.selftest.ok ? 'ok' : `MISMATCH (${calibration.selftest.want} vs ${calibration.selftest.got})`}`);
+  }
+  const webrtcRow = results.find((r) => r.kind === 'webrtc' && !r.error && !r.skipped);
+  if (webrtcRow) {
+    notes.push(`WebRTC baseline (${webrtcRow.name}): e2e at the requestVideoFrameCallback p50 ${f(webrtcRow.e2e.p50)} ms; at its presentationTime ("paint" column) p50 ${f(webrtcRow.e2ePaint.p50)} ms; `
+      + `at receiveTime+processingDuration (decoded) p50 ${f(webrtcRow.e2eDecoded.p50)} ms; Chromium jitter buffer ${f(webrtcRow.jitterBufferMs)} ms/frame, decode ${f(webrtcRow.decodeMsPerFrame, 2)} ms/frame, ${webrtcRow.codecString}`);
+  }
+  if (results.some((r) => r.viewers > 1)) notes.push('Nv with N > 1: 1 Chromium viewer (e2e, fps dlvd, elem p50/p99 are its figures; on the scenario\'s transport) + N-1 light WebSocket clients (tests/bench/lightclient.py, also for wt scenarios) that read and ack every frame without decoding (light fps min = the slowest of them)');
+  const meta = `${new Date().toISOString()}  ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load before: ${loadAvg}, ${SECONDS} s per scenario${opts.quick ? ', --quick' : ''}${IN_NETNS ? ', private netns' : ''}`;
+
+  const h264_720 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 1 && !r.error && !r.skipped);
+  const v32 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 32 && !r.error && !r.skipped);
+  const targets = [];
+  if (h264_720) {
+    targets.push(`render()->decoded p50 ${f(h264_720.elementP50Ms, 2)} ms (target <= 5): ${h264_720.elementP50Ms <= 5 ? 'met' : 'NOT met'}`);
+    targets.push(`render()->decoded p99 ${f(h264_720.elementP99Ms, 2)} ms (target <= 16): ${h264_720.elementP99Ms <= 16 ? 'met' : 'NOT met'}`);
+    if (h264_720.ratioP50) {
+      targets.push(`end-to-end p50 ${f(h264_720.ratioP50, 2)}x WebRTC's (target <= 0.65): ${h264_720.ratioP50 <= 0.65 ? 'met' : 'NOT met'}; `
+        + `p99 ${f(h264_720.ratioP99, 2)}x; at paint vs WebRTC presentationTime p50 ${f(h264_720.ratioPaintP50, 2)}x`);
+    }
+    targets.push(`uncongested viewer gets every frame: delivered ${f(h264_720.deliveredFps)} of ${f(h264_720.producedFps)} fps, ${h264_720.viewerFramesDropped} dropped in the viewer, ${h264_720.elementFramesDropped} by rfbsink: ${h264_720.deliveredFps >= 0.98 * h264_720.producedFps && h264_720.elementFramesDropped === 0 ? 'met' : 'NOT met'}`);
+  }
+  if (v32) targets.push(`32 viewers at 720p30: rfbsink ${f(v32.rfbsinkCpuPercentOfCore, 2)} % of one core (target < 10): ${v32.rfbsinkCpuPercentOfCore < 10 ? 'met' : 'NOT met'}`);
+
+  const text = [
+    `rfbsink benchmark  ${meta}`,
+    '',
+    table(results),
+    '',
+    'e2e = capture -> on screen: the barcode in the pixels read back, CLOCK_REALTIME at both ends, taken at the first animation frame after paint (viewer: worker requestAnimationFrame; WebRTC: requestVideoFrameCallback), ms;',
+    'paint = capture -> painted (viewer: right after drawImage; WebRTC: rVFC presentationTime), ms; elem = rfbsink render() -> decoded (its stats, from the viewer acks), ms;',
+    'xRTC = our e2e / WebRTC e2e at the same size and fps; rfb %core, us/frm = rfbsink runtime threads + render(); VmHWM = pipeline process peak RSS (includes the python source + encoder); busy % = whole machine.',
+    ...notes.map((n) => `note: ${n}`),
+    ...(targets.length ? ['', 'targets:', ...targets.map((t) => `  ${t}`)] : []),
+  ].join('\n');
+  console.log(`\n${text}\n`);
+  const jsonPath = path.join(opts.out, 'bench-results.json');
+  writeFileSync(jsonPath, JSON.stringify({ meta, notes, targets, calibration, results }, null, 2));
+  writeFileSync(path.join(opts.out, 'bench-table.txt'), `${text}\n`);
+  const { svgPath, pngPath } = await writePlot(results, meta);
+  console.log(`wrote ${jsonPath}, ${svgPath}, ${pngPath} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  return results.some((r) => r.error) ? 3 : 0; // 3: some scenario failed
+}
+
+process.exitCode = await main();
