@@ -225,6 +225,8 @@ pub fn demo_options(
         port,
         address,
         size: Some(DEFAULT_SIZE),
+        // Colour bars: the pointer's box and the click marks stand out on them.
+        pattern: "smpte".to_owned(),
         interactive: if caption {
             Interactive::PointerWithCaption
         } else {
@@ -653,7 +655,7 @@ mod tests {
     fn demo_draws_the_pointer_before_the_queue() {
         let l = line(demo_options(8080, None, Some(Encoder::X264), true));
         assert!(l.starts_with(
-            "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! navigationtest ! textoverlay text=\"Move"
+            "videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! navigationtest ! textoverlay text=\"Move"
         ), "{l}");
         assert!(l.find("navigationtest").unwrap() < l.find(LEAKY_QUEUE).unwrap());
         let plain = line(demo_options(9000, None, None, false));
