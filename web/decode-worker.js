@@ -2,8 +2,8 @@
 // (images) and paints every picture at once onto the OffscreenCanvas it was given.
 // The main thread (rfb-viewer.js) talks to it with the messages typed below.
 
-import { ack, CONTROL_CHANNEL, keyframeRequest, MAIN_CHANNEL, parseConfig } from './protocol.js';
-import { StreamRates } from './stats.js';
+import { ack, CONTROL_CHANNEL, keyframeRequest, MAIN_CHANNEL, parseConfig, STATS_CHANNEL } from './protocol.js';
+import { History, parseServerStats, StreamRates } from './stats.js';
 import { createTransport } from './transport.js';
 
 /**
@@ -50,6 +50,10 @@ import { createTransport } from './transport.js';
  * @property {number | null} lastFrameId
  * @property {number} reconnects
  * @property {StatusState} status
+ * @property {import('./stats.js').ServerStats | null} server the server's last `stats` message
+ *   (its figures for this viewer), null when none came in the last SERVER_STATS_STALE_MS
+ * @property {import('./stats.js').LatencySample[]} latencyHistory the server's render() -> decoded
+ *   p50/p95 over the last LATENCY_HISTORY_MS, oldest first
  */
 
 /** Deltas are dropped (and a keyframe asked for) when the decoder has more than this queued. */
@@ -114,6 +118,16 @@ let clientId = null;
 /** @type {number | null} */
 let lastFrameId = null;
 const rates = new StreamRates(1000);
+
+/** The server sends its stats every second: older than this, they no longer describe the stream. */
+const SERVER_STATS_STALE_MS = 3000;
+/** How far back the overlay's latency graph goes. */
+const LATENCY_HISTORY_MS = 60_000;
+/** @type {import('./stats.js').ServerStats | null} */
+let serverStats = null;
+let serverStatsAt = 0;
+/** @type {History<{p50Us: number, p95Us: number}>} */
+const latencyHistory = new History(LATENCY_HISTORY_MS, 128);
 
 /** @param {FromWorker} message */
 function post(message) {
@@ -193,6 +207,7 @@ function start(options) {
   });
   transport.openChannel(MAIN_CHANNEL).onMessage(onFrame);
   transport.openChannel(CONTROL_CHANNEL).onMessage(onControl);
+  transport.openChannel(STATS_CHANNEL).onMessage(onServerStats);
   transport.openChannel('app.*').onMessage((message) => post({ type: 'app', message }));
   transport.start();
 }
@@ -219,6 +234,18 @@ function onControl(message) {
       break;
     default:
     // Unknown kinds are for newer clients (docs/protocol.md).
+  }
+}
+
+/** @param {import('./protocol.js').Message} message */
+function onServerStats(message) {
+  const s = parseServerStats(message);
+  if (!s) return; // other kinds are for newer clients
+  const now = performance.now();
+  serverStats = s;
+  serverStatsAt = now;
+  if (s.latency_p50_us !== null && s.latency_p95_us !== null) {
+    latencyHistory.push(now, { p50Us: s.latency_p50_us, p95Us: s.latency_p95_us });
   }
 }
 
@@ -384,12 +411,14 @@ function onVideoFrame(frame, mine) {
     frame.close();
     return;
   }
+  const decodedAt = performance.now();
   const meta = pendingMeta.get(frame.timestamp);
   pendingMeta.delete(frame.timestamp);
-  // Acknowledge first: the ack measures render() -> decoded; painting follows at once.
-  if (meta) decoded(meta, decoder ? decoder.decodeQueueSize : 0);
   paint(frame, frame.displayWidth, frame.displayHeight);
   frame.close();
+  // Acknowledged once painted, saying how long painting took: the server gets both render() ->
+  // decoded and render() -> painted from one message.
+  if (meta) decoded(meta, decoder ? decoder.decodeQueueSize : 0, decodedAt);
 }
 
 /**
@@ -417,9 +446,10 @@ async function decodeImage(frame, meta) {
   imageBusy = true;
   try {
     const bitmap = await createImageBitmap(new Blob([/** @type {BlobPart} */ (frame.payload)], { type: c.codecString }));
+    const decodedAt = performance.now();
     if (mine === generation) {
       paint(bitmap, bitmap.width, bitmap.height);
-      decoded(meta, imagePending ? 1 : 0);
+      decoded(meta, imagePending ? 1 : 0, decodedAt);
     }
     bitmap.close();
   } catch (e) {
@@ -472,15 +502,18 @@ scope.addEventListener('message', (event) => {
 });
 
 /**
+ * Counts a decoded and painted frame and acknowledges it.
  * @param {FrameMeta} meta
  * @param {number} queueSize
+ * @param {number} decodedAt when the decoder (or createImageBitmap) handed the picture over
  */
-function decoded(meta, queueSize) {
-  const now = performance.now();
+function decoded(meta, queueSize, decodedAt) {
+  const paintedAt = performance.now();
   counters.framesDecoded++;
   lastFrameId = meta.frameId;
-  rates.frameDecoded(now, now - meta.receivedAt);
-  send('rfb.stats', ack(meta.frameId, queueSize)).catch(() => {});
+  rates.frameDecoded(paintedAt, decodedAt - meta.receivedAt);
+  const paintUs = Math.max(0, Math.round((paintedAt - decodedAt) * 1000));
+  send(STATS_CHANNEL, { ...ack(meta.frameId, queueSize), paint_us: paintUs }).catch(() => {});
   setStatus('playing', '');
 }
 
@@ -488,7 +521,8 @@ function decoded(meta, queueSize) {
 
 /** @returns {ViewerStats} */
 function stats() {
-  const snapshot = rates.snapshot(performance.now());
+  const now = performance.now();
+  const snapshot = rates.snapshot(now);
   return {
     connected,
     envelope,
@@ -504,6 +538,8 @@ function stats() {
     decodeLatencyMs: snapshot.decodeLatencyMs,
     lastFrameId,
     status,
+    server: serverStats && now - serverStatsAt <= SERVER_STATS_STALE_MS ? serverStats : null,
+    latencyHistory: latencyHistory.entries(now).map(({ ageMs, value }) => ({ ageMs, ...value })),
   };
 }
 

@@ -25,6 +25,13 @@ const IN_FLIGHT_MAX: usize = 512;
 pub const LATENCY_WINDOW: Duration = Duration::from_secs(5);
 /// At most this many latency samples per client (a 5 s window at 240 fps).
 const LATENCY_SAMPLES_MAX: usize = 1200;
+/// A client's keyframe requests upstream back off from this...
+const KEYFRAME_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// ...doubling up to this while it keeps falling behind: one stalled browser must not force
+/// keyframes on every other viewer.
+const KEYFRAME_BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// A client that kept up this long gets its keyframe requests back at the shortest interval.
+const KEYFRAME_BACKOFF_RESET: Duration = Duration::from_secs(5);
 
 /// One encoded frame, shared by every client that sends it.
 #[derive(Debug)]
@@ -134,9 +141,26 @@ struct ClientQueue {
     closed: bool,
     frames_dropped: u64,
     keyframe_requests: u64,
+    /// Waiting for its acks to catch up before it gets frames again (and a keyframe).
+    stalled_by_acks: bool,
+    keyframe_backoff: Duration,
+    next_keyframe_request: Option<Instant>,
+    last_behind: Option<Instant>,
 }
 
 impl ClientQueue {
+    /// Whether this client may ask upstream for a keyframe now (its own backoff).
+    fn may_request_keyframe(&mut self, now: Instant) -> bool {
+        if self.next_keyframe_request.is_some_and(|t| now < t) {
+            return false;
+        }
+        let backoff = self.keyframe_backoff.max(KEYFRAME_BACKOFF_MIN);
+        self.next_keyframe_request = Some(now + backoff);
+        self.keyframe_backoff = (backoff * 2).min(KEYFRAME_BACKOFF_MAX);
+        self.keyframe_requests += 1;
+        true
+    }
+
     fn push(&mut self, item: Item) {
         if item.is_frames() {
             self.frames += 1;
@@ -202,8 +226,35 @@ struct ClientCounters {
     bytes_sent: u64,
     acks: u64,
     decode_queue_size: u32,
-    in_flight: VecDeque<(u64, Instant)>,
+    /// Sent and not yet acknowledged: frame id and render() time (None for frames replayed from
+    /// the GOP cache to a late joiner: their age is not a latency).
+    in_flight: VecDeque<(u64, Option<Instant>)>,
+    /// render() -> decoded, and render() -> painted (when the viewer says how long it painted).
     latencies_us: VecDeque<(Instant, u64)>,
+    paint_latencies_us: VecDeque<(Instant, u64)>,
+    /// Frames sent in the last second, for fps and bitrate.
+    recent_sends: VecDeque<(Instant, usize)>,
+}
+
+/// Appends a sample to a time window, dropping the oldest beyond `max`.
+fn push_sample(window: &mut VecDeque<(Instant, u64)>, at: Instant, value: u64) {
+    if window.len() == LATENCY_SAMPLES_MAX {
+        window.pop_front();
+    }
+    window.push_back((at, value));
+}
+
+/// The samples of the last LATENCY_WINDOW, sorted.
+fn window_sorted(window: &mut VecDeque<(Instant, u64)>, now: Instant) -> Vec<u64> {
+    while window
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) > LATENCY_WINDOW)
+    {
+        window.pop_front();
+    }
+    let mut sorted: Vec<u64> = window.iter().map(|(_, v)| *v).collect();
+    sorted.sort_unstable();
+    sorted
 }
 
 /// A snapshot of one client's figures.
@@ -225,6 +276,10 @@ pub struct ClientStats {
     pub latency_p95_us: u64,
     pub latency_p99_us: u64,
     pub latency_max_us: u64,
+    pub paint_p50_us: u64,
+    pub paint_p95_us: u64,
+    pub fps: f64,
+    pub bitrate_bps: u64,
 }
 
 /// One connected client, as the hub sees it; its transport owns the socket.
@@ -298,18 +353,33 @@ impl Client {
         if q.closed {
             return false;
         }
+        let now = Instant::now();
+        // Its acks say it is far behind (frames sit in its socket or its decoder): feeding it more
+        // only adds latency. It gets a keyframe once it has caught up (see caught_up()).
+        if self.acks_behind(settings) {
+            if !q.need_key {
+                q.drop_frames();
+                q.need_key = true;
+                q.stalled_by_acks = true;
+                q.last_behind = Some(now);
+            }
+            q.frames_dropped += 1;
+            return false;
+        }
         if q.need_key {
             if !frame.is_key() {
                 q.frames_dropped += 1;
                 return false;
             }
             q.need_key = false;
+            q.stalled_by_acks = false;
         }
         let over = |q: &ClientQueue| {
             q.frames + 1 > settings.queue_frames || q.bytes + frame.len() > settings.queue_bytes
         };
         let mut wants_key = false;
         if over(&q) {
+            q.last_behind = Some(now);
             // Behind: what is queued is stale. A queued keyframe (or this one) is a clean
             // restart; otherwise skip to the next keyframe.
             if frame.is_key() || !q.drop_to_last_key() || over(&q) {
@@ -317,10 +387,15 @@ impl Client {
                 if !frame.is_key() {
                     q.need_key = true;
                     q.frames_dropped += 1;
-                    q.keyframe_requests += 1;
-                    wants_key = true;
+                    wants_key = q.may_request_keyframe(now);
                 }
             }
+        } else if q
+            .last_behind
+            .is_some_and(|t| now.duration_since(t) > KEYFRAME_BACKOFF_RESET)
+        {
+            q.keyframe_backoff = KEYFRAME_BACKOFF_MIN;
+            q.last_behind = None;
         }
         if !q.need_key {
             q.push(Item::Frame(frame.clone()));
@@ -330,28 +405,61 @@ impl Client {
         wants_key
     }
 
-    /// The client lost its decoder state: drop what is queued and wait for a keyframe.
-    fn restart_at_key(&self) {
+    /// More frames sent and not acknowledged than the client's queue holds, twice over: it is
+    /// behind downstream of the queue. Only for clients that acknowledge at all.
+    fn acks_behind(&self, settings: &HubSettings) -> bool {
+        let c = self.counters.lock().unwrap();
+        c.acks > 0 && c.in_flight.len() > 2 * settings.queue_frames.max(4)
+    }
+
+    /// After an ack: a client that was stalled by its acks and has caught up waits for a keyframe.
+    /// Returns true when one should be asked for.
+    fn caught_up(&self, settings: &HubSettings) -> bool {
+        let mut q = self.queue.lock().unwrap();
+        if !q.stalled_by_acks
+            || self.counters.lock().unwrap().in_flight.len() > settings.queue_frames
+        {
+            return false;
+        }
+        q.stalled_by_acks = false;
+        q.may_request_keyframe(Instant::now())
+    }
+
+    /// The client lost its decoder state: drop what is queued and wait for a keyframe. Returns
+    /// whether it may ask upstream for one now (its backoff: a client cannot force a stream of
+    /// keyframes on the others).
+    fn restart_at_key(&self) -> bool {
         let mut q = self.queue.lock().unwrap();
         q.drop_frames();
         q.need_key = true;
-        q.keyframe_requests += 1;
+        q.may_request_keyframe(Instant::now())
     }
 
-    /// Called by the sender after a frame went out.
-    pub fn sent(&self, frame: &Frame) {
+    /// Called by the sender after a frame went out; `replayed` for the cached group of pictures
+    /// sent to a late joiner.
+    pub fn sent(&self, frame: &Frame, replayed: bool) {
+        let now = Instant::now();
         let mut c = self.counters.lock().unwrap();
         c.frames_sent += 1;
         c.bytes_sent += frame.len() as u64;
+        while c
+            .recent_sends
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(1))
+        {
+            c.recent_sends.pop_front();
+        }
+        c.recent_sends.push_back((now, frame.len()));
         if c.in_flight.len() == IN_FLIGHT_MAX {
             c.in_flight.pop_front();
         }
         c.in_flight
-            .push_back((frame.header.frame_id, frame.arrived));
+            .push_back((frame.header.frame_id, (!replayed).then_some(frame.arrived)));
     }
 
-    /// An acknowledgement from the client: the frame was decoded now.
-    pub fn acked(&self, frame_id: u64, decode_queue_size: Option<u32>) {
+    /// An acknowledgement from the client: the frame was decoded, and painted `paint_us` later
+    /// when the viewer says so (the ack then comes after painting).
+    pub fn acked(&self, frame_id: u64, decode_queue_size: Option<u32>, paint_us: Option<u64>) {
         let now = Instant::now();
         let mut c = self.counters.lock().unwrap();
         c.acks += 1;
@@ -365,11 +473,15 @@ impl Client {
             }
             c.in_flight.pop_front();
             if id == frame_id {
-                if c.latencies_us.len() == LATENCY_SAMPLES_MAX {
-                    c.latencies_us.pop_front();
+                let Some(arrived) = arrived else { break };
+                let total = now.duration_since(arrived).as_micros() as u64;
+                match paint_us {
+                    Some(paint) => {
+                        push_sample(&mut c.paint_latencies_us, now, total);
+                        push_sample(&mut c.latencies_us, now, total.saturating_sub(paint));
+                    }
+                    None => push_sample(&mut c.latencies_us, now, total),
                 }
-                let us = now.duration_since(arrived).as_micros() as u64;
-                c.latencies_us.push_back((now, us));
                 break;
             }
         }
@@ -385,17 +497,17 @@ impl Client {
                 q.bytes as u64,
             )
         };
-        let mut c = self.counters.lock().unwrap();
         let now = Instant::now();
+        let mut c = self.counters.lock().unwrap();
+        let latencies = window_sorted(&mut c.latencies_us, now);
+        let paints = window_sorted(&mut c.paint_latencies_us, now);
         while c
-            .latencies_us
+            .recent_sends
             .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > LATENCY_WINDOW)
+            .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(1))
         {
-            c.latencies_us.pop_front();
+            c.recent_sends.pop_front();
         }
-        let mut sorted: Vec<u64> = c.latencies_us.iter().map(|(_, us)| *us).collect();
-        sorted.sort_unstable();
         ClientStats {
             id: self.id,
             transport: self.transport,
@@ -409,10 +521,14 @@ impl Client {
             queued_bytes,
             acks: c.acks,
             decode_queue_size: c.decode_queue_size,
-            latency_p50_us: percentile(&sorted, 50),
-            latency_p95_us: percentile(&sorted, 95),
-            latency_p99_us: percentile(&sorted, 99),
-            latency_max_us: sorted.last().copied().unwrap_or(0),
+            latency_p50_us: percentile(&latencies, 50),
+            latency_p95_us: percentile(&latencies, 95),
+            latency_p99_us: percentile(&latencies, 99),
+            latency_max_us: latencies.last().copied().unwrap_or(0),
+            paint_p50_us: percentile(&paints, 50),
+            paint_p95_us: percentile(&paints, 95),
+            fps: c.recent_sends.len() as f64,
+            bitrate_bps: c.recent_sends.iter().map(|(_, n)| *n as u64 * 8).sum(),
         }
     }
 }
@@ -484,7 +600,13 @@ impl Hub {
             ClientMessage::Ack {
                 frame_id,
                 decode_queue_size,
-            } => client.acked(frame_id, decode_queue_size),
+                paint_us,
+            } => {
+                client.acked(frame_id, decode_queue_size, paint_us);
+                if client.caught_up(&self.settings) {
+                    self.request_keyframe();
+                }
+            }
             ClientMessage::Ignored { .. } => {}
             msg @ (ClientMessage::Input(_) | ClientMessage::App { .. }) => {
                 (self.callbacks.on_message)(client, msg)
@@ -562,7 +684,8 @@ impl Hub {
                 wants_key = false;
             } else {
                 q.need_key = true;
-                wants_key = st.config.is_some() && !st.eos;
+                wants_key =
+                    st.config.is_some() && !st.eos && q.may_request_keyframe(Instant::now());
             }
             if st.eos {
                 q.push(Item::Text(protocol::eos()));
@@ -583,12 +706,29 @@ impl Hub {
 
     /// A client asked for a keyframe (its decoder was reset).
     pub fn client_needs_keyframe(self: &Arc<Self>, client: &Client) {
-        client.restart_at_key();
-        self.request_keyframe();
+        if client.restart_at_key() {
+            self.request_keyframe();
+        }
     }
 
-    /// Asks upstream for a keyframe, at most once per `keyframe_interval`; a request inside the
-    /// interval is deferred to its end (and dropped then if no client still waits).
+    /// Sends every client its own figures (the viewer's overlay shows them).
+    pub fn send_client_stats(&self) {
+        let clients: Vec<_> = self
+            .state
+            .lock()
+            .unwrap()
+            .clients
+            .values()
+            .cloned()
+            .collect();
+        for client in clients {
+            client.send_text(protocol::client_stats(&client.stats()));
+        }
+    }
+
+    /// Asks upstream for a keyframe, at most once per `keyframe_interval` across clients; a
+    /// request inside the interval is deferred to its end (and dropped then if no client still
+    /// waits).
     pub fn request_keyframe(self: &Arc<Self>) {
         let now = Instant::now();
         let interval = self.settings.keyframe_interval;
@@ -835,6 +975,62 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_client_does_not_force_a_stream_of_keyframes() {
+        let (hub, requests) = hub(4, false);
+        let _stalled = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let cfg = config(1);
+        // 20 s of 30 fps with a keyframe every second; the client never drains its queue, so it
+        // overflows after every keyframe.
+        for id in 0..600u64 {
+            hub.push(frame(&cfg, id, id % 30 == 0, 100));
+        }
+        // Without a per-client backoff that is one request per overflow (~20); with it, a few.
+        let n = requests.load(Ordering::SeqCst);
+        assert!((1..=4).contains(&n), "{n} keyframe requests");
+    }
+
+    #[test]
+    fn a_client_whose_acks_lag_is_paused_until_it_catches_up() {
+        let (hub, requests) = hub(4, false);
+        let c = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let cfg = config(1);
+        let mut sent = 0;
+        // The client takes frames off its queue (its socket is fine) but acks only the first:
+        // its decoder is behind.
+        for id in 0..40u64 {
+            hub.push(frame(&cfg, id, id % 10 == 0, 10));
+            for item in std::iter::from_fn(|| c.queue.lock().unwrap().pop()) {
+                if let Item::Frame(f) = item {
+                    c.sent(&f, false);
+                    sent += 1;
+                    if f.header.frame_id == 0 {
+                        c.acked(0, Some(0), None);
+                    }
+                }
+            }
+        }
+        // Frame 0 (acked), then 1..=9: more than 2 x 4 unacknowledged.
+        assert_eq!(
+            sent, 10,
+            "fed until 2x client-queue-frames were unacknowledged"
+        );
+        assert!(c.stats().frames_dropped >= 30);
+        let before = requests.load(Ordering::SeqCst);
+        // It catches up: acks for everything sent; then it asks for a keyframe and resumes.
+        hub.on_client_message(
+            &c,
+            ClientMessage::Ack {
+                frame_id: 9,
+                decode_queue_size: Some(0),
+                paint_us: None,
+            },
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), before + 1);
+        hub.push(frame(&cfg, 40, true, 10));
+        assert_eq!(drain(&c), vec![(40, true)]);
+    }
+
+    #[test]
     fn late_joiner_gets_the_cached_gop() {
         let (hub, requests) = hub(16, true);
         let cfg = config(1);
@@ -893,14 +1089,21 @@ mod tests {
         let cfg = config(1);
         for id in 0..3 {
             let f = frame(&cfg, id, id == 0, 10);
-            c.sent(&f);
+            c.sent(&f, false);
         }
-        c.acked(0, Some(0));
-        c.acked(2, Some(1));
+        std::thread::sleep(Duration::from_millis(2));
+        c.acked(0, Some(0), None);
+        c.acked(2, Some(1), Some(0));
         let s = c.stats();
         assert_eq!(s.acks, 2);
         assert_eq!(s.decode_queue_size, 1);
         assert!(s.latency_max_us > 0);
+        assert!(
+            s.paint_p50_us > 0,
+            "the ack with paint_us gives a painted latency"
+        );
+        assert_eq!(s.fps, 3.0);
+        assert_eq!(s.bitrate_bps, 3 * 10 * 8);
         assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 50), 5);
         assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99), 10);
     }

@@ -212,6 +212,26 @@ pub fn config(config: &StreamConfig) -> String {
     .to_json()
 }
 
+/// A client's own figures, sent to it every second (the viewer's overlay shows them).
+pub fn client_stats(s: &crate::hub::ClientStats) -> String {
+    serde_json::json!({
+        "channel": CHANNEL_STATS,
+        "kind": "stats",
+        "transport": s.transport,
+        "latency_p50_us": s.latency_p50_us,
+        "latency_p95_us": s.latency_p95_us,
+        "latency_max_us": s.latency_max_us,
+        "paint_p50_us": s.paint_p50_us,
+        "paint_p95_us": s.paint_p95_us,
+        "fps": s.fps,
+        "bitrate_bps": s.bitrate_bps,
+        "frames_dropped": s.frames_dropped,
+        "queued_bytes": s.queued_bytes,
+        "keyframe_requests": s.keyframe_requests,
+    })
+    .to_string()
+}
+
 pub fn eos() -> String {
     ServerMessage::Eos {
         channel: CHANNEL_CONTROL,
@@ -262,6 +282,8 @@ pub enum ClientMessage {
     Ack {
         frame_id: u64,
         decode_queue_size: Option<u32>,
+        /// Microseconds from decoder output to painted, when the viewer acks after painting.
+        paint_us: Option<u64>,
     },
     /// Input on `rfb.events`, validated.
     Input(Input),
@@ -298,6 +320,8 @@ struct AckFields {
     frame_id: u64,
     #[serde(default)]
     decode_queue_size: Option<u32>,
+    #[serde(default)]
+    paint_us: Option<u64>,
 }
 
 /// Validates one text message from a client.
@@ -340,6 +364,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
             Ok(ClientMessage::Ack {
                 frame_id: ack.frame_id,
                 decode_queue_size: ack.decode_queue_size,
+                paint_us: ack.paint_us,
             })
         }
         (CHANNEL_EVENTS, _) => match input::parse_event(&kind, &obj) {
@@ -547,7 +572,8 @@ mod tests {
             ),
             Ok(ClientMessage::Ack {
                 frame_id: 9,
-                decode_queue_size: Some(2)
+                decode_queue_size: Some(2),
+                paint_us: None
             })
         );
         assert_eq!(

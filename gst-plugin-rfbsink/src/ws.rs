@@ -238,10 +238,10 @@ async fn send_loop(client: &Client, tx: &mut WsSink) -> Result<(), warp::Error> 
                 tx.send(Message::text(protocol::config(&config))).await?;
                 config_id = Some(config.id);
             }
-            Item::Frame(frame) => send_frame(client, tx, &frame, &mut config_id).await?,
+            Item::Frame(frame) => send_frame(client, tx, &frame, &mut config_id, false).await?,
             Item::Burst(frames) => {
                 for frame in &frames {
-                    send_frame(client, tx, frame, &mut config_id).await?;
+                    send_frame(client, tx, frame, &mut config_id, true).await?;
                 }
             }
             Item::Close(code, reason) => {
@@ -257,6 +257,7 @@ async fn send_frame(
     tx: &mut WsSink,
     frame: &Frame,
     config_id: &mut Option<u32>,
+    replayed: bool,
 ) -> Result<(), warp::Error> {
     if *config_id != Some(frame.config.id) {
         tx.feed(Message::text(protocol::config(&frame.config)))
@@ -270,7 +271,7 @@ async fn send_frame(
         }
         Envelope::Binary => tx.send(Message::binary(frame.binary_message())).await?,
     }
-    client.sent(frame);
+    client.sent(frame, replayed);
     Ok(())
 }
 

@@ -325,11 +325,11 @@ async fn send_loop(client: &Client, conn: &Connection, control: &mut SendStream)
             // Configs travel on the video stream, just before the first frame that needs them.
             Item::Config(_) => {}
             Item::Frame(frame) => {
-                send_frame(client, conn, &mut video, &mut last_sent, &frame).await?
+                send_frame(client, conn, &mut video, &mut last_sent, &frame, false).await?
             }
             Item::Burst(frames) => {
                 for frame in &frames {
-                    send_frame(client, conn, &mut video, &mut last_sent, frame).await?;
+                    send_frame(client, conn, &mut video, &mut last_sent, frame, true).await?;
                 }
             }
             Item::Close(code, reason) => {
@@ -346,6 +346,7 @@ async fn send_frame(
     video: &mut Option<VideoStream>,
     last_sent: &mut Option<u64>,
     frame: &Frame,
+    replayed: bool,
 ) -> SessionResult {
     if frame.is_key() || video.is_none() {
         if let Some(mut old) = video.take() {
@@ -374,7 +375,7 @@ async fn send_frame(
         v.config_id = Some(frame.config.id);
     }
     write_message(&mut v.stream, &frame.binary_message()).await?;
-    client.sent(frame);
+    client.sent(frame, replayed);
     *last_sent = Some(frame.header.frame_id);
     Ok(())
 }

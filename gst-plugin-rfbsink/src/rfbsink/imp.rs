@@ -86,6 +86,7 @@ struct Started {
     webtransport: Option<WtServer>,
     url: String,
     stats_task: Option<tokio::task::JoinHandle<()>>,
+    client_stats_task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Default)]
@@ -292,6 +293,10 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("latency-p95-us", c.latency_p95_us)
         .field("latency-p99-us", c.latency_p99_us)
         .field("latency-max-us", c.latency_max_us)
+        .field("paint-p50-us", c.paint_p50_us)
+        .field("paint-p95-us", c.paint_p95_us)
+        .field("fps", c.fps)
+        .field("bitrate", c.bitrate_bps)
         .build()
 }
 
@@ -738,10 +743,23 @@ impl BaseSinkImpl for RfbSink {
                 }
             })
         });
+        // Each viewer gets its own figures every second, for its overlay.
+        let client_stats_task = {
+            let hub = Arc::downgrade(&hub);
+            RUNTIME.spawn(async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    ticks.tick().await;
+                    let Some(hub) = hub.upgrade() else { break };
+                    hub.send_client_stats();
+                }
+            })
+        };
         *self.state.lock().unwrap() = State::Started(Started {
             hub,
             server,
             webtransport,
+            client_stats_task,
             url: url.clone(),
             stats_task,
         });
@@ -767,6 +785,7 @@ impl BaseSinkImpl for RfbSink {
             if let Some(task) = started.stats_task {
                 task.abort();
             }
+            started.client_stats_task.abort();
             if let Some(wt) = started.webtransport {
                 wt.stop();
             }

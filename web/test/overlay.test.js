@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { formatBytes, formatMs, formatServerStats, formatStats } from '../overlay.js';
+
+/** @returns {import('../decode-worker.js').ViewerStats} */
+function viewerStats(overrides = {}) {
+  return {
+    connected: true, envelope: 'binary', transport: 'websocket', clientId: 3, codec: 'h264',
+    codecString: 'avc1.42C01E', width: 320, height: 240, framesReceived: 100, framesDecoded: 99,
+    framesDropped: 1, decodeErrors: 0, protocolErrors: 0, keyframeRequests: 0, fps: 15, bitrateBps: 250_000,
+    decodeLatencyMs: 2.5, lastFrameId: 98, reconnects: 0, status: 'playing', server: null, latencyHistory: [],
+    ...overrides,
+  };
+}
+
+const SERVER = {
+  transport: 'websocket', latency_p50_us: 12_340, latency_p95_us: 20_060, latency_max_us: 141_000,
+  paint_p50_us: 13_000, paint_p95_us: 21_000, fps: 15, bitrate_bps: 260_000, frames_dropped: 0,
+  queued_bytes: 3000, keyframe_requests: 1,
+};
+
+test('microseconds read as milliseconds', () => {
+  assert.equal(formatMs(12_340), '12.3 ms');
+  assert.equal(formatMs(0), '0.0 ms');
+  assert.equal(formatMs(141_000), '141 ms');
+  assert.equal(formatMs(null), '-');
+});
+
+test('bytes read in B, KiB, MiB', () => {
+  assert.equal(formatBytes(0), '0 B');
+  assert.equal(formatBytes(3000), '3 KiB');
+  assert.equal(formatBytes(5 * 1024 * 1024), '5.0 MiB');
+  assert.equal(formatBytes(null), '-');
+});
+
+test('no server line until the server sends its stats', () => {
+  const lines = formatStats(viewerStats());
+  assert.equal(lines.length, 5);
+  assert.ok(lines.every((l) => !l.startsWith('server:')), lines.join('\n'));
+});
+
+test('the server line: render→decoded percentiles and painted p50', () => {
+  const lines = formatStats(viewerStats({ server: SERVER }));
+  assert.equal(lines[5], 'server: render→decoded p50 12.3 ms p95 20.1 ms max 141 ms, painted p50 13.0 ms');
+  assert.equal(lines[6], 'server: websocket  15.0 fps  260 kbit/s  dropped 0  queued 3 KiB  key req 1');
+});
+
+test('figures the server left out show as -', () => {
+  const lines = formatServerStats({ ...SERVER, latency_p50_us: null, latency_p95_us: null, latency_max_us: null, paint_p50_us: null, fps: null, bitrate_bps: null });
+  assert.equal(lines[0], 'server: render→decoded p50 - p95 - max -, painted p50 -');
+  assert.match(lines[1], /^server: websocket {2}- fps {2}- {2}dropped 0/);
+});
