@@ -1,0 +1,149 @@
+// WebTransport end to end: the viewer prefers it, the element's own stats say which transport
+// each client really uses, both transports serve at once from one encode, and the viewer falls
+// back to WebSocket when the UDP port is not available.
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+
+import {
+  assertPluginBuilt,
+  assertSmpteBars,
+  launchBrowser,
+  pollUntil,
+  requireElements,
+  startPipeline,
+  Viewer,
+} from './lib.mjs';
+
+const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 '
+  + '! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
+
+/** @type {Awaited<ReturnType<typeof launchBrowser>>} */
+let browser;
+
+before(async () => {
+  assertPluginBuilt();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/**
+ * Follows the element's rfbsink-stats bus messages (stats-interval) printed by gst-launch -m.
+ * @param {import('node:child_process').ChildProcess} proc
+ * @returns {{transports: () => string[]}} the transports of the clients in the last message
+ */
+function followStats(proc) {
+  let last = [];
+  let buf = '';
+  proc.stdout.on('data', (chunk) => {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line.includes('rfbsink-stats,')) continue;
+      const text = line.replace(/\\(.)/g, '$1');
+      last = [...text.matchAll(/transport=\(string\)([a-z]+)/g)].map((m) => m[1]).sort();
+    }
+  });
+  return { transports: () => last };
+}
+
+test('the default page uses WebTransport: the element counts a webtransport client, the picture is right', async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const p = await startPipeline(`${SOURCE} ! rfbsink port=0 stats-interval=200`);
+  const stats = followStats(p.proc);
+  const viewer = await Viewer.open(browser.context, p.url);
+  try {
+    await viewer.waitForFrames(10, { extra: p.logs });
+    assert.equal((await viewer.stats()).transport, 'webtransport');
+    await pollUntil(async () => stats.transports(), (tr) => tr.length === 1 && tr[0] === 'webtransport', {
+      what: 'the element to report one webtransport client',
+      details: p.logs,
+    });
+    await assertSmpteBars(viewer, { width: 640, extra: p.logs });
+  } finally {
+    await viewer.close();
+    await p.stop();
+  }
+});
+
+test('WebTransport and WebSocket viewers watch the same stream at once', async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const p = await startPipeline(`${SOURCE} ! rfbsink port=0 stats-interval=200`);
+  const stats = followStats(p.proc);
+  const wt = await Viewer.open(browser.context, `${p.url}?transport=wt`);
+  const ws = await Viewer.open(browser.context, `${p.url}?transport=ws`);
+  try {
+    await wt.waitForFrames(10, { extra: p.logs });
+    await ws.waitForFrames(10, { extra: p.logs });
+    assert.equal((await wt.stats()).transport, 'webtransport');
+    assert.equal((await ws.stats()).transport, 'websocket');
+    await pollUntil(async () => stats.transports(), (tr) => tr.join() === 'websocket,webtransport', {
+      what: 'the element to report one client of each transport',
+      details: p.logs,
+    });
+    await assertSmpteBars(wt, { width: 640, extra: p.logs });
+    await assertSmpteBars(ws, { width: 640, extra: p.logs });
+  } finally {
+    await wt.close();
+    await ws.close();
+    await p.stop();
+  }
+});
+
+test('localhost works over WebTransport (the element binds ::1 too)', async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const p = await startPipeline(`${SOURCE} ! rfbsink port=0 stats-interval=200`);
+  const viewer = await Viewer.open(browser.context, p.url.replace('127.0.0.1', 'localhost'));
+  try {
+    await viewer.waitForFrames(10, { extra: p.logs });
+    assert.equal((await viewer.stats()).transport, 'webtransport');
+  } finally {
+    await viewer.close();
+    await p.stop();
+  }
+});
+
+/** A UDP port taken by this process whose TCP number is free, so rfbsink's HTTP can use it. */
+async function busyUdpPort() {
+  for (let i = 0; i < 20; i++) {
+    const sock = dgram.createSocket('udp4');
+    await new Promise((resolve) => sock.bind(0, '127.0.0.1', resolve));
+    const port = sock.address().port;
+    const tcpFree = await new Promise((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (tcpFree) return { port, sock };
+    sock.close();
+  }
+  throw new Error('no port with a free TCP number found');
+}
+
+test('falls back to WebSocket when the UDP port is not available', async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const { port, sock } = await busyUdpPort();
+  const p = await startPipeline(`${SOURCE} ! rfbsink port=${port} stats-interval=200`);
+  const stats = followStats(p.proc);
+  const viewer = await Viewer.open(browser.context, p.url);
+  try {
+    await viewer.waitForFrames(10, { extra: p.logs });
+    assert.equal((await viewer.stats()).transport, 'websocket');
+    await pollUntil(async () => stats.transports(), (tr) => tr.join() === 'websocket', {
+      what: 'the element to report one websocket client',
+      details: p.logs,
+    });
+    assert.match(p.logs(), /WebTransport is off/, 'the element warned that WebTransport is off');
+    await assertSmpteBars(viewer, { width: 640, extra: p.logs });
+  } finally {
+    await viewer.close();
+    await p.stop();
+    sock.close();
+  }
+});
