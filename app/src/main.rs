@@ -163,23 +163,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         view_only: args.view_only,
         interactive: pipeline::Interactive::Off,
     };
-    let line = match pipeline::pipeline_line(&opts) {
-        Ok(line) => line,
-        Err(e) => {
-            eprintln!("rfb: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    if args.dry_run {
-        println!("{line}");
-        return ExitCode::SUCCESS;
-    }
-    if let Err(e) = preflight(&opts.source, &line) {
-        eprintln!("rfb: {e}");
-        return ExitCode::from(EXIT_USAGE);
-    }
-    print_line(&line);
-    launch(&[line], None)
+    run_built(&opts, args.dry_run, None)
 }
 
 fn demo(args: DemoArgs) -> ExitCode {
@@ -192,14 +176,26 @@ fn demo(args: DemoArgs) -> ExitCode {
         encoder,
         run::has_element("textoverlay"),
     );
-    let line = match pipeline::pipeline_line(&opts) {
+    run_built(
+        &opts,
+        args.dry_run,
+        Some(
+            "open it in a browser and move the pointer over the picture: a box follows it, \
+             clicks leave marks (Ctrl-C stops)",
+        ),
+    )
+}
+
+/// Builds the pipeline line of `opts`; prints it (`dry_run`) or checks and runs it.
+fn run_built(opts: &pipeline::ServeOptions, dry_run: bool, hint: Option<&str>) -> ExitCode {
+    let line = match pipeline::pipeline_line(opts) {
         Ok(line) => line,
         Err(e) => {
             eprintln!("rfb: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if args.dry_run {
+    if dry_run {
         println!("{line}");
         return ExitCode::SUCCESS;
     }
@@ -208,13 +204,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     print_line(&line);
-    launch(
-        &[line],
-        Some(
-            "open it in a browser and move the pointer over the picture: a box follows it, \
-             clicks leave marks (Ctrl-C stops)",
-        ),
-    )
+    launch(&[line], hint)
 }
 
 fn print_line(line: &str) {

@@ -243,7 +243,7 @@ function field(text, name) {
   const m = text.match(new RegExp(`(?:^|[ ,])${name}=\\([a-z0-9]+\\)(-?[0-9]+)`));
   return m ? Number(m[1]) : undefined;
 }
-/** An rfbsink-stats structure (gst_structure_to_string). Same parsing as latency.mjs. */
+/** An rfbsink-stats structure (gst_structure_to_string). */
 export function parseStats(text) {
   const t = text.replace(/\\(.)/g, '$1');
   const top = t.split('client-stats=')[0];

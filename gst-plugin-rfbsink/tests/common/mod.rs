@@ -111,3 +111,22 @@ pub fn wait_clients(h: &gst_check::Harness, n: u32) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Starts `line`, which must fail to start; returns the error message the element posted.
+pub fn start_error(line: &str) -> String {
+    init();
+    let pipeline = gst::parse::launch(line).unwrap();
+    let bus = pipeline.bus().unwrap();
+    assert!(
+        pipeline.set_state(gst::State::Playing).is_err(),
+        "{line} started"
+    );
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("an error message on the bus");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    err.error().to_string()
+}
