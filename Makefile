@@ -63,7 +63,7 @@ test-meson:
 
 # Real pipelines + headless Chromium + a WebRTC baseline in a private network namespace (root).
 bench: deps build
-	node tests/bench/bench.mjs $(BENCH_ARGS)
+	$(CURDIR)/target/release/rfb bench $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

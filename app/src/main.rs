@@ -59,6 +59,15 @@ enum Command {
     Serve(ServeArgs),
     /// Interactive demo: the browser's pointer draws on the picture
     Demo(DemoArgs),
+    /// The latency/throughput benchmark (real pipelines, headless Chromium, a WebRTC baseline)
+    #[command(
+        long_about = "Run the benchmark of the rfbsink source tree (tests/bench/bench.mjs, with         node): H.264, JPEG and every other available codec at several sizes and rates, 1/8/32         viewers, WebSocket and WebTransport, against webrtcbin in a private network namespace         (needs root). Prints a table and writes JSON and a plot to tests/bench/out/. Arguments         go to the benchmark: --quick (about 2 minutes), --only REGEX, --list, --help."
+    )]
+    Bench {
+        /// Arguments for the benchmark
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -131,6 +140,35 @@ fn main() -> ExitCode {
         Command::Launch { pipeline } => launch(&pipeline, None),
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args),
+        Command::Bench { args } => bench(&args),
+    }
+}
+
+/// The benchmark lives in the source tree (it drives Chromium with node): run it from there.
+fn bench(args: &[String]) -> ExitCode {
+    let script = std::env::var_os("RFB_BENCH_SCRIPT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/bench.mjs")
+        });
+    if !script.exists() {
+        eprintln!(
+            "rfb: the benchmark is not at {}: rfb bench runs it from the rfbsink source tree \
+             (or set RFB_BENCH_SCRIPT)",
+            script.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    match std::process::Command::new("node")
+        .arg(&script)
+        .args(args)
+        .status()
+    {
+        Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("rfb: cannot run node ({e}): the benchmark needs Node.js (make deps)");
+            ExitCode::from(EXIT_USAGE)
+        }
     }
 }
 

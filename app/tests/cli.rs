@@ -422,3 +422,27 @@ fn help_and_version() {
     let out = output(&["--version"]);
     assert!(text(&out.stdout).starts_with("rfb "));
 }
+
+#[test]
+fn bench_lists_its_scenarios() {
+    // `rfb bench` runs the source tree's benchmark; --list prints the scenarios and exits.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rfb"))
+        .args(["bench", "--list"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("h264 1280x720@30"), "{stdout}");
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_rfb"))
+        .args(["bench", "--list"])
+        .env("RFB_BENCH_SCRIPT", "/nonexistent/bench.mjs")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("source tree"));
+}
