@@ -28,6 +28,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 
+import { gstEnv, hasElement } from '../e2e/lib.mjs';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
 const PLUGIN_DIR = process.env.RFB_PLUGIN_DIR ?? path.join(REPO, 'target', 'release');
@@ -128,26 +130,15 @@ function scenarios(quick, transports) {
 // --- helpers -------------------------------------------------------------------------------------
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const registryDir = mkdtempSync(path.join(tmpdir(), 'rfbsink-bench-registry-'));
-const gstEnv = () => ({
-  ...process.env,
-  GST_PLUGIN_PATH: PLUGIN_DIR,
-  GST_REGISTRY: path.join(registryDir, 'registry.bin'),
-  GST_DEBUG: process.env.GST_DEBUG ?? '*:1',
-  GST_DEBUG_NO_COLOR: '1',
-});
+// The e2e helpers' environment (plugin path, a private registry), with quieter logs.
+process.env.GST_DEBUG ??= '*:1';
 const live = new Set();
 function killAll() {
   for (const p of live) { try { p.kill('SIGKILL'); } catch { /* gone */ } }
   live.clear();
-  rmSync(registryDir, { recursive: true, force: true });
 }
 process.on('exit', killAll);
 for (const s of ['SIGINT', 'SIGTERM']) process.once(s, () => { killAll(); process.exit(130); });
-
-function hasElement(name) {
-  return spawnSync('gst-inspect-1.0', [name], { env: gstEnv(), stdio: 'ignore', timeout: 60_000 }).status === 0;
-}
 
 /** A child that prints JSON lines; `events` keeps them, `waitFor(pred)` resolves on one. */
 function spawnJson(cmd, args, { env, what }) {
