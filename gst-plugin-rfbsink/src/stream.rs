@@ -27,6 +27,8 @@ pub struct StreamTracker {
     /// The codec string from avcC, parsed once when the caps arrive.
     avc_codec_string: Option<String>,
     current: Option<Arc<StreamConfig>>,
+    /// New caps since `current` was derived: still images must derive it again.
+    caps_changed: bool,
     last_id: u32,
     next_frame_id: u64,
 }
@@ -44,6 +46,7 @@ impl StreamTracker {
             self.avc_codec_string = Some(codec::h264_codec_string(&sps));
         }
         self.caps = Some(caps);
+        self.caps_changed = true;
         Ok(())
     }
 
@@ -73,10 +76,13 @@ impl StreamTracker {
         let Some(caps) = &self.caps else {
             return Err("buffer before caps".into());
         };
-        if !key {
+        // A still image's configuration depends on the caps alone: derive it once per caps, not
+        // per frame (every image is a keyframe).
+        if !key || (caps.codec.is_image() && !self.caps_changed && self.current.is_some()) {
             return Ok(self.current.clone());
         }
         let candidate = self.derive(caps, data)?;
+        self.caps_changed = false;
         if let Some(current) = &self.current {
             if current.codec == candidate {
                 return Ok(Some(current.clone()));
