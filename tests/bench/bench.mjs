@@ -28,7 +28,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 
-import { gstEnv, hasElement } from '../e2e/lib.mjs';
+import { gstEnv, hasElement, onLines } from '../e2e/lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -146,24 +146,16 @@ function spawnJson(cmd, args, { env, what }) {
   live.add(proc);
   const events = [];
   const waiters = [];
-  let buf = '';
   let errTail = '';
-  proc.stdout.setEncoding('utf8');
   proc.stderr.setEncoding('utf8');
   proc.stderr.on('data', (c) => { errTail = (errTail + c).slice(-4000); });
-  proc.stdout.on('data', (c) => {
-    buf += c;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let ev;
-      try { ev = JSON.parse(line); } catch { continue; }
-      ev.recvAt = Date.now();
-      events.push(ev);
-      for (const w of [...waiters]) {
-        if (w.pred(ev)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(ev); }
-      }
+  onLines(proc.stdout, (line) => {
+    let ev;
+    try { ev = JSON.parse(line); } catch { return; }
+    ev.recvAt = Date.now();
+    events.push(ev);
+    for (const w of [...waiters]) {
+      if (w.pred(ev)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(ev); }
     }
   });
   const exited = new Promise((resolve) => proc.once('close', (code, signal) => { live.delete(proc); resolve({ code, signal }); }));

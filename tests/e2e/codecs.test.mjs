@@ -1,10 +1,10 @@
 // Each codec rfbsink serves, end to end: videotestsrc's SMPTE bars through an encoder and rfbsink
 // into the real viewer page in headless Chromium; the test reads back what the page shows.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, outPath, requireElements, startPipeline,
+  Viewer, assertSmpteBars, sharedBrowser, outPath, requireElements, startPipeline,
 } from './lib.mjs';
 
 // format=I420: left free, x264enc would negotiate 10-bit 4:4:4 (High 4:4:4), which Chromium
@@ -12,17 +12,7 @@ import {
 const SOURCE = 'videotestsrc pattern=smpte is-live=true ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
 
-/** @type {Awaited<ReturnType<typeof launchBrowser>>} */
-let browser;
-
-before(async () => {
-  assertPluginBuilt();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const browser = sharedBrowser();
 
 /**
  * Starts `SOURCE ! encoder ! rfbsink port=0`, opens the viewer (with `query`), and checks what a

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
-  REPO, Viewer, assertPluginBuilt, gstEnv, launchBrowser, outPath, pollUntil, requireElements,
+  REPO, Viewer, assertPluginBuilt, gstEnv, launchBrowser, onLines, outPath, pollUntil, requireElements,
 } from './lib.mjs';
 
 // Debian's python3 (python3-gi), not whatever python3 comes first on PATH.
@@ -54,25 +54,17 @@ function startProbe(launchLine, { timeoutMs = 30_000 } = {}) {
   /** @type {any[]} */
   const lines = [];
   let stderr = '';
-  let buf = '';
   const exited = new Promise((resolve) => proc.once('close', (code, signal) => {
     probes.delete(proc);
     resolve({ code, signal });
   }));
   proc.stderr.setEncoding('utf8');
   proc.stderr.on('data', (c) => { stderr = (stderr + c).slice(-16_000); });
-  proc.stdout.setEncoding('utf8');
-  proc.stdout.on('data', (c) => {
-    buf += c;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line));
-      } catch {
-        stderr += `[not JSON on stdout] ${line}\n`;
-      }
+  onLines(proc.stdout, (line) => {
+    try {
+      lines.push(JSON.parse(line));
+    } catch {
+      stderr += `[not JSON on stdout] ${line}\n`;
     }
   });
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -172,7 +173,6 @@ export function startPipeline(launchLine, { timeoutMs = PIPELINE_START_TIMEOUT_M
   };
 
   return new Promise((resolve, reject) => {
-    let lineBuf = '';
     let done = false;
     const finish = (err, value) => {
       if (done) return;
@@ -187,24 +187,58 @@ export function startPipeline(launchLine, { timeoutMs = PIPELINE_START_TIMEOUT_M
     const timer = setTimeout(() => finish(new Error(
       `rfbsink did not report rfbsink-listening within ${timeoutMs} ms\n${logs()}`)), timeoutMs);
 
-    proc.stdout.setEncoding('utf8');
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (chunk) => stderr.push(chunk));
-    proc.stdout.on('data', (chunk) => {
-      stdout.push(chunk);
-      lineBuf += chunk;
-      let nl;
-      while ((nl = lineBuf.indexOf('\n')) >= 0) {
-        const line = lineBuf.slice(0, nl);
-        lineBuf = lineBuf.slice(nl + 1);
-        const listening = parseListening(line);
-        if (listening) finish(null, { ...listening, proc, stop, logs, exited });
-      }
+    onLines(proc.stdout, (line) => {
+      const listening = parseListening(line);
+      if (listening) finish(null, { ...listening, proc, stop, logs, exited });
     });
+    proc.stdout.on('data', (chunk) => stdout.push(chunk));
     proc.once('error', (err) => finish(new Error(`cannot start gst-launch-1.0: ${err.message}\n${logs()}`)));
     exited.then(({ code, signal }) => finish(new Error(
       `gst-launch-1.0 exited (code ${code}, signal ${signal}) before rfbsink listened\n${logs()}`)));
   });
+}
+
+/**
+ * Calls `cb` with each complete line that `stream` (a child's stdout or stderr) prints.
+ * @param {import('node:stream').Readable} stream
+ * @param {(line: string) => void} cb
+ */
+export function onLines(stream, cb) {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      cb(line);
+    }
+  });
+}
+
+/**
+ * One headless Chromium shared by the tests of a file: launched before them (after checking the
+ * plugin is built), closed after them. `browser.context` is its context.
+ */
+export function sharedBrowser() {
+  /** @type {Awaited<ReturnType<typeof launchBrowser>> | undefined} */
+  let browser;
+  before(async () => {
+    assertPluginBuilt();
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return {
+    get context() {
+      if (!browser) throw new Error('the shared browser is not launched yet');
+      return browser.context;
+    },
+  };
 }
 
 /**

@@ -1,27 +1,17 @@
 // The viewer survives a server restart: after the pipeline is stopped and a new one listens on the
 // same port, the open page reconnects by itself and decodes again.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, requireElements, startPipeline,
+  Viewer, assertSmpteBars, sharedBrowser, requireElements, startPipeline,
 } from './lib.mjs';
 
 const line = (port) =>
   'videotestsrc pattern=smpte is-live=true ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 '
   + `! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rfbsink port=${port}`;
 
-/** @type {Awaited<ReturnType<typeof launchBrowser>>} */
-let browser;
-
-before(async () => {
-  assertPluginBuilt();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const browser = sharedBrowser();
 
 /**
  * Starts a pipeline, lets the viewer (opened with `query`) decode, stops the pipeline, starts a

@@ -1,22 +1,12 @@
 // Several viewers on one rfbsink at once: every one of them gets and decodes the stream.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, requireElements, startPipeline,
+  Viewer, assertSmpteBars, sharedBrowser, requireElements, startPipeline,
 } from './lib.mjs';
 
-/** @type {Awaited<ReturnType<typeof launchBrowser>>} */
-let browser;
-
-before(async () => {
-  assertPluginBuilt();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const browser = sharedBrowser();
 
 test('three viewers at once all decode frames', { timeout: 90_000 }, async (t) => {
   if (!requireElements(t, ['x264enc'])) return;

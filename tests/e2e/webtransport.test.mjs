@@ -4,12 +4,12 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import {
-  assertPluginBuilt,
   assertSmpteBars,
-  launchBrowser,
+  onLines,
+  sharedBrowser,
   pollUntil,
   requireElements,
   startPipeline,
@@ -19,17 +19,7 @@ import {
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 '
   + '! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
 
-/** @type {Awaited<ReturnType<typeof launchBrowser>>} */
-let browser;
-
-before(async () => {
-  assertPluginBuilt();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const browser = sharedBrowser();
 
 /**
  * Follows the element's rfbsink-stats bus messages (stats-interval) printed by gst-launch -m.
@@ -38,17 +28,10 @@ after(async () => {
  */
 function followStats(proc) {
   let last = [];
-  let buf = '';
-  proc.stdout.on('data', (chunk) => {
-    buf += chunk;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (!line.includes('rfbsink-stats,')) continue;
-      const text = line.replace(/\\(.)/g, '$1');
-      last = [...text.matchAll(/transport=\(string\)([a-z]+)/g)].map((m) => m[1]).sort();
-    }
+  onLines(proc.stdout, (line) => {
+    if (!line.includes('rfbsink-stats,')) return;
+    const text = line.replace(/\\(.)/g, '$1');
+    last = [...text.matchAll(/transport=\(string\)([a-z]+)/g)].map((m) => m[1]).sort();
   });
   return { transports: () => last };
 }

@@ -12,7 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { assertPluginBuilt, gstEnv, hasElement, parseListening } from '../e2e/lib.mjs';
+import { assertPluginBuilt, gstEnv, hasElement, onLines, parseListening } from '../e2e/lib.mjs';
 import { readCatalogue, testVariant } from './catalogue.mjs';
 
 const FRAMES = 5;
@@ -92,25 +92,17 @@ function runUntilFrames(args, { stdin = 'ignore' } = {}) {
       stop();
       reject(new Error(`rfbsink did not render ${FRAMES} frames within ${RUN_TIMEOUT_MS} ms (last count ${frames})\n${logs()}`));
     }, RUN_TIMEOUT_MS);
-    let lineBuf = '';
-    proc.stdout.setEncoding('utf8');
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (chunk) => err.push(chunk));
-    proc.stdout.on('data', (chunk) => {
-      out.push(chunk);
-      lineBuf += chunk;
-      let nl;
-      while ((nl = lineBuf.indexOf('\n')) >= 0) {
-        const line = lineBuf.slice(0, nl);
-        lineBuf = lineBuf.slice(nl + 1);
-        url ??= parseListening(line)?.url ?? null;
-        const m = STATS_RE.exec(line);
-        if (m) {
-          frames = Math.max(frames, Number(m[1]));
-          if (frames >= FRAMES) stop();
-        }
+    onLines(proc.stdout, (line) => {
+      url ??= parseListening(line)?.url ?? null;
+      const m = STATS_RE.exec(line);
+      if (m) {
+        frames = Math.max(frames, Number(m[1]));
+        if (frames >= FRAMES) stop();
       }
     });
+    proc.stdout.on('data', (chunk) => out.push(chunk));
     proc.once('error', (e) => reject(new Error(`cannot start gst-launch-1.0: ${e.message}`)));
     proc.once('close', (code, signal) => {
       clearTimeout(runTimer);
