@@ -582,26 +582,37 @@ export class WebTransportTransport {
 /** How long a first WebTransport attempt may take before the viewer falls back to WebSocket. */
 export const WEBTRANSPORT_TIMEOUT_MS = 3000;
 
+/** The query parameter that carries the access token (docs/security.md). */
+export const TOKEN_PARAM = 'rfb_token';
+
 /**
- * The http(s) URL of the server's /rfb.json, from the WebSocket URL.
+ * The http(s) URL of the server's /rfb.json, from the WebSocket URL (its token travels along).
  * @param {string} wsUrl
  */
 export function discoveryUrl(wsUrl) {
   const u = new URL(wsUrl);
+  const token = u.searchParams.get(TOKEN_PARAM);
   u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
   u.pathname = '/rfb.json';
   u.search = '';
+  if (token) u.searchParams.set(TOKEN_PARAM, token);
   return u.toString();
 }
 
 /**
- * The WebTransport URL for a server's /rfb.json answer, on the host the page used.
+ * The WebTransport URL for a server's /rfb.json answer, on the host the page used, with the
+ * WebSocket URL's token.
  * @param {string} wsUrl
  * @param {WebTransportInfo} info
  */
 export function webTransportUrl(wsUrl, info) {
-  const host = new URL(wsUrl).hostname;
-  return `https://${host}:${info.port}${info.path}`;
+  const ws = new URL(wsUrl);
+  const u = new URL(`https://${ws.host}`);
+  u.port = String(info.port);
+  u.pathname = info.path;
+  const token = ws.searchParams.get(TOKEN_PARAM);
+  if (token) u.searchParams.set(TOKEN_PARAM, token);
+  return u.toString();
 }
 
 /**

@@ -113,21 +113,22 @@ fn wait_for_url(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> Optio
     None
 }
 
-/// "http://127.0.0.1:PORT/" -> "127.0.0.1:PORT"
-fn host_port(url: &str) -> String {
+/// "http://127.0.0.1:PORT/?rfb_token=T" -> ("127.0.0.1:PORT", "/?rfb_token=T")
+fn host_port(url: &str) -> (String, String) {
     let rest = url.strip_prefix("http://").expect("http URL");
-    rest.trim_end_matches('/').to_owned()
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    (addr.to_owned(), path.to_owned())
 }
 
 fn get(url: &str) -> String {
-    let addr = host_port(url);
+    let (addr, path) = host_port(url);
     let mut stream = TcpStream::connect(&addr).expect("connect to the viewer");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     write!(
         stream,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -135,14 +136,17 @@ fn get(url: &str) -> String {
     response
 }
 
+/// The viewer's URL as rfb prints it: the bound port and the control link's token.
 fn is_viewer_url(url: &str) -> bool {
-    let Some(port) = url
+    let Some((port, token)) = url
         .strip_prefix("http://127.0.0.1:")
-        .and_then(|r| r.strip_suffix('/'))
+        .and_then(|r| r.split_once("/?rfb_token="))
     else {
         return false;
     };
     port.parse::<u16>().is_ok_and(|p| p != 0)
+        && token.len() == 48
+        && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[test]

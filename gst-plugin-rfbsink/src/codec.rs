@@ -41,6 +41,17 @@ impl Codec {
         matches!(self, Codec::Jpeg | Codec::Png | Codec::Webp)
     }
 
+    /// Whether `data` starts like a file of this image codec (the browser decodes it; garbage is
+    /// skipped before it reaches anyone). Always true for video codecs.
+    pub fn looks_valid(self, data: &[u8]) -> bool {
+        match self {
+            Codec::Jpeg => data.starts_with(&[0xff, 0xd8, 0xff]),
+            Codec::Png => data.starts_with(b"\x89PNG\r\n\x1a\n"),
+            Codec::Webp => data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP",
+            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1 => true,
+        }
+    }
+
     /// The MIME type of an image codec; `None` for video codecs.
     pub fn mime(self) -> Option<&'static str> {
         match self {

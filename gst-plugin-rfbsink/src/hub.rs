@@ -1,30 +1,35 @@
-// The fan-out hub: one encoded stream to every client, transport-neutral.
-//
-// render() hands each frame to `Hub::push`, which appends a reference to the frame to every
-// client's bounded queue and returns at once: it never waits on a client. Each client's sender task
-// drains its own queue at the speed of its socket. A client that falls behind loses its queued
-// frames (latest wins) and receives nothing until the next keyframe, which the hub asks upstream
-// for, rate-limited across clients.
+// SPDX-License-Identifier: MPL-2.0
+
+//! The fan-out hub: one encoded stream to every client, transport-neutral.
+//!
+//! render() hands each frame to `Hub::push`, which appends a reference to the frame to every
+//! client's bounded queue and returns at once: it never waits on a client. Each client's sender task
+//! drains its own queue at the speed of its socket. A client that falls behind loses its queued
+//! frames (latest wins) and receives nothing until the next keyframe, which the hub asks upstream
+//! for, rate-limited across clients. Control and application messages are bounded too: a client
+//! that lets more than `MAX_QUEUED_TEXT_BYTES` of them pile up is closed.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::protocol::{self, ClientMessage, Envelope, FrameHeader, StreamConfig};
+use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
+use crate::stats::{ClientCounters, ClientStats};
 
 /// At most this many frames are kept for late joiners; a longer group of pictures is not cached and
 /// a late joiner gets a fresh keyframe instead, which is faster than decoding a long burst.
-pub const GOP_CACHE_MAX_FRAMES: usize = 120;
-/// Frame arrival times kept per client to match acknowledgements against.
-const IN_FLIGHT_MAX: usize = 512;
-/// Latency figures are over the last this long (a live figure, not since the start).
-pub const LATENCY_WINDOW: Duration = Duration::from_secs(5);
-/// At most this many latency samples per client (a 5 s window at 240 fps).
-const LATENCY_SAMPLES_MAX: usize = 1200;
+pub(crate) const GOP_CACHE_MAX_FRAMES: usize = 120;
+/// A client with more than this many bytes of control and application messages waiting (it does
+/// not read them) is closed: text is never dropped, so it must be bounded by closing.
+pub(crate) const MAX_QUEUED_TEXT_BYTES: usize = 4 * 1024 * 1024;
+/// A client whose socket has not taken a write for this long (or that was not heard from for
+/// twice this long) is stalled: it makes room when the server is full.
+pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// A client's keyframe requests upstream back off from this...
 const KEYFRAME_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// ...doubling up to this while it keeps falling behind: one stalled browser must not force
@@ -35,7 +40,7 @@ const KEYFRAME_BACKOFF_RESET: Duration = Duration::from_secs(5);
 
 /// One encoded frame, shared by every client that sends it.
 #[derive(Debug)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub header: FrameHeader,
     pub config: Arc<StreamConfig>,
     pub payload: Bytes,
@@ -65,10 +70,6 @@ impl Frame {
         self.payload.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.payload.is_empty()
-    }
-
     /// The `envelope=binary` message, built on first use by whichever sender needs it first and
     /// then shared by every binary client (one copy per frame, none per client).
     pub fn binary_message(&self) -> Bytes {
@@ -86,9 +87,11 @@ impl Frame {
 
 /// What a client's sender task sends next.
 #[derive(Debug, Clone)]
-pub enum Item {
+pub(crate) enum Item {
     /// A JSON control message (hello, eos, error, application messages).
     Text(String),
+    /// The client's own figures: latest wins, at most one is queued.
+    Stats(String),
     /// The stream's configuration; the sender remembers which one the client has.
     Config(Arc<StreamConfig>),
     Frame(Arc<Frame>),
@@ -107,6 +110,13 @@ impl Item {
         }
     }
 
+    fn text_bytes(&self) -> usize {
+        match self {
+            Item::Text(t) | Item::Stats(t) => t.len(),
+            _ => 0,
+        }
+    }
+
     fn is_frames(&self) -> bool {
         matches!(self, Item::Frame(_) | Item::Burst(_))
     }
@@ -120,8 +130,29 @@ impl Item {
     }
 }
 
+/// Who a new client is: where it connects from and what its link lets it do.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer {
+    pub remote: Option<SocketAddr>,
+    pub role: Role,
+}
+
+/// Why the hub did not take a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    TooManyClients(usize),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Refused::TooManyClients(max) => write!(f, "too many clients (max-clients={max})"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
-pub struct HubSettings {
+pub(crate) struct HubSettings {
     /// 0: no limit.
     pub max_clients: u32,
     pub gop_cache: bool,
@@ -136,6 +167,7 @@ struct ClientQueue {
     items: VecDeque<Item>,
     frames: usize,
     bytes: usize,
+    text_bytes: usize,
     /// Deltas are dropped until a keyframe arrives.
     need_key: bool,
     closed: bool,
@@ -166,6 +198,7 @@ impl ClientQueue {
             self.frames += 1;
             self.bytes += item.frame_bytes();
         }
+        self.text_bytes += item.text_bytes();
         self.items.push_back(item);
     }
 
@@ -216,99 +249,122 @@ impl ClientQueue {
             self.frames -= 1;
             self.bytes -= item.frame_bytes();
         }
+        self.text_bytes -= item.text_bytes();
         Some(item)
     }
-}
 
-#[derive(Default)]
-struct ClientCounters {
-    frames_sent: u64,
-    bytes_sent: u64,
-    acks: u64,
-    decode_queue_size: u32,
-    /// Sent and not yet acknowledged: frame id and render() time (None for frames replayed from
-    /// the GOP cache to a late joiner: their age is not a latency).
-    in_flight: VecDeque<(u64, Option<Instant>)>,
-    /// render() -> decoded, and render() -> painted (when the viewer says how long it painted).
-    latencies_us: VecDeque<(Instant, u64)>,
-    paint_latencies_us: VecDeque<(Instant, u64)>,
-    /// Frames sent in the last second, for fps and bitrate.
-    recent_sends: VecDeque<(Instant, usize)>,
-}
-
-/// Appends a sample to a time window, dropping the oldest beyond `max`.
-fn push_sample(window: &mut VecDeque<(Instant, u64)>, at: Instant, value: u64) {
-    if window.len() == LATENCY_SAMPLES_MAX {
-        window.pop_front();
+    /// Queues a text item; false when the client's unread text is over its bound.
+    fn push_text(&mut self, item: Item) -> bool {
+        if self.text_bytes + item.text_bytes() > MAX_QUEUED_TEXT_BYTES {
+            return false;
+        }
+        self.push(item);
+        true
     }
-    window.push_back((at, value));
-}
 
-/// The samples of the last LATENCY_WINDOW, sorted.
-fn window_sorted(window: &mut VecDeque<(Instant, u64)>, now: Instant) -> Vec<u64> {
-    while window
-        .front()
-        .is_some_and(|(at, _)| now.duration_since(*at) > LATENCY_WINDOW)
-    {
-        window.pop_front();
+    /// Closes: what is still queued is dropped and the close goes out next.
+    fn close(&mut self, code: u16, reason: String) {
+        self.closed = true;
+        self.items.clear();
+        self.frames = 0;
+        self.bytes = 0;
+        self.text_bytes = 0;
+        self.items
+            .push_back(Item::Close(code, protocol::close_reason(reason)));
     }
-    let mut sorted: Vec<u64> = window.iter().map(|(_, v)| *v).collect();
-    sorted.sort_unstable();
-    sorted
-}
-
-/// A snapshot of one client's figures.
-#[derive(Clone, Debug, Default)]
-pub struct ClientStats {
-    pub id: u64,
-    pub transport: &'static str,
-    pub envelope: &'static str,
-    pub remote: String,
-    pub frames_sent: u64,
-    pub bytes_sent: u64,
-    pub frames_dropped: u64,
-    pub keyframe_requests: u64,
-    pub queued_frames: u64,
-    pub queued_bytes: u64,
-    pub acks: u64,
-    pub decode_queue_size: u32,
-    pub latency_p50_us: u64,
-    pub latency_p95_us: u64,
-    pub latency_p99_us: u64,
-    pub latency_max_us: u64,
-    pub paint_p50_us: u64,
-    pub paint_p95_us: u64,
-    pub fps: f64,
-    pub bitrate_bps: u64,
 }
 
 /// One connected client, as the hub sees it; its transport owns the socket.
-pub struct Client {
+pub(crate) struct Client {
     pub id: u64,
     pub envelope: Envelope,
     pub transport: &'static str,
     pub remote: Option<SocketAddr>,
+    /// What its link lets it do: a view link's input and application messages are ignored.
+    pub role: Role,
     queue: Mutex<ClientQueue>,
     counters: Mutex<ClientCounters>,
     notify: Notify,
+    /// When the client was last heard from (any message, pong or ack), and since when its sender
+    /// has been waiting on a write that has not completed (0: not waiting); both in ms since
+    /// `epoch`.
+    epoch: Instant,
+    last_heard_ms: AtomicU64,
+    write_since_ms: AtomicU64,
+    /// Input and application messages ignored (view link, view-only) or not understood.
+    input_ignored: AtomicU64,
+    /// Messages that broke no rule of the protocol but were not valid (an unknown button, a
+    /// malformed datagram): counted and dropped.
+    messages_rejected: AtomicU64,
 }
 
 impl Client {
-    fn new(
-        id: u64,
-        envelope: Envelope,
-        transport: &'static str,
-        remote: Option<SocketAddr>,
-    ) -> Client {
+    fn new(id: u64, envelope: Envelope, transport: &'static str, peer: Peer) -> Client {
         Client {
             id,
             envelope,
             transport,
-            remote,
+            remote: peer.remote,
+            role: peer.role,
             queue: Mutex::default(),
             counters: Mutex::default(),
             notify: Notify::new(),
+            epoch: Instant::now(),
+            last_heard_ms: AtomicU64::new(0),
+            write_since_ms: AtomicU64::new(0),
+            input_ignored: AtomicU64::new(0),
+            messages_rejected: AtomicU64::new(0),
         }
+    }
+
+    fn ms_since_epoch(&self, at: Instant) -> u64 {
+        // +1: 0 means "not set" for write_since_ms.
+        at.saturating_duration_since(self.epoch).as_millis() as u64 + 1
+    }
+
+    /// Something arrived from the client.
+    pub fn heard(&self) {
+        self.last_heard_ms
+            .store(self.ms_since_epoch(Instant::now()), Ordering::Relaxed);
+    }
+
+    fn last_heard(&self) -> u64 {
+        self.last_heard_ms.load(Ordering::Relaxed)
+    }
+
+    /// How long since the client was last heard from.
+    pub fn silent_for(&self) -> Duration {
+        let now = self.ms_since_epoch(Instant::now());
+        Duration::from_millis(now.saturating_sub(self.last_heard()))
+    }
+
+    /// The sender starts (`true`) or finished (`false`) a write to the socket.
+    pub fn writing(&self, busy: bool) {
+        let v = if busy {
+            self.ms_since_epoch(Instant::now())
+        } else {
+            0
+        };
+        self.write_since_ms.store(v, Ordering::Relaxed);
+    }
+
+    /// Not keeping up: a write has been waiting on its socket for over `STALLED_AFTER`, or
+    /// nothing (not even a pong to the server's pings) came from it for twice that.
+    pub fn is_stalled(&self, now: Instant) -> bool {
+        let now_ms = self.ms_since_epoch(now);
+        let stalled = STALLED_AFTER.as_millis() as u64;
+        let write = self.write_since_ms.load(Ordering::Relaxed);
+        let heard = self.last_heard();
+        (write != 0 && now_ms.saturating_sub(write) > stalled)
+            || now_ms.saturating_sub(heard) > 2 * stalled
+    }
+
+    pub fn count_ignored(&self) {
+        self.input_ignored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_rejected(&self) {
+        self.messages_rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The next item to send, waiting until there is one.
@@ -321,27 +377,50 @@ impl Client {
         }
     }
 
-    /// Queues a control message (never dropped by backpressure).
+    /// Queues a control message (never dropped by backpressure). A client that does not read
+    /// its messages is closed once they exceed `MAX_QUEUED_TEXT_BYTES`.
     pub fn send_text(&self, text: String) {
         let mut q = self.queue.lock().unwrap();
-        if !q.closed {
-            q.push(Item::Text(text));
-            drop(q);
-            self.notify.notify_one();
+        if q.closed {
+            return;
         }
+        if !q.push_text(Item::Text(text)) {
+            q.close(
+                close::POLICY,
+                format!("too slow: over {MAX_QUEUED_TEXT_BYTES} bytes of messages unread"),
+            );
+        }
+        drop(q);
+        self.notify.notify_one();
     }
 
-    /// Closes the client: what is still queued is dropped and the close goes out next.
+    /// Queues the client's own figures, replacing those still queued (latest wins).
+    fn send_stats(&self, text: String) {
+        let mut q = self.queue.lock().unwrap();
+        if q.closed {
+            return;
+        }
+        if let Some(slot) = q.items.iter_mut().find(|i| matches!(i, Item::Stats(_))) {
+            let old = std::mem::replace(slot, Item::Stats(text));
+            let new_len = slot.text_bytes();
+            q.text_bytes = q.text_bytes - old.text_bytes() + new_len;
+            return;
+        }
+        if !q.push_text(Item::Stats(text)) {
+            return;
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Closes the client: what is still queued is dropped and the close goes out next. The
+    /// reason is cut to what a close frame carries (docs/protocol.md).
     pub fn close(&self, code: u16, reason: impl Into<String>) {
         let mut q = self.queue.lock().unwrap();
         if q.closed {
             return;
         }
-        q.closed = true;
-        q.items.clear();
-        q.frames = 0;
-        q.bytes = 0;
-        q.items.push_back(Item::Close(code, reason.into()));
+        q.close(code, reason.into());
         drop(q);
         self.notify.notify_one();
     }
@@ -409,7 +488,7 @@ impl Client {
     /// behind downstream of the queue. Only for clients that acknowledge at all.
     fn acks_behind(&self, settings: &HubSettings) -> bool {
         let c = self.counters.lock().unwrap();
-        c.acks > 0 && c.in_flight.len() > 2 * settings.queue_frames.max(4)
+        c.acks() > 0 && c.unacknowledged() > 2 * settings.queue_frames.max(4)
     }
 
     /// After an ack: a client that was stalled by its acks and has caught up waits for a keyframe.
@@ -417,7 +496,7 @@ impl Client {
     fn caught_up(&self, settings: &HubSettings) -> bool {
         let mut q = self.queue.lock().unwrap();
         if !q.stalled_by_acks
-            || self.counters.lock().unwrap().in_flight.len() > settings.queue_frames
+            || self.counters.lock().unwrap().unacknowledged() > settings.queue_frames
         {
             return false;
         }
@@ -438,113 +517,55 @@ impl Client {
     /// Called by the sender after a frame went out; `replayed` for the cached group of pictures
     /// sent to a late joiner.
     pub fn sent(&self, frame: &Frame, replayed: bool) {
-        let now = Instant::now();
-        let mut c = self.counters.lock().unwrap();
-        c.frames_sent += 1;
-        c.bytes_sent += frame.len() as u64;
-        while c
-            .recent_sends
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(1))
-        {
-            c.recent_sends.pop_front();
-        }
-        c.recent_sends.push_back((now, frame.len()));
-        if c.in_flight.len() == IN_FLIGHT_MAX {
-            c.in_flight.pop_front();
-        }
-        c.in_flight
-            .push_back((frame.header.frame_id, (!replayed).then_some(frame.arrived)));
+        self.counters.lock().unwrap().sent(
+            frame.header.frame_id,
+            frame.len(),
+            (!replayed).then_some(frame.arrived),
+        );
     }
 
-    /// An acknowledgement from the client: the frame was decoded, and painted `paint_us` later
-    /// when the viewer says so (the ack then comes after painting).
+    /// An acknowledgement from the client (see `ClientCounters::acked`).
     pub fn acked(&self, frame_id: u64, decode_queue_size: Option<u32>, paint_us: Option<u64>) {
-        let now = Instant::now();
-        let mut c = self.counters.lock().unwrap();
-        c.acks += 1;
-        if let Some(q) = decode_queue_size {
-            c.decode_queue_size = q;
-        }
-        // Acks arrive in order; entries before the acked one were not decoded (or not acked).
-        while let Some(&(id, arrived)) = c.in_flight.front() {
-            if id > frame_id {
-                break;
-            }
-            c.in_flight.pop_front();
-            if id == frame_id {
-                let Some(arrived) = arrived else { break };
-                let total = now.duration_since(arrived).as_micros() as u64;
-                match paint_us {
-                    Some(paint) => {
-                        push_sample(&mut c.paint_latencies_us, now, total);
-                        push_sample(&mut c.latencies_us, now, total.saturating_sub(paint));
-                    }
-                    None => push_sample(&mut c.latencies_us, now, total),
-                }
-                break;
-            }
-        }
+        self.counters
+            .lock()
+            .unwrap()
+            .acked(frame_id, decode_queue_size, paint_us);
+    }
+
+    /// The client lost its decoder state or the stream was flushed: drop what is queued and wait
+    /// for a keyframe.
+    fn flush(&self) {
+        let mut q = self.queue.lock().unwrap();
+        q.drop_frames();
+        q.need_key = true;
     }
 
     pub fn stats(&self) -> ClientStats {
-        let (frames_dropped, keyframe_requests, queued_frames, queued_bytes) = {
-            let q = self.queue.lock().unwrap();
-            (
-                q.frames_dropped,
-                q.keyframe_requests,
-                q.frames as u64,
-                q.bytes as u64,
-            )
-        };
-        let now = Instant::now();
-        let mut c = self.counters.lock().unwrap();
-        let latencies = window_sorted(&mut c.latencies_us, now);
-        let paints = window_sorted(&mut c.paint_latencies_us, now);
-        while c
-            .recent_sends
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(1))
-        {
-            c.recent_sends.pop_front();
-        }
-        ClientStats {
+        let mut stats = ClientStats {
             id: self.id,
             transport: self.transport,
             envelope: self.envelope.name(),
+            role: self.role.name(),
             remote: self.remote.map(|a| a.to_string()).unwrap_or_default(),
-            frames_sent: c.frames_sent,
-            bytes_sent: c.bytes_sent,
-            frames_dropped,
-            keyframe_requests,
-            queued_frames,
-            queued_bytes,
-            acks: c.acks,
-            decode_queue_size: c.decode_queue_size,
-            latency_p50_us: percentile(&latencies, 50),
-            latency_p95_us: percentile(&latencies, 95),
-            latency_p99_us: percentile(&latencies, 99),
-            latency_max_us: latencies.last().copied().unwrap_or(0),
-            paint_p50_us: percentile(&paints, 50),
-            paint_p95_us: percentile(&paints, 95),
-            fps: c.recent_sends.len() as f64,
-            bitrate_bps: c.recent_sends.iter().map(|(_, n)| *n as u64 * 8).sum(),
+            input_ignored: self.input_ignored.load(Ordering::Relaxed),
+            messages_rejected: self.messages_rejected.load(Ordering::Relaxed),
+            ..ClientStats::default()
+        };
+        {
+            let q = self.queue.lock().unwrap();
+            stats.frames_dropped = q.frames_dropped;
+            stats.keyframe_requests = q.keyframe_requests;
+            stats.queued_frames = q.frames as u64;
+            stats.queued_bytes = (q.bytes + q.text_bytes) as u64;
         }
+        self.counters.lock().unwrap().fill(&mut stats);
+        stats
     }
-}
-
-/// Nearest-rank percentile of sorted samples; 0 when there are none.
-pub fn percentile(sorted: &[u64], p: usize) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
 }
 
 /// Hub-wide figures.
 #[derive(Clone, Debug, Default)]
-pub struct HubStats {
+pub(crate) struct HubStats {
     pub frames: u64,
     pub bytes: u64,
     pub keyframe_requests: u64,
@@ -567,18 +588,18 @@ struct HubState {
     keyframe_requests: u64,
 }
 
-pub type MessageHandler = Box<dyn Fn(&Client, ClientMessage) + Send + Sync>;
+pub(crate) type MessageHandler = Box<dyn Fn(&Client, ClientMessage) + Send + Sync>;
 
 /// How the hub reaches the element. Both are called without the hub's lock held and must not
 /// block.
-pub struct Callbacks {
+pub(crate) struct Callbacks {
     /// Asks upstream for a keyframe.
     pub request_keyframe: Box<dyn Fn() + Send + Sync>,
     /// Input events and application messages from a client.
     pub on_message: MessageHandler,
 }
 
-pub struct Hub {
+pub(crate) struct Hub {
     settings: HubSettings,
     state: Mutex<HubState>,
     callbacks: Callbacks,
@@ -607,15 +628,11 @@ impl Hub {
                     self.request_keyframe();
                 }
             }
-            ClientMessage::Ignored { .. } => {}
+            ClientMessage::Ignored { .. } | ClientMessage::Rejected { .. } => {}
             msg @ (ClientMessage::Input(_) | ClientMessage::App { .. }) => {
                 (self.callbacks.on_message)(client, msg)
             }
         }
-    }
-
-    pub fn settings(&self) -> &HubSettings {
-        &self.settings
     }
 
     /// Hands a frame to every client. Never blocks on a client.
@@ -658,24 +675,41 @@ impl Hub {
     }
 
     /// Registers a client: it gets hello, the current config and picture (or the next keyframe).
+    /// When `max-clients` are connected, a client that is not keeping up with its socket (see
+    /// `Client::is_stalled`) makes room; otherwise the newcomer is refused.
     pub fn add_client(
         self: &Arc<Self>,
         envelope: Envelope,
         transport: &'static str,
-        remote: Option<SocketAddr>,
-    ) -> Result<Arc<Client>, String> {
+        peer: Peer,
+    ) -> Result<Arc<Client>, Refused> {
         let wants_key;
         let client;
         {
             let mut st = self.state.lock().unwrap();
             let max = self.settings.max_clients as usize;
             if max > 0 && st.clients.len() >= max {
-                return Err(format!("too many clients (max-clients={max})"));
+                let now = Instant::now();
+                let stalled = st
+                    .clients
+                    .values()
+                    .filter(|c| c.is_stalled(now))
+                    .min_by_key(|c| c.last_heard())
+                    .cloned();
+                let Some(stalled) = stalled else {
+                    return Err(Refused::TooManyClients(max));
+                };
+                stalled.close(close::POLICY, "evicted: not reading (server full)");
+                st.clients.remove(&stalled.id);
             }
             st.next_id += 1;
-            client = Arc::new(Client::new(st.next_id, envelope, transport, remote));
+            client = Arc::new(Client::new(st.next_id, envelope, transport, peer));
             let mut q = client.queue.lock().unwrap();
-            q.push(Item::Text(protocol::hello(client.id, envelope)));
+            q.push(Item::Text(protocol::hello(
+                client.id,
+                envelope,
+                client.role,
+            )));
             if let Some(config) = &st.config {
                 q.push(Item::Config(config.clone()));
             }
@@ -704,6 +738,23 @@ impl Hub {
         self.state.lock().unwrap().clients.remove(&id);
     }
 
+    /// A flushing seek: what is cached or queued belongs to the old position. Every client
+    /// restarts at the next keyframe, which is asked for.
+    pub fn flush(self: &Arc<Self>) {
+        let any = {
+            let mut st = self.state.lock().unwrap();
+            st.gop.clear();
+            st.gop_bytes = 0;
+            for client in st.clients.values() {
+                client.flush();
+            }
+            !st.clients.is_empty()
+        };
+        if any {
+            self.request_keyframe();
+        }
+    }
+
     /// A client asked for a keyframe (its decoder was reset).
     pub fn client_needs_keyframe(self: &Arc<Self>, client: &Client) {
         if client.restart_at_key() {
@@ -722,7 +773,7 @@ impl Hub {
             .cloned()
             .collect();
         for client in clients {
-            client.send_text(protocol::client_stats(&client.stats()));
+            client.send_stats(protocol::client_stats(&client.stats()));
         }
     }
 
@@ -782,13 +833,6 @@ impl Hub {
         }
     }
 
-    pub fn close_all(&self, code: u16, reason: &str) {
-        let st = self.state.lock().unwrap();
-        for client in st.clients.values() {
-            client.close(code, reason);
-        }
-    }
-
     /// Sends a control or application message to one client (`Some(id)`) or to all.
     /// Returns how many clients it was queued for.
     pub fn send_text(&self, client: Option<u64>, text: &str) -> usize {
@@ -805,7 +849,8 @@ impl Hub {
         n
     }
 
-    pub fn client_count(&self) -> usize {
+    #[cfg(test)]
+    fn client_count(&self) -> usize {
         self.state.lock().unwrap().clients.len()
     }
 
@@ -834,6 +879,13 @@ mod tests {
     use super::*;
     use crate::codec::{Codec, CodecConfig, Format};
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn peer() -> Peer {
+        Peer {
+            remote: None,
+            role: Role::Control,
+        }
+    }
 
     fn config(id: u32) -> Arc<StreamConfig> {
         Arc::new(StreamConfig {
@@ -914,8 +966,8 @@ mod tests {
     #[test]
     fn frames_are_shared_not_copied() {
         let (hub, _) = hub(16, false);
-        let a = hub.add_client(Envelope::Binary, "test", None).unwrap();
-        let b = hub.add_client(Envelope::Json, "test", None).unwrap();
+        let a = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let b = hub.add_client(Envelope::Json, "test", peer()).unwrap();
         let cfg = config(1);
         let f = frame(&cfg, 0, true, 1000);
         let ptr = f.payload.as_ptr();
@@ -932,8 +984,8 @@ mod tests {
     #[test]
     fn slow_client_skips_to_next_keyframe() {
         let (hub, requests) = hub(4, false);
-        let slow = hub.add_client(Envelope::Binary, "test", None).unwrap();
-        let fast = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let slow = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let fast = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         let cfg = config(1);
         let mut fast_got = Vec::new();
         for id in 0..30u64 {
@@ -964,7 +1016,7 @@ mod tests {
     #[test]
     fn overflow_restarts_at_a_queued_keyframe() {
         let (hub, _) = hub(4, false);
-        let c = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let c = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         let cfg = config(1);
         // need_key is set at join; the first keyframe clears it.
         for (id, key) in [(0, true), (1, false), (2, true), (3, false), (4, false)] {
@@ -977,7 +1029,7 @@ mod tests {
     #[test]
     fn a_stalled_client_does_not_force_a_stream_of_keyframes() {
         let (hub, requests) = hub(4, false);
-        let _stalled = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let _stalled = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         let cfg = config(1);
         // 20 s of 30 fps with a keyframe every second; the client never drains its queue, so it
         // overflows after every keyframe.
@@ -992,7 +1044,7 @@ mod tests {
     #[test]
     fn a_client_whose_acks_lag_is_paused_until_it_catches_up() {
         let (hub, requests) = hub(4, false);
-        let c = hub.add_client(Envelope::Binary, "test", None).unwrap();
+        let c = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         let cfg = config(1);
         let mut sent = 0;
         // The client takes frames off its queue (its socket is fine) but acks only the first:
@@ -1037,7 +1089,7 @@ mod tests {
         for id in 0..5u64 {
             hub.push(frame(&cfg, id, id == 0, 10));
         }
-        let late = hub.add_client(Envelope::Json, "test", None).unwrap();
+        let late = hub.add_client(Envelope::Json, "test", peer()).unwrap();
         let items: Vec<Item> = std::iter::from_fn(|| late.queue.lock().unwrap().pop()).collect();
         assert!(matches!(&items[0], Item::Text(t) if t.contains("hello")));
         assert!(matches!(&items[1], Item::Config(c) if c.id == 1));
@@ -1058,7 +1110,7 @@ mod tests {
         for id in 0..3u64 {
             hub.push(frame(&cfg, id, id == 0, 10));
         }
-        let late = hub.add_client(Envelope::Json, "test", None).unwrap();
+        let late = hub.add_client(Envelope::Json, "test", peer()).unwrap();
         assert_eq!(requests.load(Ordering::SeqCst), 1);
         hub.push(frame(&cfg, 3, false, 10));
         hub.push(frame(&cfg, 4, true, 10));
@@ -1069,10 +1121,11 @@ mod tests {
     fn max_clients_and_close() {
         let (hub, _) = hub(16, false);
         let clients: Vec<_> = (0..4)
-            .map(|_| hub.add_client(Envelope::Json, "t", None).unwrap())
+            .map(|_| hub.add_client(Envelope::Json, "t", peer()).unwrap())
             .collect();
-        let refused = hub.add_client(Envelope::Json, "t", None).err().unwrap();
-        assert!(refused.contains("max-clients=4"), "{refused}");
+        let refused = hub.add_client(Envelope::Json, "t", peer()).err().unwrap();
+        assert_eq!(refused, Refused::TooManyClients(4));
+        assert!(refused.to_string().contains("max-clients=4"), "{refused}");
         clients[0].close(1001, "bye");
         hub.push(frame(&config(1), 0, true, 10));
         let items: Vec<Item> =
@@ -1083,28 +1136,75 @@ mod tests {
     }
 
     #[test]
-    fn acks_give_latency() {
+    fn unread_messages_are_bounded_and_stats_coalesce() {
         let (hub, _) = hub(16, false);
-        let c = hub.add_client(Envelope::Json, "t", None).unwrap();
-        let cfg = config(1);
-        for id in 0..3 {
-            let f = frame(&cfg, id, id == 0, 10);
-            c.sent(&f, false);
+        let c = hub.add_client(Envelope::Json, "t", peer()).unwrap();
+        for _ in 0..100 {
+            hub.send_client_stats();
         }
-        std::thread::sleep(Duration::from_millis(2));
-        c.acked(0, Some(0), None);
-        c.acked(2, Some(1), Some(0));
-        let s = c.stats();
-        assert_eq!(s.acks, 2);
-        assert_eq!(s.decode_queue_size, 1);
-        assert!(s.latency_max_us > 0);
+        let stats = c
+            .queue
+            .lock()
+            .unwrap()
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Stats(_)))
+            .count();
+        assert_eq!(stats, 1, "one stats message queued, however many were sent");
+        let big = "x".repeat(64 * 1024);
+        for _ in 0..(MAX_QUEUED_TEXT_BYTES / big.len() + 2) {
+            c.send_text(big.clone());
+        }
+        let items: Vec<Item> = std::iter::from_fn(|| c.queue.lock().unwrap().pop()).collect();
         assert!(
-            s.paint_p50_us > 0,
-            "the ack with paint_us gives a painted latency"
+            matches!(items.as_slice(), [Item::Close(1008, r)] if r.contains("too slow")),
+            "closed once over the bound: {:?}",
+            items
+                .iter()
+                .map(|i| format!("{i:?}").chars().take(40).collect::<String>())
+                .collect::<Vec<_>>()
         );
-        assert_eq!(s.fps, 3.0);
-        assert_eq!(s.bitrate_bps, 3 * 10 * 8);
-        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 50), 5);
-        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99), 10);
+    }
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        let (hub, _) = hub(16, false);
+        let c = hub.add_client(Envelope::Json, "t", peer()).unwrap();
+        c.close(1007, "é".repeat(500));
+        let Some(Item::Close(_, reason)) = c.queue.lock().unwrap().pop() else {
+            panic!("no close")
+        };
+        assert!(
+            reason.len() <= protocol::MAX_CLOSE_REASON,
+            "{}",
+            reason.len()
+        );
+        assert!(reason.starts_with('é'));
+    }
+
+    #[test]
+    fn flush_restarts_every_client_at_a_keyframe() {
+        let (hub, requests) = hub(16, true);
+        let cfg = config(1);
+        let c = hub.add_client(Envelope::Binary, "t", peer()).unwrap();
+        for id in 0..3u64 {
+            hub.push(frame(&cfg, id, id == 0, 10));
+        }
+        hub.flush();
+        assert!(
+            requests.load(Ordering::SeqCst) >= 1,
+            "a keyframe was asked for"
+        );
+        hub.push(frame(&cfg, 3, false, 10));
+        hub.push(frame(&cfg, 4, true, 10));
+        let got = drain(&c);
+        assert_eq!(got.last(), Some(&(4, true)));
+        assert!(!got.contains(&(3, false)), "{got:?}");
+        let late = hub.add_client(Envelope::Binary, "t", peer()).unwrap();
+        assert_eq!(
+            drain(&late),
+            vec![(4, true)],
+            "the cache restarted at the new keyframe"
+        );
     }
 }

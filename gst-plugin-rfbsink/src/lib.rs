@@ -4,17 +4,34 @@
 //! rfbsink: a GStreamer sink that serves an encoded video stream to browsers, with its own HTTP
 //! server, WebSocket transport and WebCodecs viewer.
 
+use std::sync::LazyLock;
+
 use gst::glib;
 
+mod access;
 pub mod codec;
-pub mod hub;
+mod discovery;
+mod hub;
+mod inbox;
 pub mod input;
 pub mod protocol;
 pub mod rfbsink;
 mod runtime;
-pub mod stream;
+mod session;
+mod stats;
+mod stream;
+mod tls;
 mod ws;
 mod wt;
+
+/// The plugin's debug category; every line is logged through the element it is about.
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rfbsink",
+        gst::DebugColorFlags::empty(),
+        Some("Remote framebuffer sink"),
+    )
+});
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     rfbsink::register(plugin)

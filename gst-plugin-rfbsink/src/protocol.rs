@@ -1,5 +1,7 @@
-// The wire format between rfbsink and its clients; docs/protocol.md describes it and must stay true
-// to this file. Pure: no sockets, no GStreamer.
+// SPDX-License-Identifier: MPL-2.0
+
+//! The wire format between rfbsink and its clients; docs/protocol.md describes it and must stay
+//! true to this file. Pure: no sockets, no GStreamer.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,8 @@ pub const BINARY_HEADER_LEN: usize = 24;
 pub const FLAG_KEY: u8 = 1;
 /// The largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// A WebSocket close frame carries at most 123 bytes of reason (RFC 6455 section 5.5).
+pub const MAX_CLOSE_REASON: usize = 123;
 
 pub const CHANNEL_MAIN: &str = "rfb.main";
 pub const CHANNEL_CONTROL: &str = "rfb.control";
@@ -29,6 +33,30 @@ pub mod close {
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// What a client's link lets it do (docs/security.md): a control link sends input and
+/// application messages; a view link only watches (what it sends is counted and ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Control,
+    View,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Control => "control",
+            Role::View => "view",
+        }
+    }
+}
+
+/// A close reason cut to `MAX_CLOSE_REASON` bytes, on a character boundary.
+pub fn close_reason(mut reason: String) -> String {
+    let len = truncate(&reason, MAX_CLOSE_REASON).len();
+    reason.truncate(len);
+    reason
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -156,6 +184,7 @@ pub enum ServerMessage<'a> {
         protocol: u32,
         client_id: u64,
         envelope: &'static str,
+        role: &'static str,
         server: &'static str,
     },
     Config {
@@ -185,12 +214,13 @@ impl ServerMessage<'_> {
     }
 }
 
-pub fn hello(client_id: u64, envelope: Envelope) -> String {
+pub fn hello(client_id: u64, envelope: Envelope, role: Role) -> String {
     ServerMessage::Hello {
         channel: CHANNEL_CONTROL,
         protocol: PROTOCOL_VERSION,
         client_id,
         envelope: envelope.name(),
+        role: role.name(),
         server: concat!("rfbsink/", env!("CARGO_PKG_VERSION")),
     }
     .to_json()
@@ -213,7 +243,7 @@ pub fn config(config: &StreamConfig) -> String {
 }
 
 /// A client's own figures, sent to it every second (the viewer's overlay shows them).
-pub fn client_stats(s: &crate::hub::ClientStats) -> String {
+pub(crate) fn client_stats(s: &crate::stats::ClientStats) -> String {
     serde_json::json!({
         "channel": CHANNEL_STATS,
         "kind": "stats",
@@ -297,6 +327,12 @@ pub enum ClientMessage {
         channel: String,
         kind: String,
     },
+    /// An input event whose fields this server cannot use (a pen's eraser button, a coordinate
+    /// that is not a number): counted and dropped, the connection stays.
+    Rejected {
+        kind: String,
+        reason: String,
+    },
 }
 
 /// Why a client message was refused: the close code and the reason the client is told.
@@ -370,7 +406,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
         (CHANNEL_EVENTS, _) => match input::parse_event(&kind, &obj) {
             Ok(Some(input)) => Ok(ClientMessage::Input(input)),
             Ok(None) => Ok(ClientMessage::Ignored { channel, kind }),
-            Err(e) => Err(ProtocolError::invalid(format!("bad input event: {e}"))),
+            Err(reason) => Ok(ClientMessage::Rejected { kind, reason }),
         },
         (c, _) if c.starts_with("app.") && c.len() > 4 => Ok(ClientMessage::App {
             channel,
@@ -543,10 +579,11 @@ mod tests {
         assert_eq!(v["codec_string"], "avc1.64001F");
         assert_eq!(v["width"], 1280);
         assert_eq!(v["description"], "AWQAH/8=");
-        let v: Value = serde_json::from_str(&hello(7, Envelope::Binary)).unwrap();
+        let v: Value = serde_json::from_str(&hello(7, Envelope::Binary, Role::View)).unwrap();
         assert_eq!(v["kind"], "hello");
         assert_eq!(v["client_id"], 7);
         assert_eq!(v["envelope"], "binary");
+        assert_eq!(v["role"], "view");
     }
 
     #[test]
@@ -597,12 +634,19 @@ mod tests {
                 height: 480
             }))
         ));
-        assert_eq!(
-            parse_client_message(r#"{"channel":"rfb.events","kind":"pointer-move","x":"left"}"#)
-                .unwrap_err()
-                .code,
-            close::INVALID_DATA
-        );
+        // Input a real viewer may send that this server cannot use is dropped, not a violation.
+        for rejected in [
+            r#"{"channel":"rfb.events","kind":"pointer-move","x":"left"}"#,
+            r#"{"channel":"rfb.events","kind":"pointer-down","x":1,"y":2,"button":5}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_client_message(rejected),
+                    Ok(ClientMessage::Rejected { .. })
+                ),
+                "{rejected}"
+            );
+        }
         assert!(matches!(
             parse_client_message(r#"{"channel":"rfb.future","kind":"x"}"#),
             Ok(ClientMessage::Ignored { .. })

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Follows the stream's format: from the negotiated caps and the keyframes' own headers it derives
 // what a browser needs to configure its decoder, and numbers each distinct configuration so that
 // clients get a new `config` exactly when the stream changes (size, codec, profile).
@@ -6,6 +8,9 @@ use std::sync::Arc;
 
 use crate::codec::{self, Codec, CodecConfig, Format};
 use crate::protocol::StreamConfig;
+
+/// The largest picture side rfbsink streams (browsers' decoders stop well before).
+pub const MAX_DIMENSION: u32 = 16384;
 
 /// What the negotiated caps say; built by the element from its caps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,10 +60,6 @@ impl StreamTracker {
         self.caps.as_ref().is_some_and(|c| c.codec.is_image())
     }
 
-    pub fn current(&self) -> Option<&Arc<StreamConfig>> {
-        self.current.as_ref()
-    }
-
     pub fn next_frame_id(&mut self) -> u64 {
         let id = self.next_frame_id;
         self.next_frame_id += 1;
@@ -76,12 +77,24 @@ impl StreamTracker {
         let Some(caps) = &self.caps else {
             return Err("buffer before caps".into());
         };
+        if data.is_empty() {
+            return Err("empty buffer".into());
+        }
+        if !caps.codec.looks_valid(data) {
+            return Err(format!("not a {} image", caps.codec.name()));
+        }
         // A still image's configuration depends on the caps alone: derive it once per caps, not
         // per frame (every image is a keyframe).
         if !key || (caps.codec.is_image() && !self.caps_changed && self.current.is_some()) {
             return Ok(self.current.clone());
         }
         let candidate = self.derive(caps, data)?;
+        if candidate.width > MAX_DIMENSION || candidate.height > MAX_DIMENSION {
+            return Err(format!(
+                "{}x{} is larger than {MAX_DIMENSION}x{MAX_DIMENSION}",
+                candidate.width, candidate.height
+            ));
+        }
         self.caps_changed = false;
         if let Some(current) = &self.current {
             if current.codec == candidate {
@@ -204,19 +217,38 @@ mod tests {
         }
     }
 
+    /// The start of a JPEG file (what the browser will decode; only the signature is checked).
+    const JPEG: &[u8] = &[0xff, 0xd8, 0xff, 0xe0, 0, 0x10];
+
     #[test]
     fn config_ids_follow_changes() {
         let mut t = StreamTracker::default();
-        assert!(t.config_for(b"x", true).is_err(), "buffer before caps");
+        assert!(t.config_for(JPEG, true).is_err(), "buffer before caps");
         t.set_caps(jpeg_caps(320, 240)).unwrap();
-        let a = t.config_for(b"x", true).unwrap().unwrap();
+        let a = t.config_for(JPEG, true).unwrap().unwrap();
         assert_eq!(a.id, 1);
         assert_eq!(a.codec.codec_string, "image/jpeg");
-        let b = t.config_for(b"y", true).unwrap().unwrap();
+        let b = t.config_for(JPEG, true).unwrap().unwrap();
         assert!(Arc::ptr_eq(&a, &b), "same format, same config");
         t.set_caps(jpeg_caps(640, 480)).unwrap();
-        let c = t.config_for(b"z", true).unwrap().unwrap();
+        let c = t.config_for(JPEG, true).unwrap().unwrap();
         assert_eq!((c.id, c.codec.width), (2, 640));
+    }
+
+    #[test]
+    fn unstreamable_buffers_are_errors_not_configs() {
+        let mut t = StreamTracker::default();
+        t.set_caps(jpeg_caps(320, 240)).unwrap();
+        assert!(t.config_for(b"", true).is_err(), "empty");
+        assert!(t
+            .config_for(b"garbage", true)
+            .unwrap_err()
+            .contains("not a jpeg"));
+        t.set_caps(jpeg_caps(20000, 240)).unwrap();
+        assert!(t
+            .config_for(JPEG, true)
+            .unwrap_err()
+            .contains("larger than"));
     }
 
     #[test]

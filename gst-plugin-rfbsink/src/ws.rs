@@ -1,60 +1,67 @@
-// The HTTP server: the embedded viewer and the WebSocket transport (warp on the plugin's runtime).
+// SPDX-License-Identifier: MPL-2.0
+
+//! The HTTP server: the embedded viewer, `/rfb.json` and the WebSocket wire adapter (warp's
+//! filters on hyper, on the plugin's runtime). The accept loop is ours, so that every connection
+//! has a header-read timeout, a TLS handshake timeout and a place under the connection caps,
+//! and so that HTTPS is served on the same port when a certificate is set.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::watch;
-use warp::http::{header, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use warp::http::{header, HeaderValue, Response, StatusCode};
 use warp::hyper::body::Bytes;
 use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Reply};
 
-use crate::hub::{Client, Frame, Hub, Item};
-use crate::protocol::{self, close, Envelope, MAX_CLIENT_MESSAGE};
+use crate::access::{Denied, Request, TOKEN_PARAM};
+use crate::discovery::Discovery;
+use crate::hub::{Frame, Peer};
+use crate::protocol::{self, close, Envelope, StreamConfig, MAX_CLIENT_MESSAGE};
 use crate::runtime::RUNTIME;
-use crate::wt::WtInfo;
+use crate::session::{
+    self, Context, Inbound, Keepalive, WireError, WireRecv, WireSend, CLOSE_GRACE,
+};
+use crate::CAT;
 
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 }
 
-/// What /rfb.json tells the viewer: how else it can connect (WebTransport, once it runs).
-#[derive(Default)]
-pub struct Discovery {
-    pub webtransport: Mutex<Option<Arc<WtInfo>>>,
-}
+/// A request's headers must arrive within this long (slow-loris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake must complete within this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open HTTP connections (before a WebSocket upgrade), all addresses together...
+const MAX_CONNECTIONS: usize = 1024;
+/// ...and from one address. More are closed at once.
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
-impl Discovery {
-    fn to_json(&self) -> String {
-        let wt = self
-            .webtransport
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|w| w.to_json());
-        serde_json::json!({"protocol": protocol::PROTOCOL_VERSION, "webtransport": wt}).to_string()
-    }
-}
-
-/// How long stop() lets clients receive their close message before dropping them.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
-
-pub struct WsServer {
+pub(crate) struct WsServer {
     pub local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The remote address, put in each request's extensions for the filters.
+#[derive(Clone, Copy, Debug)]
+struct Remote(SocketAddr);
+
+/// A listening socket, bound so that a busy port is an error at start, not later.
+pub(crate) struct Bound {
+    pub local_addr: SocketAddr,
+    listener: TcpListener,
+}
+
 impl WsServer {
-    /// Binds at once (so that a busy port is an error now, not later) and serves on the runtime.
-    pub fn start(
-        addr: SocketAddr,
-        hub: Arc<Hub>,
-        discovery: Arc<Discovery>,
-    ) -> std::io::Result<WsServer> {
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
         let _guard = RUNTIME.enter();
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
@@ -68,32 +75,17 @@ impl WsServer {
         socket.bind(addr)?;
         let listener = socket.listen(1024)?;
         let local_addr = listener.local_addr()?;
-
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let routes = routes(hub, discovery, shutdown_rx.clone());
-        let mut rx = shutdown_rx;
-        let task = RUNTIME.spawn(
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .run(),
-        );
-        Ok(WsServer {
+        Ok(Bound {
             local_addr,
-            shutdown,
-            task,
+            listener,
         })
     }
 
-    /// Closes every client and the listener; the port is free when this returns.
+    /// Waits until the listener is closed and the HTTP connections are gone (call after
+    /// signalling `ctx.shutdown`); the port is free when this returns.
     pub fn stop(self) {
-        let _ = self.shutdown.send(true);
         let mut task = self.task;
-        RUNTIME.block_on(async {
-            // Keep-alive HTTP connections can hold a graceful shutdown; the listener is what must
-            // go, and aborting the server task drops it.
+        crate::runtime::block_on(async {
             if tokio::time::timeout(CLOSE_GRACE * 4, &mut task)
                 .await
                 .is_err()
@@ -105,48 +97,265 @@ impl WsServer {
     }
 }
 
-fn routes(
-    hub: Arc<Hub>,
-    discovery: Arc<Discovery>,
-    shutdown: watch::Receiver<bool>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
+impl Bound {
+    /// Serves HTTP (HTTPS with `tls`) on the runtime until `ctx.shutdown`.
+    pub fn serve(
+        self,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        ctx: Context,
+        discovery: Arc<Discovery>,
+    ) -> WsServer {
+        let routes = routes(ctx.clone(), discovery);
+        let task = RUNTIME.spawn(accept_loop(
+            self.listener,
+            tls.map(TlsAcceptor::from),
+            ctx,
+            routes,
+        ));
+        WsServer {
+            local_addr: self.local_addr,
+            task,
+        }
+    }
+}
+
+/// Open connections per address, for the caps.
+#[derive(Default)]
+struct Connections {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place under the caps, given back when it closes (or is upgraded).
+struct Slot {
+    connections: Arc<Mutex<Connections>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(connections: &Arc<Mutex<Connections>>, ip: IpAddr) -> Option<Slot> {
+        let mut c = connections.lock().unwrap();
+        let here = c.per_address.get(&ip).copied().unwrap_or(0);
+        if c.total >= MAX_CONNECTIONS || here >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        c.total += 1;
+        *c.per_address.entry(ip).or_default() += 1;
+        Some(Slot {
+            connections: connections.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.connections.lock().unwrap();
+        c.total -= 1;
+        if let Some(n) = c.per_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What `routes()` gives: every request answered, nothing rejected.
+trait Routes:
+    Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<F> Routes for F where
+    F: Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    ctx: Context,
+    routes: impl Routes,
+) {
+    let connections = Arc::new(Mutex::new(Connections::default()));
+    let mut tasks = JoinSet::new();
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before accept: wait a
+                    // little rather than spin.
+                    gst::debug!(CAT, obj = &ctx.obj, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = session::stopping(&mut shutdown) => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let Some(slot) = Slot::take(&connections, remote.ip()) else {
+            gst::debug!(
+                CAT,
+                obj = &ctx.obj,
+                "too many connections: closing one from {remote}"
+            );
+            continue;
+        };
+        let routes = routes.clone();
+        let tls = tls.clone();
+        tasks.spawn(async move {
+            let _slot = slot;
+            match tls {
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    if let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await
+                    {
+                        serve_connection(stream, remote, routes).await
+                    }
+                }
+                None => serve_connection(stream, remote, routes).await,
+            }
+        });
+    }
+    drop(listener);
+    // Keep-alive connections would hold the port's clients: a short grace, then they go.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+/// HTTP/1.1 on one connection, with upgrades (WebSocket) and a header-read timeout.
+async fn serve_connection<IO>(io: IO, remote: SocketAddr, routes: impl Routes)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    use tower_service::Service;
+    let svc = warp::service(routes);
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(Remote(remote));
+        let mut svc = svc.clone();
+        async move { svc.call(req).await }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await;
+}
+
+/// What a request says about itself, owned (filters extract owned values).
+#[derive(Debug)]
+struct RequestInfo {
+    host: Option<String>,
+    origin: Option<String>,
+    authorization: Option<String>,
+    cookie: Option<String>,
+    query: HashMap<String, String>,
+    remote: Option<SocketAddr>,
+}
+
+impl RequestInfo {
+    fn access(&self) -> Request<'_> {
+        Request {
+            host: self.host.as_deref(),
+            origin: self.origin.as_deref(),
+            query_token: self.query.get(TOKEN_PARAM).map(String::as_str),
+            authorization: self.authorization.as_deref(),
+            cookie: self.cookie.as_deref(),
+        }
+    }
+}
+
+fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("host")
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("cookie"))
+        .and(
+            warp::query::<HashMap<String, String>>()
+                .or(warp::any().map(HashMap::new))
+                .unify(),
+        )
+        .and(warp::ext::optional::<Remote>())
+        .map(
+            |host, origin, authorization, cookie, query, remote: Option<Remote>| RequestInfo {
+                host,
+                origin,
+                authorization,
+                cookie,
+                query,
+                remote: remote.map(|r| r.0),
+            },
+        )
+}
+
+fn routes(ctx: Context, discovery: Arc<Discovery>) -> impl Routes {
+    let ws_ctx = ctx.clone();
     let ws = warp::path("ws")
         .and(warp::path::end())
         .or(warp::path::end())
         .unify()
         .and(warp::ws())
-        .and(warp::query::<HashMap<String, String>>())
-        .and(warp::addr::remote())
-        .map(
-            move |ws: Ws, query: HashMap<String, String>, remote: Option<SocketAddr>| {
-                let hub = hub.clone();
-                let shutdown = shutdown.clone();
-                ws.max_message_size(MAX_CLIENT_MESSAGE)
-                    .max_frame_size(MAX_CLIENT_MESSAGE)
-                    .on_upgrade(move |socket| session(socket, query, remote, hub, shutdown))
-                    .into_response()
-            },
-        );
-    let discovery = warp::get()
+        .and(request_info())
+        .map(move |ws: Ws, req: RequestInfo| upgrade(&ws_ctx, ws, req));
+    let json_ctx = ctx.clone();
+    let json_discovery = discovery.clone();
+    let rfb_json = warp::get()
         .and(warp::path("rfb.json"))
         .and(warp::path::end())
-        .map(move || {
-            Response::builder()
+        .and(request_info())
+        .map(move |req: RequestInfo| {
+            if let Err(denied) = session::authorize(&json_ctx, "rfb.json", &req.access()) {
+                return refused(denied, false);
+            }
+            let mut res = Response::builder()
                 .header(header::CONTENT_TYPE, "application/json")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
-                .body(Bytes::from(discovery.to_json()))
-                .unwrap()
-                .into_response()
+                .header(header::CACHE_CONTROL, "no-store")
+                .body(Bytes::from(json_discovery.to_json()))
+                .unwrap();
+            cors(&json_ctx, &req, &mut res);
+            secure_headers(&mut res);
+            res.into_response()
         });
-    let assets = warp::get()
-        .and(warp::path::tail())
-        .map(|tail: warp::path::Tail| asset(tail.as_str()).into_response());
-    ws.or(discovery)
+    let page_ctx = ctx.clone();
+    let page = warp::get()
+        .and(
+            warp::path::end()
+                .or(warp::path("index.html").and(warp::path::end()))
+                .unify(),
+        )
+        .and(request_info())
+        .map(move |req: RequestInfo| page(&page_ctx, &discovery, &req));
+    let asset_ctx = ctx;
+    let assets = warp::get().and(warp::path::tail()).and(request_info()).map(
+        move |tail: warp::path::Tail, req: RequestInfo| {
+            if let Err(denied) = asset_ctx.access.check_host_and_origin(&req.access()) {
+                return refused(denied, false);
+            }
+            let mut res = asset(tail.as_str());
+            cors(&asset_ctx, &req, &mut res);
+            secure_headers(&mut res);
+            res.into_response()
+        },
+    );
+    ws.or(rfb_json)
+        .unify()
+        .or(page)
         .unify()
         .or(assets)
         .unify()
@@ -154,14 +363,234 @@ fn routes(
         .unify()
 }
 
-fn asset(path: &str) -> Response<warp::hyper::body::Bytes> {
+/// The WebSocket upgrade: refused over HTTP (401/403, nothing streamed) unless access allows it.
+fn upgrade(ctx: &Context, ws: Ws, req: RequestInfo) -> warp::reply::Response {
+    let role = match session::authorize(ctx, "websocket", &req.access()) {
+        Ok(role) => role,
+        Err(denied) => return refused(denied, false),
+    };
+    let ctx = ctx.clone();
+    let envelope = req.query.get("envelope").cloned();
+    let peer = Peer {
+        remote: req.remote,
+        role,
+    };
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| connected(ctx, socket, envelope, peer))
+        .into_response()
+}
+
+async fn connected(ctx: Context, socket: WebSocket, envelope: Option<String>, peer: Peer) {
+    let (mut tx, rx) = socket.split();
+    let envelope = match Envelope::parse(envelope.as_deref()) {
+        Ok(e) => e,
+        Err(reason) => {
+            let _ = tx.send(Message::close_with(close::POLICY, reason)).await;
+            return;
+        }
+    };
+    let client = match session::join(&ctx, envelope, "websocket", peer) {
+        Ok(c) => c,
+        Err(refused) => {
+            let reason = protocol::close_reason(refused.to_string());
+            let _ = tx
+                .send(Message::close_with(close::TRY_AGAIN_LATER, reason))
+                .await;
+            return;
+        }
+    };
+    let sender = WsSend {
+        tx,
+        envelope,
+        config_id: None,
+    };
+    session::run(ctx, client, sender, WsRecv { rx }).await;
+}
+
+/// The WebSocket's sending half: configs as text before the frames that need them, frames in
+/// the client's envelope.
+struct WsSend {
+    tx: SplitSink<WebSocket, Message>,
+    envelope: Envelope,
+    config_id: Option<u32>,
+}
+
+fn transport_error(e: warp::Error) -> WireError {
+    WireError::Transport(e.to_string())
+}
+
+impl WireSend for WsSend {
+    async fn text(&mut self, text: &str) -> Result<(), WireError> {
+        self.tx
+            .send(Message::text(text))
+            .await
+            .map_err(transport_error)
+    }
+
+    async fn config(&mut self, config: &Arc<StreamConfig>) -> Result<(), WireError> {
+        self.config_id = Some(config.id);
+        self.text(&protocol::config(config)).await
+    }
+
+    async fn frame(&mut self, frame: &Arc<Frame>) -> Result<(), WireError> {
+        if self.config_id != Some(frame.config.id) {
+            self.tx
+                .feed(Message::text(protocol::config(&frame.config)))
+                .await
+                .map_err(transport_error)?;
+            self.config_id = Some(frame.config.id);
+        }
+        let result = match self.envelope {
+            Envelope::Json => {
+                self.tx
+                    .feed(Message::text(frame.json_header()))
+                    .await
+                    .map_err(transport_error)?;
+                self.tx.send(Message::binary(frame.payload.clone())).await
+            }
+            Envelope::Binary => self.tx.send(Message::binary(frame.binary_message())).await,
+        };
+        result.map_err(transport_error)
+    }
+
+    async fn keepalive(&mut self) -> Result<Keepalive, WireError> {
+        self.tx
+            .send(Message::ping(Bytes::new()))
+            .await
+            .map_err(transport_error)?;
+        Ok(Keepalive::Ping)
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let _ = self
+            .tx
+            .send(Message::close_with(code, reason.to_owned()))
+            .await;
+    }
+}
+
+struct WsRecv {
+    rx: SplitStream<WebSocket>,
+}
+
+impl WireRecv for WsRecv {
+    async fn next(&mut self) -> Inbound {
+        match self.rx.next().await {
+            None => Inbound::Gone,
+            Some(Err(e)) => {
+                let too_big = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+                    .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+                if too_big {
+                    Inbound::TooBig
+                } else {
+                    Inbound::Gone
+                }
+            }
+            Some(Ok(msg)) if msg.is_close() => Inbound::Gone,
+            Some(Ok(msg)) if msg.is_text() => Inbound::Message(msg.into_bytes()),
+            Some(Ok(msg)) if msg.is_binary() => Inbound::Binary,
+            Some(Ok(_)) => Inbound::Heard,
+        }
+    }
+}
+
+/// The viewer page: needs the token (401 with a page that says where to find it); a token in
+/// the query is remembered in a cookie so that reloads keep working.
+fn page(ctx: &Context, discovery: &Discovery, req: &RequestInfo) -> warp::reply::Response {
+    let access = req.access();
+    if let Err(denied) = session::authorize(ctx, "page", &access) {
+        return refused(denied, true);
+    }
+    let mut res = asset("index.html");
+    let headers = res.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = ctx.access.cookie_for(&access) {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            headers.insert(header::SET_COOKIE, v);
+        }
+    }
+    let csp = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data: blob:; worker-src 'self' blob:; connect-src {}; \
+         frame-ancestors {}; base-uri 'none'; object-src 'none'; form-action 'none'",
+        ctx.access
+            .connect_sources(req.host.as_deref(), discovery.webtransport_port()),
+        ctx.access.frame_ancestors()
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    secure_headers(&mut res);
+    res.into_response()
+}
+
+/// CORS for an origin listed in `allowed-origins` (an app page importing the viewer module,
+/// reading /rfb.json); never a wildcard.
+fn cors(ctx: &Context, req: &RequestInfo, res: &mut Response<Bytes>) {
+    let headers = res.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    let Some(origin) = req.origin.as_deref() else {
+        return;
+    };
+    if ctx.access.is_allowed_origin(origin) {
+        if let Ok(v) = HeaderValue::from_str(origin) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+    }
+}
+
+fn secure_headers(res: &mut Response<Bytes>) {
+    let headers = res.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The page's URL carries the token: it must not leak to another site.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+fn refused(denied: Denied, html: bool) -> warp::reply::Response {
+    let status = StatusCode::from_u16(denied.status()).unwrap_or(StatusCode::FORBIDDEN);
+    let body = if html {
+        format!(
+            "<!doctype html><meta charset=\"utf-8\"><title>rfbsink: {status}</title>\
+             <body style=\"font-family:sans-serif;margin:2em\"><h1>rfbsink: access refused</h1>\
+             <p>{}.</p><p>rfbsink prints the viewer's URL, with its <code>{TOKEN_PARAM}</code>, \
+             when it starts (and posts it as the <code>rfbsink-listening</code> bus message and \
+             its <code>url</code> property).</p></body>\n",
+            denied.reason()
+        )
+    } else {
+        format!("{}\n", denied.reason())
+    };
+    let mut res = Response::builder()
+        .status(status)
+        .header(
+            header::CONTENT_TYPE,
+            if html {
+                "text/html; charset=utf-8"
+            } else {
+                "text/plain; charset=utf-8"
+            },
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Bytes::from(body))
+        .unwrap();
+    secure_headers(&mut res);
+    res.into_response()
+}
+
+fn asset(path: &str) -> Response<Bytes> {
     let name = if path.is_empty() { "index.html" } else { path };
     match assets::ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, mime, body)) => Response::builder()
             .header(header::CONTENT_TYPE, *mime)
             .header(header::CACHE_CONTROL, "no-cache")
-            // Other origins (Tauri, Electron, Jupyter pages) import the viewer module.
-            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
             .body(Bytes::from_static(body))
             .unwrap(),
         None => not_found(),
@@ -169,157 +598,11 @@ fn asset(path: &str) -> Response<warp::hyper::body::Bytes> {
 }
 
 fn not_found() -> Response<Bytes> {
-    Response::builder()
+    let mut res = Response::builder()
         .status(StatusCode::NOT_FOUND)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Bytes::from_static(b"not found\n"))
-        .unwrap()
-}
-
-/// One WebSocket client, from upgrade to close.
-async fn session(
-    socket: WebSocket,
-    query: HashMap<String, String>,
-    remote: Option<SocketAddr>,
-    hub: Arc<Hub>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let (mut tx, mut rx) = socket.split();
-    let envelope = match Envelope::parse(query.get("envelope").map(String::as_str)) {
-        Ok(e) => e,
-        Err(reason) => {
-            let _ = tx.send(Message::close_with(close::POLICY, reason)).await;
-            return;
-        }
-    };
-    let client = match hub.add_client(envelope, "websocket", remote) {
-        Ok(c) => c,
-        Err(reason) => {
-            let _ = tx
-                .send(Message::close_with(close::TRY_AGAIN_LATER, reason))
-                .await;
-            return;
-        }
-    };
-    gst::debug!(
-        crate::rfbsink::CAT,
-        "client {} connected from {remote:?} ({})",
-        client.id,
-        envelope.name()
-    );
-
-    let sender = send_loop(&client, &mut tx);
-    let receiver = receive_loop(&client, &hub, &mut rx);
-    let stopping = async {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        client.close(close::GOING_AWAY, "server stopping");
-        tokio::time::sleep(CLOSE_GRACE).await;
-    };
-    tokio::select! {
-        result = sender => if let Err(e) = result {
-            gst::debug!(crate::rfbsink::CAT, "client {}: send failed: {e}", client.id);
-        },
-        _ = receiver => {},
-        _ = stopping => {},
-    }
-    hub.remove_client(client.id);
-    gst::debug!(crate::rfbsink::CAT, "client {} gone", client.id);
-}
-
-type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
-type WsStream = futures_util::stream::SplitStream<WebSocket>;
-
-async fn send_loop(client: &Client, tx: &mut WsSink) -> Result<(), warp::Error> {
-    let mut config_id = None;
-    loop {
-        match client.next().await {
-            Item::Text(text) => tx.send(Message::text(text)).await?,
-            Item::Config(config) => {
-                tx.send(Message::text(protocol::config(&config))).await?;
-                config_id = Some(config.id);
-            }
-            Item::Frame(frame) => send_frame(client, tx, &frame, &mut config_id, false).await?,
-            Item::Burst(frames) => {
-                for frame in &frames {
-                    send_frame(client, tx, frame, &mut config_id, true).await?;
-                }
-            }
-            Item::Close(code, reason) => {
-                tx.send(Message::close_with(code, reason)).await?;
-                return Ok(());
-            }
-        }
-    }
-}
-
-async fn send_frame(
-    client: &Client,
-    tx: &mut WsSink,
-    frame: &Frame,
-    config_id: &mut Option<u32>,
-    replayed: bool,
-) -> Result<(), warp::Error> {
-    if *config_id != Some(frame.config.id) {
-        tx.feed(Message::text(protocol::config(&frame.config)))
-            .await?;
-        *config_id = Some(frame.config.id);
-    }
-    match client.envelope {
-        Envelope::Json => {
-            tx.feed(Message::text(frame.json_header())).await?;
-            tx.send(Message::binary(frame.payload.clone())).await?;
-        }
-        Envelope::Binary => tx.send(Message::binary(frame.binary_message())).await?,
-    }
-    client.sent(frame, replayed);
-    Ok(())
-}
-
-/// Reads the client's messages until it goes away. A protocol violation queues a close with its
-/// reason and then waits for the sender to deliver it.
-async fn receive_loop(client: &Arc<Client>, hub: &Arc<Hub>, rx: &mut WsStream) {
-    while let Some(msg) = rx.next().await {
-        let violation = match msg {
-            Err(e) => {
-                let text = e.to_string();
-                if text.contains("too long") || text.contains("Space limit") {
-                    Some((
-                        close::TOO_BIG,
-                        format!("message too big (limit {MAX_CLIENT_MESSAGE} bytes)"),
-                    ))
-                } else {
-                    gst::debug!(
-                        crate::rfbsink::CAT,
-                        "client {}: receive failed: {text}",
-                        client.id
-                    );
-                    return;
-                }
-            }
-            Ok(msg) if msg.is_close() => return,
-            Ok(msg) if msg.is_text() => {
-                match protocol::parse_client_message(msg.to_str().unwrap_or("")) {
-                    Ok(m) => {
-                        hub.on_client_message(client, m);
-                        None
-                    }
-                    Err(e) => Some((e.code, e.reason)),
-                }
-            }
-            Ok(msg) if msg.is_binary() => Some((
-                close::UNSUPPORTED,
-                "binary messages from clients are not accepted; send JSON text".into(),
-            )),
-            Ok(_) => None, // ping/pong
-        };
-        if let Some((code, reason)) = violation {
-            gst::warning!(
-                crate::rfbsink::CAT,
-                "closing client {}: {reason}",
-                client.id
-            );
-            client.close(code, reason);
-            std::future::pending::<()>().await;
-        }
-    }
+        .unwrap();
+    secure_headers(&mut res);
+    res
 }

@@ -1,71 +1,53 @@
-// The WebTransport server (HTTP/3 over QUIC, wtransport on the plugin's runtime): the same hub,
-// protocol and input path as the WebSocket, on QUIC streams and datagrams.
-//
-// - one bidirectional control stream, opened by the server: hello, eos, errors and application
-//   messages out; keyframe requests, input and application messages in (length-prefixed JSON);
-// - video on unidirectional streams, one per group of pictures starting at a keyframe (config and
-//   binary-envelope frames, length-prefixed). A client that fell behind has its stale group reset
-//   and starts on a fresh stream at the next keyframe: no head-of-line blocking;
-// - datagrams from the client for latest-wins traffic (pointer moves, acks, decoder queue depth).
+// SPDX-License-Identifier: MPL-2.0
 
+//! The WebTransport wire adapter (HTTP/3 over QUIC, wtransport on the plugin's runtime): the
+//! same session layer as the WebSocket, on QUIC streams and datagrams (docs/protocol.md).
+//!
+//! - one bidirectional control stream, opened by the server: hello, eos, errors and application
+//!   messages out; keyframe requests, input and application messages in (length-prefixed JSON);
+//! - video on unidirectional streams, one per group of pictures starting at a keyframe (config
+//!   and binary-envelope frames, length-prefixed). A client that fell behind has its stale group
+//!   reset and starts on a fresh stream at the next keyframe: no head-of-line blocking;
+//! - datagrams from the client for latest-wins traffic (pointer moves, acks, decoder queue
+//!   depth).
+
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-use tokio::sync::watch;
+use bytes::Bytes;
+use wtransport::config::QuicTransportConfig;
 use wtransport::endpoint::endpoint_side::Server;
 use wtransport::endpoint::IncomingSession;
-use wtransport::tls::self_signed::time;
-use wtransport::{Connection, Endpoint, Identity, SendStream, ServerConfig, VarInt};
+use wtransport::{Connection, Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
-use crate::hub::{Client, Frame, Hub, Item};
-use crate::protocol::{self, close, length_prefix, Envelope, MessageReader, MAX_CLIENT_MESSAGE};
-use crate::rfbsink::CAT;
+use crate::access::{query_param, Request, TOKEN_PARAM};
+use crate::discovery::WT_PATH;
+use crate::hub::{Frame, Peer};
+use crate::protocol::{
+    self, close, length_prefix, Envelope, MessageReader, StreamConfig, MAX_CLIENT_MESSAGE,
+};
 use crate::runtime::RUNTIME;
+use crate::session::{self, Context, Inbound, Keepalive, WireError, WireRecv, WireSend};
+use crate::tls::Certificates;
+use crate::CAT;
 
-/// The path of WebTransport sessions.
-pub const PATH: &str = "/wt";
-/// Chromium accepts serverCertificateHashes only for certificates valid at most 14 days.
-const SELF_SIGNED_VALIDITY: time::Duration = time::Duration::days(14);
-/// A self-signed certificate is replaced this long before it expires.
-const RENEW_BEFORE: Duration = Duration::from_secs(2 * 24 * 3600);
 const CONTROL_PRIORITY: i32 = 10;
+/// The QUIC handshake and the CONNECT request must be done within this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// QUIC connections still in their handshake, at most.
+const MAX_INCOMING: usize = 256;
+/// Streams a client may open: HTTP/3 needs three unidirectional ones (control, QPACK) and the
+/// CONNECT request one bidirectional; the protocol needs no more.
+const MAX_CLIENT_UNI_STREAMS: u32 = 8;
+const MAX_CLIENT_BIDI_STREAMS: u32 = 4;
+/// Buffered datagrams from one client (acks and pointer moves are small).
+const DATAGRAM_RECEIVE_BUFFER: usize = 64 * 1024;
 
-pub struct WtSettings {
-    pub address: IpAddr,
+pub(crate) struct WtServer {
     pub port: u16,
-    pub certificate_file: Option<PathBuf>,
-    pub private_key_file: Option<PathBuf>,
-}
-
-/// What the viewer needs to connect, served by the HTTP server at /rfb.json.
-#[derive(Debug)]
-pub struct WtInfo {
-    pub port: u16,
-    /// SHA-256 of the self-signed certificate (hex); None with a certificate from files, which
-    /// the browser validates the usual way.
-    certificate_hash: Mutex<Option<String>>,
-}
-
-impl WtInfo {
-    pub fn to_json(&self) -> serde_json::Value {
-        let hashes: Vec<_> = self
-            .certificate_hash
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|h| json!({"algorithm": "sha-256", "value": h}))
-            .collect();
-        json!({"port": self.port, "path": PATH, "certificate_hashes": hashes})
-    }
-}
-
-pub struct WtServer {
-    pub info: Arc<WtInfo>,
     endpoints: Vec<Arc<Endpoint<Server>>>,
-    shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -79,26 +61,15 @@ fn bind_addresses(address: IpAddr) -> Vec<IpAddr> {
     }
 }
 
-fn self_signed() -> Result<Identity, String> {
-    let now = time::OffsetDateTime::now_utc();
-    // A little slack for clocks, inside the 14 days.
-    let not_before = now - time::Duration::minutes(10);
-    Identity::self_signed_builder()
-        .subject_alt_names(["localhost", "127.0.0.1", "::1"])
-        .not_before(not_before)
-        .not_after(not_before + SELF_SIGNED_VALIDITY)
-        .build()
-        .map_err(|e| format!("cannot generate a self-signed certificate: {e}"))
-}
-
-/// SHA-256 of the certificate's DER, lowercase hex (what serverCertificateHashes takes).
-fn hash_hex(identity: &Identity) -> String {
-    let digest = identity.certificate_chain().as_slice()[0].hash();
-    let bytes: &[u8; 32] = digest.as_ref();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn server_config(addr: SocketAddr, identity: &Identity) -> ServerConfig {
+fn server_config(addr: SocketAddr, identity: Identity, idle: Duration) -> ServerConfig {
+    let mut transport = QuicTransportConfig::default();
+    transport
+        .max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(MAX_CLIENT_UNI_STREAMS))
+        .max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(MAX_CLIENT_BIDI_STREAMS))
+        .stream_receive_window(wtransport::quinn::VarInt::from_u32(
+            4 * MAX_CLIENT_MESSAGE as u32,
+        ))
+        .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER));
     let builder = ServerConfig::builder();
     let builder = match addr {
         SocketAddr::V4(_) => builder.with_bind_address(addr),
@@ -106,41 +77,31 @@ fn server_config(addr: SocketAddr, identity: &Identity) -> ServerConfig {
             builder.with_bind_address_v6(v6, wtransport::config::Ipv6DualStackConfig::Deny)
         }
     };
-    builder
-        .with_identity(identity.clone_identity())
+    let mut config = builder
+        .with_custom_transport(identity, transport)
         .keep_alive_interval(Some(Duration::from_secs(3)))
-        .max_idle_timeout(Some(Duration::from_secs(15)))
-        .expect("15 s is a valid idle timeout")
-        .build()
+        .max_idle_timeout(Some(idle.max(Duration::from_secs(5))))
+        .expect("a valid idle timeout")
+        .build();
+    config.quic_config_mut().max_incoming(MAX_INCOMING);
+    config
 }
 
 impl WtServer {
-    pub fn start(settings: WtSettings, hub: Arc<Hub>) -> Result<WtServer, String> {
+    /// Binds (UDP) and accepts sessions until `ctx.shutdown`.
+    pub fn start(
+        address: IpAddr,
+        port: u16,
+        certificates: &Certificates,
+        ctx: Context,
+    ) -> Result<WtServer, String> {
         let _guard = RUNTIME.enter();
-        let (identity, self_signed_cert) =
-            match (&settings.certificate_file, &settings.private_key_file) {
-                (Some(cert), Some(key)) => {
-                    let identity = RUNTIME
-                        .block_on(Identity::load_pemfiles(cert, key))
-                        .map_err(|e| {
-                            format!("cannot load {} / {}: {e}", cert.display(), key.display())
-                        })?;
-                    (identity, false)
-                }
-                (None, None) => (self_signed()?, true),
-                _ => {
-                    return Err(
-                        "certificate-file and private-key-file go together: set both or neither"
-                            .into(),
-                    )
-                }
-            };
-
         let mut endpoints = Vec::new();
-        let mut port = settings.port;
-        for (i, ip) in bind_addresses(settings.address).into_iter().enumerate() {
+        let mut port = port;
+        for (i, ip) in bind_addresses(address).into_iter().enumerate() {
             let addr = SocketAddr::new(ip, port);
-            match Endpoint::server(server_config(addr, &identity)) {
+            let config = server_config(addr, certificates.identity(), ctx.limits.idle_timeout);
+            match Endpoint::server(config) {
                 Ok(endpoint) => {
                     if port == 0 {
                         port = endpoint.local_addr().map_err(|e| e.to_string())?.port();
@@ -148,52 +109,50 @@ impl WtServer {
                     endpoints.push(Arc::new(endpoint));
                 }
                 // The second loopback (::1) is optional: a machine may have no IPv6.
-                Err(e) if i > 0 => {
-                    gst::warning!(CAT, "WebTransport: cannot bind {addr} (UDP): {e}")
-                }
+                Err(e) if i > 0 => gst::warning!(
+                    CAT,
+                    obj = &ctx.obj,
+                    "WebTransport: cannot bind {addr} (UDP): {e}"
+                ),
                 Err(e) => return Err(format!("cannot bind {addr} (UDP): {e}")),
             }
         }
-
-        let info = Arc::new(WtInfo {
-            port,
-            certificate_hash: Mutex::new(self_signed_cert.then(|| hash_hex(&identity))),
-        });
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks: Vec<_> = endpoints
+        let tasks = endpoints
             .iter()
-            .map(|endpoint| {
-                RUNTIME.spawn(accept_loop(
-                    endpoint.clone(),
-                    hub.clone(),
-                    shutdown_rx.clone(),
-                ))
-            })
+            .map(|endpoint| RUNTIME.spawn(accept_loop(endpoint.clone(), ctx.clone())))
             .collect();
-        if self_signed_cert {
-            tasks.push(RUNTIME.spawn(renew_loop(endpoints.clone(), info.clone(), port)));
-        }
-        gst::info!(CAT, "WebTransport on UDP port {port}");
+        gst::info!(CAT, obj = &ctx.obj, "WebTransport on UDP port {port}");
         Ok(WtServer {
-            info,
+            port,
             endpoints,
-            shutdown,
             tasks,
         })
     }
 
-    pub fn stop(self) {
-        let _ = self.shutdown.send(true);
+    /// Takes a renewed certificate for new sessions; open sessions carry on.
+    pub fn reload(&self, certificates: &Certificates, idle: Duration) -> Result<(), String> {
         for endpoint in &self.endpoints {
-            endpoint.close(
-                VarInt::from_u32(close::GOING_AWAY.into()),
-                b"server stopping",
-            );
+            let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
+            endpoint
+                .reload_config(server_config(addr, certificates.identity(), idle), false)
+                .map_err(|e| format!("cannot renew the certificate: {e}"))?;
         }
-        for task in &self.tasks {
-            task.abort();
-        }
-        RUNTIME.block_on(async {
+        Ok(())
+    }
+
+    /// Call after signalling `ctx.shutdown`. The accept loops end before the endpoints close:
+    /// accepting on a closed endpoint panics in wtransport.
+    pub fn stop(self) {
+        crate::runtime::block_on(async {
+            for task in &self.tasks {
+                task.abort();
+            }
+            for task in self.tasks {
+                let _ = task.await;
+            }
+            for endpoint in &self.endpoints {
+                endpoint.close(varint(close::GOING_AWAY), b"server stopping");
+            }
             for endpoint in &self.endpoints {
                 let _ =
                     tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
@@ -202,41 +161,15 @@ impl WtServer {
     }
 }
 
-/// Replaces the self-signed certificate before it expires; sessions already open carry on.
-async fn renew_loop(endpoints: Vec<Arc<Endpoint<Server>>>, info: Arc<WtInfo>, port: u16) {
+async fn accept_loop(endpoint: Arc<Endpoint<Server>>, ctx: Context) {
+    let mut shutdown = ctx.shutdown.clone();
     loop {
-        tokio::time::sleep(Duration::try_from(SELF_SIGNED_VALIDITY).unwrap() - RENEW_BEFORE).await;
-        let identity = match self_signed() {
-            Ok(i) => i,
-            Err(e) => {
-                gst::error!(CAT, "WebTransport: {e}");
-                continue;
-            }
+        let incoming = tokio::select! {
+            biased;
+            _ = session::stopping(&mut shutdown) => return,
+            incoming = endpoint.accept() => incoming,
         };
-        for endpoint in &endpoints {
-            let Ok(addr) = endpoint.local_addr() else {
-                continue;
-            };
-            if let Err(e) = endpoint.reload_config(
-                server_config(SocketAddr::new(addr.ip(), port), &identity),
-                false,
-            ) {
-                gst::error!(CAT, "WebTransport: cannot renew the certificate: {e}");
-            }
-        }
-        *info.certificate_hash.lock().unwrap() = Some(hash_hex(&identity));
-        gst::info!(CAT, "WebTransport: renewed the self-signed certificate");
-    }
-}
-
-async fn accept_loop(
-    endpoint: Arc<Endpoint<Server>>,
-    hub: Arc<Hub>,
-    shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let incoming = endpoint.accept().await;
-        RUNTIME.spawn(session(incoming, hub.clone(), shutdown.clone()));
+        RUNTIME.spawn(connection(incoming, ctx.clone()));
     }
 }
 
@@ -244,70 +177,113 @@ fn varint(code: u16) -> VarInt {
     VarInt::from_u32(code.into())
 }
 
-async fn session(incoming: IncomingSession, hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
-    let request = match incoming.await {
-        Ok(r) => r,
-        Err(e) => {
-            gst::info!(CAT, "WebTransport handshake failed: {e}");
+/// One WebTransport session: handshake, access checks on the CONNECT request, then the session
+/// layer.
+async fn connection(incoming: IncomingSession, ctx: Context) {
+    let request = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            gst::info!(CAT, obj = &ctx.obj, "WebTransport handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            gst::info!(CAT, obj = &ctx.obj, "WebTransport handshake timed out");
             return;
         }
     };
-    if request.path().split('?').next() != Some(PATH) {
+    let (path, query) = request
+        .path()
+        .split_once('?')
+        .unwrap_or((request.path(), ""));
+    if path != WT_PATH {
         gst::info!(
             CAT,
-            "WebTransport session for unknown path {:?} refused",
-            request.path()
+            obj = &ctx.obj,
+            "WebTransport session for unknown path {path:?} refused"
         );
         request.not_found().await;
         return;
     }
-    let remote = request.remote_address();
-    let conn = match request.accept().await {
-        Ok(c) => c,
-        Err(e) => {
-            gst::info!(CAT, "WebTransport session from {remote} failed: {e}");
+    let token = query_param(query, TOKEN_PARAM);
+    let headers = request.headers();
+    let access = Request {
+        host: Some(request.authority()),
+        origin: request.origin(),
+        query_token: token.as_deref(),
+        authorization: headers.get("authorization").map(String::as_str),
+        cookie: headers.get("cookie").map(String::as_str),
+    };
+    let role = match session::authorize(&ctx, "webtransport", &access) {
+        Ok(role) => role,
+        Err(_) => {
+            request.forbidden().await;
             return;
         }
     };
-    let client = match hub.add_client(Envelope::Binary, "webtransport", Some(remote)) {
+    let remote = request.remote_address();
+    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, request.accept()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            gst::info!(
+                CAT,
+                obj = &ctx.obj,
+                "WebTransport session from {remote} failed: {e}"
+            );
+            return;
+        }
+        Err(_) => return,
+    };
+    let peer = Peer {
+        remote: Some(remote),
+        role,
+    };
+    let client = match session::join(&ctx, Envelope::Binary, "webtransport", peer) {
         Ok(c) => c,
-        Err(reason) => {
+        Err(refused) => {
+            let reason = protocol::close_reason(refused.to_string());
             conn.close(varint(close::TRY_AGAIN_LATER), reason.as_bytes());
             return;
         }
     };
-    gst::debug!(
-        CAT,
-        "client {} connected over WebTransport from {remote}",
-        client.id
-    );
-
-    let result = async {
-        let (mut control_tx, control_rx) = conn.open_bi().await?.await?;
-        control_tx.set_priority(CONTROL_PRIORITY);
-        tokio::select! {
-            r = send_loop(&client, &conn, &mut control_tx) => r,
-            _ = read_control(&client, &hub, control_rx) => Ok(()),
-            _ = read_datagrams(&client, &hub, &conn) => Ok(()),
-            _ = shutdown.wait_for(|stop| *stop) => {
-                conn.close(varint(close::GOING_AWAY), b"server stopping");
-                Ok(())
-            }
+    let control = async {
+        let opening = conn.open_bi().await.map_err(|e| e.to_string())?;
+        opening.await.map_err(|e| e.to_string())
+    };
+    let (control_tx, control_rx) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, control).await {
+        Ok(Ok(streams)) => streams,
+        _ => {
+            ctx.hub.remove_client(client.id);
+            conn.close(varint(close::GOING_AWAY), b"no control stream");
+            return;
         }
-    }
-    .await;
-    if let Err(e) = result {
-        gst::debug!(CAT, "client {}: WebTransport session ended: {e}", client.id);
-    }
-    hub.remove_client(client.id);
+    };
+    control_tx.set_priority(CONTROL_PRIORITY);
+    let sender = WtSend {
+        conn: conn.clone(),
+        control: control_tx,
+        video: None,
+        last_sent: None,
+    };
+    let receiver = WtRecv {
+        conn,
+        control: Some(control_rx),
+        reader: MessageReader::new(MAX_CLIENT_MESSAGE),
+        pending: VecDeque::new(),
+        buf: vec![0u8; 16 * 1024],
+    };
+    session::run(ctx, client, sender, receiver).await;
 }
 
-type SessionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+fn transport_error(e: impl std::fmt::Display) -> WireError {
+    WireError::Transport(e.to_string())
+}
 
-async fn write_message(stream: &mut SendStream, msg: &[u8]) -> SessionResult {
-    stream.write_all(&length_prefix(msg.len())).await?;
-    stream.write_all(msg).await?;
-    Ok(())
+async fn write_message(stream: &mut SendStream, msg: &[u8]) -> Result<(), WireError> {
+    stream
+        .write_all(&length_prefix(msg.len()))
+        .await
+        .map_err(transport_error)?;
+    stream.write_all(msg).await.map_err(transport_error)
 }
 
 /// The current group of pictures' stream.
@@ -316,122 +292,116 @@ struct VideoStream {
     config_id: Option<u32>,
 }
 
-async fn send_loop(client: &Client, conn: &Connection, control: &mut SendStream) -> SessionResult {
-    let mut video: Option<VideoStream> = None;
-    let mut last_sent: Option<u64> = None;
-    loop {
-        match client.next().await {
-            Item::Text(text) => write_message(control, text.as_bytes()).await?,
-            // Configs travel on the video stream, just before the first frame that needs them.
-            Item::Config(_) => {}
-            Item::Frame(frame) => {
-                send_frame(client, conn, &mut video, &mut last_sent, &frame, false).await?
-            }
-            Item::Burst(frames) => {
-                for frame in &frames {
-                    send_frame(client, conn, &mut video, &mut last_sent, frame, true).await?;
+struct WtSend {
+    conn: Connection,
+    control: SendStream,
+    video: Option<VideoStream>,
+    last_sent: Option<u64>,
+}
+
+impl WireSend for WtSend {
+    async fn text(&mut self, text: &str) -> Result<(), WireError> {
+        write_message(&mut self.control, text.as_bytes()).await
+    }
+
+    /// Configs travel on the video stream, just before the first frame that needs them.
+    async fn config(&mut self, _config: &Arc<StreamConfig>) -> Result<(), WireError> {
+        Ok(())
+    }
+
+    async fn frame(&mut self, frame: &Arc<Frame>) -> Result<(), WireError> {
+        if frame.is_key() || self.video.is_none() {
+            if let Some(mut old) = self.video.take() {
+                let gap = self
+                    .last_sent
+                    .is_some_and(|id| frame.header.frame_id != id + 1);
+                if gap {
+                    // The client fell behind: what is still unsent of the old group is stale.
+                    let _ = old.stream.reset(VarInt::from_u32(0));
+                } else {
+                    RUNTIME.spawn(async move {
+                        let _ = old.stream.finish().await;
+                    });
                 }
             }
-            Item::Close(code, reason) => {
-                conn.close(varint(code), reason.as_bytes());
+            if !frame.is_key() {
+                // The hub never hands a client a delta it cannot decode; nothing to start a
+                // group on.
                 return Ok(());
             }
+            let stream = self
+                .conn
+                .open_uni()
+                .await
+                .map_err(transport_error)?
+                .await
+                .map_err(transport_error)?;
+            self.video = Some(VideoStream {
+                stream,
+                config_id: None,
+            });
         }
+        let v = self.video.as_mut().expect("opened above");
+        if v.config_id != Some(frame.config.id) {
+            write_message(&mut v.stream, protocol::config(&frame.config).as_bytes()).await?;
+            v.config_id = Some(frame.config.id);
+        }
+        write_message(&mut v.stream, &frame.binary_message()).await?;
+        self.last_sent = Some(frame.header.frame_id);
+        Ok(())
+    }
+
+    async fn keepalive(&mut self) -> Result<Keepalive, WireError> {
+        Ok(Keepalive::Transport)
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        self.conn.close(varint(code), reason.as_bytes());
     }
 }
 
-async fn send_frame(
-    client: &Client,
-    conn: &Connection,
-    video: &mut Option<VideoStream>,
-    last_sent: &mut Option<u64>,
-    frame: &Frame,
-    replayed: bool,
-) -> SessionResult {
-    if frame.is_key() || video.is_none() {
-        if let Some(mut old) = video.take() {
-            let gap = last_sent.is_some_and(|id| frame.header.frame_id != id + 1);
-            if gap {
-                // The client fell behind: what is still unsent of the old group is stale.
-                let _ = old.stream.reset(VarInt::from_u32(0));
-            } else {
-                RUNTIME.spawn(async move {
-                    let _ = old.stream.finish().await;
-                });
+/// The client's control stream (length-prefixed messages) and its datagrams, as one inbound
+/// sequence.
+struct WtRecv {
+    conn: Connection,
+    /// None once the client finished its side of the control stream (datagrams still count).
+    control: Option<RecvStream>,
+    reader: MessageReader,
+    pending: VecDeque<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+enum Read {
+    Control(Option<usize>),
+    Datagram(Option<Bytes>),
+}
+
+impl WireRecv for WtRecv {
+    async fn next(&mut self) -> Inbound {
+        loop {
+            if let Some(msg) = self.pending.pop_front() {
+                return Inbound::Message(Bytes::from(msg));
             }
-        }
-        if !frame.is_key() {
-            // The hub never hands a client a delta it cannot decode; nothing to start a group on.
-            return Ok(());
-        }
-        *video = Some(VideoStream {
-            stream: conn.open_uni().await?.await?,
-            config_id: None,
-        });
-    }
-    let v = video.as_mut().expect("opened above");
-    if v.config_id != Some(frame.config.id) {
-        write_message(&mut v.stream, protocol::config(&frame.config).as_bytes()).await?;
-        v.config_id = Some(frame.config.id);
-    }
-    write_message(&mut v.stream, &frame.binary_message()).await?;
-    client.sent(frame, replayed);
-    *last_sent = Some(frame.header.frame_id);
-    Ok(())
-}
-
-/// Reads the client's control stream. A protocol violation closes the session with its reason.
-async fn read_control(client: &Arc<Client>, hub: &Arc<Hub>, mut rx: wtransport::RecvStream) {
-    let mut reader = MessageReader::new(MAX_CLIENT_MESSAGE);
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match rx.read(&mut buf).await {
-            Ok(Some(n)) => n,
-            Ok(None) | Err(_) => return std::future::pending().await,
-        };
-        let messages = reader.push(&buf[..n]).and_then(|msgs| {
-            msgs.iter()
-                .map(|m| protocol::parse_client_bytes(m))
-                .collect::<Result<Vec<_>, _>>()
-        });
-        match messages {
-            Ok(msgs) => {
-                for m in msgs {
-                    hub.on_client_message(client, m);
+            let read = {
+                let control = async {
+                    match self.control.as_mut() {
+                        Some(rx) => rx.read(&mut self.buf).await.ok().flatten(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    n = control => Read::Control(n),
+                    d = self.conn.receive_datagram() => Read::Datagram(d.ok().map(|d| d.payload())),
                 }
-            }
-            Err(e) => {
-                gst::warning!(
-                    CAT,
-                    "closing WebTransport client {}: {}",
-                    client.id,
-                    e.reason
-                );
-                client.close(e.code, e.reason);
-                return std::future::pending().await;
-            }
-        }
-    }
-}
-
-/// Reads datagrams as they come (the latest-wins traffic). Ends when the session does.
-async fn read_datagrams(client: &Arc<Client>, hub: &Arc<Hub>, conn: &Connection) {
-    loop {
-        let datagram = match conn.receive_datagram().await {
-            Ok(d) => d,
-            Err(_) => return,
-        };
-        match protocol::parse_client_bytes(&datagram) {
-            Ok(m) => hub.on_client_message(client, m),
-            Err(e) => {
-                gst::warning!(
-                    CAT,
-                    "closing WebTransport client {}: bad datagram: {}",
-                    client.id,
-                    e.reason
-                );
-                client.close(e.code, format!("bad datagram: {}", e.reason));
-                return std::future::pending().await;
+            };
+            match read {
+                Read::Control(Some(n)) => match self.reader.push(&self.buf[..n]) {
+                    Ok(msgs) => self.pending.extend(msgs),
+                    Err(_) => return Inbound::TooBig,
+                },
+                Read::Control(None) => self.control = None,
+                Read::Datagram(Some(d)) => return Inbound::Datagram(d),
+                Read::Datagram(None) => return Inbound::Gone,
             }
         }
     }

@@ -41,7 +41,7 @@ impl Drop for Client {
 
 impl Client {
     async fn connect(port: u16, path: &str) -> Client {
-        let url = format!("ws://127.0.0.1:{port}{path}");
+        let url = format!("ws://127.0.0.1:{port}{}", with_token(path));
         let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         let (mut sink, mut stream) = ws.split();
         let (msg_tx, rx) = mpsc::unbounded_channel();
@@ -238,10 +238,12 @@ fn client_that_never_reads_does_not_slow_the_others() {
     let port = port(&h);
     // A raw WebSocket handshake, then nothing is ever read: its socket buffers fill up.
     let stalled = rt.block_on(async {
-        let (ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?envelope=binary"))
-                .await
-                .unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(format!(
+            "ws://127.0.0.1:{port}{}",
+            with_token("/ws?envelope=binary")
+        ))
+        .await
+        .unwrap();
         ws
     });
     let mut fast = rt.block_on(Client::connect(port, "/ws?envelope=binary"));

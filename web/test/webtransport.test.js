@@ -62,6 +62,11 @@ test('discovery and WebTransport URLs follow the page host', () => {
   const info = { port: 9000, path: '/wt', certificate_hashes: [] };
   assert.equal(webTransportUrl('ws://localhost:8080/ws', info), 'https://localhost:9000/wt');
   assert.equal(webTransportUrl('ws://[::1]:8080/ws', info), 'https://[::1]:9000/wt');
+  // The token travels to /rfb.json and /wt, nothing else of the query does.
+  assert.equal(discoveryUrl('ws://127.0.0.1:8080/ws?envelope=binary&rfb_token=abc123'),
+    'http://127.0.0.1:8080/rfb.json?rfb_token=abc123');
+  assert.equal(webTransportUrl('ws://127.0.0.1:8080/ws?envelope=binary&rfb_token=a%2Bb', info),
+    'https://127.0.0.1:9000/wt?rfb_token=a%2Bb');
   assert.deepEqual(Array.from(hexToBytes('00ff10')), [0, 255, 16]);
   assert.throws(() => hexToBytes('zz'), ProtocolError);
 });

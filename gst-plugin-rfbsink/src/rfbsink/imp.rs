@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MPL-2.0
 
+//! The element's GStreamer glue: properties, caps, start/stop, render. The servers, sessions and
+//! access rules live in the crate's other modules.
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,22 +16,24 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::subclass::prelude::*;
 
-use crate::codec::{Codec, Format};
-use crate::hub::{Callbacks, ClientStats, Frame, Hub, HubSettings};
-use crate::input::Input;
-use crate::protocol::{self, ClientMessage, FrameHeader};
-use crate::runtime::RUNTIME;
-use crate::stream::{CapsInfo, StreamTracker};
-use crate::ws::{Discovery, WsServer};
-use crate::wt::{WtServer, WtSettings};
+use tokio::sync::watch;
 
-pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "rfbsink",
-        gst::DebugColorFlags::empty(),
-        Some("Remote framebuffer sink"),
-    )
-});
+use super::Auth;
+use crate::access::{self, Access, AccessSettings, Tokens, TOKEN_PARAM};
+use crate::codec::{Codec, Format};
+use crate::discovery::Discovery;
+use crate::hub::{Callbacks, Frame, Hub, HubSettings};
+use crate::inbox::Inbox;
+use crate::input::Input;
+use crate::protocol::{self, close, ClientMessage, FrameHeader};
+use crate::runtime::RUNTIME;
+use crate::session::{Context, Limits};
+use crate::stats::ClientStats;
+use crate::stream::{CapsInfo, StreamTracker, MAX_DIMENSION};
+use crate::tls::{self, Certificates};
+use crate::ws::WsServer;
+use crate::wt::WtServer;
+use crate::CAT;
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
 const DEFAULT_PORT: u32 = 8080;
@@ -42,6 +47,9 @@ const DEFAULT_STATS_INTERVAL_MS: u32 = 0;
 const DEFAULT_WEBTRANSPORT: bool = true;
 /// -1: the same port number as the HTTP server's, on UDP.
 const DEFAULT_WEBTRANSPORT_PORT: i32 = -1;
+const DEFAULT_AUTH: Auth = Auth::Token;
+const DEFAULT_HTTPS: bool = false;
+const DEFAULT_CLIENT_TIMEOUT_MS: u32 = 15_000;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -58,6 +66,12 @@ struct Settings {
     webtransport_port: i32,
     certificate_file: Option<String>,
     private_key_file: Option<String>,
+    auth: Auth,
+    token: Option<String>,
+    view_token: Option<String>,
+    allowed_origins: Option<String>,
+    https: bool,
+    client_timeout_ms: u32,
 }
 
 impl Default for Settings {
@@ -76,17 +90,88 @@ impl Default for Settings {
             webtransport_port: DEFAULT_WEBTRANSPORT_PORT,
             certificate_file: None,
             private_key_file: None,
+            auth: DEFAULT_AUTH,
+            token: None,
+            view_token: None,
+            allowed_origins: None,
+            https: DEFAULT_HTTPS,
+            client_timeout_ms: DEFAULT_CLIENT_TIMEOUT_MS,
         }
+    }
+}
+
+impl Settings {
+    /// The certificate HTTPS and WebTransport use: from the files, or self-signed.
+    fn certificate_source(&self, bound: SocketAddr) -> Result<tls::Source, gst::ErrorMessage> {
+        match (&self.certificate_file, &self.private_key_file) {
+            (Some(cert), Some(key)) => Ok(tls::Source::Files {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => Ok(tls::Source::SelfSigned {
+                names: vec![bound.ip().to_string(), self.address.clone()],
+            }),
+            _ => Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("certificate-file and private-key-file go together: set both or neither")
+            )),
+        }
+    }
+
+    /// The two links' tokens: set by the application or generated at each start.
+    fn tokens(&self) -> Result<Option<Tokens>, gst::ErrorMessage> {
+        if self.auth == Auth::None {
+            return Ok(None);
+        }
+        let pick = |set: &Option<String>, name: &str| -> Result<String, gst::ErrorMessage> {
+            match set.as_deref().filter(|t| !t.is_empty()) {
+                Some(t) if access::valid_token(t) => Ok(t.to_owned()),
+                Some(_) => Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("Invalid {name}"),
+                    ["{name} must be 8 to 256 characters of A-Z a-z 0-9 - . _ ~"]
+                )),
+                None => access::generate_token().map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::Failed, ("Cannot make a {name}: {e}"))
+                }),
+            }
+        };
+        let tokens = Tokens {
+            control: pick(&self.token, "token")?,
+            view: pick(&self.view_token, "view-token")?,
+        };
+        if tokens.control == tokens.view {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("token and view-token must differ")
+            ));
+        }
+        Ok(Some(tokens))
+    }
+
+    fn allowed_origins(&self) -> Vec<String> {
+        self.allowed_origins
+            .as_deref()
+            .unwrap_or("")
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 
 struct Started {
     hub: Arc<Hub>,
     server: WsServer,
-    webtransport: Option<WtServer>,
+    webtransport: Option<Arc<WtServer>>,
     url: String,
-    stats_task: Option<tokio::task::JoinHandle<()>>,
-    client_stats_task: tokio::task::JoinHandle<()>,
+    view_url: String,
+    /// Ends every server and session.
+    shutdown: watch::Sender<bool>,
+    inbox: Arc<Inbox>,
+    /// Periodic tasks: stats messages, each viewer's own figures, certificate renewal.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -103,6 +188,8 @@ pub struct RfbSink {
     stream: Mutex<StreamTracker>,
     input_events: AtomicU64,
     input_ignored: AtomicU64,
+    /// Buffers skipped as unstreamable (empty, garbage, a corrupt header).
+    frames_skipped: AtomicU64,
     /// Time spent in render(), for the CPU cost per frame.
     render_ns: AtomicU64,
 }
@@ -132,12 +219,15 @@ impl RfbSink {
     /// Runs on the element's input thread, one message at a time, in the order clients sent them.
     fn on_client_message(&self, client_id: u64, msg: ClientMessage) {
         gst::trace!(CAT, imp = self, "client {client_id}: {msg:?}");
+        // view-only may be set while playing: every link is then a view link.
+        if matches!(msg, ClientMessage::Input(_) | ClientMessage::App { .. })
+            && self.settings.lock().unwrap().view_only
+        {
+            self.input_ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match msg {
             ClientMessage::Input(input) => {
-                if self.settings.lock().unwrap().view_only {
-                    self.input_ignored.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
                 self.input_events.fetch_add(1, Ordering::Relaxed);
                 match input {
                     Input::Navigation(nav) => {
@@ -190,19 +280,14 @@ impl RfbSink {
         &self,
         settings: &Settings,
         http: SocketAddr,
-        hub: &Arc<Hub>,
+        certificates: &Certificates,
+        ctx: Context,
     ) -> Result<Option<WtServer>, gst::ErrorMessage> {
         let port = match settings.webtransport_port {
             -1 => http.port(),
             p => p as u16,
         };
-        let wt_settings = WtSettings {
-            address: http.ip(),
-            port,
-            certificate_file: settings.certificate_file.clone().map(Into::into),
-            private_key_file: settings.private_key_file.clone().map(Into::into),
-        };
-        match WtServer::start(wt_settings, hub.clone()) {
+        match WtServer::start(http.ip(), port, certificates, ctx) {
             Ok(wt) => Ok(Some(wt)),
             Err(e) if settings.webtransport_port == -1 && settings.certificate_file.is_none() => {
                 gst::element_imp_warning!(
@@ -217,6 +302,31 @@ impl RfbSink {
                 ("WebTransport: {e}")
             )),
         }
+    }
+
+    /// Renews a self-signed certificate before it expires (HTTPS picks it up at once,
+    /// WebTransport once reloaded); open sessions carry on.
+    fn spawn_renewal(
+        &self,
+        certificates: Arc<Certificates>,
+        webtransport: Option<Arc<WtServer>>,
+        limits: Limits,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak = self.obj().downgrade();
+        RUNTIME.spawn(async move {
+            while let Some(wait) = certificates.renew_in() {
+                tokio::time::sleep(wait).await;
+                let result = certificates.renew().and_then(|()| match &webtransport {
+                    Some(wt) => wt.reload(&certificates, limits.idle_timeout),
+                    None => Ok(()),
+                });
+                let Some(obj) = weak.upgrade() else { break };
+                match result {
+                    Ok(()) => gst::info!(CAT, obj = obj, "renewed the self-signed certificate"),
+                    Err(e) => gst::error!(CAT, obj = obj, "certificate renewal: {e}"),
+                }
+            }
+        })
     }
 
     fn resolve(settings: &Settings) -> Result<SocketAddr, gst::ErrorMessage> {
@@ -242,6 +352,10 @@ impl RfbSink {
                 .field("clients", 0u32)
                 .field("input-events", self.input_events.load(Ordering::Relaxed))
                 .field("input-ignored", self.input_ignored.load(Ordering::Relaxed))
+                .field(
+                    "frames-skipped",
+                    self.frames_skipped.load(Ordering::Relaxed),
+                )
                 .build();
         };
         let stats = hub.stats();
@@ -265,7 +379,15 @@ impl RfbSink {
             .field("width", config.map(|c| c.codec.width).unwrap_or(0))
             .field("height", config.map(|c| c.codec.height).unwrap_or(0))
             .field("input-events", self.input_events.load(Ordering::Relaxed))
-            .field("input-ignored", self.input_ignored.load(Ordering::Relaxed))
+            .field(
+                "input-ignored",
+                self.input_ignored.load(Ordering::Relaxed)
+                    + stats.clients.iter().map(|c| c.input_ignored).sum::<u64>(),
+            )
+            .field(
+                "frames-skipped",
+                self.frames_skipped.load(Ordering::Relaxed),
+            )
             .field(
                 "render-time-us",
                 self.render_ns.load(Ordering::Relaxed) / 1000,
@@ -280,6 +402,9 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("id", c.id)
         .field("transport", c.transport)
         .field("envelope", c.envelope)
+        .field("role", c.role)
+        .field("input-ignored", c.input_ignored)
+        .field("messages-rejected", c.messages_rejected)
         .field("remote", &c.remote)
         .field("frames-sent", c.frames_sent)
         .field("bytes-sent", c.bytes_sent)
@@ -386,8 +511,47 @@ impl ObjectImpl for RfbSink {
                     .build(),
                 glib::ParamSpecString::builder("url")
                     .nick("URL")
-                    .blurb("The viewer's URL while the element runs")
+                    .blurb("The viewer's URL while the element runs, with the control link's token (input allowed)")
                     .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("view-url")
+                    .nick("View URL")
+                    .blurb("The view link while the element runs: its token shows the stream, its input is ignored")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("auth", DEFAULT_AUTH)
+                    .nick("Authentication")
+                    .blurb("token: the page, /rfb.json, /ws and /wt need a token (rfb_token in the URL, a cookie or Authorization: Bearer); none: anyone who can reach the port may watch and send input")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("token")
+                    .nick("Token")
+                    .blurb("The control link's token (8-256 of A-Z a-z 0-9 - . _ ~); unset: a new random one at each start, see url")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("view-token")
+                    .nick("View token")
+                    .blurb("The view link's token; unset: a new random one at each start, see view-url")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("allowed-origins")
+                    .nick("Allowed origins")
+                    .blurb("Other origins whose pages may connect, read /rfb.json, import the viewer and frame it, comma-separated (e.g. tauri://localhost,http://127.0.0.1:8888); the server's own origin always may")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("https")
+                    .nick("HTTPS")
+                    .blurb("Serve the page and WebSocket over TLS (https/wss) on the same port, with certificate-file/private-key-file or else a self-signed certificate (a browser asks once); on by itself when certificate-file is set")
+                    .default_value(DEFAULT_HTTPS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("client-timeout")
+                    .nick("Client timeout")
+                    .blurb("Milliseconds after which a client that sent nothing (not even a pong to the pings sent every third of it), or whose socket takes no data, is closed")
+                    .minimum(300)
+                    .maximum(3_600_000)
+                    .default_value(DEFAULT_CLIENT_TIMEOUT_MS)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("max-clients")
                     .nick("Max clients")
@@ -451,7 +615,7 @@ impl ObjectImpl for RfbSink {
                     .build(),
                 glib::ParamSpecString::builder("certificate-file")
                     .nick("Certificate file")
-                    .blurb("PEM certificate (chain) for WebTransport; unset: a self-signed ECDSA P-256 certificate valid 14 days, renewed before expiry, whose hash the viewer gets")
+                    .blurb("PEM certificate (chain) for WebTransport and HTTPS (setting it turns https on); unset: a self-signed ECDSA P-256 certificate valid 14 days, renewed before expiry, whose hash the viewer gets")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("private-key-file")
@@ -548,6 +712,16 @@ impl ObjectImpl for RfbSink {
             "private-key-file" => {
                 settings.private_key_file = value.get().expect("type checked upstream")
             }
+            "auth" => settings.auth = value.get().expect("type checked upstream"),
+            "token" => settings.token = value.get().expect("type checked upstream"),
+            "view-token" => settings.view_token = value.get().expect("type checked upstream"),
+            "allowed-origins" => {
+                settings.allowed_origins = value.get().expect("type checked upstream")
+            }
+            "https" => settings.https = value.get().expect("type checked upstream"),
+            "client-timeout" => {
+                settings.client_timeout_ms = value.get().expect("type checked upstream")
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -560,6 +734,10 @@ impl ObjectImpl for RfbSink {
             },
             "url" => match &*self.state.lock().unwrap() {
                 State::Started(s) => Some(s.url.clone()).to_value(),
+                State::Stopped => None::<String>.to_value(),
+            },
+            "view-url" => match &*self.state.lock().unwrap() {
+                State::Started(s) => Some(s.view_url.clone()).to_value(),
                 State::Stopped => None::<String>.to_value(),
             },
             "stats" => self.stats().to_value(),
@@ -579,6 +757,12 @@ impl ObjectImpl for RfbSink {
                     "webtransport-port" => settings.webtransport_port.to_value(),
                     "certificate-file" => settings.certificate_file.to_value(),
                     "private-key-file" => settings.private_key_file.to_value(),
+                    "auth" => settings.auth.to_value(),
+                    "token" => settings.token.to_value(),
+                    "view-token" => settings.view_token.to_value(),
+                    "allowed-origins" => settings.allowed_origins.to_value(),
+                    "https" => settings.https.to_value(),
+                    "client-timeout" => settings.client_timeout_ms.to_value(),
                     name => unimplemented!("property {name}"),
                 }
             }
@@ -640,16 +824,18 @@ impl BaseSinkImpl for RfbSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let addr = Self::resolve(&settings)?;
+        let tokens = settings.tokens()?;
 
         let weak = self.obj().downgrade();
         // Input goes upstream from one thread of its own: in order, and never on the runtime's
-        // workers or the streaming thread. It ends when the hub (holding the sender) goes.
-        let (input_tx, input_rx) = mpsc::channel::<(u64, ClientMessage)>();
+        // workers or the streaming thread. The inbox between them is bounded; stop() closes it.
+        let inbox = Arc::new(Inbox::default());
         let weak_input = weak.clone();
+        let thread_inbox = inbox.clone();
         std::thread::Builder::new()
             .name("rfbsink-input".into())
             .spawn(move || {
-                for (client_id, msg) in input_rx {
+                while let Some((client_id, msg)) = thread_inbox.pop() {
                     match weak_input.upgrade() {
                         Some(obj) => obj.imp().on_client_message(client_id, msg),
                         None => break,
@@ -662,6 +848,7 @@ impl BaseSinkImpl for RfbSink {
                     ("Cannot start the input thread: {e}")
                 )
             })?;
+        let hub_inbox = inbox.clone();
         let hub = Hub::new(
             HubSettings {
                 max_clients: settings.max_clients,
@@ -683,41 +870,74 @@ impl BaseSinkImpl for RfbSink {
                     });
                 }),
                 on_message: Box::new(move |client, msg| {
-                    let _ = input_tx.send((client.id, msg));
+                    if !hub_inbox.push(client.id, msg) {
+                        client.close(
+                            close::POLICY,
+                            "input flood: more events than the pipeline takes",
+                        );
+                    }
                 }),
             },
         );
 
-        let discovery = Arc::new(Discovery::default());
-        let server = WsServer::start(addr, hub.clone(), discovery.clone()).map_err(|e| {
+        let bound = WsServer::bind(addr).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
                 gst::ResourceError::Busy
             } else {
                 gst::ResourceError::OpenReadWrite
             };
-            gst::error_msg!(kind, ("Cannot listen on {addr}: {e}"))
+            gst::error_msg!(kind, ("Cannot listen on {addr}"), ["{e}"])
         })?;
-        let local = server.local_addr;
-        let webtransport = if settings.webtransport {
-            match self.start_webtransport(&settings, local, &hub) {
-                Ok(wt) => {
-                    if let Some(wt) = &wt {
-                        *discovery.webtransport.lock().unwrap() = Some(wt.info.clone());
+        let local = bound.local_addr;
+        let https = settings.https || settings.certificate_file.is_some();
+        let certificates =
+            if https || settings.webtransport {
+                let source = settings.certificate_source(local)?;
+                Some(Certificates::new(source).map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::Settings, ("Certificate: {e}"))
+                })?)
+            } else {
+                None
+            };
+        let access = Arc::new(Access::new(AccessSettings {
+            tokens: tokens.clone(),
+            allowed_origins: settings.allowed_origins(),
+            address: settings.address.clone(),
+            bound: local.ip(),
+            http_port: local.port(),
+            view_only: settings.view_only,
+        }));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let limits =
+            Limits::from_client_timeout(Duration::from_millis(settings.client_timeout_ms.into()));
+        let ctx = Context {
+            hub: hub.clone(),
+            access,
+            limits,
+            shutdown: shutdown_rx,
+            obj: self.obj().clone().upcast(),
+        };
+        let discovery = Arc::new(Discovery::default());
+        let webtransport = match (&certificates, settings.webtransport) {
+            (Some(certs), true) => {
+                match self.start_webtransport(&settings, local, certs, ctx.clone()) {
+                    Ok(wt) => wt.map(Arc::new),
+                    Err(e) => {
+                        let _ = shutdown.send(true);
+                        inbox.close();
+                        return Err(e);
                     }
-                    wt
-                }
-                Err(e) => {
-                    server.stop();
-                    return Err(e);
                 }
             }
-        } else {
-            None
+            _ => None,
         };
-        let wt_port = webtransport
-            .as_ref()
-            .map(|w| w.info.port as u32)
-            .unwrap_or(0);
+        if let (Some(wt), Some(certs)) = (&webtransport, &certificates) {
+            discovery.set_webtransport(wt.port, certs.clone());
+        }
+        let tls_config = https.then(|| certificates.as_ref().expect("made above").rustls_config());
+        let server = bound.serve(tls_config, ctx, discovery);
+
+        let scheme = if https { "https" } else { "http" };
         let host = if local.ip().is_unspecified() {
             "127.0.0.1".to_owned()
         } else if local.is_ipv6() {
@@ -725,12 +945,33 @@ impl BaseSinkImpl for RfbSink {
         } else {
             local.ip().to_string()
         };
-        let url = format!("http://{host}:{}/", local.port());
+        let base = format!("{scheme}://{host}:{}/", local.port());
+        let (url, view_url) = match &tokens {
+            Some(t) => (
+                format!("{base}?{TOKEN_PARAM}={}", t.control),
+                format!("{base}?{TOKEN_PARAM}={}", t.view),
+            ),
+            None => (base.clone(), base),
+        };
         gst::info!(CAT, imp = self, "serving the viewer at {url}");
-        let stats_task = (settings.stats_interval_ms > 0).then(|| {
+        if !https && !local.ip().is_loopback() {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Settings,
+                ("Serving plain http on {local}: browsers on other machines get no WebCodecs there (no secure context); set https=true or use an SSH tunnel to localhost")
+            );
+        }
+        // A gst-launch-1.0 user sees this without any flag (docs/security.md).
+        eprintln!("rfbsink: viewer at {url}");
+        if tokens.is_some() {
+            eprintln!("rfbsink: view-only link {view_url}");
+        }
+
+        let mut tasks = Vec::new();
+        if settings.stats_interval_ms > 0 {
             let weak = self.obj().downgrade();
             let period = Duration::from_millis(settings.stats_interval_ms.into());
-            RUNTIME.spawn(async move {
+            tasks.push(RUNTIME.spawn(async move {
                 let mut ticks =
                     tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 loop {
@@ -741,33 +982,38 @@ impl BaseSinkImpl for RfbSink {
                         .build();
                     let _ = obj.post_message(msg);
                 }
-            })
-        });
+            }));
+        }
         // Each viewer gets its own figures every second, for its overlay.
-        let client_stats_task = {
-            let hub = Arc::downgrade(&hub);
-            RUNTIME.spawn(async move {
-                let mut ticks = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    ticks.tick().await;
-                    let Some(hub) = hub.upgrade() else { break };
-                    hub.send_client_stats();
-                }
-            })
-        };
+        let weak_hub = Arc::downgrade(&hub);
+        tasks.push(RUNTIME.spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticks.tick().await;
+                let Some(hub) = weak_hub.upgrade() else { break };
+                hub.send_client_stats();
+            }
+        }));
+        let wt_port = webtransport.as_ref().map(|w| w.port as u32).unwrap_or(0);
+        if let Some(certs) = certificates.filter(|c| c.is_self_signed()) {
+            tasks.push(self.spawn_renewal(certs, webtransport.clone(), limits));
+        }
         *self.state.lock().unwrap() = State::Started(Started {
             hub,
             server,
             webtransport,
-            client_stats_task,
             url: url.clone(),
-            stats_task,
+            view_url: view_url.clone(),
+            shutdown,
+            inbox,
+            tasks,
         });
         *self.stream.lock().unwrap() = StreamTracker::default();
 
         let msg = gst::message::Element::builder(
             gst::Structure::builder("rfbsink-listening")
                 .field("url", &url)
+                .field("view-url", &view_url)
                 .field("address", local.ip().to_string())
                 .field("port", local.port() as u32)
                 .field("webtransport-port", wt_port)
@@ -782,11 +1028,16 @@ impl BaseSinkImpl for RfbSink {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if let State::Started(started) = state {
-            if let Some(task) = started.stats_task {
-                task.abort();
-            }
-            started.client_stats_task.abort();
-            if let Some(wt) = started.webtransport {
+            let _ = started.shutdown.send(true);
+            let tasks = started.tasks;
+            crate::runtime::block_on(async move {
+                for task in tasks {
+                    task.abort();
+                    let _ = task.await;
+                }
+            });
+            started.inbox.close();
+            if let Some(wt) = started.webtransport.and_then(Arc::into_inner) {
                 wt.stop();
             }
             started.server.stop();
@@ -797,7 +1048,15 @@ impl BaseSinkImpl for RfbSink {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         gst::debug!(CAT, imp = self, "caps {caps}");
-        let result = caps_info(caps).and_then(|info| self.stream.lock().unwrap().set_caps(info));
+        let result = caps_info(caps).and_then(|info| {
+            if info.width > MAX_DIMENSION || info.height > MAX_DIMENSION {
+                return Err(format!(
+                    "{}x{} is larger than {MAX_DIMENSION}x{MAX_DIMENSION}",
+                    info.width, info.height
+                ));
+            }
+            self.stream.lock().unwrap().set_caps(info)
+        });
         if let Err(e) = result {
             gst::element_imp_error!(
                 self,
@@ -818,16 +1077,41 @@ impl BaseSinkImpl for RfbSink {
     }
 
     fn event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::Eos(_) = event.view() {
-            if let Some(hub) = self.hub() {
-                hub.eos();
+        match event.view() {
+            gst::EventView::Eos(_) => {
+                if let Some(hub) = self.hub() {
+                    hub.eos();
+                }
             }
+            // A flushing seek: cached and queued frames are of the old position.
+            gst::EventView::FlushStop(_) => {
+                if let Some(hub) = self.hub() {
+                    hub.flush();
+                }
+            }
+            _ => {}
         }
         self.parent_event(event)
     }
 }
 
 impl RfbSink {
+    /// A buffer that cannot be streamed (empty, garbage, a corrupt header) is skipped, not the
+    /// end of the pipeline: a warning on the bus the first time, a count in stats, and a
+    /// keyframe asked for so that the clients recover at once.
+    fn skip_frame(&self, hub: &Arc<Hub>, buffer: &gst::Buffer, why: &str) {
+        let skipped = self.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        if skipped == 0 {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                ("Skipping a buffer that cannot be streamed: {why}")
+            );
+        }
+        gst::debug!(CAT, imp = self, "skipping {buffer:?}: {why}");
+        hub.request_keyframe();
+    }
+
     fn render_frame(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let Some(hub) = self.hub() else {
             return Err(gst::FlowError::Flushing);
@@ -861,12 +1145,8 @@ impl RfbSink {
                 }
                 Err(e) => {
                     drop(stream);
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Decode,
-                        ("Cannot stream this buffer: {e}")
-                    );
-                    return Err(gst::FlowError::Error);
+                    self.skip_frame(&hub, buffer, &e);
+                    return Ok(gst::FlowSuccess::Ok);
                 }
             }
         };

@@ -4,8 +4,14 @@
  * element-rfbsink:
  *
  * Serves an encoded video stream to any number of browsers. The element runs its own HTTP server:
- * the viewer page at `/` (embedded in the plugin), the stream over WebSocket at `/ws`. The viewer
- * decodes with WebCodecs in a worker and paints to an OffscreenCanvas.
+ * the viewer page at `/` (embedded in the plugin), the stream over WebSocket at `/ws` and
+ * WebTransport at `/wt`. The viewer decodes with WebCodecs in a worker and paints to an
+ * OffscreenCanvas.
+ *
+ * Safe by default (docs/security.md): it listens on 127.0.0.1, every link carries a token
+ * generated at start (`url` for control, `view-url` for watching only; printed on stderr and
+ * posted in the `rfbsink-listening` message), and only pages of its own origin (or of
+ * `allowed-origins`) may connect.
  *
  * Every client shares the same buffers (no per-client copies). A client that falls behind skips
  * to the next keyframe, which the element asks upstream for; it never slows the pipeline or the
@@ -15,7 +21,7 @@
  * ```sh
  * gst-launch-1.0 videotestsrc is-live=true ! x264enc tune=zerolatency ! rfbsink
  * ```
- * then open <http://127.0.0.1:8080/>.
+ * then open the URL it prints (`http://127.0.0.1:8080/?rfb_token=...`).
  *
  * The wire format is in docs/protocol.md.
  */
@@ -24,11 +30,20 @@ use gst::prelude::*;
 
 mod imp;
 
+/// Who may connect (the `auth` property).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRfbSinkAuth")]
+pub enum Auth {
+    #[enum_value(name = "Token: every link needs its token", nick = "token")]
+    Token = 0,
+    #[enum_value(name = "None: anyone who reaches the port (opt-out)", nick = "none")]
+    None = 1,
+}
+
 glib::wrapper! {
     pub struct RfbSink(ObjectSubclass<imp::RfbSink>) @extends gst_base::BaseSink, gst::Element, gst::Object, @implements gst_video::Navigation;
 }
-
-pub(crate) use imp::CAT;
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     gst::Element::register(

@@ -17,6 +17,20 @@ pub fn init() {
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The tokens the harness sets, so that clients can present them (the element requires one).
+pub const TEST_TOKEN: &str = "test-control-token";
+pub const TEST_VIEW_TOKEN: &str = "test-view-token";
+
+/// `path` (with or without a query) with the control token added to its query.
+pub fn with_token(path: &str) -> String {
+    with_this_token(path, TEST_TOKEN)
+}
+
+pub fn with_this_token(path: &str, token: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}rfb_token={token}")
+}
+
 /// Encodes `n` frames of videotestsrc with `enc` (a gst-launch fragment) into buffers and caps.
 pub fn encode(n: u32, width: u32, height: u32, enc: &str) -> (gst::Caps, Vec<gst::Buffer>) {
     encode_pattern(n, width, height, "ball", enc)
@@ -70,6 +84,8 @@ pub fn harness(props: &str) -> gst_check::Harness {
     let element = gst::ElementFactory::make("rfbsink")
         .property("port", 0u32)
         .property("sync", false)
+        .property("token", TEST_TOKEN)
+        .property("view-token", TEST_VIEW_TOKEN)
         .build()
         .unwrap();
     for prop in props.split_whitespace() {

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! What `/rfb.json` tells a viewer: how else it can connect (WebTransport, once it runs).
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::protocol::PROTOCOL_VERSION;
+use crate::tls::Certificates;
+
+/// The path of WebTransport sessions.
+pub(crate) const WT_PATH: &str = "/wt";
+
+struct WebTransport {
+    port: u16,
+    certificates: Arc<Certificates>,
+}
+
+#[derive(Default)]
+pub(crate) struct Discovery {
+    webtransport: Mutex<Option<WebTransport>>,
+}
+
+impl Discovery {
+    pub fn set_webtransport(&self, port: u16, certificates: Arc<Certificates>) {
+        *self.webtransport.lock().unwrap() = Some(WebTransport { port, certificates });
+    }
+
+    pub fn webtransport_port(&self) -> Option<u16> {
+        self.webtransport.lock().unwrap().as_ref().map(|w| w.port)
+    }
+
+    pub fn to_json(&self) -> String {
+        let wt = self.webtransport.lock().unwrap().as_ref().map(|w| {
+            // A self-signed certificate's hash lets the browser accept it (serverCertificateHashes);
+            // one from files is validated the usual way.
+            let hashes: Vec<_> = w
+                .certificates
+                .hash()
+                .iter()
+                .map(|h| json!({"algorithm": "sha-256", "value": h}))
+                .collect();
+            json!({"port": w.port, "path": WT_PATH, "certificate_hashes": hashes})
+        });
+        json!({"protocol": PROTOCOL_VERSION, "webtransport": wt}).to_string()
+    }
+}

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Per-client counters and latency windows: what a client was sent, what it acknowledged, and the
+//! figures derived from them (render() to decoded and to painted, fps, bitrate).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Frame arrival times kept per client to match acknowledgements against.
+const IN_FLIGHT_MAX: usize = 512;
+/// Latency figures are over the last this long (a live figure, not since the start).
+pub(crate) const LATENCY_WINDOW: Duration = Duration::from_secs(5);
+/// At most this many latency samples per client (a 5 s window at 240 fps).
+const LATENCY_SAMPLES_MAX: usize = 1200;
+/// fps and bitrate are over the last second.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// A snapshot of one client's figures.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClientStats {
+    pub id: u64,
+    pub transport: &'static str,
+    pub envelope: &'static str,
+    pub role: &'static str,
+    pub remote: String,
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+    pub frames_dropped: u64,
+    pub keyframe_requests: u64,
+    pub queued_frames: u64,
+    pub queued_bytes: u64,
+    pub acks: u64,
+    pub decode_queue_size: u32,
+    pub input_ignored: u64,
+    pub messages_rejected: u64,
+    pub latency_p50_us: u64,
+    pub latency_p95_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_max_us: u64,
+    pub paint_p50_us: u64,
+    pub paint_p95_us: u64,
+    pub fps: f64,
+    pub bitrate_bps: u64,
+}
+
+/// What was sent to one client and what it acknowledged.
+#[derive(Default)]
+pub(crate) struct ClientCounters {
+    frames_sent: u64,
+    bytes_sent: u64,
+    acks: u64,
+    decode_queue_size: u32,
+    /// Sent and not yet acknowledged: frame id and render() time (None for frames replayed from
+    /// the GOP cache to a late joiner: their age is not a latency).
+    in_flight: VecDeque<(u64, Option<Instant>)>,
+    /// render() -> decoded, and render() -> painted (when the viewer says how long it painted).
+    latencies_us: VecDeque<(Instant, u64)>,
+    paint_latencies_us: VecDeque<(Instant, u64)>,
+    /// Frames sent in the last second, for fps and bitrate.
+    recent_sends: VecDeque<(Instant, usize)>,
+}
+
+impl ClientCounters {
+    /// A frame went out; `arrived` is its render() time, None when it was replayed.
+    pub fn sent(&mut self, frame_id: u64, len: usize, arrived: Option<Instant>) {
+        let now = Instant::now();
+        self.frames_sent += 1;
+        self.bytes_sent += len as u64;
+        self.expire_sends(now);
+        self.recent_sends.push_back((now, len));
+        if self.in_flight.len() == IN_FLIGHT_MAX {
+            self.in_flight.pop_front();
+        }
+        self.in_flight.push_back((frame_id, arrived));
+    }
+
+    /// An acknowledgement: the frame was decoded, and painted `paint_us` later when the viewer
+    /// says so (the ack then comes after painting).
+    pub fn acked(&mut self, frame_id: u64, decode_queue_size: Option<u32>, paint_us: Option<u64>) {
+        let now = Instant::now();
+        self.acks += 1;
+        if let Some(q) = decode_queue_size {
+            self.decode_queue_size = q;
+        }
+        // Acks arrive in order; entries before the acked one were not decoded (or not acked).
+        while let Some(&(id, arrived)) = self.in_flight.front() {
+            if id > frame_id {
+                break;
+            }
+            self.in_flight.pop_front();
+            if id == frame_id {
+                let Some(arrived) = arrived else { break };
+                let total = now.duration_since(arrived).as_micros() as u64;
+                match paint_us {
+                    Some(paint) => {
+                        push_sample(&mut self.paint_latencies_us, now, total);
+                        push_sample(&mut self.latencies_us, now, total.saturating_sub(paint));
+                    }
+                    None => push_sample(&mut self.latencies_us, now, total),
+                }
+                break;
+            }
+        }
+    }
+
+    /// Whether the client acknowledges frames at all.
+    pub fn acks(&self) -> u64 {
+        self.acks
+    }
+
+    /// Frames sent and not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn expire_sends(&mut self, now: Instant) {
+        while self
+            .recent_sends
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+        {
+            self.recent_sends.pop_front();
+        }
+    }
+
+    /// Fills the figures these counters own into `stats`.
+    pub fn fill(&mut self, stats: &mut ClientStats) {
+        let now = Instant::now();
+        let latencies = window_sorted(&mut self.latencies_us, now);
+        let paints = window_sorted(&mut self.paint_latencies_us, now);
+        self.expire_sends(now);
+        stats.frames_sent = self.frames_sent;
+        stats.bytes_sent = self.bytes_sent;
+        stats.acks = self.acks;
+        stats.decode_queue_size = self.decode_queue_size;
+        stats.latency_p50_us = percentile(&latencies, 50);
+        stats.latency_p95_us = percentile(&latencies, 95);
+        stats.latency_p99_us = percentile(&latencies, 99);
+        stats.latency_max_us = latencies.last().copied().unwrap_or(0);
+        stats.paint_p50_us = percentile(&paints, 50);
+        stats.paint_p95_us = percentile(&paints, 95);
+        stats.fps = self.recent_sends.len() as f64;
+        stats.bitrate_bps = self.recent_sends.iter().map(|(_, n)| *n as u64 * 8).sum();
+    }
+}
+
+/// Appends a sample to a time window, dropping the oldest beyond `max`.
+fn push_sample(window: &mut VecDeque<(Instant, u64)>, at: Instant, value: u64) {
+    if window.len() == LATENCY_SAMPLES_MAX {
+        window.pop_front();
+    }
+    window.push_back((at, value));
+}
+
+/// The samples of the last LATENCY_WINDOW, sorted.
+fn window_sorted(window: &mut VecDeque<(Instant, u64)>, now: Instant) -> Vec<u64> {
+    while window
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) > LATENCY_WINDOW)
+    {
+        window.pop_front();
+    }
+    let mut sorted: Vec<u64> = window.iter().map(|(_, v)| *v).collect();
+    sorted.sort_unstable();
+    sorted
+}
+
+/// Nearest-rank percentile of sorted samples; 0 when there are none.
+pub(crate) fn percentile(sorted: &[u64], p: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_give_latency() {
+        let mut c = ClientCounters::default();
+        let t = Instant::now();
+        for id in 0..3 {
+            c.sent(id, 10, Some(t));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        c.acked(0, Some(0), None);
+        c.acked(2, Some(1), Some(0));
+        let mut s = ClientStats::default();
+        c.fill(&mut s);
+        assert_eq!(s.acks, 2);
+        assert_eq!(s.decode_queue_size, 1);
+        assert!(s.latency_max_us > 0);
+        assert!(
+            s.paint_p50_us > 0,
+            "the ack with paint_us gives a painted latency"
+        );
+        assert_eq!(s.fps, 3.0);
+        assert_eq!(s.bitrate_bps, 3 * 10 * 8);
+        assert_eq!(c.unacknowledged(), 0);
+        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 50), 5);
+        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99), 10);
+    }
+}

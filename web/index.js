@@ -1,0 +1,42 @@
+// The viewer page's script (a file of its own: the page's Content-Security-Policy allows no
+// inline script).
+//   ?rfb_token=<token>  the link's credential (docs/security.md); it travels to /ws, /wt, /rfb.json
+//   ?envelope=json|binary  ?ws=<ws:// url on this server>  ?overlay=1  ?input=0 (send no input)
+//   ?transport=ws|wt (default: WebTransport when offered, else WebSocket; ?envelope=json: WebSocket)
+import { mountViewer } from './rfb-viewer.js';
+import { TOKEN_PARAM } from './transport.js';
+
+const params = new URLSearchParams(location.search);
+const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+const envelope = params.get('envelope') === 'json' ? 'json' : 'binary';
+
+/** The stream's URL: ?ws= when it names this page's own server, else /ws here. */
+function streamUrl() {
+  const own = new URL(`${scheme}//${location.host}/ws`);
+  own.searchParams.set('envelope', envelope);
+  const token = params.get(TOKEN_PARAM);
+  if (token) own.searchParams.set(TOKEN_PARAM, token);
+  const override = params.get('ws');
+  if (override === null) return own.href;
+  try {
+    const u = new URL(override, own);
+    if (u.host === location.host && (u.protocol === 'ws:' || u.protocol === 'wss:')) {
+      if (token && !u.searchParams.has(TOKEN_PARAM)) u.searchParams.set(TOKEN_PARAM, token);
+      return u.href;
+    }
+  } catch { /* not a URL: ignored below */ }
+  console.warn(`rfbsink: ignoring ?ws=${override}: the viewer page only connects to its own server`);
+  return own.href;
+}
+
+const overlay = ['1', 'true', 'yes'].includes(params.get('overlay') ?? '');
+const input = !['0', 'false', 'no'].includes(params.get('input') ?? '');
+// The JSON envelope is a WebSocket framing: asking for it means WebSocket.
+const transportParam = params.get('transport') ?? '';
+const transport = transportParam === 'ws' || transportParam === 'wt'
+  ? transportParam
+  : (params.get('envelope') === 'json' ? 'ws' : 'auto');
+// Tests and pages that embed this one reach the viewer as window.rfbViewer.
+/** @type {any} */ (window).rfbViewer = mountViewer(
+  /** @type {HTMLElement} */ (document.getElementById('viewer')),
+  { url: streamUrl(), envelope, overlay, input, transport });
