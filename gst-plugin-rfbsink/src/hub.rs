@@ -285,6 +285,8 @@ pub(crate) struct Client {
     queue: Mutex<ClientQueue>,
     counters: Mutex<ClientCounters>,
     notify: Notify,
+    /// Becomes true when the client is closed: a send blocked on a full socket gives up.
+    closed: tokio::sync::watch::Sender<bool>,
     /// When the client was last heard from (any message, pong or ack), and since when its sender
     /// has been waiting on a write that has not completed (0: not waiting); both in ms since
     /// `epoch`.
@@ -309,6 +311,7 @@ impl Client {
             queue: Mutex::default(),
             counters: Mutex::default(),
             notify: Notify::new(),
+            closed: tokio::sync::watch::Sender::new(false),
             epoch: Instant::now(),
             last_heard_ms: AtomicU64::new(0),
             write_since_ms: AtomicU64::new(0),
@@ -379,19 +382,29 @@ impl Client {
 
     /// Queues a control message (never dropped by backpressure). A client that does not read
     /// its messages is closed once they exceed `MAX_QUEUED_TEXT_BYTES`.
-    pub fn send_text(&self, text: String) {
+    /// Returns whether it was queued.
+    pub fn send_text(&self, text: String) -> bool {
         let mut q = self.queue.lock().unwrap();
         if q.closed {
-            return;
+            return false;
         }
-        if !q.push_text(Item::Text(text)) {
+        let queued = q.push_text(Item::Text(text));
+        if !queued {
             q.close(
                 close::POLICY,
                 format!("too slow: over {MAX_QUEUED_TEXT_BYTES} bytes of messages unread"),
             );
+            self.closed.send_replace(true);
         }
         drop(q);
         self.notify.notify_one();
+        queued
+    }
+
+    /// Resolves once the client is closed (its close may still be on its way out).
+    pub async fn closing(&self) {
+        let mut closed = self.closed.subscribe();
+        let _ = closed.wait_for(|c| *c).await;
     }
 
     /// Queues the client's own figures, replacing those still queued (latest wins).
@@ -422,6 +435,7 @@ impl Client {
         }
         q.close(code, reason.into());
         drop(q);
+        self.closed.send_replace(true);
         self.notify.notify_one();
     }
 
@@ -843,8 +857,7 @@ impl Hub {
             .values()
             .filter(|c| client.is_none_or(|id| c.id == id))
         {
-            c.send_text(text.to_owned());
-            n += 1;
+            n += usize::from(c.send_text(text.to_owned()));
         }
         n
     }

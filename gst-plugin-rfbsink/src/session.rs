@@ -198,15 +198,24 @@ pub(crate) async fn run(
 
 /// Runs one write under the write timeout, marking the client busy meanwhile (a write that
 /// hangs makes it a stalled client that a newcomer may replace, see `Hub::add_client`).
+/// A closed client's pending write gets `CLOSE_GRACE` more, then the connection is dropped (its
+/// socket is full: the close could not go out anyway).
 async fn write<T>(
     client: &Client,
     limit: Duration,
     op: impl std::future::Future<Output = Result<T, WireError>>,
 ) -> Result<T, WireError> {
     client.writing(true);
-    let result = tokio::time::timeout(limit, op).await;
+    let abandoned = async {
+        client.closing().await;
+        tokio::time::sleep(CLOSE_GRACE).await;
+    };
+    let result = tokio::select! {
+        r = tokio::time::timeout(limit, op) => r.unwrap_or(Err(WireError::Timeout)),
+        _ = abandoned => Err(WireError::Timeout),
+    };
     client.writing(false);
-    result.unwrap_or(Err(WireError::Timeout))
+    result
 }
 
 async fn send_loop(

@@ -48,7 +48,7 @@ const DATAGRAM_RECEIVE_BUFFER: usize = 64 * 1024;
 pub(crate) struct WtServer {
     pub port: u16,
     endpoints: Vec<Arc<Endpoint<Server>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The addresses to bind: a loopback address means both loopbacks, since Chromium resolves
@@ -125,7 +125,7 @@ impl WtServer {
         Ok(WtServer {
             port,
             endpoints,
-            tasks,
+            tasks: std::sync::Mutex::new(tasks),
         })
     }
 
@@ -142,12 +142,13 @@ impl WtServer {
 
     /// Call after signalling `ctx.shutdown`. The accept loops end before the endpoints close:
     /// accepting on a closed endpoint panics in wtransport.
-    pub fn stop(self) {
+    pub fn stop(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
         crate::runtime::block_on(async {
-            for task in &self.tasks {
+            for task in &tasks {
                 task.abort();
             }
-            for task in self.tasks {
+            for task in tasks {
                 let _ = task.await;
             }
             for endpoint in &self.endpoints {

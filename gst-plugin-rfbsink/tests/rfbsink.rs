@@ -3,133 +3,14 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use gst::glib;
 use gst::prelude::*;
-use serde_json::Value;
-use tokio::sync::mpsc;
+use gstrfbsink::protocol::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use gstrfbsink::protocol::FrameHeader;
-
 mod common;
 use common::*;
-
-#[derive(Debug)]
-enum Msg {
-    Text(Value),
-    Binary(Vec<u8>),
-    Closed(Option<(u16, String)>),
-}
-
-/// A WebSocket client whose received messages land in a channel.
-struct Client {
-    rx: mpsc::UnboundedReceiver<Msg>,
-    tx: mpsc::UnboundedSender<Message>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Client {
-    /// Dropping the client drops its connection, like a closed browser tab.
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-impl Client {
-    async fn connect(port: u16, path: &str) -> Client {
-        let url = format!("ws://127.0.0.1:{port}{}", with_token(path));
-        let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-        let (mut sink, mut stream) = ws.split();
-        let (msg_tx, rx) = mpsc::unbounded_channel();
-        let (tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        let writer = tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                if sink.send(m).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let reader = tokio::spawn(async move {
-            while let Some(m) = stream.next().await {
-                let m = match m {
-                    Ok(Message::Text(t)) => Msg::Text(serde_json::from_str(&t).unwrap()),
-                    Ok(Message::Binary(b)) => Msg::Binary(b.to_vec()),
-                    Ok(Message::Close(c)) => {
-                        Msg::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string())))
-                    }
-                    Ok(_) => continue,
-                    Err(_) => Msg::Closed(None),
-                };
-                let closed = matches!(m, Msg::Closed(_));
-                let _ = msg_tx.send(m);
-                if closed {
-                    break;
-                }
-            }
-        });
-        Client {
-            rx,
-            tx,
-            tasks: vec![writer, reader],
-        }
-    }
-
-    async fn next(&mut self) -> Msg {
-        tokio::time::timeout(TIMEOUT, self.rx.recv())
-            .await
-            .expect("timed out waiting for a message")
-            .expect("connection task ended")
-    }
-
-    /// The next text message, skipping the per-second `rfb.stats` figures (sent at any time).
-    async fn text(&mut self) -> Value {
-        loop {
-            match self.next().await {
-                Msg::Text(v) if v["channel"] == "rfb.stats" => continue,
-                Msg::Text(v) => return v,
-                other => panic!("expected text, got {other:?}"),
-            }
-        }
-    }
-
-    /// Skips control messages up to the next binary-envelope frame.
-    async fn frame(&mut self) -> (FrameHeader, Vec<u8>) {
-        loop {
-            match self.next().await {
-                Msg::Binary(b) => {
-                    let (h, p) = FrameHeader::decode_binary(&b).unwrap();
-                    return (h, p.to_vec());
-                }
-                Msg::Text(_) => continue,
-                Msg::Closed(c) => panic!("closed: {c:?}"),
-            }
-        }
-    }
-
-    async fn closed(&mut self) -> (u16, String) {
-        loop {
-            if let Msg::Closed(c) = self.next().await {
-                return c.expect("a close frame with a code");
-            }
-        }
-    }
-
-    fn send_text(&self, text: &str) {
-        self.tx.send(Message::text(text)).unwrap();
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn several_clients_get_identical_frames() {

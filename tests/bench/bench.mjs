@@ -316,17 +316,21 @@ const SKEW = '1.003';
 
 async function runRfb(sc, ctx) {
   const enc = ENCODERS[sc.codec];
+  // The bench page is served from this script's own server: rfbsink must allow its origin.
+  const sink = `rfbsink port=0 address=127.0.0.1 stats-interval=1000 allowed-origins=${ctx.base}`;
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'rfb', '--width', String(sc.width), '--height', String(sc.height),
-    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', enc.chain(sc.fps), '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
+    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', enc.chain(sc.fps), '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
   let light = null;
   let page = null;
   try {
     const listening = await source.waitFor((e) => e.event === 'listening' || e.event === 'error', 'rfbsink-listening');
     if (listening.event === 'error') throw new Error(listening.message);
     const { url: clockBase } = await source.waitFor((e) => e.event === 'http', 'http');
-    const wsUrl = `ws://127.0.0.1:${listening.port}/ws`;
+    // The control link's token, from the URL rfbsink posted.
+    const token = new URL(listening.url).searchParams.get('rfb_token');
+    const wsUrl = `ws://127.0.0.1:${listening.port}/ws?rfb_token=${token}`;
     if (sc.transport === 'wt') {
-      const info = await fetch(`http://127.0.0.1:${listening.port}/rfb.json`).then((r) => (r.ok ? r.json() : null), () => null);
+      const info = await fetch(`http://127.0.0.1:${listening.port}/rfb.json?rfb_token=${token}`).then((r) => (r.ok ? r.json() : null), () => null);
       if (!info?.webtransport) return { ...sc, skipped: 'rfbsink does not offer WebTransport (no webtransport in /rfb.json)' };
     }
     page = await ctx.browser.context.newPage();

@@ -4,8 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Viewer, assertSmpteBars, sharedBrowser, outPath, requireElements, startPipeline,
-} from './lib.mjs';
+  Viewer, assertSmpteBars, sharedBrowser, outPath, requireElements, startPipeline, withQuery } from './lib.mjs';
 
 // format=I420: left free, x264enc would negotiate 10-bit 4:4:4 (High 4:4:4), which Chromium
 // decodes in software but hardware decoders and other browsers refuse.
@@ -22,7 +21,7 @@ async function checkStream(t, { elements, encoder, query = '', transport, envelo
   if (!requireElements(t, elements)) return;
   const pipeline = await startPipeline(`${SOURCE} ! ${encoder} ! rfbsink port=0`);
   t.after(() => pipeline.stop());
-  const viewer = await Viewer.open(browser.context, pipeline.url + query);
+  const viewer = await Viewer.open(browser.context, withQuery(pipeline.url, query));
   t.after(() => viewer.close());
 
   const stats = await viewer.waitForFrames(10, { extra: pipeline.logs });

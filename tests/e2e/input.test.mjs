@@ -8,8 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
-  REPO, Viewer, assertPluginBuilt, gstEnv, launchBrowser, onLines, outPath, pollUntil, requireElements,
-} from './lib.mjs';
+  REPO, Viewer, assertPluginBuilt, gstEnv, launchBrowser, onLines, outPath, pollUntil, requireElements, withQuery } from './lib.mjs';
 
 // Debian's python3 (python3-gi), not whatever python3 comes first on PATH.
 const PYTHON = process.env.RFB_PYTHON ?? '/usr/bin/python3';
@@ -145,7 +144,7 @@ function assertAt(event, x, y, context) {
 
 /** Opens the viewer on `url`, sized VIEWPORT, and waits until it shows the stream. */
 async function openViewer(url, probe, query = '') {
-  const viewer = await Viewer.open(browser.context, url + query);
+  const viewer = await Viewer.open(browser.context, withQuery(url, query));
   await viewer.page.setViewportSize(VIEWPORT);
   await viewer.waitForFrames(5, { extra: probe.logs });
   await pollUntil(() => viewer.page.evaluate(() => window.rfbViewer.streamSize),

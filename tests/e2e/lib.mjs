@@ -122,8 +122,9 @@ export function splitLaunchLine(line) {
 
 // gst-launch-1.0 -m prints, for the element message rfbsink posts once it listens:
 //   Got message #12 from element "rfbsink0" (element): rfbsink-listening, url=(string)http://127.0.0.1:39123/, port=(uint)39123;
-// (a string with unusual characters would be quoted: url=(string)"...").
-const LISTENING_RE = /rfbsink-listening,.*?\burl=\(string\)(?:"([^"]*)"|([^,;\s]+)).*?\bport=\(uint\)(\d+)/;
+// A string with unusual characters is quoted and backslash-escaped, as the URL with its token is:
+//   url=(string)"http://127.0.0.1:39123/\?rfb_token\=0f1e...", view-url=(string)"...", ...
+const LISTENING_RE = /rfbsink-listening,.*?\burl=\(string\)(?:"((?:[^"\\]|\\.)*)"|([^,;\s]+)).*?\bport=\(uint\)(\d+)/;
 
 /**
  * The rfbsink-listening message in one line of `gst-launch-1.0 -m` output, or null.
@@ -132,7 +133,21 @@ const LISTENING_RE = /rfbsink-listening,.*?\burl=\(string\)(?:"([^"]*)"|([^,;\s]
  */
 export function parseListening(line) {
   const m = LISTENING_RE.exec(line);
-  return m ? { url: m[1] ?? m[2], port: Number(m[3]) } : null;
+  if (!m) return null;
+  const url = m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2];
+  return { url, port: Number(m[3]) };
+}
+
+/**
+ * `url` with the parameters of `query` ('?a=1&b=2', or '') added to its own (the viewer URL
+ * already carries the token).
+ * @param {string} url
+ * @param {string | Record<string, string>} query
+ */
+export function withQuery(url, query) {
+  const u = new URL(url);
+  for (const [k, v] of new URLSearchParams(query)) u.searchParams.set(k, v);
+  return u.href;
 }
 
 /**

@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseListening, splitLaunchLine } from './lib.mjs';
+import { parseListening, splitLaunchLine, withQuery } from './lib.mjs';
 
 test('parseListening reads the url and port gst-launch-1.0 -m prints', () => {
   const line = 'Got message #12 from element "rfbsink0" (element): rfbsink-listening, '
@@ -12,6 +12,18 @@ test('parseListening reads the url and port gst-launch-1.0 -m prints', () => {
     parseListening('Got message #3 from element "s" (element): rfbsink-listening, url=(string)"http://[::1]:80/", port=(uint)80;'),
     { url: 'http://[::1]:80/', port: 80 });
   assert.equal(parseListening('Got message #1 from element "pipeline0" (state-changed): GstMessageStateChanged'), null);
+  // What rfbsink posts: the URL with its token, quoted and escaped by gst-launch-1.0.
+  assert.deepEqual(
+    parseListening('Got message #9 from element "rfbsink0" (element): rfbsink-listening, '
+      + 'url=(string)"http://127.0.0.1:8080/\\?rfb_token\\=ab12", view-url=(string)"http://127.0.0.1:8080/\\?rfb_token\\=cd34", '
+      + 'address=(string)127.0.0.1, port=(uint)8080, webtransport-port=(uint)8080;'),
+    { url: 'http://127.0.0.1:8080/?rfb_token=ab12', port: 8080 });
+});
+
+test('withQuery adds parameters and keeps the token', () => {
+  assert.equal(withQuery('http://127.0.0.1:8080/?rfb_token=ab12', '?envelope=json&transport=ws'),
+    'http://127.0.0.1:8080/?rfb_token=ab12&envelope=json&transport=ws');
+  assert.equal(withQuery('http://127.0.0.1:8080/?rfb_token=ab12', ''), 'http://127.0.0.1:8080/?rfb_token=ab12');
 });
 
 test('splitLaunchLine splits on spaces and keeps quoted words together', () => {

@@ -1,15 +1,17 @@
 // The viewer survives a server restart: after the pipeline is stopped and a new one listens on the
-// same port, the open page reconnects by itself and decodes again.
+// same port, the open page reconnects by itself and decodes again. The restarted element has the
+// same token (set with the token property: a generated one is new at each start, and the old link
+// then no longer works, see docs/security.md).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Viewer, assertSmpteBars, sharedBrowser, requireElements, startPipeline,
-} from './lib.mjs';
+  Viewer, assertSmpteBars, sharedBrowser, requireElements, startPipeline, withQuery } from './lib.mjs';
 
+const TOKEN = 'reconnect-test-token';
 const line = (port) =>
   'videotestsrc pattern=smpte is-live=true ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 '
-  + `! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rfbsink port=${port}`;
+  + `! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rfbsink port=${port} token=${TOKEN}`;
 
 const browser = sharedBrowser();
 
@@ -21,7 +23,8 @@ async function checkReconnect(t, query) {
   if (!requireElements(t, ['x264enc'])) return;
   const first = await startPipeline(line(0));
   t.after(() => first.stop());
-  const viewer = await Viewer.open(browser.context, first.url + query);
+  assert.equal(new URL(first.url).searchParams.get('rfb_token'), TOKEN, 'the URL carries the token set');
+  const viewer = await Viewer.open(browser.context, withQuery(first.url, query));
   t.after(() => viewer.close());
   const before = await viewer.waitForFrames(10, { extra: first.logs });
 

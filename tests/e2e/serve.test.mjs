@@ -9,8 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  REPO, Viewer, gstEnv, hasElement, launchBrowser, outPath, pollUntil,
-} from './lib.mjs';
+  REPO, Viewer, gstEnv, hasElement, launchBrowser, outPath, pollUntil, withQuery } from './lib.mjs';
 
 const RFB = process.env.RFB_PROGRAM ?? path.join(REPO, 'target', 'release', 'rfb');
 const WIDTH = 320;
@@ -188,7 +187,7 @@ test('rfb serve: the overlay (?overlay=1) shows the server\'s latency figures an
   const serve = await startServe(['--source', 'test', '--codec', 'h264', '--size', '640x360', '--fps', '30', '--port', '0']);
   let viewer;
   try {
-    viewer = await Viewer.open(browser.context, `${serve.url}?overlay=1`);
+    viewer = await Viewer.open(browser.context, withQuery(serve.url, '?overlay=1'));
     // Eight stats messages (one a second) after frames were acknowledged: a graph of a few
     // points, past the server's 5 s latency window that starts with the start-up burst.
     const stats = await viewer.waitForStats(

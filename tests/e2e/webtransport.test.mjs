@@ -13,8 +13,7 @@ import {
   pollUntil,
   requireElements,
   startPipeline,
-  Viewer,
-} from './lib.mjs';
+  Viewer, withQuery } from './lib.mjs';
 
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 '
   + '! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
@@ -59,8 +58,8 @@ test('WebTransport and WebSocket viewers watch the same stream at once', async (
   if (!requireElements(t, ['x264enc'])) return;
   const p = await startPipeline(`${SOURCE} ! rfbsink port=0 stats-interval=200`);
   const stats = followStats(p.proc);
-  const wt = await Viewer.open(browser.context, `${p.url}?transport=wt`);
-  const ws = await Viewer.open(browser.context, `${p.url}?transport=ws`);
+  const wt = await Viewer.open(browser.context, withQuery(p.url, '?transport=wt'));
+  const ws = await Viewer.open(browser.context, withQuery(p.url, '?transport=ws'));
   try {
     await wt.waitForFrames(10, { extra: p.logs });
     await ws.waitForFrames(10, { extra: p.logs });

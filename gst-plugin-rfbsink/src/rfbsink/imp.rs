@@ -1029,15 +1029,13 @@ impl BaseSinkImpl for RfbSink {
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if let State::Started(started) = state {
             let _ = started.shutdown.send(true);
-            let tasks = started.tasks;
-            crate::runtime::block_on(async move {
-                for task in tasks {
-                    task.abort();
-                    let _ = task.await;
-                }
-            });
+            // Not awaited: stop() may run inside one of them (a sync bus handler reacting to
+            // rfbsink-stats); an aborted task ends at its next await.
+            for task in &started.tasks {
+                task.abort();
+            }
             started.inbox.close();
-            if let Some(wt) = started.webtransport.and_then(Arc::into_inner) {
+            if let Some(wt) = started.webtransport {
                 wt.stop();
             }
             started.server.stop();
