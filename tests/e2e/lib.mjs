@@ -125,6 +125,8 @@ export function splitLaunchLine(line) {
 // A string with unusual characters is quoted and backslash-escaped, as the URL with its token is:
 //   url=(string)"http://127.0.0.1:39123/\?rfb_token\=0f1e...", view-url=(string)"...", ...
 const LISTENING_RE = /rfbsink-listening,.*?\burl=\(string\)(?:"((?:[^"\\]|\\.)*)"|([^,;\s]+)).*?\bport=\(uint\)(\d+)/;
+const VIEW_URL_RE = /\bview-url=\(string\)(?:"((?:[^"\\]|\\.)*)"|([^,;\s]+))/;
+const unescape = (s) => s.replace(/\\(.)/g, '$1');
 
 /**
  * The rfbsink-listening message in one line of `gst-launch-1.0 -m` output, or null.
@@ -134,8 +136,27 @@ const LISTENING_RE = /rfbsink-listening,.*?\burl=\(string\)(?:"((?:[^"\\]|\\.)*)
 export function parseListening(line) {
   const m = LISTENING_RE.exec(line);
   if (!m) return null;
-  const url = m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2];
-  return { url, port: Number(m[3]) };
+  const url = m[1] !== undefined ? unescape(m[1]) : m[2];
+  const v = VIEW_URL_RE.exec(line);
+  const viewUrl = v ? (v[1] !== undefined ? unescape(v[1]) : v[2]) : undefined;
+  return viewUrl === undefined ? { url, port: Number(m[3]) } : { url, viewUrl, port: Number(m[3]) };
+}
+
+/**
+ * The numeric fields of the last `rfbsink-stats` line that `gst-launch-1.0 -m` printed
+ * (`clients`, `input-events`, `input-ignored`, ...), or null before the first one.
+ * @param {string | null} line
+ * @returns {Record<string, number> | null}
+ */
+export function parseStats(line) {
+  if (!line) return null;
+  /** @type {Record<string, number>} */
+  const out = {};
+  for (const m of line.matchAll(/\b([a-z-]+)=\((?:uint|guint64|int|gint64)\)(\d+)/g)) {
+    // The element's own figures come before client-stats: keep the first of each name.
+    if (!(m[1] in out)) out[m[1]] = Number(m[2]);
+  }
+  return out;
 }
 
 /**
@@ -173,6 +194,8 @@ export function startPipeline(launchLine, { timeoutMs = PIPELINE_START_TIMEOUT_M
   });
   const logs = () => `--- gst-launch-1.0 -m ${launchLine}\n--- stdout (tail)\n${stdout}\n--- stderr (tail)\n${stderr}`;
 
+  /** @type {string | null} the last rfbsink-stats line (with stats-interval set) */
+  let lastStats = null;
   let stopping = null;
   const stop = () => {
     stopping ??= (async () => {
@@ -205,8 +228,9 @@ export function startPipeline(launchLine, { timeoutMs = PIPELINE_START_TIMEOUT_M
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (chunk) => stderr.push(chunk));
     onLines(proc.stdout, (line) => {
+      if (line.includes('rfbsink-stats,')) lastStats = line;
       const listening = parseListening(line);
-      if (listening) finish(null, { ...listening, proc, stop, logs, exited });
+      if (listening) finish(null, { ...listening, proc, stop, logs, exited, stats: () => parseStats(lastStats) });
     });
     proc.stdout.on('data', (chunk) => stdout.push(chunk));
     proc.once('error', (err) => finish(new Error(`cannot start gst-launch-1.0: ${err.message}\n${logs()}`)));
@@ -259,15 +283,17 @@ export function sharedBrowser() {
 /**
  * Launches headless Chromium with a fresh profile. Returns {context, close()}.
  */
-export async function launchBrowser() {
+export async function launchBrowser({ args = [], ignoreHTTPSErrors = false } = {}) {
   const userDataDir = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-chromium-'));
   let context;
   try {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
+      ignoreHTTPSErrors,
       viewport: { width: 1280, height: 800 },
       args: [
+        ...args,
         '--no-sandbox',
         '--disable-gpu',
         '--disable-quic',

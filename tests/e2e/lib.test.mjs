@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseListening, splitLaunchLine, withQuery } from './lib.mjs';
+import { parseListening, parseStats, splitLaunchLine, withQuery } from './lib.mjs';
 
 test('parseListening reads the url and port gst-launch-1.0 -m prints', () => {
   const line = 'Got message #12 from element "rfbsink0" (element): rfbsink-listening, '
@@ -17,7 +17,7 @@ test('parseListening reads the url and port gst-launch-1.0 -m prints', () => {
     parseListening('Got message #9 from element "rfbsink0" (element): rfbsink-listening, '
       + 'url=(string)"http://127.0.0.1:8080/\\?rfb_token\\=ab12", view-url=(string)"http://127.0.0.1:8080/\\?rfb_token\\=cd34", '
       + 'address=(string)127.0.0.1, port=(uint)8080, webtransport-port=(uint)8080;'),
-    { url: 'http://127.0.0.1:8080/?rfb_token=ab12', port: 8080 });
+    { url: 'http://127.0.0.1:8080/?rfb_token=ab12', viewUrl: 'http://127.0.0.1:8080/?rfb_token=cd34', port: 8080 });
 });
 
 test('withQuery adds parameters and keeps the token', () => {
@@ -32,4 +32,11 @@ test('splitLaunchLine splits on spaces and keeps quoted words together', () => {
   assert.deepEqual(splitLaunchLine(`textoverlay text="a b" ! x name='c d'`),
     ['textoverlay', 'text=a b', '!', 'x', 'name=c d']);
   assert.throws(() => splitLaunchLine('a "b'), /unbalanced/);
+});
+
+test('parseStats reads the element\'s own figures', () => {
+  const line = 'Got message #40 from element "rfbsink0" (element): rfbsink-stats, clients=(uint)2, frames=(guint64)90, '
+    + 'input-events=(guint64)3, input-ignored=(guint64)5, client-stats=(GstValueArray)< "client\\,\\ id\\=\\(guint64\\)1" >;';
+  assert.deepEqual(parseStats(line), { clients: 2, frames: 90, 'input-events': 3, 'input-ignored': 5 });
+  assert.equal(parseStats(null), null);
 });
