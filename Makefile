@@ -3,6 +3,7 @@
 #   make run     serve the demo stream at http://127.0.0.1:8080
 #   make test    everything CI runs (.ci/run)
 #   make bench   the latency/throughput benchmark (BENCH_ARGS=--quick for ~2 minutes)
+#   make fuzz    the fuzz targets, FUZZ_SECONDS each (make fuzz-smoke: 10 s each, part of test)
 # Everything is built with --release so that dependencies compile once for build, test and lint.
 
 CARGO ?= cargo
@@ -14,7 +15,7 @@ PLUGIN_DIR := $(CURDIR)/target/release
 # the pipeline).
 RUN_DEMO ?= $(CURDIR)/target/release/rfb demo --port 8080
 
-.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson bench clean
+.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench clean
 
 all: build
 
@@ -28,7 +29,7 @@ run: deps build
 	$(RUN_DEMO)
 
 test: deps build
-	$(MAKE) fmt-check test-rust clippy test-web check-web test-e2e test-pipelines test-python test-meson
+	$(MAKE) fmt-check test-rust clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz-smoke
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -61,10 +62,19 @@ test-python:
 test-meson:
 	node --test tests/meson/
 
+# Coverage-guided fuzzing (libFuzzer, stable toolchain) of every parser fed by the network or the
+# stream: fuzz-smoke runs each target briefly (CI), fuzz runs each FUZZ_SECONDS (default 600).
+FUZZ_SECONDS ?= 600
+fuzz-smoke:
+	bash scripts/fuzz.sh 10
+
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
 # Real pipelines + headless Chromium + a WebRTC baseline in a private network namespace (root).
 bench: deps build
 	$(CURDIR)/target/release/rfb bench $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
-	rm -rf node_modules tests/e2e/out
+	rm -rf node_modules tests/e2e/out fuzz/target

@@ -19,6 +19,7 @@ apt_packages=(
   gstreamer1.0-libav
   gstreamer1.0-nice
   openssl
+  g++
   chromium
   python3-gi
   python3-numpy

@@ -11,6 +11,8 @@ use gst::glib;
 mod access;
 pub mod codec;
 mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 mod inbox;
 pub mod input;

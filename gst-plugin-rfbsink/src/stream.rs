@@ -175,6 +175,48 @@ impl StreamTracker {
     }
 }
 
+/// What the negotiated caps say, or why they cannot be streamed.
+pub(crate) fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
+    let s = caps.structure(0).ok_or("empty caps")?;
+    let (codec, format) = match s.name().as_str() {
+        "video/x-h264" => match s.get::<&str>("stream-format").unwrap_or("byte-stream") {
+            "byte-stream" => (Codec::H264, Format::AnnexB),
+            "avc" => (Codec::H264, Format::Avc),
+            other => {
+                return Err(format!(
+                    "H.264 stream-format '{other}' is not supported; use byte-stream or avc"
+                ))
+            }
+        },
+        "video/x-vp8" => (Codec::Vp8, Format::Vp8),
+        "video/x-vp9" => (Codec::Vp9, Format::Vp9),
+        "video/x-av1" => (Codec::Av1, Format::Obu),
+        "image/jpeg" => (Codec::Jpeg, Format::Jpeg),
+        "image/png" => (Codec::Png, Format::Png),
+        "image/webp" => (Codec::Webp, Format::Webp),
+        other => return Err(format!("cannot stream '{other}'")),
+    };
+    let dim = |name| {
+        s.get::<i32>(name)
+            .ok()
+            .map(|v| v.max(0) as u32)
+            .unwrap_or(0)
+    };
+    let codec_data = s
+        .get::<gst::Buffer>("codec_data")
+        .ok()
+        .and_then(|b| b.map_readable().ok().map(|m| m.to_vec()));
+    Ok(CapsInfo {
+        codec,
+        format,
+        width: dim("width"),
+        height: dim("height"),
+        codec_data,
+        profile: s.get::<String>("profile").ok(),
+        level: s.get::<String>("level").ok(),
+    })
+}
+
 /// "avc1.PPCCLL" from the caps' profile and level names.
 fn h264_string_from_caps(caps: &CapsInfo) -> Option<String> {
     let (profile, constraints) = match caps.profile.as_deref()? {

@@ -20,7 +20,6 @@ use tokio::sync::watch;
 
 use super::Auth;
 use crate::access::{self, Access, AccessSettings, Tokens, TOKEN_PARAM};
-use crate::codec::{Codec, Format};
 use crate::discovery::Discovery;
 use crate::hub::{Callbacks, Frame, Hub, HubSettings};
 use crate::inbox::Inbox;
@@ -29,7 +28,7 @@ use crate::protocol::{self, close, ClientMessage, FrameHeader};
 use crate::runtime::RUNTIME;
 use crate::session::{Context, Limits};
 use crate::stats::ClientStats;
-use crate::stream::{CapsInfo, StreamTracker, MAX_DIMENSION};
+use crate::stream::{caps_info, StreamTracker, MAX_DIMENSION};
 use crate::tls::{self, Certificates};
 use crate::ws::WsServer;
 use crate::wt::WtServer;
@@ -423,48 +422,6 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("fps", c.fps)
         .field("bitrate", c.bitrate_bps)
         .build()
-}
-
-/// What the negotiated caps say, or why they cannot be streamed.
-fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
-    let s = caps.structure(0).ok_or("empty caps")?;
-    let (codec, format) = match s.name().as_str() {
-        "video/x-h264" => match s.get::<&str>("stream-format").unwrap_or("byte-stream") {
-            "byte-stream" => (Codec::H264, Format::AnnexB),
-            "avc" => (Codec::H264, Format::Avc),
-            other => {
-                return Err(format!(
-                    "H.264 stream-format '{other}' is not supported; use byte-stream or avc"
-                ))
-            }
-        },
-        "video/x-vp8" => (Codec::Vp8, Format::Vp8),
-        "video/x-vp9" => (Codec::Vp9, Format::Vp9),
-        "video/x-av1" => (Codec::Av1, Format::Obu),
-        "image/jpeg" => (Codec::Jpeg, Format::Jpeg),
-        "image/png" => (Codec::Png, Format::Png),
-        "image/webp" => (Codec::Webp, Format::Webp),
-        other => return Err(format!("cannot stream '{other}'")),
-    };
-    let dim = |name| {
-        s.get::<i32>(name)
-            .ok()
-            .map(|v| v.max(0) as u32)
-            .unwrap_or(0)
-    };
-    let codec_data = s
-        .get::<gst::Buffer>("codec_data")
-        .ok()
-        .and_then(|b| b.map_readable().ok().map(|m| m.to_vec()));
-    Ok(CapsInfo {
-        codec,
-        format,
-        width: dim("width"),
-        height: dim("height"),
-        codec_data,
-        profile: s.get::<String>("profile").ok(),
-        level: s.get::<String>("level").ok(),
-    })
 }
 
 #[glib::object_subclass]
