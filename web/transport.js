@@ -1,4 +1,4 @@
-// Logical channels over one connection (seed 004, section 2). The rest of the viewer talks to a
+// Logical channels over one connection (docs/protocol.md, Channels). The rest of the viewer talks to a
 // Transport: WebSocketTransport (one socket, channels multiplexed in JSON), WebTransportTransport
 // (a control stream, a stream per group of pictures, datagrams for latest-wins messages), and
 // AutoTransport, which prefers WebTransport and falls back to WebSocket. No DOM: runs in the
@@ -336,7 +336,7 @@ export class WebSocketTransport {
 
 /**
  * Messages that go as datagrams on WebTransport: latest-wins traffic, where a lost one is replaced
- * by the next (seed 004 section 2).
+ * by the next (docs/protocol.md).
  * @param {string} channel
  * @param {{kind?: string}} data
  */

@@ -61,7 +61,7 @@ pub fn close_reason(mut reason: String) -> String {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Envelope {
-    /// Seed 004's pair: a JSON text header, then the payload as a binary message.
+    /// A JSON text header, then the payload as a binary message (docs/protocol.md, envelope=json).
     #[default]
     Json,
     /// One binary message per frame: 24-byte header + payload.
@@ -144,7 +144,7 @@ impl FrameHeader {
         ))
     }
 
-    /// The JSON text header of `envelope=json` (seed 004 section 3, plus `config_id`).
+    /// The JSON text header of `envelope=json` (docs/protocol.md).
     pub fn encode_json(&self, config: &StreamConfig, byte_length: usize) -> String {
         serde_json::to_string(&JsonFrameHeader {
             type_: "video",
