@@ -526,6 +526,13 @@ fn element_is_documented() {
         "keyframe-request-interval",
         "stats",
         "url",
+        "view-url",
+        "auth",
+        "token",
+        "view-token",
+        "allowed-origins",
+        "https",
+        "client-timeout",
     ] {
         let pspec = element
             .find_property(name)
@@ -537,6 +544,12 @@ fn element_is_documented() {
     }
     assert_eq!(element.property::<String>("address"), "127.0.0.1");
     assert_eq!(element.property::<u32>("port"), 8080);
+    // Safe by default: a token is required, no other origin is allowed, no TLS needed locally.
+    assert_eq!(
+        element.property_value("auth").serialize().unwrap().as_str(),
+        "token"
+    );
+    assert_eq!(element.property::<Option<String>>("allowed-origins"), None);
 }
 
 #[test]
@@ -584,4 +597,90 @@ fn png_frames_flagged_as_deltas_are_still_keyframes() {
         assert_eq!((hd.frame_id, hd.key), (i, true));
         assert_eq!(&payload[1..4], b"PNG");
     }
+}
+
+#[test]
+fn unstreamable_buffers_are_skipped_not_fatal() {
+    let (caps, buffers) = encode(3, 320, 240, "jpegenc");
+    let mut h = harness("");
+    h.set_src_caps(caps);
+    let rt = runtime();
+    let mut c = rt.block_on(Client::connect(port(&h), "/ws?envelope=binary"));
+    wait_clients(&h, 1);
+    h.push(buffers[0].clone()).unwrap();
+    let (first, _) = rt.block_on(c.frame());
+    // An empty buffer and garbage where a JPEG should be: skipped, the pipeline goes on.
+    assert_eq!(h.push(gst::Buffer::new()), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(
+        h.push(gst::Buffer::from_slice(b"garbage, not a JPEG at all")),
+        Ok(gst::FlowSuccess::Ok)
+    );
+    h.push(buffers[1].clone()).unwrap();
+    let (next, payload) = rt.block_on(c.frame());
+    assert_eq!(
+        next.frame_id,
+        first.frame_id + 1,
+        "skipped buffers take no frame id"
+    );
+    assert_eq!(payload, buffers[1].map_readable().unwrap().as_slice());
+    assert_eq!(stats(&h).get::<u64>("frames-skipped").unwrap(), 2);
+}
+
+#[test]
+fn caps_over_16384_pixels_are_refused() {
+    let (_, buffers) = encode(1, 320, 240, "jpegenc");
+    let mut h = harness("");
+    h.set_src_caps(
+        gst::Caps::builder("image/jpeg")
+            .field("width", 20000i32)
+            .field("height", 240i32)
+            .build(),
+    );
+    assert_eq!(
+        h.push(buffers[0].clone()),
+        Err(gst::FlowError::NotNegotiated)
+    );
+}
+
+#[test]
+fn a_flushing_seek_restarts_clients_at_a_keyframe() {
+    let (caps, buffers) = h264(20, 10);
+    let mut h = harness("");
+    h.set_src_caps(caps);
+    let rt = runtime();
+    let mut c = rt.block_on(Client::connect(port(&h), "/ws?envelope=binary"));
+    wait_clients(&h, 1);
+    for b in &buffers[..5] {
+        h.push(b.clone()).unwrap();
+    }
+    for want in 0..5 {
+        assert_eq!(rt.block_on(c.frame()).0.frame_id, want);
+    }
+    while h.try_pull_upstream_event().is_some() {}
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    // A keyframe is asked for upstream.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(e) = h.try_pull_upstream_event() {
+            if gst_video::UpstreamForceKeyUnitEvent::parse(&e).is_ok() {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no keyframe request after the flush"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Deltas of the old position are not sent; the client restarts at the next keyframe.
+    for b in &buffers[5..11] {
+        h.push(b.clone()).unwrap();
+    }
+    let (header, _) = rt.block_on(c.frame());
+    assert!(header.key, "the first frame after the flush is a keyframe");
+    assert_eq!(header.frame_id, 10);
 }
