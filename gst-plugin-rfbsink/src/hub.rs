@@ -27,8 +27,9 @@ pub(crate) const GOP_CACHE_MAX_FRAMES: usize = 120;
 /// A client with more than this many bytes of control and application messages waiting (it does
 /// not read them) is closed: text is never dropped, so it must be bounded by closing.
 pub(crate) const MAX_QUEUED_TEXT_BYTES: usize = 4 * 1024 * 1024;
-/// A client whose socket has not taken a write for this long (or that was not heard from for
-/// twice this long) is stalled: it makes room when the server is full.
+/// A client whose socket has not taken a write for this long (or that was not heard from for this
+/// long after a ping was due, see `HubSettings::ping_interval`) is stalled: it makes room when the
+/// server is full.
 pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// A client's keyframe requests upstream back off from this...
 const KEYFRAME_BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -160,6 +161,8 @@ pub(crate) struct HubSettings {
     pub queue_frames: usize,
     /// The shortest time between two keyframe requests sent upstream.
     pub keyframe_interval: Duration,
+    /// How often sessions ping their clients: a live client answers within it.
+    pub ping_interval: Duration,
 }
 
 #[derive(Default)]
@@ -352,14 +355,15 @@ impl Client {
     }
 
     /// Not keeping up: a write has been waiting on its socket for over `STALLED_AFTER`, or
-    /// nothing (not even a pong to the server's pings) came from it for twice that.
-    pub fn is_stalled(&self, now: Instant) -> bool {
+    /// nothing (not even a pong to the server's pings) came from it for a ping interval and
+    /// `STALLED_AFTER` more.
+    fn is_stalled(&self, now: Instant, ping_interval: Duration) -> bool {
         let now_ms = self.ms_since_epoch(now);
         let stalled = STALLED_AFTER.as_millis() as u64;
         let write = self.write_since_ms.load(Ordering::Relaxed);
         let heard = self.last_heard();
         (write != 0 && now_ms.saturating_sub(write) > stalled)
-            || now_ms.saturating_sub(heard) > 2 * stalled
+            || now_ms.saturating_sub(heard) > stalled + ping_interval.as_millis() as u64
     }
 
     pub fn count_ignored(&self) {
@@ -707,7 +711,7 @@ impl Hub {
                 let stalled = st
                     .clients
                     .values()
-                    .filter(|c| c.is_stalled(now))
+                    .filter(|c| c.is_stalled(now, self.settings.ping_interval))
                     .min_by_key(|c| c.last_heard())
                     .cloned();
                 let Some(stalled) = stalled else {
@@ -937,6 +941,7 @@ mod tests {
                 queue_bytes: 1 << 20,
                 queue_frames,
                 keyframe_interval: Duration::ZERO,
+                ping_interval: Duration::from_secs(5),
             },
             Callbacks {
                 request_keyframe: Box::new(move || {

@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use gst::prelude::*;
 
+/// These tests measure the whole process (descriptors, threads, memory, panics): one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Panics anywhere in this process (the runtime's threads included) are counted.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 static HOOK: Once = Once::new();
@@ -49,6 +56,7 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn stalled_clients_are_evicted_and_a_real_viewer_gets_every_frame() {
+    let _serial = serial();
     let (caps, buffers) = h264(30, 30);
     // Few slots so that the stalled clients fill them; a short client-timeout so that the test is
     // short (the default is 15 s).
@@ -128,6 +136,7 @@ fn stalled_clients_are_evicted_and_a_real_viewer_gets_every_frame() {
 
 #[test]
 fn half_open_http_connections_are_closed_while_a_viewer_streams() {
+    let _serial = serial();
     let (caps, buffers) = h264(30, 30);
     let mut h = harness("");
     h.set_src_caps(caps);
@@ -181,6 +190,7 @@ fn half_open_http_connections_are_closed_while_a_viewer_streams() {
 
 #[test]
 fn a_message_flood_at_a_stalled_client_stays_bounded() {
+    let _serial = serial();
     let h = harness("");
     let port = port(&h);
     let rt = runtime();
@@ -218,6 +228,7 @@ fn a_message_flood_at_a_stalled_client_stays_bounded() {
 
 #[test]
 fn connection_churn_leaves_no_descriptor_or_thread_behind() {
+    let _serial = serial();
     let h = harness("");
     let port = port(&h);
     let rt = runtime();
@@ -261,6 +272,7 @@ fn connection_churn_leaves_no_descriptor_or_thread_behind() {
 
 #[test]
 fn quick_playing_null_cycles_on_one_port_never_panic() {
+    let _serial = serial();
     count_panics();
     init();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -299,6 +311,7 @@ fn quick_playing_null_cycles_on_one_port_never_panic() {
 
 #[test]
 fn stopping_from_a_runtime_thread_does_not_panic() {
+    let _serial = serial();
     count_panics();
     init();
     let panics_before = PANICS.load(Ordering::SeqCst);

@@ -806,6 +806,8 @@ impl BaseSinkImpl for RfbSink {
                 )
             })?;
         let hub_inbox = inbox.clone();
+        let limits =
+            Limits::from_client_timeout(Duration::from_millis(settings.client_timeout_ms.into()));
         let hub = Hub::new(
             HubSettings {
                 max_clients: settings.max_clients,
@@ -815,6 +817,7 @@ impl BaseSinkImpl for RfbSink {
                 keyframe_interval: Duration::from_millis(
                     settings.keyframe_request_interval_ms.into(),
                 ),
+                ping_interval: limits.ping_interval,
             },
             Callbacks {
                 // Pushed from the runtime's blocking pool: never on render()'s thread.
@@ -865,8 +868,6 @@ impl BaseSinkImpl for RfbSink {
             view_only: settings.view_only,
         }));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let limits =
-            Limits::from_client_timeout(Duration::from_millis(settings.client_timeout_ms.into()));
         let ctx = Context {
             hub: hub.clone(),
             access,
