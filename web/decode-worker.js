@@ -26,7 +26,7 @@ import { createTransport } from './transport.js';
  *   | {type: 'reply', id: number, ok: false, error: string}} FromWorker
  */
 
-/** @typedef {'connecting' | 'waiting' | 'playing' | 'ended' | 'reconnecting' | 'error'} StatusState */
+/** @typedef {'connecting' | 'waiting' | 'playing' | 'ended' | 'reconnecting' | 'refused' | 'error'} StatusState */
 
 /**
  * @typedef {object} ViewerStats
@@ -189,7 +189,8 @@ function start(options) {
         connected = false;
         resetStream();
         const why = event.reason ? ` (${event.code} ${event.reason})` : '';
-        if (event.retryInMs === null) setStatus('error', `disconnected${why}`);
+        if (event.refused) setStatus('refused', event.reason);
+        else if (event.retryInMs === null) setStatus('error', `disconnected${why}`);
         else if (opens === 0) setStatus('connecting', `connecting…${why}`);
         else setStatus('reconnecting', `reconnecting…${why}`);
         break;

@@ -207,7 +207,7 @@ export class RfbViewer {
   setStatus(state, text) {
     const before = this.statusState;
     // Out of connecting/reconnecting: a new connection (the worker says so on `hello`).
-    if ((state === 'waiting' || state === 'playing') && ['connecting', 'reconnecting', 'error'].includes(before)) {
+    if ((state === 'waiting' || state === 'playing') && ['connecting', 'reconnecting', 'refused', 'error'].includes(before)) {
       this.input?.connected();
     }
     this.statusState = state;

@@ -36,9 +36,10 @@ import {
 /**
  * @typedef {{type: 'connecting', attempt: number}
  *   | {type: 'open'}
- *   | {type: 'closed', code: number, reason: string, retryInMs: number | null}
+ *   | {type: 'closed', code: number, reason: string, retryInMs: number | null, refused?: boolean}
  *   | {type: 'error', error: Error}} TransportEvent
  * `retryInMs` null: the transport gives up (closed by its owner, or a close code that would repeat).
+ * `refused`: the server refused this link (401/403, see accessRefusedText); it keeps retrying.
  * `error`: a message that broke the protocol; the connection carries on.
  */
 
@@ -616,6 +617,19 @@ export function webTransportUrl(wsUrl, info) {
 }
 
 /**
+ * What the viewer says when the server refuses its link (docs/security.md): a missing or wrong
+ * token (a restarted element makes a new one unless its token property is set) or a page origin
+ * that is not allowed.
+ * @param {number} status the HTTP status of /rfb.json
+ */
+export function accessRefusedText(status) {
+  const why = status === 401
+    ? 'this link has no token'
+    : 'the token is wrong (rfbsink makes a new one each time it starts, unless its token property is set) or this page\'s origin is not allowed';
+  return `Access refused (HTTP ${status}): ${why}. Open the URL rfbsink printed when it started.`;
+}
+
+/**
  * WebTransport first, WebSocket when WebTransport is missing, not offered, or fails (`mode`
  * 'auto'); or one of them forced ('wt', 'ws'). It owns reconnection: before every attempt it asks
  * the server again (/rfb.json), since a restarted server has a new certificate and maybe a new
@@ -645,6 +659,8 @@ export class AutoTransport {
     this.fallbackReason = '';
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.retryTimer = null;
+    /** accessRefusedText() of the last /rfb.json answer, or '' */
+    this.refused = '';
   }
 
   /** @param {string} name @param {ChannelOptions} [_options] */
@@ -677,19 +693,25 @@ export class AutoTransport {
     /** @type {WebTransportInfo | null} */
     let info = null;
     let why = '';
+    // /rfb.json answers first, whatever the transport: it says whether this link is refused.
+    let offered = null;
+    this.refused = '';
+    try {
+      offered = await this.discover();
+    } catch (e) {
+      why = `cannot ask the server about WebTransport: ${e.message}`;
+      if (e.status === 401 || e.status === 403) this.refused = accessRefusedText(e.status);
+    }
+    if (this.closed) return;
     if (this.mode === 'ws') {
       why = 'WebSocket requested';
     } else if (this.mode === 'auto' && this.wtFailures >= 2) {
       why = `WebTransport failed ${this.wtFailures} times`;
     } else if (typeof WebTransport === 'undefined') {
       why = 'this browser has no WebTransport';
-    } else {
-      try {
-        info = await this.discover();
-        if (!info) why = 'the server does not offer WebTransport';
-      } catch (e) {
-        why = `cannot ask the server about WebTransport: ${e.message}`;
-      }
+    } else if (!why) {
+      info = offered;
+      if (!info) why = 'the server does not offer WebTransport';
     }
     if (this.closed) return;
     if (info) {
@@ -705,7 +727,7 @@ export class AutoTransport {
   /** @returns {Promise<WebTransportInfo | null>} */
   async discover() {
     const res = await this.fetchImpl(discoveryUrl(this.wsUrl), { cache: 'no-store' });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    if (!res.ok) throw Object.assign(new Error(`HTTP ${res.status}`), { status: res.status });
     const body = await res.json();
     return body?.webtransport ?? null;
   }
@@ -780,7 +802,11 @@ export class AutoTransport {
    */
   retry(code, reason) {
     const retryInMs = this.backoff.next();
-    this.router.emit({ type: 'closed', code, reason, retryInMs });
+    if (this.refused) {
+      this.router.emit({ type: 'closed', code, reason: this.refused, retryInMs, refused: true });
+    } else {
+      this.router.emit({ type: 'closed', code, reason, retryInMs });
+    }
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (!this.closed) this.connect();

@@ -395,7 +395,7 @@ impl Client {
         let queued = q.push_text(Item::Text(text));
         if !queued {
             q.close(
-                close::POLICY,
+                close::TRY_AGAIN_LATER,
                 format!("too slow: over {MAX_QUEUED_TEXT_BYTES} bytes of messages unread"),
             );
             self.closed.send_replace(true);
@@ -717,7 +717,7 @@ impl Hub {
                 let Some(stalled) = stalled else {
                     return Err(Refused::TooManyClients(max));
                 };
-                stalled.close(close::POLICY, "evicted: not reading (server full)");
+                stalled.close(close::TRY_AGAIN_LATER, "evicted: not reading (server full)");
                 st.clients.remove(&stalled.id);
             }
             st.next_id += 1;
@@ -1175,7 +1175,7 @@ mod tests {
         }
         let items: Vec<Item> = std::iter::from_fn(|| c.queue.lock().unwrap().pop()).collect();
         assert!(
-            matches!(items.as_slice(), [Item::Close(1008, r)] if r.contains("too slow")),
+            matches!(items.as_slice(), [Item::Close(1013, r)] if r.contains("too slow")),
             "closed once over the bound: {:?}",
             items
                 .iter()

@@ -235,7 +235,7 @@ async fn send_loop(
             _ = ticks.tick() => {
                 if client.silent_for() > limits.idle_timeout {
                     client.close(
-                        close::POLICY,
+                        close::TRY_AGAIN_LATER,
                         format!("idle: nothing heard for {} ms", limits.idle_timeout.as_millis()),
                     );
                     continue;

@@ -1,7 +1,8 @@
 // Access in a real browser (docs/security.md): a page of another origin gets nothing and injects
 // nothing, with or without the token; the view link shows frames and its input arrives nowhere;
 // the control link's input arrives; a reload without the token in the URL keeps working (cookie);
-// HTTPS on the same port with a certificate file and in self-signed mode.
+// HTTPS on the same port with a certificate file and in self-signed mode; an open viewer whose
+// token went stale (the element restarted) says so on screen.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -140,6 +141,24 @@ test('a reload without the token in the URL keeps working (cookie); a fresh brow
   const res = await page.goto(bare.href);
   assert.equal(res.status(), 401, 'no token, no cookie: refused');
   assert.match(await page.textContent('body'), /rfb_token/, 'the refusal says where the token is');
+});
+
+test('an open viewer says why after the element restarted with a new token', { timeout: 90_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const first = await startPipeline(`${SOURCE} ! rfbsink port=0`);
+  t.after(() => first.stop());
+  const viewer = await Viewer.open(browser.context, first.url);
+  t.after(() => viewer.close());
+  await viewer.waitForFrames(3, { extra: first.logs });
+  await first.stop();
+  // Restarted on the same port: a new token, which the open page does not have.
+  const second = await startPipeline(`${SOURCE} ! rfbsink port=${first.port}`);
+  t.after(() => second.stop());
+  const shown = await pollUntil(() => viewer.page.textContent('.rfb-status'),
+    (text) => /Access refused \(HTTP 403\)/.test(text ?? ''),
+    { what: 'the viewer to say its link was refused', timeoutMs: 30_000, details: () => viewer.logs() });
+  assert.match(shown, /Open the URL rfbsink printed/);
+  assert.equal(await viewer.page.isVisible('.rfb-status'), true, 'the explanation is on screen');
 });
 
 /** A certificate for 127.0.0.1 and localhost made with openssl, and its SPKI hash for Chromium. */

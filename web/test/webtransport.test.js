@@ -3,7 +3,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 
 import { LengthPrefixedReader, encodeBinaryFrame, hexToBytes, parseStreamMessage, ProtocolError } from '../protocol.js';
-import { ChannelRouter, discoveryUrl, webTransportUrl } from '../transport.js';
+import { ChannelRouter, accessRefusedText, discoveryUrl, webTransportUrl } from '../transport.js';
 
 /** @param {Uint8Array[]} messages */
 function frameAll(messages) {
@@ -69,4 +69,9 @@ test('discovery and WebTransport URLs follow the page host', () => {
     'https://127.0.0.1:9000/wt?rfb_token=a%2Bb');
   assert.deepEqual(Array.from(hexToBytes('00ff10')), [0, 255, 16]);
   assert.throws(() => hexToBytes('zz'), ProtocolError);
+});
+
+test('a refused link is explained: no token (401), wrong token or origin (403)', () => {
+  assert.match(accessRefusedText(401), /^Access refused \(HTTP 401\): this link has no token\. Open the URL rfbsink printed/);
+  assert.match(accessRefusedText(403), /token is wrong .* new one each time it starts.* origin is not allowed/);
 });
