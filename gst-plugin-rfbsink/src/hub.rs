@@ -256,6 +256,12 @@ impl ClientQueue {
         Some(item)
     }
 
+    /// Drops every queued frame and waits for a keyframe.
+    fn restart_at_key(&mut self) {
+        self.drop_frames();
+        self.need_key = true;
+    }
+
     /// Queues a text item; false when the client's unread text is over its bound.
     fn push_text(&mut self, item: Item) -> bool {
         if self.text_bytes + item.text_bytes() > MAX_QUEUED_TEXT_BYTES {
@@ -394,15 +400,21 @@ impl Client {
         }
         let queued = q.push_text(Item::Text(text));
         if !queued {
-            q.close(
+            self.close_locked(
+                &mut q,
                 close::TRY_AGAIN_LATER,
                 format!("too slow: over {MAX_QUEUED_TEXT_BYTES} bytes of messages unread"),
             );
-            self.closed.send_replace(true);
         }
         drop(q);
         self.notify.notify_one();
         queued
+    }
+
+    /// Closes with the queue's lock held: the queue's flag and `closed` change together.
+    fn close_locked(&self, q: &mut ClientQueue, code: u16, reason: String) {
+        q.close(code, reason);
+        self.closed.send_replace(true);
     }
 
     /// Resolves once the client is closed (its close may still be on its way out).
@@ -437,9 +449,8 @@ impl Client {
         if q.closed {
             return;
         }
-        q.close(code, reason.into());
+        self.close_locked(&mut q, code, reason.into());
         drop(q);
-        self.closed.send_replace(true);
         self.notify.notify_one();
     }
 
@@ -527,8 +538,7 @@ impl Client {
     /// keyframes on the others).
     fn restart_at_key(&self) -> bool {
         let mut q = self.queue.lock().unwrap();
-        q.drop_frames();
-        q.need_key = true;
+        q.restart_at_key();
         q.may_request_keyframe(Instant::now())
     }
 
@@ -550,12 +560,10 @@ impl Client {
             .acked(frame_id, decode_queue_size, paint_us);
     }
 
-    /// The client lost its decoder state or the stream was flushed: drop what is queued and wait
-    /// for a keyframe.
+    /// The stream was flushed: drop what is queued and wait for a keyframe (the hub asks for it
+    /// once for every client).
     fn flush(&self) {
-        let mut q = self.queue.lock().unwrap();
-        q.drop_frames();
-        q.need_key = true;
+        self.queue.lock().unwrap().restart_at_key();
     }
 
     pub fn stats(&self) -> ClientStats {
