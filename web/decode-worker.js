@@ -4,6 +4,7 @@
 
 import { ack, CONTROL_CHANNEL, keyframeRequest, MAIN_CHANNEL, parseConfig, STATS_CHANNEL } from './protocol.js';
 import { History, parseServerStats, StreamRates } from './stats.js';
+import { applyTiles, bounds, toDisplay, windowTable } from './tiles.js';
 import { createTransport } from './transport.js';
 
 /**
@@ -12,6 +13,9 @@ import { createTransport } from './transport.js';
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
  *   | {type: 'send', id: number, channel: string, message: object}
+ *   | {type: 'raw', id: number}
+ *   | {type: 'probe', id: number, x: number, y: number}
+ *   | {type: 'window', id: number, window: {low: number, high: number} | 'auto' | null}
  *   | {type: 'close'}} ToWorker
  */
 
@@ -20,7 +24,7 @@ import { createTransport } from './transport.js';
  * while (a server `error`); `app` an `app.*` message from the server.
  * @typedef {{type: 'status', state: StatusState, text: string}
  *   | {type: 'notice', text: string}
- *   | {type: 'resize', width: number, height: number}
+ *   | {type: 'resize', width: number, height: number, format?: import('./tiles.js').PixelFormat}
  *   | {type: 'app', message: import('./protocol.js').Message}
  *   | {type: 'reply', id: number, ok: true, value: any}
  *   | {type: 'reply', id: number, ok: false, error: string}} FromWorker
@@ -54,6 +58,13 @@ import { createTransport } from './transport.js';
  *   (its figures for this viewer), null when none came in the last SERVER_STATS_STALE_MS
  * @property {import('./stats.js').LatencySample[]} latencyHistory the server's render() -> decoded
  *   p50/p95 over the last LATENCY_HISTORY_MS, oldest first
+ * @property {WindowState | null} window the gray16 window in use (raw gray16 streams only)
+ */
+
+/**
+ * The gray16 window/level: `auto` follows the picture's range; `server` was set by the pipeline
+ * (`rfb.control` `window`), `user` by the person watching (viewer API, Alt+drag).
+ * @typedef {{low: number, high: number, source: 'auto' | 'server' | 'user'}} WindowState
  */
 
 /** Deltas are dropped (and a keyframe asked for) when the decoder has more than this queued. */
@@ -94,6 +105,16 @@ let generation = 0;
 let needKey = true;
 /** @type {Map<number, FrameMeta>} by chunk timestamp */
 const pendingMeta = new Map();
+
+/** The raw path's picture, its display pixels and the gray16 window. */
+/** @type {import('./tiles.js').RawPicture | null} */
+let rawPicture = null;
+/** @type {ImageData | null} */
+let rawImage = null;
+/** @type {WindowState} */
+let rawWindow = { low: 0, high: 65535, source: 'auto' };
+/** @type {Uint32Array | null} */
+let rawTable = null;
 
 let imageBusy = false;
 /** @type {{frame: import('./protocol.js').Frame, meta: FrameMeta} | null} */
@@ -199,7 +220,7 @@ function start(options) {
         counters.protocolErrors++;
         console.warn(`rfb: ${event.error.message}`);
         // The message that broke may have been a frame: resynchronise on a keyframe.
-        if (config?.type === 'video' && !needKey) {
+        if (config && config.type !== 'image' && !needKey) {
           needKey = true;
           requestKeyframe('protocol-error');
         }
@@ -228,6 +249,14 @@ function onControl(message) {
       if (decoder && decoder.state === 'configured') decoder.flush().catch(() => {});
       needKey = true;
       setStatus('ended', 'stream ended');
+      break;
+    case 'window':
+      // The pipeline's window (rfbsink's gray-window property): null bounds mean automatic.
+      if (typeof message.low === 'number' && typeof message.high === 'number' && message.high > message.low) {
+        setWindow({ low: message.low, high: message.high, source: 'server' });
+      } else {
+        setWindow(null);
+      }
       break;
     case 'error':
       console.warn(`rfb: server error: ${message.message}`);
@@ -261,6 +290,7 @@ function resetStream() {
 
 function closeDecoder() {
   generation++;
+  rawPicture = null;
   pendingMeta.clear();
   imagePending = null;
   if (decoder && decoder.state !== 'closed') decoder.close();
@@ -374,6 +404,7 @@ function onFrame(frame) {
   }
   const meta = { frameId: frame.frameId, receivedAt };
   if (config.type === 'image') return onImageFrame(frame, meta);
+  if (config.type === 'raw') return onRawFrame(frame, meta);
   if (unsupported) return drop('codec not supported');
   if (needKey && !frame.key) return drop('waiting for a keyframe');
   if (!decoder || decoder.state === 'closed') openDecoder();
@@ -420,6 +451,95 @@ function onVideoFrame(frame, mine) {
   // Acknowledged once painted, saying how long painting took: the server gets both render() ->
   // decoded and render() -> painted from one message.
   if (meta) decoded(meta, decoder ? decoder.decodeQueueSize : 0, decodedAt);
+}
+
+/**
+ * Raw tiles: applied to the picture at once (no decoder queue), then only the changed
+ * rectangles are painted.
+ * @param {import('./protocol.js').Frame} frame
+ * @param {FrameMeta} meta
+ */
+function onRawFrame(frame, meta) {
+  if (needKey && !frame.key) return drop('waiting for a keyframe');
+  let rects;
+  try {
+    ({ picture: rawPicture, rects } = applyTiles(frame.payload, frame.key ? null : rawPicture, frame.key));
+  } catch (e) {
+    counters.decodeErrors++;
+    console.warn(`rfb: bad raw frame ${frame.frameId}, restarting at the next keyframe: ${e.message}`);
+    rawPicture = null;
+    needKey = true;
+    requestKeyframe('decoder-error');
+    return;
+  }
+  needKey = false;
+  const decodedAt = performance.now();
+  paintRaw(frame.key ? null : rects);
+  decoded(meta, 0, decodedAt);
+}
+
+/**
+ * Paints the raw picture: `rects` only, or all of it (null). Exact: RGB as it is, opaque, at the
+ * stream's size; gray16 through the window's table.
+ * @param {import('./tiles.js').Rect[] | null} rects
+ */
+function paintRaw(rects) {
+  const picture = rawPicture;
+  if (!canvas || !ctx || !picture) return;
+  const { width, height } = picture;
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+    post({ type: 'resize', width, height, format: picture.format });
+    rects = null;
+  }
+  if (!rawImage || rawImage.width !== width || rawImage.height !== height) {
+    rawImage = new ImageData(width, height);
+    rects = null;
+  }
+  if (picture.format === 'gray16le') {
+    if (rawWindow.source === 'auto') {
+      const [low, high] = picture.range();
+      if (low !== rawWindow.low || high !== rawWindow.high || !rawTable) {
+        rawWindow = { low, high, source: 'auto' };
+        rawTable = null;
+      }
+    }
+    if (!rawTable) {
+      rawTable = windowTable(rawWindow);
+      rects = null;
+    }
+  }
+  const all = { x: 0, y: 0, width, height };
+  const todo = rects ?? [all];
+  const out = new Uint32Array(rawImage.data.buffer);
+  for (const r of todo) toDisplay(picture, r, out, rawTable);
+  // Few rectangles: each on its own; many: their bounding box in one call.
+  if (todo.length <= 16) {
+    for (const r of todo) ctx.putImageData(rawImage, 0, 0, r.x, r.y, r.width, r.height);
+  } else {
+    const b = bounds(todo);
+    ctx.putImageData(rawImage, 0, 0, b.x, b.y, b.width, b.height);
+  }
+  painted = true;
+  if (afterPaint) afterPaint(ctx, width, height);
+}
+
+/**
+ * Sets the gray16 window (null: automatic, following the picture's range) and repaints.
+ * @param {WindowState | null} win
+ */
+function setWindow(win) {
+  rawWindow = win ?? { low: 0, high: 65535, source: 'auto' };
+  rawTable = null;
+  if (rawPicture?.format === 'gray16le') paintRaw(null);
+}
+
+/** A copy of the raw picture as decoded (viewer API: readRaw). */
+function rawSnapshot() {
+  if (!rawPicture) return null;
+  const { format, width, height, data } = rawPicture;
+  return { format, width, height, data: data.slice() };
 }
 
 /**
@@ -541,6 +661,7 @@ function stats() {
     status,
     server: serverStats && now - serverStatsAt <= SERVER_STATS_STALE_MS ? serverStats : null,
     latencyHistory: latencyHistory.entries(now).map(({ ageMs, value }) => ({ ageMs, ...value })),
+    window: rawPicture?.format === 'gray16le' ? { ...rawWindow } : null,
   };
 }
 
@@ -573,6 +694,20 @@ scope.onmessage = (event) => {
       break;
     case 'sample':
       post({ type: 'reply', id: message.id, ok: true, value: samplePixels(message.points) });
+      break;
+    case 'raw': {
+      const value = rawSnapshot();
+      post({ type: 'reply', id: message.id, ok: true, value });
+      break;
+    }
+    case 'probe':
+      post({ type: 'reply', id: message.id, ok: true, value: rawPicture?.valueAt(message.x, message.y) ?? null });
+      break;
+    case 'window':
+      if (message.window !== null) {
+        setWindow(message.window === 'auto' ? null : { low: message.window.low, high: message.window.high, source: 'user' });
+      }
+      post({ type: 'reply', id: message.id, ok: true, value: { ...rawWindow } });
       break;
     case 'send':
       send(message.channel, message.message).then(

@@ -15,9 +15,10 @@ const P95_COLOUR = '#ffb454';
 /**
  * The overlay's lines for a stats snapshot. Pure.
  * @param {import('./decode-worker.js').ViewerStats} s
+ * @param {{x: number, y: number, value: number[]} | null} [probe] the raw value under the pointer
  * @returns {string[]}
  */
-export function formatStats(s) {
+export function formatStats(s, probe = null) {
   return [
     `${s.fps.toFixed(1)} fps  ${formatBitrate(s.bitrateBps)}`,
     `${s.width}x${s.height}  ${s.codecString ?? 'no stream'}`,
@@ -25,6 +26,8 @@ export function formatStats(s) {
     `${s.transport}/${s.envelope}  client ${s.clientId ?? '-'}${s.connected ? '' : '  (disconnected)'}`,
     `dropped ${s.framesDropped}  errors ${s.decodeErrors}  key req ${s.keyframeRequests}`,
     ...(s.server ? formatServerStats(s.server) : []),
+    ...(s.window ? [`window ${s.window.low}..${s.window.high} (${s.window.source})  Alt+drag, Alt+A auto`] : []),
+    ...(probe ? [`(${probe.x}, ${probe.y}) = ${probe.value.join(', ')}`] : []),
   ];
 }
 
@@ -146,9 +149,12 @@ export class Overlay {
     return this.visible;
   }
 
-  /** @param {import('./decode-worker.js').ViewerStats} stats */
-  update(stats) {
-    this.text.textContent = formatStats(stats).join('\n');
+  /**
+   * @param {import('./decode-worker.js').ViewerStats} stats
+   * @param {{x: number, y: number, value: number[]} | null} [probe]
+   */
+  update(stats, probe = null) {
+    this.text.textContent = formatStats(stats, probe).join('\n');
     const history = stats.latencyHistory ?? [];
     this.graph.style.display = history.length > 0 ? 'block' : 'none';
     if (history.length > 0) this.drawGraph(history);

@@ -36,7 +36,7 @@ export const ENVELOPES = Object.freeze(['binary', 'json']);
  * A validated `config` message.
  * @typedef {object} StreamConfig
  * @property {number} configId
- * @property {'video' | 'image'} type
+ * @property {'video' | 'image' | 'raw'} type
  * @property {string} codec
  * @property {string} codecString WebCodecs codec string, or the MIME type for images
  * @property {string} format
@@ -290,6 +290,7 @@ export function base64ToBytes(text) {
 
 const VIDEO_CODECS = ['h264', 'vp8', 'vp9', 'av1'];
 const IMAGE_CODECS = ['jpeg', 'png', 'webp'];
+const RAW_CODECS = ['raw'];
 
 /**
  * Validates a `config` message.
@@ -299,10 +300,10 @@ const IMAGE_CODECS = ['jpeg', 'png', 'webp'];
 export function parseConfig(message) {
   const fail = (/** @type {string} */ what) => new ProtocolError(`config: ${what}`);
   if (!isUint(message.config_id)) throw fail(`"config_id" must be an unsigned integer, got ${json(message.config_id)}`);
-  if (message.type !== 'video' && message.type !== 'image') {
-    throw fail(`"type" must be "video" or "image", got ${json(message.type)}`);
+  if (message.type !== 'video' && message.type !== 'image' && message.type !== 'raw') {
+    throw fail(`"type" must be "video", "image" or "raw", got ${json(message.type)}`);
   }
-  const codecs = message.type === 'video' ? VIDEO_CODECS : IMAGE_CODECS;
+  const codecs = message.type === 'video' ? VIDEO_CODECS : message.type === 'image' ? IMAGE_CODECS : RAW_CODECS;
   if (!codecs.includes(message.codec)) {
     throw fail(`"codec" for type ${message.type} must be one of ${codecs.join(', ')}, got ${json(message.codec)}`);
   }

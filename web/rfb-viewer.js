@@ -4,7 +4,7 @@
 //   import { mountViewer } from 'http://127.0.0.1:8080/rfb-viewer.js';
 //   const viewer = mountViewer(document.getElementById('view'), { url: 'ws://127.0.0.1:8080/ws' });
 
-import { InputCapture } from './input.js';
+import { InputCapture, mapToStream } from './input.js';
 import { Overlay } from './overlay.js';
 import { EVENTS_CHANNEL, withEnvelope } from './protocol.js';
 
@@ -29,6 +29,8 @@ import { EVENTS_CHANNEL, withEnvelope } from './protocol.js';
  */
 
 const OVERLAY_REFRESH_MS = 500;
+/** Alt+drag on a gray16 stream: window width and level change by this many values per CSS pixel, times the range shown. */
+const WINDOW_DRAG_GAIN = 1 / 256;
 const NOTICE_MS = 8000;
 
 /** The stream's WebSocket URL on the server that served this module. */
@@ -145,6 +147,55 @@ export class RfbViewer {
       onToggle: (visible) => this.overlayToggled(visible),
     });
     this.renderStatus();
+
+    /** Whether the stream is raw gray16 (window/level applies), from the worker's resize. */
+    this.gray16 = false;
+    /** The stream pixel under the pointer, for the overlay's raw value. @type {{x: number, y: number} | null} */
+    this.pointer = null;
+    this.windowDrag = /** @type {{x: number, y: number, low: number, high: number} | null} */ (null);
+    this.listenWindowControls();
+  }
+
+  /**
+   * Gray16 window/level by hand, before input capture sees the events (capture phase on the
+   * root): Alt+drag (right/left: wider/narrower window, down/up: higher/lower level), Alt+A:
+   * automatic again. Without Alt, or on other streams, events go to the stream as input.
+   */
+  listenWindowControls() {
+    const opts = { capture: true };
+    this.root.addEventListener('pointermove', (e) => {
+      const rect = this.canvas.getBoundingClientRect();
+      const p = mapToStream(e.clientX, e.clientY, rect, this.streamSize.width, this.streamSize.height);
+      this.pointer = p.inside ? { x: p.x, y: p.y } : null;
+      const drag = this.windowDrag;
+      if (!drag) return;
+      e.stopPropagation();
+      const range = Math.max(1, drag.high - drag.low);
+      const width = Math.max(1, range * (1 + (e.clientX - drag.x) * WINDOW_DRAG_GAIN * 4));
+      const centre = (drag.low + drag.high) / 2 + (e.clientY - drag.y) * range * WINDOW_DRAG_GAIN;
+      this.setWindow(Math.round(centre - width / 2), Math.round(centre + width / 2)).catch(() => {});
+    }, opts);
+    this.root.addEventListener('pointerdown', (e) => {
+      if (!e.altKey || !this.gray16) return;
+      e.stopPropagation();
+      e.preventDefault();
+      this.getWindow().then((w) => {
+        if (w) this.windowDrag = { x: e.clientX, y: e.clientY, low: w.low, high: w.high };
+      }, () => {});
+    }, opts);
+    const endDrag = (/** @type {PointerEvent} */ e) => {
+      if (!this.windowDrag) return;
+      e.stopPropagation();
+      this.windowDrag = null;
+    };
+    this.root.addEventListener('pointerup', endDrag, opts);
+    this.root.addEventListener('pointercancel', endDrag, opts);
+    this.root.addEventListener('keydown', (e) => {
+      if (!e.altKey || !this.gray16 || e.code !== 'KeyA') return;
+      e.stopPropagation();
+      e.preventDefault();
+      this.autoWindow().catch(() => {});
+    }, opts);
   }
 
   /**
@@ -156,7 +207,8 @@ export class RfbViewer {
   }
 
   /**
-   * @param {{type: 'stats'} | {type: 'sample', points: [number, number][]} | {type: 'send', channel: string, message: object}} message
+   * @param {{type: 'stats'} | {type: 'sample', points: [number, number][]} | {type: 'send', channel: string, message: object}
+   *   | {type: 'raw'} | {type: 'probe', x: number, y: number} | {type: 'window', window: {low: number, high: number} | 'auto' | null}} message
    * @returns {Promise<any>}
    */
   request(message) {
@@ -187,6 +239,9 @@ export class RfbViewer {
         break;
       case 'resize':
         this.streamSize = { width: message.width, height: message.height };
+        this.gray16 = message.format === 'gray16le';
+        // Lossless pictures: no smoothing when the view scales them (1:1 is exact anyway).
+        this.canvas.style.imageRendering = message.format ? 'pixelated' : '';
         break;
       case 'app':
         for (const cb of this.messageListeners) {
@@ -239,7 +294,11 @@ export class RfbViewer {
     if (!visible || this.closed) return;
     const refresh = () =>
       this.stats().then(
-        (s) => this.overlay.update(s),
+        async (s) => {
+          const p = this.pointer;
+          const value = p && s.codec === 'raw' ? await this.rawValueAt(p.x, p.y).catch(() => null) : null;
+          this.overlay.update(s, value && p ? { x: Math.floor(p.x), y: Math.floor(p.y), value } : null);
+        },
         () => {},
       );
     refresh();
@@ -264,6 +323,50 @@ export class RfbViewer {
   samplePixels(points) {
     if (!Array.isArray(points)) return Promise.reject(new TypeError('samplePixels: expected [[x, y], ...]'));
     return this.request({ type: 'sample', points: points.map(([x, y]) => [Number(x), Number(y)]) });
+  }
+
+  /**
+   * The raw picture as decoded, for lossless streams (`codec` raw): `data` holds the wire pixels
+   * row by row (rgba8: 4 bytes, rgb8: 3, gray8: 1, gray16le: 2 little-endian). Exact: what the
+   * server sent, whatever the window shows. Null for other streams or before the first picture.
+   * @returns {Promise<{format: import('./tiles.js').PixelFormat, width: number, height: number, data: Uint8Array} | null>}
+   */
+  readRaw() {
+    return this.request({ type: 'raw' });
+  }
+
+  /**
+   * The raw value at stream pixel (`x`, `y`): [r, g, b, a], [r, g, b] or [v]; null outside or
+   * for other streams.
+   * @param {number} x
+   * @param {number} y
+   * @returns {Promise<number[] | null>}
+   */
+  rawValueAt(x, y) {
+    return this.request({ type: 'probe', x: Number(x), y: Number(y) });
+  }
+
+  /**
+   * Shows gray16 values `low`..`high` as black..white (the data is unchanged).
+   * @param {number} low
+   * @param {number} high
+   * @returns {Promise<import('./decode-worker.js').WindowState>}
+   */
+  setWindow(low, high) {
+    if (!(Number.isFinite(low) && Number.isFinite(high) && high > low)) {
+      return Promise.reject(new RangeError('setWindow: expected low < high'));
+    }
+    return this.request({ type: 'window', window: { low, high } });
+  }
+
+  /** The gray16 window follows the picture's range again. */
+  autoWindow() {
+    return this.request({ type: 'window', window: 'auto' });
+  }
+
+  /** @returns {Promise<import('./decode-worker.js').WindowState>} */
+  getWindow() {
+    return this.request({ type: 'window', window: null });
   }
 
   /**

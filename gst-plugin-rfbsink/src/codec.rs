@@ -20,6 +20,8 @@ pub enum Codec {
     Jpeg,
     Png,
     Webp,
+    /// Raw video, sent losslessly as tiles (`tiles.rs`).
+    Raw,
 }
 
 impl Codec {
@@ -33,6 +35,7 @@ impl Codec {
             Codec::Jpeg => "jpeg",
             Codec::Png => "png",
             Codec::Webp => "webp",
+            Codec::Raw => "raw",
         }
     }
 
@@ -48,7 +51,7 @@ impl Codec {
             Codec::Jpeg => data.starts_with(&[0xff, 0xd8, 0xff]),
             Codec::Png => data.starts_with(b"\x89PNG\r\n\x1a\n"),
             Codec::Webp => data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP",
-            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1 => true,
+            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::Raw => true,
         }
     }
 
@@ -58,7 +61,7 @@ impl Codec {
             Codec::Jpeg => Some("image/jpeg"),
             Codec::Png => Some("image/png"),
             Codec::Webp => Some("image/webp"),
-            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1 => None,
+            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::Raw => None,
         }
     }
 }
@@ -74,6 +77,8 @@ pub enum Format {
     Jpeg,
     Png,
     Webp,
+    /// rfbsink's own lossless tiles.
+    Tiles,
 }
 
 impl Format {
@@ -88,6 +93,7 @@ impl Format {
             Format::Jpeg => "jpeg",
             Format::Png => "png",
             Format::Webp => "webp",
+            Format::Tiles => "tiles",
         }
     }
 }

@@ -542,6 +542,13 @@ impl Client {
         q.may_request_keyframe(Instant::now())
     }
 
+    /// How long until this client, waiting for a keyframe, may ask for one again.
+    fn keyframe_backoff_left(&self) -> Option<Duration> {
+        let q = self.queue.lock().unwrap();
+        let at = q.next_keyframe_request.filter(|_| q.need_key)?;
+        Some(at.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+    }
+
     /// Called by the sender after a frame went out; `replayed` for the cached group of pictures
     /// sent to a late joiner.
     pub fn sent(&self, frame: &Frame, replayed: bool) {
@@ -760,6 +767,23 @@ impl Hub {
         Ok(client)
     }
 
+    /// Whether nobody is connected; if so the cached pictures are forgotten and `config`
+    /// becomes the stream's, so that whoever connects next gets it and asks for a fresh keyframe.
+    /// The raw path skips its encoding then, which makes the cache stale.
+    pub fn forget_if_unwatched(&self, config: impl FnOnce() -> Option<Arc<StreamConfig>>) -> bool {
+        let mut st = self.state.lock().unwrap();
+        if !st.clients.is_empty() {
+            return false;
+        }
+        st.gop.clear();
+        st.gop_bytes = 0;
+        st.eos = false;
+        if let Some(config) = config() {
+            st.config = Some(config);
+        }
+        true
+    }
+
     pub fn remove_client(&self, id: u64) {
         self.state.lock().unwrap().clients.remove(&id);
     }
@@ -785,7 +809,32 @@ impl Hub {
     pub fn client_needs_keyframe(self: &Arc<Self>, client: &Client) {
         if client.restart_at_key() {
             self.request_keyframe();
+        } else {
+            // Inside its backoff: asked for once it ends, if the client still waits. A stream
+            // with no periodic keyframes (raw video, a still picture) would leave it waiting.
+            self.keyframe_after_backoff(client);
         }
+    }
+
+    fn keyframe_after_backoff(self: &Arc<Self>, client: &Client) {
+        let Some(wait) = client.keyframe_backoff_left() else {
+            return;
+        };
+        let (hub, id) = (Arc::downgrade(self), client.id);
+        crate::runtime::RUNTIME.spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(hub) = hub.upgrade() else { return };
+            let client = hub.state.lock().unwrap().clients.get(&id).cloned();
+            if let Some(client) = client {
+                let ask = {
+                    let mut q = client.queue.lock().unwrap();
+                    q.need_key && !q.closed && q.may_request_keyframe(Instant::now())
+                };
+                if ask {
+                    hub.request_keyframe();
+                }
+            }
+        });
     }
 
     /// Sends every client its own figures (the viewer's overlay shows them).

@@ -231,7 +231,13 @@ pub fn config(config: &StreamConfig) -> String {
     ServerMessage::Config {
         channel: CHANNEL_CONTROL,
         config_id: config.id,
-        type_: if c.codec.is_image() { "image" } else { "video" },
+        type_: if c.codec.is_image() {
+            "image"
+        } else if c.codec == crate::codec::Codec::Raw {
+            "raw"
+        } else {
+            "video"
+        },
         codec: c.codec.name(),
         codec_string: &c.codec_string,
         format: c.format.name(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::codec::{self, Codec, CodecConfig, Format};
 use crate::protocol::StreamConfig;
+use crate::tiles::{self, SourceFormat};
 
 /// The largest picture side rfbsink streams (browsers' decoders stop well before).
 pub const MAX_DIMENSION: u32 = 16384;
@@ -24,6 +25,8 @@ pub struct CapsInfo {
     /// H.264 `profile` and `level` from the caps, the fallback when no SPS is seen.
     pub profile: Option<String>,
     pub level: Option<String>,
+    /// Raw video: the pixel layout upstream sends (the element encodes it into tiles).
+    pub raw: Option<SourceFormat>,
 }
 
 #[derive(Default)]
@@ -60,6 +63,14 @@ impl StreamTracker {
         self.caps.as_ref().is_some_and(|c| c.codec.is_image())
     }
 
+    /// Whether every buffer is decodable on its own by the browser's own rule (images), or the
+    /// configuration depends on the caps alone (images and raw tiles).
+    fn config_from_caps(&self) -> bool {
+        self.caps
+            .as_ref()
+            .is_some_and(|c| c.codec.is_image() || c.codec == Codec::Raw)
+    }
+
     pub fn next_frame_id(&mut self) -> u64 {
         let id = self.next_frame_id;
         self.next_frame_id += 1;
@@ -77,7 +88,7 @@ impl StreamTracker {
         let Some(caps) = &self.caps else {
             return Err("buffer before caps".into());
         };
-        if data.is_empty() {
+        if data.is_empty() && caps.codec != Codec::Raw {
             return Err("empty buffer".into());
         }
         if !caps.codec.looks_valid(data) {
@@ -85,7 +96,7 @@ impl StreamTracker {
         }
         // A still image's configuration depends on the caps alone: derive it once per caps, not
         // per frame (every image is a keyframe).
-        if !key || (caps.codec.is_image() && !self.caps_changed && self.current.is_some()) {
+        if !key || (self.config_from_caps() && !self.caps_changed && self.current.is_some()) {
             return Ok(self.current.clone());
         }
         let candidate = self.derive(caps, data)?;
@@ -170,6 +181,10 @@ impl StreamTracker {
             Format::Jpeg | Format::Png | Format::Webp => {
                 config.codec_string = caps.codec.mime().unwrap_or_default().into();
             }
+            Format::Tiles => {
+                let format = caps.raw.ok_or("raw caps without a format")?;
+                config.codec_string = format.wire().name().into();
+            }
         }
         Ok(config)
     }
@@ -194,7 +209,22 @@ pub(crate) fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
         "image/jpeg" => (Codec::Jpeg, Format::Jpeg),
         "image/png" => (Codec::Png, Format::Png),
         "image/webp" => (Codec::Webp, Format::Webp),
+        "video/x-raw" => (Codec::Raw, Format::Tiles),
         other => return Err(format!("cannot stream '{other}'")),
+    };
+    let raw = match codec {
+        Codec::Raw => {
+            let name = s
+                .get::<&str>("format")
+                .map_err(|_| "raw caps without a format")?;
+            Some(SourceFormat::from_name(name).ok_or_else(|| {
+                format!(
+                    "raw format {name} is not supported; use one of {}",
+                    tiles::SOURCE_FORMATS.join(", ")
+                )
+            })?)
+        }
+        _ => None,
     };
     let dim = |name| {
         s.get::<i32>(name)
@@ -214,6 +244,7 @@ pub(crate) fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
         codec_data,
         profile: s.get::<String>("profile").ok(),
         level: s.get::<String>("level").ok(),
+        raw,
     })
 }
 
@@ -256,6 +287,7 @@ mod tests {
             codec_data: None,
             profile: None,
             level: None,
+            raw: None,
         }
     }
 

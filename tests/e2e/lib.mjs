@@ -8,6 +8,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inflateSync } from 'node:zlib';
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -364,9 +365,13 @@ export class Viewer {
     page.on('requestfailed', (req) => this.console.push(`[requestfailed] ${req.url()}: ${req.failure()?.errorText}\n`));
   }
 
-  /** Opens `url` in a new tab of `context` and waits for `window.rfbViewer`. */
-  static async open(context, url, { timeoutMs = 20_000 } = {}) {
+  /**
+   * Opens `url` in a new tab of `context` (at `viewport` CSS pixels, when given) and waits for
+   * `window.rfbViewer`.
+   */
+  static async open(context, url, { timeoutMs = 20_000, viewport } = {}) {
     const page = await context.newPage();
+    if (viewport) await page.setViewportSize(viewport);
     const viewer = new Viewer(page, url);
     await page.goto(url);
     await page.waitForFunction(() => typeof window.rfbViewer === 'object' && window.rfbViewer !== null,
@@ -447,4 +452,57 @@ export async function assertSmpteBars(viewer, { width = 640, y = 100, tolerance 
 export function outPath(name) {
   mkdirSync(OUT_DIR, { recursive: true });
   return path.join(OUT_DIR, name);
+}
+
+/**
+ * Decodes a PNG as Chromium's screenshots write it (8-bit RGB or RGBA, not interlaced) into RGBA.
+ * Enough to compare what a page shows pixel by pixel, with no dependency.
+ * @param {Buffer} png
+ * @returns {{width: number, height: number, rgba: Uint8Array}}
+ */
+export function decodePng(png) {
+  const width = png.readUInt32BE(16);
+  const height = png.readUInt32BE(20);
+  const [depth, colour, , , interlace] = png.subarray(24, 29);
+  const channels = { 2: 3, 6: 4 }[colour];
+  if (depth !== 8 || !channels || interlace !== 0) throw new Error(`unsupported PNG: depth ${depth}, colour type ${colour}, interlace ${interlace}`);
+  const idat = [];
+  for (let at = 8; at < png.length;) {
+    const len = png.readUInt32BE(at);
+    const type = png.toString('latin1', at + 4, at + 8);
+    if (type === 'IDAT') idat.push(png.subarray(at + 8, at + 8 + len));
+    at += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  const cur = new Uint8Array(stride);
+  let prev = new Uint8Array(stride);
+  const rgba = new Uint8Array(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    for (let i = 0; i < stride; i++) {
+      const a = i >= channels ? cur[i - channels] : 0;
+      const b = prev[i];
+      const c = i >= channels ? prev[i - channels] : 0;
+      let v = line[i];
+      if (filter === 1) v += a;
+      else if (filter === 2) v += b;
+      else if (filter === 3) v += (a + b) >> 1;
+      else if (filter === 4) {
+        const p = a + b - c;
+        const pa = Math.abs(p - a);
+        const pb = Math.abs(p - b);
+        const pc = Math.abs(p - c);
+        v += pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      }
+      cur[i] = v & 0xff;
+    }
+    for (let x = 0; x < width; x++) {
+      rgba.set(cur.subarray(x * channels, x * channels + 3), (y * width + x) * 4);
+      rgba[(y * width + x) * 4 + 3] = channels === 4 ? cur[x * channels + 3] : 255;
+    }
+    prev = cur.slice();
+  }
+  return { width, height, rgba };
 }

@@ -4,7 +4,7 @@
 //! access rules live in the crate's other modules.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use crate::hub::{Callbacks, Frame, Hub, HubSettings};
 use crate::inbox::Inbox;
 use crate::input::Input;
 use crate::protocol::{self, close, ClientMessage, FrameHeader};
+use crate::raw::{RawEncoder, RawFrame};
 use crate::runtime::RUNTIME;
 use crate::session::{Context, Limits};
 use crate::stats::ClientStats;
@@ -185,6 +186,10 @@ pub struct RfbSink {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     stream: Mutex<StreamTracker>,
+    /// The raw path's previous picture; taken before `stream` when both are.
+    raw: Mutex<RawEncoder>,
+    /// Whether the caps are raw video (the raw path's keyframes are the element's own).
+    raw_active: AtomicBool,
     input_events: AtomicU64,
     input_ignored: AtomicU64,
     /// Buffers skipped as unstreamable (empty, garbage, a corrupt header).
@@ -202,6 +207,18 @@ impl RfbSink {
     }
 
     fn request_keyframe(&self) {
+        // Not `raw`'s lock: the hub calls this from inside render_raw's push.
+        if self.raw_active.load(Ordering::Relaxed) {
+            // The raw path's keyframes are the element's own: the last picture, whole, made at
+            // once off the caller's thread (a still source may send nothing new for a long time).
+            let weak = self.obj().downgrade();
+            RUNTIME.spawn_blocking(move || {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().push_raw_keyframe();
+                }
+            });
+            return;
+        }
         gst::debug!(CAT, imp = self, "asking upstream for a keyframe");
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
@@ -364,6 +381,10 @@ impl RfbSink {
             .map(|c| client_structure(c).to_send_value())
             .collect();
         let config = stats.config.as_ref();
+        let (tiles_sent, tiles_total) = {
+            let raw = self.raw.lock().unwrap();
+            (raw.tiles_sent, raw.tiles_total)
+        };
         gst::Structure::builder("rfbsink-stats")
             .field("clients", stats.clients.len() as u32)
             .field("frames", stats.frames)
@@ -391,6 +412,8 @@ impl RfbSink {
                 "render-time-us",
                 self.render_ns.load(Ordering::Relaxed) / 1000,
             )
+            .field("tiles-sent", tiles_sent)
+            .field("tiles-total", tiles_total)
             .field("client-stats", gst::Array::from_values(clients))
             .build()
     }
@@ -764,6 +787,24 @@ impl ElementImpl for RfbSink {
                 .structure(gst::Structure::new_empty("image/jpeg"))
                 .structure(gst::Structure::new_empty("image/png"))
                 .structure(gst::Structure::new_empty("image/webp"))
+                // Raw video: rfbsink encodes it losslessly itself (docs/protocol.md, "Raw frames").
+                .structure(
+                    gst::Structure::builder("video/x-raw")
+                        .field(
+                            "format",
+                            gst::List::new(crate::tiles::SOURCE_FORMATS.iter().copied()),
+                        )
+                        .field("width", gst::IntRange::new(1, MAX_DIMENSION as i32))
+                        .field("height", gst::IntRange::new(1, MAX_DIMENSION as i32))
+                        .field(
+                            "framerate",
+                            gst::FractionRange::new(
+                                gst::Fraction::new(0, 1),
+                                gst::Fraction::new(i32::MAX, 1),
+                            ),
+                        )
+                        .build(),
+                )
                 .build();
             vec![gst::PadTemplate::new(
                 "sink",
@@ -1011,6 +1052,12 @@ impl BaseSinkImpl for RfbSink {
                     info.width, info.height
                 ));
             }
+            let mut raw = self.raw.lock().unwrap();
+            match info.raw {
+                Some(format) => raw.set_caps(caps, format)?,
+                None => raw.clear(),
+            }
+            self.raw_active.store(raw.is_active(), Ordering::Relaxed);
             self.stream.lock().unwrap().set_caps(info)
         });
         if let Err(e) = result {
@@ -1068,10 +1115,88 @@ impl RfbSink {
         hub.request_keyframe();
     }
 
+    /// The buffer's running time in microseconds (the frame's `timestamp_us`).
+    fn timestamp_us(&self, buffer: &gst::Buffer) -> i64 {
+        let obj = self.obj();
+        buffer
+            .pts()
+            .and_then(|pts| {
+                obj.segment()
+                    .downcast_ref::<gst::ClockTime>()
+                    .and_then(|s| s.to_running_time(pts))
+            })
+            .or_else(|| obj.current_running_time())
+            .map(|t| t.useconds() as i64)
+            .unwrap_or(0)
+    }
+
+    /// Raw video: the element encodes it losslessly into tiles, once for every client.
+    fn render_raw(&self, hub: &Arc<Hub>, buffer: &gst::Buffer) -> Result<(), String> {
+        let timestamp_us = self.timestamp_us(buffer);
+        let mut raw = self.raw.lock().unwrap();
+        let config = || {
+            self.stream
+                .lock()
+                .unwrap()
+                .config_for(&[], true)
+                .ok()
+                .flatten()
+        };
+        if hub.forget_if_unwatched(config) {
+            return raw.keep(buffer, timestamp_us);
+        }
+        match raw.encode(buffer, timestamp_us)? {
+            // The same picture as before: nothing on the wire.
+            None => Ok(()),
+            // Pushed with the encoder's lock held: a keyframe made from the previous picture
+            // never reaches the clients after a newer delta.
+            Some(frame) => self.push_raw(hub, frame),
+        }
+    }
+
+    fn push_raw(&self, hub: &Arc<Hub>, frame: RawFrame) -> Result<(), String> {
+        let (config, frame_id) = {
+            let mut stream = self.stream.lock().unwrap();
+            match stream.config_for(&frame.payload, true)? {
+                Some(config) => (config, stream.next_frame_id()),
+                None => return Ok(()),
+            }
+        };
+        let header = FrameHeader {
+            config_id: config.id,
+            frame_id,
+            timestamp_us: frame.timestamp_us,
+            key: frame.key,
+        };
+        hub.push(Frame::new(header, config, Bytes::from(frame.payload)));
+        Ok(())
+    }
+
+    /// A client waits for a full raw picture: the last one goes out whole now.
+    fn push_raw_keyframe(&self) {
+        let Some(hub) = self.hub() else { return };
+        let mut raw = self.raw.lock().unwrap();
+        if let Some(frame) = raw.keyframe() {
+            gst::debug!(CAT, imp = self, "sending the last raw picture whole");
+            if let Err(e) = self.push_raw(&hub, frame) {
+                gst::warning!(CAT, imp = self, "cannot send a raw keyframe: {e}");
+            }
+        } else {
+            // No picture yet: the first one is a keyframe anyway.
+            raw.force_key();
+        }
+    }
+
     fn render_frame(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let Some(hub) = self.hub() else {
             return Err(gst::FlowError::Flushing);
         };
+        if self.raw.lock().unwrap().is_active() {
+            if let Err(e) = self.render_raw(&hub, buffer) {
+                self.skip_frame(&hub, buffer, &e);
+            }
+            return Ok(gst::FlowSuccess::Ok);
+        }
         let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         // Zero copy: the frame keeps the buffer mapped; every client shares that memory.
         let mapped = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
@@ -1107,19 +1232,10 @@ impl RfbSink {
             }
         };
 
-        let obj = self.obj();
-        let running_time = buffer
-            .pts()
-            .and_then(|pts| {
-                obj.segment()
-                    .downcast_ref::<gst::ClockTime>()
-                    .and_then(|s| s.to_running_time(pts))
-            })
-            .or_else(|| obj.current_running_time());
         let header = FrameHeader {
             config_id: config.id,
             frame_id,
-            timestamp_us: running_time.map(|t| t.useconds() as i64).unwrap_or(0),
+            timestamp_us: self.timestamp_us(buffer),
             key,
         };
         hub.push(Frame::new(header, config, payload));

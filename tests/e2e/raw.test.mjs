@@ -1,0 +1,145 @@
+// The lossless raw path end to end: fixed random pixels from a file, through rfbsink's own tile
+// encoding, into the real viewer in headless Chromium. What the page shows at 1:1 (a screenshot)
+// must equal the source in every pixel, and the 16-bit values read back through the viewer's API
+// must equal the source's.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Viewer, decodePng, sharedBrowser, startPipeline } from './lib.mjs';
+
+const browser = sharedBrowser();
+
+/**
+ * Writes `data` to a file and starts `multifilesrc ! rawvideoparse ! rfbsink`: the same picture
+ * at 10 fps (unchanged frames cost nothing on the wire).
+ * @param {import('node:test').TestContext} t
+ */
+async function rawPipeline(t, data, { format, width, height }) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'rfbsink-raw-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'picture.raw');
+  writeFileSync(file, data);
+  const pipeline = await startPipeline(
+    `multifilesrc location=${file} loop=true ! rawvideoparse format=${format} width=${width} height=${height} framerate=10/1 `
+    + '! rfbsink port=0');
+  t.after(() => pipeline.stop());
+  return pipeline;
+}
+
+/** Opens the viewer at the stream's size (1:1) and waits for a painted picture. */
+async function openOneToOne(t, pipeline, size) {
+  const viewer = await Viewer.open(browser.context, pipeline.url, { viewport: size });
+  t.after(() => viewer.close());
+  const stats = await viewer.waitForFrames(1, { extra: pipeline.logs });
+  assert.equal(stats.codec, 'raw', viewer.logs());
+  assert.equal(stats.width, size.width);
+  assert.equal(stats.height, size.height);
+  return viewer;
+}
+
+/** What the page shows, as RGBA, with the overlay's button out of the way. */
+async function screenshot(viewer) {
+  await viewer.page.evaluate(() => {
+    for (const el of document.querySelectorAll('.rfb-overlay-toggle, .rfb-status')) el.style.display = 'none';
+  });
+  return decodePng(await viewer.page.screenshot());
+}
+
+/** Compares every pixel; the message names the first difference and how many differ. */
+function assertPixels(shown, expect, what) {
+  let differ = 0;
+  let first = null;
+  for (let i = 0; i < expect.length; i++) {
+    if (shown.rgba[i] !== expect[i]) {
+      differ++;
+      first ??= i;
+    }
+  }
+  if (differ) {
+    const px = Math.floor(first / 4);
+    assert.fail(`${what}: ${differ} of ${expect.length} bytes differ; first at pixel (${px % shown.width}, `
+      + `${Math.floor(px / shown.width)}) channel ${first % 4}: shown ${shown.rgba[first]}, source ${expect[first]}`);
+  }
+}
+
+test('raw RGBA random pixels: the page shows every pixel exactly at 1:1, and readRaw has the alpha too',
+  { timeout: 90_000 }, async (t) => {
+    const size = { width: 320, height: 240 };
+    const data = randomBytes(size.width * size.height * 4);
+    const pipeline = await rawPipeline(t, data, { format: 'rgba', ...size });
+    const viewer = await openOneToOne(t, pipeline, size);
+    const shown = await screenshot(viewer);
+    assert.equal(shown.width, size.width);
+    // Painted opaque: the RGB of every pixel is the source's, alpha aside.
+    const expect = Uint8Array.from(data, (v, i) => (i % 4 === 3 ? 255 : v));
+    assertPixels(shown, expect, 'RGBA on the page');
+    const raw = await viewer.page.evaluate(async () => {
+      const r = await window.rfbViewer.readRaw();
+      return { format: r.format, width: r.width, data: Array.from(r.data) };
+    });
+    assert.equal(raw.format, 'rgba8');
+    assert.deepEqual(Buffer.from(raw.data), data, 'readRaw equals the source, alpha included');
+  });
+
+test('raw GRAY8 random pixels: the page shows every pixel exactly at 1:1 (odd width)', { timeout: 90_000 }, async (t) => {
+  const size = { width: 257, height: 130 };
+  // GStreamer rows of GRAY8 are padded to 4 bytes: 257 -> 260.
+  const stride = 260;
+  const data = randomBytes(stride * size.height);
+  const pipeline = await rawPipeline(t, data, { format: 'gray8', ...size });
+  const viewer = await openOneToOne(t, pipeline, size);
+  const shown = await screenshot(viewer);
+  const expect = new Uint8Array(size.width * size.height * 4);
+  for (let y = 0; y < size.height; y++) {
+    for (let x = 0; x < size.width; x++) {
+      const v = data[y * stride + x];
+      expect.set([v, v, v, 255], (y * size.width + x) * 4);
+    }
+  }
+  assertPixels(shown, expect, 'GRAY8 on the page');
+});
+
+test('raw GRAY16 (12-bit): values read back exactly, the automatic window follows the data, window/level changes only the display',
+  { timeout: 90_000 }, async (t) => {
+    const size = { width: 200, height: 100 };
+    const samples = new Uint16Array(size.width * size.height);
+    const noise = randomBytes(samples.length * 2);
+    for (let i = 0; i < samples.length; i++) samples[i] = 300 + (noise.readUInt16LE(i * 2) % 3000);
+    const data = Buffer.from(samples.buffer);
+    const pipeline = await rawPipeline(t, data, { format: 'gray16-le', ...size });
+    const viewer = await openOneToOne(t, pipeline, size);
+    const read = () => viewer.page.evaluate(async () => {
+      const r = await window.rfbViewer.readRaw();
+      return { format: r.format, data: Array.from(new Uint16Array(r.data.buffer)) };
+    });
+    const before = await read();
+    assert.equal(before.format, 'gray16le');
+    assert.deepEqual(before.data, Array.from(samples), 'the 16-bit values are the source\'s');
+
+    let lo = 65535;
+    let hi = 0;
+    for (const v of samples) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const stats = await viewer.stats();
+    assert.deepEqual(stats.window, { low: lo, high: hi, source: 'auto' }, 'the default window is the data\'s range');
+    // The darkest pixel is black and the brightest white: a 12-bit image is visible at once.
+    const darkest = samples.indexOf(lo);
+    const brightest = samples.indexOf(hi);
+    const at = (/** @type {number} */ i) => [i % size.width, Math.floor(i / size.width)];
+    let [dark, bright] = await viewer.samplePixels([at(darkest), at(brightest)]);
+    assert.deepEqual([dark[0], bright[0]], [0, 255]);
+
+    // Another window: what is shown changes, the data does not.
+    await viewer.page.evaluate(() => window.rfbViewer.setWindow(0, 65535));
+    [dark, bright] = await viewer.samplePixels([at(darkest), at(brightest)]);
+    assert.equal(dark[0], Math.round((lo * 255) / 65535));
+    assert.equal(bright[0], Math.round((hi * 255) / 65535));
+    assert.deepEqual((await viewer.stats()).window.source, 'user');
+    assert.deepEqual((await read()).data, before.data, 'the window does not touch the data');
+    // The raw value under a point, as the overlay shows it.
+    const [x, y] = at(brightest);
+    assert.deepEqual(await viewer.page.evaluate(([px, py]) => window.rfbViewer.rawValueAt(px, py), [x, y]), [hi]);
+  });
