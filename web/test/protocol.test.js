@@ -260,7 +260,7 @@ test('parseConfig validates and decodes the description', () => {
 });
 
 test('parseConfig rejects bad configs with what was wrong', () => {
-  assert.throws(() => parseConfig({ ...config, type: 'audio' }), /config: "type" must be "video" or "image", got "audio"/);
+  assert.throws(() => parseConfig({ ...config, type: 'audio' }), /config: "type" must be "video", "image" or "raw", got "audio"/);
   assert.throws(() => parseConfig({ ...config, codec: 'jpeg' }), /"codec" for type video must be one of h264, vp8, vp9, av1/);
   assert.throws(() => parseConfig({ ...config, codec_string: '' }), /"codec_string"/);
   assert.throws(() => parseConfig({ ...config, width: 0.5 }), /"width" and "height"/);
