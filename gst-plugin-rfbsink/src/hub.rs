@@ -611,6 +611,8 @@ struct HubState {
     clients: HashMap<u64, Arc<Client>>,
     next_id: u64,
     config: Option<Arc<StreamConfig>>,
+    /// The pipeline's gray16 window (`rfb.control` `window`), sent to every newcomer.
+    window: Option<String>,
     gop: Vec<Arc<Frame>>,
     gop_bytes: usize,
     eos: bool,
@@ -745,6 +747,9 @@ impl Hub {
             )));
             if let Some(config) = &st.config {
                 q.push(Item::Config(config.clone()));
+            }
+            if let Some(window) = &st.window {
+                q.push(Item::Text(window.clone()));
             }
             if !st.gop.is_empty() {
                 q.push(Item::Burst(st.gop.clone()));
@@ -897,6 +902,15 @@ impl Hub {
         st.clients
             .values()
             .any(|c| c.queue.lock().unwrap().need_key)
+    }
+
+    /// The pipeline set the gray16 window: every client now and every newcomer gets it.
+    pub fn set_window(&self, text: String) {
+        let mut st = self.state.lock().unwrap();
+        for client in st.clients.values() {
+            client.send_text(text.clone());
+        }
+        st.window = Some(text);
     }
 
     /// The stream ended: tell every client (they stay connected).

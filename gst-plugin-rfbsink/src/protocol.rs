@@ -268,6 +268,18 @@ pub(crate) fn client_stats(s: &crate::stats::ClientStats) -> String {
     .to_string()
 }
 
+/// The gray16 window the pipeline chose: values `low`..`high` shown black..white; `None`: the
+/// viewer follows the picture's range.
+pub fn window(bounds: Option<(u16, u16)>) -> String {
+    serde_json::json!({
+        "channel": CHANNEL_CONTROL,
+        "kind": "window",
+        "low": bounds.map(|b| b.0),
+        "high": bounds.map(|b| b.1),
+    })
+    .to_string()
+}
+
 pub fn eos() -> String {
     ServerMessage::Eos {
         channel: CHANNEL_CONTROL,

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use gst::prelude::*;
 use gstrfbsink::tiles::{self, Decoded, PixelFormat};
 
 fn noise(n: usize, seed: u64) -> Vec<u8> {
@@ -211,4 +212,40 @@ fn raw_json_envelope_carries_tiles_too() {
         tiles::decode(&payload, &mut out).unwrap();
         assert_eq!(out.unwrap().pixels, data);
     });
+}
+
+#[test]
+fn gray_window_property_reaches_clients_now_and_later() {
+    let rt = runtime();
+    let mut h = harness("gray-window=100,4000");
+    let element = h.element().unwrap();
+    assert_eq!(element.property::<String>("gray-window"), "100,4000");
+    h.set_src_caps(raw_caps("GRAY16_LE", 64, 64));
+    h.push(buffer(vec![0; 64 * 64 * 2], 0)).unwrap();
+    let port = port(&h);
+    let mut client = rt.block_on(Client::connect(port, "/ws?envelope=binary"));
+    let window = |v: &serde_json::Value| (v["low"].as_u64(), v["high"].as_u64());
+    rt.block_on(async {
+        loop {
+            let v = client.text().await;
+            if v["kind"] == "window" {
+                assert_eq!(window(&v), (Some(100), Some(4000)));
+                break;
+            }
+        }
+    });
+    element.set_property("gray-window", "auto");
+    rt.block_on(async {
+        loop {
+            if let Msg::Text(v) = client.next().await {
+                if v["kind"] == "window" {
+                    assert_eq!(window(&v), (None, None));
+                    break;
+                }
+            }
+        }
+    });
+    // A bad value is refused with a warning; the window stays.
+    element.set_property("gray-window", "4000,100");
+    assert_eq!(element.property::<String>("gray-window"), "auto");
 }

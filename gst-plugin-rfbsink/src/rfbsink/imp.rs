@@ -72,6 +72,7 @@ struct Settings {
     allowed_origins: Option<String>,
     https: bool,
     client_timeout_ms: u32,
+    gray_window: Option<(u16, u16)>,
 }
 
 impl Default for Settings {
@@ -96,6 +97,7 @@ impl Default for Settings {
             allowed_origins: None,
             https: DEFAULT_HTTPS,
             client_timeout_ms: DEFAULT_CLIENT_TIMEOUT_MS,
+            gray_window: None,
         }
     }
 }
@@ -419,6 +421,27 @@ impl RfbSink {
     }
 }
 
+/// `"auto"` or `"LOW,HIGH"` (0..65535, LOW < HIGH).
+fn parse_gray_window(text: &str) -> Result<Option<(u16, u16)>, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("auto") || text.is_empty() {
+        return Ok(None);
+    }
+    let (low, high) = text
+        .split_once(',')
+        .ok_or_else(|| format!("'{text}' is neither \"auto\" nor \"LOW,HIGH\""))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("'{v}' is not a value from 0 to 65535"))
+    };
+    let (low, high) = (parse(low)?, parse(high)?);
+    if low >= high {
+        return Err(format!("LOW ({low}) must be below HIGH ({high})"));
+    }
+    Ok(Some((low, high)))
+}
+
 fn client_structure(c: &ClientStats) -> gst::Structure {
     gst::Structure::builder("client")
         .field("id", c.id)
@@ -524,6 +547,12 @@ impl ObjectImpl for RfbSink {
                     .blurb("Serve the page and WebSocket over TLS (https/wss) on the same port, with certificate-file/private-key-file or else a self-signed certificate (a browser asks once); on by itself when certificate-file is set")
                     .default_value(DEFAULT_HTTPS)
                     .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("gray-window")
+                    .nick("Gray window")
+                    .blurb("For GRAY16 raw video: the values shown black and white, \"LOW,HIGH\" (e.g. \"100,4000\"), or \"auto\" to follow each picture's range; viewers may change their own")
+                    .default_value(Some("auto"))
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("client-timeout")
                     .nick("Client timeout")
@@ -702,6 +731,19 @@ impl ObjectImpl for RfbSink {
             "client-timeout" => {
                 settings.client_timeout_ms = value.get().expect("type checked upstream")
             }
+            "gray-window" => {
+                let text: Option<String> = value.get().expect("type checked upstream");
+                match parse_gray_window(text.as_deref().unwrap_or("auto")) {
+                    Ok(window) => {
+                        settings.gray_window = window;
+                        drop(settings);
+                        if let Some(hub) = self.hub() {
+                            hub.set_window(protocol::window(window));
+                        }
+                    }
+                    Err(e) => gst::warning!(CAT, imp = self, "gray-window: {e}; unchanged"),
+                }
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -743,6 +785,10 @@ impl ObjectImpl for RfbSink {
                     "allowed-origins" => settings.allowed_origins.to_value(),
                     "https" => settings.https.to_value(),
                     "client-timeout" => settings.client_timeout_ms.to_value(),
+                    "gray-window" => match settings.gray_window {
+                        Some((low, high)) => format!("{low},{high}").to_value(),
+                        None => "auto".to_value(),
+                    },
                     name => unimplemented!("property {name}"),
                 }
             }
@@ -880,6 +926,9 @@ impl BaseSinkImpl for RfbSink {
                 }),
             },
         );
+        if settings.gray_window.is_some() {
+            hub.set_window(protocol::window(settings.gray_window));
+        }
 
         let bound = WsServer::bind(addr).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
