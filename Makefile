@@ -3,6 +3,7 @@
 #   make run     serve the demo stream at http://127.0.0.1:8080
 #   make test    everything CI runs (.ci/run)
 #   make bench   the latency/throughput benchmark (BENCH_ARGS=--quick for ~2 minutes)
+#   make bench-lossless   the lossless raw path's benchmark alone
 #   make fuzz    the fuzz targets, FUZZ_SECONDS each (make fuzz-smoke: 10 s each, part of test)
 # Everything is built with --release so that dependencies compile once for build, test and lint.
 
@@ -15,7 +16,7 @@ PLUGIN_DIR := $(CURDIR)/target/release
 # the pipeline).
 RUN_DEMO ?= $(CURDIR)/target/release/rfb demo --port 8080
 
-.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench clean
+.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless clean
 
 all: build
 
@@ -74,6 +75,11 @@ fuzz:
 # Real pipelines + headless Chromium + a WebRTC baseline in a private network namespace (root).
 bench: deps build
 	$(CURDIR)/target/release/rfb bench $(BENCH_ARGS)
+	node tests/bench/lossless.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
+
+# The lossless raw path alone: throughput, latency and CPU against pngenc/jpegenc (tests/bench/lossless.mjs).
+bench-lossless: deps build
+	node tests/bench/lossless.mjs $(LOSSLESS_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -112,7 +112,9 @@ impl RawEncoder {
             self.count(figures);
             RawFrame {
                 payload,
-                key,
+                // Every tile changed: the delta is a whole picture, a client that skipped
+                // frames can start from it (latest wins without asking for a keyframe).
+                key: key || figures.tiles == figures.tiles_total,
                 timestamp_us,
             }
         }))

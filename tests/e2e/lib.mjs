@@ -318,7 +318,7 @@ export async function launchBrowser({ args = [], ignoreHTTPSErrors = false } = {
     })();
     return closing;
   };
-  return { context, close };
+  return { context, close, userDataDir };
 }
 
 /**

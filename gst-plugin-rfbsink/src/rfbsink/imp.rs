@@ -1192,11 +1192,15 @@ impl RfbSink {
                 .flatten()
         };
         if hub.forget_if_unwatched(config) {
+            gst::trace!(CAT, imp = self, "nobody watches: raw picture kept, not encoded");
             return raw.keep(buffer, timestamp_us);
         }
         match raw.encode(buffer, timestamp_us)? {
             // The same picture as before: nothing on the wire.
-            None => Ok(()),
+            None => {
+                gst::trace!(CAT, imp = self, "raw picture unchanged, nothing sent");
+                Ok(())
+            }
             // Pushed with the encoder's lock held: a keyframe made from the previous picture
             // never reaches the clients after a newer delta.
             Some(frame) => self.push_raw(hub, frame),
@@ -1204,6 +1208,13 @@ impl RfbSink {
     }
 
     fn push_raw(&self, hub: &Arc<Hub>, frame: RawFrame) -> Result<(), String> {
+        gst::trace!(
+            CAT,
+            imp = self,
+            "raw frame: {} bytes, key {}",
+            frame.payload.len(),
+            frame.key
+        );
         let (config, frame_id) = {
             let mut stream = self.stream.lock().unwrap();
             match stream.config_for(&frame.payload, true)? {
