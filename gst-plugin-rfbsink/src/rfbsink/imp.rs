@@ -1192,7 +1192,11 @@ impl RfbSink {
                 .flatten()
         };
         if hub.forget_if_unwatched(config) {
-            gst::trace!(CAT, imp = self, "nobody watches: raw picture kept, not encoded");
+            gst::trace!(
+                CAT,
+                imp = self,
+                "nobody watches: raw picture kept, not encoded"
+            );
             return raw.keep(buffer, timestamp_us);
         }
         match raw.encode(buffer, timestamp_us)? {
