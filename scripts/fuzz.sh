@@ -11,7 +11,7 @@ cd "$repo/fuzz"
 seconds="${1:-10}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(client_message length_prefixed codec_headers caps access)
+[ "${#targets[@]}" -gt 0 ] || targets=(client_message length_prefixed codec_headers caps access tiles)
 
 # What cargo-fuzz passes with --sanitizer none.
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

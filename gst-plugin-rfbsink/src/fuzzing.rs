@@ -127,3 +127,49 @@ pub fn access(data: &[u8]) {
     let _ = access.cookie_for(&req);
     let _ = protocol::close_reason(text.into_owned());
 }
+
+/// Raw tiles, both ways: a hostile payload must be an error, never a panic or an allocation
+/// larger than the picture it claims (at most 65535x65535x2 bytes... bounded by the header);
+/// and any bytes encoded as a picture must decode to themselves.
+pub fn tiles(data: &[u8]) {
+    use crate::tiles::{self, Picture, SourceFormat};
+    // Decoding: keep the claimed picture small so that the fuzzer explores records, not memory.
+    if let Ok((_, w, h)) = tiles::header(data) {
+        if w as usize * h as usize <= 1 << 20 {
+            let mut out = None;
+            let _ = tiles::decode(data, &mut out);
+        }
+    }
+    // Encoding: the first bytes choose the layout, the rest are pixels.
+    if data.len() < 4 {
+        return;
+    }
+    let format = SourceFormat::from_name(
+        tiles::SOURCE_FORMATS[data[0] as usize % tiles::SOURCE_FORMATS.len()],
+    )
+    .unwrap();
+    let width = 1 + data[1] as u32 % 150;
+    let pixels = &data[4..];
+    let bpp = format.bytes_per_pixel();
+    let stride = width as usize * bpp + data[2] as usize % 8;
+    let height = (pixels.len() / stride) as u32;
+    if height == 0 {
+        return;
+    }
+    let picture = Picture {
+        data: pixels,
+        stride,
+        width,
+        height,
+        format,
+    };
+    let (payload, _) = tiles::encode(&picture, None)
+        .expect("a consistent picture encodes")
+        .expect("a keyframe is never empty");
+    let mut out = None;
+    tiles::decode(&payload, &mut out).expect("what was encoded decodes");
+    assert_eq!(
+        out.unwrap().pixels.len(),
+        (width * height) as usize * format.wire().bytes_per_pixel()
+    );
+}
