@@ -463,7 +463,8 @@ function onRawFrame(frame, meta) {
   if (needKey && !frame.key) return drop('waiting for a keyframe');
   let rects;
   try {
-    ({ picture: rawPicture, rects } = applyTiles(frame.payload, frame.key ? null : rawPicture, frame.key));
+    // A keyframe of the same size fills the picture it replaces (no 16 MB allocation per frame).
+    ({ picture: rawPicture, rects } = applyTiles(frame.payload, rawPicture, frame.key));
   } catch (e) {
     counters.decodeErrors++;
     console.warn(`rfb: bad raw frame ${frame.frameId}, restarting at the next keyframe: ${e.message}`);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::codec::Codec;
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
 use crate::stats::{ClientCounters, ClientStats};
 
@@ -180,6 +181,8 @@ struct ClientQueue {
     stalled_by_acks: bool,
     keyframe_backoff: Duration,
     next_keyframe_request: Option<Instant>,
+    /// A keyframe request is due when the backoff ends (`Hub::keyframe_after_backoff`).
+    retry_scheduled: bool,
     last_behind: Option<Instant>,
 }
 
@@ -542,6 +545,11 @@ impl Client {
         q.may_request_keyframe(Instant::now())
     }
 
+    fn waits_for_key(&self) -> bool {
+        let q = self.queue.lock().unwrap();
+        q.need_key && !q.closed
+    }
+
     /// How long until this client, waiting for a keyframe, may ask for one again.
     fn keyframe_backoff_left(&self) -> Option<Duration> {
         let q = self.queue.lock().unwrap();
@@ -673,6 +681,7 @@ impl Hub {
     /// Hands a frame to every client. Never blocks on a client.
     pub fn push(self: &Arc<Self>, frame: Arc<Frame>) {
         let mut wants_key = false;
+        let mut waiting = Vec::new();
         {
             let mut st = self.state.lock().unwrap();
             st.frames += 1;
@@ -701,8 +710,17 @@ impl Hub {
                 }
             }
             for client in st.clients.values() {
-                wants_key |= client.enqueue(&frame, &self.settings);
+                if client.enqueue(&frame, &self.settings) {
+                    wants_key = true;
+                } else if frame.config.codec.codec == Codec::Raw && client.waits_for_key() {
+                    // Raw video has no periodic keyframes: a client that fell behind inside its
+                    // backoff must ask again once it ends, or it would wait for ever.
+                    waiting.push(client.clone());
+                }
             }
+        }
+        for client in waiting {
+            self.keyframe_after_backoff(&client);
         }
         if wants_key {
             self.request_keyframe();
@@ -825,6 +843,13 @@ impl Hub {
         let Some(wait) = client.keyframe_backoff_left() else {
             return;
         };
+        {
+            let mut q = client.queue.lock().unwrap();
+            if q.retry_scheduled {
+                return;
+            }
+            q.retry_scheduled = true;
+        }
         let (hub, id) = (Arc::downgrade(self), client.id);
         crate::runtime::RUNTIME.spawn(async move {
             tokio::time::sleep(wait).await;
@@ -833,6 +858,7 @@ impl Hub {
             if let Some(client) = client {
                 let ask = {
                     let mut q = client.queue.lock().unwrap();
+                    q.retry_scheduled = false;
                     q.need_key && !q.closed && q.may_request_keyframe(Instant::now())
                 };
                 if ask {
@@ -1294,6 +1320,44 @@ mod tests {
             drain(&late),
             vec![(4, true)],
             "the cache restarted at the new keyframe"
+        );
+    }
+
+    /// Raw video has no periodic keyframes: a client that falls behind while its keyframe
+    /// requests back off asks again when the backoff ends.
+    #[test]
+    fn raw_client_behind_inside_its_backoff_asks_again_after_it() {
+        let (hub, requests) = hub(2, false);
+        let raw = Arc::new(StreamConfig {
+            id: 1,
+            codec: CodecConfig {
+                codec: Codec::Raw,
+                format: Format::Tiles,
+                codec_string: "gray8".into(),
+                width: 64,
+                height: 64,
+                description: None,
+            },
+        });
+        let client = hub
+            .add_client(Envelope::Binary, "websocket", peer())
+            .unwrap();
+        hub.push(frame(&raw, 0, true, 10));
+        let before = requests.load(Ordering::SeqCst);
+        // Never drained: the queue overflows, the client waits for a keyframe; its first request
+        // goes out at once, the next ones back off.
+        for id in 1..6 {
+            hub.push(frame(&raw, id, false, 10));
+        }
+        let after_overflow = requests.load(Ordering::SeqCst);
+        assert!(after_overflow > before, "the overflow asked for a keyframe");
+        drain(&client);
+        hub.push(frame(&raw, 6, false, 10));
+        assert!(client.waits_for_key());
+        std::thread::sleep(KEYFRAME_BACKOFF_MIN * 3);
+        assert!(
+            requests.load(Ordering::SeqCst) > after_overflow,
+            "asked again once the backoff ended"
         );
     }
 }
