@@ -163,6 +163,8 @@ export function applyTiles(bytes, picture, key) {
   /** @type {Rect[]} */
   const rects = [];
   let scratch = new Uint8Array(tile * tile * bpp);
+  /** Byte planes interleaved back (gray16): reused across the frame's tiles, not one per tile. */
+  let planes = new Uint8Array(0);
   let at = HEADER_LEN;
   for (let n = 0; n < h.count; n++) {
     if (at + RECORD_LEN > bytes.length) throw new TilesError('truncated tile record');
@@ -192,7 +194,8 @@ export function applyTiles(bytes, picture, key) {
       if (encoding === ENCODING_LZ4_PLANES) {
         if (bpp !== 2) throw new TilesError('byte planes for a format that is not 16-bit');
         const half = size / 2;
-        const out = new Uint8Array(size);
+        if (planes.length !== size) planes = new Uint8Array(size);
+        const out = planes;
         for (let i = 0; i < half; i++) {
           out[2 * i + 1] = scratch[i];
           out[2 * i] = scratch[half + i];
