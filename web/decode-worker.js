@@ -53,6 +53,8 @@ import { createTransport } from './transport.js';
  * @property {number} decodeLatencyMs
  * @property {number | null} lastFrameId
  * @property {number} reconnects
+ * @property {number} refines lossless stills painted over the lossy picture
+ * @property {boolean} exact the canvas shows the exact picture: a raw stream, or a refine still
  * @property {StatusState} status
  * @property {import('./stats.js').ServerStats | null} server the server's last `stats` message
  *   (its figures for this viewer), null when none came in the last SERVER_STATS_STALE_MS
@@ -77,7 +79,7 @@ const BEHIND_AFTER_MS = 1000;
 /** @type {number | null} since when the decoder's queue has been over MAX_DECODE_QUEUE */
 let queueHighSince = null;
 
-/** @typedef {{frameId: number, receivedAt: number}} FrameMeta */
+/** @typedef {{frameId: number, receivedAt: number, timestampUs: number}} FrameMeta */
 
 /** @type {VideoColorSpaceInit} */
 const BT601 = { primaries: 'smpte170m', transfer: 'smpte170m', matrix: 'smpte170m', fullRange: false };
@@ -116,6 +118,22 @@ let rawWindow = { low: 0, high: 65535, source: 'auto' };
 /** @type {Uint32Array | null} */
 let rawTable = null;
 
+/**
+ * Refine: the lossless still of the stream's last picture (docs/protocol.md, "Refine"). It waits
+ * until the picture it refines (its timestamp) is painted, and is forgotten when a newer frame
+ * arrives first.
+ * @type {import('./tiles.js').RawPicture | null}
+ */
+let refinePicture = null;
+/** @type {ImageData | null} */
+let refineImage = null;
+/** @type {{meta: FrameMeta} | null} */
+let refinePending = null;
+/** The canvas shows a refine still (exact) rather than the lossy picture. */
+let showingRefine = false;
+/** The timestamp of the picture painted last (video and images). */
+let paintedTimestampUs = -Infinity;
+
 let imageBusy = false;
 /** @type {{frame: import('./protocol.js').Frame, meta: FrameMeta} | null} */
 let imagePending = null;
@@ -133,6 +151,7 @@ const counters = {
   protocolErrors: 0,
   keyframeRequests: 0,
   reconnects: 0,
+  refines: 0,
 };
 /** @type {number | null} */
 let clientId = null;
@@ -291,6 +310,8 @@ function resetStream() {
 function closeDecoder() {
   generation++;
   rawPicture = null;
+  refinePending = null;
+  paintedTimestampUs = -Infinity;
   pendingMeta.clear();
   imagePending = null;
   if (decoder && decoder.state !== 'closed') decoder.close();
@@ -402,7 +423,11 @@ function onFrame(frame) {
   if (frame.configId !== null && frame.configId !== config.configId) {
     return drop(`config_id ${frame.configId}, current is ${config.configId}`);
   }
-  const meta = { frameId: frame.frameId, receivedAt };
+  const meta = { frameId: frame.frameId, receivedAt, timestampUs: frame.timestampUs };
+  if (frame.refine) return onRefineFrame(frame, meta);
+  // A newer picture: a still still waiting refines an older one.
+  if (refinePending) drop('a newer frame came before the refined picture was painted');
+  refinePending = null;
   if (config.type === 'image') return onImageFrame(frame, meta);
   if (config.type === 'raw') return onRawFrame(frame, meta);
   if (unsupported) return drop('codec not supported');
@@ -447,10 +472,60 @@ function onVideoFrame(frame, mine) {
   const meta = pendingMeta.get(frame.timestamp);
   pendingMeta.delete(frame.timestamp);
   paint(frame, frame.displayWidth, frame.displayHeight);
+  paintedTimestampUs = frame.timestamp;
   frame.close();
   // Acknowledged once painted, saying how long painting took: the server gets both render() ->
   // decoded and render() -> painted from one message.
   if (meta) decoded(meta, decoder ? decoder.decodeQueueSize : 0, decodedAt);
+  if (refinePending && paintedTimestampUs >= refinePending.meta.timestampUs) paintRefine();
+}
+
+/**
+ * A lossless still of the stream's last picture: decoded at once, painted over the lossy
+ * picture as soon as that is on the canvas (the decoder may still hold it).
+ * @param {import('./protocol.js').Frame} frame
+ * @param {FrameMeta} meta
+ */
+function onRefineFrame(frame, meta) {
+  if (config?.type === 'raw') return drop('refine on a lossless stream');
+  if (needKey) return drop('refine before the picture it refines');
+  try {
+    ({ picture: refinePicture } = applyTiles(frame.payload, refinePicture, true));
+  } catch (e) {
+    counters.decodeErrors++;
+    console.warn(`rfb: bad refine frame ${frame.frameId}: ${e.message}`);
+    refinePicture = null;
+    return;
+  }
+  if (refinePending) drop('a newer refine');
+  refinePending = { meta };
+  if (painted && paintedTimestampUs >= meta.timestampUs) paintRefine();
+}
+
+function paintRefine() {
+  const pending = refinePending;
+  const picture = refinePicture;
+  refinePending = null;
+  if (!pending || !picture || !canvas || !ctx) return;
+  const { width, height } = picture;
+  if (canvas.width !== width || canvas.height !== height) {
+    return drop(`refine of ${width}x${height} over a ${canvas.width}x${canvas.height} picture`);
+  }
+  if (!refineImage || refineImage.width !== width || refineImage.height !== height) {
+    refineImage = new ImageData(width, height);
+  }
+  let table = null;
+  if (picture.format === 'gray16le') {
+    const [low, high] = picture.range();
+    table = windowTable(rawWindow.source === 'auto' ? { low, high } : rawWindow);
+  }
+  const decodedAt = performance.now();
+  toDisplay(picture, { x: 0, y: 0, width, height }, new Uint32Array(refineImage.data.buffer), table);
+  ctx.putImageData(refineImage, 0, 0);
+  showingRefine = true;
+  counters.refines++;
+  if (afterPaint) afterPaint(ctx, width, height);
+  decoded(pending.meta, 0, decodedAt);
 }
 
 /**
@@ -536,10 +611,11 @@ function setWindow(win) {
   if (rawPicture?.format === 'gray16le') paintRaw(null);
 }
 
-/** A copy of the raw picture as decoded (viewer API: readRaw). */
+/** A copy of the raw picture as decoded, or of the refine still on screen (viewer API: readRaw). */
 function rawSnapshot() {
-  if (!rawPicture) return null;
-  const { format, width, height, data } = rawPicture;
+  const picture = rawPicture ?? (showingRefine ? refinePicture : null);
+  if (!picture) return null;
+  const { format, width, height, data } = picture;
   return { format, width, height, data: data.slice() };
 }
 
@@ -571,7 +647,9 @@ async function decodeImage(frame, meta) {
     const decodedAt = performance.now();
     if (mine === generation) {
       paint(bitmap, bitmap.width, bitmap.height);
+      paintedTimestampUs = meta.timestampUs;
       decoded(meta, imagePending ? 1 : 0, decodedAt);
+      if (refinePending && paintedTimestampUs >= refinePending.meta.timestampUs) paintRefine();
     }
     bitmap.close();
   } catch (e) {
@@ -600,6 +678,7 @@ function paint(source, width, height) {
   }
   ctx.drawImage(source, 0, 0, width, height);
   painted = true;
+  showingRefine = false;
   if (afterPaint) afterPaint(ctx, width, height);
 }
 
@@ -663,6 +742,7 @@ function stats() {
     server: serverStats && now - serverStatsAt <= SERVER_STATS_STALE_MS ? serverStats : null,
     latencyHistory: latencyHistory.entries(now).map(({ ageMs, value }) => ({ ageMs, ...value })),
     window: rawPicture?.format === 'gray16le' ? { ...rawWindow } : null,
+    exact: config?.type === 'raw' ? rawPicture !== null : showingRefine,
   };
 }
 
@@ -702,7 +782,7 @@ scope.onmessage = (event) => {
       break;
     }
     case 'probe':
-      post({ type: 'reply', id: message.id, ok: true, value: rawPicture?.valueAt(message.x, message.y) ?? null });
+      post({ type: 'reply', id: message.id, ok: true, value: (rawPicture ?? (showingRefine ? refinePicture : null))?.valueAt(message.x, message.y) ?? null });
       break;
     case 'window':
       if (message.window !== null) {

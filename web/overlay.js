@@ -21,7 +21,7 @@ const P95_COLOUR = '#ffb454';
 export function formatStats(s, probe = null) {
   return [
     `${s.fps.toFixed(1)} fps  ${formatBitrate(s.bitrateBps)}`,
-    `${s.width}x${s.height}  ${s.codecString ?? 'no stream'}`,
+    `${s.width}x${s.height}  ${s.codecString ?? 'no stream'}${s.refines && s.codec !== 'raw' ? `  refined ${s.refines}${s.exact ? ' (exact now)' : ''}` : ''}`,
     `decode ${s.decodeLatencyMs.toFixed(1)} ms  frame ${s.lastFrameId ?? '-'}`,
     `${s.transport}/${s.envelope}  client ${s.clientId ?? '-'}${s.connected ? '' : '  (disconnected)'}`,
     `dropped ${s.framesDropped}  errors ${s.decodeErrors}  key req ${s.keyframeRequests}`,

@@ -6,6 +6,8 @@ export const HEADER_SIZE = 24;
 export const MAGIC_0 = 0x52; // 'R'
 export const MAGIC_1 = 0x46; // 'F'
 export const FLAG_KEY = 0x01;
+/** A lossless still (raw tiles) that refines the picture shown (docs/protocol.md, "Refine"). */
+export const FLAG_REFINE = 0x02;
 /** The server closes a client whose message is bigger than this. */
 export const MAX_CLIENT_MESSAGE_BYTES = 65536;
 export const MAIN_CHANNEL = 'rfb.main';
@@ -23,6 +25,7 @@ export const ENVELOPES = Object.freeze(['binary', 'json']);
  * @property {number} frameId
  * @property {number} timestampUs
  * @property {boolean} key
+ * @property {boolean} [refine] a lossless still in tiles, painted over the stream's picture
  * @property {number | null} configId null when a JSON header had no `config_id`
  * @property {Uint8Array} payload a view into the received message, not a copy
  */
@@ -100,6 +103,7 @@ export function parseBinaryFrame(message) {
     frameId: Number(frameId),
     timestampUs: Number(view.getBigInt64(16, true)),
     key: (flags & FLAG_KEY) !== 0,
+    refine: (flags & FLAG_REFINE) !== 0,
     configId: view.getUint32(4, true),
     payload: bytes.subarray(HEADER_SIZE),
   };
@@ -107,7 +111,7 @@ export function parseBinaryFrame(message) {
 
 /**
  * Builds an `envelope=binary` frame (the server's side; here for tests and tools).
- * @param {{frameId: number, timestampUs: number, key: boolean, configId: number, payload: Uint8Array}} frame
+ * @param {{frameId: number, timestampUs: number, key: boolean, refine?: boolean, configId: number, payload: Uint8Array}} frame
  * @returns {Uint8Array}
  */
 export function encodeBinaryFrame(frame) {
@@ -116,7 +120,7 @@ export function encodeBinaryFrame(frame) {
   out[0] = MAGIC_0;
   out[1] = MAGIC_1;
   out[2] = PROTOCOL_VERSION;
-  out[3] = frame.key ? FLAG_KEY : 0;
+  out[3] = (frame.key ? FLAG_KEY : 0) | (frame.refine ? FLAG_REFINE : 0);
   view.setUint32(4, frame.configId, true);
   view.setBigUint64(8, BigInt(frame.frameId), true);
   view.setBigInt64(16, BigInt(frame.timestampUs), true);
@@ -183,7 +187,8 @@ export function parseFrameHeader(header) {
   return {
     frameId: header.frame_id,
     timestampUs: header.timestamp_us,
-    key: header.chunk_type === 'key',
+    key: header.chunk_type === 'key' && header.type !== 'refine',
+    refine: header.type === 'refine',
     configId: header.config_id ?? null,
     byteLength: header.byte_length,
   };

@@ -516,6 +516,24 @@ impl Client {
         wants_key
     }
 
+    /// Queues a refine still when the client has the picture it refines and room for it.
+    fn enqueue_refine(&self, frame: &Arc<Frame>, settings: &HubSettings) {
+        let mut q = self.queue.lock().unwrap();
+        if q.closed || q.need_key {
+            return;
+        }
+        if self.acks_behind(settings)
+            || q.frames + 1 > settings.queue_frames
+            || q.bytes + frame.len() > settings.queue_bytes
+        {
+            q.frames_dropped += 1;
+            return;
+        }
+        q.push(Item::Frame(frame.clone()));
+        drop(q);
+        self.notify.notify_one();
+    }
+
     /// More frames sent and not acknowledged than the client's queue holds, twice over: it is
     /// behind downstream of the queue. Only for clients that acknowledge at all.
     fn acks_behind(&self, settings: &HubSettings) -> bool {
@@ -629,6 +647,8 @@ struct HubState {
     last_keyframe_request: Option<Instant>,
     keyframe_request_scheduled: bool,
     keyframe_requests: u64,
+    /// The lossless still that refines the current picture (see `push_refine`), for newcomers.
+    refine: Option<Arc<Frame>>,
 }
 
 pub(crate) type MessageHandler = Box<dyn Fn(&Client, ClientMessage) + Send + Sync>;
@@ -687,6 +707,7 @@ impl Hub {
             st.frames += 1;
             st.bytes += frame.len() as u64;
             st.eos = false;
+            st.refine = None;
             if st.config.as_ref().map(|c| c.id) != Some(frame.config.id) {
                 st.config = Some(frame.config.clone());
                 st.gop.clear();
@@ -725,6 +746,26 @@ impl Hub {
         if wants_key {
             self.request_keyframe();
         }
+    }
+
+    /// The stream's current configuration.
+    pub fn config(&self) -> Option<Arc<StreamConfig>> {
+        self.state.lock().unwrap().config.clone()
+    }
+
+    /// Hands every client a lossless still of the current picture (`FrameHeader::refine`). It is
+    /// no part of the stream's references: a client waiting for a keyframe, or one whose queue is
+    /// full, goes without (it is not worth a keyframe); newcomers get it after the cached group of
+    /// pictures until the next frame. A still of an older stream configuration is dropped.
+    pub fn push_refine(&self, frame: Arc<Frame>) {
+        let mut st = self.state.lock().unwrap();
+        if st.config.as_ref().map(|c| c.id) != Some(frame.config.id) {
+            return;
+        }
+        for client in st.clients.values() {
+            client.enqueue_refine(&frame, &self.settings);
+        }
+        st.refine = Some(frame);
     }
 
     /// Registers a client: it gets hello, the current config and picture (or the next keyframe).
@@ -771,6 +812,9 @@ impl Hub {
             }
             if !st.gop.is_empty() {
                 q.push(Item::Burst(st.gop.clone()));
+                if let Some(refine) = &st.refine {
+                    q.push(Item::Frame(refine.clone()));
+                }
                 wants_key = false;
             } else {
                 q.need_key = true;
@@ -801,6 +845,7 @@ impl Hub {
         st.gop.clear();
         st.gop_bytes = 0;
         st.eos = false;
+        st.refine = None;
         if let Some(config) = config() {
             st.config = Some(config);
         }
@@ -818,6 +863,7 @@ impl Hub {
             let mut st = self.state.lock().unwrap();
             st.gop.clear();
             st.gop_bytes = 0;
+            st.refine = None;
             for client in st.clients.values() {
                 client.flush();
             }
@@ -1022,6 +1068,7 @@ mod tests {
                 frame_id: id,
                 timestamp_us: id as i64 * 1000,
                 key,
+                refine: false,
             },
             cfg.clone(),
             Bytes::from(vec![0u8; len]),
@@ -1230,6 +1277,42 @@ mod tests {
         hub.push(frame(&cfg, 3, false, 10));
         hub.push(frame(&cfg, 4, true, 10));
         assert_eq!(drain(&late), vec![(4, true)]);
+    }
+
+    fn refine(cfg: &Arc<StreamConfig>, id: u64) -> Arc<Frame> {
+        let f = frame(cfg, id, false, 10);
+        Frame::new(
+            FrameHeader {
+                refine: true,
+                ..f.header
+            },
+            cfg.clone(),
+            f.payload.clone(),
+        )
+    }
+
+    #[test]
+    fn refine_reaches_clients_with_the_picture_and_newcomers_until_the_next_frame() {
+        let (hub, _) = hub(16, true);
+        let cfg = config(1);
+        let watching = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let waiting = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        hub.push(frame(&cfg, 0, true, 10));
+        hub.push(frame(&cfg, 1, false, 10));
+        drain(&watching);
+        waiting.restart_at_key();
+        hub.push_refine(refine(&cfg, 2));
+        // Not a keyframe: whoever waits for one still waits, and deltas follow it undisturbed.
+        assert_eq!(drain(&watching), vec![(2, false)]);
+        assert_eq!(drain(&waiting), vec![]);
+        let late = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        assert_eq!(drain(&late), vec![(0, true), (1, false), (2, false)]);
+        hub.push(frame(&cfg, 3, false, 10));
+        let later = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        assert_eq!(drain(&later), vec![(0, true), (1, false), (3, false)]);
+        // A still of an older configuration is not sent.
+        hub.push_refine(refine(&config(0), 4));
+        assert_eq!(drain(&watching), vec![(3, false)]);
     }
 
     #[test]

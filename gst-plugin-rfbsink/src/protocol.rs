@@ -15,6 +15,8 @@ pub const BINARY_MAGIC: [u8; 2] = *b"RF";
 pub const BINARY_VERSION: u8 = 1;
 pub const BINARY_HEADER_LEN: usize = 24;
 pub const FLAG_KEY: u8 = 1;
+/// A lossless still (raw tiles, docs/protocol.md "Refine") painted over the lossy picture.
+pub const FLAG_REFINE: u8 = 2;
 /// The largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// A WebSocket close frame carries at most 123 bytes of reason (RFC 6455 section 5.5).
@@ -102,6 +104,9 @@ pub struct FrameHeader {
     pub frame_id: u64,
     pub timestamp_us: i64,
     pub key: bool,
+    /// The payload is a whole raw picture in tiles that refines the stream's last picture; it is
+    /// outside the stream's chain of references (never a keyframe, never a reference).
+    pub refine: bool,
 }
 
 impl FrameHeader {
@@ -109,7 +114,14 @@ impl FrameHeader {
         let mut buf = BytesMut::with_capacity(BINARY_HEADER_LEN + payload.len());
         buf.put_slice(&BINARY_MAGIC);
         buf.put_u8(BINARY_VERSION);
-        buf.put_u8(if self.key { FLAG_KEY } else { 0 });
+        let mut flags = 0;
+        if self.key {
+            flags |= FLAG_KEY;
+        }
+        if self.refine {
+            flags |= FLAG_REFINE;
+        }
+        buf.put_u8(flags);
         buf.put_u32_le(self.config_id);
         buf.put_u64_le(self.frame_id);
         buf.put_i64_le(self.timestamp_us);
@@ -136,6 +148,7 @@ impl FrameHeader {
         Ok((
             FrameHeader {
                 key: msg[3] & FLAG_KEY != 0,
+                refine: msg[3] & FLAG_REFINE != 0,
                 config_id: u32_at(4),
                 frame_id: u64_at(8),
                 timestamp_us: u64_at(16) as i64,
@@ -146,14 +159,27 @@ impl FrameHeader {
 
     /// The JSON text header of `envelope=json` (docs/protocol.md).
     pub fn encode_json(&self, config: &StreamConfig, byte_length: usize) -> String {
+        let (type_, codec, format) = if self.refine {
+            ("refine", "raw", "tiles")
+        } else {
+            (
+                "video",
+                config.codec.codec.name(),
+                config.codec.format.name(),
+            )
+        };
         serde_json::to_string(&JsonFrameHeader {
-            type_: "video",
+            type_,
             channel: CHANNEL_MAIN,
-            codec: config.codec.codec.name(),
-            format: config.codec.format.name(),
+            codec,
+            format,
             timestamp_us: self.timestamp_us,
             frame_id: self.frame_id,
-            chunk_type: if self.key { "key" } else { "delta" },
+            chunk_type: if self.key || self.refine {
+                "key"
+            } else {
+                "delta"
+            },
             byte_length,
             config_id: self.config_id,
         })
@@ -553,6 +579,7 @@ mod tests {
             frame_id: 0x1122334455667788,
             timestamp_us: -5,
             key: true,
+            refine: false,
         };
         let msg = h.encode_binary(b"abc");
         assert_eq!(msg.len(), 27);
@@ -568,6 +595,14 @@ mod tests {
         assert_eq!(payload, b"abc");
         let delta = FrameHeader { key: false, ..h }.encode_binary(b"");
         assert_eq!(delta[3], 0);
+        let refine = FrameHeader {
+            key: false,
+            refine: true,
+            ..h
+        };
+        let msg = refine.encode_binary(b"");
+        assert_eq!(msg[3], FLAG_REFINE);
+        assert_eq!(FrameHeader::decode_binary(&msg).unwrap().0, refine);
         assert!(FrameHeader::decode_binary(&msg[..23]).is_err());
         assert!(FrameHeader::decode_binary(b"XX\x01\x00xxxxxxxxxxxxxxxxxxxxxx").is_err());
     }
@@ -579,12 +614,20 @@ mod tests {
             frame_id: 42,
             timestamp_us: 1234567,
             key: false,
+            refine: false,
         };
         let v: Value = serde_json::from_str(&h.encode_json(&h264_config(), 48123)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"video","channel":"rfb.main","codec":"h264","format":"avc",
                 "timestamp_us":1234567,"frame_id":42,"chunk_type":"delta","byte_length":48123,"config_id":3})
+        );
+        let refine = FrameHeader { refine: true, ..h };
+        let v: Value = serde_json::from_str(&refine.encode_json(&h264_config(), 9)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"refine","channel":"rfb.main","codec":"raw","format":"tiles",
+                "timestamp_us":1234567,"frame_id":42,"chunk_type":"key","byte_length":9,"config_id":3})
         );
     }
 

@@ -59,6 +59,18 @@ impl RawEncoder {
         self.layout.is_some()
     }
 
+    /// The negotiated picture size.
+    pub fn size(&self) -> Option<(u32, u32)> {
+        self.layout
+            .as_ref()
+            .map(|(info, _)| (info.width(), info.height()))
+    }
+
+    /// Forgets the previous picture (a flush: it belongs to the old position).
+    pub fn forget(&mut self) {
+        self.previous = None;
+    }
+
     /// Stops being the raw path (the caps are no longer raw video).
     pub fn clear(&mut self) {
         self.layout = None;

@@ -249,3 +249,74 @@ fn gray_window_property_reaches_clients_now_and_later() {
     element.set_property("gray-window", "4000,100");
     assert_eq!(element.property::<String>("gray-window"), "auto");
 }
+
+#[test]
+fn refine_pad_sends_the_raw_picture_once_the_encoded_stream_idles() {
+    let rt = runtime();
+    let mut h = harness("refine-delay=100");
+    let element = h.element().unwrap();
+    let mut refine = gst_check::Harness::with_element(&element, Some("refine"), None);
+    let template = element.pad_template("refine").unwrap();
+    assert!(
+        element.request_pad(&template, None, None).is_none(),
+        "one refine pad"
+    );
+    let (caps, frames) = common::h264(4, 30);
+    h.set_src_caps(caps);
+    refine.set_src_caps(raw_caps("RGBA", 320, 240));
+    let port = port(&h);
+    let mut client = rt.block_on(Client::connect(port, "/ws?envelope=binary"));
+    wait_clients(&h, 1);
+
+    let exact = noise(320 * 240 * 4, 7);
+    refine.push(buffer(exact.clone(), 0)).unwrap();
+    for f in &frames[..3] {
+        h.push(f.clone()).unwrap();
+    }
+    rt.block_on(async {
+        for id in 0..3 {
+            let (header, _) = client.frame().await;
+            assert_eq!((header.frame_id, header.refine), (id, false));
+        }
+        // Idle for refine-delay: the still follows, whole and exact.
+        let (header, payload) = client.frame().await;
+        assert!(header.refine && !header.key, "{header:?}");
+        let mut out = None;
+        tiles::decode(&payload, &mut out).unwrap();
+        assert_eq!(out.unwrap().pixels, exact);
+    });
+    assert_eq!(stats(&h).get::<u64>("refines").unwrap(), 1);
+
+    // A late joiner, in the idle time: the cached pictures, then the still.
+    let mut late = rt.block_on(Client::connect(port, "/ws?envelope=json"));
+    let seen = rt.block_on(async {
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            if let Msg::Text(m) = late.next().await {
+                if m["channel"] == "rfb.main" {
+                    seen.push(format!("{} {} {}", m["type"], m["codec"], m["chunk_type"]));
+                }
+            }
+        }
+        seen
+    });
+    assert_eq!(
+        seen,
+        [
+            r#""video" "h264" "key""#,
+            r#""video" "h264" "delta""#,
+            r#""video" "h264" "delta""#,
+            r#""refine" "raw" "key""#
+        ]
+    );
+
+    // A new frame replaces the still; the same raw picture refines it again once it idles.
+    h.push(frames[3].clone()).unwrap();
+    rt.block_on(async {
+        let (header, _) = client.frame().await;
+        assert_eq!((header.frame_id, header.refine), (4, false));
+        let (header, _) = client.frame().await;
+        assert!(header.refine);
+    });
+    assert_eq!(stats(&h).get::<u64>("refines").unwrap(), 2);
+}

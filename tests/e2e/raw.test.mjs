@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Viewer, decodePng, sharedBrowser, startPipeline } from './lib.mjs';
+import { Viewer, decodePng, requireElements, sharedBrowser, startPipeline } from './lib.mjs';
 
 const browser = sharedBrowser();
 
@@ -142,4 +142,48 @@ test('raw GRAY16 (12-bit): values read back exactly, the automatic window follow
     // The raw value under a point, as the overlay shows it.
     const [x, y] = at(brightest);
     assert.deepEqual(await viewer.page.evaluate(([px, py]) => window.rfbViewer.rawValueAt(px, py), [x, y]), [hi]);
+  });
+
+test('refine: H.264 of random pixels is lossy; once the stream idles, the page shows the raw picture exactly',
+  { timeout: 90_000 }, async (t) => {
+    if (!requireElements(t, ['x264enc', 'rawvideoparse', 'tee'])) return;
+    const size = { width: 320, height: 240 };
+    const dir = mkdtempSync(path.join(tmpdir(), 'rfbsink-refine-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'picture.raw');
+    const data = randomBytes(size.width * size.height * 4);
+    writeFileSync(file, data);
+    // One frame every 2 s (rfbsink syncs to the timestamps): 700 ms of the lossy picture, then
+    // the still, exact, until the next frame.
+    const pipeline = await startPipeline(
+      `multifilesrc location=${file} loop=true ! rawvideoparse format=rgbx width=320 height=240 framerate=1/2 `
+      + '! tee name=t t. ! queue ! videoconvert ! video/x-raw,format=I420 '
+      + '! x264enc tune=zerolatency speed-preset=ultrafast ! rfbsink name=s port=0 refine-delay=700 '
+      + 't. ! queue max-size-buffers=2 ! s.refine');
+    t.after(() => pipeline.stop());
+    const viewer = await Viewer.open(browser.context, pipeline.url, { viewport: size });
+    t.after(() => viewer.close());
+    await viewer.waitForFrames(1, { extra: pipeline.logs });
+    const expect = Uint8Array.from(data, (v, i) => (i % 4 === 3 ? 255 : v));
+    const differing = (shown) => shown.rgba.reduce((n, v, i) => n + (v !== expect[i]), 0);
+    // A screenshot counts when nothing was painted while it was taken.
+    let lossy = null;
+    let exact = null;
+    const deadline = Date.now() + 30_000;
+    while ((lossy === null || exact === null) && Date.now() < deadline) {
+      const before = await viewer.stats();
+      const shown = await screenshot(viewer);
+      const after = await viewer.stats();
+      if (before.framesDecoded !== after.framesDecoded || before.refines !== after.refines) continue;
+      if (after.exact) exact ??= { shown, stats: after };
+      else lossy ??= differing(shown);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(lossy !== null && exact !== null, `saw the lossy picture: ${lossy !== null}, the still: ${exact !== null}\n${viewer.logs()}`);
+    assert.ok(lossy > data.length / 10, `H.264 of noise is lossy: ${lossy} bytes differ`);
+    assert.equal(exact.stats.codec, 'h264');
+    assert.ok(exact.stats.refines >= 1);
+    assertPixels(exact.shown, expect, 'the refined picture on the page');
+    const raw = await viewer.page.evaluate(async () => (await window.rfbViewer.readRaw())?.format ?? null);
+    assert.ok(raw === 'rgba8' || raw === null, raw);
   });

@@ -21,8 +21,10 @@ const STOP_TIMEOUT_MS = 10_000;
 const LOG_TAIL_CHARS = 6_000;
 
 // gst-launch-1.0 -m prints each rfbsink-stats message as
-//   Got message #40 from element "rfbsink0" (element): rfbsink-stats, clients=(uint)0, frames=(guint64)7, ...
-const STATS_RE = /rfbsink-stats,.*?\bframes=\(g?u?int(?:64)?\)(\d+)/;
+//   Got message #40 from element "rfbsink0" (element): rfbsink-stats, clients=(uint)0, frames=(guint64)7,
+//   frames-rendered=(guint64)7, ...
+// frames-rendered, not frames: raw video with nobody watching is kept, not sent.
+const STATS_RE = /rfbsink-stats,.*?\bframes-rendered=\(g?u?int(?:64)?\)(\d+)/;
 
 const outRoot = mkdtempSync(path.join(tmpdir(), 'rfbsink-pipelines-'));
 after(() => rmSync(outRoot, { recursive: true, force: true }));

@@ -9,7 +9,8 @@ function viewerStats(overrides = {}) {
     connected: true, envelope: 'binary', transport: 'websocket', clientId: 3, codec: 'h264',
     codecString: 'avc1.42C01E', width: 320, height: 240, framesReceived: 100, framesDecoded: 99,
     framesDropped: 1, decodeErrors: 0, protocolErrors: 0, keyframeRequests: 0, fps: 15, bitrateBps: 250_000,
-    decodeLatencyMs: 2.5, lastFrameId: 98, reconnects: 0, status: 'playing', server: null, latencyHistory: [],
+    decodeLatencyMs: 2.5, lastFrameId: 98, reconnects: 0, refines: 0, exact: false, status: 'playing', server: null,
+    latencyHistory: [], window: null,
     ...overrides,
   };
 }
@@ -50,4 +51,10 @@ test('figures the server left out show as -', () => {
   const lines = formatServerStats({ ...SERVER, latency_p50_us: null, latency_p95_us: null, latency_max_us: null, paint_p50_us: null, fps: null, bitrate_bps: null });
   assert.equal(lines[0], 'server: render→decoded p50 - p95 - max -, painted p50 -');
   assert.match(lines[1], /^server: websocket {2}- fps {2}- {2}dropped 0/);
+});
+
+test('refine stills: how many, and whether the picture shown is the exact one', () => {
+  assert.equal(formatStats(viewerStats())[1], '320x240  avc1.42C01E');
+  assert.equal(formatStats(viewerStats({ refines: 2, exact: true }))[1], '320x240  avc1.42C01E  refined 2 (exact now)');
+  assert.equal(formatStats(viewerStats({ refines: 2, exact: false }))[1], '320x240  avc1.42C01E  refined 2');
 });

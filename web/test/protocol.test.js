@@ -88,9 +88,21 @@ test('encodeBinaryFrame matches the hand-built bytes and round-trips', () => {
     frameId: 42,
     timestampUs: 33_366,
     key: false,
+    refine: false,
     configId: 3,
     payload: [5, 6, 7],
   });
+});
+
+test('refine flag: bit 1 of the binary header, type "refine" in a JSON header; never a keyframe', () => {
+  const encoded = encodeBinaryFrame({ frameId: 7, timestampUs: 1, key: false, refine: true, configId: 3, payload: new Uint8Array() });
+  assert.equal(encoded[3], 0x02);
+  const back = parseBinaryFrame(encoded);
+  assert.deepEqual([back.refine, back.key], [true, false]);
+  const d = new MessageDecoder('json');
+  d.decode(header({ type: 'refine', codec: 'raw', format: 'tiles', chunk_type: 'key', byte_length: 1 }));
+  const { frame } = /** @type {any} */ (d.decode(new Uint8Array([1])));
+  assert.deepEqual([frame.refine, frame.key], [true, false]);
 });
 
 test('binary header: rejects short messages, bad magic, other versions, huge frame ids', () => {
@@ -131,6 +143,7 @@ test('json envelope: header then payload makes a frame', () => {
     frameId: 42,
     timestampUs: 1234567,
     key: true,
+    refine: false,
     configId: 1,
     payload: [9, 8, 7],
   });

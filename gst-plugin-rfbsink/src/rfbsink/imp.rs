@@ -6,7 +6,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gst::glib;
@@ -50,6 +50,7 @@ const DEFAULT_WEBTRANSPORT_PORT: i32 = -1;
 const DEFAULT_AUTH: Auth = Auth::Token;
 const DEFAULT_HTTPS: bool = false;
 const DEFAULT_CLIENT_TIMEOUT_MS: u32 = 15_000;
+const DEFAULT_REFINE_DELAY_MS: u32 = 300;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -73,6 +74,7 @@ struct Settings {
     https: bool,
     client_timeout_ms: u32,
     gray_window: Option<(u16, u16)>,
+    refine_delay_ms: u32,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             https: DEFAULT_HTTPS,
             client_timeout_ms: DEFAULT_CLIENT_TIMEOUT_MS,
             gray_window: None,
+            refine_delay_ms: DEFAULT_REFINE_DELAY_MS,
         }
     }
 }
@@ -183,6 +186,27 @@ enum State {
     Started(Started),
 }
 
+/// The `refine` request pad's side (docs/protocol.md, "Refine"): when neither pad got a buffer
+/// for `refine-delay`, the last raw picture goes out whole and lossless, painted over the lossy
+/// one.
+#[derive(Default)]
+struct Refine {
+    pad: Option<gst::Pad>,
+    /// Bumped by every buffer on either pad: a still made for an older generation is stale.
+    generation: u64,
+    /// When a still is due: `refine-delay` after the last buffer.
+    due: Option<Instant>,
+    /// A timer task waits for `due`.
+    timer: bool,
+    /// This generation's still went out.
+    sent: bool,
+    /// The last encoded frame's timestamp: the still replaces that picture on screen.
+    timestamp_us: i64,
+    /// Stills sent (stats).
+    sent_count: u64,
+    size_warned: bool,
+}
+
 #[derive(Default)]
 pub struct RfbSink {
     settings: Mutex<Settings>,
@@ -192,12 +216,18 @@ pub struct RfbSink {
     raw: Mutex<RawEncoder>,
     /// Whether the caps are raw video (the raw path's keyframes are the element's own).
     raw_active: AtomicBool,
+    /// The `refine` pad's last picture; taken before `refine` when both are.
+    refine_raw: Mutex<RawEncoder>,
+    /// Taken before `stream` when both are.
+    refine: Mutex<Refine>,
     input_events: AtomicU64,
     input_ignored: AtomicU64,
     /// Buffers skipped as unstreamable (empty, garbage, a corrupt header).
     frames_skipped: AtomicU64,
     /// Time spent in render(), for the CPU cost per frame.
     render_ns: AtomicU64,
+    /// Buffers render() took, sent or not (`frames` counts those handed to the clients).
+    frames_rendered: AtomicU64,
 }
 
 impl RfbSink {
@@ -390,6 +420,10 @@ impl RfbSink {
         gst::Structure::builder("rfbsink-stats")
             .field("clients", stats.clients.len() as u32)
             .field("frames", stats.frames)
+            .field(
+                "frames-rendered",
+                self.frames_rendered.load(Ordering::Relaxed),
+            )
             .field("bytes", stats.bytes)
             .field("keyframe-requests", stats.keyframe_requests)
             .field("config-id", config.map(|c| c.id).unwrap_or(0))
@@ -416,6 +450,7 @@ impl RfbSink {
             )
             .field("tiles-sent", tiles_sent)
             .field("tiles-total", tiles_total)
+            .field("refines", self.refine.lock().unwrap().sent_count)
             .field("client-stats", gst::Array::from_values(clients))
             .build()
     }
@@ -552,6 +587,14 @@ impl ObjectImpl for RfbSink {
                     .nick("Gray window")
                     .blurb("For GRAY16 raw video: the values shown black and white, \"LOW,HIGH\" (e.g. \"100,4000\"), or \"auto\" to follow each picture's range; viewers may change their own")
                     .default_value(Some("auto"))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("refine-delay")
+                    .nick("Refine delay")
+                    .blurb("With raw frames on the refine pad: milliseconds without a new frame after which the last raw picture is sent losslessly over the lossy one")
+                    .minimum(10)
+                    .maximum(60_000)
+                    .default_value(DEFAULT_REFINE_DELAY_MS)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("client-timeout")
@@ -731,6 +774,9 @@ impl ObjectImpl for RfbSink {
             "client-timeout" => {
                 settings.client_timeout_ms = value.get().expect("type checked upstream")
             }
+            "refine-delay" => {
+                settings.refine_delay_ms = value.get().expect("type checked upstream")
+            }
             "gray-window" => {
                 let text: Option<String> = value.get().expect("type checked upstream");
                 match parse_gray_window(text.as_deref().unwrap_or("auto")) {
@@ -785,6 +831,7 @@ impl ObjectImpl for RfbSink {
                     "allowed-origins" => settings.allowed_origins.to_value(),
                     "https" => settings.https.to_value(),
                     "client-timeout" => settings.client_timeout_ms.to_value(),
+                    "refine-delay" => settings.refine_delay_ms.to_value(),
                     "gray-window" => match settings.gray_window {
                         Some((low, high)) => format!("{low},{high}").to_value(),
                         None => "auto".to_value(),
@@ -815,6 +862,21 @@ impl ElementImpl for RfbSink {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let raw = gst::Structure::builder("video/x-raw")
+                .field(
+                    "format",
+                    gst::List::new(crate::tiles::SOURCE_FORMATS.iter().copied()),
+                )
+                .field("width", gst::IntRange::new(1, MAX_DIMENSION as i32))
+                .field("height", gst::IntRange::new(1, MAX_DIMENSION as i32))
+                .field(
+                    "framerate",
+                    gst::FractionRange::new(
+                        gst::Fraction::new(0, 1),
+                        gst::Fraction::new(i32::MAX, 1),
+                    ),
+                )
+                .build();
             let caps = gst::Caps::builder_full()
                 .structure(
                     gst::Structure::builder("video/x-h264")
@@ -834,33 +896,78 @@ impl ElementImpl for RfbSink {
                 .structure(gst::Structure::new_empty("image/png"))
                 .structure(gst::Structure::new_empty("image/webp"))
                 // Raw video: rfbsink encodes it losslessly itself (docs/protocol.md, "Raw frames").
-                .structure(
-                    gst::Structure::builder("video/x-raw")
-                        .field(
-                            "format",
-                            gst::List::new(crate::tiles::SOURCE_FORMATS.iter().copied()),
-                        )
-                        .field("width", gst::IntRange::new(1, MAX_DIMENSION as i32))
-                        .field("height", gst::IntRange::new(1, MAX_DIMENSION as i32))
-                        .field(
-                            "framerate",
-                            gst::FractionRange::new(
-                                gst::Fraction::new(0, 1),
-                                gst::Fraction::new(i32::MAX, 1),
-                            ),
-                        )
-                        .build(),
-                )
+                .structure(raw.clone())
                 .build();
-            vec![gst::PadTemplate::new(
-                "sink",
-                gst::PadDirection::Sink,
-                gst::PadPresence::Always,
-                &caps,
-            )
-            .unwrap()]
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                // The same pictures as the encoded stream, raw: the lossless stills that refine
+                // it once it idles (docs/protocol.md, "Refine").
+                gst::PadTemplate::new(
+                    "refine",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &gst::Caps::from(raw),
+                )
+                .unwrap(),
+            ]
         });
         PAD_TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let mut refine = self.refine.lock().unwrap();
+        if refine.pad.is_some() {
+            gst::warning!(CAT, imp = self, "rfbsink has one refine pad, it exists");
+            return None;
+        }
+        let pad = gst::Pad::builder_from_template(templ)
+            .name("refine")
+            .chain_function(|_pad, parent, buffer| {
+                RfbSink::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.refine_chain(buffer),
+                )
+            })
+            .event_function(|_pad, parent, event| {
+                RfbSink::catch_panic_pad_function(parent, || false, |imp| imp.refine_event(event))
+            })
+            .build();
+        if self.obj().current_state() > gst::State::Ready {
+            let _ = pad.set_active(true);
+        }
+        refine.pad = Some(pad.clone());
+        drop(refine);
+        if self.obj().add_pad(&pad).is_err() {
+            self.refine.lock().unwrap().pad = None;
+            return None;
+        }
+        Some(pad)
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        {
+            let mut refine = self.refine.lock().unwrap();
+            if refine.pad.as_ref() != Some(pad) {
+                return;
+            }
+            refine.pad = None;
+            refine.generation += 1;
+        }
+        self.refine_raw.lock().unwrap().clear();
+        let _ = pad.set_active(false);
+        let _ = self.obj().remove_pad(pad);
     }
 }
 
@@ -1122,6 +1229,7 @@ impl BaseSinkImpl for RfbSink {
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let start = std::time::Instant::now();
+        self.frames_rendered.fetch_add(1, Ordering::Relaxed);
         let result = self.render_frame(buffer);
         self.render_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -1231,6 +1339,7 @@ impl RfbSink {
             frame_id,
             timestamp_us: frame.timestamp_us,
             key: frame.key,
+            refine: false,
         };
         hub.push(Frame::new(header, config, Bytes::from(frame.payload)));
         Ok(())
@@ -1296,13 +1405,171 @@ impl RfbSink {
             }
         };
 
+        let timestamp_us = self.timestamp_us(buffer);
         let header = FrameHeader {
             config_id: config.id,
             frame_id,
-            timestamp_us: self.timestamp_us(buffer),
+            timestamp_us,
             key,
+            refine: false,
         };
+        // Before the push: a still made for the previous picture is now stale and never goes
+        // out after this frame.
+        self.refine_touch(Some(timestamp_us));
         hub.push(Frame::new(header, config, payload));
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// A raw picture on the refine pad: kept (a reference, no copy) for the next still.
+    fn refine_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if let Err(e) = self.refine_raw.lock().unwrap().keep(&buffer, 0) {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Cannot keep the refine pad's picture: {e}")
+            );
+            return Err(gst::FlowError::Error);
+        }
+        self.refine_touch(None);
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn refine_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                let caps = c.caps();
+                let result = caps_info(caps).and_then(|info| {
+                    let format = info.raw.ok_or("not raw video")?;
+                    self.refine_raw.lock().unwrap().set_caps(caps, format)
+                });
+                if let Err(e) = result {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("Cannot refine with {caps}: {e}")
+                    );
+                    return false;
+                }
+                true
+            }
+            gst::EventView::FlushStop(_) => {
+                self.refine_raw.lock().unwrap().forget();
+                self.refine.lock().unwrap().generation += 1;
+                true
+            }
+            // Nothing downstream: stream-start, segment, EOS and the rest end here.
+            _ => true,
+        }
+    }
+
+    /// A buffer on either pad (`Some`: the encoded stream's, with its timestamp): a still is due
+    /// `refine-delay` from now, if nothing else arrives meanwhile.
+    fn refine_touch(&self, timestamp_us: Option<i64>) {
+        let delay = Duration::from_millis(self.settings.lock().unwrap().refine_delay_ms as u64);
+        let mut refine = self.refine.lock().unwrap();
+        if refine.pad.is_none() {
+            return;
+        }
+        refine.generation += 1;
+        refine.sent = false;
+        if let Some(t) = timestamp_us {
+            refine.timestamp_us = t;
+        }
+        refine.due = Some(Instant::now() + delay);
+        if refine.timer {
+            return;
+        }
+        refine.timer = true;
+        let weak = self.obj().downgrade();
+        RUNTIME.spawn(async move {
+            let generation = loop {
+                let due = {
+                    let Some(obj) = weak.upgrade() else { return };
+                    let mut refine = obj.imp().refine.lock().unwrap();
+                    match refine.due {
+                        Some(due) if due > Instant::now() => due,
+                        _ => {
+                            refine.timer = false;
+                            refine.due = None;
+                            break refine.generation;
+                        }
+                    }
+                };
+                tokio::time::sleep_until(due.into()).await;
+            };
+            // Off the runtime's threads: a whole picture takes milliseconds to compress.
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().send_refine(generation);
+                }
+            })
+            .await;
+        });
+    }
+
+    /// Both pads idled: the last raw picture goes out whole, once for every client, unless a
+    /// newer buffer arrived meanwhile.
+    fn send_refine(&self, generation: u64) {
+        let Some(hub) = self.hub() else { return };
+        // Raw video on the main pad is lossless already.
+        if self.raw_active.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(config) = hub.config() else { return };
+        let frame = {
+            let mut raw = self.refine_raw.lock().unwrap();
+            {
+                let refine = self.refine.lock().unwrap();
+                if refine.generation != generation || refine.sent {
+                    return;
+                }
+            }
+            let Some((width, height)) = raw.size() else {
+                return;
+            };
+            if (width, height) != (config.codec.width, config.codec.height) {
+                let mut refine = self.refine.lock().unwrap();
+                if !std::mem::replace(&mut refine.size_warned, true) {
+                    drop(refine);
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "Not refining: the refine pad's pictures are {width}x{height}, the stream's {}x{}",
+                            config.codec.width,
+                            config.codec.height
+                        )
+                    );
+                }
+                return;
+            }
+            match raw.keyframe() {
+                Some(frame) => frame,
+                None => return,
+            }
+        };
+        // Pushed with `refine` held: render() bumps the generation before it pushes a newer
+        // frame, so a still never reaches a client after the picture that replaced it.
+        let mut refine = self.refine.lock().unwrap();
+        if refine.generation != generation || refine.sent {
+            return;
+        }
+        let frame_id = self.stream.lock().unwrap().next_frame_id();
+        let header = FrameHeader {
+            config_id: config.id,
+            frame_id,
+            timestamp_us: refine.timestamp_us,
+            key: false,
+            refine: true,
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "refine: {} bytes of lossless still",
+            frame.payload.len()
+        );
+        hub.push_refine(Frame::new(header, config, Bytes::from(frame.payload)));
+        refine.sent = true;
+        refine.sent_count += 1;
     }
 }

@@ -23,6 +23,16 @@
  * ```
  * then open the URL it prints (`http://127.0.0.1:8080/?rfb_token=...`).
  *
+ * Raw video (`video/x-raw`) is sent losslessly: the element compresses the tiles that changed
+ * itself. An encoded stream can be refined to the exact picture: link the same pictures, raw, to
+ * the `refine` request pad; when no buffer came for `refine-delay` ms the last one is sent
+ * losslessly and painted over the lossy picture:
+ * ```sh
+ * gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,format=RGBx,framerate=2/1 ! tee name=t \
+ *   t. ! queue ! videoconvert ! x264enc tune=zerolatency ! rfbsink name=sink \
+ *   t. ! queue ! sink.refine
+ * ```
+ *
  * The wire format is in docs/protocol.md.
  */
 use gst::glib;
