@@ -535,6 +535,9 @@ fn element_is_documented() {
         "allowed-origins",
         "https",
         "client-timeout",
+        "gray-window",
+        "refine-delay",
+        "h264-high-444",
     ] {
         let pspec = element
             .find_property(name)
@@ -552,6 +555,11 @@ fn element_is_documented() {
         "token"
     );
     assert_eq!(element.property::<Option<String>>("allowed-origins"), None);
+    assert!(!element.property::<bool>("h264-high-444"));
+    let refine = element
+        .pad_template("refine")
+        .expect("a refine request pad");
+    assert_eq!(refine.presence(), gst::PadPresence::Request);
 }
 
 #[test]
@@ -685,4 +693,87 @@ fn a_flushing_seek_restarts_clients_at_a_keyframe() {
     let (header, _) = rt.block_on(c.frame());
     assert!(header.key, "the first frame after the flush is a keyframe");
     assert_eq!(header.frame_id, 10);
+}
+
+/// Runs `line` (rfbsink named `sink`, videoconvert named `conv`) to its end; returns the format
+/// videoconvert negotiated and the H.264 profile rfbsink got.
+fn negotiated(line: &str) -> (String, String) {
+    init();
+    let pipeline = gst::parse::launch(line)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the pipeline ends");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    let field = |element: &str, name: &str| {
+        let caps = pipeline
+            .by_name(element)
+            .unwrap()
+            .static_pad(if element == "conv" { "src" } else { "sink" })
+            .unwrap()
+            .current_caps()
+            .unwrap();
+        caps.structure(0).unwrap().get::<String>(name).unwrap()
+    };
+    let result = (field("conv", "format"), field("sink", "profile"));
+    pipeline.set_state(gst::State::Null).unwrap();
+    result
+}
+
+#[test]
+fn an_encoder_linked_to_rfbsink_negotiates_what_browsers_decode() {
+    let line = |props: &str| {
+        format!(
+            "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=64 ! videoconvert name=conv \
+             ! x264enc ! rfbsink name=sink port=0 sync=false {props}"
+        )
+    };
+    // Left free (an RGB source), x264enc would pick High 4:4:4 10-bit; rfbsink's caps steer it.
+    assert_eq!(negotiated(&line("")), ("I420".into(), "high".into()));
+    let (_, profile) = negotiated(&line("h264-high-444=true"));
+    assert_eq!(profile, "high-4:4:4");
+}
+
+#[test]
+fn a_refused_h264_profile_is_explained_with_the_fix() {
+    init();
+    let pipeline = gst::parse::launch(
+        "appsrc name=src caps=video/x-h264,stream-format=byte-stream,alignment=au,profile=high-4:4:4 \
+         ! rfbsink port=0",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let _ = src.push_buffer(gst::Buffer::from_slice(vec![0u8, 0, 0, 1, 0x65]));
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Warning],
+        )
+        .expect("a warning that says why");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let text = w.error().to_string();
+    assert!(
+        text.contains("high-4:4:4")
+            && text.contains("format=I420")
+            && text.contains("h264-high-444=true"),
+        "{text}"
+    );
 }

@@ -51,6 +51,19 @@ const DEFAULT_AUTH: Auth = Auth::Token;
 const DEFAULT_HTTPS: bool = false;
 const DEFAULT_CLIENT_TIMEOUT_MS: u32 = 15_000;
 const DEFAULT_REFINE_DELAY_MS: u32 = 300;
+const DEFAULT_H264_HIGH_444: bool = false;
+/// The H.264 profiles every browser decodes (4:2:0, 8-bit): what an encoder linked to rfbsink
+/// negotiates by itself.
+const H264_PROFILES: [&str; 5] = [
+    "constrained-baseline",
+    "baseline",
+    "main",
+    "constrained-high",
+    "high",
+];
+/// Added by `h264-high-444`: no chroma subsampling (crisp text), decoded in software by
+/// Chromium, refused by hardware decoders and Safari.
+const H264_PROFILES_444: [&str; 2] = ["high-4:4:4", "high-4:4:4-intra"];
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -75,6 +88,7 @@ struct Settings {
     client_timeout_ms: u32,
     gray_window: Option<(u16, u16)>,
     refine_delay_ms: u32,
+    h264_high_444: bool,
 }
 
 impl Default for Settings {
@@ -101,6 +115,7 @@ impl Default for Settings {
             client_timeout_ms: DEFAULT_CLIENT_TIMEOUT_MS,
             gray_window: None,
             refine_delay_ms: DEFAULT_REFINE_DELAY_MS,
+            h264_high_444: DEFAULT_H264_HIGH_444,
         }
     }
 }
@@ -226,11 +241,52 @@ pub struct RfbSink {
     frames_skipped: AtomicU64,
     /// Time spent in render(), for the CPU cost per frame.
     render_ns: AtomicU64,
+    /// A refused profile was explained on the bus (once).
+    caps_explained: AtomicBool,
     /// Buffers render() took, sent or not (`frames` counts those handed to the clients).
     frames_rendered: AtomicU64,
 }
 
 impl RfbSink {
+    /// The sink pad's caps: the template's, with High 4:4:4 when `h264-high-444` allows it.
+    fn sink_caps(&self) -> gst::Caps {
+        let mut caps = self.obj().sink_pad().pad_template_caps();
+        if self.settings.lock().unwrap().h264_high_444 {
+            let caps = caps.make_mut();
+            for s in caps.iter_mut() {
+                if s.name() == "video/x-h264" {
+                    s.set(
+                        "profile",
+                        gst::List::new(H264_PROFILES.iter().chain(&H264_PROFILES_444).copied()),
+                    );
+                }
+            }
+        }
+        caps
+    }
+
+    /// Caps that rfbsink refuses for a reason a user can fix: says how, once.
+    fn explain_refused_caps(&self, caps: &gst::Caps) {
+        let Some(s) = caps.structure(0) else { return };
+        let hint = match (s.name().as_str(), s.get::<&str>("profile")) {
+            ("video/x-h264", Ok(p)) if H264_PROFILES_444.contains(&p) => format!(
+                "H.264 profile {p} is refused: most browsers cannot decode it. Put \
+                 video/x-raw,format=I420 before the encoder, or set h264-high-444=true for \
+                 Chromium only"
+            ),
+            ("video/x-h264", Ok(p)) => format!(
+                "H.264 profile {p} is refused: browsers decode constrained-baseline, baseline, \
+                 main and high (4:2:0, 8-bit). Put video/x-raw,format=I420 before the encoder"
+            ),
+            _ => return,
+        };
+        if !self.caps_explained.swap(true, Ordering::Relaxed) {
+            gst::element_imp_warning!(self, gst::StreamError::Format, ("{hint}"));
+        } else {
+            gst::debug!(CAT, imp = self, "{hint}");
+        }
+    }
+
     fn hub(&self) -> Option<Arc<Hub>> {
         match &*self.state.lock().unwrap() {
             State::Started(s) => Some(s.hub.clone()),
@@ -597,6 +653,12 @@ impl ObjectImpl for RfbSink {
                     .default_value(DEFAULT_REFINE_DELAY_MS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("h264-high-444")
+                    .nick("H.264 High 4:4:4")
+                    .blurb("Also accept H.264 High 4:4:4 (no chroma subsampling: crisp text). Chromium decodes it in software; hardware decoders, Safari and most phones do not. Off: an encoder linked to rfbsink negotiates 4:2:0 8-bit by itself")
+                    .default_value(DEFAULT_H264_HIGH_444)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("client-timeout")
                     .nick("Client timeout")
                     .blurb("Milliseconds after which a client that sent nothing (not even a pong to the pings sent every third of it), or whose socket takes no data, is closed")
@@ -777,6 +839,15 @@ impl ObjectImpl for RfbSink {
             "refine-delay" => {
                 settings.refine_delay_ms = value.get().expect("type checked upstream")
             }
+            "h264-high-444" => {
+                settings.h264_high_444 = value.get().expect("type checked upstream");
+                drop(settings);
+                // Upstream renegotiates with the new caps.
+                let _ = self
+                    .obj()
+                    .sink_pad()
+                    .push_event(gst::event::Reconfigure::new());
+            }
             "gray-window" => {
                 let text: Option<String> = value.get().expect("type checked upstream");
                 match parse_gray_window(text.as_deref().unwrap_or("auto")) {
@@ -832,6 +903,7 @@ impl ObjectImpl for RfbSink {
                     "https" => settings.https.to_value(),
                     "client-timeout" => settings.client_timeout_ms.to_value(),
                     "refine-delay" => settings.refine_delay_ms.to_value(),
+                    "h264-high-444" => settings.h264_high_444.to_value(),
                     "gray-window" => match settings.gray_window {
                         Some((low, high)) => format!("{low},{high}").to_value(),
                         None => "auto".to_value(),
@@ -882,9 +954,12 @@ impl ElementImpl for RfbSink {
                     gst::Structure::builder("video/x-h264")
                         .field("stream-format", gst::List::new(["byte-stream", "avc"]))
                         .field("alignment", "au")
+                        .field("profile", gst::List::new(H264_PROFILES))
                         .build(),
                 )
                 .structure(gst::Structure::new_empty("video/x-vp8"))
+                // Any profile: vp9enc does not follow downstream's (it fails instead of
+                // converting); set_caps() warns about those that browsers may not decode.
                 .structure(gst::Structure::new_empty("video/x-vp9"))
                 .structure(
                     gst::Structure::builder("video/x-av1")
@@ -972,6 +1047,27 @@ impl ElementImpl for RfbSink {
 }
 
 impl BaseSinkImpl for RfbSink {
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let caps = self.sink_caps();
+        Some(match filter {
+            Some(f) => f.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        })
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::AcceptCaps(q) = query.view_mut() {
+            let caps = q.caps_owned();
+            let ok = caps.can_intersect(&self.sink_caps());
+            if !ok {
+                self.explain_refused_caps(&caps);
+            }
+            q.set_result(ok);
+            return true;
+        }
+        BaseSinkImplExt::parent_query(self, query)
+    }
+
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let addr = Self::resolve(&settings)?;
@@ -1201,6 +1297,24 @@ impl BaseSinkImpl for RfbSink {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         gst::debug!(CAT, imp = self, "caps {caps}");
+        if let Some(s) = caps.structure(0) {
+            match s.get::<&str>("profile") {
+                Ok(p)
+                    if s.name() == "video/x-vp9"
+                        && p != "0"
+                        && !self.caps_explained.swap(true, Ordering::Relaxed) =>
+                {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "VP9 profile {p} (4:4:4 or more than 8 bits): hardware decoders and many browsers do not decode it; put video/x-raw,format=I420 before vp9enc for profile 0"
+                        )
+                    );
+                }
+                _ => {}
+            }
+        }
         let result = caps_info(caps).and_then(|info| {
             if info.width > MAX_DIMENSION || info.height > MAX_DIMENSION {
                 return Err(format!(
