@@ -164,6 +164,25 @@ pub(crate) struct HubSettings {
     pub keyframe_interval: Duration,
     /// How often sessions ping their clients: a live client answers within it.
     pub ping_interval: Duration,
+    /// A client whose oldest unacknowledged frame is older than this is behind: it skips to the
+    /// next keyframe (latency is bounded by trading its frames). None: only its queue bounds it.
+    pub max_latency: Option<Duration>,
+}
+
+/// A client fell behind by more than `max_latency`: what it sustains, for the bus message and
+/// the QoS event upstream.
+#[derive(Clone, Debug)]
+pub(crate) struct Overload {
+    pub client_id: u64,
+    /// The stream's frames in the last second.
+    pub stream_fps: f64,
+    /// Frames decoded by it in the last second, and the rate it sustains (its pace when busy).
+    pub decoded_fps: f64,
+    pub sustainable_fps: f64,
+    /// Render() to now of its oldest unacknowledged frame.
+    pub latency: Duration,
+    /// Every client is behind: lowering the rate upstream costs none of them anything.
+    pub all: bool,
 }
 
 #[derive(Default)]
@@ -179,6 +198,8 @@ struct ClientQueue {
     keyframe_requests: u64,
     /// Waiting for its acks to catch up before it gets frames again (and a keyframe).
     stalled_by_acks: bool,
+    /// Times it fell behind by more than `max_latency`.
+    overloads: u64,
     keyframe_backoff: Duration,
     next_keyframe_request: Option<Instant>,
     /// A keyframe request is due when the backoff ends (`Hub::keyframe_after_backoff`).
@@ -459,28 +480,41 @@ impl Client {
 
     /// Applies the latest-wins policy to a new frame. Returns true when the client now waits for a
     /// keyframe that should be asked for upstream.
-    fn enqueue(&self, frame: &Arc<Frame>, settings: &HubSettings) -> bool {
+    fn enqueue(&self, frame: &Arc<Frame>, settings: &HubSettings) -> (bool, Option<Overload>) {
         let mut q = self.queue.lock().unwrap();
         if q.closed {
-            return false;
+            return (false, None);
         }
         let now = Instant::now();
         // Its acks say it is far behind (frames sit in its socket or its decoder): feeding it more
         // only adds latency. It gets a keyframe once it has caught up (see caught_up()).
-        if self.acks_behind(settings) {
+        if let Some(latency) = self.acks_behind(settings, now) {
+            let mut overload = None;
             if !q.need_key {
                 q.drop_frames();
                 q.need_key = true;
                 q.stalled_by_acks = true;
                 q.last_behind = Some(now);
+                if let Some(latency) = latency {
+                    q.overloads += 1;
+                    let mut c = self.counters.lock().unwrap();
+                    overload = Some(Overload {
+                        client_id: self.id,
+                        stream_fps: 0.0,
+                        decoded_fps: c.rates(now).1,
+                        sustainable_fps: c.sustainable_fps(now),
+                        latency,
+                        all: false,
+                    });
+                }
             }
             q.frames_dropped += 1;
-            return false;
+            return (false, overload);
         }
         if q.need_key {
             if !frame.is_key() {
                 q.frames_dropped += 1;
-                return false;
+                return (false, None);
             }
             q.need_key = false;
             q.stalled_by_acks = false;
@@ -513,7 +547,7 @@ impl Client {
         }
         drop(q);
         self.notify.notify_one();
-        wants_key
+        (wants_key, None)
     }
 
     /// Queues a refine still when the client has the picture it refines and room for it.
@@ -522,7 +556,7 @@ impl Client {
         if q.closed || q.need_key {
             return;
         }
-        if self.acks_behind(settings)
+        if self.acks_behind(settings, Instant::now()).is_some()
             || q.frames + 1 > settings.queue_frames
             || q.bytes + frame.len() > settings.queue_bytes
         {
@@ -534,21 +568,45 @@ impl Client {
         self.notify.notify_one();
     }
 
-    /// More frames sent and not acknowledged than the client's queue holds, twice over: it is
-    /// behind downstream of the queue. Only for clients that acknowledge at all.
-    fn acks_behind(&self, settings: &HubSettings) -> bool {
+    /// Whether the client is behind downstream of its queue (frames sit in its socket or its
+    /// decoder): more frames sent and not acknowledged than its queue holds, twice over, or its
+    /// oldest unacknowledged frame older than `max_latency`, or more of them than it decodes in
+    /// that time (`Some(latency)` then). Only for clients that acknowledge at all.
+    fn acks_behind(&self, settings: &HubSettings, now: Instant) -> Option<Option<Duration>> {
         let c = self.counters.lock().unwrap();
-        c.acks() > 0 && c.unacknowledged() > 2 * settings.queue_frames.max(4)
+        if c.acks() == 0 {
+            return None;
+        }
+        if let Some(max) = settings.max_latency {
+            // Its oldest frame is late, or what it holds will take too long to decode: stop
+            // feeding it before the frames already sent make it late.
+            let late = c.oldest_in_flight(now).unwrap_or_default();
+            let backlog = c.backlog().unwrap_or_default();
+            if late > max || backlog > max {
+                return Some(Some(late.max(backlog)));
+            }
+        }
+        (c.unacknowledged() > 2 * settings.queue_frames.max(4)).then_some(None)
     }
 
     /// After an ack: a client that was stalled by its acks and has caught up waits for a keyframe.
     /// Returns true when one should be asked for.
     fn caught_up(&self, settings: &HubSettings) -> bool {
         let mut q = self.queue.lock().unwrap();
-        if !q.stalled_by_acks
-            || self.counters.lock().unwrap().unacknowledged() > settings.queue_frames
-        {
+        if !q.stalled_by_acks {
             return false;
+        }
+        {
+            let c = self.counters.lock().unwrap();
+            // Caught up: its decoder holds little, or what it holds is recent.
+            let recent = settings.max_latency.is_some_and(|max| {
+                c.oldest_in_flight(Instant::now())
+                    .is_none_or(|age| age < max / 2)
+                    && c.backlog().is_none_or(|b| b < max / 2)
+            });
+            if c.unacknowledged() > settings.queue_frames.min(2) && !recent {
+                return false;
+            }
         }
         q.stalled_by_acks = false;
         q.may_request_keyframe(Instant::now())
@@ -614,6 +672,7 @@ impl Client {
             let q = self.queue.lock().unwrap();
             stats.frames_dropped = q.frames_dropped;
             stats.keyframe_requests = q.keyframe_requests;
+            stats.overloads = q.overloads;
             stats.queued_frames = q.frames as u64;
             stats.queued_bytes = (q.bytes + q.text_bytes) as u64;
         }
@@ -649,6 +708,8 @@ struct HubState {
     keyframe_requests: u64,
     /// The lossless still that refines the current picture (see `push_refine`), for newcomers.
     refine: Option<Arc<Frame>>,
+    /// When the frames of the last second were pushed (the stream's rate).
+    recent_pushes: VecDeque<Instant>,
 }
 
 pub(crate) type MessageHandler = Box<dyn Fn(&Client, ClientMessage) + Send + Sync>;
@@ -660,6 +721,8 @@ pub(crate) struct Callbacks {
     pub request_keyframe: Box<dyn Fn() + Send + Sync>,
     /// Input events and application messages from a client.
     pub on_message: MessageHandler,
+    /// A client fell behind by more than `max_latency` and skips to a keyframe.
+    pub overloaded: Box<dyn Fn(&Overload) + Send + Sync>,
 }
 
 pub(crate) struct Hub {
@@ -702,12 +765,25 @@ impl Hub {
     pub fn push(self: &Arc<Self>, frame: Arc<Frame>) {
         let mut wants_key = false;
         let mut waiting = Vec::new();
+        let mut overloads = Vec::new();
+        let all_behind;
         {
             let mut st = self.state.lock().unwrap();
             st.frames += 1;
             st.bytes += frame.len() as u64;
             st.eos = false;
             st.refine = None;
+            let now = Instant::now();
+            while st
+                .recent_pushes
+                .front()
+                .is_some_and(|at| now.duration_since(*at) > Duration::from_secs(1))
+            {
+                st.recent_pushes.pop_front();
+            }
+            if st.recent_pushes.len() < 1000 {
+                st.recent_pushes.push_back(now);
+            }
             if st.config.as_ref().map(|c| c.id) != Some(frame.config.id) {
                 st.config = Some(frame.config.clone());
                 st.gop.clear();
@@ -731,7 +807,9 @@ impl Hub {
                 }
             }
             for client in st.clients.values() {
-                if client.enqueue(&frame, &self.settings) {
+                let (client_wants_key, overload) = client.enqueue(&frame, &self.settings);
+                overloads.extend(overload);
+                if client_wants_key {
                     wants_key = true;
                 } else if frame.config.codec.codec == Codec::Raw && client.waits_for_key() {
                     // Raw video has no periodic keyframes: a client that fell behind inside its
@@ -739,6 +817,17 @@ impl Hub {
                     waiting.push(client.clone());
                 }
             }
+            all_behind = !overloads.is_empty()
+                && st
+                    .clients
+                    .values()
+                    .all(|c| c.queue.lock().unwrap().stalled_by_acks);
+        }
+        let stream_fps = self.state.lock().unwrap().recent_pushes.len() as f64;
+        for mut overload in overloads {
+            overload.all = all_behind;
+            overload.stream_fps = stream_fps;
+            (self.callbacks.overloaded)(&overload);
         }
         for client in waiting {
             self.keyframe_after_backoff(&client);
@@ -1086,12 +1175,14 @@ mod tests {
                 queue_frames,
                 keyframe_interval: Duration::ZERO,
                 ping_interval: Duration::from_secs(5),
+                max_latency: None,
             },
             Callbacks {
                 request_keyframe: Box::new(move || {
                     r.fetch_add(1, Ordering::SeqCst);
                 }),
                 on_message: Box::new(|_, _| {}),
+                overloaded: Box::new(|_| {}),
             },
         );
         (hub, requests)

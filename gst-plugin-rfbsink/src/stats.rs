@@ -41,6 +41,10 @@ pub(crate) struct ClientStats {
     pub paint_p95_us: u64,
     pub fps: f64,
     pub bitrate_bps: u64,
+    /// Frames the client decoded in the last second (its acks): what it sustains.
+    pub decoded_fps: f64,
+    /// Times it fell behind by more than `max-latency` and skipped to a keyframe.
+    pub overloads: u64,
 }
 
 /// What was sent to one client and what it acknowledged.
@@ -58,6 +62,13 @@ pub(crate) struct ClientCounters {
     paint_latencies_us: VecDeque<(Instant, u64)>,
     /// Frames sent in the last second, for fps and bitrate.
     recent_sends: VecDeque<(Instant, usize)>,
+    /// Acks of the last second: the rate the client decodes at.
+    recent_acks: VecDeque<Instant>,
+    /// The last ack and whether the client's decoder still had frames queued then.
+    last_ack: Option<(Instant, bool)>,
+    /// How long the client takes per frame while its decoder is busy (the time between two acks
+    /// when frames were queued in between), smoothed; None until it was ever busy.
+    busy_frame_time: Option<Duration>,
 }
 
 impl ClientCounters {
@@ -79,6 +90,24 @@ impl ClientCounters {
     pub fn acked(&mut self, frame_id: u64, decode_queue_size: Option<u32>, paint_us: Option<u64>) {
         let now = Instant::now();
         self.acks += 1;
+        while self
+            .recent_acks
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > RATE_WINDOW)
+        {
+            self.recent_acks.pop_front();
+        }
+        if self.recent_acks.len() < LATENCY_SAMPLES_MAX {
+            self.recent_acks.push_back(now);
+        }
+        if let Some((at, true)) = self.last_ack {
+            let sample = now.duration_since(at);
+            self.busy_frame_time = Some(match self.busy_frame_time {
+                Some(t) => (t * 3 + sample) / 4,
+                None => sample,
+            });
+        }
+        self.last_ack = Some((now, decode_queue_size.unwrap_or(0) > 0));
         if let Some(q) = decode_queue_size {
             self.decode_queue_size = q;
         }
@@ -113,6 +142,44 @@ impl ClientCounters {
         self.in_flight.len()
     }
 
+    /// How long ago the oldest frame sent and not yet acknowledged was rendered (frames replayed
+    /// to a late joiner aside).
+    pub fn oldest_in_flight(&self, now: Instant) -> Option<Duration> {
+        self.in_flight
+            .iter()
+            .find_map(|(_, arrived)| *arrived)
+            .map(|at| now.duration_since(at))
+    }
+
+    /// How long the client needs for the live frames it was sent and has not acknowledged, at
+    /// the pace it decodes when busy. None while it never was busy.
+    pub fn backlog(&self) -> Option<Duration> {
+        // Frames replayed to a late joiner are not late: they were sent to be decoded at once.
+        let live = self.in_flight.iter().filter(|(_, a)| a.is_some()).count();
+        self.busy_frame_time
+            .map(|t| t * live.min(u32::MAX as usize) as u32)
+    }
+
+    /// The frame rate the client sustains: its pace when busy, else what it decoded in the last
+    /// second.
+    pub fn sustainable_fps(&mut self, now: Instant) -> f64 {
+        match self.busy_frame_time {
+            Some(t) if !t.is_zero() => 1.0 / t.as_secs_f64(),
+            _ => self.rates(now).1,
+        }
+    }
+
+    /// Frames sent and acknowledged in the last second.
+    pub fn rates(&mut self, now: Instant) -> (f64, f64) {
+        self.expire_sends(now);
+        let acked = self
+            .recent_acks
+            .iter()
+            .filter(|at| now.duration_since(**at) <= RATE_WINDOW)
+            .count();
+        (self.recent_sends.len() as f64, acked as f64)
+    }
+
     fn expire_sends(&mut self, now: Instant) {
         while self
             .recent_sends
@@ -140,6 +207,7 @@ impl ClientCounters {
         stats.paint_p50_us = percentile(&paints, 50);
         stats.paint_p95_us = percentile(&paints, 95);
         stats.fps = self.recent_sends.len() as f64;
+        stats.decoded_fps = self.rates(now).1;
         stats.bitrate_bps = self.recent_sends.iter().map(|(_, n)| *n as u64 * 8).sum();
     }
 }
@@ -201,6 +269,29 @@ mod tests {
         assert_eq!(s.bitrate_bps, 3 * 10 * 8);
         assert_eq!(c.unacknowledged(), 0);
         assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 50), 5);
+        assert_eq!(c.backlog(), None, "never busy");
         assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99), 10);
+    }
+
+    #[test]
+    fn a_busy_decoder_gives_its_pace_and_backlog() {
+        let mut c = ClientCounters::default();
+        let t = Instant::now();
+        for id in 0..6 {
+            c.sent(id, 10, Some(t));
+        }
+        // Acks 20 ms apart with frames still queued: 20 ms a frame.
+        c.acked(0, Some(3), None);
+        std::thread::sleep(Duration::from_millis(20));
+        c.acked(1, Some(2), None);
+        let backlog = c.backlog().unwrap();
+        assert!(
+            backlog >= Duration::from_millis(4 * 19) && backlog < Duration::from_millis(4 * 40),
+            "{backlog:?} for 4 frames"
+        );
+        assert!(c.sustainable_fps(Instant::now()) > 20.0);
+        // Replayed frames (a late joiner's burst) are not a backlog.
+        c.sent(6, 10, None);
+        assert_eq!(c.backlog(), Some(backlog));
     }
 }

@@ -52,6 +52,7 @@ const DEFAULT_HTTPS: bool = false;
 const DEFAULT_CLIENT_TIMEOUT_MS: u32 = 15_000;
 const DEFAULT_REFINE_DELAY_MS: u32 = 300;
 const DEFAULT_H264_HIGH_444: bool = false;
+const DEFAULT_MAX_LATENCY_MS: u32 = 400;
 /// The H.264 profiles every browser decodes (4:2:0, 8-bit): what an encoder linked to rfbsink
 /// negotiates by itself.
 const H264_PROFILES: [&str; 5] = [
@@ -89,6 +90,7 @@ struct Settings {
     gray_window: Option<(u16, u16)>,
     refine_delay_ms: u32,
     h264_high_444: bool,
+    max_latency_ms: u32,
 }
 
 impl Default for Settings {
@@ -116,6 +118,7 @@ impl Default for Settings {
             gray_window: None,
             refine_delay_ms: DEFAULT_REFINE_DELAY_MS,
             h264_high_444: DEFAULT_H264_HIGH_444,
+            max_latency_ms: DEFAULT_MAX_LATENCY_MS,
         }
     }
 }
@@ -241,6 +244,8 @@ pub struct RfbSink {
     frames_skipped: AtomicU64,
     /// Time spent in render(), for the CPU cost per frame.
     render_ns: AtomicU64,
+    /// The running time of the last frame rendered (the QoS event's timestamp), ns.
+    last_running_time: AtomicU64,
     /// A refused profile was explained on the bus (once).
     caps_explained: AtomicBool,
     /// Buffers render() took, sent or not (`frames` counts those handed to the clients).
@@ -248,6 +253,54 @@ pub struct RfbSink {
 }
 
 impl RfbSink {
+    /// A viewer fell behind by more than `max-latency` and skips to the next keyframe: said on
+    /// the bus; when every viewer is behind, a QoS event asks upstream for less (proportion: the
+    /// rate sent over the rate they decode).
+    fn client_overloaded(&self, o: &crate::hub::Overload) {
+        gst::info!(
+            CAT,
+            imp = self,
+            "client {} is {} ms behind: the stream has {} fps, it sustains {:.1} fps; it skips to a keyframe",
+            o.client_id,
+            o.latency.as_millis(),
+            o.stream_fps,
+            o.sustainable_fps
+        );
+        let msg = gst::Structure::builder("rfbsink-client-overloaded")
+            .field("client-id", o.client_id)
+            .field("latency-us", o.latency.as_micros() as u64)
+            .field("stream-fps", o.stream_fps)
+            .field("decoded-fps", o.decoded_fps)
+            .field("sustainable-fps", o.sustainable_fps)
+            .field("all-clients", o.all)
+            .build();
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(msg)
+                .src(&*self.obj())
+                .build(),
+        );
+        if !o.all {
+            return;
+        }
+        // Above 1: upstream produces faster than the viewers take (GstQOSType Overflow).
+        let proportion = if o.sustainable_fps > 0.0 {
+            (o.stream_fps / o.sustainable_fps).max(1.0)
+        } else {
+            2.0
+        };
+        let timestamp =
+            gst::ClockTime::from_nseconds(self.last_running_time.load(Ordering::Relaxed));
+        let event = gst::event::Qos::new(
+            gst::QOSType::Overflow,
+            proportion,
+            o.latency.as_nanos().min(i64::MAX as u128) as i64,
+            timestamp,
+        );
+        if !self.obj().sink_pad().push_event(event) {
+            gst::debug!(CAT, imp = self, "upstream did not handle the QoS event");
+        }
+    }
+
     /// The sink pad's caps: the template's, with High 4:4:4 when `h264-high-444` allows it.
     fn sink_caps(&self) -> gst::Caps {
         let mut caps = self.obj().sink_pad().pad_template_caps();
@@ -557,6 +610,8 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("paint-p50-us", c.paint_p50_us)
         .field("paint-p95-us", c.paint_p95_us)
         .field("fps", c.fps)
+        .field("decoded-fps", c.decoded_fps)
+        .field("overloads", c.overloads)
         .field("bitrate", c.bitrate_bps)
         .build()
 }
@@ -657,6 +712,13 @@ impl ObjectImpl for RfbSink {
                     .nick("H.264 High 4:4:4")
                     .blurb("Also accept H.264 High 4:4:4 (no chroma subsampling: crisp text). Chromium decodes it in software; hardware decoders, Safari and most phones do not. Off: an encoder linked to rfbsink negotiates 4:2:0 8-bit by itself")
                     .default_value(DEFAULT_H264_HIGH_444)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-latency")
+                    .nick("Max latency")
+                    .blurb("Milliseconds from render() to a viewer's acknowledgement (decoded and painted) beyond which that viewer skips to the next keyframe instead of queueing: its latency stays bounded, it shows fewer frames, the others are not affected; it is reported in an rfbsink-client-overloaded message, and a QoS event goes upstream when every viewer is behind. 0: no bound but the client queue")
+                    .maximum(60_000)
+                    .default_value(DEFAULT_MAX_LATENCY_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("client-timeout")
@@ -839,6 +901,7 @@ impl ObjectImpl for RfbSink {
             "refine-delay" => {
                 settings.refine_delay_ms = value.get().expect("type checked upstream")
             }
+            "max-latency" => settings.max_latency_ms = value.get().expect("type checked upstream"),
             "h264-high-444" => {
                 settings.h264_high_444 = value.get().expect("type checked upstream");
                 drop(settings);
@@ -904,6 +967,7 @@ impl ObjectImpl for RfbSink {
                     "client-timeout" => settings.client_timeout_ms.to_value(),
                     "refine-delay" => settings.refine_delay_ms.to_value(),
                     "h264-high-444" => settings.h264_high_444.to_value(),
+                    "max-latency" => settings.max_latency_ms.to_value(),
                     "gray-window" => match settings.gray_window {
                         Some((low, high)) => format!("{low},{high}").to_value(),
                         None => "auto".to_value(),
@@ -1108,6 +1172,8 @@ impl BaseSinkImpl for RfbSink {
                     settings.keyframe_request_interval_ms.into(),
                 ),
                 ping_interval: limits.ping_interval,
+                max_latency: (settings.max_latency_ms > 0)
+                    .then(|| Duration::from_millis(settings.max_latency_ms.into())),
             },
             Callbacks {
                 // Pushed from the runtime's blocking pool: never on render()'s thread.
@@ -1119,6 +1185,17 @@ impl BaseSinkImpl for RfbSink {
                         }
                     });
                 }),
+                overloaded: {
+                    let weak = self.obj().downgrade();
+                    Box::new(move |overload| {
+                        let (weak, overload) = (weak.clone(), overload.clone());
+                        RUNTIME.spawn_blocking(move || {
+                            if let Some(obj) = weak.upgrade() {
+                                obj.imp().client_overloaded(&overload);
+                            }
+                        });
+                    })
+                },
                 on_message: Box::new(move |client, msg| {
                     if !hub_inbox.push(client.id, msg) {
                         client.close(
@@ -1520,6 +1597,8 @@ impl RfbSink {
         };
 
         let timestamp_us = self.timestamp_us(buffer);
+        self.last_running_time
+            .store(timestamp_us.max(0) as u64 * 1000, Ordering::Relaxed);
         let header = FrameHeader {
             config_id: config.id,
             frame_id,

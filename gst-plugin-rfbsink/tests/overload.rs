@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! A viewer that decodes slower than frames arrive: its latency stays bounded (it skips to
+//! keyframes), the others get every frame, the bus says so, and when every viewer is behind a QoS
+//! event goes upstream. Real WebSocket clients on loopback that acknowledge as the viewer does.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+use tokio::sync::oneshot;
+
+/// Connects a client that "decodes" one frame every `decode` (acknowledging each in order, as
+/// the viewer does after painting); returns when `stop` fires, with the worst time a frame waited
+/// in its decoder queue and the number of frames it decoded.
+async fn viewer(port: u16, decode: Duration, mut stop: oneshot::Receiver<()>) -> (Duration, usize) {
+    let mut client = Client::connect(port, "/ws?envelope=binary").await;
+    let mut queue: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut worst = Duration::ZERO;
+    let mut decoded = 0;
+    let mut tick = tokio::time::interval(decode);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return (worst, decoded),
+            msg = client.next() => {
+                if let Msg::Binary(b) = msg {
+                    let (h, _) = gstrfbsink::protocol::FrameHeader::decode_binary(&b).unwrap();
+                    queue.push_back((h.frame_id, Instant::now()));
+                }
+            }
+            _ = tick.tick() => {
+                if let Some((id, at)) = queue.pop_front() {
+                    worst = worst.max(at.elapsed());
+                    decoded += 1;
+                    client.send_text(&format!(
+                        r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{id},"decode_queue_size":{}}}"#,
+                        queue.len()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Pushes `frames` at 30 fps, restamped so that their running time is real.
+fn push_live(h: &mut gst_check::Harness, frames: &[gst::Buffer], rounds: usize) {
+    let start = Instant::now();
+    for n in 0..frames.len() * rounds {
+        let mut b = frames[n % frames.len()].copy();
+        let pts = gst::ClockTime::from_mseconds(33 * n as u64);
+        b.make_mut().set_pts(pts);
+        h.push(b).unwrap();
+        let due = Duration::from_millis(33 * (n as u64 + 1));
+        std::thread::sleep(due.saturating_sub(start.elapsed()));
+    }
+}
+
+fn overloaded_messages(h: &gst_check::Harness) -> Vec<gst::Structure> {
+    let mut out = Vec::new();
+    while let Some(msg) = h.element().unwrap().bus().and_then(|b| b.pop()) {
+        if let gst::MessageView::Element(e) = msg.view() {
+            if let Some(s) = e
+                .structure()
+                .filter(|s| s.name() == "rfbsink-client-overloaded")
+            {
+                out.push(s.to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_slow_viewer_skips_to_keyframes_with_bounded_latency_and_the_others_get_every_frame() {
+    let rt = runtime();
+    let mut h = harness("max-latency=300");
+    let bus = gst::Bus::new();
+    h.element().unwrap().set_bus(Some(&bus));
+    // A keyframe every half second: what the slow viewer restarts from.
+    let (caps, frames) = h264(15, 15);
+    h.set_src_caps(caps);
+    let port = port(&h);
+    let (stop_slow, slow_rx) = oneshot::channel();
+    let (stop_fast, fast_rx) = oneshot::channel();
+    // 10 fps of decoding against 30 fps sent: unbounded, it would fall 2 s behind in 3 s.
+    let slow = rt.spawn(viewer(port, Duration::from_millis(100), slow_rx));
+    wait_clients(&h, 1);
+    let fast = rt.spawn(viewer(port, Duration::from_millis(2), fast_rx));
+    wait_clients(&h, 2);
+
+    push_live(&mut h, &frames, 6);
+    std::thread::sleep(Duration::from_millis(300));
+    // The figures while both are connected.
+    let clients = client_stats(&h);
+    let _ = stop_slow.send(());
+    let _ = stop_fast.send(());
+    let (slow_worst, slow_decoded) = rt.block_on(slow).unwrap();
+    let (fast_worst, fast_decoded) = rt.block_on(fast).unwrap();
+
+    let by_id = |id: u64| {
+        clients
+            .iter()
+            .find(|c| c.get::<u64>("id").unwrap() == id)
+            .unwrap()
+            .clone()
+    };
+    let (slow_stats, fast_stats) = (by_id(1), by_id(2));
+    eprintln!(
+        "slow: decoded {slow_decoded}, worst wait {slow_worst:?}, {slow_stats}\nfast: decoded {fast_decoded}, worst wait {fast_worst:?}"
+    );
+    // Bounded: a frame waits at most about max-latency (plus the frames already queued when it
+    // was noticed), not the seconds an unbounded queue would reach.
+    assert!(slow_worst < Duration::from_millis(700), "{slow_worst:?}");
+    assert!(slow_stats.get::<u64>("overloads").unwrap() >= 1);
+    assert!(slow_stats.get::<u64>("frames-dropped").unwrap() > 0);
+    assert!(
+        slow_decoded >= 10,
+        "it still shows pictures: {slow_decoded}"
+    );
+    // The fast one is untouched.
+    assert_eq!(fast_decoded, 90);
+    assert_eq!(fast_stats.get::<u64>("overloads").unwrap(), 0);
+    assert_eq!(fast_stats.get::<u64>("frames-dropped").unwrap(), 0);
+
+    let messages = overloaded_messages(&h);
+    assert!(!messages.is_empty(), "an rfbsink-client-overloaded message");
+    for m in &messages {
+        assert_eq!(m.get::<u64>("client-id").unwrap(), 1, "{m}");
+        assert!(!m.get::<bool>("all-clients").unwrap(), "{m}");
+        let sustainable = m.get::<f64>("sustainable-fps").unwrap();
+        assert!((7.0..=12.0).contains(&sustainable), "{m}");
+    }
+    // One viewer of two behind: nothing goes upstream (it would lower the other's rate).
+    while let Some(e) = h.try_pull_upstream_event() {
+        assert_ne!(e.type_(), gst::EventType::Qos, "{e:?}");
+    }
+}
+
+#[test]
+fn when_every_viewer_is_behind_a_qos_event_asks_upstream_for_less() {
+    let rt = runtime();
+    let mut h = harness("max-latency=300");
+    let (caps, frames) = h264(15, 15);
+    h.set_src_caps(caps);
+    let port = port(&h);
+    let (stop, rx) = oneshot::channel();
+    let slow = rt.spawn(viewer(port, Duration::from_millis(100), rx));
+    wait_clients(&h, 1);
+    push_live(&mut h, &frames, 3);
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = stop.send(());
+    rt.block_on(slow).unwrap();
+    let mut qos = None;
+    while let Some(e) = h.try_pull_upstream_event() {
+        if let gst::EventView::Qos(q) = e.view() {
+            qos = Some(q.get());
+        }
+    }
+    let (kind, proportion, diff, _) = qos.expect("a QoS event upstream");
+    assert_eq!(kind, gst::QOSType::Overflow);
+    // 30 fps made, 10 decoded.
+    assert!((2.0..=4.5).contains(&proportion), "{proportion}");
+    assert!(diff > 300_000_000, "{diff}");
+}
