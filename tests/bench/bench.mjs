@@ -89,13 +89,18 @@ const ENCODERS = {
   webp: { element: 'webpenc', chain: () => 'webpenc quality=80 speed=6' },
 };
 
-/** @typedef {{name: string, kind: 'rfb' | 'webrtc', codec: string, width: number, height: number, fps: number, viewers: number, transport: string}} Scenario */
+/**
+ * `natural`: the source is RGB (BGRx) and the encoder's input caps are left free, as in
+ * `... ! videoconvert ! x264enc ! rfbsink`: rfbsink's own caps must steer x264enc to 4:2:0 8-bit.
+ * @typedef {{name: string, kind: 'rfb' | 'webrtc', codec: string, width: number, height: number, fps: number, viewers: number, transport: string, natural?: boolean}} Scenario
+ */
 
 function scenarios(quick, transports) {
   /** @type {Scenario[]} */
   const list = [];
-  const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws') => list.push({
-    name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}`, kind: 'rfb', codec, width, height, fps, viewers, transport,
+  const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', natural = false) => list.push({
+    name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${natural ? ' rgb-natural' : ''}`,
+    kind: 'rfb', codec, width, height, fps, viewers, transport, natural,
   });
   const webrtc = (width, height, fps) => list.push({
     name: `webrtc h264 ${width}x${height}@${fps}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc',
@@ -111,6 +116,8 @@ function scenarios(quick, transports) {
       rfb('h264', 1280, 720, 60, 1, t);
       rfb('h264', 1920, 1080, 30, 1, t);
       rfb('h264', 1920, 1080, 60, 1, t);
+      rfb('h264', 1920, 1080, 30, 1, t, true);
+      rfb('h264', 1280, 720, 60, 1, t, true);
       rfb('h264', 1280, 720, 30, 8, t);
       rfb('h264', 1280, 720, 30, 32, t);
       rfb('jpeg', 1280, 720, 30, 1, t);
@@ -123,7 +130,10 @@ function scenarios(quick, transports) {
     }
   }
   webrtc(1280, 720, 30);
-  if (!quick) webrtc(1920, 1080, 30);
+  if (!quick) {
+    webrtc(1920, 1080, 30);
+    webrtc(1280, 720, 60);
+  }
   return list;
 }
 
@@ -314,12 +324,18 @@ const WARMUP_MS = 3000;
 // moves the on-screen figures by up to a frame interval from run to run).
 const SKEW = '1.003';
 
+/** The encoder chain of a scenario: behind an RGB source with free caps when `natural`. */
+function encoderChain(sc) {
+  const chain = ENCODERS[sc.codec].chain(sc.fps);
+  return sc.natural ? `videoconvert ! video/x-raw,format=BGRx ! videoconvert ! ${chain}` : chain;
+}
+
 async function runRfb(sc, ctx) {
   const enc = ENCODERS[sc.codec];
   // The bench page is served from this script's own server: rfbsink must allow its origin.
   const sink = `rfbsink port=0 address=127.0.0.1 stats-interval=1000 allowed-origins=${ctx.base}`;
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'rfb', '--width', String(sc.width), '--height', String(sc.height),
-    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', enc.chain(sc.fps), '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
+    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', encoderChain(sc), '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
   let light = null;
   let page = null;
   try {
@@ -419,7 +435,7 @@ async function runRfb(sc, ctx) {
     return {
       ...sc,
       seconds: elapsed,
-      encoder: enc.chain(sc.fps),
+      encoder: encoderChain(sc),
       pipelineLatencyMs: latency?.min_ms ?? null,
       codecString: v1.codecString,
       viewerTransport: v1.transport,
