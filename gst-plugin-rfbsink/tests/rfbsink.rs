@@ -556,6 +556,12 @@ fn element_is_documented() {
     );
     assert_eq!(element.property::<Option<String>>("allowed-origins"), None);
     assert!(!element.property::<bool>("h264-high-444"));
+    // No processing deadline: it would delay every frame behind a queue (tee, leaky queue).
+    assert_eq!(
+        element.property::<u64>("processing-deadline"),
+        0,
+        "processing-deadline"
+    );
     let refine = element
         .pad_template("refine")
         .expect("a refine request pad");

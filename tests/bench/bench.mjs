@@ -92,15 +92,17 @@ const ENCODERS = {
 /**
  * `natural`: the source is RGB (BGRx) and the encoder's input caps are left free, as in
  * `... ! videoconvert ! x264enc ! rfbsink`: rfbsink's own caps must steer x264enc to 4:2:0 8-bit.
- * @typedef {{name: string, kind: 'rfb' | 'webrtc', codec: string, width: number, height: number, fps: number, viewers: number, transport: string, natural?: boolean}} Scenario
+ * `serve`: the encoder chain `rfb serve` runs for that size and rate (its leaky queue, conversion
+ * and encoder settings, from `rfb serve --dry-run`).
+ * @typedef {{name: string, kind: 'rfb' | 'webrtc', codec: string, width: number, height: number, fps: number, viewers: number, transport: string, natural?: boolean, serve?: boolean}} Scenario
  */
 
 function scenarios(quick, transports) {
   /** @type {Scenario[]} */
   const list = [];
-  const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', natural = false) => list.push({
-    name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${natural ? ' rgb-natural' : ''}`,
-    kind: 'rfb', codec, width, height, fps, viewers, transport, natural,
+  const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', variant = '') => list.push({
+    name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${variant ? ` ${variant}` : ''}`,
+    kind: 'rfb', codec, width, height, fps, viewers, transport, natural: variant === 'rgb-natural', serve: variant === 'rfb-serve',
   });
   const webrtc = (width, height, fps) => list.push({
     name: `webrtc h264 ${width}x${height}@${fps}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc',
@@ -116,8 +118,10 @@ function scenarios(quick, transports) {
       rfb('h264', 1280, 720, 60, 1, t);
       rfb('h264', 1920, 1080, 30, 1, t);
       rfb('h264', 1920, 1080, 60, 1, t);
-      rfb('h264', 1920, 1080, 30, 1, t, true);
-      rfb('h264', 1280, 720, 60, 1, t, true);
+      rfb('h264', 1920, 1080, 30, 1, t, 'rgb-natural');
+      rfb('h264', 1280, 720, 60, 1, t, 'rgb-natural');
+      rfb('h264', 1920, 1080, 30, 1, t, 'rfb-serve');
+      rfb('h264', 1280, 720, 60, 1, t, 'rfb-serve');
       rfb('h264', 1280, 720, 30, 8, t);
       rfb('h264', 1280, 720, 30, 32, t);
       rfb('jpeg', 1280, 720, 30, 1, t);
@@ -326,8 +330,27 @@ const SKEW = '1.003';
 
 /** The encoder chain of a scenario: behind an RGB source with free caps when `natural`. */
 function encoderChain(sc) {
+  if (sc.serve) return serveChain(sc);
   const chain = ENCODERS[sc.codec].chain(sc.fps);
   return sc.natural ? `videoconvert ! video/x-raw,format=BGRx ! videoconvert ! ${chain}` : chain;
+}
+
+/**
+ * What `rfb serve --codec C --size WxH --fps F` puts between its source and rfbsink (the x264
+ * encoder, forced: the bench machine's GPU encoder would make it another scenario).
+ */
+function serveChain(sc) {
+  const rfb = path.join(REPO, 'target', 'release', 'rfb');
+  const r = spawnSync(rfb, ['serve', '--dry-run', '--codec', sc.codec, '--encoder', 'x264', '--size', `${sc.width}x${sc.height}`,
+    '--fps', String(sc.fps)], { encoding: 'utf8', env: gstEnv() });
+  if (r.status !== 0) throw new Error(`rfb serve --dry-run failed: ${r.stderr}`);
+  const line = r.stdout.trim().split('\n').filter((l) => l.includes('rfbsink')).pop() ?? '';
+  const parts = line.split(' ! ');
+  // videotestsrc ... ! video/x-raw,... ! <what we want> ! rfbsink ...
+  if (parts.length < 4 || !parts[0].startsWith('videotestsrc') || !parts[parts.length - 1].startsWith('rfbsink')) {
+    throw new Error(`unexpected rfb serve pipeline: ${line}`);
+  }
+  return parts.slice(2, -1).join(' ! ');
 }
 
 async function runRfb(sc, ctx) {

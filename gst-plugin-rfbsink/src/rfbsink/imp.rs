@@ -636,6 +636,15 @@ impl NavigationImpl for RfbSink {
 }
 
 impl ObjectImpl for RfbSink {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // render() only hands the buffer to the clients' queues: it needs no processing time.
+        // BaseSink's default (20 ms) is added to the pipeline latency as soon as a queue sits
+        // upstream (rfb serve's leaky queue, a tee), and every frame then waited that long
+        // before going out (measured: 1080p30 capture -> on screen p50 36 ms -> 19 ms).
+        self.obj().set_processing_deadline(gst::ClockTime::ZERO);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
