@@ -55,6 +55,10 @@ import { createTransport } from './transport.js';
  * @property {number} reconnects
  * @property {number} refines lossless stills painted over the lossy picture
  * @property {boolean} exact the canvas shows the exact picture: a raw stream, or a refine still
+ * @property {string | null} paintPath how pictures reach the canvas (the overlay shows it):
+ *   `2d drawImage VideoFrame` (WebCodecs, at the frame's size: drawing at the display size was
+ *   measured no cheaper, the frame's colour conversion dominates), `2d drawImage ImageBitmap`
+ *   (images), `2d putImageData` (raw tiles)
  * @property {StatusState} status
  * @property {import('./stats.js').ServerStats | null} server the server's last `stats` message
  *   (its figures for this viewer), null when none came in the last SERVER_STATS_STALE_MS
@@ -743,6 +747,9 @@ function stats() {
     latencyHistory: latencyHistory.entries(now).map(({ ageMs, value }) => ({ ageMs, ...value })),
     window: rawPicture?.format === 'gray16le' ? { ...rawWindow } : null,
     exact: config?.type === 'raw' ? rawPicture !== null : showingRefine,
+    paintPath: !config ? null
+      : config.type === 'raw' ? '2d putImageData'
+        : config.type === 'image' ? '2d drawImage ImageBitmap' : '2d drawImage VideoFrame',
   };
 }
 

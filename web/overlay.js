@@ -22,7 +22,7 @@ export function formatStats(s, probe = null) {
   return [
     `${s.fps.toFixed(1)} fps  ${formatBitrate(s.bitrateBps)}`,
     `${s.width}x${s.height}  ${s.codecString ?? 'no stream'}${s.refines && s.codec !== 'raw' ? `  refined ${s.refines}${s.exact ? ' (exact now)' : ''}` : ''}`,
-    `decode ${s.decodeLatencyMs.toFixed(1)} ms  frame ${s.lastFrameId ?? '-'}`,
+    `decode ${s.decodeLatencyMs.toFixed(1)} ms  frame ${s.lastFrameId ?? '-'}${s.paintPath ? `  paint: ${s.paintPath}` : ''}`,
     `${s.transport}/${s.envelope}  client ${s.clientId ?? '-'}${s.connected ? '' : '  (disconnected)'}`,
     `dropped ${s.framesDropped}  errors ${s.decodeErrors}  key req ${s.keyframeRequests}`,
     ...(s.server ? formatServerStats(s.server) : []),

@@ -10,7 +10,7 @@ function viewerStats(overrides = {}) {
     codecString: 'avc1.42C01E', width: 320, height: 240, framesReceived: 100, framesDecoded: 99,
     framesDropped: 1, decodeErrors: 0, protocolErrors: 0, keyframeRequests: 0, fps: 15, bitrateBps: 250_000,
     decodeLatencyMs: 2.5, lastFrameId: 98, reconnects: 0, refines: 0, exact: false, status: 'playing', server: null,
-    latencyHistory: [], window: null,
+    latencyHistory: [], window: null, paintPath: null,
     ...overrides,
   };
 }
@@ -57,4 +57,8 @@ test('refine stills: how many, and whether the picture shown is the exact one', 
   assert.equal(formatStats(viewerStats())[1], '320x240  avc1.42C01E');
   assert.equal(formatStats(viewerStats({ refines: 2, exact: true }))[1], '320x240  avc1.42C01E  refined 2 (exact now)');
   assert.equal(formatStats(viewerStats({ refines: 2, exact: false }))[1], '320x240  avc1.42C01E  refined 2');
+});
+
+test('the paint path in use is shown', () => {
+  assert.equal(formatStats(viewerStats({ paintPath: '2d drawImage VideoFrame' }))[2], 'decode 2.5 ms  frame 98  paint: 2d drawImage VideoFrame');
 });
