@@ -4,6 +4,7 @@
 
 import { ack, CONTROL_CHANNEL, keyframeRequest, MAIN_CHANNEL, parseConfig, STATS_CHANNEL } from './protocol.js';
 import { History, parseServerStats, StreamRates } from './stats.js';
+import { noWebCodecsText, reconnectingText, unsupportedCodecText, WAITING_TEXT } from './explain.js';
 import { applyTiles, bounds, toDisplay, windowTable } from './tiles.js';
 import { createTransport } from './transport.js';
 
@@ -215,6 +216,30 @@ function drop(why) {
 
 // --- connection -------------------------------------------------------------------------------
 
+/** @type {ReturnType<typeof setInterval> | null} */
+let countdown = null;
+
+/**
+ * Says that the server cannot be reached and when the next try is, every second until then.
+ * @param {'connecting' | 'reconnecting'} state
+ * @param {number} retryInMs
+ * @param {string} why
+ */
+function startCountdown(state, retryInMs, why) {
+  const at = performance.now() + retryInMs;
+  const show = () => setStatus(state, reconnectingText(at - performance.now(), { why: why.trim(), first: state === 'connecting' }));
+  show();
+  countdown = setInterval(() => {
+    show();
+    if (performance.now() >= at) stopCountdown();
+  }, 1000);
+}
+
+function stopCountdown() {
+  if (countdown !== null) clearInterval(countdown);
+  countdown = null;
+}
+
 /** @param {{url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt'}} options */
 function start(options) {
   envelope = options.envelope;
@@ -225,6 +250,7 @@ function start(options) {
         if (opens === 0) setStatus('connecting', 'connecting…');
         break;
       case 'open':
+        stopCountdown();
         connected = true;
         opens++;
         if (opens > 1) counters.reconnects++;
@@ -233,10 +259,10 @@ function start(options) {
         connected = false;
         resetStream();
         const why = event.reason ? ` (${event.code} ${event.reason})` : '';
+        stopCountdown();
         if (event.refused) setStatus('refused', event.reason);
         else if (event.retryInMs === null) setStatus('error', `disconnected${why}`);
-        else if (opens === 0) setStatus('connecting', `connecting…${why}`);
-        else setStatus('reconnecting', `reconnecting…${why}`);
+        else startCountdown(opens === 0 ? 'connecting' : 'reconnecting', event.retryInMs, why);
         break;
       }
       case 'error':
@@ -263,7 +289,7 @@ function onControl(message) {
     case 'hello':
       if (typeof message.client_id === 'number') clientId = message.client_id;
       if (message.envelope === 'binary' || message.envelope === 'json') envelope = message.envelope;
-      if (status !== 'playing') setStatus('waiting', 'waiting for stream…');
+      if (status !== 'playing') setStatus('waiting', WAITING_TEXT);
       break;
     case 'config':
       onConfig(message);
@@ -343,7 +369,8 @@ function onConfig(message) {
     checkSupport(next);
     openDecoder();
   }
-  if (status !== 'playing') setStatus('waiting', 'waiting for stream…');
+  // Not over the explanation of why it cannot be decoded.
+  if (status !== 'playing' && !unsupported) setStatus('waiting', WAITING_TEXT);
 }
 
 /** @param {import('./protocol.js').StreamConfig} c */
@@ -360,7 +387,7 @@ function decoderConfig(c) {
 /** @param {import('./protocol.js').StreamConfig} c */
 function checkSupport(c) {
   if (typeof VideoDecoder === 'undefined') {
-    markUnsupported(c, 'this browser has no WebCodecs VideoDecoder (it needs a secure context: https or localhost)');
+    markUnsupported(c, null);
     return;
   }
   VideoDecoder.isConfigSupported(decoderConfig(c)).then(
@@ -373,14 +400,27 @@ function checkSupport(c) {
 
 /**
  * @param {import('./protocol.js').StreamConfig} c
- * @param {string} why
+ * @param {string | null} why null: there is no WebCodecs at all
  */
 function markUnsupported(c, why) {
   if (config !== c || unsupported) return;
-  unsupported = `this browser cannot decode ${c.codec} "${c.codecString}" ${c.width}x${c.height}: ${why}`;
+  unsupported = why === null
+    ? noWebCodecsText({ secureContext: scope.isSecureContext, host: pageHost() })
+    : unsupportedCodecText(c, why);
   console.error(`rfb: ${unsupported}`);
   closeDecoder();
   setStatus('error', unsupported);
+}
+
+/** The page's host, also from a blob worker (a viewer imported from another origin). */
+function pageHost() {
+  const { host, origin } = scope.location;
+  if (host) return host;
+  try {
+    return new URL(origin).host;
+  } catch {
+    return '';
+  }
 }
 
 function openDecoder() {
