@@ -577,7 +577,10 @@ impl Client {
         if c.acks() == 0 {
             return None;
         }
-        if let Some(max) = settings.max_latency {
+        // Only while it is working through what it was sent (see `ClientCounters::working`): a
+        // frame it chose not to show is never acknowledged, and after an idle stream would look
+        // seconds late for ever.
+        if let Some(max) = settings.max_latency.filter(|max| c.working(now, *max)) {
             // Its oldest frame is late, or what it holds will take too long to decode: stop
             // feeding it before the frames already sent make it late.
             let late = c.oldest_in_flight(now).unwrap_or_default();
@@ -618,6 +621,8 @@ impl Client {
     fn restart_at_key(&self) -> bool {
         let mut q = self.queue.lock().unwrap();
         q.restart_at_key();
+        // What it was sent before will not be acknowledged: no latency is owed for it.
+        self.counters.lock().unwrap().forget_in_flight();
         q.may_request_keyframe(Instant::now())
     }
 

@@ -169,6 +169,24 @@ impl ClientCounters {
         }
     }
 
+    /// Whether the client is working through what it was sent: its last ack said its decoder
+    /// had more queued, or came less than `within` ago. A client whose decoder was empty at its
+    /// last ack and that has not acknowledged since chose not to show what came after (a refine
+    /// still over another picture, a frame skipped while waiting for a keyframe).
+    pub fn working(&self, now: Instant, within: Duration) -> bool {
+        self.last_ack
+            .is_some_and(|(at, busy)| busy || now.duration_since(at) < within)
+    }
+
+    /// The client lost its decoder state (it asked for a keyframe): what it was sent before will
+    /// never be acknowledged.
+    pub fn forget_in_flight(&mut self) {
+        self.in_flight.clear();
+        if let Some((_, busy)) = &mut self.last_ack {
+            *busy = false;
+        }
+    }
+
     /// Frames sent and acknowledged in the last second.
     pub fn rates(&mut self, now: Instant) -> (f64, f64) {
         self.expire_sends(now);
@@ -293,5 +311,28 @@ mod tests {
         // Replayed frames (a late joiner's burst) are not a backlog.
         c.sent(6, 10, None);
         assert_eq!(c.backlog(), Some(backlog));
+        assert!(
+            c.working(
+                Instant::now() + Duration::from_secs(9),
+                Duration::from_millis(100)
+            ),
+            "busy at its last ack"
+        );
+    }
+
+    #[test]
+    fn a_frame_the_client_skipped_is_not_latency_for_ever() {
+        let mut c = ClientCounters::default();
+        let max = Duration::from_millis(200);
+        c.sent(0, 10, Some(Instant::now()));
+        c.sent(1, 10, Some(Instant::now()));
+        c.acked(0, Some(0), None);
+        // Acknowledged just now: working through frame 1.
+        assert!(c.working(Instant::now(), max));
+        // Its decoder was empty and nothing came back for longer than max-latency: frame 1 was
+        // not shown (a refine still over another picture). Stale, not late.
+        assert!(!c.working(Instant::now() + Duration::from_millis(600), max));
+        c.forget_in_flight();
+        assert_eq!(c.unacknowledged(), 0);
     }
 }

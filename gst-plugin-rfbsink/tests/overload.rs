@@ -165,3 +165,44 @@ fn when_every_viewer_is_behind_a_qos_event_asks_upstream_for_less() {
     assert!((2.0..=4.5).contains(&proportion), "{proportion}");
     assert!(diff > 300_000_000, "{diff}");
 }
+
+#[test]
+fn a_frame_the_viewer_chose_not_to_show_does_not_stall_it_after_an_idle_stream() {
+    let rt = runtime();
+    let mut h = harness("max-latency=200");
+    let (caps, frames) = h264(6, 30);
+    h.set_src_caps(caps);
+    let port = port(&h);
+    let mut client = rt.block_on(Client::connect(port, "/ws?envelope=binary"));
+    wait_clients(&h, 1);
+    let ack = |client: &Client, id: u64| {
+        client.send_text(&format!(
+            r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{id},"decode_queue_size":0}}"#
+        ))
+    };
+    for f in &frames[..4] {
+        h.push(f.clone()).unwrap();
+    }
+    rt.block_on(async {
+        for id in 0..4 {
+            let (header, _) = client.frame().await;
+            assert_eq!(header.frame_id, id);
+            // The last one is not shown (as the viewer skips a refine still it cannot paint).
+            if id < 3 {
+                ack(&client, id);
+            }
+        }
+    });
+    // The stream idles far longer than max-latency, then goes on.
+    std::thread::sleep(Duration::from_millis(600));
+    h.push(frames[4].clone()).unwrap();
+    rt.block_on(async {
+        // A bound of its own: frame() skips the stats messages that keep coming meanwhile.
+        let (header, _) = tokio::time::timeout(Duration::from_secs(5), client.frame())
+            .await
+            .expect("the viewer is not stalled by a frame it skipped");
+        assert_eq!(header.frame_id, 4);
+    });
+    let c = &client_stats(&h)[0];
+    assert_eq!(c.get::<u64>("overloads").unwrap(), 0, "{c}");
+}
