@@ -772,6 +772,7 @@ impl Hub {
         let mut waiting = Vec::new();
         let mut overloads = Vec::new();
         let all_behind;
+        let stream_fps;
         {
             let mut st = self.state.lock().unwrap();
             st.frames += 1;
@@ -827,8 +828,8 @@ impl Hub {
                     .clients
                     .values()
                     .all(|c| c.queue.lock().unwrap().stalled_by_acks);
+            stream_fps = st.recent_pushes.len() as f64;
         }
-        let stream_fps = self.state.lock().unwrap().recent_pushes.len() as f64;
         for mut overload in overloads {
             overload.all = all_behind;
             overload.stream_fps = stream_fps;

@@ -1667,6 +1667,10 @@ impl RfbSink {
     /// A buffer on either pad (`Some`: the encoded stream's, with its timestamp): a still is due
     /// `refine-delay` from now, if nothing else arrives meanwhile.
     fn refine_touch(&self, timestamp_us: Option<i64>) {
+        // The common case, on render()'s thread: no refine pad, nothing to do.
+        if self.refine.lock().unwrap().pad.is_none() {
+            return;
+        }
         let delay = Duration::from_millis(self.settings.lock().unwrap().refine_delay_ms as u64);
         let mut refine = self.refine.lock().unwrap();
         if refine.pad.is_none() {
