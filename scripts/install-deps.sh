@@ -18,6 +18,7 @@ apt_packages=(
   gstreamer1.0-plugins-ugly
   gstreamer1.0-libav
   gstreamer1.0-nice
+  iproute2
   openssl
   g++
   chromium

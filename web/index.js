@@ -2,7 +2,8 @@
 // inline script).
 //   ?rfb_token=<token>  the link's credential (docs/security.md); it travels to /ws, /wt, /rfb.json
 //   ?envelope=json|binary  ?ws=<ws:// url on this server>  ?overlay=1  ?input=0 (send no input)
-//   ?transport=ws|wt (default: WebTransport when offered, else WebSocket; ?envelope=json: WebSocket)
+//   ?transport=ws|wt|webrtc (default: WebTransport when offered, else WebSocket; ?envelope=json:
+//   WebSocket; webrtc: WHEP to this server, for viewers behind NAT, docs/protocol.md "WebRTC")
 import { mountViewer } from './rfb-viewer.js';
 import { TOKEN_PARAM } from './transport.js';
 
@@ -33,7 +34,7 @@ const overlay = ['1', 'true', 'yes'].includes(params.get('overlay') ?? '');
 const input = !['0', 'false', 'no'].includes(params.get('input') ?? '');
 // The JSON envelope is a WebSocket framing: asking for it means WebSocket.
 const transportParam = params.get('transport') ?? '';
-const transport = transportParam === 'ws' || transportParam === 'wt'
+const transport = transportParam === 'ws' || transportParam === 'wt' || transportParam === 'webrtc'
   ? transportParam
   : (params.get('envelope') === 'json' ? 'ws' : 'auto');
 // Tests and pages that embed this one reach the viewer as window.rfbViewer.

@@ -205,7 +205,7 @@ export class MoveCoalescer {
  */
 export class InputCapture {
   /**
-   * @param {HTMLCanvasElement} canvas
+   * @param {HTMLElement} canvas the element that shows the stream (a canvas, or a <video> in WebRTC mode)
    * @param {InputOptions} options
    */
   constructor(canvas, options) {

@@ -7,6 +7,7 @@
 import { InputCapture, mapToStream } from './input.js';
 import { Overlay } from './overlay.js';
 import { EVENTS_CHANNEL, withEnvelope } from './protocol.js';
+import { WebRtcLink } from './webrtc.js';
 
 /** @typedef {import('./decode-worker.js').ViewerStats} ViewerStats */
 /** @typedef {import('./decode-worker.js').FromWorker} FromWorker */
@@ -17,8 +18,9 @@ import { EVENTS_CHANNEL, withEnvelope } from './protocol.js';
  * @property {string} [url] ws:// or wss:// URL of the stream; default: /ws on the server this
  *   module came from
  * @property {'binary' | 'json'} [envelope] used when `url` has no `?envelope=`; default binary
- * @property {'auto' | 'ws' | 'wt'} [transport] 'auto' (default): WebTransport when the server
- *   offers it and the browser has it, else WebSocket; 'ws' or 'wt' forces one
+ * @property {'auto' | 'ws' | 'wt' | 'webrtc'} [transport] 'auto' (default): WebTransport when the
+ *   server offers it and the browser has it, else WebSocket; 'ws' or 'wt' forces one; 'webrtc':
+ *   WHEP and a <video> (webrtc.js), for viewers behind NAT
  * @property {boolean} [overlay] show the stats overlay at start
  * @property {boolean} [status] show the status line (connecting…, stream ended); default true
  * @property {boolean} [input] send pointer, wheel, keyboard, touch and the view's size to the
@@ -111,13 +113,27 @@ export class RfbViewer {
     this.noticeText = '';
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.noticeTimer = null;
-    this.root.append(this.canvas, this.statusLine);
+    this.webrtc = options.transport === 'webrtc';
+    /** The WebRTC mode's picture (the browser's own decoder and jitter buffer). */
+    this.video = doc.createElement('video');
+    if (this.webrtc) {
+      this.video.className = 'rfb-video';
+      this.video.muted = true;
+      this.video.autoplay = true;
+      this.video.playsInline = true;
+      Object.assign(this.video.style, { display: 'block', width: '100%', height: '100%', objectFit: 'contain' });
+      this.root.append(this.video, this.statusLine);
+    } else {
+      this.root.append(this.canvas, this.statusLine);
+    }
     container.append(this.root);
+    /** The element input is captured on and mapped from. */
+    this.surface = this.webrtc ? this.video : this.canvas;
 
     /** Input capture on the canvas, or null when view-only. @type {InputCapture | null} */
     this.input = null;
     if ((options.input ?? true) && !options.viewOnly) {
-      this.input = new InputCapture(this.canvas, {
+      this.input = new InputCapture(this.surface, {
         send: (message) => this.sendMessage(EVENTS_CHANNEL, message),
         streamSize: () => this.streamSize,
       });
@@ -130,15 +146,33 @@ export class RfbViewer {
     this.requests = new Map();
     this.nextRequestId = 1;
 
-    this.worker = startWorker();
-    this.worker.onmessage = (event) => this.fromWorker(event.data);
-    this.worker.onerror = (event) => {
-      const why = event.message || 'could not load decode-worker.js';
-      console.error(`rfb: worker failed: ${why}`);
-      this.setStatus('error', `viewer failed: ${why}`);
-    };
-    const offscreen = this.canvas.transferControlToOffscreen();
-    this.post({ type: 'init', canvas: offscreen, url, envelope, transport: options.transport ?? 'auto' }, [offscreen]);
+    /** @type {Worker | null} */
+    this.worker = null;
+    /** @type {WebRtcLink | null} */
+    this.rtc = null;
+    if (this.webrtc) {
+      this.video.addEventListener('resize', () => {
+        this.streamSize = { width: this.video.videoWidth, height: this.video.videoHeight };
+        if (this.statusState === 'waiting') this.setStatus('playing', '');
+      });
+      this.rtc = new WebRtcLink(this.video, url, {
+        status: (state, text) => this.setStatus(state === 'waiting' && this.video.videoWidth ? 'playing' : state, text),
+        resize: () => {},
+        app: (message) => this.fromWorker({ type: 'app', message }),
+      });
+    } else {
+      const worker = startWorker();
+      this.worker = worker;
+      worker.onmessage = (event) => this.fromWorker(event.data);
+      worker.onerror = (event) => {
+        const why = event.message || 'could not load decode-worker.js';
+        console.error(`rfb: worker failed: ${why}`);
+        this.setStatus('error', `viewer failed: ${why}`);
+      };
+      const offscreen = this.canvas.transferControlToOffscreen();
+      const transport = options.transport === 'webrtc' ? 'auto' : (options.transport ?? 'auto');
+      this.post({ type: 'init', canvas: offscreen, url, envelope, transport }, [offscreen]);
+    }
 
     /** @type {ReturnType<typeof setInterval> | null} */
     this.overlayTimer = null;
@@ -164,7 +198,7 @@ export class RfbViewer {
   listenWindowControls() {
     const opts = { capture: true };
     this.root.addEventListener('pointermove', (e) => {
-      const rect = this.canvas.getBoundingClientRect();
+      const rect = this.surface.getBoundingClientRect();
       const p = mapToStream(e.clientX, e.clientY, rect, this.streamSize.width, this.streamSize.height);
       this.pointer = p.inside ? { x: p.x, y: p.y } : null;
       const drag = this.windowDrag;
@@ -203,7 +237,7 @@ export class RfbViewer {
    * @param {Transferable[]} [transfer]
    */
   post(message, transfer = []) {
-    if (!this.closed) this.worker.postMessage(message, transfer);
+    if (!this.closed) this.worker?.postMessage(message, transfer);
   }
 
   /**
@@ -213,11 +247,45 @@ export class RfbViewer {
    */
   request(message) {
     if (this.closed) return Promise.reject(new Error('viewer closed'));
+    if (this.rtc) return this.rtcRequest(this.rtc, message);
     const id = this.nextRequestId++;
     return new Promise((resolve, reject) => {
       this.requests.set(id, { resolve, reject });
       this.post(/** @type {ToWorker} */ ({ ...message, id }));
     });
+  }
+
+  /**
+   * The worker's requests, answered in WebRTC mode (the browser decodes and paints; lossless
+   * reads and the gray16 window have nothing to work on).
+   * @param {WebRtcLink} rtc
+   * @param {any} message
+   * @returns {Promise<any>}
+   */
+  async rtcRequest(rtc, message) {
+    switch (message.type) {
+      case 'stats':
+        return { ...(await rtc.stats()), status: this.statusState };
+      case 'send':
+        return rtc.send(message.channel, message.message);
+      case 'sample': {
+        const { videoWidth: w, videoHeight: h } = this.video;
+        if (!w || !h) return message.points.map(() => [0, 0, 0, 0]);
+        const canvas = new OffscreenCanvas(w, h);
+        const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext('2d', { willReadFrequently: true }));
+        ctx.drawImage(this.video, 0, 0);
+        return message.points.map((/** @type {[number, number]} */ [x, y]) => {
+          if (!(x >= 0 && y >= 0 && x < w && y < h)) return [0, 0, 0, 0];
+          return Array.from(ctx.getImageData(Math.floor(x), Math.floor(y), 1, 1).data);
+        });
+      }
+      case 'window':
+      case 'raw':
+      case 'probe':
+        return null;
+      default:
+        throw new Error(`not available over WebRTC: ${message.type}`);
+    }
   }
 
   /** @param {FromWorker} message */
@@ -401,10 +469,11 @@ export class RfbViewer {
     if (this.closed) return;
     this.input?.close(); // its key-ups go out before the worker's close
     this.post({ type: 'close' });
+    this.rtc?.close();
     this.closed = true;
     const worker = this.worker;
     // Let the worker send its WebSocket close before it goes.
-    setTimeout(() => worker.terminate(), 200);
+    if (worker) setTimeout(() => worker.terminate(), 200);
     if (this.overlayTimer) clearInterval(this.overlayTimer);
     if (this.noticeTimer) clearTimeout(this.noticeTimer);
     for (const { reject } of this.requests.values()) reject(new Error('viewer closed'));

@@ -25,6 +25,7 @@ mod stats;
 mod stream;
 pub mod tiles;
 mod tls;
+mod webrtc;
 mod ws;
 mod wt;
 

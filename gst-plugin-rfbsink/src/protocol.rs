@@ -29,6 +29,7 @@ pub const CHANNEL_EVENTS: &str = "rfb.events";
 
 /// WebSocket close codes used by the server (RFC 6455 section 7.4.1).
 pub mod close {
+    pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const UNSUPPORTED: u16 = 1003;
     pub const INVALID_DATA: u16 = 1007;

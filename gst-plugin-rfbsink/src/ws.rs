@@ -30,6 +30,7 @@ use crate::runtime::RUNTIME;
 use crate::session::{
     self, Context, Inbound, Keepalive, WireError, WireRecv, WireSend, CLOSE_GRACE,
 };
+use crate::webrtc::{self, WebRtc};
 use crate::CAT;
 
 mod assets {
@@ -104,8 +105,9 @@ impl Bound {
         tls: Option<Arc<rustls::ServerConfig>>,
         ctx: Context,
         discovery: Arc<Discovery>,
+        webrtc: Arc<WebRtc>,
     ) -> WsServer {
-        let routes = routes(ctx.clone(), discovery);
+        let routes = routes(ctx.clone(), discovery, webrtc);
         let task = RUNTIME.spawn(accept_loop(
             self.listener,
             tls.map(TlsAcceptor::from),
@@ -304,7 +306,7 @@ fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = warp::Rejecti
         )
 }
 
-fn routes(ctx: Context, discovery: Arc<Discovery>) -> impl Routes {
+fn routes(ctx: Context, discovery: Arc<Discovery>, rtc: Arc<WebRtc>) -> impl Routes {
     let ws_ctx = ctx.clone();
     let ws = warp::path("ws")
         .and(warp::path::end())
@@ -341,6 +343,7 @@ fn routes(ctx: Context, discovery: Arc<Discovery>) -> impl Routes {
         )
         .and(request_info())
         .map(move |req: RequestInfo| page(&page_ctx, &discovery, &req));
+    let webrtc = webrtc_routes(ctx.clone(), rtc);
     let asset_ctx = ctx;
     let assets = warp::get().and(warp::path::tail()).and(request_info()).map(
         move |tail: warp::path::Tail, req: RequestInfo| {
@@ -355,12 +358,253 @@ fn routes(ctx: Context, discovery: Arc<Discovery>) -> impl Routes {
     );
     ws.or(rfb_json)
         .unify()
+        .or(webrtc)
+        .unify()
         .or(page)
         .unify()
         .or(assets)
         .unify()
-        .recover(|_| async { Ok::<_, std::convert::Infallible>(not_found().into_response()) })
+        .recover(|rejection: warp::Rejection| async move {
+            let res = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large\n",
+                )
+            } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+                plain(
+                    StatusCode::LENGTH_REQUIRED,
+                    "a Content-Length is required\n",
+                )
+            } else {
+                not_found()
+            };
+            Ok::<_, std::convert::Infallible>(res.into_response())
+        })
         .unify()
+}
+
+/// WebRTC signalling (docs/protocol.md, "WebRTC"): WHEP at `/whep` (`POST` an SDP offer, `PATCH`
+/// trickled candidates, `DELETE` the session) and the JSON offer endpoint `/webrtc_offer`.
+fn webrtc_routes(
+    ctx: Context,
+    rtc: Arc<WebRtc>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let body =
+        || warp::body::content_length_limit(webrtc::MAX_OFFER_BYTES).and(warp::body::bytes());
+    let (post_ctx, post_rtc) = (ctx.clone(), rtc.clone());
+    let whep_post = warp::post()
+        .and(warp::path("whep"))
+        .and(warp::path::end())
+        .and(request_info())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(body())
+        .and_then(
+            move |req: RequestInfo, content_type: Option<String>, body: Bytes| {
+                let (ctx, rtc) = (post_ctx.clone(), post_rtc.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        whep_offer(&ctx, &rtc, req, content_type, body).await,
+                    )
+                }
+            },
+        );
+    let (json_ctx, json_rtc) = (ctx.clone(), rtc.clone());
+    let json_offer = warp::post()
+        .and(warp::path("webrtc_offer"))
+        .and(warp::path::end())
+        .and(request_info())
+        .and(body())
+        .and_then(move |req: RequestInfo, body: Bytes| {
+            let (ctx, rtc) = (json_ctx.clone(), json_rtc.clone());
+            async move { Ok::<_, std::convert::Infallible>(json_offer(&ctx, &rtc, req, body).await) }
+        });
+    let (patch_ctx, patch_rtc) = (ctx.clone(), rtc.clone());
+    let whep_patch = warp::patch()
+        .and(warp::path!("whep" / String))
+        .and(request_info())
+        .and(body())
+        .map(move |id: String, req: RequestInfo, body: Bytes| {
+            if let Err(denied) = session::authorize(&patch_ctx, "whep", &req.access()) {
+                return refused(denied, false);
+            }
+            let fragment = String::from_utf8_lossy(&body);
+            let mut res = if patch_rtc.add_candidates(&id, &fragment) {
+                plain(StatusCode::NO_CONTENT, "")
+            } else {
+                plain(StatusCode::NOT_FOUND, "no such WebRTC session\n")
+            };
+            cors(&patch_ctx, &req, &mut res);
+            res.into_response()
+        });
+    let (delete_ctx, delete_rtc) = (ctx, rtc);
+    let whep_delete = warp::delete()
+        .and(warp::path!("whep" / String))
+        .and(request_info())
+        .map(move |id: String, req: RequestInfo| {
+            if let Err(denied) = session::authorize(&delete_ctx, "whep", &req.access()) {
+                return refused(denied, false);
+            }
+            let mut res = if delete_rtc.delete(&id) {
+                plain(StatusCode::OK, "")
+            } else {
+                plain(StatusCode::NOT_FOUND, "no such WebRTC session\n")
+            };
+            cors(&delete_ctx, &req, &mut res);
+            res.into_response()
+        });
+    whep_post
+        .or(json_offer)
+        .unify()
+        .or(whep_patch)
+        .unify()
+        .or(whep_delete)
+        .unify()
+}
+
+/// `POST /whep`: an SDP offer in, `201 Created` with the answer and the session's Location out.
+async fn whep_offer(
+    ctx: &Context,
+    rtc: &Arc<WebRtc>,
+    req: RequestInfo,
+    content_type: Option<String>,
+    body: Bytes,
+) -> warp::reply::Response {
+    let role = match session::authorize(ctx, "whep", &req.access()) {
+        Ok(role) => role,
+        Err(denied) => return refused(denied, false),
+    };
+    let is_sdp = content_type
+        .as_deref()
+        .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"));
+    let mut res = if !is_sdp {
+        plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST an SDP offer with Content-Type: application/sdp\n",
+        )
+    } else {
+        match std::str::from_utf8(&body) {
+            Err(_) => plain(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text\n"),
+            Ok(offer) => {
+                let peer = Peer {
+                    remote: req.remote,
+                    role,
+                };
+                match rtc.answer(ctx, offer, peer).await {
+                    Ok(answer) => {
+                        let mut res = Response::builder()
+                            .status(StatusCode::CREATED)
+                            .header(header::CONTENT_TYPE, "application/sdp")
+                            .header(header::CACHE_CONTROL, "no-store")
+                            // Relative to /whep: right under a reverse proxy's prefix too.
+                            .header(header::LOCATION, format!("whep/{}", answer.id))
+                            .body(Bytes::from(answer.sdp))
+                            .unwrap();
+                        res.headers_mut().insert(
+                            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                            HeaderValue::from_static("Location"),
+                        );
+                        res
+                    }
+                    Err(e) => {
+                        offer_error(&e, format!("{}\n", e.message), "text/plain; charset=utf-8")
+                    }
+                }
+            }
+        }
+    };
+    cors(ctx, &req, &mut res);
+    secure_headers(&mut res);
+    res.into_response()
+}
+
+/// The JSON offer endpoint's request body: `{"sdp": ..., "type": "offer"}` (other fields, such
+/// as a detector's name, are accepted and not used: there is one stream).
+#[derive(serde::Deserialize)]
+struct JsonOffer {
+    sdp: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// `POST /webrtc_offer`: `{"sdp", "type": "offer"}` in, `{"status": "success", "sdp", "type":
+/// "answer"}` out; errors are `{"status": "error", "message"}` with an HTTP error status.
+async fn json_offer(
+    ctx: &Context,
+    rtc: &Arc<WebRtc>,
+    req: RequestInfo,
+    body: Bytes,
+) -> warp::reply::Response {
+    let role = match session::authorize(ctx, "webrtc_offer", &req.access()) {
+        Ok(role) => role,
+        Err(denied) => return refused(denied, false),
+    };
+    let error = |status: u16, message: &str| {
+        let body = serde_json::json!({"status": "error", "message": message}).to_string();
+        offer_error(
+            &webrtc::OfferError {
+                status,
+                message: message.into(),
+            },
+            body,
+            "application/json",
+        )
+    };
+    let mut res = match serde_json::from_slice::<JsonOffer>(&body) {
+        Err(e) => error(
+            400,
+            &format!("expected {{\"sdp\": ..., \"type\": \"offer\"}}: {e}"),
+        ),
+        Ok(offer) if offer.kind != "offer" => error(
+            400,
+            &format!("expected \"type\": \"offer\", got {:?}", offer.kind),
+        ),
+        Ok(offer) => {
+            let peer = Peer {
+                remote: req.remote,
+                role,
+            };
+            match rtc.answer(ctx, &offer.sdp, peer).await {
+                Ok(answer) => Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CACHE_CONTROL, "no-store")
+                    .body(Bytes::from(
+                        serde_json::json!({"status": "success", "sdp": answer.sdp, "type": "answer"})
+                            .to_string(),
+                    ))
+                    .unwrap(),
+                Err(e) => error(e.status, &e.message),
+            }
+        }
+    };
+    cors(ctx, &req, &mut res);
+    secure_headers(&mut res);
+    res.into_response()
+}
+
+fn offer_error(
+    e: &webrtc::OfferError,
+    body: String,
+    content_type: &'static str,
+) -> Response<Bytes> {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store");
+    if e.status == 503 {
+        builder = builder.header(header::RETRY_AFTER, "1");
+    }
+    builder.body(Bytes::from(body)).unwrap()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
+    let mut res = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Bytes::from_static(text.as_bytes()))
+        .unwrap();
+    secure_headers(&mut res);
+    res
 }
 
 /// The WebSocket upgrade: refused over HTTP (401/403, nothing streamed) unless access allows it.

@@ -5,14 +5,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
 import {
-  REPO, Viewer, assertPluginBuilt, gstEnv, launchBrowser, onLines, outPath, pollUntil, requireElements, withQuery } from './lib.mjs';
-
-// Debian's python3 (python3-gi), not whatever python3 comes first on PATH.
-const PYTHON = process.env.RFB_PYTHON ?? '/usr/bin/python3';
-const PROBE = path.join(REPO, 'tests', 'e2e', 'nav-probe.py');
+  Viewer, assertPluginBuilt, launchBrowser, outPath, pollUntil, requireElements, withQuery } from './lib.mjs';
+import { probeMissing, startProbe } from './probe.mjs';
 
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
@@ -26,92 +21,6 @@ const TOLERANCE_PX = 2;
 // GstNavigationModifierType
 const SHIFT_MASK = 1 << 0;
 const BUTTON1_MASK = 1 << 8;
-
-// --- nav-probe.py -------------------------------------------------------------------------------
-
-const probes = new Set();
-process.on('exit', () => {
-  for (const p of probes) {
-    try { p.kill('SIGKILL'); } catch { /* gone */ }
-  }
-});
-
-/** Why nav-probe.py cannot run here, or null. */
-function probeMissing() {
-  const r = spawnSync(PYTHON, ['-c', 'import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstVideo", "1.0"); from gi.repository import Gst, GstVideo'],
-    { encoding: 'utf8', timeout: 30_000 });
-  return r.status === 0 ? null : `${PYTHON} cannot import gi (Gst, GstVideo): ${(r.stderr || r.error?.message || '').trim()}`;
-}
-
-/**
- * Starts nav-probe.py on `launchLine`; resolves once rfbsink listens.
- * `lines` is every JSON object it printed, in order.
- */
-function startProbe(launchLine, { timeoutMs = 30_000 } = {}) {
-  const proc = spawn(PYTHON, [PROBE, launchLine], { env: gstEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  probes.add(proc);
-  /** @type {any[]} */
-  const lines = [];
-  let stderr = '';
-  const exited = new Promise((resolve) => proc.once('close', (code, signal) => {
-    probes.delete(proc);
-    resolve({ code, signal });
-  }));
-  proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (c) => { stderr = (stderr + c).slice(-16_000); });
-  onLines(proc.stdout, (line) => {
-    try {
-      lines.push(JSON.parse(line));
-    } catch {
-      stderr += `[not JSON on stdout] ${line}\n`;
-    }
-  });
-
-  const logs = () => {
-    const shown = lines.filter((l) => !l.stats).slice(-60).map((l) => JSON.stringify(l)).join('\n');
-    const stats = lines.filter((l) => l.stats).slice(-1).map((l) => JSON.stringify(l)).join('\n');
-    return `--- nav-probe.py ${launchLine}\n--- its reports (last 60, and the last stats)\n${shown}\n${stats}\n--- stderr (tail)\n${stderr.slice(-8000)}`;
-  };
-  let stopping = null;
-  const stop = () => {
-    stopping ??= (async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      return exited;
-    })();
-    return stopping;
-  };
-
-  /**
-   * Waits until a line from index `from` on satisfies `accept`; returns it.
-   * @param {(line: any) => boolean} accept
-   */
-  const waitFor = (accept, what, { from = 0, timeoutMs: t = 10_000 } = {}) => pollUntil(
-    async () => lines.slice(from).find(accept),
-    (found) => found !== undefined,
-    { timeoutMs: t, intervalMs: 50, what, details: logs },
-  );
-  const events = (from = 0) => lines.slice(from).filter((l) => l.event);
-  const lastStats = () => lines.filter((l) => l.stats).at(-1)?.stats;
-
-  return (async () => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const listening = lines.find((l) => l.listening);
-      if (listening) return { url: listening.listening, lines, waitFor, events, lastStats, stop, logs };
-      const error = lines.find((l) => l.error);
-      if (error || proc.exitCode !== null || proc.signalCode !== null || Date.now() > deadline) {
-        await stop();
-        throw new Error(`nav-probe.py did not report rfbsink-listening${error ? `: ${error.error}` : ''}\n${logs()}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  })();
-}
 
 // --- the page -----------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ use crate::session::{Context, Limits};
 use crate::stats::ClientStats;
 use crate::stream::{caps_info, StreamTracker, MAX_DIMENSION};
 use crate::tls::{self, Certificates};
+use crate::webrtc::{IceSettings, WebRtc};
 use crate::ws::WsServer;
 use crate::wt::WtServer;
 use crate::CAT;
@@ -91,6 +92,8 @@ struct Settings {
     refine_delay_ms: u32,
     h264_high_444: bool,
     max_latency_ms: u32,
+    stun_server: Option<String>,
+    turn_server: Option<String>,
 }
 
 impl Default for Settings {
@@ -119,6 +122,8 @@ impl Default for Settings {
             refine_delay_ms: DEFAULT_REFINE_DELAY_MS,
             h264_high_444: DEFAULT_H264_HIGH_444,
             max_latency_ms: DEFAULT_MAX_LATENCY_MS,
+            stun_server: None,
+            turn_server: None,
         }
     }
 }
@@ -697,6 +702,16 @@ impl ObjectImpl for RfbSink {
                     .blurb("Other origins whose pages may connect, read /rfb.json, import the viewer and frame it, comma-separated (e.g. tauri://localhost,http://127.0.0.1:8888); the server's own origin always may")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("stun-server")
+                    .nick("STUN server")
+                    .blurb("WebRTC peers: a STUN server, stun://host:port, for a server-reflexive candidate behind NAT; none by default (nothing outside is contacted, host candidates on the bound address only)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("turn-server")
+                    .nick("TURN server")
+                    .blurb("WebRTC peers: a TURN relay, turn(s)://user:password@host:port, for viewers no direct path reaches; none by default")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("https")
                     .nick("HTTPS")
                     .blurb("Serve the page and WebSocket over TLS (https/wss) on the same port, with certificate-file/private-key-file or else a self-signed certificate (a browser asks once); on by itself when certificate-file is set")
@@ -904,6 +919,18 @@ impl ObjectImpl for RfbSink {
                 settings.allowed_origins = value.get().expect("type checked upstream")
             }
             "https" => settings.https = value.get().expect("type checked upstream"),
+            "stun-server" => {
+                settings.stun_server = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|s| !s.is_empty())
+            }
+            "turn-server" => {
+                settings.turn_server = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|s| !s.is_empty())
+            }
             "client-timeout" => {
                 settings.client_timeout_ms = value.get().expect("type checked upstream")
             }
@@ -972,6 +999,8 @@ impl ObjectImpl for RfbSink {
                     "token" => settings.token.to_value(),
                     "view-token" => settings.view_token.to_value(),
                     "allowed-origins" => settings.allowed_origins.to_value(),
+                    "stun-server" => settings.stun_server.to_value(),
+                    "turn-server" => settings.turn_server.to_value(),
                     "https" => settings.https.to_value(),
                     "client-timeout" => settings.client_timeout_ms.to_value(),
                     "refine-delay" => settings.refine_delay_ms.to_value(),
@@ -1272,7 +1301,12 @@ impl BaseSinkImpl for RfbSink {
             discovery.set_webtransport(wt.port, certs.clone());
         }
         let tls_config = https.then(|| certificates.as_ref().expect("made above").rustls_config());
-        let server = bound.serve(tls_config, ctx, discovery);
+        let webrtc = WebRtc::new(IceSettings {
+            stun_server: settings.stun_server.clone(),
+            turn_server: settings.turn_server.clone(),
+            local_address: Some(local.ip()),
+        });
+        let server = bound.serve(tls_config, ctx, discovery, webrtc);
 
         let scheme = if https { "https" } else { "http" };
         let host = if local.ip().is_unspecified() {

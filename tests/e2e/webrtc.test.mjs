@@ -1,0 +1,266 @@
+// WebRTC end to end (docs/protocol.md, "WebRTC"): the real viewer with ?transport=webrtc in
+// headless Chromium, the JSON offer client's flow, WHEP's error answers and a flood of offers.
+//
+// ICE needs host candidates, and Chromium gathers none on loopback alone: this file runs itself
+// in a private network namespace (unshare -n) with lo and a veth pair on private addresses, so
+// that nothing outside is ever contacted. The element is bound to 127.0.0.1 as by default and
+// offers only that address.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import {
+  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, withQuery } from './lib.mjs';
+import { probeMissing, startProbe } from './probe.mjs';
+
+const NETNS_SETUP = [
+  'ip link set lo up',
+  'ip link add rfbw0 type veth peer name rfbw1',
+  'ip addr add 10.78.0.1/24 dev rfbw0',
+  'ip addr add 10.78.0.2/24 dev rfbw1',
+  'ip link set rfbw0 up',
+  'ip link set rfbw1 up',
+].join(' && ');
+
+if (process.env.RFB_E2E_NETNS !== '1') {
+  const args = [...process.execArgv, ...process.argv.slice(1)].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  const r = spawnSync('unshare', ['-n', '--', '/bin/sh', '-c', `${NETNS_SETUP} && exec '${process.execPath}' ${args}`], {
+    stdio: 'inherit',
+    env: { ...process.env, RFB_E2E_NETNS: '1' },
+  });
+  if (r.error || r.status === null) {
+    console.error(`webrtc.test: cannot run in a private network namespace (unshare -n needs root or CAP_SYS_ADMIN, and ip from iproute2): ${r.error?.message ?? r.signal}`);
+  }
+  process.exit(r.status ?? 1);
+}
+
+const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
+const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
+const PIPELINE = `${SOURCE} ! navigationtest ! videoconvert ! ${X264} ! rfbsink name=sink port=0 stats-interval=200`;
+const STREAM = { width: 640, height: 480 };
+const VIEWPORT = { width: 1000, height: 500 };
+
+/** @type {Awaited<ReturnType<typeof launchBrowser>> | undefined} */
+let browser;
+/** @type {Awaited<ReturnType<typeof startProbe>> | undefined} */
+let probe;
+let skipReason = '';
+
+before(async () => {
+  assertPluginBuilt();
+  skipReason = probeMissing() ?? '';
+  if (skipReason) return;
+  browser = await launchBrowser();
+  probe = await startProbe(PIPELINE);
+});
+after(async () => {
+  await probe?.stop();
+  await browser?.close();
+});
+
+/** The probe's pipeline, or a skip with the reason. */
+function ready(t) {
+  if (!requireElements(t, ['navigationtest', 'x264enc'])) return null;
+  if (skipReason) {
+    t.skip(skipReason);
+    return null;
+  }
+  return /** @type {NonNullable<typeof probe>} */ (probe);
+}
+
+/** Opens the viewer over WebRTC and waits for decoded frames. */
+async function openWebRtc(p) {
+  const viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(p.url, '?transport=webrtc'), { viewport: VIEWPORT });
+  const stats = await viewer.waitForFrames(10, { extra: p.logs, timeoutMs: 30_000 });
+  return { viewer, stats };
+}
+
+/** The element's view of its clients, from its last stats message. */
+function elementClients(p) {
+  return p.lastStats()?.clients ?? 0;
+}
+
+test('?transport=webrtc: the viewer shows the colour bars over WebRTC', { timeout: 90_000 }, async (t) => {
+  const p = ready(t);
+  if (!p) return;
+  const { viewer, stats } = await openWebRtc(p);
+  t.after(() => viewer.close());
+  const context = `stats: ${JSON.stringify(stats)}\n${viewer.logs()}`;
+  assert.equal(stats.transport, 'webrtc', context);
+  assert.equal(stats.codec, 'h264', context);
+  assert.equal(stats.width, STREAM.width, context);
+  assert.equal(stats.height, STREAM.height, context);
+  await assertSmpteBars(viewer, { width: 640, y: 100, tolerance: 40, extra: p.logs });
+});
+
+test('?transport=webrtc: a click arrives upstream at the stream coordinates it was made at', { timeout: 90_000 }, async (t) => {
+  const p = ready(t);
+  if (!p) return;
+  const { viewer } = await openWebRtc(p);
+  t.after(() => viewer.close());
+  // Where stream pixel (x, y) is: the <video> shows the stream with object-fit: contain.
+  const rect = await viewer.page.evaluate(() => {
+    const r = /** @type {HTMLElement} */ (document.querySelector('video.rfb-video')).getBoundingClientRect();
+    return { left: r.left, top: r.top, width: r.width, height: r.height };
+  });
+  const scale = Math.min(rect.width / STREAM.width, rect.height / STREAM.height);
+  const at = (x, y) => ({
+    x: rect.left + (rect.width - STREAM.width * scale) / 2 + x * scale,
+    y: rect.top + (rect.height - STREAM.height * scale) / 2 + y * scale,
+  });
+  const from = p.lines.length;
+  // The data channel opens with the connection: wait until a move gets through.
+  await pollUntil(async () => {
+    const q = at(100, 100);
+    await viewer.page.mouse.move(q.x, q.y);
+    return p.events(from).some((e) => e.event === 'mouse-move');
+  }, (ok) => ok, { what: 'a pointer move upstream over the data channel', details: p.logs });
+  const target = at(480, 360);
+  await viewer.page.mouse.click(target.x, target.y);
+  const press = await p.waitFor((l) => l.event === 'mouse-button-press', 'the click upstream', { from });
+  assert.ok(Math.abs(press.x - 480) <= 2 && Math.abs(press.y - 360) <= 2,
+    `click at stream (480, 360) arrived at (${press.x}, ${press.y})\n${viewer.logs()}`);
+});
+
+test('two WebRTC peers and a WebSocket viewer watch one encoder', { timeout: 120_000 }, async (t) => {
+  const p = ready(t);
+  if (!p) return;
+  const a = await openWebRtc(p);
+  t.after(() => a.viewer.close());
+  const b = await openWebRtc(p);
+  t.after(() => b.viewer.close());
+  const ws = await Viewer.open(/** @type {any} */ (browser).context, withQuery(p.url, '?transport=ws'));
+  t.after(() => ws.close());
+  await ws.waitForFrames(10, { extra: p.logs });
+  // All three keep receiving at the same time.
+  const before = await Promise.all([a.viewer.stats(), b.viewer.stats(), ws.stats()]);
+  await new Promise((r) => setTimeout(r, 2000));
+  const later = await Promise.all([a.viewer.stats(), b.viewer.stats(), ws.stats()]);
+  for (const [i, s] of later.entries()) {
+    assert.ok(s.framesDecoded >= before[i].framesDecoded + 20,
+      `viewer ${i} (${s.transport}) decoded ${s.framesDecoded - before[i].framesDecoded} frames in 2 s`);
+  }
+  assert.deepEqual(later.map((s) => s.transport), ['webrtc', 'webrtc', 'websocket']);
+  await pollUntil(async () => elementClients(p), (n) => n === 3, { what: 'the element counting 3 clients', details: p.logs });
+  // One encoder: the pipeline has one x264enc, and the element encodes nothing itself (its WebRTC
+  // peers hold only a payloader and webrtcbin).
+  assert.equal(PIPELINE.match(/x264enc/g)?.length, 1);
+});
+
+test('the JSON offer endpoint: a live-view client POSTing {"sdp", "type": "offer"} shows video', { timeout: 90_000 }, async (t) => {
+  const p = ready(t);
+  if (!p) return;
+  const page = await /** @type {any} */ (browser).context.newPage();
+  t.after(() => page.close());
+  // The page is only for its origin: the client below is the flow such clients use, unchanged.
+  await page.goto(withQuery(p.url, '?transport=ws'));
+  const url = new URL('webrtc_offer', p.url);
+  url.search = new URL(p.url).search;
+  const result = await page.evaluate(async (endpoint) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const video = document.createElement('video');
+    video.muted = true;
+    document.body.append(video);
+    pc.ontrack = (e) => { video.srcObject = e.streams[0] ?? new MediaStream([e.track]); video.play(); };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((r) => {
+      if (pc.iceGatheringState === 'complete') r(undefined);
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(undefined);
+      setTimeout(r, 2000);
+    });
+    const res = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: 'offer', detector: 'camera0' }),
+    });
+    const reply = await res.json();
+    if (reply.status !== 'success') return { reply };
+    await pc.setRemoteDescription({ type: reply.type, sdp: reply.sdp });
+    const deadline = Date.now() + 20000;
+    while (Date.now() < deadline && !(video.videoWidth > 0 && video.currentTime > 0.5)) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const stats = await pc.getStats();
+    let decoded = 0;
+    stats.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded; });
+    return { reply: { status: reply.status, type: reply.type }, width: video.videoWidth, height: video.videoHeight, decoded };
+  }, url.href);
+  assert.deepEqual(result.reply, { status: 'success', type: 'answer' }, JSON.stringify(result));
+  assert.equal(result.width, STREAM.width, JSON.stringify(result));
+  assert.ok(result.decoded >= 10, `frames decoded: ${JSON.stringify(result)}`);
+});
+
+test('WHEP and the JSON endpoint answer bad requests with clear HTTP errors', { timeout: 90_000 }, async (t) => {
+  const p = ready(t);
+  if (!p) return;
+  const token = new URL(p.url).searchParams.get('rfb_token');
+  const whep = new URL('whep', p.url).href;
+  const post = (body, headers = {}) => fetch(whep, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}`, ...headers },
+    body,
+  });
+
+  let res = await fetch(whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: 'v=0\r\n' });
+  assert.equal(res.status, 401, 'no token: 401');
+  res = await post('this is not SDP');
+  assert.equal(res.status, 400, 'not SDP: 400');
+  assert.match(await res.text(), /SDP|m-line/);
+  const audioOnly = [
+    'v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 't=0 0',
+    'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'c=IN IP4 0.0.0.0', 'a=rtpmap:111 opus/48000/2', 'a=recvonly', '',
+  ].join('\r\n');
+  res = await post(audioOnly);
+  assert.equal(res.status, 400, 'no video: 400');
+  assert.match(await res.text(), /no video/);
+  res = await post('v=0\r\n', { 'Content-Type': 'text/plain' });
+  assert.equal(res.status, 415, 'not application/sdp: 415');
+  res = await post('v=0\r\n'.repeat(20_000));
+  assert.equal(res.status, 413, 'a 100 KB offer: 413');
+  res = await fetch(`${whep}/0123456789abcdef`, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(res.status, 404, 'DELETE of an unknown session: 404');
+  const json = new URL('webrtc_offer', p.url);
+  json.search = new URL(p.url).search;
+  res = await fetch(json, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"sdp": 1}' });
+  assert.equal(res.status, 400);
+  assert.equal((await res.json()).status, 'error');
+});
+
+test('100 offers at once: bounded answers, and a watching WebRTC viewer is unaffected', { timeout: 120_000 }, async (t) => {
+  const p = ready(t);
+  if (!p) return;
+  const { viewer } = await openWebRtc(p);
+  t.after(() => viewer.close());
+  const page = await /** @type {any} */ (browser).context.newPage();
+  t.after(() => page.close());
+  await page.goto(withQuery(p.url, '?transport=ws&input=0'));
+  const whep = new URL('whep', p.url).href;
+  const token = new URL(p.url).searchParams.get('rfb_token');
+  // One real browser offer, sent 100 times at once.
+  const statuses = await page.evaluate(async ({ whep, token }) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    const sdp = pc.localDescription.sdp;
+    const all = await Promise.all(Array.from({ length: 100 }, () => fetch(whep, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
+      body: sdp,
+    }).then((r) => r.status, () => 0)));
+    pc.close();
+    return all;
+  }, { whep, token });
+  const counts = statuses.reduce((m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }), {});
+  t.diagnostic(`100 offers at once: ${JSON.stringify(counts)}`);
+  assert.ok(statuses.every((s) => s === 201 || s === 503), `only 201 or 503: ${JSON.stringify(counts)}`);
+  assert.ok((counts[201] ?? 0) <= 64, `at most max-clients answered: ${JSON.stringify(counts)}`);
+  assert.ok((counts[503] ?? 0) > 0, `the flood was refused in part: ${JSON.stringify(counts)}`);
+  // The watching viewer keeps decoding through it.
+  const s0 = await viewer.stats();
+  await new Promise((r) => setTimeout(r, 2000));
+  const s1 = await viewer.stats();
+  assert.ok(s1.framesDecoded >= s0.framesDecoded + 20, `the viewer decoded ${s1.framesDecoded - s0.framesDecoded} frames in 2 s during the flood`);
+  // The answered peers never connect: they are gone within the connect timeout.
+  await pollUntil(async () => elementClients(p), (n) => n <= 2, { timeoutMs: 40_000, what: 'the unconnected peers dropped', details: p.logs });
+});
