@@ -9,8 +9,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, withQuery } from './lib.mjs';
+  REPO, Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, withQuery } from './lib.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
 const NETNS_SETUP = [
@@ -189,6 +191,53 @@ test('the JSON offer endpoint: a live-view client POSTing {"sdp", "type": "offer
   assert.deepEqual(result.reply, { status: 'success', type: 'answer' }, JSON.stringify(result));
   assert.equal(result.width, STREAM.width, JSON.stringify(result));
   assert.ok(result.decoded >= 10, `frames decoded: ${JSON.stringify(result)}`);
+});
+
+// A WHEP client no one here wrote: medooze's whip-whep (npm), the reference JavaScript client. It
+// offers without candidates, trickles them with PATCH and ends with DELETE. It is served to the
+// page unchanged, from the element's origin (a route), and imported as the module it is.
+test('a standard WHEP client (whip-whep from npm) plays the stream, trickling with PATCH', { timeout: 90_000 }, async (t) => {
+  const p = ready(t);
+  if (!p) return;
+  const page = await /** @type {any} */ (browser).context.newPage();
+  t.after(() => page.close());
+  const logs = [];
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('request', (r) => { if (/\/whep/.test(r.url())) logs.push(`${r.method()} ${r.url()}`); });
+  const origin = new URL(p.url).origin;
+  const source = readFileSync(path.join(REPO, 'node_modules', 'whip-whep', 'whep.js'), 'utf8');
+  await page.route(`${origin}/test-whep-client/whep.js`, (route) => route.fulfill({ body: source, contentType: 'text/javascript' }));
+  await page.goto(withQuery(p.url, '?transport=ws&input=0'));
+  const token = new URL(p.url).searchParams.get('rfb_token');
+  const from = p.lines.length;
+  const result = await page.evaluate(async ({ whep, token }) => {
+    const { WHEPClient } = await import('/test-whep-client/whep.js');
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const video = document.createElement('video');
+    video.muted = true;
+    document.body.append(video);
+    pc.ontrack = (e) => { video.srcObject = e.streams[0] ?? new MediaStream([e.track]); video.play(); };
+    const client = new WHEPClient();
+    await client.view(pc, whep, token);
+    const deadline = Date.now() + 20000;
+    while (Date.now() < deadline && !(video.videoWidth > 0 && video.currentTime > 0.5)) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    let decoded = 0;
+    (await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded; });
+    const out = { width: video.videoWidth, height: video.videoHeight, decoded, resource: String(client.resourceURL) };
+    await client.stop();
+    return out;
+  }, { whep: new URL('whep', p.url).href, token });
+  const context = `${JSON.stringify(result)}\n${logs.join('\n')}`;
+  assert.equal(result.width, STREAM.width, context);
+  assert.ok(result.decoded >= 10, context);
+  assert.match(result.resource, /\/whep\/[0-9a-f]{48}$/, context);
+  assert.ok(logs.some((l) => l.startsWith('PATCH ')), `it trickled: ${context}`);
+  // Its DELETE ended the session: the element drops the peer.
+  await pollUntil(async () => p.lines.slice(from).filter((l) => l.stats).at(-1)?.stats.clients,
+    (n) => n === 1, { what: 'the element back to the page\'s own WebSocket client after DELETE', details: p.logs });
 });
 
 test('WHEP and the JSON endpoint answer bad requests with clear HTTP errors', { timeout: 90_000 }, async (t) => {
