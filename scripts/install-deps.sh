@@ -26,6 +26,7 @@ apt_packages=(
   python3-numpy
   gir1.2-gstreamer-1.0
   gir1.2-gst-plugins-base-1.0
+  gir1.2-gst-plugins-bad-1.0
   meson
   ninja-build
   pkg-config

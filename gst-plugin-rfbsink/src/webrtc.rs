@@ -46,6 +46,8 @@ const MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 const MAX_CHANNEL_BUFFERED: u64 = 4 * 1024 * 1024;
 /// Messages from the data channel waiting for the session's read loop.
 const INBOUND_QUEUE: usize = 256;
+/// Candidates taken from one `PATCH`.
+const MAX_TRICKLED_CANDIDATES: usize = 32;
 /// The data channel the viewer opens for the protocol's text messages.
 pub(crate) const CHANNEL_LABEL: &str = "rfb";
 /// Packets leave with this MTU (room for SRTP and TURN headers on a 1500-byte path).
@@ -124,7 +126,7 @@ impl WebRtc {
                 "no stream yet: the pipeline has not sent a picture; try again in a moment",
             )
         })?;
-        let rtp_caps = choose_format(&offer, &config.codec)?;
+        let (rtp_caps, mline) = choose_format(&offer, &config.codec)?;
         let client = session::join(ctx, Envelope::Binary, "webrtc", peer)
             .map_err(|refused| OfferError::new(503, refused.to_string()))?;
         let id = match crate::access::generate_token() {
@@ -136,7 +138,14 @@ impl WebRtc {
         };
         let built = tokio::time::timeout(
             NEGOTIATION_TIMEOUT,
-            negotiate(ctx, &self.ice, offer, rtp_caps, &config, client.clone()),
+            negotiate(
+                ctx,
+                &self.ice,
+                offer,
+                (rtp_caps, mline),
+                &config,
+                client.clone(),
+            ),
         )
         .await
         .unwrap_or_else(|_| Err(OfferError::new(504, "the answer took too long")));
@@ -176,15 +185,17 @@ impl WebRtc {
         let Some(session) = sessions.get(id) else {
             return false;
         };
-        for line in fragment.lines() {
-            if let Some(candidate) = line.trim_end().strip_prefix("a=") {
-                if candidate.starts_with("candidate:") && candidate.len() < 512 {
-                    // One transport for everything (max-bundle): m-line 0.
-                    session
-                        .webrtcbin
-                        .emit_by_name::<()>("add-ice-candidate", &[&0u32, &candidate]);
-                }
-            }
+        // A few candidates per m-line is what browsers trickle; more is not a client's.
+        let candidates = fragment
+            .lines()
+            .filter_map(|line| line.trim_end().strip_prefix("a="))
+            .filter(|c| c.starts_with("candidate:") && c.len() < 512)
+            .take(MAX_TRICKLED_CANDIDATES);
+        for candidate in candidates {
+            // One transport for everything (max-bundle): m-line 0.
+            session
+                .webrtcbin
+                .emit_by_name::<()>("add-ice-candidate", &[&0u32, &candidate]);
         }
         true
     }
@@ -205,10 +216,11 @@ impl WebRtc {
 
 /// The RTP caps of the offer's payload type that carries the stream's codec as it is, or why
 /// there is none.
+/// Also returns the index of the video m-line it is in.
 fn choose_format(
     offer: &gst_sdp::SDPMessage,
     codec: &CodecConfig,
-) -> Result<gst::Caps, OfferError> {
+) -> Result<(gst::Caps, u32), OfferError> {
     let encoding = match codec.codec {
         Codec::H264 => "H264",
         Codec::Vp8 => "VP8",
@@ -223,10 +235,12 @@ fn choose_format(
             ))
         }
     };
-    let video = offer
+    let (mline, video) = offer
         .medias()
-        .find(|m| m.media() == Some("video") && m.port() != 0)
+        .enumerate()
+        .find(|(_, m)| m.media() == Some("video") && m.port() != 0)
         .ok_or_else(|| OfferError::new(400, "the offer has no video m-line to send on"))?;
+    let mline = mline as u32;
     let profile = codec_profile(codec);
     let mut fallback = None;
     for format in video.formats() {
@@ -246,8 +260,7 @@ fn choose_format(
             if s.get::<&str>("packetization-mode").ok() != Some("1") {
                 continue;
             }
-            // gst-sdp names the format's profile-level-id as GStreamer's `profile`.
-            let offered = s.get::<&str>("profile").ok();
+            let offered = format_h264_profile(s);
             if offered.is_none() || offered != profile {
                 fallback.get_or_insert(caps);
                 continue;
@@ -256,9 +269,9 @@ fn choose_format(
         if codec.codec == Codec::Vp9 && s.get::<&str>("profile-id").is_ok_and(|p| p != "0") {
             continue;
         }
-        return Ok(rtp_caps(caps));
+        return Ok((rtp_caps(caps), mline));
     }
-    fallback.map(rtp_caps).ok_or_else(|| {
+    fallback.map(|caps| (rtp_caps(caps), mline)).ok_or_else(|| {
         OfferError::new(
             415,
             format!(
@@ -304,33 +317,30 @@ fn h264_profile_name(profile_idc: u8, constraints: u8) -> &'static str {
     }
 }
 
-/// The profile the peer's chosen H.264 format names (its `profile-level-id`, which gst-sdp turns
-/// into GStreamer's `profile`), if any.
-fn offered_h264_profile(rtp_caps: &gst::Caps) -> Option<String> {
-    let s = rtp_caps.structure(0)?;
-    s.get::<&str>("profile").ok().map(str::to_owned)
+fn format_h264_profile(s: &gst::StructureRef) -> Option<&str> {
+    if let Ok(profile) = s.get::<&str>("profile") {
+        return Some(profile);
+    }
+    let id = s.get::<&str>("profile-level-id").ok()?;
+    let idc = u8::from_str_radix(id.get(..2)?, 16).ok()?;
+    let constraints = u8::from_str_radix(id.get(2..4)?, 16).ok()?;
+    Some(h264_profile_name(idc, constraints))
 }
 
-/// The appsrc's caps for a stream configuration. `profile`: the H.264 profile the peer's format
-/// names; the stream is labelled with it so that the payloader links (a browser's H.264 decoder
-/// takes every profile it offers, and `choose_format` prefers the stream's own).
-fn source_caps(codec: &CodecConfig, profile: Option<&str>) -> gst::Caps {
+/// The appsrc's caps for a stream configuration.
+fn source_caps(codec: &CodecConfig) -> gst::Caps {
     match codec.codec {
-        Codec::H264 => {
-            let builder = match (&codec.format, &codec.description) {
-                (Format::Avc, Some(avcc)) => gst::Caps::builder("video/x-h264")
-                    .field("stream-format", "avc")
-                    .field("alignment", "au")
-                    .field("codec_data", gst::Buffer::from_slice(avcc.clone())),
-                _ => gst::Caps::builder("video/x-h264")
-                    .field("stream-format", "byte-stream")
-                    .field("alignment", "au"),
-            };
-            match profile {
-                Some(profile) => builder.field("profile", profile).build(),
-                None => builder.build(),
-            }
-        }
+        Codec::H264 => match (&codec.format, &codec.description) {
+            (Format::Avc, Some(avcc)) => gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .field("codec_data", gst::Buffer::from_slice(avcc.clone()))
+                .build(),
+            _ => gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        },
         Codec::Vp8 => gst::Caps::builder("video/x-vp8").build(),
         _ => gst::Caps::builder("video/x-vp9").build(),
     }
@@ -342,8 +352,6 @@ struct Link {
     appsrc: gst_app::AppSrc,
     webrtcbin: gst::Element,
     codec: Codec,
-    /// The H.264 profile the peer's format names (see `source_caps`).
-    profile: Option<String>,
     /// The data channel, once the peer opened it.
     channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
     inbound: mpsc::Receiver<Inbound>,
@@ -403,13 +411,12 @@ async fn negotiate(
     ctx: &Context,
     ice: &IceSettings,
     offer: gst_sdp::SDPMessage,
-    rtp_caps: gst::Caps,
+    (rtp_caps, _mline): (gst::Caps, u32),
     config: &StreamConfig,
     client: Arc<Client>,
 ) -> Result<(Link, String), OfferError> {
     let codec = config.codec.codec;
     let pipeline = gst::Pipeline::with_name(&format!("rfbsink-webrtc-{}", client.id));
-    let profile = offered_h264_profile(&rtp_caps);
     gst::debug!(
         CAT,
         obj = &ctx.obj,
@@ -417,7 +424,7 @@ async fn negotiate(
         client.id
     );
     let appsrc = gst_app::AppSrc::builder()
-        .caps(&source_caps(&config.codec, profile.as_deref()))
+        .caps(&source_caps(&config.codec))
         .is_live(true)
         .format(gst::Format::Time)
         .do_timestamp(true)
@@ -449,9 +456,11 @@ async fn negotiate(
         .unwrap_or(96);
     payloader.set_property("pt", pt as u32);
     payloader.set_property("mtu", RTP_MTU);
-    // The payloader's output: the payload type and little else. The offer's format parameters
-    // (profile-level-id) stay in the transceiver's codec preferences for the answer: on the
-    // payloader they would become caps fields (`profile`) that the stream's caps do not carry.
+    // The payloader sees the payload type and little else downstream. The offer's format
+    // parameters (profile-level-id, level) stay in the transceiver's codec preferences for the
+    // answer: on the payloader they would become `profile` and `level` requirements on the
+    // stream's caps, which the browser does not need (it decodes what it offered, and
+    // level-asymmetry-allowed lets the sender's level differ).
     let mut pad_caps = gst::Caps::builder("application/x-rtp")
         .field("media", "video")
         .field("clock-rate", 90000i32)
@@ -462,8 +471,24 @@ async fn negotiate(
     {
         pad_caps = pad_caps.field("encoding-name", encoding);
     }
-    let capsfilter = make("capsfilter")?;
-    capsfilter.set_property("caps", pad_caps.build());
+    let pad_caps = pad_caps.build();
+    payloader
+        .static_pad("src")
+        .expect("payloaders have a src pad")
+        .add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, move |_, info| {
+            let Some(gst::PadProbeData::Query(query)) = &mut info.data else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let gst::QueryViewMut::Caps(q) = query.view_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let caps = match q.filter() {
+                Some(filter) => filter.intersect(&pad_caps),
+                None => pad_caps.clone(),
+            };
+            q.set_result(&caps);
+            gst::PadProbeReturn::Handled
+        });
     let webrtcbin = make("webrtcbin")?;
     webrtcbin.set_property_from_str("bundle-policy", "max-bundle");
     if let Some(stun) = &ice.stun_server {
@@ -483,29 +508,15 @@ async fn negotiate(
         }
     }
     pipeline
-        .add_many([appsrc.upcast_ref(), &payloader, &capsfilter, &webrtcbin])
+        .add_many([appsrc.upcast_ref(), &payloader, &webrtcbin])
         .map_err(|e| OfferError::new(500, e.to_string()))?;
-    gst::Element::link_many([appsrc.upcast_ref(), &payloader, &capsfilter])
+    appsrc
+        .link(&payloader)
         .map_err(|e| OfferError::new(500, e.to_string()))?;
-    let sink = webrtcbin
-        .request_pad_simple("sink_%u")
-        .ok_or_else(|| OfferError::new(500, "webrtcbin gave no sink pad"))?;
-    capsfilter
-        .static_pad("src")
-        .expect("capsfilter has a src pad")
-        .link(&sink)
-        .map_err(|e| OfferError::new(500, format!("{e:?}")))?;
-    if let Some(transceiver) = sink.property::<Option<glib::Object>>("transceiver") {
-        transceiver.set_property(
-            "direction",
-            gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly,
-        );
-        transceiver.set_property("codec-preferences", &rtp_caps);
-    }
-
     let (dead_tx, dead) = watch::channel(false);
     let dead_tx = Arc::new(dead_tx);
     let (connected_tx, connected) = watch::channel(false);
+    let connected_tx = Arc::new(connected_tx);
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>> = Arc::default();
     let candidates: Arc<Mutex<Vec<(u32, String)>>> = Arc::default();
@@ -542,9 +553,31 @@ async fn negotiate(
     });
     {
         let dead_tx = dead_tx.clone();
+        let obj = ctx.obj.clone();
+        let id = client.id;
+        // ICE connected counts as connected: webrtcbin 1.22 leaves an answerer's connection-state
+        // at `connecting` with some peers (a webrtcbin offerer) although media flows.
+        let (ice_connected, ice_dead) = (connected_tx.clone(), dead_tx.clone());
+        webrtcbin.connect_notify(Some("ice-connection-state"), move |el, _| {
+            use gst_webrtc::WebRTCICEConnectionState as S;
+            let state = el.property::<S>("ice-connection-state");
+            gst::debug!(CAT, obj = &obj, "webrtc client {id}: ICE {state:?}");
+            match state {
+                S::Connected | S::Completed => {
+                    let _ = ice_connected.send(true);
+                }
+                S::Failed | S::Closed => {
+                    let _ = ice_dead.send(true);
+                }
+                _ => {}
+            }
+        });
+        let obj = ctx.obj.clone();
         webrtcbin.connect_notify(Some("connection-state"), move |el, _| {
             use gst_webrtc::WebRTCPeerConnectionState as S;
-            match el.property::<S>("connection-state") {
+            let state = el.property::<S>("connection-state");
+            gst::debug!(CAT, obj = &obj, "webrtc client {id}: {state:?}");
+            match state {
                 S::Connected => {
                     let _ = connected_tx.send(true);
                 }
@@ -623,7 +656,6 @@ async fn negotiate(
         appsrc,
         webrtcbin: webrtcbin.clone(),
         codec,
-        profile,
         channel,
         inbound,
         dead,
@@ -635,6 +667,33 @@ async fn negotiate(
         .map_err(|e| OfferError::new(500, e.to_string()))?
         .map_err(|_| OfferError::new(500, "the WebRTC pipeline did not start"))?;
 
+    // Our transceiver, before the offer: webrtcbin 1.22 matches the offer's video m-line to an
+    // unassociated transceiver of the same kind whose codec preferences fit the offer.
+    let sink = webrtcbin
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| OfferError::new(500, "webrtcbin gave no sink pad"))?;
+    let transceiver = sink
+        .property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver")
+        .ok_or_else(|| OfferError::new(500, "webrtcbin's sink pad has no transceiver"))?;
+    transceiver.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
+    // The offer's format without its H.264 profile and level: webrtcbin checks the payloader's
+    // caps (the stream's own profile-level-id) against these, and the answer takes the offer's
+    // values for what is left out.
+    let mut preferences = rtp_caps.clone();
+    if let Some(s) = preferences.make_mut().structure_mut(0) {
+        s.remove_fields([
+            "profile",
+            "profile-level-id",
+            "level",
+            "sprop-parameter-sets",
+        ]);
+    }
+    transceiver.set_codec_preferences(Some(&preferences));
+    payloader
+        .static_pad("src")
+        .expect("payloaders have a src pad")
+        .link(&sink)
+        .map_err(|e| OfferError::new(500, format!("{e:?}")))?;
     let remote = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     let (p, reply) = promise();
     webrtcbin.emit_by_name::<()>("set-remote-description", &[&remote, &p]);
@@ -865,10 +924,9 @@ impl WireSend for RtcSend {
                     frame.config.codec.codec.name()
                 )));
             }
-            self.link.appsrc.set_caps(Some(&source_caps(
-                &frame.config.codec,
-                self.link.profile.as_deref(),
-            )));
+            self.link
+                .appsrc
+                .set_caps(Some(&source_caps(&frame.config.codec)));
             self.config_id = Some(frame.config.id);
             self.text(&protocol::config(&frame.config)).await?;
         }
@@ -951,11 +1009,11 @@ mod tests {
     fn chosen(offer: &str, c: &CodecConfig) -> Result<(i32, Option<String>), OfferError> {
         gst::init().unwrap();
         let offer = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).unwrap();
-        let caps = choose_format(&offer, c)?;
+        let (caps, _) = choose_format(&offer, c)?;
         let s = caps.structure(0).unwrap();
         Ok((
             s.get::<i32>("payload").unwrap(),
-            offered_h264_profile(&caps),
+            format_h264_profile(s).map(str::to_owned),
         ))
     }
 

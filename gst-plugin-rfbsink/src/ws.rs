@@ -436,6 +436,7 @@ fn webrtc_routes(
             cors(&patch_ctx, &req, &mut res);
             res.into_response()
         });
+    let ctx_for_preflight = ctx.clone();
     let (delete_ctx, delete_rtc) = (ctx, rtc);
     let whep_delete = warp::delete()
         .and(warp::path!("whep" / String))
@@ -452,13 +453,64 @@ fn webrtc_routes(
             cors(&delete_ctx, &req, &mut res);
             res.into_response()
         });
+    // CORS preflight: a WHEP player on another origin (listed in allowed-origins) sends its
+    // offer with Authorization and Content-Type: application/sdp, which browsers preflight.
+    let preflight_ctx = ctx_for_preflight;
+    let preflight = warp::options()
+        .and(
+            warp::path!("whep")
+                .map(|| ())
+                .or(warp::path!("whep" / String).map(|_| ()))
+                .unify()
+                .or(warp::path!("webrtc_offer").map(|| ()))
+                .unify(),
+        )
+        .and(request_info())
+        .map(move |(), req: RequestInfo| preflight(&preflight_ctx, &req));
     whep_post
         .or(json_offer)
+        .unify()
+        .or(preflight)
         .unify()
         .or(whep_patch)
         .unify()
         .or(whep_delete)
         .unify()
+}
+
+/// The answer to a CORS preflight of the WebRTC endpoints: allowed for the server's own origin
+/// and `allowed-origins` (the Host must be one the server answers to), refused otherwise.
+fn preflight(ctx: &Context, req: &RequestInfo) -> warp::reply::Response {
+    let origin = req.origin.as_deref().unwrap_or_default();
+    let allowed = ctx.access.check_host_and_origin(&req.access()).is_ok()
+        && ctx.access.is_allowed_origin(origin);
+    if !allowed {
+        return plain(StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    let mut res = plain(StatusCode::NO_CONTENT, "");
+    let headers = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    headers.insert("accept-post", HeaderValue::from_static("application/sdp"));
+    res.into_response()
 }
 
 /// `POST /whep`: an SDP offer in, `201 Created` with the answer and the session's Location out.

@@ -52,6 +52,8 @@ const { values: opts } = parseArgs({
 
 // --- the private network namespace ---------------------------------------------------------------
 
+/** The element's address in the rfb-webrtc scenarios: the veth end in the private namespace. */
+const RTC_ADDRESS = '10.77.0.1';
 const NETNS_SETUP = [
   'ip link set lo up',
   'ip link add rfbb0 type veth peer name rfbb1',
@@ -134,6 +136,12 @@ function scenarios(quick, transports) {
     }
   }
   webrtc(1280, 720, 30);
+  // rfbsink's own WebRTC transport against that baseline, with 1, 8 and 32 peers on one encoder.
+  for (const peers of [1, 8, 32]) {
+    list.push({
+      name: `rfb-webrtc h264 1280x720@30 ${peers}p`, kind: 'rfb-webrtc', codec: 'h264', width: 1280, height: 720, fps: 30, viewers: peers, transport: 'webrtc',
+    });
+  }
   if (!quick) {
     webrtc(1920, 1080, 30);
     webrtc(1280, 720, 60);
@@ -494,18 +502,45 @@ async function runRfb(sc, ctx) {
   }
 }
 
+/**
+ * A WebRTC scenario: the webrtcbin baseline (source.py's own webrtcbin offers), or rfbsink's WebRTC
+ * transport (`rfb-webrtc`: the page offers to rfbsink's /whep), read the same way by webrtc.html;
+ * with N > 1 peers, N - 1 more pull the stream over WHEP from tests/bench/whepclients.py.
+ */
 async function runWebrtc(sc, ctx) {
-  const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'webrtc', '--width', String(sc.width), '--height', String(sc.height),
-    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py (webrtc)' });
+  const ours = sc.kind === 'rfb-webrtc';
+  const args = ours
+    // Bound to the veth address: libnice (the WHEP peers of whepclients.py) does not pair its
+    // host candidates with a loopback one; Chromium does, but both get the same path here.
+    ? ['--mode', 'rfb', '--sink', `rfbsink port=0 address=${RTC_ADDRESS} stats-interval=1000 max-clients=64 allowed-origins=${ctx.base}`]
+    : ['--mode', 'webrtc'];
+  const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), ...args, '--width', String(sc.width), '--height', String(sc.height),
+    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)], { env: gstEnv(), what: `source.py (${sc.kind})` });
   let page = null;
+  let peers = null;
   try {
-    const { url: signal } = await source.waitFor((e) => e.event === 'http', 'http');
     const consoleTail = [];
+    let query;
+    let whep = null;
+    let token = null;
+    if (ours) {
+      const listening = await source.waitFor((e) => e.event === 'listening' || e.event === 'error', 'rfbsink-listening');
+      if (listening.event === 'error') throw new Error(listening.message);
+      await source.waitFor((e) => e.event === 'http', 'http');
+      token = new URL(listening.url).searchParams.get('rfb_token');
+      whep = `http://${RTC_ADDRESS}:${listening.port}/whep`;
+      query = new URLSearchParams({ whep, token, signal: (source.events.find((e) => e.event === 'http')).url });
+    } else {
+      const { url: signal } = await source.waitFor((e) => e.event === 'http', 'http');
+      query = new URLSearchParams({ signal });
+    }
     page = await ctx.browser.context.newPage();
     page.on('console', (m) => { consoleTail.push(`[${m.type()}] ${m.text()}`); if (consoleTail.length > 30) consoleTail.shift(); });
     page.on('pageerror', (e) => consoleTail.push(`[pageerror] ${e.message}`));
-    await page.goto(`${ctx.base}/bench/webrtc.html?${new URLSearchParams({ signal })}`);
-    const offer = await source.waitFor((e) => e.event === 'offer' || e.event === 'error', 'the offer', 20_000);
+    await page.goto(`${ctx.base}/bench/webrtc.html?${query}`);
+    const offer = ours
+      ? { candidates: 'rfbsink (in its WHEP answer)' }
+      : await source.waitFor((e) => e.event === 'offer' || e.event === 'error', 'the offer', 20_000);
     if (offer.event === 'error') throw new Error(offer.message);
     const deadline = Date.now() + 30_000;
     let got = 0;
@@ -518,11 +553,19 @@ async function runWebrtc(sc, ctx) {
       }
       await sleep(300);
     }
+    if (ours && sc.viewers > 1) {
+      peers = spawnJson(PYTHON, [path.join(HERE, 'whepclients.py'), whep, token, String(sc.viewers - 1), '--max-seconds', String(SECONDS + 90)],
+        { env: gstEnv(), what: 'whepclients.py' });
+      await peers.waitFor((e) => e.event === 'connected' || e.event === 'error', `${sc.viewers - 1} WHEP peers connected`, 60_000)
+        .then((e) => { if (e.event === 'error') throw new Error(e.message); });
+    }
     const clock = await page.evaluate(() => window.benchClock());
     await sleep(WARMUP_MS);
     const pid = source.proc.pid;
     await page.evaluate(() => window.benchRead());
     const s0 = await page.evaluate(() => window.benchStats());
+    const marks = () => (peers ? peers.events.filter((e) => e.event === 'mark') : []);
+    if (peers) peers.proc.stdin.write('mark\n');
     const src0 = source.events.filter((e) => e.event === 'source').at(-1);
     const cpu0 = { all: processCpu(pid), m: machineCpu() };
     const t0 = Date.now();
@@ -532,6 +575,14 @@ async function runWebrtc(sc, ctx) {
     const measured = await page.evaluate(() => window.benchRead());
     const s1 = await page.evaluate(() => window.benchStats());
     const src1 = source.events.filter((e) => e.event === 'source').at(-1);
+    let peerKBps = null;
+    if (peers) {
+      const m0 = marks()[0];
+      peers.proc.stdin.write('mark\n');
+      const m1 = await peers.waitFor((e) => e.event === 'mark' && e !== m0, 'second mark', 5000);
+      const per = m1.clients.map((c, i) => (c.bytes - m0.clients[i].bytes) / elapsed / 1000);
+      peerKBps = { min: Math.min(...per), max: Math.max(...per) };
+    }
     // e2e: at the requestVideoFrameCallback (after drawing the frame into a canvas), the same point
     // as the viewer's figure; e2ePaint: at rVFC's presentationTime (handed to the compositor).
     const e2e = measured.samples.map((s) => s.latencyMs);
@@ -540,7 +591,9 @@ async function runWebrtc(sc, ctx) {
     return {
       ...sc,
       seconds: elapsed,
-      encoder: `${ENCODERS.h264.chain(sc.fps)} ! rtph264pay config-interval=-1 aggregate-mode=zero-latency ! webrtcbin`,
+      encoder: ours ? `${ENCODERS.h264.chain(sc.fps)} ! rfbsink (WebRTC: appsrc ! rtph264pay ! webrtcbin per peer)`
+        : `${ENCODERS.h264.chain(sc.fps)} ! rtph264pay config-interval=-1 aggregate-mode=zero-latency ! webrtcbin`,
+      peerKBps,
       codecString: s1?.codec ?? null,
       decoderImplementation: s1?.decoderImplementation ?? null,
       producedFps: (src1.pushed - src0.pushed) / (src1.at - src0.at),
@@ -563,6 +616,7 @@ async function runWebrtc(sc, ctx) {
       iceCandidates: offer.candidates,
     };
   } finally {
+    if (peers) await peers.stop();
     if (page) await page.close().catch(() => {});
     await source.stop();
   }
@@ -717,7 +771,7 @@ async function main() {
   let list = scenarios(opts.quick, transports);
   if (opts.list) { for (const s of list) console.log(s.name); return 0; }
   if (opts.only) list = list.filter((s) => new RegExp(opts.only).test(s.name));
-  if (opts['no-webrtc'] || !IN_NETNS) list = list.filter((s) => s.kind !== 'webrtc');
+  if (opts['no-webrtc'] || !IN_NETNS) list = list.filter((s) => s.kind !== 'webrtc' && s.kind !== 'rfb-webrtc');
 
   const check = spawnSync('gst-inspect-1.0', ['rfbsink'], { env: gstEnv(), encoding: 'utf8', timeout: 60_000 });
   if (check.status !== 0) { console.error(`rfbsink not found in ${PLUGIN_DIR} (run \`make build\` first)`); return 1; }
@@ -729,8 +783,9 @@ async function main() {
   const results = [];
   const runnable = [];
   for (const s of list) {
-    const element = s.kind === 'webrtc' ? 'webrtcbin' : ENCODERS[s.codec].element;
-    const need = s.kind === 'webrtc' ? [element, 'nicesrc', 'rtph264pay', 'x264enc'] : [element, ENCODERS[s.codec].parser].filter(Boolean);
+    const rtc = s.kind === 'webrtc' || s.kind === 'rfb-webrtc';
+    const element = rtc ? 'webrtcbin' : ENCODERS[s.codec].element;
+    const need = rtc ? [element, 'nicesrc', 'rtph264pay', 'x264enc'] : [element, ENCODERS[s.codec].parser].filter(Boolean);
     const missing = need.filter((e) => !hasElement(e));
     if (missing.length) results.push({ ...s, skipped: `missing GStreamer element(s) ${missing.join(', ')}${missing.includes('nicesrc') ? ' (apt install gstreamer1.0-nice)' : ''}` });
     else runnable.push(s);
@@ -748,7 +803,7 @@ async function main() {
       try {
         // Bounded: a scenario that hangs is abandoned (its processes are killed by stop()).
         const r = await Promise.race([
-          sc.kind === 'webrtc' ? runWebrtc(sc, ctx) : runRfb(sc, ctx),
+          sc.kind === 'rfb' ? runRfb(sc, ctx) : runWebrtc(sc, ctx),
           sleep((SECONDS + 90) * 1000).then(() => { throw new Error('scenario timed out'); }),
         ]);
         results.push(r);
@@ -765,12 +820,12 @@ async function main() {
 
   // Ratios against the WebRTC baseline at the same size and fps.
   for (const r of results) {
-    if (r.kind !== 'rfb' || r.error || r.skipped) continue;
+    if (r.kind === 'webrtc' || r.error || r.skipped) continue;
     const base = results.find((w) => w.kind === 'webrtc' && !w.error && !w.skipped && w.width === r.width && w.height === r.height && w.fps === r.fps);
     if (base && r.e2e.n && base.e2e.n) {
       r.ratioP50 = r.e2e.p50 / base.e2e.p50;
       r.ratioP99 = r.e2e.p99 / base.e2e.p99;
-      r.ratioPaintP50 = r.e2ePaint.p50 / base.e2ePaint.p50;
+      r.ratioPaintP50 = r.e2ePaint?.p50 / base.e2ePaint?.p50;
       r.baseline = base.name;
     }
   }
@@ -786,6 +841,13 @@ async function main() {
       + `at receiveTime+processingDuration (decoded) p50 ${f(webrtcRow.e2eDecoded.p50)} ms; Chromium jitter buffer ${f(webrtcRow.jitterBufferMs)} ms/frame, decode ${f(webrtcRow.decodeMsPerFrame, 2)} ms/frame, ${webrtcRow.codecString}`);
   }
   if (results.some((r) => r.viewers > 1)) notes.push('Nv with N > 1: 1 Chromium viewer (e2e, fps dlvd, elem p50/p99 are its figures; on the scenario\'s transport) + N-1 light WebSocket clients (tests/bench/lightclient.py, also for wt scenarios) that read and ack every frame without decoding (light fps min = the slowest of them)');
+  const rtcPeers = results.filter((r) => r.kind === 'rfb-webrtc' && !r.error && !r.skipped);
+  const one = rtcPeers.find((r) => r.viewers === 1);
+  if (one) {
+    notes.push(`rfbsink WebRTC peers on one encoder (pipeline process CPU, % of one core): ${rtcPeers.map((r) => `${r.viewers} peer(s) ${f(r.pipelineCpuPercent)} %`).join(', ')}; `
+      + `per added peer: ${rtcPeers.filter((r) => r.viewers > 1).map((r) => `${f((r.pipelineCpuPercent - one.pipelineCpuPercent) / (r.viewers - 1), 2)} % (at ${r.viewers})`).join(', ')}; `
+      + `the extra peers are tests/bench/whepclients.py (webrtcbin, WHEP, nothing decoded), slowest ${rtcPeers.filter((r) => r.peerKBps).map((r) => `${f(r.peerKBps.min, 0)} kB/s at ${r.viewers}`).join(', ')}`);
+  }
   const meta = `${new Date().toISOString()}  ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load before: ${loadAvg}, ${SECONDS} s per scenario${opts.quick ? ', --quick' : ''}${IN_NETNS ? ', private netns' : ''}`;
 
   const h264_720 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 1 && !r.error && !r.skipped);
