@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use crate::codec::Codec;
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
-use crate::stats::{ClientCounters, ClientStats};
+use crate::stats::{ClientCounters, ClientStats, NetworkStats};
 
 /// At most this many frames are kept for late joiners; a longer group of pictures is not cached and
 /// a late joiner gets a fresh keyframe instead, which is faster than decoding a long burst.
@@ -331,6 +331,8 @@ pub(crate) struct Client {
     /// Messages that broke no rule of the protocol but were not valid (an unknown button, a
     /// malformed datagram): counted and dropped.
     messages_rejected: AtomicU64,
+    /// The path's figures, where the transport reports them (WebRTC).
+    network: Mutex<Option<NetworkStats>>,
 }
 
 impl Client {
@@ -350,6 +352,7 @@ impl Client {
             write_since_ms: AtomicU64::new(0),
             input_ignored: AtomicU64::new(0),
             messages_rejected: AtomicU64::new(0),
+            network: Mutex::default(),
         }
     }
 
@@ -662,6 +665,11 @@ impl Client {
         self.queue.lock().unwrap().restart_at_key();
     }
 
+    /// The transport's figures for the path (WebRTC: RTCP round trip, jitter, loss).
+    pub fn set_network(&self, network: NetworkStats) {
+        *self.network.lock().unwrap() = Some(network);
+    }
+
     pub fn stats(&self) -> ClientStats {
         let mut stats = ClientStats {
             id: self.id,
@@ -671,6 +679,7 @@ impl Client {
             remote: self.remote.map(|a| a.to_string()).unwrap_or_default(),
             input_ignored: self.input_ignored.load(Ordering::Relaxed),
             messages_rejected: self.messages_rejected.load(Ordering::Relaxed),
+            network: *self.network.lock().unwrap(),
             ..ClientStats::default()
         };
         {

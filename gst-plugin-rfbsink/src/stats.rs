@@ -45,6 +45,17 @@ pub(crate) struct ClientStats {
     pub decoded_fps: f64,
     /// Times it fell behind by more than `max-latency` and skipped to a keyframe.
     pub overloads: u64,
+    /// What the network path reports, for transports that report it (WebRTC's RTCP).
+    pub network: Option<NetworkStats>,
+}
+
+/// A WebRTC peer's path, from its RTCP receiver reports (webrtcbin's `remote-inbound-rtp`):
+/// the figures its missing acks cannot give.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct NetworkStats {
+    pub rtt_us: u64,
+    pub jitter_us: u64,
+    pub packets_lost: i64,
 }
 
 /// What was sent to one client and what it acknowledged.

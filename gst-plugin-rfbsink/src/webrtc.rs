@@ -26,6 +26,7 @@ use crate::hub::{Client, Frame, Peer};
 use crate::protocol::{self, Envelope, StreamConfig, MAX_CLIENT_MESSAGE};
 use crate::runtime::RUNTIME;
 use crate::session::{self, Context, Inbound, Keepalive, WireError, WireRecv, WireSend};
+use crate::stats::NetworkStats;
 use crate::CAT;
 
 /// An offer is an SDP text of a few KiB; more is refused (413).
@@ -869,7 +870,48 @@ async fn run_peer(ctx: &Context, client: Arc<Client>, mut link: Link) {
         inbound,
         dead: link.dead.clone(),
     };
-    session::run(ctx.clone(), client, tx, rx).await;
+    let poll = poll_network(link.webrtcbin.clone(), client.clone());
+    tokio::select! {
+        _ = session::run(ctx.clone(), client, tx, rx) => {}
+        _ = poll => {}
+    }
+}
+
+/// The peer's path figures, every second, from webrtcbin's statistics (its RTCP receiver
+/// reports): a WebRTC peer sends no acks, so these stand in for its latency in the stats.
+async fn poll_network(webrtcbin: gst::Element, client: Arc<Client>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let (p, reply) = promise();
+        webrtcbin.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &p]);
+        if let Ok(Ok(Some(stats))) = reply.await {
+            if let Some(network) = network_stats(&stats) {
+                client.set_network(network);
+            }
+        }
+    }
+}
+
+/// The `remote-inbound-rtp` entry of webrtcbin's statistics, if the peer reported yet.
+fn network_stats(stats: &gst::StructureRef) -> Option<NetworkStats> {
+    let s = stats
+        .iter()
+        .filter_map(|(_, v)| v.get::<gst::Structure>().ok())
+        .find(|s| s.name() == "remote-inbound-rtp")?;
+    let seconds = |field: &str| {
+        s.get::<f64>(field)
+            .map(|v| (v.max(0.0) * 1e6) as u64)
+            .unwrap_or(0)
+    };
+    Some(NetworkStats {
+        rtt_us: seconds("round-trip-time"),
+        jitter_us: seconds("jitter"),
+        packets_lost: s
+            .get::<i64>("packets-lost")
+            .or_else(|_| s.get::<i32>("packets-lost").map(i64::from))
+            .unwrap_or(0),
+    })
 }
 
 struct RtcSend {

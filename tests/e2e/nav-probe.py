@@ -19,6 +19,7 @@
 # (Debian's python3, which has python3-gi.) Stops on SIGINT/SIGTERM and on EOS.
 
 import json
+import re
 import signal
 import sys
 
@@ -77,6 +78,21 @@ def on_upstream_event(_pad, info):
     return Gst.PadProbeReturn.OK
 
 
+def client_summaries(s):
+    """Each client's transport, frames sent and (WebRTC) round trip, from the serialized
+    client-stats (PyGObject cannot read a GstValueArray of structures)."""
+    text = s.to_string().replace("\\", "")
+    out = []
+    for body in re.findall(r'"client, ([^"]*)"', text):
+        def num(field):
+            m = re.search(rf"(?:^|[ ,]){field}=\([a-z0-9]+\)(-?[0-9]+)", body)
+            return int(m.group(1)) if m else None
+        m = re.search(r"transport=\(string\)([a-z]+)", body)
+        out.append({"transport": m.group(1) if m else None, "frames-sent": num("frames-sent"),
+                    "rtt-us": num("rtt-us"), "packets-lost": num("packets-lost")})
+    return out
+
+
 def structure_fields(s, names):
     out = {}
     for name in names:
@@ -131,7 +147,9 @@ def main():
             elif name == "rfbsink-resize":
                 emit({"resize": structure_fields(s, ["client-id", "width", "height"])})
             elif name == "rfbsink-stats":
-                emit({"stats": structure_fields(s, ["clients", "frames", "input-events", "input-ignored"])})
+                stats = structure_fields(s, ["clients", "frames", "input-events", "input-ignored"])
+                stats["per-client"] = client_summaries(s)
+                emit({"stats": stats})
         elif t == Gst.MessageType.ERROR:
             err, debug = message.parse_error()
             emit({"error": f"{err.message} ({debug})"})

@@ -93,6 +93,11 @@ test('?transport=webrtc: the viewer shows the colour bars over WebRTC', { timeou
   assert.equal(stats.width, STREAM.width, context);
   assert.equal(stats.height, STREAM.height, context);
   await assertSmpteBars(viewer, { width: 640, y: 100, tolerance: 40, extra: p.logs });
+  // The element's stats name the transport and, with no acks from a WebRTC peer, give the
+  // path's round trip from its RTCP.
+  const peer = await pollUntil(async () => p.lastStats()?.['per-client']?.find((c) => c.transport === 'webrtc'),
+    (c) => c !== undefined && c['frames-sent'] > 0 && c['rtt-us'] !== null, { what: 'the element\'s stats of its WebRTC client with rtt-us', details: p.logs });
+  t.diagnostic(`element stats for the WebRTC peer: ${JSON.stringify(peer)}`);
 });
 
 test('?transport=webrtc: a click arrives upstream at the stream coordinates it was made at', { timeout: 90_000 }, async (t) => {
@@ -122,6 +127,17 @@ test('?transport=webrtc: a click arrives upstream at the stream coordinates it w
   const press = await p.waitFor((l) => l.event === 'mouse-button-press', 'the click upstream', { from });
   assert.ok(Math.abs(press.x - 480) <= 2 && Math.abs(press.y - 360) <= 2,
     `click at stream (480, 360) arrived at (${press.x}, ${press.y})\n${viewer.logs()}`);
+  // Application messages both ways on the data channel: the probe answers a ping with a pong.
+  await viewer.page.evaluate(() => {
+    window.appReceived = [];
+    window.rfbViewer.onMessage((m) => window.appReceived.push(m));
+    return window.rfbViewer.sendMessage('app.test', { kind: 'ping', n: 5 });
+  });
+  const { client_message: cm } = await p.waitFor((l) => l.client_message?.channel === 'app.test', 'the app message upstream', { from });
+  assert.deepEqual(cm.json, { kind: 'ping', n: 5 });
+  const received = await pollUntil(() => viewer.page.evaluate(() => window.appReceived), (r) => r.length > 0,
+    { what: 'the pong in the page over the data channel', details: () => viewer.logs() });
+  assert.deepEqual(received[0], { channel: 'app.test', kind: 'pong', n: 5, echo: { kind: 'ping', n: 5 } });
 });
 
 test('two WebRTC peers and a WebSocket viewer watch one encoder', { timeout: 120_000 }, async (t) => {

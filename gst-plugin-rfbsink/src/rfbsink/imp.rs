@@ -592,7 +592,16 @@ fn parse_gray_window(text: &str) -> Result<Option<(u16, u16)>, String> {
 }
 
 fn client_structure(c: &ClientStats) -> gst::Structure {
-    gst::Structure::builder("client")
+    let builder = gst::Structure::builder("client");
+    // WebRTC peers: what their RTCP says of the path (they send no acks).
+    let builder = match c.network {
+        Some(n) => builder
+            .field("rtt-us", n.rtt_us)
+            .field("jitter-us", n.jitter_us)
+            .field("packets-lost", n.packets_lost),
+        None => builder,
+    };
+    builder
         .field("id", c.id)
         .field("transport", c.transport)
         .field("envelope", c.envelope)
