@@ -22,6 +22,7 @@ apt_packages=(
   openssl
   g++
   chromium
+  firefox-esr
   python3-gi
   python3-numpy
   gir1.2-gstreamer-1.0

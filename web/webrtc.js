@@ -109,6 +109,12 @@ export class WebRtcLink {
         this.stopPeer();
         return;
       }
+      if (res.status === 400 || res.status === 413 || res.status === 415) {
+        // The server will say the same again: no retry, its reason on screen.
+        this.callbacks.status('error', `WebRTC refused (HTTP ${res.status}): ${body.trim()}`);
+        this.stopPeer();
+        return;
+      }
       if (res.status !== 201) throw new Error(`HTTP ${res.status}: ${body.trim()}`);
       const location = res.headers.get('Location');
       this.session = location ? new URL(location, this.whep).href : null;
@@ -134,7 +140,7 @@ export class WebRtcLink {
         this.connect();
         return;
       }
-      this.callbacks.status('reconnecting', reconnectingText(left, { why }));
+      this.callbacks.status('reconnecting', reconnectingText(left, { why: `(${why})` }));
       this.retryTimer = setTimeout(tick, Math.min(left, 1000));
     };
     tick();

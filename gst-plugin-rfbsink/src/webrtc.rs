@@ -276,7 +276,7 @@ fn choose_format(
         OfferError::new(
             415,
             format!(
-                "the offer has no {encoding} format this stream can be sent as (the stream is {})",
+                "this browser's WebRTC does not receive {encoding} (the stream is {}; Firefox receives H.264 only with its OpenH264 plugin): encode with vp8enc for WebRTC, or watch over WebSocket (the viewer without ?transport=webrtc)",
                 codec.codec_string
             ),
         )

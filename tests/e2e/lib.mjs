@@ -371,7 +371,8 @@ export class Viewer {
    */
   static async open(context, url, { timeoutMs = 20_000, viewport } = {}) {
     const page = await context.newPage();
-    if (viewport) await page.setViewportSize(viewport);
+    // playwright's setViewportSize; puppeteer's setViewport (the Firefox tests).
+    if (viewport) await (page.setViewportSize ? page.setViewportSize(viewport) : page.setViewport(viewport));
     const viewer = new Viewer(page, url);
     await page.goto(url);
     await page.waitForFunction(() => typeof window.rfbViewer === 'object' && window.rfbViewer !== null,
