@@ -23,6 +23,7 @@ apt_packages=(
   g++
   chromium
   firefox-esr
+  nginx-light
   python3-gi
   python3-numpy
   gir1.2-gstreamer-1.0

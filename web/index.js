@@ -11,9 +11,15 @@ const params = new URLSearchParams(location.search);
 const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
 const envelope = params.get('envelope') === 'json' ? 'json' : 'binary';
 
-/** The stream's URL: ?ws= when it names this page's own server, else /ws here. */
+/**
+ * The stream's URL: ?ws= when it names this page's own server, else `ws` next to this page
+ * (relative: /ws, or /rfb/ws under a reverse proxy's /rfb/ prefix).
+ */
 function streamUrl() {
-  const own = new URL(`${scheme}//${location.host}/ws`);
+  const own = new URL('ws', location.href);
+  own.protocol = scheme;
+  own.search = '';
+  own.hash = '';
   own.searchParams.set('envelope', envelope);
   const token = params.get(TOKEN_PARAM);
   if (token) own.searchParams.set(TOKEN_PARAM, token);

@@ -594,7 +594,9 @@ export function discoveryUrl(wsUrl) {
   const u = new URL(wsUrl);
   const token = u.searchParams.get(TOKEN_PARAM);
   u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
-  u.pathname = '/rfb.json';
+  // Next to the stream's path: /ws -> /rfb.json, /rfb/ws -> /rfb/rfb.json (under a reverse
+  // proxy's prefix).
+  u.pathname = new URL('rfb.json', u).pathname;
   u.search = '';
   if (token) u.searchParams.set(TOKEN_PARAM, token);
   return u.toString();

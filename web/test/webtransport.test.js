@@ -59,6 +59,9 @@ test('the router delivers to the exact channel and to the wildcards that cover i
 test('discovery and WebTransport URLs follow the page host', () => {
   assert.equal(discoveryUrl('ws://127.0.0.1:8080/ws?envelope=binary'), 'http://127.0.0.1:8080/rfb.json');
   assert.equal(discoveryUrl('wss://example.org/ws'), 'https://example.org/rfb.json');
+  // Under a reverse proxy's path prefix, next to the stream's path; the root WebSocket too.
+  assert.equal(discoveryUrl('wss://example.org/rfb/ws?envelope=binary'), 'https://example.org/rfb/rfb.json');
+  assert.equal(discoveryUrl('ws://127.0.0.1:8080/'), 'http://127.0.0.1:8080/rfb.json');
   const info = { port: 9000, path: '/wt', certificate_hashes: [] };
   assert.equal(webTransportUrl('ws://localhost:8080/ws', info), 'https://localhost:9000/wt');
   assert.equal(webTransportUrl('ws://[::1]:8080/ws', info), 'https://[::1]:9000/wt');
