@@ -24,6 +24,8 @@ apt_packages=(
   chromium
   firefox-esr
   nginx-light
+  webkit2gtk-driver
+  xvfb
   python3-gi
   python3-numpy
   gir1.2-gstreamer-1.0
