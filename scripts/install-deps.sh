@@ -26,6 +26,8 @@ apt_packages=(
   nginx-light
   webkit2gtk-driver
   xvfb
+  openssh-server
+  openssh-client
   python3-gi
   python3-numpy
   gir1.2-gstreamer-1.0

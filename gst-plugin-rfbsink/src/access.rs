@@ -143,14 +143,14 @@ impl Access {
     /// Host, Origin and token, in that order: the role the request's link gives.
     pub fn admit(&self, req: &Request) -> Result<Role, Denied> {
         self.check_host(req.host)?;
-        self.check_origin(req.origin)?;
+        self.check_origin(req.origin, req.host)?;
         self.role(req)
     }
 
     /// Host and Origin only (the viewer's static files, which hold no secret).
     pub fn check_host_and_origin(&self, req: &Request) -> Result<(), Denied> {
         self.check_host(req.host)?;
-        self.check_origin(req.origin)
+        self.check_origin(req.origin, req.host)
     }
 
     fn is_our_host(&self, host: &str) -> bool {
@@ -168,8 +168,12 @@ impl Access {
     }
 
     /// The request's Origin (sent by browsers) must be ours or an allowed one; a request
-    /// without Origin is not from a page.
-    fn check_origin(&self, origin: Option<&str>) -> Result<(), Denied> {
+    /// without Origin is not from a page. Ours: one of our host names on our port, or the very
+    /// host and port the request was sent to (its `Host`, already checked to be one of our
+    /// names): a page this server served through a forwarded port (`ssh -L 9000:127.0.0.1:8080`)
+    /// or a reverse proxy that keeps the Host. A page of another site or another local port
+    /// still differs from the Host it sends to.
+    fn check_origin(&self, origin: Option<&str>, request_host: Option<&str>) -> Result<(), Denied> {
         let Some(origin) = origin else {
             return Ok(());
         };
@@ -186,10 +190,20 @@ impl Access {
             "https" => 443,
             _ => return Err(Denied::Origin),
         };
-        if self.is_our_host(&host) && port.unwrap_or(default_port) == self.http_port {
-            Ok(())
-        } else {
-            Err(Denied::Origin)
+        let port = port.unwrap_or(default_port);
+        if !self.is_our_host(&host) {
+            return Err(Denied::Origin);
+        }
+        if port == self.http_port {
+            return Ok(());
+        }
+        match request_host.map(split_host) {
+            Some((sent_to, sent_port))
+                if sent_to == host && sent_port.unwrap_or(default_port) == port =>
+            {
+                Ok(())
+            }
+            _ => Err(Denied::Origin),
         }
     }
 
@@ -414,6 +428,25 @@ mod tests {
                 "{bad}"
             );
         }
+        // Through a forwarded port (ssh -L 9000:127.0.0.1:8080) or a proxy that keeps the Host:
+        // the page's origin is the host and port its requests are sent to.
+        assert_eq!(
+            a.admit(&req("127.0.0.1:9000", Some("http://127.0.0.1:9000"), t)),
+            Ok(Role::Control)
+        );
+        assert_eq!(
+            a.admit(&req("localhost:9000", Some("http://localhost:9000"), t)),
+            Ok(Role::Control)
+        );
+        // Another local port's page sending to the forwarded port is still another origin.
+        assert_eq!(
+            a.admit(&req("127.0.0.1:9000", Some("http://127.0.0.1:9999"), t)),
+            Err(Denied::Origin)
+        );
+        assert_eq!(
+            a.admit(&req("127.0.0.1:9000", Some("http://localhost:9000"), t)),
+            Err(Denied::Origin)
+        );
         // DNS rebinding: a foreign name that resolves to 127.0.0.1.
         assert_eq!(
             a.admit(&req(

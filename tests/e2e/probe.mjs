@@ -29,8 +29,10 @@ export function probeMissing() {
  * Starts nav-probe.py on `launchLine`; resolves once rfbsink listens.
  * `lines` is every JSON object it printed, in order.
  */
-export function startProbe(launchLine, { timeoutMs = 30_000 } = {}) {
-  const proc = spawn(PYTHON, [PROBE, launchLine], { env: gstEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+export function startProbe(launchLine, { timeoutMs = 30_000, wrap = [] } = {}) {
+  // `wrap`: a command to run it under (e.g. nsenter into another network namespace).
+  const [cmd, ...args] = [...wrap, PYTHON, PROBE, launchLine];
+  const proc = spawn(cmd, args, { env: gstEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   probes.add(proc);
   /** @type {any[]} */
   const lines = [];

@@ -8,38 +8,16 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import puppeteer from 'puppeteer-core';
 import path from 'node:path';
 import {
   REPO, Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, withQuery } from './lib.mjs';
+import { runInPrivateNetns } from './netns.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
-const NETNS_SETUP = [
-  'ip link set lo up',
-  'ip link add rfbw0 type veth peer name rfbw1',
-  'ip addr add 10.78.0.1/24 dev rfbw0',
-  'ip addr add 10.78.0.2/24 dev rfbw1',
-  'ip link set rfbw0 up',
-  'ip link set rfbw1 up',
-  // A default route, as a machine has: Firefox gathers host candidates only on the default
-  // route's interface (media.peerconnection.ice.default_address_only).
-  'ip route add default via 10.78.0.2 dev rfbw0',
-].join(' && ');
-
-if (process.env.RFB_E2E_NETNS !== '1') {
-  const args = [...process.execArgv, ...process.argv.slice(1)].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  const r = spawnSync('unshare', ['-n', '--', '/bin/sh', '-c', `${NETNS_SETUP} && exec '${process.execPath}' ${args}`], {
-    stdio: 'inherit',
-    env: { ...process.env, RFB_E2E_NETNS: '1' },
-  });
-  if (r.error || r.status === null) {
-    console.error(`webrtc.test: cannot run in a private network namespace (unshare -n needs root or CAP_SYS_ADMIN, and ip from iproute2): ${r.error?.message ?? r.signal}`);
-  }
-  process.exit(r.status ?? 1);
-}
+runInPrivateNetns('webrtc.test');
 
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
