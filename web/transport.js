@@ -581,7 +581,7 @@ export class WebTransportTransport {
 }
 
 /** How long a first WebTransport attempt may take before the viewer falls back to WebSocket. */
-export const WEBTRANSPORT_TIMEOUT_MS = 3000;
+export const WEBTRANSPORT_TIMEOUT_MS = 1000;
 
 /** The query parameter that carries the access token (docs/security.md). */
 export const TOKEN_PARAM = 'rfb_token';

@@ -129,3 +129,39 @@ test('falls back to WebSocket when the UDP port is not available', async (t) => 
     sock.close();
   }
 });
+
+// UDP silently dropped (a firewall, a tunnel that carries TCP only): the QUIC handshake gets no
+// answer at all. /rfb.json is rewritten on the way to the page to name a UDP port held by this
+// process that never answers; the viewer must give WebTransport up within a second and play over
+// WebSocket (WEBTRANSPORT_TIMEOUT_MS).
+test('falls back to WebSocket within a second when WebTransport gets no answer at all', async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const silent = dgram.createSocket('udp4');
+  await new Promise((resolve) => silent.bind(0, '127.0.0.1', resolve));
+  const silentPort = silent.address().port;
+  let datagrams = 0;
+  silent.on('message', () => { datagrams++; });
+  t.after(() => silent.close());
+  const p = await startPipeline(`${SOURCE} ! rfbsink port=0`);
+  t.after(() => p.stop());
+  const route = async (route) => {
+    const res = await route.fetch();
+    const info = await res.json();
+    if (info.webtransport) info.webtransport.port = silentPort;
+    await route.fulfill({ response: res, json: info });
+  };
+  await browser.context.route('**/rfb.json*', route);
+  t.after(() => browser.context.unroute('**/rfb.json*', route));
+  const t0 = Date.now();
+  const viewer = await Viewer.open(browser.context, p.url);
+  t.after(() => viewer.close());
+  const first = await viewer.waitForFrames(1, { extra: p.logs });
+  const firstMs = Date.now() - t0;
+  assert.equal(first.transport, 'websocket', JSON.stringify(first));
+  assert.ok(datagrams > 0, 'the viewer did try WebTransport (its QUIC packets reached the silent port)');
+  // Page load, a 1 s WebTransport attempt, the WebSocket and the first picture (the element's
+  // cached keyframe): well under the 3 s the attempt alone took before.
+  assert.ok(firstMs < 2500, `first picture ${firstMs} ms after load`);
+  t.diagnostic(`WebTransport unanswered: first picture over WebSocket ${firstMs} ms after load`);
+  await assertSmpteBars(viewer, { width: 640, extra: p.logs });
+});
