@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, requireElements, startPipeline, withQuery } from './lib.mjs';
+  Viewer, assertPluginBuilt, assertSmpteBars, requireElements, startPipeline, streamToPage, withQuery } from './lib.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
 const FIREFOX = process.env.RFB_FIREFOX ?? '/usr/bin/firefox-esr';
@@ -100,17 +100,8 @@ test('Firefox: a click arrives upstream at the stream coordinates it was made at
   const viewer = await Viewer.open(context, probe.url, { viewport: { width: 1000, height: 500 } });
   t.after(() => viewer.close());
   await viewer.waitForFrames(10, { extra: probe.logs });
-  const rect = await viewer.page.evaluate(() => {
-    const r = /** @type {HTMLElement} */ (document.querySelector('canvas.rfb-canvas')).getBoundingClientRect();
-    return { left: r.left, top: r.top, width: r.width, height: r.height };
-  });
-  const scale = Math.min(rect.width / STREAM.width, rect.height / STREAM.height);
-  const at = (x, y) => ({
-    x: rect.left + (rect.width - STREAM.width * scale) / 2 + x * scale,
-    y: rect.top + (rect.height - STREAM.height * scale) / 2 + y * scale,
-  });
+  const target = await streamToPage(viewer.page, 'canvas.rfb-canvas', STREAM, 480, 360);
   const from = probe.lines.length;
-  const target = at(480, 360);
   await viewer.page.mouse.click(target.x, target.y);
   const press = await probe.waitFor((l) => l.event === 'mouse-button-press', 'the click upstream', { from });
   assert.ok(Math.abs(press.x - 480) <= 2 && Math.abs(press.y - 360) <= 2,

@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { inflateSync } from 'node:zlib';
 import assert from 'node:assert/strict';
@@ -506,4 +507,33 @@ export function decodePng(png) {
     prev = cur.slice();
   }
   return { width, height, rgba };
+}
+
+/**
+ * Where stream pixel (x, y) is on the page, for the element `selector` that shows the stream with
+ * object-fit: contain (computed here, not with the viewer's own mapping, so that a wrong mapping
+ * fails). Works with playwright's and puppeteer's pages.
+ */
+export async function streamToPage(page, selector, stream, x, y) {
+  const rect = await page.evaluate((sel) => {
+    const r = /** @type {HTMLElement} */ (document.querySelector(sel)).getBoundingClientRect();
+    return { left: r.left, top: r.top, width: r.width, height: r.height };
+  }, selector);
+  const scale = Math.min(rect.width / stream.width, rect.height / stream.height);
+  return {
+    x: rect.left + (rect.width - stream.width * scale) / 2 + x * scale,
+    y: rect.top + (rect.height - stream.height * scale) / 2 + y * scale,
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (for a server whose port another must know first). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {net.AddressInfo} */ (srv.address());
+      srv.close(() => resolve(port));
+    });
+  });
 }

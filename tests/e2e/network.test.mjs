@@ -11,7 +11,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements } from './lib.mjs';
+  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, streamToPage } from './lib.mjs';
 import { ADDRESS_A, runInPrivateNetns } from './netns.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
@@ -42,14 +42,9 @@ async function watchAndClick(t, probe, url) {
   const firstMs = Date.now() - t0;
   const stats = await viewer.waitForFrames(20, { extra: probe.logs });
   await assertSmpteBars(viewer, { width: 640, y: 100, tolerance: 40, extra: probe.logs });
-  const rect = await viewer.page.evaluate(() => {
-    const r = /** @type {HTMLElement} */ (document.querySelector('canvas.rfb-canvas')).getBoundingClientRect();
-    return { left: r.left, top: r.top, width: r.width, height: r.height };
-  });
-  const scale = Math.min(rect.width / STREAM.width, rect.height / STREAM.height);
+  const target = await streamToPage(viewer.page, 'canvas.rfb-canvas', STREAM, 480, 360);
   const from = probe.lines.length;
-  await viewer.page.mouse.click(rect.left + (rect.width - STREAM.width * scale) / 2 + 480 * scale,
-    rect.top + (rect.height - STREAM.height * scale) / 2 + 360 * scale);
+  await viewer.page.mouse.click(target.x, target.y);
   const press = await probe.waitFor((l) => l.event === 'mouse-button-press', 'the click upstream', { from });
   assert.ok(Math.abs(press.x - 480) <= 2 && Math.abs(press.y - 360) <= 2, `click at (480, 360) arrived at (${press.x}, ${press.y})`);
   return { stats, first, firstMs, viewer };

@@ -7,29 +7,16 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements } from './lib.mjs';
+  Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, requireElements, streamToPage } from './lib.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
 const NGINX = process.env.RFB_NGINX ?? '/usr/sbin/nginx';
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
 const STREAM = { width: 640, height: 480 };
-
-/** A free TCP port on 127.0.0.1 (for nginx, whose port rfbsink must know first). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {net.AddressInfo} */ (srv.address());
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** The README's proxy block, in a whole config of its own (no root paths touched). */
 export function nginxConfig(dir, port, upstream) {
@@ -105,14 +92,9 @@ test('behind nginx under /rfb/: the viewer shows the stream over WebSocket and i
   assert.equal(stats.transport, 'websocket');
   await assertSmpteBars(viewer, { width: 640, y: 100, tolerance: 40, extra: logs });
 
-  const rect = await viewer.page.evaluate(() => {
-    const r = /** @type {HTMLElement} */ (document.querySelector('canvas.rfb-canvas')).getBoundingClientRect();
-    return { left: r.left, top: r.top, width: r.width, height: r.height };
-  });
-  const scale = Math.min(rect.width / STREAM.width, rect.height / STREAM.height);
+  const target = await streamToPage(viewer.page, 'canvas.rfb-canvas', STREAM, 320, 240);
   const from = probe.lines.length;
-  await viewer.page.mouse.click(rect.left + (rect.width - STREAM.width * scale) / 2 + 320 * scale,
-    rect.top + (rect.height - STREAM.height * scale) / 2 + 240 * scale);
+  await viewer.page.mouse.click(target.x, target.y);
   const press = await probe.waitFor((l) => l.event === 'mouse-button-press', 'the click upstream through the proxy', { from });
   assert.ok(Math.abs(press.x - 320) <= 2 && Math.abs(press.y - 240) <= 2, `click at (320, 240) arrived at (${press.x}, ${press.y})`);
   // nginx logs a WebSocket once it closes: the stream went through the proxy, under /rfb/.

@@ -8,9 +8,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import {
-  SMPTE_BARS, assertPluginBuilt, pollUntil, requireElements, smptePoints, startPipeline } from './lib.mjs';
+  SMPTE_BARS, assertPluginBuilt, freePort, pollUntil, requireElements, smptePoints, startPipeline } from './lib.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
 const DRIVER = process.env.RFB_WEBKIT_DRIVER ?? '/usr/bin/WebKitWebDriver';
@@ -22,17 +21,6 @@ const STREAM = { width: 640, height: 480 };
 
 const children = [];
 process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {net.AddressInfo} */ (srv.address());
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts Xvfb on a free display (it writes the number to fd 3). */
 function startXvfb() {

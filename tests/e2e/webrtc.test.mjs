@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import puppeteer from 'puppeteer-core';
 import path from 'node:path';
 import {
-  REPO, Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, withQuery } from './lib.mjs';
+  REPO, Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, streamToPage, withQuery } from './lib.mjs';
 import { runInPrivateNetns } from './netns.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
@@ -88,24 +88,16 @@ test('?transport=webrtc: a click arrives upstream at the stream coordinates it w
   if (!p) return;
   const { viewer } = await openWebRtc(p);
   t.after(() => viewer.close());
-  // Where stream pixel (x, y) is: the <video> shows the stream with object-fit: contain.
-  const rect = await viewer.page.evaluate(() => {
-    const r = /** @type {HTMLElement} */ (document.querySelector('video.rfb-video')).getBoundingClientRect();
-    return { left: r.left, top: r.top, width: r.width, height: r.height };
-  });
-  const scale = Math.min(rect.width / STREAM.width, rect.height / STREAM.height);
-  const at = (x, y) => ({
-    x: rect.left + (rect.width - STREAM.width * scale) / 2 + x * scale,
-    y: rect.top + (rect.height - STREAM.height * scale) / 2 + y * scale,
-  });
+  // The <video> shows the stream with object-fit: contain.
+  const at = (x, y) => streamToPage(viewer.page, 'video.rfb-video', STREAM, x, y);
   const from = p.lines.length;
   // The data channel opens with the connection: wait until a move gets through.
   await pollUntil(async () => {
-    const q = at(100, 100);
+    const q = await at(100, 100);
     await viewer.page.mouse.move(q.x, q.y);
     return p.events(from).some((e) => e.event === 'mouse-move');
   }, (ok) => ok, { what: 'a pointer move upstream over the data channel', details: p.logs });
-  const target = at(480, 360);
+  const target = await at(480, 360);
   await viewer.page.mouse.click(target.x, target.y);
   const press = await p.waitFor((l) => l.event === 'mouse-button-press', 'the click upstream', { from });
   assert.ok(Math.abs(press.x - 480) <= 2 && Math.abs(press.y - 360) <= 2,
@@ -354,15 +346,10 @@ test('Firefox: ?transport=webrtc with a VP8 stream shows the colour bars, and a 
   assert.equal(stats.codec, 'vp8', JSON.stringify(stats));
   assert.equal(stats.width, STREAM.width, JSON.stringify(stats));
   await assertSmpteBars(viewer, { width: 640, y: 100, tolerance: 40, extra: p.logs });
-  const rect = await viewer.page.evaluate(() => {
-    const r = /** @type {HTMLElement} */ (document.querySelector('video.rfb-video')).getBoundingClientRect();
-    return { left: r.left, top: r.top, width: r.width, height: r.height };
-  });
-  const scale = Math.min(rect.width / STREAM.width, rect.height / STREAM.height);
+  const target = await streamToPage(viewer.page, 'video.rfb-video', STREAM, 200, 150);
   const from = p.lines.length;
   await pollUntil(async () => {
-    await viewer.page.mouse.click(rect.left + (rect.width - STREAM.width * scale) / 2 + 200 * scale,
-      rect.top + (rect.height - STREAM.height * scale) / 2 + 150 * scale);
+    await viewer.page.mouse.click(target.x, target.y);
     return p.events(from).find((e) => e.event === 'mouse-button-press');
   }, (e) => e !== undefined, { what: 'a click upstream over the data channel', details: p.logs });
   const press = p.events(from).find((e) => e.event === 'mouse-button-press');
