@@ -3,7 +3,11 @@
 // inside `unshare -n`, with lo and a veth pair on 10.78.0.0/24, so that nothing outside is ever
 // contacted. Needs root (or CAP_SYS_ADMIN) and `ip` from iproute2.
 
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pollUntil } from './lib.mjs';
 
 /** The veth pair's two ends, both in the namespace. */
 export const ADDRESS_A = '10.78.0.1';
@@ -37,4 +41,85 @@ export function runInPrivateNetns(name) {
     console.error(`${name}: cannot run in a private network namespace (unshare -n needs root or CAP_SYS_ADMIN, and ip from iproute2): ${r.error?.message ?? r.signal}`);
   }
   process.exit(r.status ?? 1);
+}
+
+/** The second namespace's address (see serverNamespace). */
+export const SERVER_ADDRESS = '10.79.0.2';
+const SSHD = '/usr/sbin/sshd';
+
+/**
+ * A second network namespace, "the server machine", joined to this one by a veth pair: this side
+ * 10.79.0.1, that side 10.79.0.2 (SERVER_ADDRESS). Returns the PID that holds it: run a process
+ * there with `nsenter -t PID -n -- cmd`. Gone when the test ends.
+ * @param {import('node:test').TestContext} t
+ */
+export function serverNamespace(t) {
+  const holder = spawn('unshare', ['-n', 'sleep', '3600'], { stdio: 'ignore' });
+  t.after(() => holder.kill('SIGKILL'));
+  const pid = String(holder.pid);
+  const sh = (cmd) => execFileSync('/bin/sh', ['-c', cmd], { stdio: 'pipe' });
+  const inside = (cmd) => sh(`nsenter -t ${pid} -n -- /bin/sh -c '${cmd}'`);
+  // The holder must have unshared before its end of the pair moves in.
+  for (let i = 0; i < 50; i++) {
+    const ours = sh('readlink /proc/self/ns/net').toString();
+    const its = sh(`readlink /proc/${pid}/ns/net`).toString();
+    if (ours !== its) break;
+    execFileSync('sleep', ['0.05']);
+  }
+  sh('ip link add rfbs0 type veth peer name rfbs1');
+  sh(`ip link set rfbs1 netns ${pid}`);
+  sh('ip addr add 10.79.0.1/24 dev rfbs0 && ip link set rfbs0 up');
+  inside(`ip link set lo up && ip addr add ${SERVER_ADDRESS}/24 dev rfbs1 && ip link set rfbs1 up`);
+  t.after(() => { try { sh('ip link del rfbs0'); } catch { /* gone with the namespace */ } });
+  return pid;
+}
+
+/**
+ * A real sshd on SERVER_ADDRESS in the server namespace `pid` (key login only, local forwarding
+ * only) and `ssh -N -L 127.0.0.1:<port>:127.0.0.1:<remotePort>` to it from here: a person's
+ * tunnel to a port on the server's own loopback. Resolves with {port, logs()} once sshd listens
+ * (the forward may take a moment more: poll it). Both end with the test.
+ * @param {import('node:test').TestContext} t
+ * @param {string} pid
+ * @param {number} remotePort
+ */
+export async function sshTunnel(t, pid, remotePort) {
+  if (!existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (scripts/install-deps.sh does)`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-ssh-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync('/run/sshd', { recursive: true });
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'host_key')]);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'client_key')]);
+  execFileSync('cp', [path.join(dir, 'client_key.pub'), path.join(dir, 'authorized_keys')]);
+  writeFileSync(path.join(dir, 'sshd_config'), [
+    `ListenAddress ${SERVER_ADDRESS}`, 'Port 22', `HostKey ${dir}/host_key`, `AuthorizedKeysFile ${dir}/authorized_keys`,
+    'PermitRootLogin prohibit-password', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'UsePAM no',
+    'StrictModes no', 'AllowTcpForwarding local', `PidFile ${dir}/sshd.pid`, 'ClientAliveInterval 1', 'ClientAliveCountMax 2', '',
+  ].join('\n'));
+  // sshd's log goes to a file, not a pipe: a session child that outlives the test must not hold
+  // this process open. Sessions end 3 s after their client is gone (ClientAlive*).
+  const sshdLog = path.join(dir, 'sshd.log');
+  const sshdOut = openSync(sshdLog, 'w');
+  const sshd = spawn('nsenter', ['-t', pid, '-n', '--', SSHD, '-D', '-e', '-f', path.join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', sshdOut] });
+  closeSync(sshdOut);
+  const sshdErr = () => { try { return readFileSync(sshdLog, 'utf8').slice(-4000); } catch { return ''; } };
+  await pollUntil(async () => sshdErr(), (e) => e.includes(`Server listening on ${SERVER_ADDRESS}`),
+    { what: 'sshd listening', details: sshdErr });
+
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const ssh = spawn('ssh', ['-N', '-L', `127.0.0.1:${port}:127.0.0.1:${remotePort}`, '-i', path.join(dir, 'client_key'),
+    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes',
+    '-o', 'ConnectionAttempts=5', `root@${SERVER_ADDRESS}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let sshErr = '';
+  ssh.stderr.on('data', (c) => { sshErr = (sshErr + c).slice(-4000); });
+  // The client first (its session ends with it), then the server.
+  t.after(async () => {
+    if (ssh.exitCode === null && ssh.signalCode === null) {
+      const gone = new Promise((r) => ssh.once('exit', r));
+      ssh.kill('SIGTERM');
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
+    }
+    sshd.kill('SIGTERM');
+  });
+  return { port, logs: () => `--- sshd\n${sshdErr()}\n--- ssh\n${sshErr}` };
 }
