@@ -55,8 +55,13 @@ test-e2e:
 test-pipelines:
 	node --test --test-concurrency=1 tests/pipelines/
 
-# The numpy example (system python3 + PyGObject) in headless Chromium.
+# The Python package (python/): pytest over real pipelines in target/pyenv (scripts/python-env.sh
+# installs it there the way pip does), then the numpy example and a real JupyterLab in headless
+# Chromium (tests/python/).
+PYENV := $(CURDIR)/target/pyenv
 test-python:
+	bash scripts/python-env.sh
+	cd $(CURDIR)/python && GST_PLUGIN_PATH=$(PLUGIN_DIR) $(PYENV)/bin/pytest -q -p no:cacheprovider tests
 	node --test --test-concurrency=1 tests/python/
 
 # meson setup/compile/install into a temporary prefix; gst-inspect-1.0 finds rfbsink there.

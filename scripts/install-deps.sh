@@ -29,6 +29,8 @@ apt_packages=(
   openssh-server
   openssh-client
   python3-gi
+  python3-venv
+  python3-pip
   python3-numpy
   gir1.2-gstreamer-1.0
   gir1.2-gst-plugins-base-1.0
@@ -86,3 +88,7 @@ if [ ! -d node_modules ] || [ "$want" != "$have" ]; then
 else
   log "npm packages: up to date"
 fi
+
+# The Python package's environment (target/pyenv: JupyterLab, anywidget, jupyter-server-proxy,
+# pytest, websockets, aiortc from PyPI; PyGObject from Debian).
+bash "$repo/scripts/python-env.sh"

@@ -1,0 +1,410 @@
+"""rfbsink.Stream over real pipelines: what reaches the rfbsink element (caps, pixels, timestamps),
+what a real WebSocket client gets and sends (config, input, app messages), and the errors.
+
+Needs the rfbsink plugin (GST_PLUGIN_PATH=<checkout>/target/release) and, for the client tests,
+the `websockets` package (pip install "./python[test]").
+"""
+
+import asyncio
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import rfbsink
+from rfbsink._stream import Gst
+
+websockets = pytest.importorskip("websockets")
+
+
+class Sniffer:
+    """Records the caps and buffers arriving at the stream's rfbsink (a probe on its sink pad)."""
+
+    def __init__(self, stream):
+        self.buffers = []  # (caps string, pts, bytes)
+        self.caps = None
+        self.cond = threading.Condition()
+        pad = stream._sink.get_static_pad("sink")
+        pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, self._probe)
+
+    def _probe(self, _pad, info):
+        if info.type & Gst.PadProbeType.BUFFER:
+            buf = info.get_buffer()
+            ok, mapped = buf.map(Gst.MapFlags.READ)
+            data = bytes(mapped.data) if ok else b""
+            if ok:
+                buf.unmap(mapped)
+            with self.cond:
+                self.buffers.append((self.caps, buf.pts, data))
+                self.cond.notify_all()
+        else:
+            event = info.get_event()
+            if event.type == Gst.EventType.CAPS:
+                self.caps = event.parse_caps().to_string()
+        return Gst.PadProbeReturn.OK
+
+    def wait(self, n, timeout=10.0):
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.buffers) >= n, timeout), (
+                f"{len(self.buffers)} of {n} buffers reached rfbsink in {timeout} s"
+            )
+            return list(self.buffers)
+
+
+def unpad(data, width, height, bytes_per_pixel):
+    """Rows of a GStreamer raw buffer without the 4-byte row padding."""
+    row = width * bytes_per_pixel
+    stride = (row + 3) & ~3
+    return np.frombuffer(data, np.uint8).reshape(height, stride)[:, :row]
+
+
+@pytest.fixture
+def lossless():
+    with rfbsink.Stream(64, 48, codec="lossless") as stream:
+        yield stream
+
+
+def test_url_token_and_page(lossless):
+    import urllib.request
+
+    assert lossless.url.startswith(f"http://127.0.0.1:{lossless.port}/?rfb_token=")
+    assert len(lossless.token) >= 8
+    with urllib.request.urlopen(lossless.url, timeout=5) as r:
+        assert r.status == 200
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://127.0.0.1:{lossless.port}/rfb.json", timeout=5)
+    assert e.value.code == 401
+
+
+@pytest.mark.parametrize(
+    "array,fmt,expect",
+    [
+        (np.arange(48 * 63, dtype=np.uint8).reshape(48, 63), "GRAY8", None),
+        (np.random.default_rng(1).integers(0, 256, (48, 63, 3), dtype=np.uint8), "RGB", None),
+        (np.random.default_rng(2).integers(0, 256, (48, 63, 4), dtype=np.uint8), "RGBA", None),
+        (np.random.default_rng(3).integers(0, 4096, (48, 63), dtype=np.uint16), "GRAY16_LE", None),
+        (np.random.default_rng(3).integers(0, 4096, (48, 63), dtype=np.uint16).astype(">u2"), "GRAY16_LE", None),
+        (np.array([[-32768, 0, 32767, 5]] * 3, dtype=np.int16), "GRAY16_LE", np.array([[0, 32768, 65535, 32773]] * 3)),
+        (np.array([[0.0, 0.5, 1.0, np.nan]] * 3), "GRAY16_LE", np.array([[0, 32768, 65535, 0]] * 3)),
+        (np.array([[True, False]] * 2), "GRAY8", np.array([[255, 0]] * 2)),
+        (np.ones((4, 5, 1), np.uint8) * 7, "GRAY8", np.ones((4, 5)) * 7),
+    ],
+    ids=["gray8-odd-width", "rgb", "rgba", "uint16-12bit", "uint16-big-endian", "int16", "float", "bool", "hw1"],
+)
+def test_lossless_pixels_exact(lossless, array, fmt, expect):
+    sniff = Sniffer(lossless)
+    assert lossless.push(array)
+    caps, _pts, data = sniff.wait(1)[-1]
+    height, width = array.shape[:2]
+    assert f"format=(string){fmt}" in caps and f"width=(int){width}" in caps and f"height=(int){height}" in caps
+    bpp = {"GRAY8": 1, "GRAY16_LE": 2, "RGB": 3, "RGBA": 4}[fmt]
+    got = unpad(data, width, height, bpp)
+    if fmt == "GRAY16_LE":
+        got = got.copy().view("<u2").reshape(height, width)
+    want = array.astype(np.int64) if expect is None else expect
+    np.testing.assert_array_equal(got.reshape(want.shape).astype(np.int64), want.astype(np.int64))
+
+
+def test_non_contiguous_views(lossless):
+    sniff = Sniffer(lossless)
+    base = np.random.default_rng(4).integers(0, 256, (100, 130, 3), dtype=np.uint8)
+    view = base[::2, 10:74][:, :, ::-1]  # strided rows, a column slice, BGR -> RGB reversed
+    assert lossless.push(view)
+    _, _, data = sniff.wait(1)[-1]
+    np.testing.assert_array_equal(unpad(data, 64, 50, 3).reshape(50, 64, 3), view)
+    # Fortran order and a transposed view.
+    gray = np.asfortranarray(np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 3)
+    assert lossless.push(gray[:, :48])
+    _, _, data = sniff.wait(2)[-1]
+    np.testing.assert_array_equal(unpad(data, 48, 48, 2).copy().view("<u2").reshape(48, 48), gray[:, :48])
+
+
+def test_sparse_pushes_and_real_timestamps(lossless):
+    sniff = Sniffer(lossless)
+    a = np.zeros((48, 64), np.uint16)
+    assert lossless.push(a) is True
+    assert lossless.push(a.copy()) is False, "the same picture again is not sent"
+    time.sleep(0.3)
+    b = a.copy()
+    b[10, 10] = 1
+    assert lossless.push(b) is True
+    assert lossless.push(b, force=True) is True
+    bufs = sniff.wait(3)
+    time.sleep(0.3)
+    assert len(sniff.buffers) == 3
+    gap_ms = (bufs[1][1] - bufs[0][1]) / 1e6
+    assert 250 <= gap_ms <= 2000, f"the second frame's timestamp is {gap_ms:.0f} ms after the first, pushed 300 ms later"
+    stats = lossless.stats
+    assert stats["python"]["pushed"] == 3 and stats["python"]["unchanged"] == 1
+    assert stats["frames-rendered"] == 3
+
+
+def test_size_and_format_change(lossless):
+    sniff = Sniffer(lossless)
+    # One at a time: pushed faster than they flow, older pictures would be dropped (latest wins).
+    lossless.push(np.zeros((48, 64), np.uint16))
+    sniff.wait(1)
+    lossless.push(np.full((30, 20, 3), 9, np.uint8))
+    sniff.wait(2)
+    lossless.push(np.full((17, 33), 500, np.uint16))
+    bufs = sniff.wait(3)
+    assert "width=(int)20" in bufs[1][0] and "RGB" in bufs[1][0]
+    assert "width=(int)33" in bufs[2][0] and "height=(int)17" in bufs[2][0]
+    assert lossless.size == (33, 17)
+    time.sleep(0.3)
+    stats = lossless.stats
+    assert (stats["width"], stats["height"]) == (33, 17), stats
+
+
+@pytest.mark.parametrize("codec", ["h264", "jpeg"])
+def test_encoded_codecs_any_dtype(codec):
+    with rfbsink.Stream(64, 48, codec=codec) as stream:
+        sniff = Sniffer(stream)
+        stream.push(np.zeros((48, 64, 3), np.uint8))
+        sniff.wait(1, timeout=20)
+        stream.push(np.arange(48 * 64, dtype=np.uint16).reshape(48, 64))  # normalised to 8-bit
+        sniff.wait(2, timeout=20)
+        stream.push(np.random.default_rng(0).random((31, 45)))  # odd sides: padded to even
+        bufs = sniff.wait(3, timeout=20)
+        assert ("video/x-h264" if codec == "h264" else "image/jpeg") in bufs[-1][0]
+        assert "width=(int)46" in bufs[-1][0] and "height=(int)32" in bufs[-1][0]
+        assert stream.codec == codec
+
+
+def test_auto_codec_follows_the_data():
+    with rfbsink.Stream(64, 48) as stream:
+        port, token = stream.port, stream.token
+        assert stream.codec == "h264"
+        stream.push(np.zeros((48, 64), np.uint16))
+        assert stream.codec == "lossless", "16-bit data goes the lossless way"
+        assert (stream.port, stream.token) == (port, token), "rebuilt on the same port and token"
+        stream.push(np.zeros((48, 64), np.uint8))
+        assert stream.codec == "lossless", "decided once"
+    with rfbsink.Stream(64, 48, dtype=np.float32) as stream:
+        assert stream.codec == "lossless"
+    with rfbsink.Stream(64, 48) as stream:
+        stream.push(np.zeros((48, 64, 3), np.uint8))
+        assert stream.codec == "h264"
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((4, 4, 2), np.uint8), "unsupported shape"),
+        (np.zeros((4,), np.uint8), "unsupported shape"),
+        (np.zeros((2, 3, 4, 5), np.uint8), "unsupported shape"),
+        (np.zeros((4, 4), np.complex64), "unsupported dtype"),
+        (np.array([["a", "b"]]), "unsupported dtype"),
+        (np.zeros((0, 4), np.uint8), "each side must be"),
+        (np.zeros((1, 20000), np.uint8), "each side must be"),
+        ("not an array", "unsupported"),
+    ],
+)
+def test_bad_arrays_raise_clear_errors(lossless, bad, match):
+    with pytest.raises(ValueError, match=match):
+        lossless.push(bad)
+    assert lossless.push(np.zeros((48, 64), np.uint8)), "the stream still works"
+
+
+def test_bad_arguments():
+    for kwargs, match in [
+        (dict(width=0, height=10), "width"),
+        (dict(width=10, height=10.5), "height"),
+        (dict(width=10, height=10, codec="mpeg2"), "codec"),
+        (dict(width=10, height=10, fps=-1), "fps"),
+        (dict(width=10, height=10, quality=0), "quality"),
+        (dict(width=10, height=10, window=(5, 5)), "window"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            rfbsink.Stream(**kwargs)
+
+
+def test_port_taken_is_an_error_not_a_hang():
+    with rfbsink.Stream(16, 16) as first:
+        t0 = time.monotonic()
+        with pytest.raises(rfbsink.RfbsinkError, match=str(first.port)):
+            rfbsink.Stream(16, 16, port=first.port)
+        assert time.monotonic() - t0 < 10
+
+
+def test_close_and_reopen():
+    stream = rfbsink.Stream(32, 32, codec="lossless")
+    port = stream.port
+    stream.push(np.zeros((32, 32), np.uint8))
+    stream.close()
+    stream.close()
+    assert stream.closed
+    with pytest.raises(rfbsink.RfbsinkError, match="closed"):
+        stream.push(np.zeros((32, 32), np.uint8))
+    with pytest.raises(rfbsink.RfbsinkError, match="closed"):
+        stream.send("app.x", {})
+    # The port is free again: a new stream can take it.
+    with rfbsink.Stream(32, 32, codec="lossless", port=port) as again:
+        assert again.port == port
+        assert again.push(np.zeros((32, 32), np.uint8))
+
+
+def test_push_from_threads(lossless):
+    sniff = Sniffer(lossless)
+    errors = []
+
+    def worker(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(50):
+                lossless.push(rng.integers(0, 65535, (48, 64), dtype=np.uint16))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert lossless.stats["python"]["pushed"] == 200
+    time.sleep(0.5)
+    # Each buffer is one whole picture (never two threads' bytes mixed): its size is exact.
+    assert all(len(b[2]) == 48 * 64 * 2 for b in sniff.buffers)
+    assert len(sniff.buffers) >= 2, "latest wins: some may be dropped, not all"
+    assert time.monotonic() - t0 < 60
+
+
+def test_apush():
+    async def main():
+        with rfbsink.Stream(64, 48, codec="lossless") as stream:
+            sniff = Sniffer(stream)
+            results = await asyncio.gather(*(stream.apush(np.full((48, 64), i, np.uint8)) for i in range(5)))
+            assert all(results)
+            sniff.wait(1)
+            return stream.stats["python"]["pushed"]
+
+    assert asyncio.run(main()) == 5
+
+
+def test_push_never_blocks_on_a_slow_encoder():
+    # 2048x2048 RGB into x264 on a small machine: the encoder is far slower than 100 pushes;
+    # push() returns regardless (old pictures are dropped, latest wins).
+    with rfbsink.Stream(2048, 2048, codec="h264") as stream:
+        frames = [np.full((2048, 2048, 3), i, np.uint8) for i in range(4)]
+        t0 = time.monotonic()
+        for i in range(40):
+            stream.push(frames[i % 4])
+        per_push_ms = (time.monotonic() - t0) / 40 * 1000
+        # Generous: a copy of 12 MB; what matters is no waiting for 40 encodes (seconds).
+        assert per_push_ms < 500, per_push_ms
+
+
+# --- A real client: what a browser's viewer gets and sends -----------------------------------
+
+
+async def _client(stream, envelope="json"):
+    ws = await websockets.connect(f"ws://127.0.0.1:{stream.port}/ws?envelope={envelope}&rfb_token={stream.token}")
+    return ws
+
+
+async def _next_json(ws, kind, timeout=10):
+    """The next text message whose kind is `kind` (or, a callable, for which it is true)."""
+    want = kind if callable(kind) else (lambda obj: obj.get("kind") == kind)
+
+    async def loop():
+        while True:
+            msg = await ws.recv()
+            if isinstance(msg, str):
+                obj = json.loads(msg)
+                if want(obj):
+                    return obj
+
+    return await asyncio.wait_for(loop(), timeout)
+
+
+def test_client_gets_config_input_and_messages():
+    async def main():
+        with rfbsink.Stream(64, 48, codec="lossless") as stream:
+            events, messages = [], []
+            got = threading.Event()
+            stream.on_input(lambda e: (events.append(e), got.set()))
+
+            @stream.on_message
+            def echo(channel, message, client_id):
+                messages.append((channel, message))
+                stream.send("app.test", {"kind": "echo", "got": message}, client_id)
+
+            stream.push(np.full((48, 64), 1234, np.uint16))
+            ws = await _client(stream)
+            hello = await _next_json(ws, "hello")
+            config = await _next_json(ws, "config")
+            assert (config["codec"], config["codec_string"], config["width"], config["height"]) == ("raw", "gray16le", 64, 48)
+            await ws.send(json.dumps({"channel": "rfb.events", "kind": "pointer-down", "x": 12.5, "y": 40, "button": 0}))
+            await ws.send(json.dumps({"channel": "rfb.events", "kind": "key-down", "key": "a", "code": "KeyA"}))
+            await ws.send(json.dumps({"channel": "rfb.events", "kind": "resize", "width": 800, "height": 600}))
+            await ws.send(json.dumps({"channel": "app.test", "kind": "ping", "n": 7}))
+            echo_msg = await _next_json(ws, "echo")
+            assert echo_msg["got"] == {"kind": "ping", "n": 7}
+            # Python -> every page.
+            assert stream.send("app.test", {"kind": "note", "text": "hi"})
+            assert (await _next_json(ws, "note"))["text"] == "hi"
+            deadline = time.monotonic() + 10
+            while len(events) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await ws.close()
+            kinds = {e.kind: e for e in events}
+            assert kinds["pointer-down"].x == 12.5 and kinds["pointer-down"].y == 40 and kinds["pointer-down"].button == 1
+            assert kinds["key-down"].key == "a"
+            assert (kinds["resize"].width, kinds["resize"].height, kinds["resize"].client_id) == (800, 600, hello["client_id"])
+            assert messages == [("app.test", {"kind": "ping", "n": 7})]
+
+    asyncio.run(main())
+
+
+def test_a_failing_callback_is_counted_not_fatal():
+    async def main():
+        with rfbsink.Stream(32, 32, codec="lossless") as stream:
+            stream.on_message(lambda *a: 1 / 0)
+            stream.push(np.zeros((32, 32), np.uint8))
+            ws = await _client(stream)
+            await _next_json(ws, "config")
+            with pytest.warns(RuntimeWarning, match="ZeroDivisionError"):
+                await ws.send(json.dumps({"channel": "app.x", "kind": "boom"}))
+                deadline = time.monotonic() + 10
+                while stream.stats["python"]["callback-errors"] == 0 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+            assert stream.stats["python"]["callback-errors"] == 1
+            assert stream.push(np.ones((32, 32), np.uint8)), "still streaming"
+            await ws.close()
+
+    asyncio.run(main())
+
+
+def test_send_rejects_bad_channels_and_messages(lossless):
+    with pytest.raises(ValueError, match="app."):
+        lossless.send("rfb.control", {"kind": "x"})
+    with pytest.raises(ValueError, match="dict"):
+        lossless.send("app.x", [1, 2])
+    with pytest.raises(TypeError):
+        lossless.send("app.x", {"f": object()})
+    assert lossless.send("app.x", {"kind": "nobody"}) is False
+
+
+def test_keyframe_for_a_late_viewer_of_a_sparse_stream():
+    # One picture, then nothing: a viewer that asks for a keyframe still gets a picture (the
+    # last one is pushed again, as the encoder only makes the NEXT frame a keyframe).
+    async def main():
+        with rfbsink.Stream(64, 48, codec="h264") as stream:
+            stream.push(np.full((48, 64, 3), 100, np.uint8))
+            ws = await _client(stream)
+            await _next_json(ws, "config")
+            first = await _next_json(ws, lambda m: m.get("channel") == "rfb.main")
+            await ws.send(json.dumps({"channel": "rfb.control", "kind": "keyframe-request", "reason": "decoder-error"}))
+            deadline = time.monotonic() + 10
+            while stream.stats["python"]["repeated-for-keyframe"] == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert stream.stats["python"]["repeated-for-keyframe"] >= 1
+            frame = await _next_json(ws, lambda m: m.get("channel") == "rfb.main" and m["frame_id"] > first["frame_id"])
+            assert frame["chunk_type"] == "key", frame
+            await ws.close()
+
+    asyncio.run(main())
