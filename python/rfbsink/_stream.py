@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import queue
+import re
 import threading
 import warnings
 import weakref
@@ -159,7 +160,7 @@ class Stream:
         webtransport: bool = True,
         quality: int = 85,
         window: Optional[Window] = None,
-        allowed_origins: Tuple[str, ...] = (),
+        allowed_origins: Optional[Tuple[str, ...]] = None,
         max_clients: int = 0,
     ) -> None:
         """Builds the pipeline and starts serving at once (see `url`).
@@ -176,8 +177,11 @@ class Stream:
         - window: (low, high): the values shown black and white for 16-bit and float gray;
           default: each picture's own range (on the lossless path the viewer applies it, and
           each viewer may change its own).
-        - allowed_origins: other origins whose pages may embed the viewer (e.g. a Jupyter
-          server's "http://127.0.0.1:8888" when it is reached directly, not through its proxy).
+        - allowed_origins: other origins whose pages may show the viewer, and whose host names
+          the stream answers to: a Jupyter reached by a name rather than localhost
+          ("https://hub.example.org", also through its proxy), or a Jupyter page on another port
+          reaching the stream directly ("http://127.0.0.1:8888"). Default: the comma-separated
+          RFBSINK_ALLOWED_ORIGINS environment variable, else none.
         """
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 16384:
@@ -192,6 +196,14 @@ class Stream:
             window = (float(window[0]), float(window[1]))
             if not window[1] > window[0]:
                 raise ValueError(f"window must be (low, high) with high > low, got {window!r}")
+        if allowed_origins is None:
+            env = os.environ.get("RFBSINK_ALLOWED_ORIGINS", "")
+            allowed_origins = tuple(o.strip() for o in env.split(",") if o.strip())
+        elif isinstance(allowed_origins, str):
+            allowed_origins = (allowed_origins,)
+        for origin in allowed_origins:
+            if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s,]+", origin):
+                raise ValueError(f"allowed origin {origin!r} is not scheme://host[:port]")
         _init_gstreamer()
 
         self._width, self._height = int(width), int(height)

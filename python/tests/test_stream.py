@@ -408,3 +408,31 @@ def test_keyframe_for_a_late_viewer_of_a_sparse_stream():
             await ws.close()
 
     asyncio.run(main())
+
+
+def test_allowed_origins_for_a_jupyter_reached_by_name(monkeypatch):
+    # jupyter-server-proxy forwards the browser's Host and Origin: a Jupyter reached as
+    # hub.example.org needs that origin allowed (argument or RFBSINK_ALLOWED_ORIGINS).
+    import urllib.request
+
+    def status(stream):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{stream.port}/rfb.json?rfb_token={stream.token}",
+            headers={"Host": "hub.example.org", "Origin": "https://hub.example.org"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    monkeypatch.delenv("RFBSINK_ALLOWED_ORIGINS", raising=False)
+    with rfbsink.Stream(16, 16) as stream:
+        assert status(stream) == 403
+    with rfbsink.Stream(16, 16, allowed_origins=("https://hub.example.org",)) as stream:
+        assert status(stream) == 200
+    monkeypatch.setenv("RFBSINK_ALLOWED_ORIGINS", "https://hub.example.org, http://other:1")
+    with rfbsink.Stream(16, 16) as stream:
+        assert status(stream) == 200
+    with pytest.raises(ValueError, match="scheme://host"):
+        rfbsink.Stream(16, 16, allowed_origins=("not an origin",))
