@@ -4,6 +4,7 @@
 #   make test    everything CI runs (.ci/run)
 #   make bench   the latency/throughput benchmark (BENCH_ARGS=--quick for ~2 minutes)
 #   make bench-lossless   the lossless raw path's benchmark alone
+#   make bench-python     the Python package's benchmark alone (with Jupyter's proxy and aiortc)
 #   make fuzz    the fuzz targets, FUZZ_SECONDS each (make fuzz-smoke: 10 s each, part of test)
 # Everything is built with --release so that dependencies compile once for build, test and lint.
 
@@ -16,7 +17,7 @@ PLUGIN_DIR := $(CURDIR)/target/release
 # the pipeline).
 RUN_DEMO ?= $(CURDIR)/target/release/rfb demo --port 8080
 
-.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless clean
+.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless bench-python clean
 
 all: build
 
@@ -81,10 +82,16 @@ fuzz:
 bench: deps build
 	$(CURDIR)/target/release/rfb bench $(BENCH_ARGS)
 	node tests/bench/lossless.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
+	node tests/bench/python.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
 
 # The lossless raw path alone: throughput, latency and CPU against pngenc/jpegenc (tests/bench/lossless.mjs).
 bench-lossless: deps build
 	node tests/bench/lossless.mjs $(LOSSLESS_ARGS)
+
+# The Python package: fps and push() -> painted latency, 512^2..4096^2, uint8/uint16, direct, through
+# Jupyter's proxy, and aiortc for comparison (tests/bench/python.mjs).
+bench-python: deps build
+	node tests/bench/python.mjs $(PYTHON_BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

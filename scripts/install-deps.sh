@@ -29,6 +29,7 @@ apt_packages=(
   openssh-server
   openssh-client
   python3-gi
+  python3-gst-1.0
   python3-venv
   python3-pip
   python3-numpy

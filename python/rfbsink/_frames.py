@@ -1,7 +1,9 @@
-"""numpy arrays to the raw video GStreamer carries: which format, and the bytes with its row strides.
+"""numpy arrays to the raw video GStreamer carries: which format, and the pixels in it.
 
-One copy per push: the bytes handed to GStreamer are a snapshot, so the caller may reuse or change
-its array as soon as push() returns.
+to_pixels() decides the format and converts only what must be (a dtype, a scale); an array that
+already is what GStreamer carries comes back as it is, a view. The Stream then copies it once into
+GStreamer's memory (row strides included), so the caller may reuse or change its array as soon as
+push() returns.
 """
 
 from __future__ import annotations
@@ -19,34 +21,53 @@ class FrameError(ValueError):
 
 
 @dataclass(frozen=True)
-class Frame:
-    """One picture, ready for appsrc: the GStreamer format name, size and packed bytes."""
+class Pixels:
+    """One picture in a GStreamer format: GRAY8, RGB, RGBA ((h, w[, c]) uint8) or GRAY16_LE
+    ((h, w) little-endian uint16). `array` may be a view of the caller's array."""
 
-    format: str  # GStreamer video format: GRAY8, GRAY16_LE, RGB, RGBA
-    width: int
-    height: int
-    data: bytes  # rows padded to GStreamer's default stride (4-byte aligned)
+    format: str
+    array: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return self.array.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.array.shape[0]
+
+    @property
+    def row_bytes(self) -> int:
+        return self.width * self.array.dtype.itemsize * (self.array.shape[2] if self.array.ndim == 3 else 1)
+
+    @property
+    def stride(self) -> int:
+        # GStreamer's default strides for RGB, GRAY8 and GRAY16 round each row up to 4 bytes.
+        return (self.row_bytes + 3) & ~3
+
+    @property
+    def size(self) -> int:
+        return self.stride * self.height
+
+    def rows_of(self, memory) -> np.ndarray:
+        """`memory` (a buffer of `size` bytes laid out as GStreamer does) as an array shaped like
+        `array`: write into it, or compare with it."""
+        rows = np.frombuffer(memory, np.uint8, count=self.size).reshape(self.height, self.stride)
+        rows = rows[:, : self.row_bytes].view(self.array.dtype)
+        return rows.reshape(self.array.shape)
+
+    def to_bytes(self) -> bytes:
+        """The picture laid out as GStreamer does (one copy)."""
+        out = bytearray(self.size)
+        np.copyto(self.rows_of(out), self.array)
+        return bytes(out)
 
 
 MAX_SIDE = 16384  # rfbsink's caps
 
 
-def _stride(row_bytes: int) -> int:
-    # GStreamer's default strides for RGB, GRAY8 and GRAY16 round each row up to 4 bytes.
-    return (row_bytes + 3) & ~3
-
-
-def _pack(pixels: np.ndarray, fmt: str) -> Frame:
-    """`pixels`: (h, w) or (h, w, c) of uint8, or (h, w) of little-endian uint16."""
-    height, width = pixels.shape[:2]
-    raw = np.ascontiguousarray(pixels)
-    row_bytes = raw.strides[0]
-    stride = _stride(row_bytes)
-    if stride == row_bytes:
-        return Frame(fmt, width, height, raw.tobytes())
-    padded = np.zeros((height, stride), dtype=np.uint8)
-    padded[:, :row_bytes] = raw.view(np.uint8).reshape(height, row_bytes)
-    return Frame(fmt, width, height, padded.tobytes())
+def _pack(pixels: np.ndarray, fmt: str) -> Pixels:
+    return Pixels(fmt, pixels)
 
 
 def _range(values: np.ndarray, window: Optional[Window]) -> Window:
@@ -70,7 +91,7 @@ def _scale(values: np.ndarray, window: Window, top: int, dtype) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, top).astype(dtype)
 
 
-def to_frame(array, *, deep: bool, window: Optional[Window] = None) -> Frame:
+def to_pixels(array, *, deep: bool, window: Optional[Window] = None) -> Pixels:
     """The picture in `array`.
 
     - `deep`: the stream carries 16-bit gray losslessly (codec "lossless"); otherwise every

@@ -21,7 +21,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import Gst, GstVideo  # noqa: E402
 
-from ._frames import Frame, FrameError, Window, to_frame  # noqa: E402
+from ._frames import FrameError, Pixels, Window, to_pixels  # noqa: E402
 
 CODECS = ("auto", "h264", "jpeg", "lossless")
 
@@ -70,6 +70,24 @@ class _Counters:
     last_error: Optional[str] = None
 
 
+def _writable_maps() -> bool:
+    """Whether a mapped buffer is a writable memoryview (gst-python's overrides, Debian's
+    python3-gst-1.0): then a picture is copied once, straight into GStreamer's memory."""
+    if not Gst.is_initialized():
+        Gst.init(None)
+    buffer = Gst.Buffer.new_allocate(None, 4, None)
+    ok, info = buffer.map(Gst.MapFlags.WRITE)
+    if not ok:
+        return False
+    try:
+        return isinstance(info.data, memoryview) and not info.data.readonly
+    finally:
+        buffer.unmap(info)
+
+
+_WRITABLE_MAPS = _writable_maps()
+
+
 def _find(*names: str) -> Optional[str]:
     return next((n for n in names if Gst.ElementFactory.find(n) is not None), None)
 
@@ -95,6 +113,8 @@ def _value(v: Any) -> Any:
         return _structure(v)
     if hasattr(v, "n_values") and hasattr(v, "get_nth"):  # GValueArray (GstValueArray)
         return [_value(v.get_nth(i)) for i in range(v.n_values)]
+    if isinstance(getattr(v, "array", None), list):  # Gst.ValueArray/ValueList (gst-python)
+        return [_value(x) for x in v.array]
     if isinstance(v, (list, tuple)):
         return [_value(x) for x in v]
     return v
@@ -223,7 +243,9 @@ class Stream:
         self._input_callbacks: List[Callable[[InputEvent], Any]] = []
         self._message_callbacks: List[Callable[[str, Any, int], Any]] = []
         self._counters = _Counters()
-        self._last: Optional[Frame] = None
+        # The last picture sent: its shape and its buffer (or, without writable maps, its bytes).
+        self._last: Optional[Tuple[Tuple[str, int, int], Gst.Buffer, Optional[bytes]]] = None
+        self._pool: Optional[Tuple[Tuple[str, int, int], Gst.BufferPool]] = None
         self._closed = False
         self._error: Optional[str] = None
         self._codec_fixed = codec != "auto" or dtype is not None
@@ -358,13 +380,16 @@ class Stream:
                 pad = [(0, arr.shape[0] % 2), (0, arr.shape[1] % 2)] + [(0, 0)] * (arr.ndim - 2)
                 arr = np.pad(arr, pad, mode="edge")
             try:
-                frame = to_frame(arr, deep=deep, window=self._window)
+                pixels = to_pixels(arr, deep=deep, window=self._window)
             except FrameError as e:
                 raise ValueError(str(e)) from None
-            if not force and self._last is not None and frame == self._last:
+            buffer, data = self._fill(pixels)
+            if not force and buffer is None:
                 self._counters.unchanged += 1
                 return False
-            self._send(frame)
+            if buffer is None:  # forced, unchanged: the last picture again
+                buffer, data = self._last[1].copy(), self._last[2]
+            self._send((pixels.format, pixels.width, pixels.height), buffer, data)
             self._counters.pushed += 1
             return True
 
@@ -372,16 +397,59 @@ class Stream:
         """push() for asyncio: the copy (and any conversion) runs in a worker thread."""
         return await asyncio.get_running_loop().run_in_executor(None, lambda: self.push(array, force=force))
 
-    def _send(self, frame: Frame) -> None:
-        shape = (frame.format, frame.width, frame.height)
+    def _fill(self, pixels: Pixels) -> Tuple[Optional[Gst.Buffer], Optional[bytes]]:
+        """The picture in a new GStreamer buffer, copied once; (None, None) when it equals the
+        last one sent."""
+        shape = (pixels.format, pixels.width, pixels.height)
+        last = self._last if self._last is not None and self._last[0] == shape else None
+        if not _WRITABLE_MAPS:
+            # Without gst-python's overrides a mapped buffer is a read-only copy: go through bytes.
+            data = pixels.to_bytes()
+            if last is not None and last[2] == data:
+                return None, None
+            return Gst.Buffer.new_wrapped(data), data
+        if last is not None:
+            ok, info = last[1].map(Gst.MapFlags.READ)
+            if ok:
+                try:
+                    if np.array_equal(pixels.rows_of(info.data), pixels.array):
+                        return None, None
+                finally:
+                    last[1].unmap(info)
+        buffer = self._acquire(shape, pixels.size)
+        ok, info = buffer.map(Gst.MapFlags.WRITE)
+        if not ok:
+            raise RfbsinkError("cannot map a GStreamer buffer for writing")
+        try:
+            np.copyto(pixels.rows_of(info.data), pixels.array, casting="no")
+        finally:
+            buffer.unmap(info)
+        return buffer, None
+
+    def _acquire(self, shape: Tuple[str, int, int], size: int) -> Gst.Buffer:
+        """A buffer of `size` bytes from a pool (memory reused: no page faults per frame)."""
+        if self._pool is None or self._pool[0] != shape:
+            if self._pool is not None:
+                self._pool[1].set_active(False)
+            pool = Gst.BufferPool()
+            config = pool.get_config()
+            Gst.BufferPool.config_set_params(config, self._caps(*shape), size, 2, 0)
+            if not (pool.set_config(config) and pool.set_active(True)):
+                raise RfbsinkError(f"cannot set up a buffer pool for {shape}")
+            self._pool = (shape, pool)
+        ret, buffer = self._pool[1].acquire_buffer(None)
+        if ret != Gst.FlowReturn.OK or buffer is None:
+            raise RfbsinkError(f"no buffer from the pool: {ret}")
+        return buffer
+
+    def _send(self, shape: Tuple[str, int, int], buffer: Gst.Buffer, data: Optional[bytes]) -> None:
         if shape != self._caps_now:
             # A new size or format: appsrc sends the new caps in order, before this buffer.
             self._appsrc.set_property("caps", self._caps(*shape))
             self._caps_now = shape
-            self._width, self._height = frame.width, frame.height
-        buffer = Gst.Buffer.new_wrapped(frame.data)
+            self._width, self._height = shape[1], shape[2]
         buffer.pts = self._running_time()
-        self._last = frame
+        self._last = (shape, buffer, data)
         if self._appsrc.emit("push-buffer", buffer) != Gst.FlowReturn.OK:
             self._check_open()
 
@@ -493,7 +561,9 @@ class Stream:
         with self._lock:
             if self._closed or self._last is None or self._error is not None:
                 return
-            self._send(self._last)
+            shape, buffer, data = self._last
+            # A new buffer (its own timestamp) sharing the last one's memory.
+            self._send(shape, buffer.copy(), data)
             self._counters.repeated_for_keyframe += 1
 
     # --- State -----------------------------------------------------------------------------
@@ -555,6 +625,9 @@ class Stream:
                 return
             self._closed = True
             self._finalizer()
+            if self._pool is not None:
+                self._pool[1].set_active(False)
+                self._pool = None
         if threading.current_thread() is not self._dispatcher:
             self._dispatcher.join(timeout=5)
 

@@ -60,10 +60,24 @@ def unpad(data, width, height, bytes_per_pixel):
     return np.frombuffer(data, np.uint8).reshape(height, stride)[:, :row]
 
 
-@pytest.fixture
-def lossless():
+import rfbsink._stream as _stream_module
+
+COPY_PATHS = [False] + ([True] if _stream_module._writable_maps() else [])
+
+
+@pytest.fixture(params=COPY_PATHS, ids=lambda w: "into-mapped-buffer" if w else "through-bytes")
+def lossless(request, monkeypatch):
+    """A lossless stream, once per way push() copies: straight into a pool buffer's mapped memory
+    (with gst-python's overrides) and through bytes (without)."""
+    monkeypatch.setattr(_stream_module, "_WRITABLE_MAPS", request.param)
     with rfbsink.Stream(64, 48, codec="lossless") as stream:
         yield stream
+
+
+def test_gst_python_overrides_present():
+    # CI installs python3-gst-1.0 (scripts/install-deps.sh): the one-copy path is the one tested
+    # beside the fallback, not silently skipped.
+    assert COPY_PATHS == [False, True]
 
 
 def test_url_token_and_page(lossless):

@@ -1,7 +1,7 @@
 // The capture-time barcode (drawn by tests/bench/source.py) read back from painted pixels.
 //
 // Layout, for a picture `width` pixels wide: cells of `cell` x `cell` pixels,
-// cell = max(16, floor(width / 34 / 16) * 16); two rows of 32 cells at the top (rows 0..cell and
+// cell = max(16, floor(width / 34 / 16) * 16) (floor(width / 34) below 544 pixels); two rows of 32 cells at the top (rows 0..cell and
 // cell..2*cell), starting one cell from the left edge. White (Y 235) = 1, black (Y 16) = 0; MSB
 // first: row 0 holds bits 63..32, row 1 bits 31..0 of a 64-bit word = (t48 << 16) | check16(t48),
 // t48 = the low 48 bits of CLOCK_REALTIME in microseconds when the frame was made.
@@ -13,7 +13,8 @@ const TWO48 = 2 ** 48;
 
 /** @param {number} width */
 export function cellSize(width) {
-  return Math.max(16, Math.floor(width / 34 / 16) * 16);
+  // Narrower than 34 cells of 16: cells of whatever fits (512 wide: 15).
+  return width >= 34 * 16 ? Math.max(16, Math.floor(width / 34 / 16) * 16) : Math.floor(width / 34);
 }
 
 /** @param {number} t48 */
@@ -160,7 +161,7 @@ export function install(scope) {
    */
   return (ctx, width, height) => {
     const paintedAtUs = nowUs();
-    if (width < 34 * 16 || height < 64) return;
+    if (width < 34 * 8 || height < 2 * cellSize(width)) return;
     const t48 = readStrip(ctx, width);
     readCost += (nowUs() - paintedAtUs) / 1000;
     if (t48 === null) {

@@ -19,23 +19,23 @@
 //
 // Writes OUT/bench-results.json, OUT/bench.svg and OUT/bench.png (OUT = tests/bench/out).
 
-import { spawn, spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import { tmpdir, cpus } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
 
-import { gstEnv, hasElement, onLines } from '../e2e/lib.mjs';
+import { gstEnv, hasElement } from '../e2e/lib.mjs';
+import {
+  dist, killAll, launchBenchBrowser, machineCpu, median, processCpu, sleep, spawnJson, startServer, thin, threadCpu,
+  vmHwmKb,
+} from './harness.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
 const PLUGIN_DIR = process.env.RFB_PLUGIN_DIR ?? path.join(REPO, 'target', 'release');
-const CHROMIUM = process.env.RFB_CHROMIUM ?? '/usr/bin/chromium';
 const PYTHON = process.env.RFB_BENCH_PYTHON ?? '/usr/bin/python3';
-const CLK_TCK = 100;
 
 const { values: opts } = parseArgs({
   options: {
@@ -151,99 +151,6 @@ function scenarios(quick, transports) {
 
 // --- helpers -------------------------------------------------------------------------------------
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-// The e2e helpers' environment (plugin path, a private registry), with quieter logs.
-process.env.GST_DEBUG ??= '*:1';
-const live = new Set();
-function killAll() {
-  for (const p of live) { try { p.kill('SIGKILL'); } catch { /* gone */ } }
-  live.clear();
-}
-process.on('exit', killAll);
-for (const s of ['SIGINT', 'SIGTERM']) process.once(s, () => { killAll(); process.exit(130); });
-
-/** A child that prints JSON lines; `events` keeps them, `waitFor(pred)` resolves on one. */
-function spawnJson(cmd, args, { env, what }) {
-  const proc = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  live.add(proc);
-  const events = [];
-  const waiters = [];
-  let errTail = '';
-  proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (c) => { errTail = (errTail + c).slice(-4000); });
-  onLines(proc.stdout, (line) => {
-    let ev;
-    try { ev = JSON.parse(line); } catch { return; }
-    ev.recvAt = Date.now();
-    events.push(ev);
-    for (const w of [...waiters]) {
-      if (w.pred(ev)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(ev); }
-    }
-  });
-  const exited = new Promise((resolve) => proc.once('close', (code, signal) => { live.delete(proc); resolve({ code, signal }); }));
-  exited.then(({ code, signal }) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`${what} exited (code ${code}, signal ${signal}) while waiting for ${w.desc}\n${errTail}\n${events.slice(-5).map((e) => JSON.stringify(e)).join('\n')}`));
-  });
-  const waitFor = (pred, desc, timeoutMs = 30_000) => {
-    const seen = events.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve, reject, desc };
-      waiters.push(w);
-      setTimeout(() => {
-        const i = waiters.indexOf(w);
-        if (i >= 0) { waiters.splice(i, 1); reject(new Error(`${what}: timed out waiting for ${desc}\n${errTail}`)); }
-      }, timeoutMs);
-    });
-  };
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      try { proc.stdin.end(); } catch { /* closed */ }
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    }
-    return exited;
-  };
-  return { proc, events, waitFor, stop, exited, stderr: () => errTail };
-}
-
-function threadCpu(pid, prefix) {
-  let ticks = 0;
-  let dir;
-  try { dir = readdirSync(`/proc/${pid}/task`); } catch { return NaN; }
-  for (const tid of dir) {
-    let stat;
-    try { stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'); } catch { continue; }
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    if (!name.startsWith(prefix)) continue;
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(f[11]) + Number(f[12]);
-  }
-  return ticks / CLK_TCK;
-}
-function processCpu(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch { return NaN; }
-}
-function vmHwmKb(pid) {
-  try {
-    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+)/);
-    return m ? Number(m[1]) : NaN;
-  } catch { return NaN; }
-}
-/** Total CPU seconds of the whole machine (all cores), for the load figure. */
-function machineCpu() {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const idle = f[3] + f[4];
-  const total = f.reduce((a, b) => a + b, 0);
-  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
-}
-
 function field(text, name) {
   const m = text.match(new RegExp(`(?:^|[ ,])${name}=\\([a-z0-9]+\\)(-?[0-9]+)`));
   return m ? Number(m[1]) : undefined;
@@ -265,67 +172,7 @@ export function parseStats(text) {
   return { frames: field(top, 'frames'), bytes: field(top, 'bytes'), renderUs: field(top, 'render-time-us'), clients };
 }
 
-function quantile(xs, q) {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const pos = (s.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
-}
-const median = (xs) => quantile(xs, 0.5);
-function dist(xs) {
-  return {
-    n: xs.length,
-    p1: quantile(xs, 0.01), p5: quantile(xs, 0.05), p25: quantile(xs, 0.25), p50: quantile(xs, 0.5),
-    p75: quantile(xs, 0.75), p95: quantile(xs, 0.95), p99: quantile(xs, 0.99), max: xs.length ? Math.max(...xs) : NaN,
-  };
-}
-/** Up to n values spread over xs (for the plot). */
-function thin(xs, n) {
-  if (xs.length <= n) return xs.map((x) => Math.round(x * 100) / 100);
-  const out = [];
-  for (let i = 0; i < n; i++) out.push(Math.round(xs[Math.floor((i * xs.length) / n)] * 100) / 100);
-  return out;
-}
-
 // --- static server for the pages -----------------------------------------------------------------
-
-function startServer() {
-  const roots = { '/web/': path.join(REPO, 'web'), '/bench/': HERE };
-  const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.html': 'text/html', '.svg': 'image/svg+xml', '.css': 'text/css' };
-  const server = http.createServer((req, res) => {
-    const u = new URL(req.url, 'http://x');
-    const prefix = Object.keys(roots).find((p) => u.pathname.startsWith(p));
-    const file = prefix && path.join(roots[prefix], path.normalize(u.pathname.slice(prefix.length)).replace(/^(\.\.[/\\])+/, ''));
-    if (!file || !existsSync(file) || !statSync(file).isFile()) { res.writeHead(404); res.end('not found'); return; }
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] ?? 'application/octet-stream', 'Cache-Control': 'no-store' });
-    createReadStream(file).pipe(res);
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, base: `http://127.0.0.1:${server.address().port}` })));
-}
-
-async function launchBrowser() {
-  const userDataDir = mkdtempSync(path.join(tmpdir(), 'rfbsink-bench-chromium-'));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 720 },
-    args: [
-      '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required',
-      // Host candidates as addresses, not mDNS names (webrtcbin cannot resolve those).
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-      '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
-      '--disable-backgrounding-occluded-windows',
-    ],
-  });
-  return {
-    context,
-    close: async () => { try { await context.close(); } finally { rmSync(userDataDir, { recursive: true, force: true }); } },
-  };
-}
 
 // --- running one scenario ------------------------------------------------------------------------
 
@@ -744,7 +591,7 @@ async function writePlot(results, meta) {
   // A PNG of the SVG for people without an SVG viewer.
   const pngPath = path.join(opts.out, 'bench.png');
   try {
-    const b = await launchBrowser();
+    const b = await launchBenchBrowser();
     try {
       const p = await b.context.newPage();
       await p.goto(pathToFileURL(svgPath).href);
@@ -792,7 +639,7 @@ async function main() {
   }
 
   const { server, base } = await startServer();
-  const browser = await launchBrowser();
+  const browser = await launchBenchBrowser();
   const ctx = { base, browser, calibrated: null };
   const started = Date.now();
   const loadAvg = readFileSync('/proc/loadavg', 'utf8').trim();

@@ -42,7 +42,7 @@ MASK48 = (1 << 48) - 1
 
 def layout(width):
     """Cell size and where the 2x32 cells lie (the same formula as barcode.mjs)."""
-    cell = max(16, (width // 34 // 16) * 16)
+    cell = max(16, (width // 34 // 16) * 16) if width >= 34 * 16 else width // 34
     return cell
 
 
