@@ -182,6 +182,7 @@ class Stream:
         window: Optional[Window] = None,
         allowed_origins: Optional[Tuple[str, ...]] = None,
         max_clients: int = 0,
+        max_latency_ms: Optional[int] = None,
     ) -> None:
         """Builds the pipeline and starts serving at once (see `url`).
 
@@ -197,6 +198,9 @@ class Stream:
         - window: (low, high): the values shown black and white for 16-bit and float gray;
           default: each picture's own range (on the lossless path the viewer applies it, and
           each viewer may change its own).
+        - max_latency_ms: a viewer further behind than this (push to painted, as rfbsink
+          measures it) skips ahead to the newest picture instead of queueing; default rfbsink's
+          (400 ms).
         - allowed_origins: other origins whose pages may show the viewer, and whose host names
           the stream answers to: a Jupyter reached by a name rather than localhost
           ("https://hub.example.org", also through its proxy), or a Jupyter page on another port
@@ -210,6 +214,8 @@ class Stream:
             raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
         if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps <= 1000):
             raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
+        if max_latency_ms is not None and not (isinstance(max_latency_ms, int) and 0 <= max_latency_ms <= 60000):
+            raise ValueError(f"max_latency_ms must be an integer 0..60000, got {max_latency_ms!r}")
         if not (isinstance(quality, int) and 1 <= quality <= 100):
             raise ValueError(f"quality must be an integer 1..100, got {quality!r}")
         if window is not None:
@@ -238,6 +244,7 @@ class Stream:
             webtransport=webtransport,
             allowed_origins=",".join(allowed_origins),
             max_clients=max_clients,
+            max_latency_ms=max_latency_ms,
         )
         self._lock = threading.RLock()
         self._input_callbacks: List[Callable[[InputEvent], Any]] = []
@@ -315,6 +322,8 @@ class Stream:
         sink.set_property("view-only", s["view_only"])
         sink.set_property("webtransport", s["webtransport"])
         sink.set_property("max-clients", s["max_clients"])
+        if s["max_latency_ms"] is not None:
+            sink.set_property("max-latency", s["max_latency_ms"])
         if s["allowed_origins"]:
             sink.set_property("allowed-origins", s["allowed_origins"])
         if self._codec == "lossless" and self._window is not None:

@@ -230,9 +230,17 @@ def test_bad_arguments():
         (dict(width=10, height=10, fps=-1), "fps"),
         (dict(width=10, height=10, quality=0), "quality"),
         (dict(width=10, height=10, window=(5, 5)), "window"),
+        (dict(width=10, height=10, max_latency_ms=-1), "max_latency_ms"),
     ]:
         with pytest.raises(ValueError, match=match):
             rfbsink.Stream(**kwargs)
+
+
+def test_element_settings_applied():
+    with rfbsink.Stream(16, 16, max_latency_ms=150, view_only=True, max_clients=3, token="tok-12345") as stream:
+        sink = stream._sink
+        assert (sink.get_property("max-latency"), sink.get_property("view-only"), sink.get_property("max-clients")) == (150, True, 3)
+        assert stream.token == "tok-12345" and stream.url.endswith("rfb_token=tok-12345")
 
 
 def test_port_taken_is_an_error_not_a_hang():

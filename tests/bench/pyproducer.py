@@ -98,6 +98,7 @@ def run_rfb(args, stop):
     stream = rfbsink.Stream(
         args.size, args.size, fps=args.fps, dtype=np.dtype(args.dtype),
         allowed_origins=(args.allowed_origin,) if args.allowed_origin else (),
+        max_latency_ms=args.max_latency,
     )
     emit(event="listening", url=stream.url, port=stream.port, token=stream.token, codec=stream.codec)
     push_ms = []
@@ -213,6 +214,7 @@ def main():
     p.add_argument("--fps", type=float, default=30)
     p.add_argument("--allowed-origin", default="")
     p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--max-latency", type=int, default=None, help="rfb: Stream(max_latency_ms=)")
     p.add_argument("--http-port", type=int, default=0)
     args = p.parse_args()
 

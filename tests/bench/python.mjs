@@ -31,7 +31,10 @@ const REPO = path.resolve(HERE, '../..');
 const PYTHON = path.join(REPO, 'target', 'pyenv', 'bin', 'python');
 const JUPYTER = path.join(REPO, 'target', 'pyenv', 'bin', 'jupyter');
 const { values: opts } = parseArgs({
-  options: { seconds: { type: 'string' }, only: { type: 'string' }, fps: { type: 'string' }, quick: { type: 'boolean' } },
+  options: {
+    seconds: { type: 'string' }, only: { type: 'string' }, fps: { type: 'string' }, quick: { type: 'boolean' },
+    'max-latency': { type: 'string' },
+  },
 });
 const SECONDS = Number(opts.seconds ?? (opts.quick ? 5 : 10));
 const FPS = Number(opts.fps ?? 30);
@@ -61,7 +64,8 @@ async function startJupyter() {
 
 async function runRfb(c, ctx) {
   const producer = spawnJson(PYTHON, [path.join(HERE, 'pyproducer.py'), '--mode', 'rfb', '--size', String(c.size), '--dtype', c.dtype,
-    '--fps', String(FPS), '--allowed-origin', ctx.base], { env: gstEnv(), what: 'pyproducer.py' });
+    '--fps', String(FPS), '--allowed-origin', ctx.base, ...(opts['max-latency'] ? ['--max-latency', opts['max-latency']] : [])],
+  { env: gstEnv(), what: 'pyproducer.py' });
   const page = await ctx.browser.context.newPage();
   try {
     const listening = await producer.waitFor((e) => e.event === 'listening', 'listening');

@@ -52,6 +52,10 @@ stream`,
   `detector = rfbsink.Stream(256, 128, dtype=np.uint16)
 detector.push(np.tile(np.linspace(0, 4095, 256).astype(np.uint16), (128, 1)))
 detector`,
+  // Directly, not through Jupyter: the stream does not let the Jupyter page's origin in, and the
+  // cell says so (with the fix) instead of staying blank.
+  `import rfbsink.widget
+rfbsink.widget.StreamWidget(stream, mode="direct")`,
 ];
 
 function notebook() {
@@ -126,9 +130,10 @@ async function runNotebook(t, context, base, token, logs) {
   }), (s) => s === 'idle', { timeoutMs: 60_000, what: 'the notebook open with an idle kernel', details });
   await page.evaluate(() => /** @type {any} */ (window).jupyterapp.commands.execute('notebook:run-all-cells'));
   await pollUntil(() => page.evaluate(() => [...document.querySelectorAll('.rfbsink-widget')]
-    .map((box) => /** @type {any} */ (box).rfbViewer ? /** @type {HTMLElement} */ (box).dataset.rfbVia : 'mounting')),
-  (vias) => vias.length === 2 && vias.every((v) => v !== 'mounting'),
-  { timeoutMs: 60_000, what: 'both cells showing their viewer', details });
+    .map((box) => /** @type {any} */ (box).rfbViewer ? /** @type {HTMLElement} */ (box).dataset.rfbVia
+      : /neither through Jupyter/.test(box.textContent ?? '') ? 'refused' : 'mounting')),
+  (vias) => vias.length === 3 && vias.every((v) => v !== 'mounting'),
+  { timeoutMs: 60_000, what: 'the cells showing their viewer (or why not)', details });
   return { page, viewer, details };
 }
 
@@ -202,7 +207,10 @@ test('JupyterLab on loopback: the cells show the streams, a click reaches Python
   const t0 = Date.now();
   const { page, viewer, details } = await runNotebook(t, /** @type {any} */ (browser).context, base, jupyter.token, jupyter.logs);
   const vias = await page.evaluate(() => [...document.querySelectorAll('.rfbsink-widget')].map((b) => /** @type {HTMLElement} */ (b).dataset.rfbVia));
-  assert.deepEqual(vias, ['proxy', 'proxy'], 'through Jupyter\'s own server (jupyter-server-proxy)');
+  assert.deepEqual(vias.slice(0, 2), ['proxy', 'proxy'], 'through Jupyter\'s own server (jupyter-server-proxy)');
+  // mode="direct" from a page of another origin: refused, and the cell explains the fix.
+  const refusal = await page.evaluate(() => document.querySelectorAll('.rfbsink-widget')[2].textContent);
+  assert.match(refusal ?? '', /nor directly \(http:\/\/127\.0\.0\.1:\d+\/: .+\).*allowed_origins=\("http:\/\/127\.0\.0\.1:\d+",\)/s, refusal ?? '');
   const { transport } = await checkCells(page, viewer, details);
   assert.equal(transport, 'websocket');
   await page.screenshot({ path: outPath('jupyter-notebook.png') });
