@@ -227,6 +227,8 @@ class Stream:
             allowed_origins = tuple(o.strip() for o in env.split(",") if o.strip())
         elif isinstance(allowed_origins, str):
             allowed_origins = (allowed_origins,)
+        if token is not None and not (isinstance(token, str) and re.fullmatch(r"[A-Za-z0-9._~-]{8,256}", token)):
+            raise ValueError("token must be 8-256 of A-Z a-z 0-9 - . _ ~")
         for origin in allowed_origins:
             if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s,]+", origin):
                 raise ValueError(f"allowed origin {origin!r} is not scheme://host[:port]")
@@ -260,7 +262,11 @@ class Stream:
         self._events: "queue.Queue[Any]" = queue.Queue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="rfbsink-callbacks", daemon=True)
         self._dispatcher.start()
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self._events.put(None)  # the callback thread ends with the failed stream
+            raise
 
     # --- The pipeline ----------------------------------------------------------------------
 

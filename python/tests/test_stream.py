@@ -231,6 +231,8 @@ def test_bad_arguments():
         (dict(width=10, height=10, quality=0), "quality"),
         (dict(width=10, height=10, window=(5, 5)), "window"),
         (dict(width=10, height=10, max_latency_ms=-1), "max_latency_ms"),
+        (dict(width=10, height=10, token="bad token!"), "token"),
+        (dict(width=10, height=10, token="short"), "token"),
     ]:
         with pytest.raises(ValueError, match=match):
             rfbsink.Stream(**kwargs)
