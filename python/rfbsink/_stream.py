@@ -325,6 +325,8 @@ class Stream:
         sink.set_property("address", s["address"])
         if s["token"] is not None:
             sink.set_property("token", s["token"])
+        if s.get("view_token") is not None:
+            sink.set_property("view-token", s["view_token"])
         sink.set_property("view-only", s["view_only"])
         sink.set_property("webtransport", s["webtransport"])
         sink.set_property("max-clients", s["max_clients"])
@@ -354,9 +356,10 @@ class Stream:
             pipeline.set_state(Gst.State.NULL)
             raise RfbsinkError(f"cannot start rfbsink on {s['address']}:{s['port']}: {reason}")
         self._finalizer = weakref.finalize(self, _shutdown, pipeline, self._events)
-        # The next start (a rebuild) keeps this port and token: open viewers reconnect to it.
+        # The next start (a rebuild) keeps this port and these links: open viewers reconnect.
         s["port"] = sink.get_property("bound-port")
         s["token"] = self._token_of(sink.get_property("url"))
+        s["view_token"] = self._token_of(sink.get_property("view-url"))
 
     @staticmethod
     def _token_of(url: str) -> Optional[str]:

@@ -189,11 +189,11 @@ def test_encoded_codecs_any_dtype(codec):
 
 def test_auto_codec_follows_the_data():
     with rfbsink.Stream(64, 48) as stream:
-        port, token = stream.port, stream.token
+        port, token, view_url = stream.port, stream.token, stream.view_url
         assert stream.codec == "h264"
         stream.push(np.zeros((48, 64), np.uint16))
         assert stream.codec == "lossless", "16-bit data goes the lossless way"
-        assert (stream.port, stream.token) == (port, token), "rebuilt on the same port and token"
+        assert (stream.port, stream.token, stream.view_url) == (port, token, view_url), "rebuilt on the same port and links"
         stream.push(np.zeros((48, 64), np.uint8))
         assert stream.codec == "lossless", "decided once"
     with rfbsink.Stream(64, 48, dtype=np.float32) as stream:
