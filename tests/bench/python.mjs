@@ -62,6 +62,19 @@ async function startJupyter() {
   throw new Error('jupyter server did not answer in 30 s');
 }
 
+/**
+ * After the warm-up, what the page's barcode reader saw in SECONDS (window.benchRead on both the
+ * viewer page and the WebRTC page), and the seconds it took.
+ */
+async function measureWindow(page) {
+  await sleep(WARMUP_MS);
+  await page.evaluate(() => window.benchRead());
+  const t0 = Date.now();
+  await sleep(SECONDS * 1000);
+  const measured = await page.evaluate(() => window.benchRead());
+  return { measured, elapsed: (Date.now() - t0) / 1000 };
+}
+
 async function runRfb(c, ctx) {
   const producer = spawnJson(PYTHON, [path.join(HERE, 'pyproducer.py'), '--mode', 'rfb', '--size', String(c.size), '--dtype', c.dtype,
     '--fps', String(FPS), '--allowed-origin', ctx.base, ...(opts['max-latency'] ? ['--max-latency', opts['max-latency']] : [])],
@@ -81,12 +94,7 @@ async function runRfb(c, ctx) {
       if (i > 300) throw new Error(`no frames decoded in 60 s: ${JSON.stringify(s)}`);
       await sleep(200);
     }
-    await sleep(WARMUP_MS);
-    await page.evaluate(() => window.benchRead());
-    const t0 = Date.now();
-    await sleep(SECONDS * 1000);
-    const measured = await page.evaluate(() => window.benchRead());
-    const elapsed = (Date.now() - t0) / 1000;
+    const { measured, elapsed } = await measureWindow(page);
     const stats = await page.evaluate(() => window.rfbViewer.stats());
     producer.proc.stdin.end();
     const done = await producer.waitFor((e) => e.event === 'done', 'done', 20_000);
@@ -112,12 +120,7 @@ async function runAiortc(c, ctx) {
       if (i > 300) throw new Error(`aiortc: no frames decoded in 60 s: ${JSON.stringify(r)} ${JSON.stringify(await page.evaluate(() => window.benchState))} ${producer.stderr().slice(-600)}`);
       await sleep(200);
     }
-    await sleep(WARMUP_MS);
-    await page.evaluate(() => window.benchRead());
-    const t0 = Date.now();
-    await sleep(SECONDS * 1000);
-    const measured = await page.evaluate(() => window.benchRead());
-    const elapsed = (Date.now() - t0) / 1000;
+    const { measured, elapsed } = await measureWindow(page);
     const stats = await page.evaluate(() => window.benchStats());
     producer.proc.stdin.end();
     const done = await producer.waitFor((e) => e.event === 'done', 'done', 20_000);
