@@ -2,7 +2,7 @@
 // them runs in headless Chromium; its cells show the pictures pushed from Python (colours checked),
 // a click in a cell arrives in the Python callback (which answers the page), a page message
 // arrives in Python, and a 12-bit uint16 picture is visible at once (the window follows the data).
-// Twice: with JupyterLab on this machine's loopback, then on a "server" reachable only through an
+// With JupyterLab on this machine's loopback (in Chromium and in Firefox ESR), then on a "server" reachable only through an
 // SSH tunnel to Jupyter's port (sshd in a second network namespace; the streams' own ports are
 // on that server's loopback, out of the browser's reach), so the widget must go through Jupyter.
 //
@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import puppeteer from 'puppeteer-core';
 import { REPO, Viewer, assertPluginBuilt, freePort, gstEnv, launchBrowser, outPath, pollUntil, streamToPage } from '../e2e/lib.mjs';
 import { SERVER_ADDRESS, runInPrivateNetns, serverNamespace, sshTunnel } from '../e2e/netns.mjs';
 
@@ -25,6 +26,7 @@ runInPrivateNetns('jupyter.test');
 
 const PYENV = path.join(REPO, 'target', 'pyenv');
 const JUPYTER = path.join(PYENV, 'bin', 'jupyter');
+const FIREFOX = process.env.RFB_FIREFOX ?? '/usr/bin/firefox-esr';
 
 // The notebook a scientist would write. The RGB stream: four quadrants; a click is answered on
 // app.notebook with where Python saw it; a page message is echoed. The detector stream: a 12-bit
@@ -119,7 +121,8 @@ async function startJupyter(t, { wrap = [], probe = (url) => fetch(url) } = {}) 
 /** Opens the notebook at `base` (http://host:port/), runs all cells; resolves with the page. */
 async function runNotebook(t, context, base, token, logs) {
   const page = await context.newPage();
-  await page.setViewportSize({ width: 1200, height: 1000 });
+  // playwright's setViewportSize; puppeteer's setViewport (Firefox).
+  await (page.setViewportSize ? page.setViewportSize({ width: 1200, height: 1000 }) : page.setViewport({ width: 1200, height: 1000 }));
   const viewer = new Viewer(page, `${base}lab/tree/rfb.ipynb`);
   t.after(() => page.close().catch(() => {}));
   const details = () => `${viewer.logs()}\n${logs()}`;
@@ -197,7 +200,11 @@ before(async () => {
 });
 after(async () => { await browser?.close(); });
 
-test('JupyterLab on loopback: the cells show the streams, a click reaches Python, messages both ways', { timeout: 240_000 }, async (t) => {
+/**
+ * JupyterLab on this machine's loopback, the notebook run in `context` (a browser's): the cells
+ * show the streams through Jupyter's proxy, the direct widget explains its refusal, and checkCells.
+ */
+async function onLoopback(t, context, name) {
   const why = missing();
   if (why) return t.skip(why);
   const jupyter = await startJupyter(t);
@@ -205,7 +212,7 @@ test('JupyterLab on loopback: the cells show the streams, a click reaches Python
   await pollUntil(() => fetch(`${base}api/status?token=${jupyter.token}`).then((r) => r.status, () => 0), (s) => s === 200,
     { timeoutMs: 60_000, what: 'JupyterLab answering', details: jupyter.logs });
   const t0 = Date.now();
-  const { page, viewer, details } = await runNotebook(t, /** @type {any} */ (browser).context, base, jupyter.token, jupyter.logs);
+  const { page, viewer, details } = await runNotebook(t, context, base, jupyter.token, jupyter.logs);
   const vias = await page.evaluate(() => [...document.querySelectorAll('.rfbsink-widget')].map((b) => /** @type {HTMLElement} */ (b).dataset.rfbVia));
   assert.deepEqual(vias.slice(0, 2), ['proxy', 'proxy'], 'through Jupyter\'s own server (jupyter-server-proxy)');
   // mode="direct" from a page of another origin: refused, and the cell explains the fix.
@@ -213,8 +220,22 @@ test('JupyterLab on loopback: the cells show the streams, a click reaches Python
   assert.match(refusal ?? '', /nor directly \(http:\/\/127\.0\.0\.1:\d+\/: .+\).*allowed_origins=\("http:\/\/127\.0\.0\.1:\d+",\)/s, refusal ?? '');
   const { transport } = await checkCells(page, viewer, details);
   assert.equal(transport, 'websocket');
-  await page.screenshot({ path: outPath('jupyter-notebook.png') });
-  t.diagnostic(`loopback: via ${vias[0]}, ${transport}, notebook opened and checked in ${Date.now() - t0} ms`);
+  await page.screenshot({ path: outPath(`jupyter-notebook-${name}.png`) });
+  t.diagnostic(`${name}, loopback: via ${vias[0]}, ${transport}, notebook opened and checked in ${Date.now() - t0} ms`);
+}
+
+test('JupyterLab on loopback: the cells show the streams, a click reaches Python, messages both ways', { timeout: 240_000 }, (t) =>
+  onLoopback(t, /** @type {any} */ (browser).context, 'chromium'));
+
+test('JupyterLab on loopback in Firefox ESR: the same', { timeout: 240_000 }, async (t) => {
+  if (!existsSync(FIREFOX)) return t.skip(`${FIREFOX} is missing: install Debian's firefox-esr (scripts/install-deps.sh does)`);
+  const profile = mkdtempSync(path.join(tmpdir(), 'rfbsink-jupyter-firefox-'));
+  const firefox = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true, userDataDir: profile });
+  t.after(async () => {
+    await firefox.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  return onLoopback(t, { newPage: () => firefox.newPage() }, 'firefox');
 });
 
 test('only Jupyter\'s port reachable, through an SSH tunnel: the same, through Jupyter\'s proxy', { timeout: 300_000 }, async (t) => {

@@ -52,7 +52,7 @@ function render({ model, el }) {
     position: 'relative',
   });
   const note = document.createElement('div');
-  Object.assign(note.style, { color: '#ccc', font: '13px sans-serif', padding: '8px' });
+  Object.assign(note.style, { color: '#ccc', font: '13px sans-serif', padding: '8px', overflowWrap: 'anywhere' });
   note.textContent = 'rfbsink: connecting…';
   box.append(note);
   el.append(box);
@@ -78,6 +78,7 @@ function render({ model, el }) {
     }
     if (gone) return;
     if (!root) {
+      box.style.aspectRatio = 'auto'; // the explanation's height, not the picture's
       // A 404 from Jupyter: no jupyter-server-proxy. A 403 from rfbsink: this page's host name
       // or origin is not one the stream answers to (Jupyter reached by a name, JupyterHub).
       note.textContent =
