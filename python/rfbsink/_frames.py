@@ -27,6 +27,9 @@ class Pixels:
 
     format: str
     array: np.ndarray
+    # GRAY16_LE: the values the viewer should show black and white, in the values sent (None:
+    # follow each picture's range).
+    window: Optional[Tuple[int, int]] = None
 
     @property
     def width(self) -> int:
@@ -66,8 +69,8 @@ class Pixels:
 MAX_SIDE = 16384  # rfbsink's caps
 
 
-def _pack(pixels: np.ndarray, fmt: str) -> Pixels:
-    return Pixels(fmt, pixels)
+def _pack(pixels: np.ndarray, fmt: str, window: Optional[Tuple[int, int]] = None) -> Pixels:
+    return Pixels(fmt, pixels, window)
 
 
 def _range(values: np.ndarray, window: Optional[Window]) -> Window:
@@ -97,10 +100,11 @@ def to_pixels(array, *, deep: bool, window: Optional[Window] = None) -> Pixels:
     - `deep`: the stream carries 16-bit gray losslessly (codec "lossless"); otherwise every
       picture becomes 8-bit.
     - uint8 (h, w), (h, w, 1), (h, w, 3), (h, w, 4): GRAY8, RGB, RGBA as they are.
-    - uint16 gray: GRAY16_LE as it is when `deep`, else the window (default: the picture's
-      range) mapped onto 0..255.
-    - int8/int16 gray: shifted to unsigned (lossless); other integer and float gray: the window
-      (default: the picture's range) mapped onto 0..65535 (`deep`) or 0..255.
+    - uint16 gray: GRAY16_LE as it is when `deep` (the viewer applies the window), else the
+      window (default: the picture's range) mapped onto 0..255.
+    - int8/int16 gray: shifted to unsigned (lossless; the window shifted with it); other integer
+      and float gray: the window (default: the picture's range) mapped onto 0..65535 (`deep`)
+      or 0..255.
     - bool: 0 and 255.
     - float RGB/RGBA: 0..1 as 0..255 (clipped), like matplotlib's imshow; other integer colour:
       the window mapped onto 0..255.
@@ -140,11 +144,21 @@ def to_pixels(array, *, deep: bool, window: Optional[Window] = None) -> Pixels:
         return _pack(array, "GRAY8")
     if not deep:
         return _pack(_scale(array, _range(array, window), 255, np.uint8), "GRAY8")
-    if window is None and kind == "u" and size == 2:
-        return _pack(array.astype("<u2", copy=False), "GRAY16_LE")
-    if window is None and kind == "i" and size <= 2:
-        shifted = array.astype(np.int32) + (1 << (8 * size - 1))
-        if size == 1:
-            return _pack(shifted.astype(np.uint8), "GRAY8")
-        return _pack(shifted.astype("<u2"), "GRAY16_LE")
-    return _pack(_scale(array, _range(array, window), 65535, "<u2"), "GRAY16_LE")
+    if kind == "u" and size == 2:
+        return _pack(array.astype("<u2", copy=False), "GRAY16_LE", _window16(window, 0))
+    if kind == "i" and size == 2:
+        shifted = (array.astype(np.int32) + 32768).astype("<u2")
+        return _pack(shifted, "GRAY16_LE", _window16(window, 32768))
+    if window is None and kind == "i" and size == 1:
+        return _pack((array.astype(np.int16) + 128).astype(np.uint8), "GRAY8")
+    # Scaled: the window (or the picture's range) fills 0..65535, so the viewer shows all of it.
+    return _pack(_scale(array, _range(array, window), 65535, "<u2"), "GRAY16_LE", None if window is None else (0, 65535))
+
+
+def _window16(window: Optional[Window], offset: int) -> Optional[Tuple[int, int]]:
+    """A window in the data's values as one in the 16-bit values sent (clamped, low < high)."""
+    if window is None:
+        return None
+    low = int(np.clip(round(window[0]) + offset, 0, 65534))
+    high = int(np.clip(round(window[1]) + offset, low + 1, 65535))
+    return (low, high)

@@ -334,8 +334,6 @@ class Stream:
             sink.set_property("max-latency", s["max_latency_ms"])
         if s["allowed_origins"]:
             sink.set_property("allowed-origins", s["allowed_origins"])
-        if self._codec == "lossless" and self._window is not None:
-            sink.set_property("gray-window", f"{int(self._window[0])},{int(self._window[1])}")
         appsrc = pipeline.get_by_name("src")
 
         # Browser input arrives upstream as navigation events; they end at appsrc.
@@ -351,6 +349,7 @@ class Stream:
 
         self._pipeline, self._appsrc, self._sink = pipeline, appsrc, sink
         self._caps_now: Optional[Tuple[str, int, int]] = None
+        self._gray_window = "auto"
         if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             reason = self._error or "see GST_DEBUG=3"
             pipeline.set_state(Gst.State.NULL)
@@ -407,6 +406,7 @@ class Stream:
                 return False
             if buffer is None:  # forced, unchanged: the last picture again
                 buffer, data = self._last[1].copy(), self._last[2]
+            self._set_gray_window(pixels)
             self._send((pixels.format, pixels.width, pixels.height), buffer, data)
             self._counters.pushed += 1
             return True
@@ -459,6 +459,16 @@ class Stream:
         if ret != Gst.FlowReturn.OK or buffer is None:
             raise RfbsinkError(f"no buffer from the pool: {ret}")
         return buffer
+
+    def _set_gray_window(self, pixels: Pixels) -> None:
+        """The window the viewer applies to 16-bit pictures: in the values sent (set before the
+        picture, when it changes)."""
+        if pixels.format != "GRAY16_LE":
+            return
+        want = "auto" if pixels.window is None else f"{pixels.window[0]},{pixels.window[1]}"
+        if want != self._gray_window:
+            self._sink.set_property("gray-window", want)
+            self._gray_window = want
 
     def _send(self, shape: Tuple[str, int, int], buffer: Gst.Buffer, data: Optional[bytes]) -> None:
         if shape != self._caps_now:

@@ -460,3 +460,26 @@ def test_allowed_origins_for_a_jupyter_reached_by_name(monkeypatch):
         assert status(stream) == 200
     with pytest.raises(ValueError, match="scheme://host"):
         rfbsink.Stream(16, 16, allowed_origins=("not an origin",))
+
+
+def test_window_is_applied_by_the_viewer_and_data_stays_exact():
+    # A fixed window on the lossless path: uint16 goes unchanged and the viewer is told the
+    # window (rfbsink's gray-window); scaled kinds fill 0..65535 and the window follows.
+    with rfbsink.Stream(8, 4, codec="lossless", window=(100, 4000)) as stream:
+        sniff = Sniffer(stream)
+        data = np.arange(32, dtype=np.uint16).reshape(4, 8) * 100
+        stream.push(data)
+        _, _, raw = sniff.wait(1)[-1]
+        np.testing.assert_array_equal(unpad(raw, 8, 4, 2).copy().view("<u2").reshape(4, 8), data)
+        assert stream._sink.get_property("gray-window") == "100,4000"
+        stream.push(np.linspace(0, 5000, 32).reshape(4, 8))
+        _, _, raw = sniff.wait(2)[-1]
+        got = unpad(raw, 8, 4, 2).copy().view("<u2").reshape(4, 8)
+        assert got.min() == 0 and got.max() == 65535, "the window 100..4000 fills 0..65535"
+        assert stream._sink.get_property("gray-window") == "0,65535"
+    with rfbsink.Stream(8, 4, codec="lossless", window=(-100, 100)) as stream:
+        stream.push(np.zeros((4, 8), np.int16))
+        assert stream._sink.get_property("gray-window") == "32668,32868", "shifted with the data"
+    with rfbsink.Stream(8, 4, codec="lossless") as stream:
+        stream.push(np.zeros((4, 8), np.uint16))
+        assert stream._sink.get_property("gray-window") == "auto"
