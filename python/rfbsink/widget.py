@@ -40,8 +40,9 @@ class StreamWidget(anywidget.AnyWidget):
     def __init__(self, stream: "Stream", *, mode: str = "auto", view_only: bool = False, max_height: int = 600) -> None:
         if mode not in ("auto", "proxy", "direct"):
             raise ValueError(f"mode must be 'auto', 'proxy' or 'direct', got {mode!r}")
-        link = urlparse(stream.view_url if view_only else stream.url)
-        token = dict(p.split("=", 1) for p in link.query.split("&") if "=" in p).get("rfb_token", "")
+        url = stream.view_url if view_only else stream.url
+        link = urlparse(url)
+        token = stream._token_of(url) or ""
         width, height = stream.size
         super().__init__(
             port=stream.port,

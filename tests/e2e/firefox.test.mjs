@@ -12,7 +12,7 @@ import path from 'node:path';
 import puppeteer from 'puppeteer-core';
 import {
   Viewer, assertPluginBuilt, assertSmpteBars, requireElements, startPipeline, streamToPage, withQuery } from './lib.mjs';
-import { probeMissing, startProbe } from './probe.mjs';
+import { probeReady, startProbe } from './probe.mjs';
 
 const FIREFOX = process.env.RFB_FIREFOX ?? '/usr/bin/firefox-esr';
 const SOURCE = 'videotestsrc pattern=smpte is-live=true ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
@@ -89,12 +89,7 @@ test('Firefox: JPEG (image decode path)', { timeout: 90_000 }, (t) =>
   checkStream(t, { elements: ['jpegenc'], encoder: 'jpegenc quality=85', query: '?transport=ws', transport: 'websocket', codec: 'jpeg' }));
 
 test('Firefox: a click arrives upstream at the stream coordinates it was made at', { timeout: 90_000 }, async (t) => {
-  if (!requireElements(t, ['navigationtest', 'x264enc'])) return;
-  const missing = probeMissing();
-  if (missing) {
-    t.skip(missing);
-    return;
-  }
+  if (!probeReady(t, ['navigationtest', 'x264enc'])) return;
   const probe = await startProbe(`${SOURCE} ! navigationtest ! videoconvert ! ${X264} ! rfbsink name=sink port=0 stats-interval=200`);
   t.after(() => probe.stop());
   const viewer = await Viewer.open(context, probe.url, { viewport: { width: 1000, height: 500 } });

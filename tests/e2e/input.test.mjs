@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Viewer, assertPluginBuilt, launchBrowser, outPath, pollUntil, requireElements, withQuery } from './lib.mjs';
-import { probeMissing, startProbe } from './probe.mjs';
+import { probeMissing, probeReady, startProbe } from './probe.mjs';
 
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
@@ -354,12 +354,7 @@ test('?input=0: the viewer captures nothing', { timeout: 60_000 }, async (t) => 
 });
 
 test('view-only=true: a click is counted as ignored and nothing goes upstream', { timeout: 90_000 }, async (t) => {
-  if (!requireElements(t, ELEMENTS)) return;
-  const missing = probeMissing();
-  if (missing) {
-    t.skip(missing);
-    return;
-  }
+  if (!probeReady(t, ELEMENTS)) return;
   const viewOnly = await startProbe(PIPELINE.replace('rfbsink name=sink', 'rfbsink name=sink view-only=true'));
   t.after(() => viewOnly.stop());
   const v = await openViewer(viewOnly.url, viewOnly);

@@ -7,9 +7,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, streamToPage } from './lib.mjs';
+  Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, streamToPage } from './lib.mjs';
 import { ADDRESS_A, runInPrivateNetns, serverNamespace, sshTunnel } from './netns.mjs';
-import { probeMissing, startProbe } from './probe.mjs';
+import { probeReady, startProbe } from './probe.mjs';
 
 runInPrivateNetns('network.test');
 
@@ -45,18 +45,8 @@ async function watchAndClick(t, probe, url) {
   return { stats, first, firstMs, viewer };
 }
 
-function ready(t) {
-  if (!requireElements(t, ['navigationtest', 'x264enc'])) return false;
-  const missing = probeMissing();
-  if (missing) {
-    t.skip(missing);
-    return false;
-  }
-  return true;
-}
-
 test('LAN over https: a viewer on another address of the machine gets frames over WebTransport, and its input', { timeout: 90_000 }, async (t) => {
-  if (!ready(t)) return;
+  if (!probeReady(t, ['navigationtest', 'x264enc'])) return;
   const probe = await startProbe(PIPELINE.replace('port=0', `port=0 address=${ADDRESS_A} https=true`));
   t.after(() => probe.stop());
   assert.match(probe.url, new RegExp(`^https://${ADDRESS_A.replace(/\./g, '\\.')}:\\d+/\\?rfb_token=`), 'the URL it prints is https on the LAN address');
@@ -66,7 +56,7 @@ test('LAN over https: a viewer on another address of the machine gets frames ove
 });
 
 test('through an SSH tunnel: the only way in is sshd on a private address; WebSocket through the tunnel, frames and input', { timeout: 120_000 }, async (t) => {
-  if (!ready(t)) return;
+  if (!probeReady(t, ['navigationtest', 'x264enc'])) return;
   const pid = serverNamespace(t);
   // The element on the server's own loopback, as by default.
   const probe = await startProbe(PIPELINE, { wrap: ['nsenter', '-t', pid, '-n', '--'] });

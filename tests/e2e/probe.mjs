@@ -3,7 +3,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { REPO, gstEnv, onLines, pollUntil } from './lib.mjs';
+import { REPO, gstEnv, onLines, pollUntil, requireElements } from './lib.mjs';
 
 // Debian's python3 (python3-gi), not whatever python3 comes first on PATH.
 const PYTHON = process.env.RFB_PYTHON ?? '/usr/bin/python3';
@@ -23,6 +23,22 @@ export function probeMissing() {
   const r = spawnSync(PYTHON, ['-c', 'import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstVideo", "1.0"); from gi.repository import Gst, GstVideo'],
     { encoding: 'utf8', timeout: 30_000 });
   return r.status === 0 ? null : `${PYTHON} cannot import gi (Gst, GstVideo): ${(r.stderr || r.error?.message || '').trim()}`;
+}
+
+/**
+ * Whether a probe test can run: skips `t` (and returns false) when one of `elements` or
+ * nav-probe.py's Python is missing.
+ * @param {import('node:test').TestContext} t
+ * @param {string[]} elements
+ */
+export function probeReady(t, elements) {
+  if (!requireElements(t, elements)) return false;
+  const missing = probeMissing();
+  if (missing) {
+    t.skip(missing);
+    return false;
+  }
+  return true;
 }
 
 /**

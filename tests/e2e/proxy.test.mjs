@@ -10,8 +10,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, requireElements, streamToPage } from './lib.mjs';
-import { probeMissing, startProbe } from './probe.mjs';
+  Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, streamToPage } from './lib.mjs';
+import { probeReady, startProbe } from './probe.mjs';
 
 const NGINX = process.env.RFB_NGINX ?? '/usr/sbin/nginx';
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
@@ -59,12 +59,7 @@ before(async () => {
 after(async () => { await browser?.close(); });
 
 test('behind nginx under /rfb/: the viewer shows the stream over WebSocket and input arrives upstream', { timeout: 120_000 }, async (t) => {
-  if (!requireElements(t, ['navigationtest', 'x264enc'])) return;
-  const missing = probeMissing();
-  if (missing) {
-    t.skip(missing);
-    return;
-  }
+  if (!probeReady(t, ['navigationtest', 'x264enc'])) return;
   assert.ok(existsSync(NGINX), `${NGINX} is missing: install Debian's nginx-light (scripts/install-deps.sh does)`);
   const port = await freePort();
   // The proxy's origin is another origin than rfbsink's own: it must be allowed.

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import {
   SMPTE_BARS, assertPluginBuilt, freePort, pollUntil, requireElements, smptePoints, startPipeline } from './lib.mjs';
-import { probeMissing, startProbe } from './probe.mjs';
+import { probeReady, startProbe } from './probe.mjs';
 
 const DRIVER = process.env.RFB_WEBKIT_DRIVER ?? '/usr/bin/WebKitWebDriver';
 const MINIBROWSER = process.env.RFB_WEBKIT_BROWSER ?? '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
@@ -138,12 +138,7 @@ test('WebKitGTK: the page shows the H.264 stream (WebCodecs, WebSocket: no WebTr
 });
 
 test('WebKitGTK: a click arrives upstream at the stream coordinates it was made at', { timeout: 90_000 }, async (t) => {
-  if (!requireElements(t, ['navigationtest', 'x264enc'])) return;
-  const missing = probeMissing();
-  if (missing) {
-    t.skip(missing);
-    return;
-  }
+  if (!probeReady(t, ['navigationtest', 'x264enc'])) return;
   const probe = await startProbe(`${SOURCE} ! navigationtest ! videoconvert ! ${X264} ! rfbsink name=sink port=0`);
   t.after(() => probe.stop());
   await wd().go(probe.url);
