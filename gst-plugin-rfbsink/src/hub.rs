@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::codec::Codec;
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
 use crate::stats::{ClientCounters, ClientStats, NetworkStats};
 
@@ -489,9 +488,14 @@ impl Client {
             return (false, None);
         }
         let now = Instant::now();
+        // A client waiting for a keyframe that was asked for (it joined, caught up, lost its
+        // decoder or its queue) takes the first one that comes: a requested keyframe ends any
+        // skip. Dropping it would leave the client waiting for the stream's next periodic one,
+        // seconds away (x264enc's default is 250 frames).
+        let asked_key = frame.is_key() && q.need_key && !q.stalled_by_acks;
         // Its acks say it is far behind (frames sit in its socket or its decoder): feeding it more
         // only adds latency. It gets a keyframe once it has caught up (see caught_up()).
-        if let Some(latency) = self.acks_behind(settings, now) {
+        if let Some(latency) = self.acks_behind(settings, now).filter(|_| !asked_key) {
             let mut overload = None;
             if !q.need_key {
                 q.drop_frames();
@@ -521,6 +525,10 @@ impl Client {
             }
             q.need_key = false;
             q.stalled_by_acks = false;
+            // A fresh start: what it was sent before the keyframe is no latency of the stream it
+            // now decodes (the keyframe's own acks tell whether it keeps up). Otherwise the next
+            // delta finds those frames old and throws the keyframe away again, for ever.
+            self.counters.lock().unwrap().forget_in_flight();
         }
         let over = |q: &ClientQueue| {
             q.frames + 1 > settings.queue_frames || q.bytes + frame.len() > settings.queue_bytes
@@ -595,27 +603,33 @@ impl Client {
         (c.unacknowledged() > 2 * settings.queue_frames.max(4)).then_some(None)
     }
 
-    /// After an ack: a client that was stalled by its acks and has caught up waits for a keyframe.
-    /// Returns true when one should be asked for.
-    fn caught_up(&self, settings: &HubSettings) -> bool {
+    /// After an ack: a client that was stalled by its acks and has caught up now waits for a
+    /// keyframe. Returns None while it has not caught up, else whether it may ask for one now
+    /// (otherwise once its backoff ends).
+    fn caught_up(&self, settings: &HubSettings) -> Option<bool> {
         let mut q = self.queue.lock().unwrap();
         if !q.stalled_by_acks {
-            return false;
+            return None;
         }
         {
             let c = self.counters.lock().unwrap();
-            // Caught up: its decoder holds little, or what it holds is recent.
+            // Caught up: its decoder holds little, or what it holds is recent; either well inside
+            // what acks_behind() calls behind, so that the keyframe asked for now is not dropped
+            // as behind again when it comes.
+            let live = c.unacknowledged();
             let recent = settings.max_latency.is_some_and(|max| {
                 c.oldest_in_flight(Instant::now())
                     .is_none_or(|age| age < max / 2)
                     && c.backlog().is_none_or(|b| b < max / 2)
             });
-            if c.unacknowledged() > settings.queue_frames.min(2) && !recent {
-                return false;
+            if live > settings.queue_frames.min(2)
+                && !(recent && live <= settings.queue_frames.max(4))
+            {
+                return None;
             }
         }
         q.stalled_by_acks = false;
-        q.may_request_keyframe(Instant::now())
+        Some(q.may_request_keyframe(Instant::now()))
     }
 
     /// The client lost its decoder state: drop what is queued and wait for a keyframe. Returns
@@ -629,16 +643,22 @@ impl Client {
         q.may_request_keyframe(Instant::now())
     }
 
+    /// Waits for a keyframe that is (or is to be) asked for: not a client that waits for its
+    /// acks to catch up first.
     fn waits_for_key(&self) -> bool {
         let q = self.queue.lock().unwrap();
-        q.need_key && !q.closed
+        q.need_key && !q.closed && !q.stalled_by_acks
     }
 
     /// How long until this client, waiting for a keyframe, may ask for one again.
     fn keyframe_backoff_left(&self) -> Option<Duration> {
         let q = self.queue.lock().unwrap();
-        let at = q.next_keyframe_request.filter(|_| q.need_key)?;
-        Some(at.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+        if !q.need_key || q.stalled_by_acks {
+            return None;
+        }
+        let now = Instant::now();
+        let at = q.next_keyframe_request.unwrap_or(now);
+        Some(at.saturating_duration_since(now) + Duration::from_millis(1))
     }
 
     /// Called by the sender after a frame went out; `replayed` for the cached group of pictures
@@ -764,8 +784,8 @@ impl Hub {
                 paint_us,
             } => {
                 client.acked(frame_id, decode_queue_size, paint_us);
-                if client.caught_up(&self.settings) {
-                    self.request_keyframe();
+                if let Some(may_ask) = client.caught_up(&self.settings) {
+                    self.keyframe_for(client, may_ask);
                 }
             }
             ClientMessage::Ignored { .. } | ClientMessage::Rejected { .. } => {}
@@ -826,9 +846,10 @@ impl Hub {
                 overloads.extend(overload);
                 if client_wants_key {
                     wants_key = true;
-                } else if frame.config.codec.codec == Codec::Raw && client.waits_for_key() {
-                    // Raw video has no periodic keyframes: a client that fell behind inside its
-                    // backoff must ask again once it ends, or it would wait for ever.
+                } else if client.waits_for_key() {
+                    // It fell behind inside its backoff, or the keyframe asked for went to
+                    // another client's restart: it asks again once its backoff ends. Raw video
+                    // has no periodic keyframes, and an encoder's may be seconds apart.
                     waiting.push(client.clone());
                 }
             }
@@ -980,11 +1001,17 @@ impl Hub {
 
     /// A client asked for a keyframe (its decoder was reset).
     pub fn client_needs_keyframe(self: &Arc<Self>, client: &Client) {
-        if client.restart_at_key() {
+        let may_ask = client.restart_at_key();
+        self.keyframe_for(client, may_ask);
+    }
+
+    /// A client now waits for a keyframe: asked for now when its backoff allows (`may_ask`),
+    /// else once it ends, if the client still waits. A stream with no periodic keyframes (raw
+    /// video, a still picture) or a long keyframe interval would leave it waiting.
+    fn keyframe_for(self: &Arc<Self>, client: &Client, may_ask: bool) {
+        if may_ask {
             self.request_keyframe();
         } else {
-            // Inside its backoff: asked for once it ends, if the client still waits. A stream
-            // with no periodic keyframes (raw video, a still picture) would leave it waiting.
             self.keyframe_after_backoff(client);
         }
     }
@@ -1009,7 +1036,10 @@ impl Hub {
                 let ask = {
                     let mut q = client.queue.lock().unwrap();
                     q.retry_scheduled = false;
-                    q.need_key && !q.closed && q.may_request_keyframe(Instant::now())
+                    q.need_key
+                        && !q.closed
+                        && !q.stalled_by_acks
+                        && q.may_request_keyframe(Instant::now())
                 };
                 if ask {
                     hub.request_keyframe();
@@ -1075,9 +1105,7 @@ impl Hub {
 
     fn any_client_waits_for_key(&self) -> bool {
         let st = self.state.lock().unwrap();
-        st.clients
-            .values()
-            .any(|c| c.queue.lock().unwrap().need_key)
+        st.clients.values().any(|c| c.waits_for_key())
     }
 
     /// The pipeline set the gray16 window: every client now and every newcomer gets it.
@@ -1180,6 +1208,14 @@ mod tests {
     }
 
     fn hub(queue_frames: usize, gop_cache: bool) -> (Arc<Hub>, Arc<AtomicUsize>) {
+        hub_with_latency(queue_frames, gop_cache, None)
+    }
+
+    fn hub_with_latency(
+        queue_frames: usize,
+        gop_cache: bool,
+        max_latency: Option<Duration>,
+    ) -> (Arc<Hub>, Arc<AtomicUsize>) {
         let requests = Arc::new(AtomicUsize::new(0));
         let r = requests.clone();
         let hub = Hub::new(
@@ -1190,7 +1226,7 @@ mod tests {
                 queue_frames,
                 keyframe_interval: Duration::ZERO,
                 ping_interval: Duration::from_secs(5),
-                max_latency: None,
+                max_latency,
             },
             Callbacks {
                 request_keyframe: Box::new(move || {
@@ -1383,6 +1419,121 @@ mod tests {
         hub.push(frame(&cfg, 3, false, 10));
         hub.push(frame(&cfg, 4, true, 10));
         assert_eq!(drain(&late), vec![(4, true)]);
+    }
+
+    /// Takes what the client's sender would send, marking each frame sent (`replayed` for the
+    /// burst), and returns the ids.
+    fn send_all(client: &Client) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while let Some(item) = client.queue.lock().unwrap().pop() {
+            match item {
+                Item::Frame(f) => {
+                    client.sent(&f, false);
+                    ids.push(f.header.frame_id);
+                }
+                Item::Burst(v) => {
+                    for f in v {
+                        client.sent(&f, true);
+                        ids.push(f.header.frame_id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        ids
+    }
+
+    fn ack(hub: &Arc<Hub>, client: &Client, frame_id: u64, decode_queue_size: u32) {
+        hub.on_client_message(
+            client,
+            ClientMessage::Ack {
+                frame_id,
+                decode_queue_size: Some(decode_queue_size),
+                paint_us: None,
+            },
+        );
+    }
+
+    #[test]
+    fn a_late_joiner_decoding_a_long_cached_gop_keeps_getting_live_frames() {
+        // 100 frames since the last keyframe (an app's x264enc, 250 frames a GOP): the joiner is
+        // sent them at once, and acks them as it decodes, while live frames keep coming. The
+        // burst is not "more unacknowledged frames than the queue holds": no skip, no keyframe.
+        let (hub, requests) = hub(16, true);
+        let cfg = config(1);
+        for id in 0..100u64 {
+            hub.push(frame(&cfg, id, id == 0, 10));
+        }
+        let late = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        assert_eq!(send_all(&late).len(), 100, "the cached group of pictures");
+        let mut live = Vec::new();
+        for id in 100..130u64 {
+            hub.push(frame(&cfg, id, false, 10));
+            live.extend(send_all(&late));
+            // It works through the burst, 4 frames per live frame, its decoder busy.
+            ack(&hub, &late, (id - 100) * 4, 1);
+        }
+        assert_eq!(live, (100..130).collect::<Vec<_>>(), "every live frame");
+        assert_eq!(requests.load(Ordering::SeqCst), 0, "no keyframe asked for");
+        assert_eq!(late.stats().frames_dropped, 0);
+    }
+
+    #[test]
+    fn a_requested_keyframe_ends_the_skip_even_while_acks_lag() {
+        let max = Duration::from_millis(400);
+        let (hub, requests) = hub_with_latency(4, false, Some(max));
+        let c = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let cfg = config(1);
+        hub.push(frame(&cfg, 0, true, 10));
+        send_all(&c);
+        ack(&hub, &c, 0, 0);
+        // Its decoder stops acknowledging: after 2 x 4 frames in flight it is paused.
+        for id in 1..=12u64 {
+            hub.push(frame(&cfg, id, false, 10));
+            send_all(&c);
+        }
+        assert!(c.queue.lock().unwrap().stalled_by_acks);
+        // It catches up to two frames in flight, its decoder still busy: the keyframe it needs
+        // is asked for.
+        let before = requests.load(Ordering::SeqCst);
+        ack(&hub, &c, 7, 1);
+        assert_eq!(requests.load(Ordering::SeqCst), before + 1);
+        // The keyframe comes late (a slow encoder, a sparse source): by then the two frames
+        // still in flight are older than max-latency. It is taken all the same, and what follows.
+        std::thread::sleep(max + Duration::from_millis(50));
+        hub.push(frame(&cfg, 13, false, 10));
+        hub.push(frame(&cfg, 14, true, 10));
+        hub.push(frame(&cfg, 15, false, 10));
+        assert_eq!(send_all(&c), vec![14, 15]);
+    }
+
+    #[test]
+    fn a_client_waiting_inside_its_backoff_asks_again_when_it_ends() {
+        // x264enc's default GOP is 250 frames: a client that needs a keyframe and may not ask
+        // right now must not wait for the next periodic one.
+        let (hub, requests) = hub(16, false);
+        let c = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let cfg = config(1);
+        hub.push(frame(&cfg, 0, true, 10));
+        send_all(&c);
+        hub.client_needs_keyframe(&c);
+        let first = requests.load(Ordering::SeqCst);
+        // Its decoder fails again at once: inside its backoff, nothing asked for now...
+        hub.push(frame(&cfg, 1, true, 10));
+        send_all(&c);
+        hub.client_needs_keyframe(&c);
+        assert_eq!(requests.load(Ordering::SeqCst), first);
+        // ...but once the backoff ends, while deltas keep coming.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut id = 2;
+        while requests.load(Ordering::SeqCst) == first && Instant::now() < deadline {
+            hub.push(frame(&cfg, id, false, 10));
+            id += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), first + 1);
+        hub.push(frame(&cfg, id, true, 10));
+        assert_eq!(send_all(&c), vec![id]);
     }
 
     fn refine(cfg: &Arc<StreamConfig>, id: u64) -> Arc<Frame> {

@@ -148,9 +148,11 @@ impl ClientCounters {
         self.acks
     }
 
-    /// Frames sent and not yet acknowledged.
+    /// Live frames sent and not yet acknowledged. Frames replayed to a late joiner are not
+    /// counted: a group of pictures of a hundred frames, sent at once to be decoded at once, is
+    /// not a client that fell behind.
     pub fn unacknowledged(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.iter().filter(|(_, a)| a.is_some()).count()
     }
 
     /// How long ago the oldest frame sent and not yet acknowledged was rendered (frames replayed
