@@ -350,6 +350,24 @@ export async function pollUntil(probe, accept, { timeoutMs = 20_000, intervalMs 
   }
 }
 
+/**
+ * `page.goto(url)`, once more when the browser saw the machine's network change under it
+ * (ERR_NETWORK_CHANGED: an interface of a test's network namespace came up or got an address as
+ * the page loaded). A person would reload; anything else fails at once.
+ * @param {{goto: (url: string) => Promise<unknown>}} page playwright's or puppeteer's
+ * @param {string} url
+ */
+export async function gotoSettled(page, url) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.goto(url);
+    } catch (err) {
+      if (attempt >= 3 || !/ERR_NETWORK_CHANGED/.test(String(/** @type {Error} */ (err)?.message))) throw err;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
 /** The viewer page in one browser tab, with its console kept for failure messages. */
 export class Viewer {
   /** @param {import('playwright-core').Page} page */
@@ -375,7 +393,7 @@ export class Viewer {
     // playwright's setViewportSize; puppeteer's setViewport (the Firefox tests).
     if (viewport) await (page.setViewportSize ? page.setViewportSize(viewport) : page.setViewport(viewport));
     const viewer = new Viewer(page, url);
-    await page.goto(url);
+    await gotoSettled(page, url);
     await page.waitForFunction(() => typeof window.rfbViewer === 'object' && window.rfbViewer !== null,
       undefined, { timeout: timeoutMs })
       .catch((err) => { throw new Error(`${err.message}\n${viewer.logs()}`); });

@@ -13,9 +13,29 @@ import { pollUntil } from './lib.mjs';
 export const ADDRESS_A = '10.78.0.1';
 export const ADDRESS_B = '10.78.0.2';
 
+/**
+ * Shell lines that wait (up to 5 s) until the links `names` have their carrier: a veth end comes
+ * up a moment after `ip link set up`, and a browser started before that sees the network change
+ * and fails a navigation with ERR_NETWORK_CHANGED.
+ * @param {string[]} names
+ */
+function waitForLinks(names) {
+  const up = names.map((n) => `ip -o link show ${n} | grep -q "state UP"`).join(' && ');
+  return `i=0; until ${up}; do i=$((i+1)); [ $i -gt 100 ] && echo "links ${names.join(' ')} not up" >&2 && exit 1; sleep 0.05; done`;
+}
+
+/**
+ * Makes a veth pair with no IPv6 link-local addresses (addrgenmode none): those appear only after
+ * duplicate address detection, a second or two later, which a running browser also sees as a
+ * network change.
+ */
+function vethPair(a, b) {
+  return [`ip link add ${a} type veth peer name ${b}`, `ip link set ${a} addrgenmode none`, `ip link set ${b} addrgenmode none`];
+}
+
 const SETUP = [
   'ip link set lo up',
-  'ip link add rfbw0 type veth peer name rfbw1',
+  ...vethPair('rfbw0', 'rfbw1'),
   `ip addr add ${ADDRESS_A}/24 dev rfbw0`,
   `ip addr add ${ADDRESS_B}/24 dev rfbw1`,
   'ip link set rfbw0 up',
@@ -23,6 +43,7 @@ const SETUP = [
   // A default route, as a machine has: Firefox gathers host candidates only on the default
   // route's interface (media.peerconnection.ice.default_address_only).
   `ip route add default via ${ADDRESS_B} dev rfbw0`,
+  waitForLinks(['rfbw0', 'rfbw1']),
 ].join(' && ');
 
 /**
@@ -66,10 +87,11 @@ export function serverNamespace(t) {
     if (ours !== its) break;
     execFileSync('sleep', ['0.05']);
   }
-  sh('ip link add rfbs0 type veth peer name rfbs1');
+  sh(vethPair('rfbs0', 'rfbs1').join(' && '));
   sh(`ip link set rfbs1 netns ${pid}`);
   sh('ip addr add 10.79.0.1/24 dev rfbs0 && ip link set rfbs0 up');
   inside(`ip link set lo up && ip addr add ${SERVER_ADDRESS}/24 dev rfbs1 && ip link set rfbs1 up`);
+  sh(waitForLinks(['rfbs0']));
   t.after(() => { try { sh('ip link del rfbs0'); } catch { /* gone with the namespace */ } });
   return pid;
 }

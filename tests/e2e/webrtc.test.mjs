@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import puppeteer from 'puppeteer-core';
 import path from 'node:path';
 import {
-  REPO, Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, pollUntil, requireElements, streamToPage, withQuery } from './lib.mjs';
+  REPO, Viewer, assertPluginBuilt, assertSmpteBars, gotoSettled, launchBrowser, pollUntil, requireElements, streamToPage, withQuery } from './lib.mjs';
 import { runInPrivateNetns } from './netns.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
@@ -146,7 +146,7 @@ test('the JSON offer endpoint: a live-view client POSTing {"sdp", "type": "offer
   const page = await /** @type {any} */ (browser).context.newPage();
   t.after(() => page.close());
   // The page is only for its origin: the client below is the flow such clients use, unchanged.
-  await page.goto(withQuery(p.url, '?transport=ws'));
+  await gotoSettled(page, withQuery(p.url, '?transport=ws'));
   const url = new URL('webrtc_offer', p.url);
   url.search = new URL(p.url).search;
   const result = await page.evaluate(async (endpoint) => {
@@ -198,7 +198,7 @@ test('a standard WHEP client (whip-whep from npm) plays the stream, trickling wi
   const origin = new URL(p.url).origin;
   const source = readFileSync(path.join(REPO, 'node_modules', 'whip-whep', 'whep.js'), 'utf8');
   await page.route(`${origin}/test-whep-client/whep.js`, (route) => route.fulfill({ body: source, contentType: 'text/javascript' }));
-  await page.goto(withQuery(p.url, '?transport=ws&input=0'));
+  await gotoSettled(page, withQuery(p.url, '?transport=ws&input=0'));
   const token = new URL(p.url).searchParams.get('rfb_token');
   const from = p.lines.length;
   const result = await page.evaluate(async ({ whep, token }) => {
@@ -274,7 +274,7 @@ test('100 offers at once: bounded answers, and a watching WebRTC viewer is unaff
   t.after(() => viewer.close());
   const page = await /** @type {any} */ (browser).context.newPage();
   t.after(() => page.close());
-  await page.goto(withQuery(p.url, '?transport=ws&input=0'));
+  await gotoSettled(page, withQuery(p.url, '?transport=ws&input=0'));
   const whep = new URL('whep', p.url).href;
   const token = new URL(p.url).searchParams.get('rfb_token');
   // One real browser offer, sent 100 times at once.
