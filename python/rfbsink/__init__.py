@@ -17,6 +17,8 @@ GStreamer and PyGObject come from the system (Debian: python3-gi, gir1.2-gstream
 rfbsink element from this repository (GST_PLUGIN_PATH=<checkout>/target/release, or meson).
 """
 
+# First: without GStreamer's bindings nothing else works, and the error says how to get them.
+from . import _gst  # noqa: F401, I001
 from ._frames import FrameError
 from ._stream import CODECS, InputEvent, RfbsinkError, Stream
 

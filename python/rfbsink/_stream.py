@@ -15,13 +15,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-import gi
-
-gi.require_version("Gst", "1.0")
-gi.require_version("GstVideo", "1.0")
-from gi.repository import Gst, GstVideo  # noqa: E402
-
-from ._frames import FrameError, Pixels, Window, to_pixels  # noqa: E402
+from ._frames import FrameError, Pixels, Window, to_pixels
+from ._gst import GLib, Gst, GstVideo
 
 CODECS = ("auto", "h264", "jpeg", "lossless")
 
@@ -319,7 +314,7 @@ class Stream:
         )
         try:
             pipeline = Gst.parse_launch(line)
-        except gi.repository.GLib.Error as e:
+        except GLib.Error as e:
             raise RfbsinkError(f"cannot build the pipeline ({line}): {e.message}") from None
         sink = pipeline.get_by_name("sink")
         sink.set_property("address", s["address"])
