@@ -93,3 +93,8 @@ fi
 # The Python package's environment (target/pyenv: JupyterLab, anywidget, jupyter-server-proxy,
 # pytest, websockets, aiortc from PyPI; PyGObject from Debian).
 bash "$repo/scripts/python-env.sh"
+
+# GStreamer's own WHEP client (gst-plugins-rs' whepclientsrc, from crates.io) for
+# tests/e2e/whepclient.test.mjs: built once per version into ~/.cache/rfbsink-tools (minutes the
+# first time, nothing after).
+bash "$repo/scripts/whepclientsrc.sh" >/dev/null

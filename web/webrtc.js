@@ -110,8 +110,11 @@ export class WebRtcLink {
         return;
       }
       if (res.status === 400 || res.status === 413 || res.status === 415) {
-        // The server will say the same again: no retry, its reason on screen.
-        this.callbacks.status('error', `WebRTC refused (HTTP ${res.status}): ${body.trim()}`);
+        // The server will say the same again: no retry, its reason on screen. The server does
+        // not know which browser this is; the one thing Firefox users need to know is here.
+        const firefox = res.status === 415 && /\bH264\b/.test(body) && /Firefox\//.test(navigator.userAgent)
+          ? ' (Firefox receives H.264 over WebRTC only with its OpenH264 plugin)' : '';
+        this.callbacks.status('error', `WebRTC refused (HTTP ${res.status}): ${body.trim()}${firefox}`);
         this.stopPeer();
         return;
       }

@@ -452,6 +452,18 @@ pub fn annexb_has_idr(data: &[u8]) -> bool {
     annexb_nals(data).any(|nal| nal_type(nal) == Some(NAL_IDR))
 }
 
+/// Whether an H.264 access unit of this stream carries its SPS in-band (x264enc repeats it before
+/// every IDR; some encoders keep it in codec_data only).
+pub fn h264_has_inband_sps(data: &[u8], codec: &CodecConfig) -> bool {
+    match (&codec.format, &codec.description) {
+        (Format::Avc, Some(avcc)) => avcc_nal_length_size(avcc)
+            .ok()
+            .and_then(|size| h264_sps_from_avc(data, size))
+            .is_some(),
+        _ => annexb_nals(data).any(|nal| nal_type(nal) == Some(NAL_SPS)),
+    }
+}
+
 /// The parts of an AVCDecoderConfigurationRecord (ISO/IEC 14496-15, 5.3.3.1) we use.
 struct Avcc<'a> {
     nal_length_size: usize,

@@ -218,6 +218,16 @@ impl WebRtc {
 /// The RTP caps of the offer's payload type that carries the stream's codec as it is, or why
 /// there is none.
 /// Also returns the index of the video m-line it is in.
+///
+/// H.264 is chosen the way receivers behave rather than to the letter of the offer (RFC 6184
+/// section 8.2.2), because the stream is one encode for every peer and cannot be re-encoded for
+/// one: in order of preference a format with packetization-mode=1 and the stream's profile, one
+/// whose profile the stream's fits in (constrained baseline in a baseline or high offer), any
+/// other packetization-mode=1 format, and last a format without it (mode 0). Real receivers
+/// depacketize FU-A whatever mode they offered and decode any level: GStreamer's whepclientsrc
+/// offers `profile-level-id=42e016` with no packetization-mode for every stream, and webrtcsink
+/// answers it. The offered level is not a bound either (a one-encode stream's level is the
+/// encoder's).
 fn choose_format(
     offer: &gst_sdp::SDPMessage,
     codec: &CodecConfig,
@@ -243,7 +253,9 @@ fn choose_format(
         .ok_or_else(|| OfferError::new(400, "the offer has no video m-line to send on"))?;
     let mline = mline as u32;
     let profile = codec_profile(codec);
-    let mut fallback = None;
+    // (rank, caps): the lowest rank wins, the offer's order breaks ties.
+    let mut best: Option<(u8, gst::Caps)> = None;
+    let mut offered = Vec::new();
     for format in video.formats() {
         let Ok(pt) = format.parse::<i32>() else {
             continue;
@@ -253,34 +265,75 @@ fn choose_format(
         };
         let Some(s) = caps.structure(0) else { continue };
         let name = s.get::<&str>("encoding-name").unwrap_or_default();
+        if !offered
+            .iter()
+            .any(|o: &String| o.eq_ignore_ascii_case(name))
+        {
+            offered.push(name.to_owned());
+        }
         if !name.eq_ignore_ascii_case(encoding) {
             continue;
         }
-        if codec.codec == Codec::H264 {
-            // Single NAL units and FU-A: packetization-mode 1.
-            if s.get::<&str>("packetization-mode").ok() != Some("1") {
-                continue;
-            }
-            let offered = format_h264_profile(s);
-            if offered.is_none() || offered != profile {
-                fallback.get_or_insert(caps);
-                continue;
-            }
+        let rank = match codec.codec {
+            Codec::H264 => h264_rank(s, profile),
+            Codec::Vp9 if s.get::<&str>("profile-id").is_ok_and(|p| p != "0") => continue,
+            _ => 0,
+        };
+        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
+            best = Some((rank, caps));
         }
-        if codec.codec == Codec::Vp9 && s.get::<&str>("profile-id").is_ok_and(|p| p != "0") {
-            continue;
-        }
-        return Ok((rtp_caps(caps), mline));
     }
-    fallback.map(|caps| (rtp_caps(caps), mline)).ok_or_else(|| {
+    best.map(|(_, caps)| (rtp_caps(caps), mline)).ok_or_else(|| {
         OfferError::new(
             415,
             format!(
-                "this browser's WebRTC does not receive {encoding} (the stream is {}; Firefox receives H.264 only with its OpenH264 plugin): encode with vp8enc for WebRTC, or watch over WebSocket (the viewer without ?transport=webrtc)",
+                "this client's WebRTC offer does not receive {encoding} (it offers {}; the stream is {}): encode with vp8enc for WebRTC, or watch over WebSocket (the viewer without ?transport=webrtc)",
+                if offered.is_empty() {
+                    "no video format".to_owned()
+                } else {
+                    offered.join(", ")
+                },
                 codec.codec_string
             ),
         )
     })
+}
+
+/// How well an offered H.264 format fits the stream (see `choose_format`): 0 is best.
+fn h264_rank(s: &gst::StructureRef, stream_profile: Option<&str>) -> u8 {
+    let offered = format_h264_profile(s);
+    let fit = if offered.is_some() && offered == stream_profile {
+        0
+    } else if stream_profile
+        .zip(offered)
+        .is_some_and(|(ours, theirs)| h264_profile_fits(ours, theirs))
+    {
+        1
+    } else {
+        2
+    };
+    // Single NAL units and FU-A: packetization-mode 1; without it, mode 0 (single NAL units).
+    let mode = if s.get::<&str>("packetization-mode").ok() == Some("1") {
+        0
+    } else {
+        3
+    };
+    mode + fit
+}
+
+/// Whether a decoder of the `offered` profile decodes a stream of profile `ours`: each profile
+/// here decodes the ones before it (as webrtcsink's list of compatible profiles).
+fn h264_profile_fits(ours: &str, offered: &str) -> bool {
+    const COMPATIBLE: [&str; 6] = [
+        "constrained-baseline",
+        "baseline",
+        "main",
+        "constrained-high",
+        "high",
+        "high-4:4:4",
+    ];
+    let at = |p: &str| COMPATIBLE.iter().position(|c| *c == p);
+    at(ours).zip(at(offered)).is_some_and(|(o, t)| o <= t)
 }
 
 /// The offer's caps for one payload type, as webrtcbin wants them on its sink pad.
@@ -351,6 +404,7 @@ fn source_caps(codec: &CodecConfig) -> gst::Caps {
 struct Link {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    payloader: gst::Element,
     webrtcbin: gst::Element,
     codec: Codec,
     /// The data channel, once the peer opened it.
@@ -435,7 +489,8 @@ async fn negotiate(
     let payloader = match codec {
         Codec::H264 => {
             let p = make("rtph264pay")?;
-            // Parameter sets before every IDR: a peer can start at any keyframe.
+            // Parameter sets before every IDR, so that a peer can start at any keyframe, unless
+            // the stream has them in-band (see `RtcSend::frame`).
             p.set_property("config-interval", -1i32);
             p.set_property_from_str("aggregate-mode", "zero-latency");
             p
@@ -490,6 +545,29 @@ async fn negotiate(
             q.set_result(&caps);
             gst::PadProbeReturn::Handled
         });
+    if codec == Codec::H264 {
+        // Nor does webrtcbin see the stream's profile-level-id on the payloader's caps: when
+        // they reach it before the answer is made (the stream's frames come at once), it
+        // compares them with the offer's (whepclientsrc offers 42e016 whatever it decodes) and
+        // answers the video `inactive`. The answer takes the offer's values instead.
+        payloader
+            .static_pad("src")
+            .expect("payloaders have a src pad")
+            .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |_, info| {
+                let Some(gst::PadProbeData::Event(event)) = &mut info.data else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let gst::EventView::Caps(c) = event.view() else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let mut caps = c.caps_owned();
+                if let Some(s) = caps.make_mut().structure_mut(0) {
+                    s.remove_fields(["profile-level-id", "profile", "level"]);
+                }
+                *event = gst::event::Caps::new(&caps);
+                gst::PadProbeReturn::Ok
+            });
+    }
     let webrtcbin = make("webrtcbin")?;
     webrtcbin.set_property_from_str("bundle-policy", "max-bundle");
     if let Some(stun) = &ice.stun_server {
@@ -655,6 +733,7 @@ async fn negotiate(
     let link = Link {
         pipeline: pipeline.clone(),
         appsrc,
+        payloader: payloader.clone(),
         webrtcbin: webrtcbin.clone(),
         codec,
         channel,
@@ -865,6 +944,7 @@ async fn run_peer(ctx: &Context, client: Arc<Client>, mut link: Link) {
         client: client.clone(),
         hub: ctx.hub.clone(),
         config_id: None,
+        inband_parameter_sets: false,
     };
     let rx = RtcRecv {
         inbound,
@@ -919,6 +999,8 @@ struct RtcSend {
     client: Arc<Client>,
     hub: Arc<crate::hub::Hub>,
     config_id: Option<u32>,
+    /// The stream's H.264 keyframes carry their SPS and PPS: the payloader adds none.
+    inband_parameter_sets: bool,
 }
 
 impl RtcSend {
@@ -976,6 +1058,21 @@ impl WireSend for RtcSend {
             // Its network does not take the stream: skip to a keyframe rather than queue.
             self.hub.client_needs_keyframe(&self.client);
             return Ok(());
+        }
+        if frame.is_key() && self.link.codec == Codec::H264 {
+            // rtph264pay's config-interval=-1 puts SPS and PPS before each IDR slice, between the
+            // slices of a multi-slice keyframe (x264enc's sliced threads) too. Browsers put the
+            // frame together by RTP timestamp; GStreamer's h264parse (whepclientsrc, any
+            // webrtcbin receiver) takes an SPS as the start of a new picture and decodes the
+            // first slice alone: the top of the picture stays green. A stream that repeats its
+            // parameter sets in-band needs no insertion.
+            let inband = crate::codec::h264_has_inband_sps(&frame.payload, &frame.config.codec);
+            if inband != self.inband_parameter_sets {
+                self.inband_parameter_sets = inband;
+                self.link
+                    .payloader
+                    .set_property("config-interval", if inband { 0i32 } else { -1 });
+            }
         }
         let mut buffer = gst::Buffer::from_slice(frame.payload.clone());
         if !frame.is_key() {
@@ -1069,10 +1166,11 @@ mod tests {
             chosen(OFFER, &codec(Codec::H264, "avc1.640028")).unwrap().0,
             112
         );
-        // A profile the browser did not offer: its first packetization-mode 1 format.
+        // A profile the browser did not offer: the format whose decoder takes it (high decodes
+        // main), not the first packetization-mode 1 format (baseline).
         assert_eq!(
             chosen(OFFER, &codec(Codec::H264, "avc1.4d401f")).unwrap().0,
-            102
+            112
         );
         assert_eq!(chosen(OFFER, &codec(Codec::Vp8, "vp8")).unwrap().0, 96);
         assert_eq!(
@@ -1080,6 +1178,60 @@ mod tests {
                 .unwrap()
                 .0,
             98
+        );
+    }
+
+    /// What gst-plugins-rs' whepclientsrc 0.15 offers (its video m-line): H.264 as
+    /// constrained baseline level 2.2 with no packetization-mode, whatever it decodes.
+    const WHEPCLIENTSRC_OFFER: &str = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+        a=group:BUNDLE video0 audio1\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99 100\r\nc=IN IP4 0.0.0.0\r\na=mid:video0\r\na=recvonly\r\n\
+        a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack pli\r\n\
+        a=rtpmap:97 H264/90000\r\na=rtcp-fb:97 nack pli\r\na=fmtp:97 profile-level-id=42e016\r\n\
+        a=rtpmap:98 VP9/90000\r\na=rtpmap:99 H265/90000\r\na=rtpmap:100 AV1/90000\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 101\r\nc=IN IP4 0.0.0.0\r\na=mid:audio1\r\na=recvonly\r\n\
+        a=rtpmap:101 OPUS/48000/2\r\n";
+
+    #[test]
+    fn answers_gstreamers_whep_client() {
+        // The stream's level (3.1) is above the offered 2.2 and the offer names no
+        // packetization-mode: its receiver decodes it all the same (RFC 6184 aside).
+        assert_eq!(
+            chosen(WHEPCLIENTSRC_OFFER, &codec(Codec::H264, "avc1.42c01f")).unwrap(),
+            (97, Some("constrained-baseline".into()))
+        );
+        // A main-profile stream to a constrained-baseline offer: the last resort, still sent.
+        assert_eq!(
+            chosen(WHEPCLIENTSRC_OFFER, &codec(Codec::H264, "avc1.4d401f"))
+                .unwrap()
+                .0,
+            97
+        );
+        assert_eq!(
+            chosen(WHEPCLIENTSRC_OFFER, &codec(Codec::Vp8, "vp8"))
+                .unwrap()
+                .0,
+            96
+        );
+    }
+
+    #[test]
+    fn prefers_packetization_mode_1_then_a_profile_the_stream_fits_in() {
+        let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 100 101 102\r\na=mid:0\r\n\
+            a=rtpmap:100 H264/90000\r\na=fmtp:100 profile-level-id=42e01f\r\n\
+            a=rtpmap:101 H264/90000\r\na=fmtp:101 packetization-mode=1;profile-level-id=4d001f\r\n\
+            a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=64001f\r\n";
+        // Constrained baseline: mode 1 first (101, main decodes it) over the exact profile in
+        // mode 0 (100).
+        assert_eq!(
+            chosen(offer, &codec(Codec::H264, "avc1.42c01e")).unwrap().0,
+            101
+        );
+        // High fits in no main decoder: the high format.
+        assert_eq!(
+            chosen(offer, &codec(Codec::H264, "avc1.640028")).unwrap().0,
+            102
         );
     }
 
@@ -1095,7 +1247,14 @@ mod tests {
         let vp8_only = OFFER.replace(" 98 102 103 106 112", "");
         let e = chosen(&vp8_only, &codec(Codec::H264, "avc1.42c01e")).unwrap_err();
         assert_eq!(e.status, 415);
-        assert!(e.message.contains("H264"), "{}", e.message);
+        assert!(e.message.contains("does not receive H264"), "{}", e.message);
+        assert!(e.message.contains("it offers VP8"), "{}", e.message);
+        // Said to any client: no browser named.
+        assert!(
+            !e.message.contains("browser") && !e.message.contains("Firefox"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -1,0 +1,75 @@
+// GStreamer's own WHEP client pulls the stream: gst-plugins-rs' whepclientsrc (gst-plugin-webrtc
+// from crates.io, built once by scripts/whepclientsrc.sh into a cache outside the clone), in a
+// pipeline as a media engineer writes it, decodes 1280x720 H.264 and VP8 from rfbsink's /whep
+// and sees the colour bars. Its offer has H.264 only as profile-level-id=42e016 with no
+// packetization-mode, which a one-encode server must still answer. In a private network
+// namespace (netns.mjs): WebRTC needs host candidates.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import path from 'node:path';
+import { REPO, SMPTE_BARS, gstEnv, onLines, requireElements, startPipeline } from './lib.mjs';
+import { ADDRESS_A, runInPrivateNetns } from './netns.mjs';
+
+runInPrivateNetns('whepclient.test');
+
+const WIDTH = 1280;
+const HEIGHT = 720;
+const SOURCE = `videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=${WIDTH},height=${HEIGHT},framerate=30/1`;
+const FRAMES = 60;
+
+/** The folder with whepclientsrc's plugin: built on first use (minutes), then cached. */
+let whepPluginDir;
+function whepPlugin() {
+  whepPluginDir ??= execFileSync('bash', [path.join(REPO, 'scripts', 'whepclientsrc.sh')],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 3_600_000 }).trim();
+  return whepPluginDir;
+}
+
+/**
+ * Runs tests/e2e/whep-pull.py against `endpoint`; resolves with its `done` report, rejects with
+ * its error and output.
+ */
+function pull(endpoint, token, points) {
+  const env = { ...gstEnv(), GST_PLUGIN_PATH: `${gstEnv().GST_PLUGIN_PATH}:${whepPlugin()}` };
+  const proc = spawn('/usr/bin/python3', [path.join(REPO, 'tests', 'e2e', 'whep-pull.py'), '--endpoint', endpoint,
+    '--token', token, '--frames', String(FRAMES), '--timeout', '40', '--points', ...points.map(([x, y]) => `${x},${y}`)],
+  { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const events = [];
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (c) => { err = (err + c).slice(-8000); });
+  onLines(proc.stdout, (line) => { try { events.push(JSON.parse(line)); } catch { err += `${line}\n`; } });
+  return new Promise((resolve, reject) => {
+    proc.once('close', (code) => {
+      const done = events.find((e) => e.event === 'done');
+      if (code === 0 && done) resolve({ ...done, first: events.find((e) => e.event === 'frame') });
+      else reject(new Error(`whepclientsrc pulled no stream (exit ${code}): ${JSON.stringify(events)}\n--- stderr\n${err}`));
+    });
+  });
+}
+
+for (const [name, encoder, element] of [
+  ['H.264', 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30', 'x264enc'],
+  ['VP8', 'vp8enc deadline=1 cpu-used=16 lag-in-frames=0 keyframe-max-dist=30', 'vp8enc'],
+]) {
+  test(`whepclientsrc (gst-plugins-rs) pulls ${WIDTH}x${HEIGHT} ${name} from /whep and decodes the colour bars`, { timeout: 3_700_000 }, async (t) => {
+    if (!requireElements(t, [element, 'webrtcbin', 'nicesrc'])) return;
+    whepPlugin();
+    const p = await startPipeline(`${SOURCE} ! ${encoder} ! rfbsink port=0 address=${ADDRESS_A}`);
+    t.after(() => p.stop());
+    const url = new URL(p.url);
+    const token = url.searchParams.get('rfb_token') ?? '';
+    const points = SMPTE_BARS.map((_, i) => [Math.round(((i + 0.5) * WIDTH) / 7), 100]);
+    const got = await pull(`${url.origin}/whep`, token, points).catch((e) => { throw new Error(`${e.message}\n${p.logs()}`); });
+    t.diagnostic(`${name}: ${got.frames} frames decoded at ${got.width}x${got.height}; ${got.caps}`);
+    assert.equal(got.frames, FRAMES);
+    assert.deepEqual([got.width, got.height], [WIDTH, HEIGHT]);
+    got.pixels.forEach((px, i) => {
+      const want = SMPTE_BARS[i][1];
+      const off = Math.max(...px.map((v, k) => Math.abs(v - want[k])));
+      assert.ok(off <= 40, `bar ${i} at ${points[i]}: got ${px}, want ${want}\n${p.logs()}`);
+    });
+  });
+}
