@@ -365,6 +365,8 @@ async function runWebrtc(sc, ctx) {
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)], { env: gstEnv(), what: `source.py (${sc.kind})` });
   let page = null;
   let peers = null;
+  /** @type {{seconds: number, retries: number, busy_answers: number} | null} whepclients.py's set-up */
+  let peerSetup = null;
   try {
     const consoleTail = [];
     let query;
@@ -403,8 +405,15 @@ async function runWebrtc(sc, ctx) {
     if (ours && sc.viewers > 1) {
       peers = spawnJson(PYTHON, [path.join(HERE, 'whepclients.py'), whep, token, String(sc.viewers - 1), '--max-seconds', String(SECONDS + 90)],
         { env: gstEnv(), what: 'whepclients.py' });
-      await peers.waitFor((e) => e.event === 'connected' || e.event === 'error', `${sc.viewers - 1} WHEP peers connected`, 60_000)
-        .then((e) => { if (e.event === 'error') throw new Error(e.message); });
+      // Each peer is a whole negotiation on both sides of a 2-core machine: 2 s each is ample.
+      const waitMs = 30_000 + 2_000 * (sc.viewers - 1);
+      const setup = await peers.waitFor((e) => e.event === 'connected' || e.event === 'error', `${sc.viewers - 1} WHEP peers connected`, waitMs)
+        .catch((err) => {
+          const last = peers?.events.filter((e) => e.event === 'progress').at(-1);
+          throw new Error(`${err.message}: after ${waitMs / 1000} s ${last ? `${last.started} started, ${last.connected} connected, ${last.receiving} receiving media, ${last.retries} made again after connecting without media, ${last.busy_answers} offers answered 503 (busy) and posted again` : 'no progress reported'}`);
+        });
+      if (setup.event === 'error') throw new Error(setup.message);
+      peerSetup = setup;
     }
     const clock = await page.evaluate(() => window.benchClock());
     await sleep(WARMUP_MS);
@@ -441,6 +450,7 @@ async function runWebrtc(sc, ctx) {
       encoder: ours ? `${ENCODERS.h264.chain(sc.fps)} ! rfbsink (WebRTC: appsrc ! rtph264pay ! webrtcbin per peer)`
         : `${ENCODERS.h264.chain(sc.fps)} ! rtph264pay config-interval=-1 aggregate-mode=zero-latency ! webrtcbin`,
       peerKBps,
+      peerSetup,
       codecString: s1?.codec ?? null,
       decoderImplementation: s1?.decoderImplementation ?? null,
       producedFps: (src1.pushed - src0.pushed) / (src1.at - src0.at),
@@ -693,7 +703,8 @@ async function main() {
   if (one) {
     notes.push(`rfbsink WebRTC peers on one encoder (pipeline process CPU, % of one core): ${rtcPeers.map((r) => `${r.viewers} peer(s) ${f(r.pipelineCpuPercent)} %`).join(', ')}; `
       + `per added peer: ${rtcPeers.filter((r) => r.viewers > 1).map((r) => `${f((r.pipelineCpuPercent - one.pipelineCpuPercent) / (r.viewers - 1), 2)} % (at ${r.viewers})`).join(', ')}; `
-      + `the extra peers are tests/bench/whepclients.py (webrtcbin, WHEP, nothing decoded), slowest ${rtcPeers.filter((r) => r.peerKBps).map((r) => `${f(r.peerKBps.min, 0)} kB/s at ${r.viewers}`).join(', ')}`);
+      + `the extra peers are tests/bench/whepclients.py (webrtcbin, WHEP, nothing decoded), slowest ${rtcPeers.filter((r) => r.peerKBps).map((r) => `${f(r.peerKBps.min, 0)} kB/s at ${r.viewers}`).join(', ')}; `
+      + `their set-up: ${rtcPeers.filter((r) => r.peerSetup).map((r) => `${r.viewers - 1} in ${f(r.peerSetup.seconds)} s (${r.peerSetup.retries} made again, ${r.peerSetup.busy_answers} offers answered busy)`).join(', ')}`);
   }
   const meta = `${new Date().toISOString()}  ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load before: ${loadAvg}, ${SECONDS} s per scenario${opts.quick ? ', --quick' : ''}${IN_NETNS ? ', private netns' : ''}`;
 
