@@ -8,7 +8,8 @@ pipeline, as a media engineer would, and reports what it decoded as JSON lines o
 {"event": "frame", "n": N, "width": W, "height": H} for the first frame, then
 {"event": "done", "frames": N, "width": W, "height": H, "caps": "...", "pixels": [[r, g, b], ...]}
 (the last frame's pixels at --points, in stream coordinates) once --frames frames were decoded,
-or {"event": "error", "message": ...}. Gives up after --timeout seconds.
+or {"event": "error", "message": ...}. Gives up after --timeout seconds. WHEP_DUMP=FILE writes the
+last frame's RGB bytes to FILE (to look at a failure).
 """
 
 import argparse
