@@ -353,3 +353,59 @@ fn stopping_from_a_runtime_thread_does_not_panic() {
         "a thread panicked"
     );
 }
+
+#[test]
+fn failed_starts_on_a_busy_port_leave_threads_and_descriptors_at_their_baseline() {
+    let _serial = serial();
+    init();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let line =
+        format!("videotestsrc is-live=true ! jpegenc ! rfbsink port={port} token={TEST_TOKEN}");
+    let attempt = || {
+        let pipeline = gst::parse::launch(&line).unwrap();
+        let bus = pipeline.bus().unwrap();
+        assert!(
+            pipeline.set_state(gst::State::Playing).is_err(),
+            "started on a busy port"
+        );
+        let msg = bus
+            .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+            .expect("an error message on the bus");
+        let gst::MessageView::Error(err) = msg.view() else {
+            unreachable!()
+        };
+        assert_eq!(
+            err.error().to_string(),
+            format!("Cannot listen on 127.0.0.1:{port}")
+        );
+        pipeline.set_state(gst::State::Null).unwrap();
+    };
+    // The plugin's runtime and GStreamer's own threads come up on first use.
+    for _ in 0..5 {
+        attempt();
+    }
+    let (fds_before, threads_before) = (fds(), threads());
+    let started = Instant::now();
+    for _ in 0..200 {
+        attempt();
+    }
+    // Threads that are ending may take a moment to leave /proc.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads() > threads_before + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (fds_after, threads_after) = (fds(), threads());
+    println!(
+        "200 failed starts in {:.1} s; descriptors {fds_before} -> {fds_after}, threads {threads_before} -> {threads_after}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        threads_after <= threads_before + 2,
+        "threads {threads_before} -> {threads_after}"
+    );
+    assert!(
+        fds_after <= fds_before + 4,
+        "descriptors {fds_before} -> {fds_after}"
+    );
+}

@@ -189,17 +189,60 @@ impl Settings {
     }
 }
 
-struct Started {
-    hub: Arc<Hub>,
-    server: WsServer,
-    webtransport: Option<Arc<WtServer>>,
-    url: String,
-    view_url: String,
+/// What a run owns before its servers exist: the input thread (fed by the inbox), the shutdown
+/// signal and the periodic tasks. Dropping it ends them all, so that a start() that fails half
+/// way (a busy port, a bad certificate) releases exactly what stop() releases.
+struct Run {
     /// Ends every server and session.
     shutdown: watch::Sender<bool>,
+    /// Input events on their way to the input thread; closing it ends the thread.
     inbox: Arc<Inbox>,
     /// Periodic tasks: stats messages, each viewer's own figures, certificate renewal.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Run {
+    /// Signals shutdown, aborts the periodic tasks and ends the input thread; again is a no-op.
+    fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        // Not awaited: stop() may run inside one of them (a sync bus handler reacting to
+        // rfbsink-stats); an aborted task ends at its next await.
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        self.inbox.close();
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running server: dropping it (stop(), or a start() that failed after binding) stops the
+/// servers and then the run.
+struct Started {
+    hub: Arc<Hub>,
+    /// Taken by Drop, which waits until its port is free.
+    server: Option<WsServer>,
+    webtransport: Option<Arc<WtServer>>,
+    url: String,
+    view_url: String,
+    run: Run,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        // The run first: the servers wait for what the shutdown signal ends.
+        self.run.stop();
+        if let Some(wt) = &self.webtransport {
+            wt.stop();
+        }
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -976,7 +1019,9 @@ impl ObjectImpl for RfbSink {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "bound-port" => match &*self.state.lock().unwrap() {
-                State::Started(s) => (s.server.local_addr.port() as u32).to_value(),
+                State::Started(s) => {
+                    (s.server.as_ref().map_or(0, |s| s.local_addr.port()) as u32).to_value()
+                }
                 State::Stopped => 0u32.to_value(),
             },
             "url" => match &*self.state.lock().unwrap() {
@@ -1186,8 +1231,15 @@ impl BaseSinkImpl for RfbSink {
 
         let weak = self.obj().downgrade();
         // Input goes upstream from one thread of its own: in order, and never on the runtime's
-        // workers or the streaming thread. The inbox between them is bounded; stop() closes it.
+        // workers or the streaming thread. The inbox between them is bounded; dropping the run
+        // (stop(), or any failure below) closes it.
         let inbox = Arc::new(Inbox::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut run = Run {
+            shutdown,
+            inbox: inbox.clone(),
+            tasks: Vec::new(),
+        };
         let weak_input = weak.clone();
         let thread_inbox = inbox.clone();
         std::thread::Builder::new()
@@ -1284,7 +1336,6 @@ impl BaseSinkImpl for RfbSink {
             http_port: local.port(),
             view_only: settings.view_only,
         }));
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Context {
             hub: hub.clone(),
             access,
@@ -1294,16 +1345,9 @@ impl BaseSinkImpl for RfbSink {
         };
         let discovery = Arc::new(Discovery::default());
         let webtransport = match (&certificates, settings.webtransport) {
-            (Some(certs), true) => {
-                match self.start_webtransport(&settings, local, certs, ctx.clone()) {
-                    Ok(wt) => wt.map(Arc::new),
-                    Err(e) => {
-                        let _ = shutdown.send(true);
-                        inbox.close();
-                        return Err(e);
-                    }
-                }
-            }
+            (Some(certs), true) => self
+                .start_webtransport(&settings, local, certs, ctx.clone())?
+                .map(Arc::new),
             _ => None,
         };
         if let (Some(wt), Some(certs)) = (&webtransport, &certificates) {
@@ -1347,7 +1391,7 @@ impl BaseSinkImpl for RfbSink {
             eprintln!("rfbsink: view-only link {view_url}");
         }
 
-        let mut tasks = Vec::new();
+        let tasks = &mut run.tasks;
         if settings.stats_interval_ms > 0 {
             let weak = self.obj().downgrade();
             let period = Duration::from_millis(settings.stats_interval_ms.into());
@@ -1380,13 +1424,11 @@ impl BaseSinkImpl for RfbSink {
         }
         *self.state.lock().unwrap() = State::Started(Started {
             hub,
-            server,
+            server: Some(server),
             webtransport,
             url: url.clone(),
             view_url: view_url.clone(),
-            shutdown,
-            inbox,
-            tasks,
+            run,
         });
         *self.stream.lock().unwrap() = StreamTracker::default();
 
@@ -1408,18 +1450,9 @@ impl BaseSinkImpl for RfbSink {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if let State::Started(started) = state {
-            let _ = started.shutdown.send(true);
-            // Not awaited: stop() may run inside one of them (a sync bus handler reacting to
-            // rfbsink-stats); an aborted task ends at its next await.
-            for task in &started.tasks {
-                task.abort();
-            }
-            started.inbox.close();
-            if let Some(wt) = started.webtransport {
-                wt.stop();
-            }
-            started.server.stop();
-            gst::info!(CAT, imp = self, "stopped serving {}", started.url);
+            let url = started.url.clone();
+            drop(started);
+            gst::info!(CAT, imp = self, "stopped serving {url}");
         }
         Ok(())
     }
