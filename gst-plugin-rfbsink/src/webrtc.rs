@@ -265,9 +265,12 @@ fn choose_format(
         };
         let Some(s) = caps.structure(0) else { continue };
         let name = s.get::<&str>("encoding-name").unwrap_or_default();
-        if !offered
-            .iter()
-            .any(|o: &String| o.eq_ignore_ascii_case(name))
+        // What it offers, for a refusal: codecs, not the retransmission and FEC formats.
+        let repair = ["rtx", "red", "ulpfec", "flexfec-03"];
+        if !repair.iter().any(|r| r.eq_ignore_ascii_case(name))
+            && !offered
+                .iter()
+                .any(|o: &String| o.eq_ignore_ascii_case(name))
         {
             offered.push(name.to_owned());
         }
@@ -1244,11 +1247,13 @@ mod tests {
             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
         let e = chosen(audio, &codec(Codec::H264, "avc1.42c01e")).unwrap_err();
         assert_eq!((e.status, e.message.contains("no video")), (400, true));
-        let vp8_only = OFFER.replace(" 98 102 103 106 112", "");
+        let vp8_only = OFFER
+            .replace(" 98 102 103 106 112", " 97")
+            .replace("a=rtpmap:98 ", "a=rtpmap:97 rtx/90000\r\na=rtpmap:98 ");
         let e = chosen(&vp8_only, &codec(Codec::H264, "avc1.42c01e")).unwrap_err();
         assert_eq!(e.status, 415);
         assert!(e.message.contains("does not receive H264"), "{}", e.message);
-        assert!(e.message.contains("it offers VP8"), "{}", e.message);
+        assert!(e.message.contains("it offers VP8;"), "{}", e.message);
         // Said to any client: no browser named.
         assert!(
             !e.message.contains("browser") && !e.message.contains("Firefox"),

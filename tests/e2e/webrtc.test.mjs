@@ -332,6 +332,8 @@ test('Firefox: ?transport=webrtc with an H.264 stream says why and what to do', 
     (s) => /HTTP 415/.test(s), { what: 'the refusal on the page', details: () => viewer.logs() });
   assert.match(text, /does not receive H264/);
   assert.match(text, /vp8enc|WebSocket/);
+  // The server says what the offer lacks; the viewer, knowing it is Firefox, says why.
+  assert.match(text, /Firefox receives H\.264 over WebRTC only with its OpenH264 plugin/);
 });
 
 test('Firefox: ?transport=webrtc with a VP8 stream shows the colour bars, and a click arrives upstream', { timeout: 120_000 }, async (t) => {
