@@ -13,7 +13,7 @@ import { createTransport } from './transport.js';
  * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt'}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
- *   | {type: 'send', id: number, channel: string, message: object}
+ *   | {type: 'send', id: number, channel: string, message: object, ordered?: boolean}
  *   | {type: 'raw', id: number}
  *   | {type: 'probe', id: number, x: number, y: number}
  *   | {type: 'window', id: number, window: {low: number, high: number} | 'auto' | null}
@@ -193,9 +193,14 @@ function setStatus(state, text) {
  * @param {string} channel
  * @param {object} message
  */
-function send(channel, message) {
+/**
+ * @param {string} channel
+ * @param {object} message
+ * @param {boolean} [ordered] in order with the reliable messages (see transport.js SendOptions)
+ */
+function send(channel, message, ordered = false) {
   if (!transport) return Promise.reject(new Error('not started'));
-  return transport.openChannel(channel).send(message);
+  return transport.openChannel(channel).send(message, { ordered });
 }
 
 /** @param {string} reason */
@@ -838,7 +843,7 @@ scope.onmessage = (event) => {
       post({ type: 'reply', id: message.id, ok: true, value: { ...rawWindow } });
       break;
     case 'send':
-      send(message.channel, message.message).then(
+      send(message.channel, message.message, message.ordered).then(
         () => post({ type: 'reply', id: message.id, ok: true, value: undefined }),
         (e) => post({ type: 'reply', id: message.id, ok: false, error: e.message }),
       );

@@ -175,13 +175,18 @@ export class MoveCoalescer {
 
   /** Sends what is pending now. @returns {number} how many messages it sent */
   flush() {
+    const batch = this.take();
+    if (batch.length > 0) this.deliver(batch);
+    return batch.length;
+  }
+
+  /** What is pending, taken out (the caller sends it). @returns {InputMessage[]} */
+  take() {
     if (this.handle !== null) this.unschedule(this.handle);
     this.handle = null;
-    if (this.pending.size === 0) return 0;
     const batch = [...this.pending.values()];
     this.pending.clear();
-    this.deliver(batch);
-    return batch.length;
+    return batch;
   }
 
   /** Forgets what is pending. */
@@ -194,7 +199,8 @@ export class MoveCoalescer {
 
 /**
  * @typedef {object} InputOptions
- * @property {(message: InputMessage) => Promise<void>} send sends one `rfb.events` message
+ * @property {(message: InputMessage, ordered?: boolean) => Promise<void>} send sends one `rfb.events`
+ *   message; `ordered`: in order with the reliable messages (never a datagram)
  * @property {() => {width: number, height: number}} streamSize the stream's size (0x0: unknown)
  * @property {number} [resizeDebounceMs]
  */
@@ -275,25 +281,29 @@ export class InputCapture {
 
   // --- sending ------------------------------------------------------------------------------
 
-  /** Sends now, after any pending move. @param {InputMessage} message */
+  /**
+   * Sends now, after any pending move. That move goes in order with this message (not as a
+   * WebTransport datagram, which may reach the server after the press that follows it).
+   * @param {InputMessage} message
+   */
   send(message) {
-    this.moves.flush();
+    this.deliverMoves(this.moves.take(), true);
     this.post(message);
   }
 
-  /** @param {InputMessage} message */
-  post(message) {
+  /** @param {InputMessage} message @param {boolean} [ordered] */
+  post(message, ordered = false) {
     if (this.closed) return;
-    this.sendMessage(message).then(
+    this.sendMessage(message, ordered).then(
       () => this.counters.sent++,
       () => this.counters.failed++, // not connected: input while disconnected is lost
     );
   }
 
-  /** @param {InputMessage[]} batch */
-  deliverMoves(batch) {
-    for (const m of batch) this.post(m);
-    if (batch.some((m) => m.kind === 'touch-move')) this.post({ kind: 'touch-frame' });
+  /** @param {InputMessage[]} batch @param {boolean} [ordered] */
+  deliverMoves(batch, ordered = false) {
+    for (const m of batch) this.post(m, ordered);
+    if (batch.some((m) => m.kind === 'touch-move')) this.post({ kind: 'touch-frame' }, ordered);
   }
 
   /** @param {MouseEvent} e @returns {StreamPoint} */
@@ -497,7 +507,7 @@ export class InputCapture {
     const last = this.sentViewSize;
     if (last && last.width === size.width && last.height === size.height) return;
     this.sentViewSize = size;
-    this.moves.flush();
+    this.deliverMoves(this.moves.take(), true);
     this.sendMessage({ kind: 'resize', width: size.width, height: size.height }).then(
       () => this.counters.sent++,
       () => {

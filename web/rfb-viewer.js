@@ -134,7 +134,7 @@ export class RfbViewer {
     this.input = null;
     if ((options.input ?? true) && !options.viewOnly) {
       this.input = new InputCapture(this.surface, {
-        send: (message) => this.sendMessage(EVENTS_CHANNEL, message),
+        send: (message, ordered) => this.request({ type: 'send', channel: EVENTS_CHANNEL, message, ordered }),
         streamSize: () => this.streamSize,
       });
     }
@@ -241,7 +241,7 @@ export class RfbViewer {
   }
 
   /**
-   * @param {{type: 'stats'} | {type: 'sample', points: [number, number][]} | {type: 'send', channel: string, message: object}
+   * @param {{type: 'stats'} | {type: 'sample', points: [number, number][]} | {type: 'send', channel: string, message: object, ordered?: boolean}
    *   | {type: 'raw'} | {type: 'probe', x: number, y: number} | {type: 'window', window: {low: number, high: number} | 'auto' | null}} message
    * @returns {Promise<any>}
    */

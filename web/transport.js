@@ -24,11 +24,18 @@ import {
  */
 
 /**
+ * @typedef {object} SendOptions
+ * @property {boolean} [ordered] keep this message in order with the reliable ones: never a
+ *   datagram (a pointer move that must reach the server before the press that follows it)
+ */
+
+/**
  * A named logical channel. `rfb.main` delivers {@link import('./protocol.js').Frame}s, every other
  * channel JSON objects. A name ending in `.*` (like `app.*`) receives every channel with that prefix.
  * @typedef {object} Channel
  * @property {string} name
- * @property {(data: Uint8Array | object) => Promise<void>} send rejects when it cannot be sent
+ * @property {(data: Uint8Array | object, options?: SendOptions) => Promise<void>} send rejects when it
+ *   cannot be sent
  * @property {(cb: (data: any) => void) => () => void} onMessage returns the unsubscribe function
  * @property {() => void} close stops delivering to this channel's listeners
  */
@@ -82,7 +89,7 @@ const FINAL_CLOSE_CODES = new Set([1008 /* unknown envelope */]);
 class ChannelImpl {
   /**
    * @param {string} name
-   * @param {(name: string, data: Uint8Array | object) => Promise<void>} sender
+   * @param {(name: string, data: Uint8Array | object, options?: SendOptions) => Promise<void>} sender
    * @param {(channel: ChannelImpl) => void} onClose
    */
   constructor(name, sender, onClose) {
@@ -93,9 +100,9 @@ class ChannelImpl {
     this.listeners = new Set();
   }
 
-  /** @param {Uint8Array | object} data */
-  send(data) {
-    return this.sender(this.name, data);
+  /** @param {Uint8Array | object} data @param {SendOptions} [options] */
+  send(data, options) {
+    return this.sender(this.name, data, options);
   }
 
   /** @param {(data: any) => void} cb */
@@ -120,7 +127,7 @@ class ChannelImpl {
  * so that listeners survive a switch of transport.
  */
 export class ChannelRouter {
-  /** @param {(name: string, data: Uint8Array | object) => Promise<void>} sender */
+  /** @param {(name: string, data: Uint8Array | object, options?: SendOptions) => Promise<void>} sender */
   constructor(sender) {
     this.sender = sender;
     /** @type {Map<string, ChannelImpl>} */
@@ -133,7 +140,7 @@ export class ChannelRouter {
   open(name) {
     let channel = this.channels.get(name);
     if (!channel) {
-      channel = new ChannelImpl(name, (n, d) => this.sender(n, d), (c) => this.channels.delete(c.name));
+      channel = new ChannelImpl(name, (n, d, o) => this.sender(n, d, o), (c) => this.channels.delete(c.name));
       this.channels.set(name, channel);
     }
     return channel;
@@ -540,14 +547,16 @@ export class WebTransportTransport {
   /**
    * @param {string} channel
    * @param {Uint8Array | object} data
+   * @param {SendOptions} [options]
    * @returns {Promise<void>}
    */
-  async send(channel, data) {
+  async send(channel, data, options) {
     const bytes = this.encoder.encode(encodeMessage(channel, data));
     const session = this.session;
     if (!session) throw new Error(`channel ${channel}: not connected`);
     const max = session.datagrams.maxDatagramSize ?? 0;
-    if (this.datagrams && isDatagram(channel, /** @type {{kind?: string}} */ (data)) && bytes.byteLength <= max) {
+    if (this.datagrams && !options?.ordered && isDatagram(channel, /** @type {{kind?: string}} */ (data))
+      && bytes.byteLength <= max) {
       // Latest wins: a datagram is not waited on, and one the browser cannot queue is dropped.
       this.datagrams.write(bytes).catch(() => {});
       return;
@@ -678,10 +687,11 @@ export class AutoTransport {
   /**
    * @param {string} channel
    * @param {Uint8Array | object} data
+   * @param {SendOptions} [options]
    */
-  send(channel, data) {
+  send(channel, data, options) {
     if (!this.current) return Promise.reject(new Error(`channel ${channel}: not connected`));
-    return this.current.send(channel, data);
+    return this.current.send(channel, data, options);
   }
 
   start() {

@@ -170,3 +170,15 @@ test('MoveCoalescer: flush sends now (before a click) and cancels the frame', ()
   runFrame();
   assert.equal(batches.length, 1, 'cancelled: dropped');
 });
+
+test('MoveCoalescer: take() hands over what is pending and cancels its frame', () => {
+  // InputCapture.send() takes the pending move and sends it in order with the press that follows
+  // (not as a datagram that may arrive after it).
+  const { c, batches, frames, runFrame } = coalescer();
+  c.push('mouse', { kind: 'pointer-move', x: 7 });
+  assert.deepEqual(c.take(), [{ kind: 'pointer-move', x: 7 }]);
+  assert.equal(frames.size, 0, 'its frame is cancelled');
+  runFrame();
+  assert.deepEqual(batches, [], 'nothing is sent twice');
+  assert.deepEqual(c.take(), []);
+});
