@@ -13,11 +13,13 @@ pub mod codec;
 mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
+mod http;
 mod hub;
 mod inbox;
 pub mod input;
 pub mod protocol;
 mod raw;
+mod reply;
 pub mod rfbsink;
 mod runtime;
 mod session;

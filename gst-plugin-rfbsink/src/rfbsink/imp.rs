@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::Auth;
 use crate::access::{self, Access, AccessSettings, Tokens, TOKEN_PARAM};
 use crate::discovery::Discovery;
+use crate::http::HttpServer;
 use crate::hub::{Callbacks, Frame, Hub, HubSettings};
 use crate::inbox::Inbox;
 use crate::input::Input;
@@ -32,7 +33,6 @@ use crate::stats::ClientStats;
 use crate::stream::{caps_info, StreamTracker, MAX_DIMENSION};
 use crate::tls::{self, Certificates};
 use crate::webrtc::{IceSettings, WebRtc};
-use crate::ws::WsServer;
 use crate::wt::WtServer;
 use crate::CAT;
 
@@ -225,7 +225,7 @@ impl Drop for Run {
 struct Started {
     hub: Arc<Hub>,
     /// Taken by Drop, which waits until its port is free.
-    server: Option<WsServer>,
+    server: Option<HttpServer>,
     webtransport: Option<Arc<WtServer>>,
     url: String,
     view_url: String,
@@ -1309,7 +1309,7 @@ impl BaseSinkImpl for RfbSink {
             hub.set_window(protocol::window(settings.gray_window));
         }
 
-        let bound = WsServer::bind(addr).map_err(|e| {
+        let bound = HttpServer::bind(addr).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
                 gst::ResourceError::Busy
             } else {
