@@ -28,9 +28,9 @@ pub(crate) struct Tokens {
 }
 
 /// A token of `TOKEN_BYTES` random bytes, in hex.
-pub(crate) fn generate_token() -> Result<String, String> {
+pub(crate) fn generate_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a token: {e}"))?;
+    getrandom::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

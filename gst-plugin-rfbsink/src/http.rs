@@ -44,7 +44,6 @@ const MAX_CONNECTIONS: usize = 1024;
 const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
 pub(crate) struct HttpServer {
-    pub local_addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -107,10 +106,7 @@ impl Bound {
             ctx,
             routes,
         ));
-        HttpServer {
-            local_addr: self.local_addr,
-            task,
-        }
+        HttpServer { task }
     }
 }
 

@@ -22,6 +22,7 @@ mod raw;
 mod reply;
 pub mod rfbsink;
 mod runtime;
+mod server;
 mod session;
 mod stats;
 mod stream;

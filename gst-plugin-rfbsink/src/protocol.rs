@@ -79,14 +79,18 @@ impl Envelope {
         }
     }
 
-    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+    /// The `envelope` query parameter; refused with the close code and reason the client is told.
+    pub fn parse(s: Option<&str>) -> Result<Self, ProtocolError> {
         match s {
             None | Some("") | Some("json") => Ok(Envelope::Json),
             Some("binary") => Ok(Envelope::Binary),
-            Some(other) => Err(format!(
-                "unknown envelope '{}'; use json or binary",
-                truncate(other, 32)
-            )),
+            Some(other) => Err(ProtocolError {
+                code: close::POLICY,
+                reason: format!(
+                    "unknown envelope '{}'; use json or binary",
+                    truncate(other, 32)
+                ),
+            }),
         }
     }
 }
@@ -131,18 +135,15 @@ impl FrameHeader {
     }
 
     /// Parses a binary-envelope message into its header and payload.
-    pub fn decode_binary(msg: &[u8]) -> Result<(FrameHeader, &[u8]), String> {
+    pub fn decode_binary(msg: &[u8]) -> Result<(FrameHeader, &[u8]), FrameError> {
         if msg.len() < BINARY_HEADER_LEN {
-            return Err(format!(
-                "binary frame of {} bytes is shorter than its {BINARY_HEADER_LEN}-byte header",
-                msg.len()
-            ));
+            return Err(FrameError::Short(msg.len()));
         }
         if msg[0..2] != BINARY_MAGIC {
-            return Err("binary frame does not start with magic 'RF'".into());
+            return Err(FrameError::Magic);
         }
         if msg[2] != BINARY_VERSION {
-            return Err(format!("binary frame version {} is not supported", msg[2]));
+            return Err(FrameError::Version(msg[2]));
         }
         let u32_at = |o: usize| u32::from_le_bytes(msg[o..o + 4].try_into().unwrap());
         let u64_at = |o: usize| u64::from_le_bytes(msg[o..o + 8].try_into().unwrap());
@@ -324,28 +325,47 @@ pub fn error(message: &str) -> String {
 
 /// An application message from the element to clients: `json` must be an object; `channel` is
 /// set and `kind` defaults to "message".
-pub fn app_message(channel: &str, json: &str) -> Result<String, String> {
+pub fn app_message(channel: &str, json: &str) -> Result<String, AppMessageError> {
     if !channel.starts_with("app.") || channel.len() <= 4 {
-        return Err(format!(
-            "channel '{channel}' is not an application channel (app.<name>)"
-        ));
+        return Err(AppMessageError::Channel(channel.into()));
     }
     let mut obj = match serde_json::from_str::<Value>(json) {
         Ok(Value::Object(obj)) => obj,
-        Ok(_) => return Err("the message is not a JSON object".into()),
-        Err(e) => return Err(format!("the message is not JSON: {e}")),
+        Ok(_) => return Err(AppMessageError::NotAnObject),
+        Err(e) => return Err(AppMessageError::NotJson(e)),
     };
     obj.insert("channel".into(), Value::String(channel.into()));
     obj.entry("kind")
         .or_insert_with(|| Value::String("message".into()));
     let text = Value::Object(obj).to_string();
     if text.len() > MAX_CLIENT_MESSAGE {
-        return Err(format!(
-            "the message is {} bytes, over the limit of {MAX_CLIENT_MESSAGE}",
-            text.len()
-        ));
+        return Err(AppMessageError::TooBig(text.len()));
     }
     Ok(text)
+}
+
+/// Why `send-message` sent nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AppMessageError {
+    #[error("channel '{0}' is not an application channel (app.<name>)")]
+    Channel(String),
+    #[error("the message is not a JSON object")]
+    NotAnObject,
+    #[error("the message is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the message is {0} bytes, over the limit of {MAX_CLIENT_MESSAGE}")]
+    TooBig(usize),
+}
+
+/// Why a binary-envelope message is not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("binary frame of {0} bytes is shorter than its {BINARY_HEADER_LEN}-byte header")]
+    Short(usize),
+    #[error("binary frame does not start with magic 'RF'")]
+    Magic,
+    #[error("binary frame version {0} is not supported")]
+    Version(u8),
 }
 
 /// What a client may send, validated.
@@ -780,6 +800,9 @@ mod tests {
     fn envelope_parse() {
         assert_eq!(Envelope::parse(None), Ok(Envelope::Json));
         assert_eq!(Envelope::parse(Some("binary")), Ok(Envelope::Binary));
-        assert!(Envelope::parse(Some("xml")).unwrap_err().contains("xml"));
+        assert!(Envelope::parse(Some("xml"))
+            .unwrap_err()
+            .reason
+            .contains("xml"));
     }
 }

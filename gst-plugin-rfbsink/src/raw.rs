@@ -32,11 +32,24 @@ pub(crate) struct RawFrame {
     pub timestamp_us: i64,
 }
 
+/// Why a raw picture cannot be encoded (the buffer is skipped) or its caps taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RawError {
+    #[error("raw caps that GStreamer cannot read: {0}")]
+    Caps(#[source] glib::BoolError),
+    #[error("raw buffer before caps")]
+    BeforeCaps,
+    #[error("cannot map the raw buffer (smaller than its caps say?)")]
+    Map,
+    #[error("{0}")]
+    Tiles(#[from] tiles::Error),
+}
+
 fn picture<'a>(
     frame: &'a gst_video::VideoFrame<gst_video::video_frame::Readable>,
     format: SourceFormat,
-) -> Result<Picture<'a>, String> {
-    let data = frame.plane_data(0).map_err(|e| e.to_string())?;
+) -> Result<Picture<'a>, RawError> {
+    let data = frame.plane_data(0).map_err(|_| RawError::Map)?;
     Ok(Picture {
         data,
         stride: frame.plane_stride()[0].max(0) as usize,
@@ -48,8 +61,8 @@ fn picture<'a>(
 
 impl RawEncoder {
     /// New caps: the next picture is a keyframe of the new size or format.
-    pub fn set_caps(&mut self, caps: &gst::CapsRef, format: SourceFormat) -> Result<(), String> {
-        let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
+    pub fn set_caps(&mut self, caps: &gst::CapsRef, format: SourceFormat) -> Result<(), RawError> {
+        let info = gst_video::VideoInfo::from_caps(caps).map_err(RawError::Caps)?;
         self.layout = Some((info, format));
         self.previous = None;
         Ok(())
@@ -84,10 +97,10 @@ impl RawEncoder {
 
     /// Keeps `buffer` as the picture the next delta compares with, without encoding it: nobody
     /// is watching (the hub forgot its cache, a newcomer asks for a keyframe).
-    pub fn keep(&mut self, buffer: &gst::Buffer, timestamp_us: i64) -> Result<(), String> {
-        let (info, _) = self.layout.as_ref().ok_or("raw buffer before caps")?;
+    pub fn keep(&mut self, buffer: &gst::Buffer, timestamp_us: i64) -> Result<(), RawError> {
+        let (info, _) = self.layout.as_ref().ok_or(RawError::BeforeCaps)?;
         let frame = gst_video::VideoFrame::from_buffer_readable(buffer.clone(), info)
-            .map_err(|_| "cannot map the raw buffer".to_string())?;
+            .map_err(|_| RawError::Map)?;
         self.previous = Some(Previous {
             frame,
             timestamp_us,
@@ -101,11 +114,11 @@ impl RawEncoder {
         &mut self,
         buffer: &gst::Buffer,
         timestamp_us: i64,
-    ) -> Result<Option<RawFrame>, String> {
-        let (info, format) = self.layout.as_ref().ok_or("raw buffer before caps")?;
+    ) -> Result<Option<RawFrame>, RawError> {
+        let (info, format) = self.layout.as_ref().ok_or(RawError::BeforeCaps)?;
         let format = *format;
         let frame = gst_video::VideoFrame::from_buffer_readable(buffer.clone(), info)
-            .map_err(|_| "cannot map the raw buffer (smaller than its caps say?)".to_string())?;
+            .map_err(|_| RawError::Map)?;
         let key = self.force_key || self.previous.is_none();
         let encoded = {
             let cur = picture(&frame, format)?;
@@ -113,7 +126,7 @@ impl RawEncoder {
                 (Some(p), false) => Some(picture(&p.frame, format)?),
                 _ => None,
             };
-            tiles::encode(&cur, prev.as_ref()).map_err(|e| e.to_string())?
+            tiles::encode(&cur, prev.as_ref())?
         };
         self.previous = Some(Previous {
             frame,

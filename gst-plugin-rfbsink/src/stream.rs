@@ -6,12 +6,54 @@
 
 use std::sync::Arc;
 
-use crate::codec::{self, Codec, CodecConfig, Format};
+use crate::codec::{self, Codec, CodecConfig, CodecError, Format};
 use crate::protocol::StreamConfig;
+use crate::raw::RawError;
 use crate::tiles::{self, SourceFormat};
 
 /// The largest picture side rfbsink streams (browsers' decoders stop well before).
 pub const MAX_DIMENSION: u32 = 16384;
+
+/// Why caps or a buffer cannot be streamed. Caps errors stop the pipeline with the reason;
+/// a buffer's are skipped (a warning, a count in stats, a keyframe asked for).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StreamError {
+    #[error("empty caps")]
+    EmptyCaps,
+    #[error("cannot stream '{0}'")]
+    Unsupported(String),
+    #[error("H.264 stream-format '{0}' is not supported; use byte-stream or avc")]
+    H264StreamFormat(String),
+    #[error("raw caps without a format")]
+    RawWithoutFormat,
+    #[error("not raw video")]
+    NotRaw,
+    #[error("raw format {0} is not supported; use one of {formats}", formats = tiles::SOURCE_FORMATS.join(", "))]
+    RawFormat(String),
+    #[error("H.264 stream-format=avc caps without codec_data")]
+    NoCodecData,
+    #[error("bad avcC codec_data: {0}")]
+    CodecData(#[source] CodecError),
+    #[error("{width}x{height} is larger than {MAX_DIMENSION}x{MAX_DIMENSION}")]
+    TooLarge { width: u32, height: u32 },
+    #[error("buffer before caps")]
+    BeforeCaps,
+    #[error("empty buffer")]
+    Empty,
+    #[error("not a {0} image")]
+    NotAnImage(&'static str),
+    #[error("cannot parse the H.264 SPS: {0}")]
+    Sps(#[source] CodecError),
+    #[error("H.264 keyframe without SPS, and no profile/level in the caps")]
+    NoSps,
+    #[error("cannot parse the AV1 sequence header: {0}")]
+    Av1Header(#[source] CodecError),
+    #[error("AV1 keyframe without a sequence header")]
+    NoAv1Header,
+    /// The lossless path's own encoder.
+    #[error(transparent)]
+    Raw(#[from] RawError),
+}
 
 /// What the negotiated caps say; built by the element from its caps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,15 +84,11 @@ pub struct StreamTracker {
 }
 
 impl StreamTracker {
-    pub fn set_caps(&mut self, caps: CapsInfo) -> Result<(), String> {
+    pub fn set_caps(&mut self, caps: CapsInfo) -> Result<(), StreamError> {
         self.avc_codec_string = None;
         if caps.format == Format::Avc {
-            let avcc = caps
-                .codec_data
-                .as_deref()
-                .ok_or("H.264 stream-format=avc caps without codec_data")?;
-            let sps =
-                codec::h264_sps_from_avcc(avcc).map_err(|e| format!("bad avcC codec_data: {e}"))?;
+            let avcc = caps.codec_data.as_deref().ok_or(StreamError::NoCodecData)?;
+            let sps = codec::h264_sps_from_avcc(avcc).map_err(StreamError::CodecData)?;
             self.avc_codec_string = Some(codec::h264_codec_string(&sps));
         }
         self.caps = Some(caps);
@@ -84,15 +122,15 @@ impl StreamTracker {
         &mut self,
         data: &[u8],
         key: bool,
-    ) -> Result<Option<Arc<StreamConfig>>, String> {
+    ) -> Result<Option<Arc<StreamConfig>>, StreamError> {
         let Some(caps) = &self.caps else {
-            return Err("buffer before caps".into());
+            return Err(StreamError::BeforeCaps);
         };
         if data.is_empty() && caps.codec != Codec::Raw {
-            return Err("empty buffer".into());
+            return Err(StreamError::Empty);
         }
         if !caps.codec.looks_valid(data) {
-            return Err(format!("not a {} image", caps.codec.name()));
+            return Err(StreamError::NotAnImage(caps.codec.name()));
         }
         // A still image's configuration depends on the caps alone: derive it once per caps, not
         // per frame (every image is a keyframe).
@@ -101,10 +139,10 @@ impl StreamTracker {
         }
         let candidate = self.derive(caps, data)?;
         if candidate.width > MAX_DIMENSION || candidate.height > MAX_DIMENSION {
-            return Err(format!(
-                "{}x{} is larger than {MAX_DIMENSION}x{MAX_DIMENSION}",
-                candidate.width, candidate.height
-            ));
+            return Err(StreamError::TooLarge {
+                width: candidate.width,
+                height: candidate.height,
+            });
         }
         self.caps_changed = false;
         if let Some(current) = &self.current {
@@ -121,7 +159,7 @@ impl StreamTracker {
         Ok(Some(config))
     }
 
-    fn derive(&self, caps: &CapsInfo, data: &[u8]) -> Result<CodecConfig, String> {
+    fn derive(&self, caps: &CapsInfo, data: &[u8]) -> Result<CodecConfig, StreamError> {
         let mut config = CodecConfig {
             codec: caps.codec,
             format: caps.format,
@@ -143,11 +181,11 @@ impl StreamTracker {
                     config.width = sps.width;
                     config.height = sps.height;
                 }
-                Some(Err(e)) => return Err(format!("cannot parse the H.264 SPS: {e}")),
+                Some(Err(e)) => return Err(StreamError::Sps(e)),
                 None => {
                     config.codec_string = previous
                         .or_else(|| h264_string_from_caps(caps))
-                        .ok_or("H.264 keyframe without SPS, and no profile/level in the caps")?;
+                        .ok_or(StreamError::NoSps)?;
                 }
             },
             Format::Avc => {
@@ -172,17 +210,14 @@ impl StreamTracker {
                     config.codec_string = s;
                     (config.width, config.height) = (w, h);
                 }
-                Some(Err(e)) => return Err(format!("cannot parse the AV1 sequence header: {e}")),
-                None => {
-                    config.codec_string =
-                        previous.ok_or("AV1 keyframe without a sequence header")?
-                }
+                Some(Err(e)) => return Err(StreamError::Av1Header(e)),
+                None => config.codec_string = previous.ok_or(StreamError::NoAv1Header)?,
             },
             Format::Jpeg | Format::Png | Format::Webp => {
                 config.codec_string = caps.codec.mime().unwrap_or_default().into();
             }
             Format::Tiles => {
-                let format = caps.raw.ok_or("raw caps without a format")?;
+                let format = caps.raw.ok_or(StreamError::RawWithoutFormat)?;
                 config.codec_string = format.wire().name().into();
             }
         }
@@ -191,17 +226,13 @@ impl StreamTracker {
 }
 
 /// What the negotiated caps say, or why they cannot be streamed.
-pub(crate) fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
-    let s = caps.structure(0).ok_or("empty caps")?;
+pub(crate) fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, StreamError> {
+    let s = caps.structure(0).ok_or(StreamError::EmptyCaps)?;
     let (codec, format) = match s.name().as_str() {
         "video/x-h264" => match s.get::<&str>("stream-format").unwrap_or("byte-stream") {
             "byte-stream" => (Codec::H264, Format::AnnexB),
             "avc" => (Codec::H264, Format::Avc),
-            other => {
-                return Err(format!(
-                    "H.264 stream-format '{other}' is not supported; use byte-stream or avc"
-                ))
-            }
+            other => return Err(StreamError::H264StreamFormat(other.into())),
         },
         "video/x-vp8" => (Codec::Vp8, Format::Vp8),
         "video/x-vp9" => (Codec::Vp9, Format::Vp9),
@@ -210,19 +241,14 @@ pub(crate) fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, String> {
         "image/png" => (Codec::Png, Format::Png),
         "image/webp" => (Codec::Webp, Format::Webp),
         "video/x-raw" => (Codec::Raw, Format::Tiles),
-        other => return Err(format!("cannot stream '{other}'")),
+        other => return Err(StreamError::Unsupported(other.into())),
     };
     let raw = match codec {
         Codec::Raw => {
             let name = s
                 .get::<&str>("format")
-                .map_err(|_| "raw caps without a format")?;
-            Some(SourceFormat::from_name(name).ok_or_else(|| {
-                format!(
-                    "raw format {name} is not supported; use one of {}",
-                    tiles::SOURCE_FORMATS.join(", ")
-                )
-            })?)
+                .map_err(|_| StreamError::RawWithoutFormat)?;
+            Some(SourceFormat::from_name(name).ok_or_else(|| StreamError::RawFormat(name.into()))?)
         }
         _ => None,
     };
@@ -314,15 +340,17 @@ mod tests {
         let mut t = StreamTracker::default();
         t.set_caps(jpeg_caps(320, 240)).unwrap();
         assert!(t.config_for(b"", true).is_err(), "empty");
-        assert!(t
-            .config_for(b"garbage", true)
-            .unwrap_err()
-            .contains("not a jpeg"));
+        assert!(matches!(
+            t.config_for(b"garbage", true),
+            Err(StreamError::NotAnImage("jpeg"))
+        ));
         t.set_caps(jpeg_caps(20000, 240)).unwrap();
-        assert!(t
-            .config_for(JPEG, true)
-            .unwrap_err()
-            .contains("larger than"));
+        let err = t.config_for(JPEG, true).unwrap_err();
+        assert!(
+            matches!(err, StreamError::TooLarge { width: 20000, .. })
+                && err.to_string() == "20000x240 is larger than 16384x16384",
+            "{err}"
+        );
     }
 
     #[test]
@@ -334,7 +362,7 @@ mod tests {
             ..jpeg_caps(320, 240)
         })
         .unwrap();
-        assert_eq!(t.config_for(b"delta", false), Ok(None));
+        assert!(matches!(t.config_for(b"delta", false), Ok(None)));
     }
 
     #[test]
@@ -367,6 +395,6 @@ mod tests {
                 ..jpeg_caps(320, 240)
             })
             .unwrap_err();
-        assert!(err.contains("codec_data"));
+        assert!(matches!(err, StreamError::NoCodecData), "{err}");
     }
 }

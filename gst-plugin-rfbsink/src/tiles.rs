@@ -178,6 +178,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 impl Picture<'_> {
     fn row_bytes(&self) -> usize {
         self.width as usize * self.format.bytes_per_pixel()

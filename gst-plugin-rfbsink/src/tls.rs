@@ -19,6 +19,22 @@ const SELF_SIGNED_VALIDITY: time::Duration = time::Duration::days(14);
 /// A self-signed certificate is replaced this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(2 * 24 * 3600);
 
+/// Why there is no certificate.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CertificateError {
+    #[error("cannot load {} / {}: {source}", cert.display(), key.display())]
+    Load {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: wtransport::tls::error::PemLoadError,
+    },
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(#[source] wtransport::tls::error::InvalidSan),
+    #[error("unsupported private key: {0}")]
+    Key(#[source] rustls::Error),
+}
+
 /// Where the certificate comes from.
 #[derive(Clone, Debug)]
 pub(crate) enum Source {
@@ -57,7 +73,7 @@ impl std::fmt::Debug for Certificates {
 impl Certificates {
     /// Loads or generates the certificate. `block_on` runs the file loading (async in
     /// wtransport).
-    pub fn new(source: Source) -> Result<Arc<Certificates>, String> {
+    pub fn new(source: Source) -> Result<Arc<Certificates>, CertificateError> {
         let current = Current::new(&source)?;
         Ok(Arc::new(Certificates {
             source,
@@ -85,7 +101,7 @@ impl Certificates {
 
     /// Generates a new self-signed certificate; the servers pick it up (HTTPS at once, through
     /// `resolver()`; WebTransport when it reloads its configuration).
-    pub fn renew(&self) -> Result<(), String> {
+    pub fn renew(&self) -> Result<(), CertificateError> {
         let next = Current::new(&self.source)?;
         *self.current.lock().unwrap() = next;
         Ok(())
@@ -105,13 +121,15 @@ impl Certificates {
 }
 
 impl Current {
-    fn new(source: &Source) -> Result<Current, String> {
+    fn new(source: &Source) -> Result<Current, CertificateError> {
         let (identity, hash) = match source {
             Source::Files { cert, key } => {
                 let identity =
                     crate::runtime::block_on(Identity::load_pemfiles(cert.clone(), key.clone()))
-                        .map_err(|e| {
-                            format!("cannot load {} / {}: {e}", cert.display(), key.display())
+                        .map_err(|source| CertificateError::Load {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                            source,
                         })?;
                 (identity, None)
             }
@@ -130,7 +148,7 @@ impl Current {
     }
 }
 
-fn self_signed(names: &[String]) -> Result<Identity, String> {
+fn self_signed(names: &[String]) -> Result<Identity, CertificateError> {
     let now = time::OffsetDateTime::now_utc();
     // A little slack for clocks, inside the 14 days.
     let not_before = now - time::Duration::minutes(10);
@@ -148,7 +166,7 @@ fn self_signed(names: &[String]) -> Result<Identity, String> {
         .not_before(not_before)
         .not_after(not_before + SELF_SIGNED_VALIDITY)
         .build()
-        .map_err(|e| format!("cannot generate a self-signed certificate: {e}"))
+        .map_err(CertificateError::Generate)
 }
 
 /// SHA-256 of the certificate's DER, lowercase hex (what serverCertificateHashes takes).
@@ -158,7 +176,7 @@ fn hash_hex(identity: &Identity) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn certified_key(identity: &Identity) -> Result<Arc<CertifiedKey>, String> {
+fn certified_key(identity: &Identity) -> Result<Arc<CertifiedKey>, CertificateError> {
     let chain: Vec<CertificateDer<'static>> = identity
         .certificate_chain()
         .as_slice()
@@ -168,8 +186,8 @@ fn certified_key(identity: &Identity) -> Result<Arc<CertifiedKey>, String> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         identity.private_key().secret_der().to_vec(),
     ));
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("unsupported private key: {e}"))?;
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(CertificateError::Key)?;
     Ok(Arc::new(CertifiedKey::new(chain, signing)))
 }
 

@@ -51,8 +51,10 @@ async fn connected(ctx: Context, socket: WebSocket, envelope: Option<String>, pe
     let (mut tx, rx) = socket.split();
     let envelope = match Envelope::parse(envelope.as_deref()) {
         Ok(e) => e,
-        Err(reason) => {
-            let _ = tx.send(Message::close_with(close::POLICY, reason)).await;
+        Err(refused) => {
+            let _ = tx
+                .send(Message::close_with(refused.code, refused.reason))
+                .await;
             return;
         }
     };

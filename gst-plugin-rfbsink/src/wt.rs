@@ -61,6 +61,28 @@ fn bind_addresses(address: IpAddr) -> Vec<IpAddr> {
     }
 }
 
+/// Why WebTransport did not start, or did not take a renewed certificate.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("cannot bind {addr} (UDP): {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the bound address: {0}")]
+    Address(#[source] std::io::Error),
+    #[error("cannot take the renewed certificate: {0}")]
+    Reload(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The UDP port is taken.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse)
+    }
+}
+
 fn server_config(addr: SocketAddr, identity: Identity, idle: Duration) -> ServerConfig {
     let mut transport = QuicTransportConfig::default();
     transport
@@ -94,7 +116,7 @@ impl WtServer {
         port: u16,
         certificates: &Certificates,
         ctx: Context,
-    ) -> Result<WtServer, String> {
+    ) -> Result<WtServer, Error> {
         let _guard = RUNTIME.enter();
         let mut endpoints = Vec::new();
         let mut port = port;
@@ -104,7 +126,7 @@ impl WtServer {
             match Endpoint::server(config) {
                 Ok(endpoint) => {
                     if port == 0 {
-                        port = endpoint.local_addr().map_err(|e| e.to_string())?.port();
+                        port = endpoint.local_addr().map_err(Error::Address)?.port();
                     }
                     endpoints.push(Arc::new(endpoint));
                 }
@@ -114,7 +136,7 @@ impl WtServer {
                     obj = &ctx.obj,
                     "WebTransport: cannot bind {addr} (UDP): {e}"
                 ),
-                Err(e) => return Err(format!("cannot bind {addr} (UDP): {e}")),
+                Err(source) => return Err(Error::Bind { addr, source }),
             }
         }
         let tasks = endpoints
@@ -130,12 +152,12 @@ impl WtServer {
     }
 
     /// Takes a renewed certificate for new sessions; open sessions carry on.
-    pub fn reload(&self, certificates: &Certificates, idle: Duration) -> Result<(), String> {
+    pub fn reload(&self, certificates: &Certificates, idle: Duration) -> Result<(), Error> {
         for endpoint in &self.endpoints {
-            let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
+            let addr = endpoint.local_addr().map_err(Error::Address)?;
             endpoint
                 .reload_config(server_config(addr, certificates.identity(), idle), false)
-                .map_err(|e| format!("cannot renew the certificate: {e}"))?;
+                .map_err(Error::Reload)?;
         }
         Ok(())
     }

@@ -483,8 +483,27 @@ fn eos_is_announced_and_stop_frees_the_port() {
 fn busy_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let error = start_error(&format!("videotestsrc ! jpegenc ! rfbsink port={port}"));
-    assert!(error.contains(&port.to_string()), "{error}");
+    let error = start_failure(&format!("videotestsrc ! jpegenc ! rfbsink port={port}"));
+    assert!(error.matches(gst::ResourceError::Busy), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("Cannot listen on 127.0.0.1:{port}: ")),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unresolvable_address_is_a_settings_error() {
+    let error =
+        start_failure("videotestsrc ! jpegenc ! rfbsink address=no.such.host.invalid port=0");
+    assert!(error.matches(gst::ResourceError::Settings), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("Invalid address 'no.such.host.invalid'"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -376,7 +376,8 @@ fn busy_udp_port_leaves_websocket_serving() {
         unreachable!()
     };
     assert!(
-        w.error().to_string().contains("WebTransport is off"),
+        w.error().to_string().contains("WebTransport is off")
+            && w.error().matches(gst::ResourceError::Busy),
         "{}",
         w.error()
     );
@@ -390,8 +391,31 @@ fn explicit_webtransport_port_that_is_busy_is_an_error() {
     init();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let busy = udp.local_addr().unwrap().port();
-    let error = start_error(&format!(
+    let error = start_failure(&format!(
         "videotestsrc ! jpegenc ! rfbsink port=0 webtransport-port={busy}"
     ));
-    assert!(error.contains(&busy.to_string()), "{error}");
+    assert!(error.matches(gst::ResourceError::Busy), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "WebTransport: cannot bind 127.0.0.1:{busy} (UDP): "
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_certificate_that_cannot_load_is_a_settings_error_not_a_busy_port() {
+    init();
+    // Before, every failed WebTransport start read as "busy"; a missing file is the user's to fix.
+    let error = start_failure(
+        "videotestsrc ! jpegenc ! rfbsink port=0 certificate-file=/nonexistent/cert.pem \
+         private-key-file=/nonexistent/key.pem",
+    );
+    assert!(error.matches(gst::ResourceError::Settings), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("Certificate: cannot load /nonexistent/cert.pem / /nonexistent/key.pem"),
+        "{error}"
+    );
 }

@@ -3,7 +3,6 @@
 //! The element's GStreamer glue: properties, caps, start/stop, render. The servers, sessions and
 //! access rules live in the crate's other modules.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -16,24 +15,17 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::subclass::prelude::*;
 
-use tokio::sync::watch;
-
 use super::Auth;
-use crate::access::{self, Access, AccessSettings, Tokens, TOKEN_PARAM};
-use crate::discovery::Discovery;
-use crate::http::HttpServer;
-use crate::hub::{Callbacks, Frame, Hub, HubSettings};
-use crate::inbox::Inbox;
+use crate::access::{self, Tokens};
+use crate::hub::{Frame, Hub, HubSettings};
 use crate::input::Input;
-use crate::protocol::{self, close, ClientMessage, FrameHeader};
+use crate::protocol::{self, ClientMessage, FrameHeader};
 use crate::raw::{RawEncoder, RawFrame};
 use crate::runtime::RUNTIME;
-use crate::session::{Context, Limits};
+use crate::server::{Handlers, Server, ServerSettings};
+use crate::session::Limits;
 use crate::stats::ClientStats;
-use crate::stream::{caps_info, StreamTracker, MAX_DIMENSION};
-use crate::tls::{self, Certificates};
-use crate::webrtc::{IceSettings, WebRtc};
-use crate::wt::WtServer;
+use crate::stream::{caps_info, StreamError, StreamTracker, MAX_DIMENSION};
 use crate::CAT;
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
@@ -129,21 +121,45 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The certificate HTTPS and WebTransport use: from the files, or self-signed.
-    fn certificate_source(&self, bound: SocketAddr) -> Result<tls::Source, gst::ErrorMessage> {
-        match (&self.certificate_file, &self.private_key_file) {
-            (Some(cert), Some(key)) => Ok(tls::Source::Files {
-                cert: cert.into(),
-                key: key.into(),
-            }),
-            (None, None) => Ok(tls::Source::SelfSigned {
-                names: vec![bound.ip().to_string(), self.address.clone()],
-            }),
-            _ => Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ("certificate-file and private-key-file go together: set both or neither")
-            )),
-        }
+    /// The run these settings describe, checked: an error names the property to fix.
+    fn server(&self) -> Result<ServerSettings, gst::ErrorMessage> {
+        let certificate_files = match (&self.certificate_file, &self.private_key_file) {
+            (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+            (None, None) => None,
+            _ => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("certificate-file and private-key-file go together: set both or neither")
+                ))
+            }
+        };
+        let limits =
+            Limits::from_client_timeout(Duration::from_millis(self.client_timeout_ms.into()));
+        Ok(ServerSettings {
+            address: self.address.clone(),
+            port: self.port as u16,
+            tokens: self.tokens()?,
+            allowed_origins: self.allowed_origins(),
+            view_only: self.view_only,
+            https: self.https,
+            certificate_files,
+            webtransport: self.webtransport,
+            webtransport_port: u16::try_from(self.webtransport_port).ok(),
+            hub: HubSettings {
+                max_clients: self.max_clients,
+                gop_cache: self.gop_cache,
+                queue_bytes: self.client_queue_bytes as usize,
+                queue_frames: self.client_queue_frames as usize,
+                keyframe_interval: Duration::from_millis(self.keyframe_request_interval_ms.into()),
+                ping_interval: limits.ping_interval,
+                max_latency: (self.max_latency_ms > 0)
+                    .then(|| Duration::from_millis(self.max_latency_ms.into())),
+            },
+            gray_window: self.gray_window,
+            limits,
+            stun_server: self.stun_server.clone(),
+            turn_server: self.turn_server.clone(),
+        })
     }
 
     /// The two links' tokens: set by the application or generated at each start.
@@ -160,7 +176,10 @@ impl Settings {
                     ["{name} must be 8 to 256 characters of A-Z a-z 0-9 - . _ ~"]
                 )),
                 None => access::generate_token().map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::Failed, ("Cannot make a {name}: {e}"))
+                    gst::error_msg!(
+                        gst::ResourceError::Failed,
+                        ("Cannot make a {name}: no randomness: {e}")
+                    )
                 }),
             }
         };
@@ -189,67 +208,11 @@ impl Settings {
     }
 }
 
-/// What a run owns before its servers exist: the input thread (fed by the inbox), the shutdown
-/// signal and the periodic tasks. Dropping it ends them all, so that a start() that fails half
-/// way (a busy port, a bad certificate) releases exactly what stop() releases.
-struct Run {
-    /// Ends every server and session.
-    shutdown: watch::Sender<bool>,
-    /// Input events on their way to the input thread; closing it ends the thread.
-    inbox: Arc<Inbox>,
-    /// Periodic tasks: stats messages, each viewer's own figures, certificate renewal.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Run {
-    /// Signals shutdown, aborts the periodic tasks and ends the input thread; again is a no-op.
-    fn stop(&mut self) {
-        let _ = self.shutdown.send(true);
-        // Not awaited: stop() may run inside one of them (a sync bus handler reacting to
-        // rfbsink-stats); an aborted task ends at its next await.
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
-        self.inbox.close();
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A running server: dropping it (stop(), or a start() that failed after binding) stops the
-/// servers and then the run.
-struct Started {
-    hub: Arc<Hub>,
-    /// Taken by Drop, which waits until its port is free.
-    server: Option<HttpServer>,
-    webtransport: Option<Arc<WtServer>>,
-    url: String,
-    view_url: String,
-    run: Run,
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        // The run first: the servers wait for what the shutdown signal ends.
-        self.run.stop();
-        if let Some(wt) = &self.webtransport {
-            wt.stop();
-        }
-        if let Some(server) = self.server.take() {
-            server.stop();
-        }
-    }
-}
-
 #[derive(Default)]
 enum State {
     #[default]
     Stopped,
-    Started(Started),
+    Started(Server),
 }
 
 /// The `refine` request pad's side (docs/protocol.md, "Refine"): when neither pad got a buffer
@@ -273,6 +236,39 @@ struct Refine {
     size_warned: bool,
 }
 
+/// The figures of one run, for stats: zeroed at each start.
+#[derive(Default)]
+struct Counters {
+    input_events: AtomicU64,
+    input_ignored: AtomicU64,
+    /// Buffers skipped as unstreamable (empty, garbage, a corrupt header).
+    frames_skipped: AtomicU64,
+    /// Time spent in render(), for the CPU cost per frame.
+    render_ns: AtomicU64,
+    /// The running time of the last frame rendered (the QoS event's timestamp), ns.
+    last_running_time: AtomicU64,
+    /// A refused profile was explained on the bus (once a run).
+    caps_explained: AtomicBool,
+    /// Buffers render() took, sent or not (`frames` counts those handed to the clients).
+    frames_rendered: AtomicU64,
+}
+
+impl Counters {
+    fn reset(&self) {
+        for n in [
+            &self.input_events,
+            &self.input_ignored,
+            &self.frames_skipped,
+            &self.render_ns,
+            &self.last_running_time,
+            &self.frames_rendered,
+        ] {
+            n.store(0, Ordering::Relaxed);
+        }
+        self.caps_explained.store(false, Ordering::Relaxed);
+    }
+}
+
 #[derive(Default)]
 pub struct RfbSink {
     settings: Mutex<Settings>,
@@ -286,18 +282,8 @@ pub struct RfbSink {
     refine_raw: Mutex<RawEncoder>,
     /// Taken before `stream` when both are.
     refine: Mutex<Refine>,
-    input_events: AtomicU64,
-    input_ignored: AtomicU64,
-    /// Buffers skipped as unstreamable (empty, garbage, a corrupt header).
-    frames_skipped: AtomicU64,
-    /// Time spent in render(), for the CPU cost per frame.
-    render_ns: AtomicU64,
-    /// The running time of the last frame rendered (the QoS event's timestamp), ns.
-    last_running_time: AtomicU64,
-    /// A refused profile was explained on the bus (once).
-    caps_explained: AtomicBool,
-    /// Buffers render() took, sent or not (`frames` counts those handed to the clients).
-    frames_rendered: AtomicU64,
+    /// This run's figures (stats); zeroed by start().
+    counters: Counters,
 }
 
 impl RfbSink {
@@ -337,7 +323,7 @@ impl RfbSink {
             2.0
         };
         let timestamp =
-            gst::ClockTime::from_nseconds(self.last_running_time.load(Ordering::Relaxed));
+            gst::ClockTime::from_nseconds(self.counters.last_running_time.load(Ordering::Relaxed));
         let event = gst::event::Qos::new(
             gst::QOSType::Overflow,
             proportion,
@@ -381,7 +367,7 @@ impl RfbSink {
             ),
             _ => return,
         };
-        if !self.caps_explained.swap(true, Ordering::Relaxed) {
+        if !self.counters.caps_explained.swap(true, Ordering::Relaxed) {
             gst::element_imp_warning!(self, gst::StreamError::Format, ("{hint}"));
         } else {
             gst::debug!(CAT, imp = self, "{hint}");
@@ -428,12 +414,12 @@ impl RfbSink {
         if matches!(msg, ClientMessage::Input(_) | ClientMessage::App { .. })
             && self.settings.lock().unwrap().view_only
         {
-            self.input_ignored.fetch_add(1, Ordering::Relaxed);
+            self.counters.input_ignored.fetch_add(1, Ordering::Relaxed);
             return;
         }
         match msg {
             ClientMessage::Input(input) => {
-                self.input_events.fetch_add(1, Ordering::Relaxed);
+                self.counters.input_events.fetch_add(1, Ordering::Relaxed);
                 match input {
                     Input::Navigation(nav) => {
                         if !self.obj().sink_pad().push_event(nav.build()) {
@@ -478,88 +464,21 @@ impl RfbSink {
         hub.send_text((client_id != 0).then_some(client_id), &text) > 0
     }
 
-    /// Starts WebTransport. With the default port (the HTTP port's number) a busy UDP port is a
-    /// warning: the viewers fall back to WebSocket. An explicit port or certificate that fails is
-    /// an error.
-    fn start_webtransport(
-        &self,
-        settings: &Settings,
-        http: SocketAddr,
-        certificates: &Certificates,
-        ctx: Context,
-    ) -> Result<Option<WtServer>, gst::ErrorMessage> {
-        let port = match settings.webtransport_port {
-            -1 => http.port(),
-            p => p as u16,
-        };
-        match WtServer::start(http.ip(), port, certificates, ctx) {
-            Ok(wt) => Ok(Some(wt)),
-            Err(e) if settings.webtransport_port == -1 && settings.certificate_file.is_none() => {
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Busy,
-                    ("WebTransport is off, viewers use WebSocket: {e}")
-                );
-                Ok(None)
-            }
-            Err(e) => Err(gst::error_msg!(
-                gst::ResourceError::OpenReadWrite,
-                ("WebTransport: {e}")
-            )),
-        }
-    }
-
-    /// Renews a self-signed certificate before it expires (HTTPS picks it up at once,
-    /// WebTransport once reloaded); open sessions carry on.
-    fn spawn_renewal(
-        &self,
-        certificates: Arc<Certificates>,
-        webtransport: Option<Arc<WtServer>>,
-        limits: Limits,
-    ) -> tokio::task::JoinHandle<()> {
-        let weak = self.obj().downgrade();
-        RUNTIME.spawn(async move {
-            while let Some(wait) = certificates.renew_in() {
-                tokio::time::sleep(wait).await;
-                let result = certificates.renew().and_then(|()| match &webtransport {
-                    Some(wt) => wt.reload(&certificates, limits.idle_timeout),
-                    None => Ok(()),
-                });
-                let Some(obj) = weak.upgrade() else { break };
-                match result {
-                    Ok(()) => gst::info!(CAT, obj = obj, "renewed the self-signed certificate"),
-                    Err(e) => gst::error!(CAT, obj = obj, "certificate renewal: {e}"),
-                }
-            }
-        })
-    }
-
-    fn resolve(settings: &Settings) -> Result<SocketAddr, gst::ErrorMessage> {
-        let port = settings.port as u16;
-        (settings.address.as_str(), port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| {
-                gst::error_msg!(
-                    gst::ResourceError::Settings,
-                    (
-                        "Invalid address '{}': not an IP address or resolvable host name",
-                        settings.address
-                    )
-                )
-            })
-    }
-
     fn stats(&self) -> gst::Structure {
         let Some(hub) = self.hub() else {
             return gst::Structure::builder("rfbsink-stats")
                 .field("clients", 0u32)
-                .field("input-events", self.input_events.load(Ordering::Relaxed))
-                .field("input-ignored", self.input_ignored.load(Ordering::Relaxed))
+                .field(
+                    "input-events",
+                    self.counters.input_events.load(Ordering::Relaxed),
+                )
+                .field(
+                    "input-ignored",
+                    self.counters.input_ignored.load(Ordering::Relaxed),
+                )
                 .field(
                     "frames-skipped",
-                    self.frames_skipped.load(Ordering::Relaxed),
+                    self.counters.frames_skipped.load(Ordering::Relaxed),
                 )
                 .build();
         };
@@ -579,7 +498,7 @@ impl RfbSink {
             .field("frames", stats.frames)
             .field(
                 "frames-rendered",
-                self.frames_rendered.load(Ordering::Relaxed),
+                self.counters.frames_rendered.load(Ordering::Relaxed),
             )
             .field("bytes", stats.bytes)
             .field("keyframe-requests", stats.keyframe_requests)
@@ -591,19 +510,22 @@ impl RfbSink {
             )
             .field("width", config.map(|c| c.codec.width).unwrap_or(0))
             .field("height", config.map(|c| c.codec.height).unwrap_or(0))
-            .field("input-events", self.input_events.load(Ordering::Relaxed))
+            .field(
+                "input-events",
+                self.counters.input_events.load(Ordering::Relaxed),
+            )
             .field(
                 "input-ignored",
-                self.input_ignored.load(Ordering::Relaxed)
+                self.counters.input_ignored.load(Ordering::Relaxed)
                     + stats.clients.iter().map(|c| c.input_ignored).sum::<u64>(),
             )
             .field(
                 "frames-skipped",
-                self.frames_skipped.load(Ordering::Relaxed),
+                self.counters.frames_skipped.load(Ordering::Relaxed),
             )
             .field(
                 "render-time-us",
-                self.render_ns.load(Ordering::Relaxed) / 1000,
+                self.counters.render_ns.load(Ordering::Relaxed) / 1000,
             )
             .field("tiles-sent", tiles_sent)
             .field("tiles-total", tiles_total)
@@ -1019,9 +941,7 @@ impl ObjectImpl for RfbSink {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "bound-port" => match &*self.state.lock().unwrap() {
-                State::Started(s) => {
-                    (s.server.as_ref().map_or(0, |s| s.local_addr.port()) as u32).to_value()
-                }
+                State::Started(s) => (s.local.port() as u32).to_value(),
                 State::Stopped => 0u32.to_value(),
             },
             "url" => match &*self.state.lock().unwrap() {
@@ -1226,159 +1146,68 @@ impl BaseSinkImpl for RfbSink {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let addr = Self::resolve(&settings)?;
-        let tokens = settings.tokens()?;
+        let server_settings = settings.server()?;
+        self.counters.reset();
+        {
+            let mut raw = self.raw.lock().unwrap();
+            (raw.tiles_sent, raw.tiles_total) = (0, 0);
+        }
+        self.refine.lock().unwrap().sent_count = 0;
+        *self.stream.lock().unwrap() = StreamTracker::default();
 
         let weak = self.obj().downgrade();
-        // Input goes upstream from one thread of its own: in order, and never on the runtime's
-        // workers or the streaming thread. The inbox between them is bounded; dropping the run
-        // (stop(), or any failure below) closes it.
-        let inbox = Arc::new(Inbox::default());
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut run = Run {
-            shutdown,
-            inbox: inbox.clone(),
-            tasks: Vec::new(),
+        let handlers = Handlers {
+            message: {
+                let weak = weak.clone();
+                Box::new(move |client_id, msg| {
+                    if let Some(obj) = weak.upgrade() {
+                        obj.imp().on_client_message(client_id, msg);
+                    }
+                })
+            },
+            request_keyframe: {
+                let weak = weak.clone();
+                Box::new(move || {
+                    if let Some(obj) = weak.upgrade() {
+                        obj.imp().request_keyframe();
+                    }
+                })
+            },
+            overloaded: {
+                let weak = weak.clone();
+                Box::new(move |overload| {
+                    if let Some(obj) = weak.upgrade() {
+                        obj.imp().client_overloaded(overload);
+                    }
+                })
+            },
         };
-        let weak_input = weak.clone();
-        let thread_inbox = inbox.clone();
-        std::thread::Builder::new()
-            .name("rfbsink-input".into())
-            .spawn(move || {
-                while let Some((client_id, msg)) = thread_inbox.pop() {
-                    match weak_input.upgrade() {
-                        Some(obj) => obj.imp().on_client_message(client_id, msg),
-                        None => break,
-                    }
-                }
-            })
+        let mut server = Server::start(&server_settings, handlers, self.obj().clone().upcast())
             .map_err(|e| {
-                gst::error_msg!(
-                    gst::CoreError::Failed,
-                    ("Cannot start the input thread: {e}")
-                )
+                let kind = if e.is_busy() {
+                    gst::ResourceError::Busy
+                } else if e.is_settings() {
+                    gst::ResourceError::Settings
+                } else {
+                    gst::ResourceError::OpenReadWrite
+                };
+                gst::error_msg!(kind, ("{e}"))
             })?;
-        let hub_inbox = inbox.clone();
-        let limits =
-            Limits::from_client_timeout(Duration::from_millis(settings.client_timeout_ms.into()));
-        let hub = Hub::new(
-            HubSettings {
-                max_clients: settings.max_clients,
-                gop_cache: settings.gop_cache,
-                queue_bytes: settings.client_queue_bytes as usize,
-                queue_frames: settings.client_queue_frames as usize,
-                keyframe_interval: Duration::from_millis(
-                    settings.keyframe_request_interval_ms.into(),
-                ),
-                ping_interval: limits.ping_interval,
-                max_latency: (settings.max_latency_ms > 0)
-                    .then(|| Duration::from_millis(settings.max_latency_ms.into())),
-            },
-            Callbacks {
-                // Pushed from the runtime's blocking pool: never on render()'s thread.
-                request_keyframe: Box::new(move || {
-                    let weak = weak.clone();
-                    RUNTIME.spawn_blocking(move || {
-                        if let Some(obj) = weak.upgrade() {
-                            obj.imp().request_keyframe();
-                        }
-                    });
-                }),
-                overloaded: {
-                    let weak = self.obj().downgrade();
-                    Box::new(move |overload| {
-                        let (weak, overload) = (weak.clone(), overload.clone());
-                        RUNTIME.spawn_blocking(move || {
-                            if let Some(obj) = weak.upgrade() {
-                                obj.imp().client_overloaded(&overload);
-                            }
-                        });
-                    })
-                },
-                on_message: Box::new(move |client, msg| {
-                    if !hub_inbox.push(client.id, msg) {
-                        client.close(
-                            close::POLICY,
-                            "input flood: more events than the pipeline takes",
-                        );
-                    }
-                }),
-            },
-        );
-        if settings.gray_window.is_some() {
-            hub.set_window(protocol::window(settings.gray_window));
-        }
-
-        let bound = HttpServer::bind(addr).map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
+        if let Some(e) = &server.webtransport_off {
+            let kind = if e.is_busy() {
                 gst::ResourceError::Busy
             } else {
                 gst::ResourceError::OpenReadWrite
             };
-            gst::error_msg!(kind, ("Cannot listen on {addr}"), ["{e}"])
-        })?;
-        let local = bound.local_addr;
-        let https = settings.https || settings.certificate_file.is_some();
-        let certificates =
-            if https || settings.webtransport {
-                let source = settings.certificate_source(local)?;
-                Some(Certificates::new(source).map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::Settings, ("Certificate: {e}"))
-                })?)
-            } else {
-                None
-            };
-        let access = Arc::new(Access::new(AccessSettings {
-            tokens: tokens.clone(),
-            allowed_origins: settings.allowed_origins(),
-            address: settings.address.clone(),
-            bound: local.ip(),
-            http_port: local.port(),
-            view_only: settings.view_only,
-        }));
-        let ctx = Context {
-            hub: hub.clone(),
-            access,
-            limits,
-            shutdown: shutdown_rx,
-            obj: self.obj().clone().upcast(),
-        };
-        let discovery = Arc::new(Discovery::default());
-        let webtransport = match (&certificates, settings.webtransport) {
-            (Some(certs), true) => self
-                .start_webtransport(&settings, local, certs, ctx.clone())?
-                .map(Arc::new),
-            _ => None,
-        };
-        if let (Some(wt), Some(certs)) = (&webtransport, &certificates) {
-            discovery.set_webtransport(wt.port, certs.clone());
+            gst::element_imp_warning!(
+                self,
+                kind,
+                ("WebTransport is off, viewers use WebSocket: {e}")
+            );
         }
-        let tls_config = https.then(|| certificates.as_ref().expect("made above").rustls_config());
-        let webrtc = WebRtc::new(IceSettings {
-            stun_server: settings.stun_server.clone(),
-            turn_server: settings.turn_server.clone(),
-            local_address: Some(local.ip()),
-        });
-        let server = bound.serve(tls_config, ctx, discovery, webrtc);
-
-        let scheme = if https { "https" } else { "http" };
-        let host = if local.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else if local.is_ipv6() {
-            format!("[{}]", local.ip())
-        } else {
-            local.ip().to_string()
-        };
-        let base = format!("{scheme}://{host}:{}/", local.port());
-        let (url, view_url) = match &tokens {
-            Some(t) => (
-                format!("{base}?{TOKEN_PARAM}={}", t.control),
-                format!("{base}?{TOKEN_PARAM}={}", t.view),
-            ),
-            None => (base.clone(), base),
-        };
+        let (url, view_url, local) = (server.url.clone(), server.view_url.clone(), server.local);
         gst::info!(CAT, imp = self, "serving the viewer at {url}");
-        if !https && !local.ip().is_loopback() {
+        if !server.https && !local.ip().is_loopback() {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Settings,
@@ -1387,73 +1216,59 @@ impl BaseSinkImpl for RfbSink {
         }
         // A gst-launch-1.0 user sees this without any flag (docs/security.md).
         eprintln!("rfbsink: viewer at {url}");
-        if tokens.is_some() {
+        if server_settings.tokens.is_some() {
             eprintln!("rfbsink: view-only link {view_url}");
         }
-
-        let tasks = &mut run.tasks;
         if settings.stats_interval_ms > 0 {
-            let weak = self.obj().downgrade();
             let period = Duration::from_millis(settings.stats_interval_ms.into());
-            tasks.push(RUNTIME.spawn(async move {
-                let mut ticks =
-                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                loop {
-                    ticks.tick().await;
-                    let Some(obj) = weak.upgrade() else { break };
-                    let msg = gst::message::Element::builder(obj.imp().stats())
-                        .src(&obj)
-                        .build();
-                    let _ = obj.post_message(msg);
-                }
-            }));
+            server.every(period, move || {
+                let Some(obj) = weak.upgrade() else {
+                    return false;
+                };
+                let msg = gst::message::Element::builder(obj.imp().stats())
+                    .src(&obj)
+                    .build();
+                let _ = obj.post_message(msg);
+                true
+            });
         }
-        // Each viewer gets its own figures every second, for its overlay.
-        let weak_hub = Arc::downgrade(&hub);
-        tasks.push(RUNTIME.spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                ticks.tick().await;
-                let Some(hub) = weak_hub.upgrade() else { break };
-                hub.send_client_stats();
-            }
-        }));
-        let wt_port = webtransport.as_ref().map(|w| w.port as u32).unwrap_or(0);
-        if let Some(certs) = certificates.filter(|c| c.is_self_signed()) {
-            tasks.push(self.spawn_renewal(certs, webtransport.clone(), limits));
-        }
-        *self.state.lock().unwrap() = State::Started(Started {
-            hub,
-            server: Some(server),
-            webtransport,
-            url: url.clone(),
-            view_url: view_url.clone(),
-            run,
-        });
-        *self.stream.lock().unwrap() = StreamTracker::default();
-
         let msg = gst::message::Element::builder(
             gst::Structure::builder("rfbsink-listening")
                 .field("url", &url)
                 .field("view-url", &view_url)
                 .field("address", local.ip().to_string())
                 .field("port", local.port() as u32)
-                .field("webtransport-port", wt_port)
+                .field(
+                    "webtransport-port",
+                    server.webtransport_port.map_or(0, u32::from),
+                )
                 .build(),
         )
         .src(&*self.obj())
         .build();
+        *self.state.lock().unwrap() = State::Started(server);
         let _ = self.obj().post_message(msg);
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         let state = std::mem::take(&mut *self.state.lock().unwrap());
-        if let State::Started(started) = state {
-            let url = started.url.clone();
-            drop(started);
+        if let State::Started(server) = state {
+            let url = server.url.clone();
+            drop(server);
             gst::info!(CAT, imp = self, "stopped serving {url}");
         }
+        // The run's pictures go with it (the next run gets new caps); its figures stay
+        // readable in stats until the next start.
+        self.raw.lock().unwrap().clear();
+        self.raw_active.store(false, Ordering::Relaxed);
+        self.refine_raw.lock().unwrap().clear();
+        let mut refine = self.refine.lock().unwrap();
+        *refine = Refine {
+            pad: refine.pad.take(),
+            sent_count: refine.sent_count,
+            ..Refine::default()
+        };
         Ok(())
     }
 
@@ -1464,7 +1279,7 @@ impl BaseSinkImpl for RfbSink {
                 Ok(p)
                     if s.name() == "video/x-vp9"
                         && p != "0"
-                        && !self.caps_explained.swap(true, Ordering::Relaxed) =>
+                        && !self.counters.caps_explained.swap(true, Ordering::Relaxed) =>
                 {
                     gst::element_imp_warning!(
                         self,
@@ -1479,10 +1294,10 @@ impl BaseSinkImpl for RfbSink {
         }
         let result = caps_info(caps).and_then(|info| {
             if info.width > MAX_DIMENSION || info.height > MAX_DIMENSION {
-                return Err(format!(
-                    "{}x{} is larger than {MAX_DIMENSION}x{MAX_DIMENSION}",
-                    info.width, info.height
-                ));
+                return Err(StreamError::TooLarge {
+                    width: info.width,
+                    height: info.height,
+                });
             }
             let mut raw = self.raw.lock().unwrap();
             match info.raw {
@@ -1505,9 +1320,12 @@ impl BaseSinkImpl for RfbSink {
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let start = std::time::Instant::now();
-        self.frames_rendered.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .frames_rendered
+            .fetch_add(1, Ordering::Relaxed);
         let result = self.render_frame(buffer);
-        self.render_ns
+        self.counters
+            .render_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result
     }
@@ -1535,8 +1353,8 @@ impl RfbSink {
     /// A buffer that cannot be streamed (empty, garbage, a corrupt header) is skipped, not the
     /// end of the pipeline: a warning on the bus the first time, a count in stats, and a
     /// keyframe asked for so that the clients recover at once.
-    fn skip_frame(&self, hub: &Arc<Hub>, buffer: &gst::Buffer, why: &str) {
-        let skipped = self.frames_skipped.fetch_add(1, Ordering::Relaxed);
+    fn skip_frame(&self, hub: &Arc<Hub>, buffer: &gst::Buffer, why: &StreamError) {
+        let skipped = self.counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
         if skipped == 0 {
             gst::element_imp_warning!(
                 self,
@@ -1564,7 +1382,7 @@ impl RfbSink {
     }
 
     /// Raw video: the element encodes it losslessly into tiles, once for every client.
-    fn render_raw(&self, hub: &Arc<Hub>, buffer: &gst::Buffer) -> Result<(), String> {
+    fn render_raw(&self, hub: &Arc<Hub>, buffer: &gst::Buffer) -> Result<(), StreamError> {
         let timestamp_us = self.timestamp_us(buffer);
         let mut raw = self.raw.lock().unwrap();
         let config = || {
@@ -1581,7 +1399,7 @@ impl RfbSink {
                 imp = self,
                 "nobody watches: raw picture kept, not encoded"
             );
-            return raw.keep(buffer, timestamp_us);
+            return Ok(raw.keep(buffer, timestamp_us)?);
         }
         match raw.encode(buffer, timestamp_us)? {
             // The same picture as before: nothing on the wire.
@@ -1595,7 +1413,7 @@ impl RfbSink {
         }
     }
 
-    fn push_raw(&self, hub: &Arc<Hub>, frame: RawFrame) -> Result<(), String> {
+    fn push_raw(&self, hub: &Arc<Hub>, frame: RawFrame) -> Result<(), StreamError> {
         gst::trace!(
             CAT,
             imp = self,
@@ -1682,7 +1500,8 @@ impl RfbSink {
         };
 
         let timestamp_us = self.timestamp_us(buffer);
-        self.last_running_time
+        self.counters
+            .last_running_time
             .store(timestamp_us.max(0) as u64 * 1000, Ordering::Relaxed);
         let header = FrameHeader {
             config_id: config.id,
@@ -1717,8 +1536,8 @@ impl RfbSink {
             gst::EventView::Caps(c) => {
                 let caps = c.caps();
                 let result = caps_info(caps).and_then(|info| {
-                    let format = info.raw.ok_or("not raw video")?;
-                    self.refine_raw.lock().unwrap().set_caps(caps, format)
+                    let format = info.raw.ok_or(StreamError::NotRaw)?;
+                    Ok(self.refine_raw.lock().unwrap().set_caps(caps, format)?)
                 });
                 if let Err(e) = result {
                     gst::element_imp_error!(

@@ -470,6 +470,7 @@ pub(super) async fn negotiate(
     Ok((link, with_candidates(&sdp, &candidates)))
 }
 
+/// Host candidates on `address` only (libnice's `nice_agent_add_local_address`): an element
 /// bound to loopback or one LAN address must not offer the machine's other addresses.
 fn restrict_host_candidates(obj: &gst::Object, ice: &gst_webrtc::WebRTCICE, address: IpAddr) {
     type Init = unsafe extern "C" fn(*mut c_void);

@@ -81,7 +81,10 @@ impl WebRtc {
             Ok(id) => id,
             Err(e) => {
                 ctx.hub.remove_client(client.id);
-                return Err(OfferError::new(500, e));
+                return Err(OfferError::new(
+                    500,
+                    format!("no randomness for a session id: {e}"),
+                ));
             }
         };
         let built = tokio::time::timeout(

@@ -240,8 +240,6 @@ pub(super) fn with_candidates(sdp: &str, candidates: &[(u32, String)]) -> String
     out
 }
 
-/// Host candidates on `address` only (libnice's `nice_agent_add_local_address`): an element
-
 #[cfg(test)]
 mod tests {
     use super::*;

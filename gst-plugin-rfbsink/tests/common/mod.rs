@@ -136,6 +136,11 @@ pub fn wait_clients(h: &gst_check::Harness, n: u32) {
 
 /// Starts `line`, which must fail to start; returns the error message the element posted.
 pub fn start_error(line: &str) -> String {
+    start_failure(line).to_string()
+}
+
+/// The error a pipeline that cannot start posts, with its domain (`gst::ResourceError::Busy`...).
+pub fn start_failure(line: &str) -> glib::Error {
     init();
     let pipeline = gst::parse::launch(line).unwrap();
     let bus = pipeline.bus().unwrap();
@@ -150,7 +155,7 @@ pub fn start_error(line: &str) -> String {
     let gst::MessageView::Error(err) = msg.view() else {
         unreachable!()
     };
-    err.error().to_string()
+    err.error()
 }
 
 #[derive(Debug)]
