@@ -1,8 +1,11 @@
 // rfbsink wire protocol, version 1 (docs/protocol.md). Pure: no DOM, no I/O, runs in node too.
 
+/** The protocol's version (the server's `hello` says it; docs/protocol.md). */
 export const PROTOCOL_VERSION = 1;
+/** The `envelope=binary` frame header's version byte. */
+export const BINARY_VERSION = 1;
 /** Size of the `envelope=binary` frame header in bytes. */
-export const HEADER_SIZE = 24;
+export const BINARY_HEADER_LEN = 24;
 export const MAGIC_0 = 0x52; // 'R'
 export const MAGIC_1 = 0x46; // 'F'
 export const FLAG_KEY = 0x01;
@@ -80,9 +83,9 @@ function isUint(value) {
  */
 export function parseBinaryFrame(message) {
   const bytes = message instanceof Uint8Array ? message : new Uint8Array(message);
-  if (bytes.byteLength < HEADER_SIZE) {
+  if (bytes.byteLength < BINARY_HEADER_LEN) {
     throw new ProtocolError(
-      `binary frame of ${bytes.byteLength} bytes is shorter than the ${HEADER_SIZE}-byte header`,
+      `binary frame of ${bytes.byteLength} bytes is shorter than the ${BINARY_HEADER_LEN}-byte header`,
     );
   }
   if (bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1) {
@@ -90,10 +93,10 @@ export function parseBinaryFrame(message) {
       `binary frame magic is 0x${hex(bytes[0])} 0x${hex(bytes[1])}, expected "RF" (0x52 0x46)`,
     );
   }
-  if (bytes[2] !== PROTOCOL_VERSION) {
-    throw new ProtocolError(`binary frame version ${bytes[2]}, this client speaks ${PROTOCOL_VERSION}`);
+  if (bytes[2] !== BINARY_VERSION) {
+    throw new ProtocolError(`binary frame version ${bytes[2]}, this client speaks ${BINARY_VERSION}`);
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_SIZE);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, BINARY_HEADER_LEN);
   const flags = view.getUint8(3);
   const frameId = view.getBigUint64(8, true);
   if (frameId > BigInt(Number.MAX_SAFE_INTEGER)) {
@@ -105,7 +108,7 @@ export function parseBinaryFrame(message) {
     key: (flags & FLAG_KEY) !== 0,
     refine: (flags & FLAG_REFINE) !== 0,
     configId: view.getUint32(4, true),
-    payload: bytes.subarray(HEADER_SIZE),
+    payload: bytes.subarray(BINARY_HEADER_LEN),
   };
 }
 
@@ -115,7 +118,7 @@ export function parseBinaryFrame(message) {
  * @returns {Uint8Array}
  */
 export function encodeBinaryFrame(frame) {
-  const out = new Uint8Array(HEADER_SIZE + frame.payload.byteLength);
+  const out = new Uint8Array(BINARY_HEADER_LEN + frame.payload.byteLength);
   const view = new DataView(out.buffer);
   out[0] = MAGIC_0;
   out[1] = MAGIC_1;
@@ -124,7 +127,7 @@ export function encodeBinaryFrame(frame) {
   view.setUint32(4, frame.configId, true);
   view.setBigUint64(8, BigInt(frame.frameId), true);
   view.setBigInt64(16, BigInt(frame.timestampUs), true);
-  out.set(frame.payload, HEADER_SIZE);
+  out.set(frame.payload, BINARY_HEADER_LEN);
   return out;
 }
 
@@ -144,7 +147,7 @@ export function parseTextMessage(text) {
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new ProtocolError(`text message is not JSON (${e.message}): ${preview(text)}`);
+    throw new ProtocolError(`text message is not JSON (${e instanceof Error ? e.message : e}): ${preview(text)}`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ProtocolError(`text message is not a JSON object: ${preview(text)}`);
@@ -341,12 +344,17 @@ export function keyframeRequest(reason) {
 }
 
 /**
+ * The acknowledgement of a painted frame (docs/protocol.md, "Control messages"): every field the server reads.
  * @param {number} frameId the decoded frame
  * @param {number} decodeQueueSize frames waiting in the decoder
+ * @param {number} [paintUs] how long painting took, from the decoder's hand-over
  * @returns {Message}
  */
-export function ack(frameId, decodeQueueSize) {
-  return { channel: STATS_CHANNEL, kind: 'ack', frame_id: frameId, decode_queue_size: decodeQueueSize };
+export function ack(frameId, decodeQueueSize, paintUs) {
+  /** @type {Message} */
+  const message = { channel: STATS_CHANNEL, kind: 'ack', frame_id: frameId, decode_queue_size: decodeQueueSize };
+  if (paintUs !== undefined) message.paint_us = paintUs;
+  return message;
 }
 
 /**

@@ -1,5 +1,6 @@
 // The rfbsink viewer: mount it into an element and it shows the stream. It owns the DOM (canvas,
-// status line, overlay); connection, decoding and painting happen in decode-worker.js.
+// status line, overlay); the session runs in decode-worker.js (connection, decoding, painting),
+// or for WebRTC in a WebRtcHost on the page (webrtc.js), which answers the same messages.
 //
 //   import { mountViewer } from 'http://127.0.0.1:8080/rfb-viewer.js';
 //   const viewer = mountViewer(document.getElementById('view'), { url: 'ws://127.0.0.1:8080/ws' });
@@ -7,7 +8,7 @@
 import { InputCapture, mapToStream } from './input.js';
 import { Overlay } from './overlay.js';
 import { EVENTS_CHANNEL, withEnvelope } from './protocol.js';
-import { WebRtcLink } from './webrtc.js';
+import { WebRtcHost } from './webrtc.js';
 
 /** @typedef {import('./decode-worker.js').ViewerStats} ViewerStats */
 /** @typedef {import('./decode-worker.js').FromWorker} FromWorker */
@@ -146,32 +147,24 @@ export class RfbViewer {
     this.requests = new Map();
     this.nextRequestId = 1;
 
-    /** @type {Worker | null} */
-    this.worker = null;
-    /** @type {WebRtcLink | null} */
-    this.rtc = null;
-    if (this.webrtc) {
-      this.video.addEventListener('resize', () => {
-        this.streamSize = { width: this.video.videoWidth, height: this.video.videoHeight };
-        if (this.statusState === 'waiting') this.setStatus('playing', '');
-      });
-      this.rtc = new WebRtcLink(this.video, url, {
-        status: (state, text) => this.setStatus(state === 'waiting' && this.video.videoWidth ? 'playing' : state, text),
-        resize: () => {},
-        app: (message) => this.fromWorker({ type: 'app', message }),
-      });
-    } else {
-      const worker = startWorker();
-      this.worker = worker;
-      worker.onmessage = (event) => this.fromWorker(event.data);
-      worker.onerror = (event) => {
+    /**
+     * Where the session runs: the decode worker, or for WebRTC a host on the page that answers
+     * the same messages.
+     * @type {Worker | WebRtcHost}
+     */
+    this.worker = this.webrtc ? new WebRtcHost(this.video) : startWorker();
+    this.worker.onmessage = (/** @type {{data: FromWorker}} */ event) => this.fromWorker(event.data);
+    if (this.worker instanceof Worker) {
+      this.worker.onerror = (event) => {
         const why = event.message || 'could not load decode-worker.js';
         console.error(`rfb: worker failed: ${why}`);
         this.setStatus('error', `viewer failed: ${why}`);
       };
       const offscreen = this.canvas.transferControlToOffscreen();
-      const transport = options.transport === 'webrtc' ? 'auto' : (options.transport ?? 'auto');
+      const transport = /** @type {'auto' | 'ws' | 'wt'} */ (options.transport ?? 'auto');
       this.post({ type: 'init', canvas: offscreen, url, envelope, transport }, [offscreen]);
+    } else {
+      this.post({ type: 'init', url, envelope });
     }
 
     /** @type {ReturnType<typeof setInterval> | null} */
@@ -237,7 +230,9 @@ export class RfbViewer {
    * @param {Transferable[]} [transfer]
    */
   post(message, transfer = []) {
-    if (!this.closed) this.worker?.postMessage(message, transfer);
+    if (this.closed) return;
+    if (this.worker instanceof Worker) this.worker.postMessage(message, transfer);
+    else this.worker.postMessage(message);
   }
 
   /**
@@ -247,45 +242,11 @@ export class RfbViewer {
    */
   request(message) {
     if (this.closed) return Promise.reject(new Error('viewer closed'));
-    if (this.rtc) return this.rtcRequest(this.rtc, message);
     const id = this.nextRequestId++;
     return new Promise((resolve, reject) => {
       this.requests.set(id, { resolve, reject });
       this.post(/** @type {ToWorker} */ ({ ...message, id }));
     });
-  }
-
-  /**
-   * The worker's requests, answered in WebRTC mode (the browser decodes and paints; lossless
-   * reads and the gray16 window have nothing to work on).
-   * @param {WebRtcLink} rtc
-   * @param {any} message
-   * @returns {Promise<any>}
-   */
-  async rtcRequest(rtc, message) {
-    switch (message.type) {
-      case 'stats':
-        return { ...(await rtc.stats()), status: this.statusState };
-      case 'send':
-        return rtc.send(message.channel, message.message);
-      case 'sample': {
-        const { videoWidth: w, videoHeight: h } = this.video;
-        if (!w || !h) return message.points.map(() => [0, 0, 0, 0]);
-        const canvas = new OffscreenCanvas(w, h);
-        const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext('2d', { willReadFrequently: true }));
-        ctx.drawImage(this.video, 0, 0);
-        return message.points.map((/** @type {[number, number]} */ [x, y]) => {
-          if (!(x >= 0 && y >= 0 && x < w && y < h)) return [0, 0, 0, 0];
-          return Array.from(ctx.getImageData(Math.floor(x), Math.floor(y), 1, 1).data);
-        });
-      }
-      case 'window':
-      case 'raw':
-      case 'probe':
-        return null;
-      default:
-        throw new Error(`not available over WebRTC: ${message.type}`);
-    }
   }
 
   /** @param {FromWorker} message */
@@ -309,7 +270,7 @@ export class RfbViewer {
         this.streamSize = { width: message.width, height: message.height };
         this.gray16 = message.format === 'gray16le';
         // Lossless pictures: no smoothing when the view scales them (1:1 is exact anyway).
-        this.canvas.style.imageRendering = message.format ? 'pixelated' : '';
+        this.surface.style.imageRendering = message.format ? 'pixelated' : '';
         break;
       case 'app':
         for (const cb of this.messageListeners) {
@@ -469,11 +430,10 @@ export class RfbViewer {
     if (this.closed) return;
     this.input?.close(); // its key-ups go out before the worker's close
     this.post({ type: 'close' });
-    this.rtc?.close();
     this.closed = true;
     const worker = this.worker;
     // Let the worker send its WebSocket close before it goes.
-    if (worker) setTimeout(() => worker.terminate(), 200);
+    setTimeout(() => worker.terminate(), 200);
     if (this.overlayTimer) clearInterval(this.overlayTimer);
     if (this.noticeTimer) clearTimeout(this.noticeTimer);
     for (const { reject } of this.requests.values()) reject(new Error('viewer closed'));

@@ -188,7 +188,7 @@ export class History {
     this.windowMs = windowMs;
     this.capacity = capacity;
     this.times = new Float64Array(capacity);
-    /** @type {T[]} */
+    /** @type {(T | undefined)[]} undefined: a free slot (its value let go) */
     this.values = new Array(capacity);
     /** index of the oldest sample */
     this.start = 0;
@@ -232,7 +232,7 @@ export class History {
     const out = [];
     for (let k = 0; k < this.length; k++) {
       const i = (this.start + k) % this.capacity;
-      out.push({ ageMs: now - this.times[i], value: this.values[i] });
+      out.push({ ageMs: now - this.times[i], value: /** @type {T} */ (this.values[i]) });
     }
     return out;
   }

@@ -83,6 +83,11 @@ export class Backoff {
   }
 }
 
+/** @param {unknown} e */
+function errorText(e) {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** Close codes after which reconnecting would be refused the same way (docs/protocol.md). */
 const FINAL_CLOSE_CODES = new Set([1008 /* unknown envelope */]);
 
@@ -186,7 +191,7 @@ export class ChannelRouter {
  * @param {Uint8Array | object} data
  * @returns {string} the JSON text to send
  */
-function encodeMessage(channel, data) {
+export function encodeMessage(channel, data) {
   if (data instanceof Uint8Array || data instanceof ArrayBuffer) {
     // The server closes a client that sends binary messages (1003).
     throw new ProtocolError(`channel ${channel}: clients send JSON objects only`);
@@ -414,7 +419,7 @@ export class WebTransportTransport {
         requireUnreliable: true,
       });
     } catch (e) {
-      this.ended(null, 0, `cannot open WebTransport: ${e.message}`);
+      this.ended(null, 0, `cannot open WebTransport: ${errorText(e)}`);
       return;
     }
     this.session = session;
@@ -503,7 +508,7 @@ export class WebTransportTransport {
           try {
             decoded = parseStreamMessage(bytes);
           } catch (e) {
-            this.router.emit({ type: 'error', error: e });
+            this.router.emit({ type: 'error', error: e instanceof Error ? e : new ProtocolError(String(e)) });
             continue;
           }
           if (decoded.type === 'frame') {
@@ -711,8 +716,9 @@ export class AutoTransport {
     try {
       offered = await this.discover();
     } catch (e) {
-      why = `cannot ask the server about WebTransport: ${e.message}`;
-      if (e.status === 401 || e.status === 403) this.refused = accessRefusedText(e.status);
+      const status = /** @type {{status?: number}} */ (e).status;
+      why = `cannot ask the server about WebTransport: ${errorText(e)}`;
+      if (status === 401 || status === 403) this.refused = accessRefusedText(status);
     }
     if (this.closed) return;
     if (this.mode === 'ws') {

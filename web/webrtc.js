@@ -1,20 +1,22 @@
-// The viewer's WebRTC transport (?transport=webrtc, docs/protocol.md "WebRTC"): for viewers that
-// reach rfbsink only through NAT, a TURN relay, or a network that carries no WebSocket. The page
-// offers (a recvonly video transceiver and the `rfb` data channel), POSTs the offer to the
-// element's WHEP endpoint and plays the answer's track in a <video>; input, acks-free stats and
-// app messages travel on the data channel as on the other transports. On a direct connection the
-// WebSocket and WebTransport transports are faster: no jitter buffer between frame and paint.
+// WebRTC as the viewer's third transport (?transport=webrtc, docs/protocol.md "WebRTC"): for
+// viewers that reach rfbsink only through NAT, a TURN relay, or a network that carries no
+// WebSocket. WebRtcTransport is a Transport like the other two (transport.js): it offers a
+// recvonly video transceiver and the `rfb` data channel to the element's WHEP endpoint, and the
+// protocol's text messages (control, stats, app, input) travel on the data channel, parsed by
+// protocol.js and routed by the same ChannelRouter, with the same backoff. The picture is the
+// browser's own: the track plays in a <video>. WebRtcHost runs the same Session (session.js) on
+// the page, where RTCPeerConnection lives, and answers the viewer's requests as the decode
+// worker does. On a direct connection WebSocket and WebTransport are faster: no jitter buffer
+// between frame and paint.
 
-import { accessRefusedText, TOKEN_PARAM } from './transport.js';
-import { reconnectingText, WAITING_TEXT } from './explain.js';
+import { MAIN_CHANNEL, parseTextMessage, ProtocolError } from './protocol.js';
+import { accessRefusedText, Backoff, ChannelRouter, encodeMessage, TOKEN_PARAM } from './transport.js';
+import { Session } from './session.js';
 
 /** The data channel's label (the element ignores any other). */
 export const CHANNEL_LABEL = 'rfb';
 /** ICE gathering in the browser: host candidates come at once; what is late is left out. */
 const GATHERING_TIMEOUT_MS = 2000;
-/** First retry after a failure; doubles to RETRY_MAX_MS. */
-const RETRY_MS = 1000;
-const RETRY_MAX_MS = 8000;
 
 /**
  * The WHEP endpoint next to the page's stream URL (`ws://host/prefix/ws?...` ->
@@ -31,28 +33,42 @@ export function whepUrl(streamUrl) {
 }
 
 /**
- * @typedef {object} WebRtcCallbacks
- * @property {(state: import('./decode-worker.js').StatusState, text: string) => void} status
- * @property {(width: number, height: number) => void} resize
- * @property {(message: any) => void} app an `app.*` message from the server
+ * What a refused offer means for the viewer: `final` when asking again would be refused the same
+ * way (the reason is shown and the viewer stops), else a refusal of access (it keeps trying, as
+ * the other transports do). The server does not know which browser this is; the one thing
+ * Firefox users need to know is added here.
+ * @param {number} status the WHEP endpoint's HTTP status
+ * @param {string} body its text
+ * @param {string} userAgent
+ * @returns {{refused: true, reason: string} | {final: true, reason: string} | null} null: try again
  */
+export function offerRefusal(status, body, userAgent) {
+  if (status === 401 || status === 403) return { refused: true, reason: accessRefusedText(status) };
+  if (status === 400 || status === 413 || status === 415) {
+    const firefox = status === 415 && /\bH264\b/.test(body) && /Firefox\//.test(userAgent)
+      ? ' (Firefox receives H.264 over WebRTC only with its OpenH264 plugin)' : '';
+    return { final: true, reason: `WebRTC refused (HTTP ${status}): ${body.trim()}${firefox}` };
+  }
+  return null;
+}
 
-export class WebRtcLink {
+/**
+ * One WebRTC peer at a time, offered again after each failure.
+ * @implements {Transport}
+ */
+export class WebRtcTransport {
   /**
-   * @param {HTMLVideoElement} video where the stream plays
    * @param {string} streamUrl the viewer's stream URL (its host, path prefix and token are used)
-   * @param {WebRtcCallbacks} callbacks
+   * @param {{onTrack: (stream: MediaStream) => void, backoff?: Backoff}} options
    */
-  constructor(video, streamUrl, callbacks) {
-    this.video = video;
-    this.callbacks = callbacks;
+  constructor(streamUrl, options) {
     const { whep, token } = whepUrl(streamUrl);
     this.whep = whep;
     this.token = token;
-    /** The server's last stats message. @type {any} */
-    this.server = null;
-    /** @type {{at: number, decoded: number} | undefined} */
-    this.lastSample = undefined;
+    this.onTrack = options.onTrack;
+    this.backoff = options.backoff ?? new Backoff();
+    this.router = new ChannelRouter((name, data) => this.send(name, data));
+    this.name = 'webrtc';
     /** @type {RTCPeerConnection | null} */
     this.pc = null;
     /** @type {RTCDataChannel | null} */
@@ -60,12 +76,19 @@ export class WebRtcLink {
     /** The session's URL, for DELETE. @type {string | null} */
     this.session = null;
     this.closed = false;
-    this.reconnects = 0;
-    this.retryMs = RETRY_MS;
+    this.attempt = 0;
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.retryTimer = null;
-    this.clientId = /** @type {number | null} */ (null);
-    this.connect();
+  }
+
+  /** @param {string} name */
+  openChannel(name) {
+    return this.router.open(name);
+  }
+
+  /** @param {(event: import('./transport.js').TransportEvent) => void} cb */
+  onEvent(cb) {
+    return this.router.onEvent(cb);
   }
 
   /** @returns {Record<string, string>} */
@@ -73,26 +96,31 @@ export class WebRtcLink {
     return this.token ? { Authorization: `Bearer ${this.token}` } : {};
   }
 
+  start() {
+    if (this.closed || this.pc) return;
+    this.attempt++;
+    this.router.emit({ type: 'connecting', attempt: this.attempt });
+    this.connect();
+  }
+
   async connect() {
-    if (this.closed) return;
-    this.callbacks.status('connecting', 'connecting over WebRTC…');
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
     const channel = pc.createDataChannel(CHANNEL_LABEL);
     this.channel = channel;
-    channel.onmessage = (event) => this.onMessage(event.data);
-    pc.ontrack = (event) => {
-      this.video.srcObject = event.streams[0] ?? new MediaStream([event.track]);
-      this.video.play().catch(() => {});
-    };
-    pc.onconnectionstatechange = () => {
+    channel.onopen = () => {
       if (pc !== this.pc) return;
-      if (pc.connectionState === 'connected') {
-        this.retryMs = RETRY_MS;
-        this.callbacks.status(this.video.videoWidth ? 'playing' : 'waiting', WAITING_TEXT);
-      } else if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
-        this.retry('the WebRTC connection failed');
+      this.backoff.reset();
+      this.router.emit({ type: 'open' });
+    };
+    channel.onmessage = (event) => {
+      if (pc === this.pc) this.receive(event.data);
+    };
+    pc.ontrack = (event) => this.onTrack(event.streams[0] ?? new MediaStream([event.track]));
+    pc.onconnectionstatechange = () => {
+      if (pc === this.pc && (pc.connectionState === 'failed' || pc.connectionState === 'closed')) {
+        this.ended('the WebRTC connection failed');
       }
     };
     try {
@@ -104,86 +132,74 @@ export class WebRtcLink {
         body: pc.localDescription?.sdp ?? '',
       });
       const body = await res.text();
-      if (res.status === 401 || res.status === 403) {
-        this.callbacks.status('refused', accessRefusedText(res.status));
-        this.stopPeer();
-        return;
-      }
-      if (res.status === 400 || res.status === 413 || res.status === 415) {
-        // The server will say the same again: no retry, its reason on screen. The server does
-        // not know which browser this is; the one thing Firefox users need to know is here.
-        const firefox = res.status === 415 && /\bH264\b/.test(body) && /Firefox\//.test(navigator.userAgent)
-          ? ' (Firefox receives H.264 over WebRTC only with its OpenH264 plugin)' : '';
-        this.callbacks.status('error', `WebRTC refused (HTTP ${res.status}): ${body.trim()}${firefox}`);
-        this.stopPeer();
+      if (pc !== this.pc) return;
+      const refusal = offerRefusal(res.status, body, navigator.userAgent);
+      if (refusal) {
+        this.ended(refusal.reason, refusal);
         return;
       }
       if (res.status !== 201) throw new Error(`HTTP ${res.status}: ${body.trim()}`);
       const location = res.headers.get('Location');
       this.session = location ? new URL(location, this.whep).href : null;
-      if (pc !== this.pc) return;
       await pc.setRemoteDescription({ type: 'answer', sdp: body });
     } catch (e) {
-      if (pc === this.pc) this.retry(/** @type {Error} */ (e).message);
-    }
-  }
-
-  /** @param {string} why */
-  retry(why) {
-    if (this.closed || this.retryTimer) return;
-    this.stopPeer();
-    this.reconnects++;
-    const wait = this.retryMs;
-    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
-    const until = Date.now() + wait;
-    const tick = () => {
-      const left = until - Date.now();
-      if (left <= 0) {
-        this.retryTimer = null;
-        this.connect();
-        return;
-      }
-      this.callbacks.status('reconnecting', reconnectingText(left, { why: `(${why})` }));
-      this.retryTimer = setTimeout(tick, Math.min(left, 1000));
-    };
-    tick();
-  }
-
-  /** @param {any} data */
-  onMessage(data) {
-    if (typeof data !== 'string') return;
-    let message;
-    try {
-      message = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (message === null || typeof message !== 'object' || typeof message.channel !== 'string') return;
-    if (message.channel === 'rfb.control' && message.kind === 'hello') {
-      this.clientId = typeof message.client_id === 'number' ? message.client_id : null;
-    } else if (message.channel === 'rfb.control' && message.kind === 'error') {
-      this.callbacks.status('error', String(message.message ?? 'error'));
-    } else if (message.channel.startsWith('app.')) {
-      this.callbacks.app(message);
-    } else if (message.channel === 'rfb.stats') {
-      this.server = message;
+      if (pc === this.pc) this.ended(e instanceof Error ? e.message : String(e));
     }
   }
 
   /**
-   * Sends a JSON message on `channel` over the data channel.
-   * @param {string} channel
-   * @param {object} message
+   * The peer is gone: closed, then offered again after the backoff unless `final`.
+   * @param {string} reason
+   * @param {{refused?: boolean, final?: boolean}} [how]
    */
-  async send(channel, message) {
-    const dc = this.channel;
-    if (!dc || dc.readyState !== 'open') throw new Error(`channel ${channel}: not connected`);
-    dc.send(JSON.stringify({ ...message, channel }));
+  ended(reason, how = {}) {
+    this.stopPeer();
+    if (this.closed) return;
+    let retryInMs = null;
+    if (!how.final) {
+      retryInMs = this.backoff.next();
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.start();
+      }, retryInMs);
+    }
+    this.router.emit({ type: 'closed', code: 0, reason, retryInMs, refused: how.refused ?? false });
   }
 
-  /** What the overlay and tests read, from the browser's own WebRTC statistics. */
-  async stats() {
-    const video = this.video;
+  /** @param {unknown} data a data channel message: the protocol's JSON text */
+  receive(data) {
+    if (typeof data !== 'string') {
+      this.router.emit({ type: 'error', error: new ProtocolError('binary message on the data channel') });
+      return;
+    }
+    let message;
+    try {
+      message = parseTextMessage(data);
+    } catch (e) {
+      this.router.emit({ type: 'error', error: e instanceof Error ? e : new ProtocolError(String(e)) });
+      return;
+    }
+    if (message.channel === MAIN_CHANNEL) {
+      // The picture is the video track's.
+      this.router.emit({ type: 'error', error: new ProtocolError('a frame on the data channel') });
+      return;
+    }
+    this.router.route(/** @type {import('./protocol.js').Message} */ (message));
+  }
+
+  /**
+   * @param {string} channel
+   * @param {Uint8Array | object} data
+   */
+  async send(channel, data) {
+    const text = encodeMessage(channel, data);
+    const dc = this.channel;
+    if (!dc || dc.readyState !== 'open') throw new Error(`channel ${channel}: not connected`);
+    dc.send(text);
+  }
+
+  /** The browser's own figures for the video it receives (inbound-rtp and its codec). */
+  async mediaStats() {
     /** @type {any} */
     let inbound = null;
     /** @type {any} */
@@ -195,41 +211,7 @@ export class WebRtcLink {
       });
       if (inbound?.codecId) codec = report.get(inbound.codecId);
     }
-    const now = performance.now();
-    const decoded = inbound?.framesDecoded ?? 0;
-    const last = this.lastSample;
-    const fps = last && now > last.at ? ((decoded - last.decoded) * 1000) / (now - last.at) : 0;
-    if (!last || now - last.at > 900) this.lastSample = { at: now, decoded };
-    const dropped = inbound?.framesDropped ?? 0;
-    return {
-      connected: this.pc?.connectionState === 'connected',
-      envelope: 'binary',
-      transport: 'webrtc',
-      clientId: this.clientId,
-      codec: codec?.mimeType ? String(codec.mimeType).replace(/^video\//, '').toLowerCase() : null,
-      codecString: codec?.sdpFmtpLine ?? null,
-      width: video.videoWidth,
-      height: video.videoHeight,
-      framesReceived: inbound?.framesReceived ?? 0,
-      framesDecoded: decoded,
-      framesDropped: dropped,
-      decodeErrors: 0,
-      protocolErrors: 0,
-      keyframeRequests: (inbound?.pliCount ?? 0) + (inbound?.firCount ?? 0),
-      fps: Math.round(fps * 10) / 10,
-      bitrateBps: 0,
-      decodeLatencyMs: inbound?.framesDecoded ? (1000 * (inbound.totalDecodeTime ?? 0)) / inbound.framesDecoded : 0,
-      jitterBufferMs: inbound?.jitterBufferEmittedCount ? (1000 * inbound.jitterBufferDelay) / inbound.jitterBufferEmittedCount : 0,
-      lastFrameId: null,
-      reconnects: this.reconnects,
-      refines: 0,
-      exact: false,
-      paintPath: 'video element (WebRTC)',
-      status: this.pc?.connectionState === 'connected' ? 'playing' : 'connecting',
-      server: null,
-      latencyHistory: [],
-      window: null,
-    };
+    return { inbound, codec };
   }
 
   stopPeer() {
@@ -249,7 +231,7 @@ export class WebRtcLink {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.stopPeer();
-    this.video.srcObject = null;
+    this.router.clear();
   }
 }
 
@@ -269,4 +251,160 @@ function gathered(pc) {
       }
     });
   });
+}
+
+/**
+ * The picture side of a WebRTC session: the browser decodes and paints into the <video>; frames,
+ * configurations and the gray16 window are not ours to handle.
+ * @implements {Media}
+ */
+class VideoElementMedia {
+  configure() {}
+  frame() {}
+  ended() {}
+  window() {}
+  reset() {}
+  protocolError() {}
+}
+
+/** @typedef {import('./transport.js').Transport} Transport */
+/** @typedef {import('./session.js').Media} Media */
+
+/**
+ * Runs a WebRTC viewer session on the page and speaks the decode worker's messages
+ * (decode-worker.js ToWorker and FromWorker), so that the viewer has one way to talk to its
+ * session whatever the transport.
+ */
+export class WebRtcHost {
+  /** @param {HTMLVideoElement} video where the stream plays */
+  constructor(video) {
+    this.video = video;
+    /** @type {((event: {data: import('./decode-worker.js').FromWorker}) => void) | null} */
+    this.onmessage = null;
+    /** @type {WebRtcTransport | null} */
+    this.transport = null;
+    /** @type {Session | null} */
+    this.session = null;
+    /** @type {{at: number, decoded: number} | undefined} */
+    this.lastSample = undefined;
+  }
+
+  /** @param {import('./decode-worker.js').FromWorker} message */
+  emit(message) {
+    this.onmessage?.({ data: message });
+  }
+
+  /** @param {import('./decode-worker.js').ToWorker} message */
+  postMessage(message) {
+    if (message.type === 'init') {
+      this.start(message.url);
+      return;
+    }
+    if (message.type === 'close') {
+      this.session?.close();
+      this.video.srcObject = null;
+      return;
+    }
+    const { id } = message;
+    this.answer(message).then(
+      (value) => this.emit({ type: 'reply', id, ok: true, value }),
+      (e) => this.emit({ type: 'reply', id, ok: false, error: e instanceof Error ? e.message : String(e) }),
+    );
+  }
+
+  terminate() {}
+
+  /** @param {string} url */
+  start(url) {
+    const video = this.video;
+    const transport = new WebRtcTransport(url, {
+      onTrack: (stream) => {
+        video.srcObject = stream;
+        video.play().catch(() => {});
+      },
+    });
+    const session = new Session(transport, new VideoElementMedia(), {
+      status: (state, text) => this.emit({ type: 'status', state: state === 'waiting' && video.videoWidth ? 'playing' : state, text }),
+      notice: (text) => this.emit({ type: 'notice', text }),
+      app: (message) => this.emit({ type: 'app', message }),
+    });
+    video.addEventListener('resize', () => {
+      this.emit({ type: 'resize', width: video.videoWidth, height: video.videoHeight });
+      if (video.videoWidth) session.setStatus('playing', '');
+    });
+    this.transport = transport;
+    this.session = session;
+    session.start();
+  }
+
+  /**
+   * @param {Exclude<import('./decode-worker.js').ToWorker, {type: 'init'} | {type: 'close'}>} message
+   * @returns {Promise<any>}
+   */
+  async answer(message) {
+    const session = /** @type {Session} */ (this.session);
+    switch (message.type) {
+      case 'stats':
+        return this.stats();
+      case 'send':
+        return session.send(message.channel, message.message, message.ordered);
+      case 'sample':
+        return this.sample(message.points);
+      // The lossless reads and the gray16 window have nothing to work on.
+      case 'window':
+      case 'raw':
+      case 'probe':
+        return null;
+    }
+  }
+
+  /** The viewer's stats (decode-worker.js ViewerStats), from the browser's WebRTC statistics. */
+  async stats() {
+    const session = /** @type {Session} */ (this.session);
+    const { inbound, codec } = await /** @type {WebRtcTransport} */ (this.transport).mediaStats();
+    const now = performance.now();
+    const decoded = inbound?.framesDecoded ?? 0;
+    const last = this.lastSample;
+    const fps = last && now > last.at ? ((decoded - last.decoded) * 1000) / (now - last.at) : 0;
+    if (!last || now - last.at > 900) this.lastSample = { at: now, decoded };
+    const common = session.stats();
+    return {
+      ...common,
+      envelope: 'binary',
+      codec: codec?.mimeType ? String(codec.mimeType).replace(/^video\//, '').toLowerCase() : null,
+      codecString: codec?.sdpFmtpLine ?? null,
+      width: this.video.videoWidth,
+      height: this.video.videoHeight,
+      framesReceived: inbound?.framesReceived ?? 0,
+      framesDecoded: decoded,
+      framesDropped: inbound?.framesDropped ?? 0,
+      decodeErrors: 0,
+      keyframeRequests: common.keyframeRequests + (inbound?.pliCount ?? 0) + (inbound?.firCount ?? 0),
+      fps: Math.round(fps * 10) / 10,
+      bitrateBps: 0,
+      decodeLatencyMs: inbound?.framesDecoded ? (1000 * (inbound.totalDecodeTime ?? 0)) / inbound.framesDecoded : 0,
+      jitterBufferMs: inbound?.jitterBufferEmittedCount ? (1000 * inbound.jitterBufferDelay) / inbound.jitterBufferEmittedCount : 0,
+      lastFrameId: null,
+      refines: 0,
+      exact: false,
+      paintPath: 'video element (WebRTC)',
+      window: null,
+    };
+  }
+
+  /**
+   * RGBA of the video's current picture at stream pixels.
+   * @param {[number, number][]} points
+   */
+  sample(points) {
+    const { videoWidth: w, videoHeight: h } = this.video;
+    if (!w || !h) return points.map(() => [0, 0, 0, 0]);
+    const canvas = new OffscreenCanvas(w, h);
+    const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext('2d', { willReadFrequently: true }));
+    ctx.drawImage(this.video, 0, 0);
+    return points.map(([x, y]) => {
+      if (!(x >= 0 && y >= 0 && x < w && y < h)) return [0, 0, 0, 0];
+      return Array.from(ctx.getImageData(Math.floor(x), Math.floor(y), 1, 1).data);
+    });
+  }
 }
