@@ -132,6 +132,49 @@ pub(super) async fn negotiate(
         .max_bytes(MAX_QUEUED_BYTES * 2)
         .block(false)
         .build();
+    let payloader = payloader(codec, &rtp_caps)?;
+    let webrtcbin = webrtcbin(ctx, ice)?;
+    pipeline
+        .add_many([appsrc.upcast_ref(), &payloader, &webrtcbin])
+        .map_err(|e| OfferError::new(500, e.to_string()))?;
+    appsrc
+        .link(&payloader)
+        .map_err(|e| OfferError::new(500, e.to_string()))?;
+    let mut watched = watch_peer(ctx, &pipeline, &webrtcbin, &appsrc, &client);
+    let link = Link {
+        pipeline: pipeline.clone(),
+        appsrc,
+        payloader: payloader.clone(),
+        webrtcbin: webrtcbin.clone(),
+        codec,
+        channel: watched.channel,
+        inbound: watched.inbound,
+        dead: watched.dead,
+        connected: watched.connected,
+    };
+    let start = pipeline.clone();
+    tokio::task::spawn_blocking(move || start.set_state(gst::State::Playing))
+        .await
+        .map_err(|e| OfferError::new(500, e.to_string()))?
+        .map_err(|_| OfferError::new(500, "the WebRTC pipeline did not start"))?;
+    let answer = exchange(&webrtcbin, &payloader, offer, &rtp_caps).await?;
+    let _ = tokio::time::timeout(GATHERING_TIMEOUT, watched.gathered.wait_for(|done| *done)).await;
+    let sdp = answer
+        .sdp()
+        .as_text()
+        .map_err(|e| OfferError::new(500, e.to_string()))?;
+    let candidates = watched.candidates.lock().unwrap().clone();
+    if candidates.is_empty() {
+        return Err(OfferError::new(
+            500,
+            "no ICE candidate: no usable network address here",
+        ));
+    }
+    Ok((link, with_candidates(&sdp, &candidates)))
+}
+
+/// The payloader for the stream's codec, sending as the offer's chosen format (`rtp_caps`).
+fn payloader(codec: Codec, rtp_caps: &gst::Caps) -> Result<gst::Element, OfferError> {
     let payloader = match codec {
         Codec::H264 => {
             let p = make("rtph264pay")?;
@@ -214,6 +257,11 @@ pub(super) async fn negotiate(
                 gst::PadProbeReturn::Ok
             });
     }
+    Ok(payloader)
+}
+
+/// webrtcbin with the element's ICE settings, its host candidates on the bound address only.
+fn webrtcbin(ctx: &Context, ice: &IceSettings) -> Result<gst::Element, OfferError> {
     let webrtcbin = make("webrtcbin")?;
     webrtcbin.set_property_from_str("bundle-policy", "max-bundle");
     if let Some(stun) = &ice.stun_server {
@@ -232,12 +280,30 @@ pub(super) async fn negotiate(
             restrict_host_candidates(&ctx.obj, &agent, address);
         }
     }
-    pipeline
-        .add_many([appsrc.upcast_ref(), &payloader, &webrtcbin])
-        .map_err(|e| OfferError::new(500, e.to_string()))?;
-    appsrc
-        .link(&payloader)
-        .map_err(|e| OfferError::new(500, e.to_string()))?;
+    Ok(webrtcbin)
+}
+
+/// What a peer's callbacks tell, from the moment its pipeline runs.
+struct Watched {
+    /// The data channel, once the peer opened it.
+    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
+    inbound: mpsc::Receiver<Inbound>,
+    dead: watch::Receiver<bool>,
+    connected: watch::Receiver<bool>,
+    /// The element's ICE candidates, by m-line, and whether gathering is done.
+    candidates: Arc<Mutex<Vec<(u32, String)>>>,
+    gathered: watch::Receiver<bool>,
+}
+
+/// Connects the peer's signals: errors on its bus, ICE and connection states, gathered
+/// candidates, the data channel's messages, RTCP heard and keyframe requests (PLI, FIR).
+fn watch_peer(
+    ctx: &Context,
+    pipeline: &gst::Pipeline,
+    webrtcbin: &gst::Element,
+    appsrc: &gst_app::AppSrc,
+    client: &Arc<Client>,
+) -> Watched {
     let (dead_tx, dead) = watch::channel(false);
     let dead_tx = Arc::new(dead_tx);
     let (connected_tx, connected) = watch::channel(false);
@@ -245,7 +311,7 @@ pub(super) async fn negotiate(
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>> = Arc::default();
     let candidates: Arc<Mutex<Vec<(u32, String)>>> = Arc::default();
-    let (gathered_tx, mut gathered) = watch::channel(false);
+    let (gathered_tx, gathered) = watch::channel(false);
 
     // Errors end the peer; nothing else on its bus is kept (a bus nobody reads would grow).
     if let Some(bus) = pipeline.bus() {
@@ -358,7 +424,7 @@ pub(super) async fn negotiate(
     // PLI and FIR from the peer arrive at the appsrc as force-key-unit events.
     {
         let hub = Arc::downgrade(&ctx.hub);
-        let weak_client = Arc::downgrade(&client);
+        let weak_client = Arc::downgrade(client);
         appsrc
             .static_pad("src")
             .expect("appsrc has a src pad")
@@ -376,23 +442,25 @@ pub(super) async fn negotiate(
             });
     }
 
-    let link = Link {
-        pipeline: pipeline.clone(),
-        appsrc,
-        payloader: payloader.clone(),
-        webrtcbin: webrtcbin.clone(),
-        codec,
+    Watched {
         channel,
         inbound,
         dead,
         connected,
-    };
-    let start = pipeline.clone();
-    tokio::task::spawn_blocking(move || start.set_state(gst::State::Playing))
-        .await
-        .map_err(|e| OfferError::new(500, e.to_string()))?
-        .map_err(|_| OfferError::new(500, "the WebRTC pipeline did not start"))?;
+        candidates,
+        gathered,
+    }
+}
 
+/// The offer in, the answer out: our send-only transceiver with the offer's format as its
+/// preference, linked to the payloader, then webrtcbin's remote description, answer and local
+/// description.
+async fn exchange(
+    webrtcbin: &gst::Element,
+    payloader: &gst::Element,
+    offer: gst_sdp::SDPMessage,
+    rtp_caps: &gst::Caps,
+) -> Result<gst_webrtc::WebRTCSessionDescription, OfferError> {
     // Our transceiver, before the offer: webrtcbin 1.22 matches the offer's video m-line to an
     // unassociated transceiver of the same kind whose codec preferences fit the offer.
     let sink = webrtcbin
@@ -455,19 +523,7 @@ pub(super) async fn negotiate(
     if let Some(e) = reply_error(&reply) {
         return Err(OfferError::new(500, format!("the answer was refused: {e}")));
     }
-    let _ = tokio::time::timeout(GATHERING_TIMEOUT, gathered.wait_for(|done| *done)).await;
-    let sdp = answer
-        .sdp()
-        .as_text()
-        .map_err(|e| OfferError::new(500, e.to_string()))?;
-    let candidates = candidates.lock().unwrap().clone();
-    if candidates.is_empty() {
-        return Err(OfferError::new(
-            500,
-            "no ICE candidate: no usable network address here",
-        ));
-    }
-    Ok((link, with_candidates(&sdp, &candidates)))
+    Ok(answer)
 }
 
 /// Host candidates on `address` only (libnice's `nice_agent_add_local_address`): an element
