@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
+use crate::rate::{Policy, RateController, Sample};
 use crate::stats::{ClientCounters, ClientStats, NetworkStats};
 
 /// At most this many frames are kept for late joiners; a longer group of pictures is not cached and
@@ -166,6 +167,9 @@ pub(crate) struct HubSettings {
     /// A client whose oldest unacknowledged frame is older than this is behind: it skips to the
     /// next keyframe (latency is bounded by trading its frames). None: only its queue bounds it.
     pub max_latency: Option<Duration>,
+    /// Rate control for the encoder upstream (rate.rs): policy, min and max bits per second.
+    /// None: off.
+    pub rate: Option<(Policy, u64, u64)>,
 }
 
 /// A client fell behind by more than `max_latency`: what it sustains, for the bus message and
@@ -685,6 +689,20 @@ impl Client {
         self.queue.lock().unwrap().restart_at_key();
     }
 
+    /// This client's last second for rate control.
+    pub fn rate_sample(&self) -> Sample {
+        let now = Instant::now();
+        let dropped = self.queue.lock().unwrap().frames_dropped;
+        let mut c = self.counters.lock().unwrap();
+        Sample {
+            client_id: self.id,
+            acks: c.acks() > 0,
+            delivered_bps: c.delivered_bps(now),
+            queued: c.oldest_in_flight(now).unwrap_or_default(),
+            dropped,
+        }
+    }
+
     /// The transport's figures for the path (WebRTC: RTCP round trip, jitter, loss).
     pub fn set_network(&self, network: NetworkStats) {
         *self.network.lock().unwrap() = Some(network);
@@ -757,21 +775,53 @@ pub(crate) struct Callbacks {
     pub on_message: MessageHandler,
     /// A client fell behind by more than `max_latency` and skips to a keyframe.
     pub overloaded: Box<dyn Fn(&Overload) + Send + Sync>,
+    /// Rate control set a new target bitrate (bits per second) for the encoder.
+    pub target_bitrate: Box<dyn Fn(u64) + Send + Sync>,
 }
 
 pub(crate) struct Hub {
     settings: HubSettings,
     state: Mutex<HubState>,
     callbacks: Callbacks,
+    /// Rate control for the encoder upstream, when on.
+    rate: Option<Mutex<RateController>>,
 }
 
 impl Hub {
     pub fn new(settings: HubSettings, callbacks: Callbacks) -> Arc<Hub> {
+        let rate = settings
+            .rate
+            .map(|(policy, min, max)| Mutex::new(RateController::new(policy, min, max)));
         Arc::new(Hub {
             settings,
             state: Mutex::default(),
             callbacks,
+            rate,
         })
+    }
+
+    /// One tick of rate control (about a second): samples every client, and tells the element
+    /// when the target changed.
+    pub fn rate_tick(&self) {
+        let Some(rate) = &self.rate else { return };
+        let clients: Vec<_> = self
+            .state
+            .lock()
+            .unwrap()
+            .clients
+            .values()
+            .cloned()
+            .collect();
+        let samples: Vec<Sample> = clients.iter().map(|c| c.rate_sample()).collect();
+        let target = rate.lock().unwrap().tick(&samples);
+        if let Some(bps) = target {
+            (self.callbacks.target_bitrate)(bps);
+        }
+    }
+
+    /// The encoder's target bitrate under rate control (bits per second), None when it is off.
+    pub fn target_bitrate(&self) -> Option<u64> {
+        self.rate.as_ref().map(|r| r.lock().unwrap().target())
     }
 
     /// A validated message from a client, whatever its transport.
@@ -1227,6 +1277,7 @@ mod tests {
                 keyframe_interval: Duration::ZERO,
                 ping_interval: Duration::from_secs(5),
                 max_latency,
+                rate: None,
             },
             Callbacks {
                 request_keyframe: Box::new(move || {
@@ -1234,6 +1285,7 @@ mod tests {
                 }),
                 on_message: Box::new(|_, _| {}),
                 overloaded: Box::new(|_| {}),
+                target_bitrate: Box::new(|_| {}),
             },
         );
         (hub, requests)

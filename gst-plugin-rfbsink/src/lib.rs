@@ -11,6 +11,7 @@ use gst::glib;
 mod access;
 pub mod codec;
 mod discovery;
+mod encoder;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
@@ -18,6 +19,7 @@ mod hub;
 mod inbox;
 pub mod input;
 pub mod protocol;
+mod rate;
 mod raw;
 mod reply;
 pub mod rfbsink;

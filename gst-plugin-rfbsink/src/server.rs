@@ -61,6 +61,8 @@ pub(crate) struct Handlers {
     pub request_keyframe: Box<dyn Fn() + Send + Sync>,
     /// A client fell behind (called from the runtime's blocking pool).
     pub overloaded: Box<dyn Fn(&Overload) + Send + Sync>,
+    /// Rate control's new target for the encoder, bits per second (from the blocking pool).
+    pub target_bitrate: Box<dyn Fn(u64) + Send + Sync>,
 }
 
 /// Why a run did not start.
@@ -152,6 +154,7 @@ impl Server {
         let hub_inbox = inbox.clone();
         let request_keyframe = Arc::new(handlers.request_keyframe);
         let overloaded = Arc::new(handlers.overloaded);
+        let target_bitrate = Arc::new(handlers.target_bitrate);
         let hub = Hub::new(
             settings.hub.clone(),
             Callbacks {
@@ -163,6 +166,11 @@ impl Server {
                 overloaded: Box::new(move |overload| {
                     let (overloaded, overload) = (overloaded.clone(), overload.clone());
                     RUNTIME.spawn_blocking(move || overloaded(&overload));
+                }),
+                // In order: a later target never overtakes an earlier one.
+                target_bitrate: Box::new(move |bps| {
+                    let target_bitrate = target_bitrate.clone();
+                    RUNTIME.spawn_blocking(move || target_bitrate(bps));
                 }),
                 on_message: Box::new(move |client, msg| {
                     if !hub_inbox.push(client.id, msg) {
@@ -256,11 +264,12 @@ impl Server {
         server.http = Some(bound.serve(tls_config, ctx, discovery, webrtc));
         (server.url, server.view_url) = urls(server.https, local, settings.tokens.as_ref());
 
-        // Each viewer gets its own figures every second, for its overlay.
+        // Each viewer gets its own figures every second, for its overlay; rate control ticks.
         let weak_hub = Arc::downgrade(&hub);
         server.every(Duration::from_secs(1), move || match weak_hub.upgrade() {
             Some(hub) => {
                 hub.send_client_stats();
+                hub.rate_tick();
                 true
             }
             None => false,

@@ -67,7 +67,9 @@ pub(crate) struct ClientCounters {
     decode_queue_size: u32,
     /// Sent and not yet acknowledged: frame id and render() time (None for frames replayed from
     /// the GOP cache to a late joiner: their age is not a latency).
-    in_flight: VecDeque<(u64, Option<Instant>)>,
+    in_flight: VecDeque<(u64, Option<Instant>, usize)>,
+    /// The sizes of the frames acknowledged in the last second: what reached the client.
+    recent_acked_bytes: VecDeque<(Instant, usize)>,
     /// render() -> decoded, and render() -> painted (when the viewer says how long it painted).
     latencies_us: VecDeque<(Instant, u64)>,
     paint_latencies_us: VecDeque<(Instant, u64)>,
@@ -93,7 +95,7 @@ impl ClientCounters {
         if self.in_flight.len() == IN_FLIGHT_MAX {
             self.in_flight.pop_front();
         }
-        self.in_flight.push_back((frame_id, arrived));
+        self.in_flight.push_back((frame_id, arrived, len));
     }
 
     /// An acknowledgement: the frame was decoded, and painted `paint_us` later when the viewer
@@ -123,12 +125,22 @@ impl ClientCounters {
             self.decode_queue_size = q;
         }
         // Acks arrive in order; entries before the acked one were not decoded (or not acked).
-        while let Some(&(id, arrived)) = self.in_flight.front() {
+        while let Some(&(id, arrived, len)) = self.in_flight.front() {
             if id > frame_id {
                 break;
             }
             self.in_flight.pop_front();
             if id == frame_id {
+                while self
+                    .recent_acked_bytes
+                    .front()
+                    .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+                {
+                    self.recent_acked_bytes.pop_front();
+                }
+                if self.recent_acked_bytes.len() < LATENCY_SAMPLES_MAX {
+                    self.recent_acked_bytes.push_back((now, len));
+                }
                 let Some(arrived) = arrived else { break };
                 let total = now.duration_since(arrived).as_micros() as u64;
                 match paint_us {
@@ -152,7 +164,10 @@ impl ClientCounters {
     /// counted: a group of pictures of a hundred frames, sent at once to be decoded at once, is
     /// not a client that fell behind.
     pub fn unacknowledged(&self) -> usize {
-        self.in_flight.iter().filter(|(_, a)| a.is_some()).count()
+        self.in_flight
+            .iter()
+            .filter(|(_, a, _)| a.is_some())
+            .count()
     }
 
     /// How long ago the oldest frame sent and not yet acknowledged was rendered (frames replayed
@@ -160,7 +175,7 @@ impl ClientCounters {
     pub fn oldest_in_flight(&self, now: Instant) -> Option<Duration> {
         self.in_flight
             .iter()
-            .find_map(|(_, arrived)| *arrived)
+            .find_map(|(_, arrived, _)| *arrived)
             .map(|at| now.duration_since(at))
     }
 
@@ -168,7 +183,11 @@ impl ClientCounters {
     /// the pace it decodes when busy. None while it never was busy.
     pub fn backlog(&self) -> Option<Duration> {
         // Frames replayed to a late joiner are not late: they were sent to be decoded at once.
-        let live = self.in_flight.iter().filter(|(_, a)| a.is_some()).count();
+        let live = self
+            .in_flight
+            .iter()
+            .filter(|(_, a, _)| a.is_some())
+            .count();
         self.busy_frame_time
             .map(|t| t * live.min(u32::MAX as usize) as u32)
     }
@@ -198,6 +217,22 @@ impl ClientCounters {
         if let Some((_, busy)) = &mut self.last_ack {
             *busy = false;
         }
+    }
+
+    /// Bits per second that reached the client and were decoded: the sizes of the frames it
+    /// acknowledged in the last second (a link's delivery rate when it is the bottleneck).
+    pub fn delivered_bps(&mut self, now: Instant) -> u64 {
+        while self
+            .recent_acked_bytes
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+        {
+            self.recent_acked_bytes.pop_front();
+        }
+        self.recent_acked_bytes
+            .iter()
+            .map(|(_, n)| *n as u64 * 8)
+            .sum()
     }
 
     /// Frames sent and acknowledged in the last second.

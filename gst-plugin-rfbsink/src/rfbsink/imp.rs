@@ -15,11 +15,13 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::subclass::prelude::*;
 
-use super::Auth;
+use super::{Auth, RateControl};
 use crate::access::{self, Tokens};
+use crate::encoder::Encoder;
 use crate::hub::{Frame, Hub, HubSettings};
 use crate::input::Input;
 use crate::protocol::{self, ClientMessage, FrameHeader};
+use crate::rate::Policy;
 use crate::raw::{RawEncoder, RawFrame};
 use crate::runtime::RUNTIME;
 use crate::server::{Handlers, Server, ServerSettings};
@@ -46,6 +48,11 @@ const DEFAULT_CLIENT_TIMEOUT_MS: u32 = 15_000;
 const DEFAULT_REFINE_DELAY_MS: u32 = 300;
 const DEFAULT_H264_HIGH_444: bool = false;
 const DEFAULT_MAX_LATENCY_MS: u32 = 400;
+const DEFAULT_RATE_CONTROL: RateControl = RateControl::Off;
+/// kbit/s: below this a picture is no longer worth showing.
+const DEFAULT_MIN_BITRATE: u32 = 150;
+/// 0: the bitrate the encoder was set to when the element started.
+const DEFAULT_MAX_BITRATE: u32 = 0;
 /// The H.264 profiles every browser decodes (4:2:0, 8-bit): what an encoder linked to rfbsink
 /// negotiates by itself.
 const H264_PROFILES: [&str; 5] = [
@@ -86,6 +93,9 @@ struct Settings {
     max_latency_ms: u32,
     stun_server: Option<String>,
     turn_server: Option<String>,
+    rate_control: RateControl,
+    min_bitrate_kbps: u32,
+    max_bitrate_kbps: u32,
 }
 
 impl Default for Settings {
@@ -116,13 +126,20 @@ impl Default for Settings {
             max_latency_ms: DEFAULT_MAX_LATENCY_MS,
             stun_server: None,
             turn_server: None,
+            rate_control: DEFAULT_RATE_CONTROL,
+            min_bitrate_kbps: DEFAULT_MIN_BITRATE,
+            max_bitrate_kbps: DEFAULT_MAX_BITRATE,
         }
     }
 }
 
 impl Settings {
     /// The run these settings describe, checked: an error names the property to fix.
-    fn server(&self) -> Result<ServerSettings, gst::ErrorMessage> {
+    /// `rate`: rate control's policy and bounds in bits per second, None when off.
+    fn server(
+        &self,
+        rate: Option<(Policy, u64, u64)>,
+    ) -> Result<ServerSettings, gst::ErrorMessage> {
         let certificate_files = match (&self.certificate_file, &self.private_key_file) {
             (Some(cert), Some(key)) => Some((cert.into(), key.into())),
             (None, None) => None,
@@ -154,6 +171,7 @@ impl Settings {
                 ping_interval: limits.ping_interval,
                 max_latency: (self.max_latency_ms > 0)
                     .then(|| Duration::from_millis(self.max_latency_ms.into())),
+                rate,
             },
             gray_window: self.gray_window,
             limits,
@@ -284,6 +302,8 @@ pub struct RfbSink {
     refine: Mutex<Refine>,
     /// This run's figures (stats); zeroed by start().
     counters: Counters,
+    /// The encoder upstream that rate control drives, for this run.
+    encoder: Mutex<Option<Encoder>>,
 }
 
 impl RfbSink {
@@ -372,6 +392,68 @@ impl RfbSink {
         } else {
             gst::debug!(CAT, imp = self, "{hint}");
         }
+    }
+
+    /// Rate control for this run: the encoder upstream it drives and its bounds (bits per
+    /// second). Without an encoder rfbsink knows, the target goes on the bus only, and needs
+    /// `max-bitrate`.
+    fn rate_control(&self, settings: &Settings) -> Option<(Policy, u64, u64)> {
+        let policy = match settings.rate_control {
+            RateControl::Off => return None,
+            RateControl::Slowest => Policy::Slowest,
+        };
+        let encoder = Encoder::upstream_of(self.obj().sink_pad());
+        let max = match (settings.max_bitrate_kbps, &encoder) {
+            (0, Some(e)) => e.bitrate(),
+            (0, None) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("rate-control is off: no encoder upstream that rfbsink drives; set max-bitrate to get the target on the bus (rfbsink-target-bitrate) and apply it yourself")
+                );
+                return None;
+            }
+            (kbps, _) => u64::from(kbps) * 1000,
+        };
+        let min = (u64::from(settings.min_bitrate_kbps) * 1000).min(max);
+        match &encoder {
+            Some(e) => gst::info!(
+                CAT,
+                imp = self,
+                "rate control drives {} between {min} and {max} bit/s",
+                e.name()
+            ),
+            None => gst::info!(
+                CAT,
+                imp = self,
+                "rate control: targets between {min} and {max} bit/s go on the bus"
+            ),
+        }
+        *self.encoder.lock().unwrap() = encoder;
+        Some((policy, min, max))
+    }
+
+    /// Rate control's target changed: the encoder gets it, and the bus says it.
+    fn apply_target_bitrate(&self) {
+        // The hub's current target, not the one this call was made for: calls from the blocking
+        // pool may run out of order.
+        let Some(bps) = self.hub().and_then(|h| h.target_bitrate()) else {
+            return;
+        };
+        let encoder = self.encoder.lock().unwrap().clone();
+        if let Some(e) = &encoder {
+            e.set_bitrate(bps);
+        }
+        gst::debug!(CAT, imp = self, "target bitrate {bps} bit/s");
+        let msg = gst::Structure::builder("rfbsink-target-bitrate")
+            .field("bitrate", bps)
+            .field("encoder", encoder.map(|e| e.name()).unwrap_or_default())
+            .build();
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(msg)
+                .src(&*self.obj())
+                .build(),
+        );
     }
 
     fn hub(&self) -> Option<Arc<Hub>> {
@@ -719,6 +801,31 @@ impl ObjectImpl for RfbSink {
                     .default_value(DEFAULT_MAX_LATENCY_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("rate-control", DEFAULT_RATE_CONTROL)
+                    .nick("Rate control")
+                    .blurb("Whom the encoder's bitrate follows: off (the encoder keeps its settings, slow viewers skip to keyframes) or slowest (the slowest viewer that acknowledges frames: the target falls below what its link delivered when it queues, and probes back up when it does not). rfbsink sets the bitrate of x264enc, openh264enc, nvh264enc, vah264enc, vp8enc, vp9enc, av1enc, svtav1enc and rav1enc upstream itself; for others it posts rfbsink-target-bitrate and sets target-bitrate")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-bitrate")
+                    .nick("Minimum bitrate")
+                    .blurb("kbit/s: rate control never asks for less")
+                    .minimum(1)
+                    .maximum(1_000_000)
+                    .default_value(DEFAULT_MIN_BITRATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-bitrate")
+                    .nick("Maximum bitrate")
+                    .blurb("kbit/s: rate control never asks for more; 0: the bitrate the encoder was set to at start (needed when the encoder is not one rfbsink drives)")
+                    .maximum(1_000_000)
+                    .default_value(DEFAULT_MAX_BITRATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("target-bitrate")
+                    .nick("Target bitrate")
+                    .blurb("kbit/s: rate control's current target for the encoder; 0 when rate control is off")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt::builder("client-timeout")
                     .nick("Client timeout")
                     .blurb("Milliseconds after which a client that sent nothing (not even a pong to the pings sent every third of it), or whose socket takes no data, is closed")
@@ -912,6 +1019,13 @@ impl ObjectImpl for RfbSink {
                 settings.refine_delay_ms = value.get().expect("type checked upstream")
             }
             "max-latency" => settings.max_latency_ms = value.get().expect("type checked upstream"),
+            "rate-control" => settings.rate_control = value.get().expect("type checked upstream"),
+            "min-bitrate" => {
+                settings.min_bitrate_kbps = value.get().expect("type checked upstream")
+            }
+            "max-bitrate" => {
+                settings.max_bitrate_kbps = value.get().expect("type checked upstream")
+            }
             "h264-high-444" => {
                 settings.h264_high_444 = value.get().expect("type checked upstream");
                 drop(settings);
@@ -953,6 +1067,10 @@ impl ObjectImpl for RfbSink {
                 State::Stopped => None::<String>.to_value(),
             },
             "stats" => self.stats().to_value(),
+            "target-bitrate" => {
+                let bps = self.hub().and_then(|h| h.target_bitrate()).unwrap_or(0);
+                ((bps / 1000).min(u32::MAX.into()) as u32).to_value()
+            }
             name => {
                 let settings = self.settings.lock().unwrap();
                 match name {
@@ -980,6 +1098,9 @@ impl ObjectImpl for RfbSink {
                     "refine-delay" => settings.refine_delay_ms.to_value(),
                     "h264-high-444" => settings.h264_high_444.to_value(),
                     "max-latency" => settings.max_latency_ms.to_value(),
+                    "rate-control" => settings.rate_control.to_value(),
+                    "min-bitrate" => settings.min_bitrate_kbps.to_value(),
+                    "max-bitrate" => settings.max_bitrate_kbps.to_value(),
                     "gray-window" => match settings.gray_window {
                         Some((low, high)) => format!("{low},{high}").to_value(),
                         None => "auto".to_value(),
@@ -1146,7 +1267,7 @@ impl BaseSinkImpl for RfbSink {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let server_settings = settings.server()?;
+        let server_settings = settings.server(self.rate_control(&settings))?;
         self.counters.reset();
         {
             let mut raw = self.raw.lock().unwrap();
@@ -1178,6 +1299,14 @@ impl BaseSinkImpl for RfbSink {
                 Box::new(move |overload| {
                     if let Some(obj) = weak.upgrade() {
                         obj.imp().client_overloaded(overload);
+                    }
+                })
+            },
+            target_bitrate: {
+                let weak = weak.clone();
+                Box::new(move |_| {
+                    if let Some(obj) = weak.upgrade() {
+                        obj.imp().apply_target_bitrate();
                     }
                 })
             },
@@ -1258,6 +1387,7 @@ impl BaseSinkImpl for RfbSink {
             drop(server);
             gst::info!(CAT, imp = self, "stopped serving {url}");
         }
+        *self.encoder.lock().unwrap() = None;
         // The run's pictures go with it (the next run gets new caps); its figures stay
         // readable in stats until the next start.
         self.raw.lock().unwrap().clear();

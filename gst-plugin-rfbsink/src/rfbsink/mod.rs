@@ -51,6 +51,24 @@ pub enum Auth {
     None = 1,
 }
 
+/// Whom the encoder's bitrate follows (the `rate-control` property; docs/protocol.md, "Rate
+/// control").
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRfbSinkRateControl")]
+pub enum RateControl {
+    #[enum_value(
+        name = "Off: the encoder keeps its settings; slow viewers skip to keyframes",
+        nick = "off"
+    )]
+    Off = 0,
+    #[enum_value(
+        name = "Slowest: the bitrate follows the slowest viewer that acknowledges frames",
+        nick = "slowest"
+    )]
+    Slowest = 1,
+}
+
 glib::wrapper! {
     pub struct RfbSink(ObjectSubclass<imp::RfbSink>) @extends gst_base::BaseSink, gst::Element, gst::Object, @implements gst_video::Navigation;
 }

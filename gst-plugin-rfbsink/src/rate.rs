@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Rate control for the one encoder (docs/protocol.md, "Rate control"): from what each viewer
+//! already sends back (its acks: what it received and decoded, and how long after render()), a
+//! delivery rate and a queue; from those, once a tick (about a second), a target bitrate for the
+//! encoder upstream. Pure: the hub feeds it samples, the element applies its answer.
+//!
+//! The rule, per viewer that acknowledges frames: a viewer is *congested* when its oldest
+//! unacknowledged live frame is older than `QUEUE_LIMIT`, or the hub dropped frames for it
+//! since the last tick. Under the `slowest` policy, the target then falls to the lowest of the
+//! congested viewers' delivery rates times `BACKOFF` (below the link's rate, so that its queue
+//! drains), never below `min`. In a tick in which the hub dropped frames for a viewer (it skipped
+//! to a keyframe, and got little), its delivery rate is the best of its last `SKIP_TICKS` ticks:
+//! a second of skipping says little of its link. After `CALM_TICKS` ticks without congestion it probes upward, by
+//! 10 % the first tick and faster each calm tick after (20 %, 40 %, then 50 %), up to
+//! `max`: a freed link is back at full quality within seconds. Near the rate at which the last
+//! congestion came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP`
+//! only; once 5 % past it without congestion the link has freed: the ceiling is forgotten and
+//! the target doubles each tick (`FREED_STEP`) up to `max`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+/// A viewer whose oldest unacknowledged frame is older than this is queueing: its link (or its
+/// decoder) takes less than the stream sends.
+pub(crate) const QUEUE_LIMIT: Duration = Duration::from_millis(120);
+/// The target after congestion: this much of what the slowest viewer was delivered.
+const BACKOFF: f64 = 0.85;
+/// While a viewer skips, its delivery rate is the best of this many ticks.
+const SKIP_TICKS: usize = 3;
+/// Ticks without congestion before probing upward.
+const CALM_TICKS: u32 = 2;
+/// The first probe raises the target by this much; each calm tick after doubles the step...
+const PROBE_FIRST_STEP: f64 = 0.10;
+/// ...up to this much a tick.
+const PROBE_MAX_STEP: f64 = 0.50;
+/// The probe's step within `NEAR` of the ceiling.
+const NEAR_STEP: f64 = 0.05;
+const NEAR: f64 = 0.05;
+/// The probe's step once past the ceiling: the link freed.
+const FREED_STEP: f64 = 1.0;
+/// A change smaller than this (relative) is not worth reconfiguring the encoder for.
+const MIN_CHANGE: f64 = 0.03;
+
+/// Whom the one encoder follows (the `rate-control` property).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// The encoder keeps its own settings; viewers that fall behind skip to keyframes.
+    Off,
+    /// The slowest viewer that acknowledges frames: everyone gets what it can take.
+    Slowest,
+}
+
+/// One viewer's last tick, as the controller reads it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sample {
+    pub client_id: u64,
+    /// Whether the viewer acknowledges frames (WebRTC peers do not: they are not sampled).
+    pub acks: bool,
+    /// Bits of the frames it acknowledged in the last second.
+    pub delivered_bps: u64,
+    /// How long ago its oldest unacknowledged live frame was rendered.
+    pub queued: Duration,
+    /// Frames the hub dropped for it so far (a total).
+    pub dropped: u64,
+}
+
+/// The controller's state: the target and what it remembers of each viewer.
+#[derive(Debug)]
+pub(crate) struct RateController {
+    policy: Policy,
+    min_bps: u64,
+    max_bps: u64,
+    target_bps: u64,
+    /// Ticks without congestion in a row.
+    calm: u32,
+    /// The delivery rate at the last congestion: probing slows near it.
+    ceiling: Option<u64>,
+    /// The target went past the ceiling without congestion since the last congestion.
+    freed: bool,
+    /// Per viewer: its drop total at the last tick and its last delivery rates.
+    viewers: HashMap<u64, Viewer>,
+}
+
+#[derive(Debug, Default)]
+struct Viewer {
+    dropped: u64,
+    delivered: VecDeque<u64>,
+}
+
+impl RateController {
+    /// Starts at `max_bps` (what the encoder was configured with, or the user's bound).
+    pub fn new(policy: Policy, min_bps: u64, max_bps: u64) -> RateController {
+        let max_bps = max_bps.max(min_bps);
+        RateController {
+            policy,
+            min_bps,
+            max_bps,
+            target_bps: max_bps,
+            calm: 0,
+            ceiling: None,
+            freed: false,
+            viewers: HashMap::new(),
+        }
+    }
+
+    pub fn target(&self) -> u64 {
+        self.target_bps
+    }
+
+    /// One tick with every viewer's sample: the new target when it changed.
+    pub fn tick(&mut self, samples: &[Sample]) -> Option<u64> {
+        // The lowest congested estimate, and that viewer's delivery rate.
+        let mut congested: Option<(u64, u64)> = None;
+        let mut seen = HashMap::with_capacity(samples.len());
+        for s in samples.iter().filter(|s| s.acks) {
+            let mut viewer = self.viewers.remove(&s.client_id).unwrap_or(Viewer {
+                dropped: s.dropped,
+                delivered: VecDeque::new(),
+            });
+            if viewer.delivered.len() == SKIP_TICKS {
+                viewer.delivered.pop_front();
+            }
+            viewer.delivered.push_back(s.delivered_bps);
+            let skipped = s.dropped > viewer.dropped;
+            if s.queued > QUEUE_LIMIT || skipped {
+                let delivered = if skipped {
+                    viewer.delivered.iter().copied().max().unwrap_or(0)
+                } else {
+                    s.delivered_bps
+                };
+                // Nothing delivered at all: halve (the link is far below the stream).
+                let estimate = if delivered > 0 {
+                    (delivered as f64 * BACKOFF) as u64
+                } else {
+                    self.target_bps / 2
+                };
+                if congested.is_none_or(|(c, _)| estimate < c) {
+                    congested = Some((estimate, delivered));
+                }
+            }
+            viewer.dropped = s.dropped;
+            seen.insert(s.client_id, viewer);
+        }
+        // Viewers that left are forgotten.
+        self.viewers = seen;
+        if self.policy == Policy::Off {
+            return None;
+        }
+        let next = match congested {
+            Some((estimate, delivered)) => {
+                self.calm = 0;
+                if delivered > 0 {
+                    self.ceiling = Some(delivered);
+                }
+                self.freed = false;
+                // Only down: a congested viewer's delivery rate above the target says its
+                // queue was built before the last cut.
+                estimate.min(self.target_bps)
+            }
+            None => {
+                self.calm += 1;
+                if self.calm < CALM_TICKS {
+                    return None;
+                }
+                let probes = self.calm - CALM_TICKS;
+                let mut step =
+                    (PROBE_FIRST_STEP * 2f64.powi(probes.min(8) as i32)).min(PROBE_MAX_STEP);
+                let target = self.target_bps as f64;
+                if let Some(ceiling) = self.ceiling.map(|c| c as f64) {
+                    if target > ceiling * (1.0 + NEAR) {
+                        // Past it with nothing queueing: the link freed.
+                        self.ceiling = None;
+                        self.freed = true;
+                    } else if target * (1.0 + step) > ceiling * (1.0 - NEAR) {
+                        step = NEAR_STEP;
+                    }
+                }
+                if self.freed {
+                    step = FREED_STEP;
+                }
+                (target * (1.0 + step)) as u64
+            }
+        }
+        .clamp(self.min_bps, self.max_bps);
+        let change = (next as f64 - self.target_bps as f64).abs() / self.target_bps.max(1) as f64;
+        if next == self.target_bps || (change < MIN_CHANGE && next != self.max_bps) {
+            return None;
+        }
+        self.target_bps = next;
+        Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: u64, delivered_kbps: u64, queued_ms: u64) -> Sample {
+        Sample {
+            client_id: id,
+            acks: true,
+            delivered_bps: delivered_kbps * 1000,
+            queued: Duration::from_millis(queued_ms),
+            dropped: 0,
+        }
+    }
+
+    #[test]
+    fn a_congested_viewer_brings_the_target_below_what_it_was_delivered() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(
+            c.tick(&[sample(1, 1150, 10)]),
+            None,
+            "a free link changes nothing"
+        );
+        assert_eq!(c.tick(&[sample(1, 700, 300)]), Some(595_000));
+        // Still queued (what was sent before the cut): never up while congested.
+        assert_eq!(c.tick(&[sample(1, 700, 200)]), None);
+        assert_eq!(c.target(), 595_000);
+    }
+
+    #[test]
+    fn the_slowest_viewer_sets_the_target_and_the_others_do_not_raise_it() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 4_000_000);
+        let t = c.tick(&[
+            sample(1, 4000, 5),
+            sample(2, 600, 400),
+            sample(3, 1500, 150),
+        ]);
+        assert_eq!(t, Some(510_000));
+    }
+
+    #[test]
+    fn probes_upward_after_calm_ticks_up_to_max() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 1_000_000);
+        c.tick(&[sample(1, 500, 500)]);
+        assert_eq!(c.target(), 425_000);
+        assert_eq!(
+            c.tick(&[sample(1, 420, 20)]),
+            None,
+            "one calm tick is not enough"
+        );
+        assert_eq!(c.tick(&[sample(1, 420, 20)]), Some(467_500), "10 %");
+        // Near the rate the link carried when it congested (500): 5 % steps.
+        assert_eq!(c.tick(&[sample(1, 460, 20)]), Some(490_875));
+        let mut last = c.target();
+        let mut steps = Vec::new();
+        while last < 1_000_000 && steps.len() < 10 {
+            let t = c
+                .tick(&[sample(1, last / 1000, 20)])
+                .expect("a probe each calm tick");
+            steps.push(t as f64 / last as f64);
+            last = t;
+        }
+        assert_eq!(c.target(), 1_000_000, "back to the encoder's own rate");
+        // 5 % past 500 with nothing queued: the link freed, doubling (here up to max).
+        assert!(steps.len() <= 4, "{steps:?}");
+        assert!(
+            steps[..steps.len() - 1]
+                .iter()
+                .all(|s| (s - 1.05).abs() < 0.001),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn a_freed_link_is_back_at_full_rate_within_ten_seconds() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 20_000_000);
+        c.tick(&[sample(1, 1000, 500)]);
+        assert_eq!(c.target(), 850_000);
+        let mut seconds = 0;
+        while c.target() < 20_000_000 {
+            seconds += 1;
+            c.tick(&[sample(1, c.target() / 1000, 10)]);
+            assert!(seconds < 30);
+        }
+        assert!(seconds <= 10, "{seconds} s from 1 to 20 Mbit/s");
+    }
+
+    #[test]
+    fn a_second_of_skipping_does_not_read_as_a_slower_link() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(c.tick(&[sample(1, 700, 300)]), Some(595_000));
+        // Skipping to a keyframe: little delivered this second, the link is what it was.
+        let mut s = sample(1, 100, 300);
+        s.dropped = 3;
+        assert_eq!(c.tick(&[s]), None);
+        s.dropped = 6;
+        s.delivered_bps = 50_000;
+        assert_eq!(c.tick(&[s]), None, "nor two");
+        assert_eq!(c.target(), 595_000);
+    }
+
+    #[test]
+    fn drops_count_as_congestion_and_silence_halves() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        let mut s = sample(1, 0, 0);
+        c.tick(&[s]);
+        s.dropped = 5;
+        assert_eq!(
+            c.tick(&[s]),
+            Some(1_000_000),
+            "dropped frames, nothing delivered: half"
+        );
+    }
+
+    #[test]
+    fn bounded_by_min_and_viewers_without_acks_or_policy_off_change_nothing() {
+        let mut c = RateController::new(Policy::Slowest, 300_000, 2_000_000);
+        assert_eq!(
+            c.tick(&[sample(1, 50, 900)]),
+            Some(300_000),
+            "a lying viewer only reaches min"
+        );
+        let mut webrtc = sample(2, 10, 900);
+        webrtc.acks = false;
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(c.tick(&[webrtc]), None);
+        let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
+        assert_eq!(off.tick(&[sample(1, 500, 900)]), None);
+        assert_eq!(off.target(), 2_000_000);
+    }
+}

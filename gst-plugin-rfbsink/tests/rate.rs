@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Rate control (docs/protocol.md, "Rate control") with a real encoder: x264enc's bitrate follows
+//! a viewer whose link is slower than the stream, down and back up when the link frees.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use gst::prelude::*;
+use gstrfbsink::protocol::FrameHeader;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A viewer on a link of `rate` bytes per second (0: unlimited): it reads its socket no faster,
+/// and acknowledges every frame it reads, as the browser does once it decoded it.
+async fn slow_viewer(port: u16, rate: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let mut budget_start = Instant::now();
+    let mut bytes = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(1), rx.next()).await
+        else {
+            continue;
+        };
+        let Message::Binary(data) = msg else { continue };
+        let Ok((header, _)) = FrameHeader::decode_binary(&data) else {
+            continue;
+        };
+        let ack = format!(
+            r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{},"decode_queue_size":0}}"#,
+            header.frame_id
+        );
+        if tx.send(Message::text(ack)).await.is_err() {
+            return;
+        }
+        let rate = rate.load(Ordering::SeqCst);
+        if rate == 0 {
+            (budget_start, bytes) = (Instant::now(), 0);
+            continue;
+        }
+        bytes += data.len() as u64;
+        let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(budget_start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Polls `f` until it is true or `within` passed.
+fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+#[test]
+fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
+    init();
+    // Noise: x264enc spends all of its bitrate on it (1500 kbit/s).
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=30 \
+         ! rfbsink name=sink port=0 rate-control=slowest min-bitrate=100 token={TEST_TOKEN}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let enc = pipeline.by_name("enc").unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let port = sink.property::<u32>("bound-port") as u16;
+    assert_eq!(
+        sink.property::<u32>("target-bitrate"),
+        1500,
+        "starts at the encoder's own"
+    );
+
+    // A 320 kbit/s link under a 1500 kbit/s stream.
+    let rate = Arc::new(AtomicU64::new(40_000));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = runtime();
+    let viewer = rt.spawn(slow_viewer(port, rate.clone(), stop.clone()));
+
+    let bitrate = || enc.property::<u32>("bitrate");
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || bitrate() <= 400),
+        "x264enc still at {} kbit/s",
+        bitrate()
+    );
+    let down_after = started.elapsed();
+    let low = bitrate();
+    assert_eq!(sink.property::<u32>("target-bitrate"), low);
+    let msg = bus
+        .iter_filtered(&[gst::MessageType::Element])
+        .find(|m| {
+            m.structure()
+                .is_some_and(|s| s.name() == "rfbsink-target-bitrate")
+        })
+        .expect("an rfbsink-target-bitrate message");
+    let s = msg.structure().unwrap();
+    assert_eq!(s.get::<String>("encoder").unwrap(), "enc");
+    assert!(s.get::<u64>("bitrate").unwrap() < 1_500_000, "{s}");
+
+    // The link frees: back up, probing.
+    rate.store(0, Ordering::SeqCst);
+    let freed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || bitrate() >= 1000),
+        "x264enc stays at {} kbit/s on a free link",
+        bitrate()
+    );
+    println!(
+        "down to {low} kbit/s after {:.1} s; back over 1000 kbit/s {:.1} s after the link freed",
+        down_after.as_secs_f64(),
+        freed.elapsed().as_secs_f64()
+    );
+    stop.store(true, Ordering::SeqCst);
+    let _ = rt.block_on(viewer);
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn rate_control_is_off_by_default_and_says_why_when_it_cannot_drive_the_encoder() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! x264enc name=enc tune=zerolatency bitrate=900 \
+         ! rfbsink name=sink port=0 token={TEST_TOKEN}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    assert_eq!(sink.property::<u32>("target-bitrate"), 0);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    // jpegenc has no bitrate rfbsink sets: a warning names max-bitrate, and rate control is off.
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! jpegenc ! rfbsink name=sink port=0 rate-control=slowest \
+         token={TEST_TOKEN}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(5),
+            &[gst::MessageType::Warning],
+        )
+        .expect("a warning");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    assert!(
+        w.error().to_string().contains("max-bitrate"),
+        "{}",
+        w.error()
+    );
+    assert_eq!(
+        pipeline
+            .by_name("sink")
+            .unwrap()
+            .property::<u32>("target-bitrate"),
+        0
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    // With max-bitrate, the target exists (on the bus and in the property) for the application.
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! jpegenc ! rfbsink name=sink port=0 rate-control=slowest \
+         max-bitrate=3000 token={TEST_TOKEN}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert_eq!(
+        pipeline
+            .by_name("sink")
+            .unwrap()
+            .property::<u32>("target-bitrate"),
+        3000
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
