@@ -17,6 +17,10 @@
 // end-to-end figure) and the others are lightweight WebSocket clients (lightclient.py) that read
 // and ack every frame without decoding: 32 Chromium decoders do not fit on a 2-core machine.
 //
+// Shaped-link scenarios (`700k`): the namespace's loopback is held to 700 kbit/s with a 300 ms
+// queue (a token bucket, `tc qdisc ... tbf`; its MTU set to 1500 so that tbf passes the packets)
+// once the viewer plays, with and without rate control (`rc`: rate-control=slowest).
+//
 // Writes OUT/bench-results.json, OUT/bench.svg and OUT/bench.png (OUT = tests/bench/out).
 
 import { spawnSync } from 'node:child_process';
@@ -105,11 +109,17 @@ function scenarios(quick, transports) {
   const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', variant = '') => list.push({
     name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${variant ? ` ${variant}` : ''}`,
     kind: 'rfb', codec, width, height, fps, viewers, transport, natural: variant === 'rgb-natural', serve: variant === 'rfb-serve',
+    shapeKbit: variant.startsWith('700k') ? 700 : 0, rateControl: variant.endsWith(' rc'),
   });
   const webrtc = (width, height, fps) => list.push({
     name: `webrtc h264 ${width}x${height}@${fps}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc',
   });
   for (const t of transports) {
+    // A link slower than the stream (~1.15 Mbit/s), without and with rate control.
+    if (!quick || t === 'ws') {
+      rfb('h264', 1280, 720, 30, 1, t, '700k');
+      rfb('h264', 1280, 720, 30, 1, t, '700k rc');
+    }
     if (quick) {
       rfb('h264', 1280, 720, 30, 1, t);
       rfb('h264', 1280, 720, 30, 8, t);
@@ -211,7 +221,8 @@ function serveChain(sc) {
 async function runRfb(sc, ctx) {
   const enc = ENCODERS[sc.codec];
   // The bench page is served from this script's own server: rfbsink must allow its origin.
-  const sink = `rfbsink port=0 address=127.0.0.1 stats-interval=1000 allowed-origins=${ctx.base}`;
+  const sink = `rfbsink port=0 address=127.0.0.1 stats-interval=1000 allowed-origins=${ctx.base}${sc.rateControl ? ' rate-control=slowest' : ''}`;
+  if (sc.shapeKbit && !IN_NETNS) return { ...sc, skipped: 'a shaped link needs the private network namespace' };
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'rfb', '--width', String(sc.width), '--height', String(sc.height),
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', encoderChain(sc), '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
   let light = null;
@@ -256,8 +267,10 @@ async function runRfb(sc, ctx) {
       light = spawnJson(PYTHON, [path.join(HERE, 'lightclient.py'), wsUrl, String(sc.viewers - 1), '--max-seconds', String(SECONDS + 60)], { env: process.env, what: 'lightclient.py' });
       await light.waitFor((e) => e.event === 'connected', `${sc.viewers - 1} light clients`);
     }
+    if (sc.shapeKbit) shapeLoopback(sc.shapeKbit);
     const tWarm = Date.now();
-    await sleep(WARMUP_MS);
+    // Behind a shaped link: time for the queue to fill, and for rate control to settle.
+    await sleep(sc.shapeKbit ? 4 * WARMUP_MS : WARMUP_MS);
     // --- the measured window
     const pid = source.proc.pid;
     const statsFrom = source.events.length;
@@ -343,9 +356,30 @@ async function runRfb(sc, ctx) {
       calibration,
     };
   } finally {
+    if (sc.shapeKbit) shapeLoopback(0);
     if (light) await light.stop();
     if (page) await page.close().catch(() => {});
     await source.stop();
+  }
+}
+
+/**
+ * Holds the namespace's loopback to `kbit` kbit/s with a 300 ms queue (tbf), or frees it (0).
+ * Only inside the bench's private network namespace.
+ * @param {number} kbit
+ */
+function shapeLoopback(kbit) {
+  if (!IN_NETNS) throw new Error('shaping needs the private network namespace');
+  const run = (cmd) => {
+    const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' });
+    if (r.status !== 0 && kbit) throw new Error(`${cmd}: ${r.stderr.trim()}`);
+  };
+  if (kbit) {
+    run('ip link set lo mtu 1500');
+    run(`tc qdisc replace dev lo root tbf rate ${kbit}kbit burst 16kb latency 300ms`);
+  } else {
+    run('tc qdisc del dev lo root');
+    run('ip link set lo mtu 65536');
   }
 }
 
@@ -708,7 +742,7 @@ async function main() {
   }
   const meta = `${new Date().toISOString()}  ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load before: ${loadAvg}, ${SECONDS} s per scenario${opts.quick ? ', --quick' : ''}${IN_NETNS ? ', private netns' : ''}`;
 
-  const h264_720 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 1 && !r.error && !r.skipped);
+  const h264_720 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 1 && !r.shapeKbit && !r.error && !r.skipped);
   const v32 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 32 && !r.error && !r.skipped);
   const targets = [];
   if (h264_720) {
@@ -719,6 +753,13 @@ async function main() {
         + `p99 ${f(h264_720.ratioP99, 2)}x; at paint vs WebRTC presentationTime p50 ${f(h264_720.ratioPaintP50, 2)}x`);
     }
     targets.push(`uncongested viewer gets every frame: delivered ${f(h264_720.deliveredFps)} of ${f(h264_720.producedFps)} fps, ${h264_720.viewerFramesDropped} dropped in the viewer, ${h264_720.elementFramesDropped} by rfbsink: ${h264_720.deliveredFps >= 0.98 * h264_720.producedFps && h264_720.elementFramesDropped === 0 ? 'met' : 'NOT met'}`);
+  }
+  const shaped = results.filter((r) => r.shapeKbit && !r.error && !r.skipped);
+  const shapedOff = shaped.find((r) => !r.rateControl);
+  const shapedOn = shaped.find((r) => r.rateControl && r.transport === shapedOff?.transport);
+  if (shapedOff && shapedOn) {
+    targets.push(`${shapedOn.shapeKbit} kbit/s link, ${shapedOn.transport}: rate control shows ${f(shapedOn.deliveredFps)} fps at e2e p50 ${f(shapedOn.e2e.p50)} / p99 ${f(shapedOn.e2e.p99)} ms `
+      + `(off: ${f(shapedOff.deliveredFps)} fps, ${f(shapedOff.e2e.p50)} / ${f(shapedOff.e2e.p99)} ms); p99 target <= 150 ms: ${shapedOn.e2e.p99 <= 150 ? 'met' : 'NOT met'}`);
   }
   if (v32) targets.push(`32 viewers at 720p30: rfbsink ${f(v32.rfbsinkCpuPercentOfCore, 2)} % of one core (target < 10): ${v32.rfbsinkCpuPercentOfCore < 10 ? 'met' : 'NOT met'}`);
 
