@@ -27,10 +27,12 @@ const KNOWN: &[(&str, &str, u64)] = &[
 /// How far up the walk goes.
 const MAX_HOPS: usize = 16;
 
-/// An encoder upstream and how to set its bitrate.
+/// An encoder upstream and how to set its bitrate. Held weakly: the element is in the same
+/// pipeline as rfbsink, which must not keep it alive.
 #[derive(Clone, Debug)]
 pub(crate) struct Encoder {
-    element: gst::Element,
+    element: glib::WeakRef<gst::Element>,
+    name: String,
     property: &'static str,
     unit: u64,
 }
@@ -48,7 +50,8 @@ impl Encoder {
             {
                 if element.find_property(property).is_some() {
                     return Some(Encoder {
-                        element,
+                        element: element.downgrade(),
+                        name: element.name().to_string(),
                         property,
                         unit,
                     });
@@ -64,12 +67,15 @@ impl Encoder {
     }
 
     pub fn name(&self) -> String {
-        self.element.name().to_string()
+        self.name.clone()
     }
 
     /// The bitrate the encoder is set to, in bits per second.
     pub fn bitrate(&self) -> u64 {
-        let value = self.element.property_value(self.property);
+        let Some(element) = self.element.upgrade() else {
+            return 0;
+        };
+        let value = element.property_value(self.property);
         let units = value
             .get::<u32>()
             .map(u64::from)
@@ -82,18 +88,20 @@ impl Encoder {
     /// Sets the encoder's bitrate (in its unit, within its property's range).
     pub fn set_bitrate(&self, bps: u64) {
         let units = (bps / self.unit).max(1);
-        let Some(pspec) = self.element.find_property(self.property) else {
+        let Some(element) = self.element.upgrade() else {
+            return;
+        };
+        let Some(pspec) = element.find_property(self.property) else {
             return;
         };
         if let Some(p) = pspec.downcast_ref::<glib::ParamSpecUInt>() {
             let v = units.clamp(p.minimum().into(), p.maximum().into()) as u32;
-            self.element.set_property(self.property, v);
+            element.set_property(self.property, v);
         } else if let Some(p) = pspec.downcast_ref::<glib::ParamSpecInt>() {
             let v = units.min(p.maximum().max(0) as u64) as i32;
-            self.element.set_property(self.property, v.max(p.minimum()));
+            element.set_property(self.property, v.max(p.minimum()));
         } else if let Some(p) = pspec.downcast_ref::<glib::ParamSpecUInt64>() {
-            self.element
-                .set_property(self.property, units.clamp(p.minimum(), p.maximum()));
+            element.set_property(self.property, units.clamp(p.minimum(), p.maximum()));
         }
     }
 }
