@@ -44,6 +44,8 @@ export function formatServerStats(server) {
       + `  ${server.bitrate_bps === null ? '-' : formatBitrate(server.bitrate_bps)}`
       + `  dropped ${server.frames_dropped ?? '-'}  queued ${formatBytes(server.queued_bytes)}`
       + `  key req ${server.keyframe_requests ?? '-'}`,
+    `server: delivered ${server.delivered_bps === null ? '-' : formatBitrate(server.delivered_bps)}`
+      + `  encoder target ${server.target_bps === null ? '- (rate control off)' : formatBitrate(server.target_bps)}`,
   ];
 }
 

@@ -144,6 +144,8 @@ export class StreamRates {
  * @property {number | null} paint_p95_us
  * @property {number | null} fps
  * @property {number | null} bitrate_bps
+ * @property {number | null} delivered_bps what this client acknowledged in the last second
+ * @property {number | null} target_bps the encoder's target under rate control; null when off
  * @property {number | null} frames_dropped
  * @property {number | null} queued_bytes
  * @property {number | null} keyframe_requests
@@ -152,7 +154,7 @@ export class StreamRates {
 /** @type {readonly (keyof ServerStats)[]} */
 export const SERVER_STATS_NUMBERS = Object.freeze([
   'latency_p50_us', 'latency_p95_us', 'latency_max_us', 'paint_p50_us', 'paint_p95_us',
-  'fps', 'bitrate_bps', 'frames_dropped', 'queued_bytes', 'keyframe_requests',
+  'fps', 'bitrate_bps', 'delivered_bps', 'target_bps', 'frames_dropped', 'queued_bytes', 'keyframe_requests',
 ]);
 
 /**

@@ -24,6 +24,25 @@ const KNOWN: &[(&str, &str, u64)] = &[
     ("svtav1enc", "target-bitrate", 1000),
     ("rav1enc", "bitrate", 1),
 ];
+/// Keyframe bounds (docs/protocol.md, "Rate control"): at a rate near the link's, an
+/// unbounded keyframe (x264enc's default VBV is 600 ms of the bitrate) queues for longer than a
+/// frame interval on its own. Rate control sets these where the encoder still has its
+/// default, as webrtcsink does: a keyframe of at most ~120-150 ms of the target.
+/// (factory, property, value)
+const KEYFRAME_BOUNDS: &[(&str, &str, u32)] = &[
+    ("x264enc", "vbv-buf-capacity", 120),
+    ("vp8enc", "buffer-initial-size", 100),
+    ("vp8enc", "buffer-optimal-size", 120),
+    ("vp8enc", "buffer-size", 150),
+    ("vp8enc", "max-intra-bitrate", 250),
+    ("vp9enc", "buffer-initial-size", 100),
+    ("vp9enc", "buffer-optimal-size", 120),
+    ("vp9enc", "buffer-size", 150),
+    ("vp9enc", "max-intra-bitrate", 250),
+    ("av1enc", "buf-initial-sz", 100),
+    ("av1enc", "buf-optimal-sz", 120),
+    ("av1enc", "buf-sz", 150),
+];
 /// How far up the walk goes.
 const MAX_HOPS: usize = 16;
 
@@ -68,6 +87,35 @@ impl Encoder {
 
     pub fn name(&self) -> String {
         self.name.clone()
+    }
+
+    /// Bounds the encoder's keyframes (`KEYFRAME_BOUNDS`) where the user left its default:
+    /// the properties it set, as `name=value`.
+    pub fn bound_keyframes(&self) -> Vec<String> {
+        let Some(element) = self.element.upgrade() else {
+            return Vec::new();
+        };
+        let factory = element.factory().map(|f| f.name().to_string());
+        let mut set = Vec::new();
+        for &(_, property, value) in KEYFRAME_BOUNDS
+            .iter()
+            .filter(|(name, ..)| factory.as_deref() == Some(*name))
+        {
+            let Some(pspec) = element.find_property(property) else {
+                continue;
+            };
+            let as_text = |v: &glib::Value| {
+                v.transform::<String>()
+                    .ok()
+                    .and_then(|s| s.get::<String>().ok())
+            };
+            if as_text(&element.property_value(property)) != as_text(pspec.default_value()) {
+                continue;
+            }
+            element.set_property_from_str(property, &value.to_string());
+            set.push(format!("{property}={value}"));
+        }
+        set
     }
 
     /// The bitrate the encoder is set to, in bits per second.

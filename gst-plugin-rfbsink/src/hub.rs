@@ -740,6 +740,8 @@ pub(crate) struct HubStats {
     pub bytes: u64,
     pub keyframe_requests: u64,
     pub config: Option<Arc<StreamConfig>>,
+    /// The encoder's target under rate control (bits per second), 0 when it is off.
+    pub target_bps: u64,
     pub clients: Vec<ClientStats>,
 }
 
@@ -803,6 +805,15 @@ impl Hub {
     /// One tick of rate control (about a second): samples every client, and tells the element
     /// when the target changed.
     pub fn rate_tick(&self) {
+        self.rate_step(RateController::tick);
+    }
+
+    /// Rate control between ticks: a queue that built up is cut at once (`RateController::check`).
+    pub fn rate_check(&self) {
+        self.rate_step(RateController::check);
+    }
+
+    fn rate_step(&self, step: fn(&mut RateController, &[Sample]) -> Option<u64>) {
         let Some(rate) = &self.rate else { return };
         let clients: Vec<_> = self
             .state
@@ -813,7 +824,7 @@ impl Hub {
             .cloned()
             .collect();
         let samples: Vec<Sample> = clients.iter().map(|c| c.rate_sample()).collect();
-        let target = rate.lock().unwrap().tick(&samples);
+        let target = step(&mut rate.lock().unwrap(), &samples);
         if let Some(bps) = target {
             (self.callbacks.target_bitrate)(bps);
         }
@@ -1108,8 +1119,11 @@ impl Hub {
             .values()
             .cloned()
             .collect();
+        let target_bps = self.target_bitrate().unwrap_or(0);
         for client in clients {
-            client.send_stats(protocol::client_stats(&client.stats()));
+            let mut stats = client.stats();
+            stats.target_bps = target_bps;
+            client.send_stats(protocol::client_stats(&stats));
         }
     }
 
@@ -1205,12 +1219,20 @@ impl Hub {
                     bytes: st.bytes,
                     keyframe_requests: st.keyframe_requests,
                     config: st.config.clone(),
+                    target_bps: 0,
                     clients: Vec::new(),
                 },
                 st.clients.values().cloned().collect::<Vec<_>>(),
             )
         };
-        stats.clients = clients.iter().map(|c| c.stats()).collect();
+        stats.target_bps = self.target_bitrate().unwrap_or(0);
+        stats.clients = clients
+            .iter()
+            .map(|c| ClientStats {
+                target_bps: stats.target_bps,
+                ..c.stats()
+            })
+            .collect();
         stats.clients.sort_by_key(|c| c.id);
         stats
     }

@@ -289,6 +289,8 @@ pub(crate) fn client_stats(s: &crate::stats::ClientStats) -> String {
         "paint_p95_us": s.paint_p95_us,
         "fps": s.fps,
         "bitrate_bps": s.bitrate_bps,
+        "delivered_bps": s.delivered_bps,
+        "target_bps": (s.target_bps > 0).then_some(s.target_bps),
         "frames_dropped": s.frames_dropped,
         "queued_bytes": s.queued_bytes,
         "keyframe_requests": s.keyframe_requests,

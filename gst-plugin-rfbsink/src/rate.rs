@@ -12,11 +12,16 @@
 //! drains), never below `min`. In a tick in which the hub dropped frames for a viewer (it skipped
 //! to a keyframe, and got little), its delivery rate is the best of its last `SKIP_TICKS` ticks:
 //! a second of skipping says little of its link. After `CALM_TICKS` ticks without congestion it probes upward, by
-//! 10 % the first tick and faster each calm tick after (20 %, 40 %, then 50 %), up to
+//! 10 % the first tick and faster each calm tick after (20 %, then 25 %), up to
 //! `max`: a freed link is back at full quality within seconds. Near the rate at which the last
 //! congestion came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP`
-//! only; once 5 % past it without congestion the link has freed: the ceiling is forgotten and
-//! the target doubles each tick (`FREED_STEP`) up to `max`.
+//! only; once 5 % past it without congestion the ceiling is forgotten and the probe starts
+//! again at 10 %: the ceiling may have been low (a link starved by skipping delivers less than
+//! it carries), and a probe far above the link fills its queue at the difference.
+//!
+//! Between ticks, `check` (about every 100 ms) cuts at once when a viewer's queue passes
+//! `QUEUE_LIMIT`: a probe that went past the link builds its queue within a fraction of a
+//! second, and a tick later it would be hundreds of milliseconds deep. One cut per tick.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -24,6 +29,8 @@ use std::time::Duration;
 /// A viewer whose oldest unacknowledged frame is older than this is queueing: its link (or its
 /// decoder) takes less than the stream sends.
 pub(crate) const QUEUE_LIMIT: Duration = Duration::from_millis(120);
+/// How often `check` looks between ticks.
+pub(crate) const CHECK_PERIOD: Duration = Duration::from_millis(100);
 /// The target after congestion: this much of what the slowest viewer was delivered.
 const BACKOFF: f64 = 0.85;
 /// While a viewer skips, its delivery rate is the best of this many ticks.
@@ -32,13 +39,12 @@ const SKIP_TICKS: usize = 3;
 const CALM_TICKS: u32 = 2;
 /// The first probe raises the target by this much; each calm tick after doubles the step...
 const PROBE_FIRST_STEP: f64 = 0.10;
-/// ...up to this much a tick.
-const PROBE_MAX_STEP: f64 = 0.50;
+/// ...up to this much a tick: a step is also how far past the link a probe may overshoot
+/// before `check` sees the queue (0.25 of the link fills 120 ms in about half a second).
+const PROBE_MAX_STEP: f64 = 0.25;
 /// The probe's step within `NEAR` of the ceiling.
 const NEAR_STEP: f64 = 0.05;
 const NEAR: f64 = 0.05;
-/// The probe's step once past the ceiling: the link freed.
-const FREED_STEP: f64 = 1.0;
 /// A change smaller than this (relative) is not worth reconfiguring the encoder for.
 const MIN_CHANGE: f64 = 0.03;
 
@@ -76,8 +82,8 @@ pub(crate) struct RateController {
     calm: u32,
     /// The delivery rate at the last congestion: probing slows near it.
     ceiling: Option<u64>,
-    /// The target went past the ceiling without congestion since the last congestion.
-    freed: bool,
+    /// `check` cut since the last tick.
+    cut_since_tick: bool,
     /// Per viewer: its drop total at the last tick and its last delivery rates.
     viewers: HashMap<u64, Viewer>,
 }
@@ -99,7 +105,7 @@ impl RateController {
             target_bps: max_bps,
             calm: 0,
             ceiling: None,
-            freed: false,
+            cut_since_tick: false,
             viewers: HashMap::new(),
         }
     }
@@ -108,8 +114,33 @@ impl RateController {
         self.target_bps
     }
 
+    /// Between ticks: when a viewer's queue passed `QUEUE_LIMIT`, the target falls at once to
+    /// `BACKOFF` times what it was delivered (the new target), once per tick.
+    pub fn check(&mut self, samples: &[Sample]) -> Option<u64> {
+        if self.policy == Policy::Off || self.cut_since_tick {
+            return None;
+        }
+        let delivered = samples
+            .iter()
+            .filter(|s| s.acks && s.queued > QUEUE_LIMIT && s.delivered_bps > 0)
+            .map(|s| s.delivered_bps)
+            .min()?;
+        self.cut_since_tick = true;
+        self.calm = 0;
+        self.ceiling = Some(delivered);
+        let next = ((delivered as f64 * BACKOFF) as u64)
+            .clamp(self.min_bps, self.max_bps)
+            .min(self.target_bps);
+        if next == self.target_bps {
+            return None;
+        }
+        self.target_bps = next;
+        Some(next)
+    }
+
     /// One tick with every viewer's sample: the new target when it changed.
     pub fn tick(&mut self, samples: &[Sample]) -> Option<u64> {
+        let cut_since_tick = std::mem::take(&mut self.cut_since_tick);
         // The lowest congested estimate, and that viewer's delivery rate.
         let mut congested: Option<(u64, u64)> = None;
         let mut seen = HashMap::with_capacity(samples.len());
@@ -148,12 +179,16 @@ impl RateController {
             return None;
         }
         let next = match congested {
+            // `check` cut this second for the same queue; it is still draining.
+            Some(_) if cut_since_tick => {
+                self.calm = 0;
+                return None;
+            }
             Some((estimate, delivered)) => {
                 self.calm = 0;
                 if delivered > 0 {
                     self.ceiling = Some(delivered);
                 }
-                self.freed = false;
                 // Only down: a congested viewer's delivery rate above the target says its
                 // queue was built before the last cut.
                 estimate.min(self.target_bps)
@@ -163,21 +198,23 @@ impl RateController {
                 if self.calm < CALM_TICKS {
                     return None;
                 }
+                let target = self.target_bps as f64;
+                if self
+                    .ceiling
+                    .is_some_and(|c| target > c as f64 * (1.0 + NEAR))
+                {
+                    // Past it with nothing queueing: the link carries more than it delivered
+                    // then. The probe starts again from its first step.
+                    self.ceiling = None;
+                    self.calm = CALM_TICKS;
+                }
                 let probes = self.calm - CALM_TICKS;
                 let mut step =
                     (PROBE_FIRST_STEP * 2f64.powi(probes.min(8) as i32)).min(PROBE_MAX_STEP);
-                let target = self.target_bps as f64;
                 if let Some(ceiling) = self.ceiling.map(|c| c as f64) {
-                    if target > ceiling * (1.0 + NEAR) {
-                        // Past it with nothing queueing: the link freed.
-                        self.ceiling = None;
-                        self.freed = true;
-                    } else if target * (1.0 + step) > ceiling * (1.0 - NEAR) {
+                    if target * (1.0 + step) > ceiling * (1.0 - NEAR) {
                         step = NEAR_STEP;
                     }
-                }
-                if self.freed {
-                    step = FREED_STEP;
                 }
                 (target * (1.0 + step)) as u64
             }
@@ -254,28 +291,62 @@ mod tests {
             last = t;
         }
         assert_eq!(c.target(), 1_000_000, "back to the encoder's own rate");
-        // 5 % past 500 with nothing queued: the link freed, doubling (here up to max).
-        assert!(steps.len() <= 4, "{steps:?}");
-        assert!(
-            steps[..steps.len() - 1]
-                .iter()
-                .all(|s| (s - 1.05).abs() < 0.001),
-            "{steps:?}"
-        );
+        // 5 % steps up to 5 % past 500, then the probe starts again at 10 %, 20 %, 40 %...
+        let near = steps
+            .iter()
+            .take_while(|s| (*s - 1.05).abs() < 0.001)
+            .count();
+        assert_eq!(near, 2, "{steps:?}");
+        assert!((steps[near] - 1.10).abs() < 0.001, "{steps:?}");
+        assert!((steps[near + 1] - 1.20).abs() < 0.001, "{steps:?}");
+        assert!(steps.len() <= near + 5, "{steps:?}");
     }
 
     #[test]
-    fn a_freed_link_is_back_at_full_rate_within_ten_seconds() {
-        let mut c = RateController::new(Policy::Slowest, 100_000, 20_000_000);
+    fn a_freed_link_is_back_at_full_quality_within_ten_seconds() {
+        // The step: 2 Mbit/s encoder, the link down to 1 Mbit/s and freed again.
+        let mut c = RateController::new(Policy::Slowest, 150_000, 2_048_000);
         c.tick(&[sample(1, 1000, 500)]);
         assert_eq!(c.target(), 850_000);
+        let mut seconds = 0;
+        while c.target() < 2_048_000 {
+            seconds += 1;
+            c.tick(&[sample(1, c.target() / 1000, 10)]);
+            assert!(seconds < 30);
+        }
+        assert!(seconds <= 10, "{seconds} s from 1 to 2 Mbit/s");
+        // From 1 to 20 Mbit/s: a 25 % step a second once past the old link's rate.
+        let mut c = RateController::new(Policy::Slowest, 150_000, 20_000_000);
+        c.tick(&[sample(1, 1000, 500)]);
         let mut seconds = 0;
         while c.target() < 20_000_000 {
             seconds += 1;
             c.tick(&[sample(1, c.target() / 1000, 10)]);
             assert!(seconds < 30);
         }
-        assert!(seconds <= 10, "{seconds} s from 1 to 20 Mbit/s");
+        assert!(seconds <= 20, "{seconds} s from 1 to 20 Mbit/s");
+    }
+
+    #[test]
+    fn a_queue_between_ticks_is_cut_at_once_and_once() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(c.check(&[sample(1, 900, 60)]), None, "under the limit");
+        assert_eq!(c.check(&[sample(1, 700, 130)]), Some(595_000));
+        assert_eq!(
+            c.check(&[sample(1, 600, 300)]),
+            None,
+            "the queue drains after the cut: no second cut before the tick"
+        );
+        assert_eq!(
+            c.tick(&[sample(1, 650, 200)]),
+            None,
+            "nor at the tick of the same second"
+        );
+        assert_eq!(c.target(), 595_000);
+        // The next second it still queues: the tick cuts again, from what it was delivered.
+        assert_eq!(c.tick(&[sample(1, 600, 200)]), Some(510_000));
+        let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
+        assert_eq!(off.check(&[sample(1, 700, 900)]), None);
     }
 
     #[test]

@@ -274,6 +274,12 @@ impl Server {
             }
             None => false,
         });
+        if hub.target_bitrate().is_some() {
+            let weak_hub = Arc::downgrade(&hub);
+            server.every(crate::rate::CHECK_PERIOD, move || {
+                weak_hub.upgrade().map(|hub| hub.rate_check()).is_some()
+            });
+        }
         if let Some(certs) = certificates.filter(|c| c.is_self_signed()) {
             let task = renewal(certs, server.webtransport.clone(), settings.limits, obj);
             server.tasks.push(task);

@@ -41,6 +41,11 @@ pub(crate) struct ClientStats {
     pub paint_p95_us: u64,
     pub fps: f64,
     pub bitrate_bps: u64,
+    /// Bits per second of the frames it acknowledged in the last second: what its link
+    /// delivered (rate control's estimate when the link is the bottleneck).
+    pub delivered_bps: u64,
+    /// The encoder's target under rate control (bits per second), 0 when it is off.
+    pub target_bps: u64,
     /// Frames the client decoded in the last second (its acks): what it sustains.
     pub decoded_fps: f64,
     /// Times it fell behind by more than `max-latency` and skipped to a keyframe.
@@ -275,6 +280,7 @@ impl ClientCounters {
         stats.fps = self.recent_sends.len() as f64;
         stats.decoded_fps = self.rates(now).1;
         stats.bitrate_bps = self.recent_sends.iter().map(|(_, n)| *n as u64 * 8).sum();
+        stats.delivered_bps = self.delivered_bps(now);
     }
 }
 

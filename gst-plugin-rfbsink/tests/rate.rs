@@ -86,6 +86,11 @@ fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
         1500,
         "starts at the encoder's own"
     );
+    assert_eq!(
+        enc.property::<u32>("vbv-buf-capacity"),
+        120,
+        "keyframes bounded (x264enc's default is 600 ms)"
+    );
 
     // A 320 kbit/s link under a 1500 kbit/s stream.
     let rate = Arc::new(AtomicU64::new(40_000));
@@ -113,6 +118,17 @@ fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
     let s = msg.structure().unwrap();
     assert_eq!(s.get::<String>("encoder").unwrap(), "enc");
     assert!(s.get::<u64>("bitrate").unwrap() < 1_500_000, "{s}");
+    // The stats say it too: the target, and what the slow viewer's link delivered.
+    let stats = sink.property::<gst::Structure>("stats");
+    let target = stats.get::<u64>("target-bitrate").unwrap();
+    assert!((50_000..=400_000).contains(&target), "{stats}");
+    let clients = stats.get::<gst::Array>("client-stats").unwrap();
+    let client = clients.first().unwrap().get::<gst::Structure>().unwrap();
+    let delivered = client.get::<u64>("delivered-bitrate").unwrap();
+    assert!(
+        (50_000..=600_000).contains(&delivered),
+        "a 320 kbit/s link delivered {delivered} bit/s: {client}"
+    );
 
     // The link frees: back up, probing.
     rate.store(0, Ordering::SeqCst);
@@ -196,5 +212,18 @@ fn rate_control_is_off_by_default_and_says_why_when_it_cannot_drive_the_encoder(
             .property::<u32>("target-bitrate"),
         3000
     );
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    // A keyframe bound the user chose is kept.
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! x264enc name=enc vbv-buf-capacity=300 \
+         ! rfbsink name=sink port=0 rate-control=slowest token={TEST_TOKEN}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let enc = pipeline.by_name("enc").unwrap();
+    assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 300);
     pipeline.set_state(gst::State::Null).unwrap();
 }

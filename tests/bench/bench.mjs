@@ -17,9 +17,13 @@
 // end-to-end figure) and the others are lightweight WebSocket clients (lightclient.py) that read
 // and ack every frame without decoding: 32 Chromium decoders do not fit on a 2-core machine.
 //
-// Shaped-link scenarios (`700k`): the namespace's loopback is held to 700 kbit/s with a 300 ms
-// queue (a token bucket, `tc qdisc ... tbf`; its MTU set to 1500 so that tbf passes the packets)
-// once the viewer plays, with and without rate control (`rc`: rate-control=slowest).
+// Shaped-link scenarios: the namespace's loopback is held to a rate with a 300 ms queue (a token
+// bucket, `tc qdisc ... tbf`; its MTU set to 1500 so that tbf passes the packets) once the viewer
+// plays, with and without rate control (`rc`: rate-control=slowest): `700k` and `2m` steady; `step`
+// 20 Mbit/s, down to 1 Mbit/s 3 s into the measured window and back up 8 s later (24 s window:
+// how long until latency is back under 200 ms, and until the encoder is back at its own bitrate).
+// Their results carry a timeline (each painted frame's capture time and latency, and the
+// encoder's targets) for plotting or reading.
 //
 // Writes OUT/bench-results.json, OUT/bench.svg and OUT/bench.png (OUT = tests/bench/out).
 
@@ -31,6 +35,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { gstEnv, hasElement } from '../e2e/lib.mjs';
+import { latencyMs } from './barcode.mjs';
 import {
   dist, killAll, launchBenchBrowser, machineCpu, median, processCpu, sleep, spawnJson, startServer, thin, threadCpu,
   vmHwmKb,
@@ -84,6 +89,13 @@ opts.out = path.resolve(opts.out);
 
 // --- scenarios -----------------------------------------------------------------------------------
 
+/** Shaped links: the rate (kbit/s) from the start of the warm-up, and steps in the measured window. */
+const SHAPES = {
+  '700k': { kbit: 700 },
+  '2m': { kbit: 2000 },
+  step: { kbit: 20000, steps: [{ atMs: 3000, kbit: 1000 }, { atMs: 11000, kbit: 20000 }], seconds: 24 },
+};
+
 const x264 = (fps) => `x264enc tune=zerolatency speed-preset=ultrafast key-int-max=${2 * fps}`;
 const ENCODERS = {
   h264: { element: 'x264enc', chain: x264 },
@@ -109,16 +121,24 @@ function scenarios(quick, transports) {
   const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', variant = '') => list.push({
     name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${variant ? ` ${variant}` : ''}`,
     kind: 'rfb', codec, width, height, fps, viewers, transport, natural: variant === 'rgb-natural', serve: variant === 'rfb-serve',
-    shapeKbit: variant.startsWith('700k') ? 700 : 0, rateControl: variant.endsWith(' rc'),
+    shape: SHAPES[variant.split(' ')[0]] ?? null, shapeName: SHAPES[variant.split(' ')[0]] ? variant.split(' ')[0] : null, rateControl: variant.endsWith(' rc'),
   });
   const webrtc = (width, height, fps) => list.push({
     name: `webrtc h264 ${width}x${height}@${fps}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc',
   });
   for (const t of transports) {
-    // A link slower than the stream (~1.15 Mbit/s), without and with rate control.
+    // A link slower than the stream (~1.15 Mbit/s), without and with rate control; a step down.
     if (!quick || t === 'ws') {
       rfb('h264', 1280, 720, 30, 1, t, '700k');
       rfb('h264', 1280, 720, 30, 1, t, '700k rc');
+      rfb('h264', 1280, 720, 30, 1, t, 'step rc');
+      // Rate control on a free link: nothing worse than without.
+      rfb('h264', 1280, 720, 30, 1, t, 'rc');
+    }
+    if (!quick) {
+      rfb('h264', 1280, 720, 30, 1, t, '2m');
+      rfb('h264', 1280, 720, 30, 1, t, '2m rc');
+      rfb('h264', 1280, 720, 30, 1, t, 'step');
     }
     if (quick) {
       rfb('h264', 1280, 720, 30, 1, t);
@@ -178,8 +198,11 @@ export function parseStats(text) {
     p95: field(m[1], 'latency-p95-us'),
     p99: field(m[1], 'latency-p99-us'),
     max: field(m[1], 'latency-max-us'),
+    delivered: field(m[1], 'delivered-bitrate'),
   }));
-  return { frames: field(top, 'frames'), bytes: field(top, 'bytes'), renderUs: field(top, 'render-time-us'), clients };
+  return {
+    frames: field(top, 'frames'), bytes: field(top, 'bytes'), renderUs: field(top, 'render-time-us'), target: field(top, 'target-bitrate'), clients,
+  };
 }
 
 // --- static server for the pages -----------------------------------------------------------------
@@ -222,7 +245,7 @@ async function runRfb(sc, ctx) {
   const enc = ENCODERS[sc.codec];
   // The bench page is served from this script's own server: rfbsink must allow its origin.
   const sink = `rfbsink port=0 address=127.0.0.1 stats-interval=1000 allowed-origins=${ctx.base}${sc.rateControl ? ' rate-control=slowest' : ''}`;
-  if (sc.shapeKbit && !IN_NETNS) return { ...sc, skipped: 'a shaped link needs the private network namespace' };
+  if (sc.shape && !IN_NETNS) return { ...sc, skipped: 'a shaped link needs the private network namespace' };
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'rfb', '--width', String(sc.width), '--height', String(sc.height),
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', encoderChain(sc), '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
   let light = null;
@@ -267,10 +290,10 @@ async function runRfb(sc, ctx) {
       light = spawnJson(PYTHON, [path.join(HERE, 'lightclient.py'), wsUrl, String(sc.viewers - 1), '--max-seconds', String(SECONDS + 60)], { env: process.env, what: 'lightclient.py' });
       await light.waitFor((e) => e.event === 'connected', `${sc.viewers - 1} light clients`);
     }
-    if (sc.shapeKbit) shapeLoopback(sc.shapeKbit);
+    if (sc.shape) shapeLoopback(sc.shape.kbit);
     const tWarm = Date.now();
     // Behind a shaped link: time for the queue to fill, and for rate control to settle.
-    await sleep(sc.shapeKbit ? 4 * WARMUP_MS : WARMUP_MS);
+    await sleep(sc.shape ? 4 * WARMUP_MS : WARMUP_MS);
     // --- the measured window
     const pid = source.proc.pid;
     const statsFrom = source.events.length;
@@ -279,7 +302,9 @@ async function runRfb(sc, ctx) {
     const v0 = await page.evaluate(() => window.rfbViewer.stats());
     const cpu0 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
     const t0 = Date.now();
-    await sleep(SECONDS * 1000);
+    const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeLoopback(st.kbit), st.atMs));
+    await sleep((sc.shape?.seconds ?? SECONDS) * 1000);
+    steps.forEach(clearTimeout);
     const cpu1 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
     const elapsed = (Date.now() - t0) / 1000;
     const measured = await page.evaluate(() => window.benchRead());
@@ -323,6 +348,7 @@ async function runRfb(sc, ctx) {
       lightGaps = lightMark1.clients.reduce((n, c, i) => n + c.gaps - lightMark0.clients[i].gaps, 0);
     }
     const produced = frames / (b.at - a.at);
+    const timeline = sc.shape ? shapedTimeline(sc, measured, source.events, t0, v1.clientId) : null;
     return {
       ...sc,
       seconds: elapsed,
@@ -354,13 +380,55 @@ async function runRfb(sc, ctx) {
       bytesPerSecond: (b.bytes - a.bytes) / (b.at - a.at),
       peakMemoryMiB: hwm / 1024,
       calibration,
+      ...(timeline ? { timeline, ...stepFigures(sc, timeline) } : {}),
     };
   } finally {
-    if (sc.shapeKbit) shapeLoopback(0);
+    if (sc.shape) shapeLoopback(0);
     if (light) await light.stop();
     if (page) await page.close().catch(() => {});
     await source.stop();
   }
+}
+
+/**
+ * A shaped run's timeline, in ms from the measured window's start: each painted frame's capture
+ * time and its glass-to-glass latency; each target the rate control set (kbit/s); each second's
+ * stats: the stream's bitrate, what the viewer acknowledged, the target (kbit/s).
+ */
+function shapedTimeline(sc, measured, events, t0, clientId) {
+  // The worker's clock: the page's Date.now() plus perfMinusDateMs.
+  const t0Us = (t0 + measured.perfMinusDateMs) * 1000;
+  const frames = measured.samples.filter((x) => x.frameLatencyMs !== null)
+    .map((x) => [Math.round(-latencyMs(x.t48, t0Us)), Math.round(x.frameLatencyMs * 10) / 10]);
+  const targets = events.filter((e) => e.event === 'target').map((e) => [Math.round(e.at * 1000 - t0), Math.round(e.bitrate / 1000)]);
+  const stats = events.filter((e) => e.event === 'stats').map((e) => ({ at: e.at, ...parseStats(e.text) }));
+  const seconds = stats.slice(1).map((s, i) => [
+    Math.round(s.at * 1000 - t0),
+    Math.round(((s.bytes - stats[i].bytes) * 8) / (s.at - stats[i].at) / 1000),
+    Math.round((s.clients.find((c) => c.id === clientId)?.delivered ?? 0) / 1000),
+    Math.round((s.target ?? 0) / 1000),
+  ]);
+  return { steps: sc.shape.steps ?? [], frames, targets, seconds };
+}
+
+/**
+ * A step's figures: after the step down, how long until every frame's latency is under 200 ms
+ * (`recoveryMs`, from the step); after the step up, how long until the encoder's target is back
+ * at the highest it had before the step down (`fullQualityMs`), null if it never came back.
+ */
+function stepFigures(sc, timeline) {
+  const [down, up] = sc.shape.steps ?? [];
+  if (!down || !up) return {};
+  const late = timeline.frames.filter(([t, ms]) => t >= down.atMs && t < up.atMs && ms >= 200);
+  const recoveryMs = late.length ? Math.max(...late.map(([t]) => t)) - down.atMs : 0;
+  // The target before the step down (from the stats: it changes only under congestion).
+  const before = timeline.seconds.filter(([t]) => t < down.atMs).map(([, , , k]) => k);
+  const full = before.length ? before[before.length - 1] : null;
+  const cutDuring = timeline.targets.some(([t]) => t >= down.atMs && t < up.atMs);
+  const back = timeline.targets.find(([t, k]) => t >= up.atMs && (full === null || k >= full));
+  const fullQualityMs = !cutDuring ? 0 : back ? back[0] - up.atMs : null;
+  const inStep = timeline.frames.filter(([t]) => t >= down.atMs && t < up.atMs);
+  return { recoveryMs, fullQualityMs, stepFps: inStep.length / ((up.atMs - down.atMs) / 1000) };
 }
 
 /**
@@ -689,7 +757,7 @@ async function main() {
   const loadAvg = readFileSync('/proc/loadavg', 'utf8').trim();
   try {
     for (const sc of runnable) {
-      process.stderr.write(`bench: ${sc.name} (${SECONDS} s)... `);
+      process.stderr.write(`bench: ${sc.name} (${sc.shape?.seconds ?? SECONDS} s)... `);
       const t = Date.now();
       try {
         // Bounded: a scenario that hangs is abandoned (its processes are killed by stop()).
@@ -742,7 +810,7 @@ async function main() {
   }
   const meta = `${new Date().toISOString()}  ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load before: ${loadAvg}, ${SECONDS} s per scenario${opts.quick ? ', --quick' : ''}${IN_NETNS ? ', private netns' : ''}`;
 
-  const h264_720 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 1 && !r.shapeKbit && !r.error && !r.skipped);
+  const h264_720 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 1 && !r.shape && !r.error && !r.skipped);
   const v32 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 32 && !r.error && !r.skipped);
   const targets = [];
   if (h264_720) {
@@ -754,12 +822,15 @@ async function main() {
     }
     targets.push(`uncongested viewer gets every frame: delivered ${f(h264_720.deliveredFps)} of ${f(h264_720.producedFps)} fps, ${h264_720.viewerFramesDropped} dropped in the viewer, ${h264_720.elementFramesDropped} by rfbsink: ${h264_720.deliveredFps >= 0.98 * h264_720.producedFps && h264_720.elementFramesDropped === 0 ? 'met' : 'NOT met'}`);
   }
-  const shaped = results.filter((r) => r.shapeKbit && !r.error && !r.skipped);
-  const shapedOff = shaped.find((r) => !r.rateControl);
-  const shapedOn = shaped.find((r) => r.rateControl && r.transport === shapedOff?.transport);
-  if (shapedOff && shapedOn) {
-    targets.push(`${shapedOn.shapeKbit} kbit/s link, ${shapedOn.transport}: rate control shows ${f(shapedOn.deliveredFps)} fps at e2e p50 ${f(shapedOn.e2e.p50)} / p99 ${f(shapedOn.e2e.p99)} ms `
-      + `(off: ${f(shapedOff.deliveredFps)} fps, ${f(shapedOff.e2e.p50)} / ${f(shapedOff.e2e.p99)} ms); p99 target <= 150 ms: ${shapedOn.e2e.p99 <= 150 ? 'met' : 'NOT met'}`);
+  const shaped = results.filter((r) => r.shape && !r.error && !r.skipped);
+  for (const on of shaped.filter((r) => r.rateControl && r.shapeName === '700k')) {
+    const off = shaped.find((r) => !r.rateControl && r.shapeName === on.shapeName && r.transport === on.transport);
+    targets.push(`700 kbit/s link, ${on.transport}: rate control shows ${f(on.deliveredFps)} fps at e2e p50 ${f(on.e2e.p50)} / p99 ${f(on.e2e.p99)} ms `
+      + `${off ? `(off: ${f(off.deliveredFps)} fps, ${f(off.e2e.p50)} / ${f(off.e2e.p99)} ms)` : ''}; p99 target <= 150 ms: ${on.e2e.p99 <= 150 ? 'met' : 'NOT met'}`);
+  }
+  for (const on of shaped.filter((r) => r.rateControl && r.shapeName === 'step')) {
+    targets.push(`20 -> 1 -> 20 Mbit/s, ${on.transport}: under 200 ms again ${f(on.recoveryMs, 0)} ms after the step down (target <= 2000): ${on.recoveryMs <= 2000 ? 'met' : 'NOT met'}, `
+      + `${f(on.stepFps)} fps shown on 1 Mbit/s; full quality ${on.fullQualityMs === null ? 'never' : `${f(on.fullQualityMs, 0)} ms`} after the step up (target <= 10000): ${on.fullQualityMs !== null && on.fullQualityMs <= 10000 ? 'met' : 'NOT met'}`);
   }
   if (v32) targets.push(`32 viewers at 720p30: rfbsink ${f(v32.rfbsinkCpuPercentOfCore, 2)} % of one core (target < 10): ${v32.rfbsinkCpuPercentOfCore < 10 ? 'met' : 'NOT met'}`);
 

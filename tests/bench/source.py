@@ -283,6 +283,8 @@ def main():
                 out({"event": "listening", "url": s.get_value("url"), "port": s.get_value("port")})
             elif name == "rfbsink-stats":
                 out({"event": "stats", "at": time.time(), "text": s.to_string()})
+            elif name == "rfbsink-target-bitrate":
+                out({"event": "target", "at": time.time(), "bitrate": s.get_value("bitrate")})
         elif t == Gst.MessageType.ERROR:
             err, dbg = msg.parse_error()
             out({"event": "error", "message": f"{err.message} ({dbg})"})

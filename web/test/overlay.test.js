@@ -18,7 +18,7 @@ function viewerStats(overrides = {}) {
 const SERVER = {
   transport: 'websocket', latency_p50_us: 12_340, latency_p95_us: 20_060, latency_max_us: 141_000,
   paint_p50_us: 13_000, paint_p95_us: 21_000, fps: 15, bitrate_bps: 260_000, frames_dropped: 0,
-  queued_bytes: 3000, keyframe_requests: 1,
+  queued_bytes: 3000, keyframe_requests: 1, delivered_bps: 250_000, target_bps: 595_000,
 };
 
 test('microseconds read as milliseconds', () => {
@@ -45,6 +45,12 @@ test('the server line: render→decoded percentiles and painted p50', () => {
   const lines = formatStats(viewerStats({ server: SERVER }));
   assert.equal(lines[5], 'server: render→decoded p50 12.3 ms p95 20.1 ms max 141 ms, painted p50 13.0 ms');
   assert.equal(lines[6], 'server: websocket  15.0 fps  260 kbit/s  dropped 0  queued 3 KiB  key req 1');
+  assert.equal(lines[7], 'server: delivered 250 kbit/s  encoder target 595 kbit/s');
+});
+
+test('without rate control the overlay says so', () => {
+  const lines = formatServerStats({ ...SERVER, target_bps: null, delivered_bps: null });
+  assert.equal(lines[2], 'server: delivered -  encoder target - (rate control off)');
 });
 
 test('figures the server left out show as -', () => {

@@ -417,12 +417,15 @@ impl RfbSink {
         };
         let min = (u64::from(settings.min_bitrate_kbps) * 1000).min(max);
         match &encoder {
-            Some(e) => gst::info!(
-                CAT,
-                imp = self,
-                "rate control drives {} between {min} and {max} bit/s",
-                e.name()
-            ),
+            Some(e) => {
+                let bounded = e.bound_keyframes();
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "rate control drives {} between {min} and {max} bit/s; keyframes bounded by {bounded:?}",
+                    e.name()
+                )
+            }
             None => gst::info!(
                 CAT,
                 imp = self,
@@ -584,6 +587,7 @@ impl RfbSink {
             )
             .field("bytes", stats.bytes)
             .field("keyframe-requests", stats.keyframe_requests)
+            .field("target-bitrate", stats.target_bps)
             .field("config-id", config.map(|c| c.id).unwrap_or(0))
             .field("codec", config.map(|c| c.codec.codec.name()).unwrap_or(""))
             .field(
@@ -674,6 +678,7 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("decoded-fps", c.decoded_fps)
         .field("overloads", c.overloads)
         .field("bitrate", c.bitrate_bps)
+        .field("delivered-bitrate", c.delivered_bps)
         .build()
 }
 
