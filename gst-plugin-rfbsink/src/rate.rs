@@ -21,7 +21,11 @@
 //!
 //! Between ticks, `check` (about every 100 ms) cuts at once when a viewer's queue passes
 //! `QUEUE_LIMIT`: a probe that went past the link builds its queue within a fraction of a
-//! second, and a tick later it would be hundreds of milliseconds deep. One cut per tick.
+//! second, and a tick later it would be hundreds of milliseconds deep. That cut goes to `DRAIN`
+//! times the delivery rate, so that the queue empties within a few hundred milliseconds rather
+//! than seconds (at `BACKOFF` a 120 ms queue drains at 15 % of the link: most of a second of
+//! frames behind it); the next calm tick raises it to `BACKOFF` times that rate. One cut per
+//! tick.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -33,6 +37,9 @@ pub(crate) const QUEUE_LIMIT: Duration = Duration::from_millis(120);
 pub(crate) const CHECK_PERIOD: Duration = Duration::from_millis(100);
 /// The target after congestion: this much of what the slowest viewer was delivered.
 const BACKOFF: f64 = 0.85;
+/// The target right after `check` found a queue, until the next tick: the queue drains at 40 %
+/// of the link.
+const DRAIN: f64 = 0.6;
 /// While a viewer skips, its delivery rate is the best of this many ticks.
 const SKIP_TICKS: usize = 3;
 /// Ticks without congestion before probing upward.
@@ -84,6 +91,8 @@ pub(crate) struct RateController {
     ceiling: Option<u64>,
     /// `check` cut since the last tick.
     cut_since_tick: bool,
+    /// Where the target goes once a queue `check` found has drained.
+    after_drain: Option<u64>,
     /// Per viewer: its drop total at the last tick and its last delivery rates.
     viewers: HashMap<u64, Viewer>,
 }
@@ -106,6 +115,7 @@ impl RateController {
             calm: 0,
             ceiling: None,
             cut_since_tick: false,
+            after_drain: None,
             viewers: HashMap::new(),
         }
     }
@@ -115,7 +125,8 @@ impl RateController {
     }
 
     /// Between ticks: when a viewer's queue passed `QUEUE_LIMIT`, the target falls at once to
-    /// `BACKOFF` times what it was delivered (the new target), once per tick.
+    /// `DRAIN` times what it was delivered (the new target), once per tick; the next calm tick
+    /// raises it to `BACKOFF` times that.
     pub fn check(&mut self, samples: &[Sample]) -> Option<u64> {
         if self.policy == Policy::Off || self.cut_since_tick {
             return None;
@@ -128,9 +139,13 @@ impl RateController {
         self.cut_since_tick = true;
         self.calm = 0;
         self.ceiling = Some(delivered);
-        let next = ((delivered as f64 * BACKOFF) as u64)
-            .clamp(self.min_bps, self.max_bps)
-            .min(self.target_bps);
+        let bound = |f: f64| {
+            ((delivered as f64 * f) as u64)
+                .clamp(self.min_bps, self.max_bps)
+                .min(self.target_bps)
+        };
+        self.after_drain = Some(bound(BACKOFF));
+        let next = bound(DRAIN);
         if next == self.target_bps {
             return None;
         }
@@ -192,6 +207,10 @@ impl RateController {
                 // Only down: a congested viewer's delivery rate above the target says its
                 // queue was built before the last cut.
                 estimate.min(self.target_bps)
+            }
+            // The queue `check` found drained: from the drain rate to below the link's.
+            None if self.after_drain.is_some() => {
+                self.after_drain.take().unwrap_or(self.target_bps)
             }
             None => {
                 self.calm += 1;
@@ -331,7 +350,7 @@ mod tests {
     fn a_queue_between_ticks_is_cut_at_once_and_once() {
         let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
         assert_eq!(c.check(&[sample(1, 900, 60)]), None, "under the limit");
-        assert_eq!(c.check(&[sample(1, 700, 130)]), Some(595_000));
+        assert_eq!(c.check(&[sample(1, 700, 130)]), Some(420_000), "drain");
         assert_eq!(
             c.check(&[sample(1, 600, 300)]),
             None,
@@ -342,8 +361,12 @@ mod tests {
             None,
             "nor at the tick of the same second"
         );
-        assert_eq!(c.target(), 595_000);
-        // The next second it still queues: the tick cuts again, from what it was delivered.
+        assert_eq!(c.target(), 420_000);
+        // Drained: below the link's rate, then probing after calm ticks.
+        assert_eq!(c.tick(&[sample(1, 420, 20)]), Some(595_000));
+        assert_eq!(c.tick(&[sample(1, 590, 20)]), None);
+        assert_eq!(c.tick(&[sample(1, 590, 20)]), Some(654_500), "10 %");
+        // It queues again at a tick (no check saw it): the tick cuts, from what it was delivered.
         assert_eq!(c.tick(&[sample(1, 600, 200)]), Some(510_000));
         let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
         assert_eq!(off.check(&[sample(1, 700, 900)]), None);

@@ -227,3 +227,103 @@ fn rate_control_is_off_by_default_and_says_why_when_it_cannot_drive_the_encoder(
     assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 300);
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// A viewer that reads every frame at once but acknowledges only every tenth, a second late: to
+/// the server its link looks congested and slow.
+async fn lying_viewer(port: u16, stop: Arc<AtomicBool>) {
+    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let mut owed = std::collections::VecDeque::new();
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok(Some(Ok(Message::Binary(data)))) =
+            tokio::time::timeout(Duration::from_millis(100), rx.next()).await
+        {
+            if let Ok((header, _)) = FrameHeader::decode_binary(&data) {
+                if header.frame_id % 10 == 0 {
+                    owed.push_back((Instant::now(), header.frame_id));
+                }
+            }
+        }
+        while owed
+            .front()
+            .is_some_and(|(at, _): &(Instant, u64)| at.elapsed() > Duration::from_secs(1))
+        {
+            let (_, id) = owed.pop_front().unwrap();
+            let ack = format!(r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{id}}}"#);
+            if tx.send(Message::text(ack)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// An honest viewer on a free link: counts the frames it gets and acknowledges each at once.
+async fn counting_viewer(port: u16, frames: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(Some(Ok(Message::Binary(data)))) =
+            tokio::time::timeout(Duration::from_millis(200), rx.next()).await
+        else {
+            continue;
+        };
+        let Ok((header, _)) = FrameHeader::decode_binary(&data) else {
+            continue;
+        };
+        frames.fetch_add(1, Ordering::SeqCst);
+        let ack = format!(
+            r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{}}}"#,
+            header.frame_id
+        );
+        if tx.send(Message::text(ack)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_viewer_that_lies_in_its_acks_takes_the_target_to_min_bitrate_at_most_and_stalls_no_one() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=30 \
+         ! rfbsink name=sink port=0 rate-control=slowest min-bitrate=400 token={TEST_TOKEN}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let enc = pipeline.by_name("enc").unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let port = sink.property::<u32>("bound-port") as u16;
+    let stop = Arc::new(AtomicBool::new(false));
+    let frames = Arc::new(AtomicU64::new(0));
+    let rt = runtime();
+    let honest = rt.spawn(counting_viewer(port, frames.clone(), stop.clone()));
+    let liar = rt.spawn(lying_viewer(port, stop.clone()));
+
+    // Under the slowest-viewer policy the liar brings the encoder down, to min-bitrate and no
+    // lower.
+    assert!(
+        wait_until(Duration::from_secs(20), || enc.property::<u32>("bitrate")
+            <= 400),
+        "x264enc still at {} kbit/s",
+        enc.property::<u32>("bitrate")
+    );
+    // Meanwhile the honest viewer gets every frame.
+    let before = frames.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(3));
+    let got = frames.load(Ordering::SeqCst) - before;
+    assert!(got >= 75, "the honest viewer got {got} frames in 3 s");
+    assert_eq!(
+        enc.property::<u32>("bitrate"),
+        400,
+        "bounded by min-bitrate"
+    );
+    stop.store(true, Ordering::SeqCst);
+    let _ = rt.block_on(honest);
+    let _ = rt.block_on(liar);
+    pipeline.set_state(gst::State::Null).unwrap();
+}

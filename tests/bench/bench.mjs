@@ -810,7 +810,7 @@ async function main() {
   }
   const meta = `${new Date().toISOString()}  ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load before: ${loadAvg}, ${SECONDS} s per scenario${opts.quick ? ', --quick' : ''}${IN_NETNS ? ', private netns' : ''}`;
 
-  const h264_720 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 1 && !r.shape && !r.error && !r.skipped);
+  const h264_720 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 1 && !r.shape && !r.rateControl && !r.error && !r.skipped);
   const v32 = results.find((r) => r.kind === 'rfb' && r.codec === 'h264' && r.width === 1280 && r.fps === 30 && r.viewers === 32 && !r.error && !r.skipped);
   const targets = [];
   if (h264_720) {
