@@ -104,9 +104,19 @@ struct ServeArgs {
     /// Ignore input from the browsers
     #[arg(long)]
     view_only: bool,
+    /// Whom the encoder's bitrate follows: off (its own --bitrate) or slowest (the slowest
+    /// viewer's link, at most --bitrate)
+    #[arg(long, value_enum, default_value = "off")]
+    rate_control: RateControl,
     /// Print the pipeline and exit
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RateControl {
+    Off,
+    Slowest,
 }
 
 #[derive(Args)]
@@ -199,6 +209,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         quality: args.quality,
         pattern: args.pattern,
         view_only: args.view_only,
+        rate_control: args.rate_control == RateControl::Slowest,
         interactive: pipeline::Interactive::Off,
     };
     run_built(&opts, args.dry_run, None)

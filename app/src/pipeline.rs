@@ -185,6 +185,8 @@ pub struct ServeOptions {
     /// videotestsrc pattern (test source only).
     pub pattern: String,
     pub view_only: bool,
+    /// rfbsink's `rate-control=slowest`: the encoder's bitrate follows the slowest viewer.
+    pub rate_control: bool,
     pub interactive: Interactive,
 }
 
@@ -202,6 +204,7 @@ impl Default for ServeOptions {
             quality: None,
             pattern: "ball".to_owned(),
             view_only: false,
+            rate_control: false,
             interactive: Interactive::Off,
         }
     }
@@ -257,6 +260,17 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     }
     if opts.interactive != Interactive::Off && opts.source != Source::Test {
         return Err(Error::new("pointer feedback needs the test source"));
+    }
+    if opts.rate_control
+        && !matches!(
+            opts.codec,
+            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1
+        )
+    {
+        return Err(Error::new(format!(
+            "--rate-control slowest sets a bitrate: use it with --codec h264, vp8, vp9 or av1, not {}",
+            format!("{:?}", opts.codec).to_lowercase()
+        )));
     }
     if opts.bitrate_kbps == 0 || opts.bitrate_kbps > 1_000_000 {
         return Err(Error::new(format!(
@@ -355,6 +369,9 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     }
     if opts.view_only {
         sink.push_str(" view-only=true");
+    }
+    if opts.rate_control {
+        sink.push_str(" rate-control=slowest");
     }
     parts.push(sink);
     Ok(parts.join(" ! "))
@@ -646,9 +663,10 @@ mod tests {
             port: 0,
             address: Some("0.0.0.0".to_owned()),
             view_only: true,
+            rate_control: true,
             ..ServeOptions::default()
         });
-        assert!(l.ends_with("rfbsink port=0 address=0.0.0.0 view-only=true"));
+        assert!(l.ends_with("rfbsink port=0 address=0.0.0.0 view-only=true rate-control=slowest"));
     }
 
     #[test]
@@ -668,6 +686,12 @@ mod tests {
     #[test]
     fn sanity_errors() {
         let err = |opts: ServeOptions| pipeline_line(&opts).unwrap_err().to_string();
+        assert!(err(ServeOptions {
+            codec: Codec::Jpeg,
+            rate_control: true,
+            ..ServeOptions::default()
+        })
+        .contains("--rate-control slowest sets a bitrate: use it with --codec h264"));
         assert!(err(ServeOptions {
             fps: 0,
             ..ServeOptions::default()

@@ -121,7 +121,7 @@ function scenarios(quick, transports) {
   const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', variant = '') => list.push({
     name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${variant ? ` ${variant}` : ''}`,
     kind: 'rfb', codec, width, height, fps, viewers, transport, natural: variant === 'rgb-natural', serve: variant === 'rfb-serve',
-    shape: SHAPES[variant.split(' ')[0]] ?? null, shapeName: SHAPES[variant.split(' ')[0]] ? variant.split(' ')[0] : null, rateControl: variant.endsWith(' rc'),
+    shape: SHAPES[variant.split(' ')[0]] ?? null, shapeName: SHAPES[variant.split(' ')[0]] ? variant.split(' ')[0] : null, rateControl: variant === 'rc' || variant.endsWith(' rc'),
   });
   const webrtc = (width, height, fps) => list.push({
     name: `webrtc h264 ${width}x${height}@${fps}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc',
