@@ -204,6 +204,8 @@ impl RateController {
                 if delivered > 0 {
                     self.ceiling = Some(delivered);
                 }
+                // Still queueing after a drain: once it drains, no higher than this estimate.
+                self.after_drain = self.after_drain.map(|a| a.min(estimate));
                 // Only down: a congested viewer's delivery rate above the target says its
                 // queue was built before the last cut.
                 estimate.min(self.target_bps)
@@ -310,7 +312,7 @@ mod tests {
             last = t;
         }
         assert_eq!(c.target(), 1_000_000, "back to the encoder's own rate");
-        // 5 % steps up to 5 % past 500, then the probe starts again at 10 %, 20 %, 40 %...
+        // 5 % steps up to 5 % past 500, then the probe starts again at 10 %, 20 %, 25 %...
         let near = steps
             .iter()
             .take_while(|s| (*s - 1.05).abs() < 0.001)
@@ -370,6 +372,17 @@ mod tests {
         assert_eq!(c.tick(&[sample(1, 600, 200)]), Some(510_000));
         let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
         assert_eq!(off.check(&[sample(1, 700, 900)]), None);
+    }
+
+    #[test]
+    fn a_queue_that_outlasts_its_drain_is_not_raised_past_the_later_estimate() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(c.check(&[sample(1, 700, 130)]), Some(420_000));
+        assert_eq!(c.tick(&[sample(1, 650, 200)]), None);
+        // A second later it still queues, and its link delivered less: the drain holds...
+        assert_eq!(c.tick(&[sample(1, 560, 200)]), None);
+        // ...and once drained, the target goes to 0.85 of the later rate, not of the first.
+        assert_eq!(c.tick(&[sample(1, 420, 20)]), Some(476_000));
     }
 
     #[test]

@@ -64,23 +64,29 @@ fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-#[test]
-fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
-    init();
-    // Noise: x264enc spends all of its bitrate on it (1500 kbit/s).
+/// Noise (x264enc spends all of its 1500 kbit/s on it) into rfbsink under rate control, playing:
+/// the pipeline, the encoder, the sink and its port.
+fn noise_under_rate_control(min_kbps: u32) -> (gst::Pipeline, gst::Element, gst::Element, u16) {
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
          ! x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=30 \
-         ! rfbsink name=sink port=0 rate-control=slowest min-bitrate=100 token={TEST_TOKEN}"
+         ! rfbsink name=sink port=0 rate-control=slowest min-bitrate={min_kbps} token={TEST_TOKEN}"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
     let enc = pipeline.by_name("enc").unwrap();
     let sink = pipeline.by_name("sink").unwrap();
-    let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let port = sink.property::<u32>("bound-port") as u16;
+    (pipeline, enc, sink, port)
+}
+
+#[test]
+fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
+    init();
+    let (pipeline, enc, sink, port) = noise_under_rate_control(100);
+    let bus = pipeline.bus().unwrap();
     assert_eq!(
         sink.property::<u32>("target-bitrate"),
         1500,
@@ -286,18 +292,7 @@ async fn counting_viewer(port: u16, frames: Arc<AtomicU64>, stop: Arc<AtomicBool
 #[test]
 fn a_viewer_that_lies_in_its_acks_takes_the_target_to_min_bitrate_at_most_and_stalls_no_one() {
     init();
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
-         ! x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=30 \
-         ! rfbsink name=sink port=0 rate-control=slowest min-bitrate=400 token={TEST_TOKEN}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let enc = pipeline.by_name("enc").unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let port = sink.property::<u32>("bound-port") as u16;
+    let (pipeline, enc, _sink, port) = noise_under_rate_control(400);
     let stop = Arc::new(AtomicBool::new(false));
     let frames = Arc::new(AtomicU64::new(0));
     let rt = runtime();
