@@ -815,15 +815,7 @@ impl Hub {
 
     fn rate_step(&self, step: fn(&mut RateController, &[Sample]) -> Option<u64>) {
         let Some(rate) = &self.rate else { return };
-        let clients: Vec<_> = self
-            .state
-            .lock()
-            .unwrap()
-            .clients
-            .values()
-            .cloned()
-            .collect();
-        let samples: Vec<Sample> = clients.iter().map(|c| c.rate_sample()).collect();
+        let samples: Vec<Sample> = self.clients().iter().map(|c| c.rate_sample()).collect();
         let target = step(&mut rate.lock().unwrap(), &samples);
         if let Some(bps) = target {
             (self.callbacks.target_bitrate)(bps);
@@ -1111,16 +1103,8 @@ impl Hub {
 
     /// Sends every client its own figures (the viewer's overlay shows them).
     pub fn send_client_stats(&self) {
-        let clients: Vec<_> = self
-            .state
-            .lock()
-            .unwrap()
-            .clients
-            .values()
-            .cloned()
-            .collect();
         let target_bps = self.target_bitrate().unwrap_or(0);
-        for client in clients {
+        for client in self.clients() {
             let mut stats = client.stats();
             stats.target_bps = target_bps;
             client.send_stats(protocol::client_stats(&stats));
@@ -1167,6 +1151,17 @@ impl Hub {
         }
     }
 
+    /// The clients now, to work on without the hub's lock.
+    fn clients(&self) -> Vec<Arc<Client>> {
+        self.state
+            .lock()
+            .unwrap()
+            .clients
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn any_client_waits_for_key(&self) -> bool {
         let st = self.state.lock().unwrap();
         st.clients.values().any(|c| c.waits_for_key())
@@ -1211,6 +1206,7 @@ impl Hub {
     }
 
     pub fn stats(&self) -> HubStats {
+        let target_bps = self.target_bitrate().unwrap_or(0);
         let (mut stats, clients) = {
             let st = self.state.lock().unwrap();
             (
@@ -1219,17 +1215,16 @@ impl Hub {
                     bytes: st.bytes,
                     keyframe_requests: st.keyframe_requests,
                     config: st.config.clone(),
-                    target_bps: 0,
+                    target_bps,
                     clients: Vec::new(),
                 },
                 st.clients.values().cloned().collect::<Vec<_>>(),
             )
         };
-        stats.target_bps = self.target_bitrate().unwrap_or(0);
         stats.clients = clients
             .iter()
             .map(|c| ClientStats {
-                target_bps: stats.target_bps,
+                target_bps,
                 ..c.stats()
             })
             .collect();

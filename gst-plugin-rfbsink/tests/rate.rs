@@ -32,11 +32,7 @@ async fn slow_viewer(port: u16, rate: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
         let Ok((header, _)) = FrameHeader::decode_binary(&data) else {
             continue;
         };
-        let ack = format!(
-            r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{},"decode_queue_size":0}}"#,
-            header.frame_id
-        );
-        if tx.send(Message::text(ack)).await.is_err() {
+        if tx.send(Message::text(ack(header.frame_id))).await.is_err() {
             return;
         }
         let rate = rate.load(Ordering::SeqCst);
@@ -237,56 +233,35 @@ fn rate_control_is_off_by_default_and_says_why_when_it_cannot_drive_the_encoder(
 /// A viewer that reads every frame at once but acknowledges only every tenth, a second late: to
 /// the server its link looks congested and slow.
 async fn lying_viewer(port: u16, stop: Arc<AtomicBool>) {
-    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
-    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let (mut tx, mut rx) = ws.split();
+    let mut client = Client::connect(port, "/ws?envelope=binary").await;
     let mut owed = std::collections::VecDeque::new();
     while !stop.load(Ordering::SeqCst) {
-        if let Ok(Some(Ok(Message::Binary(data)))) =
-            tokio::time::timeout(Duration::from_millis(100), rx.next()).await
-        {
-            if let Ok((header, _)) = FrameHeader::decode_binary(&data) {
-                if header.frame_id % 10 == 0 {
-                    owed.push_back((Instant::now(), header.frame_id));
-                }
-            }
+        let (header, _) = client.frame().await;
+        if header.frame_id % 10 == 0 {
+            owed.push_back((Instant::now(), header.frame_id));
         }
         while owed
             .front()
             .is_some_and(|(at, _): &(Instant, u64)| at.elapsed() > Duration::from_secs(1))
         {
             let (_, id) = owed.pop_front().unwrap();
-            let ack = format!(r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{id}}}"#);
-            if tx.send(Message::text(ack)).await.is_err() {
-                return;
-            }
+            client.send_text(&ack(id));
         }
     }
 }
 
 /// An honest viewer on a free link: counts the frames it gets and acknowledges each at once.
 async fn counting_viewer(port: u16, frames: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
-    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
-    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let (mut tx, mut rx) = ws.split();
+    let mut client = Client::connect(port, "/ws?envelope=binary").await;
     while !stop.load(Ordering::SeqCst) {
-        let Ok(Some(Ok(Message::Binary(data)))) =
-            tokio::time::timeout(Duration::from_millis(200), rx.next()).await
-        else {
-            continue;
-        };
-        let Ok((header, _)) = FrameHeader::decode_binary(&data) else {
-            continue;
-        };
+        let (header, _) = client.frame().await;
         frames.fetch_add(1, Ordering::SeqCst);
-        let ack = format!(
-            r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{}}}"#,
-            header.frame_id
-        );
-        if tx.send(Message::text(ack)).await.is_err() {
-            return;
-        }
+        client.send_text(&ack(header.frame_id));
     }
+}
+
+fn ack(frame_id: u64) -> String {
+    format!(r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{frame_id}}}"#)
 }
 
 #[test]

@@ -78,12 +78,20 @@ impl Drop for Link {
 /// A reply from a webrtcbin promise, owned.
 type Reply = Result<Option<gst::Structure>, gst::PromiseError>;
 
-fn promise() -> (gst::Promise, oneshot::Receiver<Reply>) {
+/// Emits webrtcbin's action `signal` with `arg` and a promise, and waits for the promise's
+/// reply; None when webrtcbin dropped it. (Emitted at once: the future holds only the reply's
+/// receiver.)
+fn ask(
+    webrtcbin: &gst::Element,
+    signal: &str,
+    arg: &dyn ToValue,
+) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static {
     let (tx, rx) = oneshot::channel();
     let promise = gst::Promise::with_change_func(move |reply| {
         let _ = tx.send(reply.map(|s| s.map(|s| s.to_owned())));
     });
-    (promise, rx)
+    webrtcbin.emit_by_name::<()>(signal, &[arg, &promise]);
+    async move { rx.await.ok() }
 }
 
 /// The error a reply carries, if any.
@@ -489,19 +497,15 @@ async fn exchange(
         .link(&sink)
         .map_err(|e| OfferError::new(500, format!("{e:?}")))?;
     let remote = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
-    let (p, reply) = promise();
-    webrtcbin.emit_by_name::<()>("set-remote-description", &[&remote, &p]);
-    let reply = reply
+    let reply = ask(webrtcbin, "set-remote-description", &remote)
         .await
-        .map_err(|_| OfferError::new(500, "webrtcbin dropped the offer"))?;
+        .ok_or_else(|| OfferError::new(500, "webrtcbin dropped the offer"))?;
     if let Some(e) = reply_error(&reply) {
         return Err(OfferError::new(400, format!("the offer was refused: {e}")));
     }
-    let (p, reply) = promise();
-    webrtcbin.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &p]);
-    let reply = reply
+    let reply = ask(webrtcbin, "create-answer", &None::<gst::Structure>)
         .await
-        .map_err(|_| OfferError::new(500, "webrtcbin gave no answer"))?;
+        .ok_or_else(|| OfferError::new(500, "webrtcbin gave no answer"))?;
     let answer = match &reply {
         Ok(Some(s)) => s.get::<gst_webrtc::WebRTCSessionDescription>("answer").ok(),
         _ => None,
@@ -515,11 +519,9 @@ async fn exchange(
             ),
         )
     })?;
-    let (p, reply) = promise();
-    webrtcbin.emit_by_name::<()>("set-local-description", &[&answer, &p]);
-    let reply = reply
+    let reply = ask(webrtcbin, "set-local-description", &answer)
         .await
-        .map_err(|_| OfferError::new(500, "webrtcbin dropped the answer"))?;
+        .ok_or_else(|| OfferError::new(500, "webrtcbin dropped the answer"))?;
     if let Some(e) = reply_error(&reply) {
         return Err(OfferError::new(500, format!("the answer was refused: {e}")));
     }
@@ -635,9 +637,7 @@ async fn poll_network(webrtcbin: gst::Element, client: Arc<Client>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        let (p, reply) = promise();
-        webrtcbin.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &p]);
-        if let Ok(Ok(Some(stats))) = reply.await {
+        if let Some(Ok(Some(stats))) = ask(&webrtcbin, "get-stats", &None::<gst::Pad>).await {
             if let Some(network) = network_stats(&stats) {
                 client.set_network(network);
             }
