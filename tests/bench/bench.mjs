@@ -22,8 +22,9 @@
 // plays, with and without rate control (`rc`: rate-control=slowest): `700k` and `2m` steady; `step`
 // 20 Mbit/s, down to 1 Mbit/s 3 s into the measured window and back up 8 s later (24 s window:
 // how long until latency is back under 200 ms, and until the encoder is back at its own bitrate).
-// Their results carry a timeline (each painted frame's capture time and latency, and the
-// encoder's targets) for plotting or reading.
+// Their results carry a timeline (each painted frame's capture time and latency, the encoder's
+// targets, each second's stream / delivered / target rates) for plotting or reading. `rc` alone:
+// rate control on a free link, against the plain run.
 //
 // Writes OUT/bench-results.json, OUT/bench.svg and OUT/bench.png (OUT = tests/bench/out).
 
@@ -118,11 +119,14 @@ const ENCODERS = {
 function scenarios(quick, transports) {
   /** @type {Scenario[]} */
   const list = [];
-  const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', variant = '') => list.push({
-    name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${variant ? ` ${variant}` : ''}`,
-    kind: 'rfb', codec, width, height, fps, viewers, transport, natural: variant === 'rgb-natural', serve: variant === 'rfb-serve',
-    shape: SHAPES[variant.split(' ')[0]] ?? null, shapeName: SHAPES[variant.split(' ')[0]] ? variant.split(' ')[0] : null, rateControl: variant === 'rc' || variant.endsWith(' rc'),
-  });
+  const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', variant = '') => {
+    const shapeName = Object.hasOwn(SHAPES, variant.split(' ')[0]) ? variant.split(' ')[0] : null;
+    list.push({
+      name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${variant ? ` ${variant}` : ''}`,
+      kind: 'rfb', codec, width, height, fps, viewers, transport, natural: variant === 'rgb-natural', serve: variant === 'rfb-serve',
+      shape: shapeName ? SHAPES[shapeName] : null, shapeName, rateControl: variant === 'rc' || variant.endsWith(' rc'),
+    });
+  };
   const webrtc = (width, height, fps) => list.push({
     name: `webrtc h264 ${width}x${height}@${fps}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc',
   });
