@@ -9,7 +9,7 @@
 //! for, rate-limited across clients. Control and application messages are bounded too: a client
 //! that lets more than `MAX_QUEUED_TEXT_BYTES` of them pile up is closed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::ladder::{Ladder, Move, Rung, Seat};
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
 use crate::rate::{Policy, RateController, Sample};
 use crate::stats::{ClientCounters, ClientStats, NetworkStats};
@@ -170,6 +171,8 @@ pub(crate) struct HubSettings {
     /// Rate control for the encoder upstream (rate.rs): policy, min and max bits per second.
     /// None: off.
     pub rate: Option<(Policy, u64, u64)>,
+    /// The rendition whose encoder rate control drives: its viewers are sampled.
+    pub rate_rendition: u32,
 }
 
 /// A client fell behind by more than `max_latency`: what it sustains, for the bus message and
@@ -208,6 +211,14 @@ struct ClientQueue {
     /// A keyframe request is due when the backoff ends (`Hub::keyframe_after_backoff`).
     retry_scheduled: bool,
     last_behind: Option<Instant>,
+    /// The rendition it gets (0: the sink pad's stream), and the one it moves to at that one's
+    /// next keyframe (ladder.rs).
+    rendition: u32,
+    moving_to: Option<u32>,
+    /// It chose its rendition (`rfb.control` `rendition`): the ladder leaves it there.
+    pinned: bool,
+    /// Times it moved to another rendition.
+    switches: u64,
 }
 
 impl ClientQueue {
@@ -647,6 +658,53 @@ impl Client {
         q.may_request_keyframe(Instant::now())
     }
 
+    /// The rendition it gets, and the one it moves to.
+    fn place(&self) -> (u32, Option<u32>) {
+        let q = self.queue.lock().unwrap();
+        (q.rendition, q.moving_to)
+    }
+
+    /// The rendition whose keyframe it needs next: the one it moves to, else its own.
+    fn key_rendition(&self) -> u32 {
+        let q = self.queue.lock().unwrap();
+        q.moving_to.unwrap_or(q.rendition)
+    }
+
+    /// Moves it to `rendition` at that rendition's next keyframe (None: it is there already).
+    fn move_to(&self, rendition: u32, pinned: Option<bool>) -> Option<u32> {
+        let mut q = self.queue.lock().unwrap();
+        if let Some(pinned) = pinned {
+            q.pinned = pinned;
+        }
+        if q.closed || (q.rendition == rendition && q.moving_to.is_none()) {
+            return None;
+        }
+        q.moving_to = (q.rendition != rendition).then_some(rendition);
+        q.moving_to
+    }
+
+    /// The keyframe of the rendition it moves to: what it was queued of the old one is dropped
+    /// and the new one starts here, without a gap (the old one's frames came until now). The
+    /// announcement goes out before it.
+    fn switch(&self, frame: &Arc<Frame>, rendition: u32, announce: String) {
+        let mut q = self.queue.lock().unwrap();
+        if q.closed || q.moving_to != Some(rendition) {
+            return;
+        }
+        q.drop_frames();
+        q.need_key = false;
+        q.stalled_by_acks = false;
+        q.rendition = rendition;
+        q.moving_to = None;
+        q.switches += 1;
+        // What it was sent of the old rendition is no latency of the one it now decodes.
+        self.counters.lock().unwrap().forget_in_flight();
+        let _ = q.push_text(Item::Text(announce));
+        q.push(Item::Frame(frame.clone()));
+        drop(q);
+        self.notify.notify_one();
+    }
+
     /// Waits for a keyframe that is (or is to be) asked for: not a client that waits for its
     /// acks to catch up first.
     fn waits_for_key(&self) -> bool {
@@ -727,6 +785,8 @@ impl Client {
             stats.overloads = q.overloads;
             stats.queued_frames = q.frames as u64;
             stats.queued_bytes = (q.bytes + q.text_bytes) as u64;
+            stats.rendition = q.rendition;
+            stats.rendition_switches = q.switches;
         }
         self.counters.lock().unwrap().fill(&mut stats);
         stats
@@ -743,27 +803,110 @@ pub(crate) struct HubStats {
     /// The encoder's target under rate control (bits per second), 0 when it is off.
     pub target_bps: u64,
     pub clients: Vec<ClientStats>,
+    /// Every rendition, the sink pad's (0) first.
+    pub renditions: Vec<RenditionStats>,
+}
+
+/// One rendition's figures.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RenditionStats {
+    pub id: u32,
+    pub config: Option<Arc<StreamConfig>>,
+    /// What its stream sent lately, in bits per second.
+    pub bitrate_bps: u64,
+    pub frames: u64,
+    pub viewers: u32,
+}
+
+/// A rendition's stream lately is measured over this long.
+const RATE_SPAN: Duration = Duration::from_secs(3);
+
+/// One encoding of the picture: the sink pad's (rendition 0) or a `rendition_%u` pad's.
+#[derive(Default)]
+struct Track {
+    config: Option<Arc<StreamConfig>>,
+    gop: Vec<Arc<Frame>>,
+    gop_bytes: usize,
+    frames: u64,
+    bytes: u64,
+    last_keyframe_request: Option<Instant>,
+    keyframe_request_scheduled: bool,
+    keyframe_requests: u64,
+    /// When and how large its frames of the last `RATE_SPAN` were (its rate and fps).
+    recent: VecDeque<(Instant, usize)>,
+}
+
+impl Track {
+    fn note(&mut self, now: Instant, len: usize) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RATE_SPAN)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() < 4000 {
+            self.recent.push_back((now, len));
+        }
+    }
+
+    /// Frames in the last second.
+    fn fps(&self, now: Instant) -> f64 {
+        self.recent
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) <= Duration::from_secs(1))
+            .count() as f64
+    }
+
+    /// Bits per second over the last `RATE_SPAN`.
+    fn bitrate(&self, now: Instant) -> u64 {
+        let bytes: usize = self
+            .recent
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) <= RATE_SPAN)
+            .map(|(_, n)| n)
+            .sum();
+        (bytes as f64 * 8.0 / RATE_SPAN.as_secs_f64()) as u64
+    }
+
+    fn forget_pictures(&mut self) {
+        self.gop.clear();
+        self.gop_bytes = 0;
+    }
 }
 
 #[derive(Default)]
 struct HubState {
     clients: HashMap<u64, Arc<Client>>,
     next_id: u64,
-    config: Option<Arc<StreamConfig>>,
+    /// Rendition 0 (the sink pad's stream) is always there.
+    tracks: BTreeMap<u32, Track>,
     /// The pipeline's gray16 window (`rfb.control` `window`), sent to every newcomer.
     window: Option<String>,
-    gop: Vec<Arc<Frame>>,
-    gop_bytes: usize,
     eos: bool,
-    frames: u64,
-    bytes: u64,
-    last_keyframe_request: Option<Instant>,
-    keyframe_request_scheduled: bool,
-    keyframe_requests: u64,
     /// The lossless still that refines the current picture (see `push_refine`), for newcomers.
     refine: Option<Arc<Frame>>,
-    /// When the frames of the last second were pushed (the stream's rate).
-    recent_pushes: VecDeque<Instant>,
+}
+
+impl HubState {
+    fn main(&self) -> &Track {
+        &self.tracks[&0]
+    }
+
+    /// The `renditions` announcement for a client on `current`.
+    fn announcement(&self, current: u32) -> String {
+        let now = Instant::now();
+        let list: Vec<protocol::Rendition> = self
+            .tracks
+            .iter()
+            .map(|(id, t)| protocol::Rendition {
+                id: *id,
+                config: t.config.clone(),
+                bitrate_bps: t.bitrate(now),
+            })
+            .collect();
+        protocol::renditions(&list, current)
+    }
 }
 
 pub(crate) type MessageHandler = Box<dyn Fn(&Client, ClientMessage) + Send + Sync>;
@@ -771,8 +914,8 @@ pub(crate) type MessageHandler = Box<dyn Fn(&Client, ClientMessage) + Send + Syn
 /// How the hub reaches the element. Both are called without the hub's lock held and must not
 /// block.
 pub(crate) struct Callbacks {
-    /// Asks upstream for a keyframe.
-    pub request_keyframe: Box<dyn Fn() + Send + Sync>,
+    /// Asks upstream of a rendition (0: the sink pad) for a keyframe.
+    pub request_keyframe: Box<dyn Fn(u32) + Send + Sync>,
     /// Input events and application messages from a client.
     pub on_message: MessageHandler,
     /// A client fell behind by more than `max_latency` and skips to a keyframe.
@@ -787,6 +930,8 @@ pub(crate) struct Hub {
     callbacks: Callbacks,
     /// Rate control for the encoder upstream, when on.
     rate: Option<Mutex<RateController>>,
+    /// Which rendition each viewer gets, when there are several.
+    ladder: Mutex<Ladder>,
 }
 
 impl Hub {
@@ -794,31 +939,143 @@ impl Hub {
         let rate = settings
             .rate
             .map(|(policy, min, max)| Mutex::new(RateController::new(policy, min, max)));
+        let mut state = HubState::default();
+        state.tracks.insert(0, Track::default());
         Arc::new(Hub {
             settings,
-            state: Mutex::default(),
+            state: Mutex::new(state),
             callbacks,
             rate,
+            ladder: Mutex::default(),
         })
     }
 
-    /// One tick of rate control (about a second): samples every client, and tells the element
-    /// when the target changed.
-    pub fn rate_tick(&self) {
-        self.rate_step(RateController::tick);
+    /// A rendition pad: its frames go to the viewers the ladder puts on it.
+    pub fn add_rendition(&self, id: u32) {
+        self.state.lock().unwrap().tracks.entry(id).or_default();
     }
 
-    /// Rate control between ticks: a queue that built up is cut at once (`RateController::check`).
-    pub fn rate_check(&self) {
+    /// A rendition pad went away: its viewers move to rendition 0 at its next keyframe.
+    pub fn remove_rendition(self: &Arc<Self>, id: u32) {
+        if id == 0 {
+            return;
+        }
+        let movers: Vec<Arc<Client>> = {
+            let mut st = self.state.lock().unwrap();
+            st.tracks.remove(&id);
+            st.clients
+                .values()
+                .filter(|c| {
+                    let (at, to) = c.place();
+                    at == id || to == Some(id)
+                })
+                .cloned()
+                .collect()
+        };
+        for client in movers {
+            client.queue.lock().unwrap().pinned = false;
+            if client.move_to(0, None).is_some() {
+                self.request_keyframe(0);
+            }
+        }
+    }
+
+    /// One tick (about a second): rate control samples every client and tells the element when
+    /// the target changed; the ladder moves viewers up or down.
+    pub fn rate_tick(self: &Arc<Self>) {
+        self.rate_step(RateController::tick);
+        self.ladder_step(Ladder::tick);
+    }
+
+    /// Between ticks: a queue that built up is cut at once (`RateController::check`), or its
+    /// viewer moves down (`Ladder::check`).
+    pub fn rate_check(self: &Arc<Self>) {
+        self.ladder_step(Ladder::check);
         self.rate_step(RateController::check);
     }
 
     fn rate_step(&self, step: fn(&mut RateController, &[Sample]) -> Option<u64>) {
         let Some(rate) = &self.rate else { return };
-        let samples: Vec<Sample> = self.clients().iter().map(|c| c.rate_sample()).collect();
+        // The viewers of the rendition whose encoder it drives (the lowest, where there are
+        // several: the others move down the ladder instead).
+        let samples: Vec<Sample> = self
+            .clients()
+            .iter()
+            .filter(|c| c.place() == (self.settings.rate_rendition, None))
+            .map(|c| c.rate_sample())
+            .collect();
         let target = step(&mut rate.lock().unwrap(), &samples);
         if let Some(bps) = target {
             (self.callbacks.target_bitrate)(bps);
+        }
+    }
+
+    fn ladder_step(self: &Arc<Self>, step: fn(&mut Ladder, &[Rung], &[Seat]) -> Vec<Move>) {
+        let (rungs, clients) = {
+            let st = self.state.lock().unwrap();
+            if st.tracks.len() < 2 {
+                return;
+            }
+            let now = Instant::now();
+            let rungs: Vec<Rung> = st
+                .tracks
+                .iter()
+                .filter(|(_, t)| t.config.is_some() && !t.recent.is_empty())
+                .map(|(id, t)| Rung {
+                    id: *id,
+                    bps: t.bitrate(now),
+                })
+                .collect();
+            (rungs, st.clients.values().cloned().collect::<Vec<_>>())
+        };
+        let seats: Vec<Seat> = clients
+            .iter()
+            .map(|c| {
+                let sample = c.rate_sample();
+                let q = c.queue.lock().unwrap();
+                Seat {
+                    sample,
+                    rendition: q.rendition,
+                    moving_to: q.moving_to,
+                    pinned: q.pinned,
+                }
+            })
+            .collect();
+        let moves = step(&mut self.ladder.lock().unwrap(), &rungs, &seats);
+        for m in moves {
+            if let Some(client) = clients.iter().find(|c| c.id == m.client_id) {
+                self.move_client(client, m.rendition, None);
+            }
+        }
+    }
+
+    /// Moves a client to `rendition` at its next keyframe, which is asked for; `pinned`: the
+    /// viewer chose (Some(true)) or gave the choice back to the ladder (Some(false)).
+    fn move_client(self: &Arc<Self>, client: &Client, rendition: u32, pinned: Option<bool>) {
+        {
+            let st = self.state.lock().unwrap();
+            let Some(to) = st.tracks.get(&rendition) else {
+                return;
+            };
+            // A WebRTC peer's track was negotiated for one codec: it moves within it only.
+            let codec = |t: &Track| t.config.as_ref().map(|c| c.codec.codec);
+            let from = st.tracks.get(&client.place().0).and_then(codec);
+            if client.transport == "webrtc" && from.is_some() && codec(to) != from {
+                gst::debug!(
+                    crate::CAT,
+                    "client {}: rendition {rendition} has another codec than its WebRTC track",
+                    client.id
+                );
+                return;
+            }
+        }
+        gst::debug!(
+            crate::CAT,
+            "client {}: to rendition {rendition} at its next keyframe",
+            client.id
+        );
+        if let Some(to) = client.move_to(rendition, pinned) {
+            self.request_keyframe(to);
         }
     }
 
@@ -841,60 +1098,94 @@ impl Hub {
                     self.keyframe_for(client, may_ask);
                 }
             }
+            ClientMessage::Rendition { id } => match id {
+                Some(id) => self.move_client(client, id, Some(true)),
+                None => {
+                    client.queue.lock().unwrap().pinned = false;
+                }
+            },
             ClientMessage::Ignored { .. } | ClientMessage::Rejected { .. } => {}
-            msg @ (ClientMessage::Input(_) | ClientMessage::App { .. }) => {
-                (self.callbacks.on_message)(client, msg)
+            ClientMessage::Input(input) => {
+                // A viewer on a rendition of another size points in its pixels.
+                let scale = {
+                    let st = self.state.lock().unwrap();
+                    let rendition = client.place().0;
+                    let size = |id: u32| {
+                        st.tracks
+                            .get(&id)
+                            .and_then(|t| t.config.as_ref())
+                            .map(|c| (c.codec.width as f64, c.codec.height as f64))
+                    };
+                    match (rendition, size(0), size(rendition)) {
+                        (0, ..) => None,
+                        (_, Some((w0, h0)), Some((w, h))) if w > 0.0 && h > 0.0 => {
+                            Some((w0 / w, h0 / h))
+                        }
+                        _ => None,
+                    }
+                };
+                let input = match scale {
+                    Some((sx, sy)) => input.scaled(sx, sy),
+                    None => input,
+                };
+                (self.callbacks.on_message)(client, ClientMessage::Input(input))
             }
+            msg @ ClientMessage::App { .. } => (self.callbacks.on_message)(client, msg),
         }
     }
 
-    /// Hands a frame to every client. Never blocks on a client.
-    pub fn push(self: &Arc<Self>, frame: Arc<Frame>) {
+    /// Hands a frame of `rendition` (0: the sink pad's) to its clients, and moves those that
+    /// wait for its keyframe onto it. Never blocks on a client.
+    pub fn push(self: &Arc<Self>, rendition: u32, frame: Arc<Frame>) {
         let mut wants_key = false;
         let mut waiting = Vec::new();
         let mut overloads = Vec::new();
         let all_behind;
         let stream_fps;
         {
-            let mut st = self.state.lock().unwrap();
-            st.frames += 1;
-            st.bytes += frame.len() as u64;
-            st.eos = false;
-            st.refine = None;
+            let mut guard = self.state.lock().unwrap();
+            let st = &mut *guard;
+            let Some(track) = st.tracks.get_mut(&rendition) else {
+                return;
+            };
+            track.frames += 1;
+            track.bytes += frame.len() as u64;
             let now = Instant::now();
-            while st
-                .recent_pushes
-                .front()
-                .is_some_and(|at| now.duration_since(*at) > Duration::from_secs(1))
-            {
-                st.recent_pushes.pop_front();
-            }
-            if st.recent_pushes.len() < 1000 {
-                st.recent_pushes.push_back(now);
-            }
-            if st.config.as_ref().map(|c| c.id) != Some(frame.config.id) {
-                st.config = Some(frame.config.clone());
-                st.gop.clear();
-                st.gop_bytes = 0;
+            track.note(now, frame.len());
+            if track.config.as_ref().map(|c| c.id) != Some(frame.config.id) {
+                track.config = Some(frame.config.clone());
+                track.forget_pictures();
             }
             if self.settings.gop_cache {
                 if frame.is_key() {
-                    st.gop.clear();
-                    st.gop_bytes = 0;
+                    track.forget_pictures();
                 }
                 // A cache that does not start at a keyframe, or grew too long, is no use.
-                if frame.is_key() || !st.gop.is_empty() {
-                    st.gop.push(frame.clone());
-                    st.gop_bytes += frame.len();
-                    if st.gop.len() > GOP_CACHE_MAX_FRAMES
-                        || st.gop_bytes > self.settings.queue_bytes
+                if frame.is_key() || !track.gop.is_empty() {
+                    track.gop.push(frame.clone());
+                    track.gop_bytes += frame.len();
+                    if track.gop.len() > GOP_CACHE_MAX_FRAMES
+                        || track.gop_bytes > self.settings.queue_bytes
                     {
-                        st.gop.clear();
-                        st.gop_bytes = 0;
+                        track.forget_pictures();
                     }
                 }
             }
+            stream_fps = track.fps(now);
+            if rendition == 0 {
+                st.eos = false;
+                st.refine = None;
+            }
+            let st = &*st;
             for client in st.clients.values() {
+                let (at, moving_to) = client.place();
+                if moving_to == Some(rendition) && frame.is_key() {
+                    client.switch(&frame, rendition, st.announcement(rendition));
+                    continue;
+                }
+                if at != rendition {
+                    continue;
+                }
                 let (client_wants_key, overload) = client.enqueue(&frame, &self.settings);
                 overloads.extend(overload);
                 if client_wants_key {
@@ -906,12 +1197,13 @@ impl Hub {
                     waiting.push(client.clone());
                 }
             }
-            all_behind = !overloads.is_empty()
-                && st
-                    .clients
-                    .values()
-                    .all(|c| c.queue.lock().unwrap().stalled_by_acks);
-            stream_fps = st.recent_pushes.len() as f64;
+            // Upstream of the sink pad is every viewer's only when all are on it.
+            all_behind = rendition == 0
+                && !overloads.is_empty()
+                && st.clients.values().all(|c| {
+                    let q = c.queue.lock().unwrap();
+                    q.stalled_by_acks && q.rendition == 0
+                });
         }
         for mut overload in overloads {
             overload.all = all_behind;
@@ -922,33 +1214,35 @@ impl Hub {
             self.keyframe_after_backoff(&client);
         }
         if wants_key {
-            self.request_keyframe();
+            self.request_keyframe(rendition);
         }
     }
 
-    /// The stream's current configuration.
+    /// The stream's current configuration (the sink pad's).
     pub fn config(&self) -> Option<Arc<StreamConfig>> {
-        self.state.lock().unwrap().config.clone()
+        self.state.lock().unwrap().main().config.clone()
     }
 
     /// Hands every client a lossless still of the current picture (`FrameHeader::refine`). It is
     /// no part of the stream's references: a client waiting for a keyframe, or one whose queue is
     /// full, goes without (it is not worth a keyframe); newcomers get it after the cached group of
-    /// pictures until the next frame. A still of an older stream configuration is dropped.
+    /// pictures until the next frame. A still of an older stream configuration is dropped, and
+    /// so is one for a viewer on another rendition.
     pub fn push_refine(&self, frame: Arc<Frame>) {
         let mut st = self.state.lock().unwrap();
-        if st.config.as_ref().map(|c| c.id) != Some(frame.config.id) {
+        if st.main().config.as_ref().map(|c| c.id) != Some(frame.config.id) {
             return;
         }
-        for client in st.clients.values() {
+        for client in st.clients.values().filter(|c| c.place() == (0, None)) {
             client.enqueue_refine(&frame, &self.settings);
         }
         st.refine = Some(frame);
     }
 
-    /// Registers a client: it gets hello, the current config and picture (or the next keyframe).
-    /// When `max-clients` are connected, a client that is not keeping up with its socket (see
-    /// `Client::is_stalled`) makes room; otherwise the newcomer is refused.
+    /// Registers a client: it gets hello, the current config and picture (or the next keyframe)
+    /// of rendition 0, and the renditions when there are several. When `max-clients` are
+    /// connected, a client that is not keeping up with its socket (see `Client::is_stalled`)
+    /// makes room; otherwise the newcomer is refused.
     pub fn add_client(
         self: &Arc<Self>,
         envelope: Envelope,
@@ -982,14 +1276,18 @@ impl Hub {
                 envelope,
                 client.role,
             )));
-            if let Some(config) = &st.config {
+            if st.tracks.len() > 1 {
+                q.push(Item::Text(st.announcement(0)));
+            }
+            let main = st.main();
+            if let Some(config) = &main.config {
                 q.push(Item::Config(config.clone()));
             }
             if let Some(window) = &st.window {
                 q.push(Item::Text(window.clone()));
             }
-            if !st.gop.is_empty() {
-                q.push(Item::Burst(st.gop.clone()));
+            if !main.gop.is_empty() {
+                q.push(Item::Burst(main.gop.clone()));
                 if let Some(refine) = &st.refine {
                     q.push(Item::Frame(refine.clone()));
                 }
@@ -997,7 +1295,7 @@ impl Hub {
             } else {
                 q.need_key = true;
                 wants_key =
-                    st.config.is_some() && !st.eos && q.may_request_keyframe(Instant::now());
+                    main.config.is_some() && !st.eos && q.may_request_keyframe(Instant::now());
             }
             if st.eos {
                 q.push(Item::Text(protocol::eos()));
@@ -1007,7 +1305,7 @@ impl Hub {
         }
         client.notify.notify_one();
         if wants_key {
-            self.request_keyframe();
+            self.request_keyframe(0);
         }
         Ok(client)
     }
@@ -1020,12 +1318,12 @@ impl Hub {
         if !st.clients.is_empty() {
             return false;
         }
-        st.gop.clear();
-        st.gop_bytes = 0;
         st.eos = false;
         st.refine = None;
+        let main = st.tracks.entry(0).or_default();
+        main.forget_pictures();
         if let Some(config) = config() {
-            st.config = Some(config);
+            main.config = Some(config);
         }
         true
     }
@@ -1034,21 +1332,34 @@ impl Hub {
         self.state.lock().unwrap().clients.remove(&id);
     }
 
-    /// A flushing seek: what is cached or queued belongs to the old position. Every client
-    /// restarts at the next keyframe, which is asked for.
-    pub fn flush(self: &Arc<Self>) {
-        let any = {
+    /// A flushing seek on `rendition` (None: the sink pad, which every rendition follows):
+    /// what is cached or queued belongs to the old position. Its clients restart at the next
+    /// keyframe, which is asked for.
+    pub fn flush(self: &Arc<Self>, rendition: Option<u32>) {
+        let renditions: Vec<u32> = {
             let mut st = self.state.lock().unwrap();
-            st.gop.clear();
-            st.gop_bytes = 0;
-            st.refine = None;
-            for client in st.clients.values() {
-                client.flush();
+            if rendition.is_none() {
+                st.refine = None;
             }
-            !st.clients.is_empty()
+            for (id, track) in st.tracks.iter_mut() {
+                if rendition.is_none_or(|r| r == *id) {
+                    track.forget_pictures();
+                }
+            }
+            let mut asked = Vec::new();
+            for client in st.clients.values() {
+                let at = client.key_rendition();
+                if rendition.is_none_or(|r| r == at) {
+                    client.flush();
+                    if !asked.contains(&at) {
+                        asked.push(at);
+                    }
+                }
+            }
+            asked
         };
-        if any {
-            self.request_keyframe();
+        for id in renditions {
+            self.request_keyframe(id);
         }
     }
 
@@ -1063,7 +1374,7 @@ impl Hub {
     /// video, a still picture) or a long keyframe interval would leave it waiting.
     fn keyframe_for(self: &Arc<Self>, client: &Client, may_ask: bool) {
         if may_ask {
-            self.request_keyframe();
+            self.request_keyframe(client.key_rendition());
         } else {
             self.keyframe_after_backoff(client);
         }
@@ -1095,7 +1406,7 @@ impl Hub {
                         && q.may_request_keyframe(Instant::now())
                 };
                 if ask {
-                    hub.request_keyframe();
+                    hub.request_keyframe(client.key_rendition());
                 }
             }
         });
@@ -1111,39 +1422,44 @@ impl Hub {
         }
     }
 
-    /// Asks upstream for a keyframe, at most once per `keyframe_interval` across clients; a
-    /// request inside the interval is deferred to its end (and dropped then if no client still
-    /// waits).
-    pub fn request_keyframe(self: &Arc<Self>) {
+    /// Asks upstream of `rendition` for a keyframe, at most once per `keyframe_interval` across
+    /// clients; a request inside the interval is deferred to its end (and dropped then if no
+    /// client still waits).
+    pub fn request_keyframe(self: &Arc<Self>, rendition: u32) {
         let now = Instant::now();
         let interval = self.settings.keyframe_interval;
         let delay = {
             let mut st = self.state.lock().unwrap();
-            match st.last_keyframe_request {
+            let Some(track) = st.tracks.get_mut(&rendition) else {
+                return;
+            };
+            match track.last_keyframe_request {
                 Some(last) if now.duration_since(last) < interval => {
-                    if st.keyframe_request_scheduled {
+                    if track.keyframe_request_scheduled {
                         return;
                     }
-                    st.keyframe_request_scheduled = true;
+                    track.keyframe_request_scheduled = true;
                     Some(interval - now.duration_since(last))
                 }
                 _ => {
-                    st.last_keyframe_request = Some(now);
-                    st.keyframe_requests += 1;
+                    track.last_keyframe_request = Some(now);
+                    track.keyframe_requests += 1;
                     None
                 }
             }
         };
         match delay {
-            None => (self.callbacks.request_keyframe)(),
+            None => (self.callbacks.request_keyframe)(rendition),
             Some(delay) => {
                 let hub = Arc::downgrade(self);
                 crate::runtime::RUNTIME.spawn(async move {
                     tokio::time::sleep(delay).await;
                     if let Some(hub) = hub.upgrade() {
-                        hub.state.lock().unwrap().keyframe_request_scheduled = false;
-                        if hub.any_client_waits_for_key() {
-                            hub.request_keyframe();
+                        if let Some(t) = hub.state.lock().unwrap().tracks.get_mut(&rendition) {
+                            t.keyframe_request_scheduled = false;
+                        }
+                        if hub.any_client_waits_for_key(rendition) {
+                            hub.request_keyframe(rendition);
                         }
                     }
                 });
@@ -1162,9 +1478,13 @@ impl Hub {
             .collect()
     }
 
-    fn any_client_waits_for_key(&self) -> bool {
+    /// Whether a client waits for a keyframe of `rendition`: to restart on it, or to move there.
+    fn any_client_waits_for_key(&self, rendition: u32) -> bool {
         let st = self.state.lock().unwrap();
-        st.clients.values().any(|c| c.waits_for_key())
+        st.clients.values().any(|c| match c.place() {
+            (_, Some(to)) => to == rendition,
+            (at, None) => at == rendition && c.waits_for_key(),
+        })
     }
 
     /// The pipeline set the gray16 window: every client now and every newcomer gets it.
@@ -1207,16 +1527,29 @@ impl Hub {
 
     pub fn stats(&self) -> HubStats {
         let target_bps = self.target_bitrate().unwrap_or(0);
+        let now = Instant::now();
         let (mut stats, clients) = {
             let st = self.state.lock().unwrap();
+            let main = st.main();
             (
                 HubStats {
-                    frames: st.frames,
-                    bytes: st.bytes,
-                    keyframe_requests: st.keyframe_requests,
-                    config: st.config.clone(),
+                    frames: main.frames,
+                    bytes: main.bytes,
+                    keyframe_requests: st.tracks.values().map(|t| t.keyframe_requests).sum(),
+                    config: main.config.clone(),
                     target_bps,
                     clients: Vec::new(),
+                    renditions: st
+                        .tracks
+                        .iter()
+                        .map(|(id, t)| RenditionStats {
+                            id: *id,
+                            config: t.config.clone(),
+                            bitrate_bps: t.bitrate(now),
+                            frames: t.frames,
+                            viewers: 0,
+                        })
+                        .collect(),
                 },
                 st.clients.values().cloned().collect::<Vec<_>>(),
             )
@@ -1229,6 +1562,9 @@ impl Hub {
             })
             .collect();
         stats.clients.sort_by_key(|c| c.id);
+        for r in &mut stats.renditions {
+            r.viewers = stats.clients.iter().filter(|c| c.rendition == r.id).count() as u32;
+        }
         stats
     }
 }
@@ -1295,9 +1631,10 @@ mod tests {
                 ping_interval: Duration::from_secs(5),
                 max_latency,
                 rate: None,
+                rate_rendition: 0,
             },
             Callbacks {
-                request_keyframe: Box::new(move || {
+                request_keyframe: Box::new(move |_| {
                     r.fetch_add(1, Ordering::SeqCst);
                 }),
                 on_message: Box::new(|_, _| {}),
@@ -1337,6 +1674,140 @@ mod tests {
     }
 
     #[test]
+    fn a_viewer_moves_to_another_rendition_at_its_keyframe_without_a_gap() {
+        let (hub, requests) = hub(16, false);
+        hub.add_rendition(1);
+        let moving = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let staying = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let (main, small) = (config(1), config(1 << 24 | 1));
+        hub.push(0, frame(&main, 1, true, 100));
+        hub.push(1, frame(&small, 2, true, 10));
+        drain(&moving);
+        drain(&staying);
+        let asked = requests.load(Ordering::SeqCst);
+        hub.move_client(&moving, 1, None);
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            asked + 1,
+            "its new rendition's keyframe is asked for"
+        );
+        // Until that keyframe comes, the old rendition's frames keep coming.
+        hub.push(0, frame(&main, 3, false, 100));
+        hub.push(1, frame(&small, 4, false, 10));
+        hub.push(0, frame(&main, 5, false, 100));
+        assert_eq!(drain(&moving), vec![(3, false), (5, false)]);
+        hub.push(0, frame(&main, 51, false, 100));
+        // At the keyframe, what is still queued of the old rendition is older than it: dropped.
+        hub.push(1, frame(&small, 6, true, 10));
+        hub.push(0, frame(&main, 7, false, 100));
+        hub.push(1, frame(&small, 8, false, 10));
+        let items: Vec<Item> = std::iter::from_fn(|| moving.queue.lock().unwrap().pop()).collect();
+        let sent: Vec<String> = items
+            .iter()
+            .map(|i| match i {
+                Item::Frame(f) => format!("{}:{}", f.header.config_id >> 24, f.header.frame_id),
+                Item::Text(t) if t.contains("\"renditions\"") => "announce".into(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, ["announce", "1:6", "1:8"]);
+        let Some(Item::Text(announce)) = items.iter().find(|i| matches!(i, Item::Text(_))) else {
+            unreachable!()
+        };
+        let v: serde_json::Value = serde_json::from_str(announce).unwrap();
+        assert_eq!(v["current"], 1);
+        assert_eq!(v["renditions"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            drain(&staying),
+            vec![(3, false), (5, false), (51, false), (7, false)]
+        );
+        let stats = hub.stats();
+        assert_eq!(
+            stats
+                .renditions
+                .iter()
+                .map(|r| r.viewers)
+                .collect::<Vec<_>>(),
+            [1, 1]
+        );
+        assert_eq!(stats.clients[0].rendition_switches, 1);
+
+        // The rendition goes away: its viewer goes back at rendition 0's next keyframe.
+        hub.remove_rendition(1);
+        hub.push(0, frame(&main, 9, false, 100));
+        hub.push(0, frame(&main, 10, true, 100));
+        assert_eq!(
+            drain(&moving),
+            vec![(10, true)],
+            "nothing of rendition 0 before its keyframe"
+        );
+    }
+
+    #[test]
+    fn a_viewer_on_a_smaller_rendition_points_in_the_sources_pixels() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let hub = Hub::new(
+            HubSettings {
+                max_clients: 4,
+                gop_cache: true,
+                queue_bytes: 1 << 20,
+                queue_frames: 16,
+                keyframe_interval: Duration::ZERO,
+                ping_interval: Duration::from_secs(5),
+                max_latency: None,
+                rate: None,
+                rate_rendition: 0,
+            },
+            Callbacks {
+                request_keyframe: Box::new(|_| {}),
+                on_message: Box::new(move |_, msg| g.lock().unwrap().push(msg)),
+                overloaded: Box::new(|_| {}),
+                target_bitrate: Box::new(|_| {}),
+            },
+        );
+        hub.add_rendition(1);
+        let mut small = (*config(1 << 24 | 1)).clone();
+        small.codec.width = 160;
+        small.codec.height = 120;
+        hub.push(0, frame(&config(1), 1, true, 100));
+        hub.push(1, frame(&Arc::new(small.clone()), 2, true, 10));
+        let client = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let click = || {
+            protocol::parse_client_message(
+                r#"{"channel":"rfb.events","kind":"pointer-move","x":80,"y":60}"#,
+            )
+            .unwrap()
+        };
+        hub.on_client_message(&client, click());
+        // It chooses the small one (`rfb.control` `rendition`), which starts at its keyframe.
+        hub.on_client_message(
+            &client,
+            protocol::parse_client_message(
+                r#"{"channel":"rfb.control","kind":"rendition","id":1}"#,
+            )
+            .unwrap(),
+        );
+        hub.push(1, frame(&Arc::new(small), 3, true, 10));
+        hub.on_client_message(&client, click());
+        let got = got.lock().unwrap();
+        let points: Vec<(f64, f64)> = got
+            .iter()
+            .map(|m| match m {
+                ClientMessage::Input(crate::input::Input::Navigation(
+                    gst_video::NavigationEvent::MouseMove { x, y, .. },
+                )) => (*x, *y),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(points, [(80.0, 60.0), (160.0, 120.0)]);
+        assert!(
+            client.queue.lock().unwrap().pinned,
+            "the ladder leaves it there"
+        );
+    }
+
+    #[test]
     fn frames_are_shared_not_copied() {
         let (hub, _) = hub(16, false);
         let a = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
@@ -1344,7 +1815,7 @@ mod tests {
         let cfg = config(1);
         let f = frame(&cfg, 0, true, 1000);
         let ptr = f.payload.as_ptr();
-        hub.push(f);
+        hub.push(0, f);
         for c in [&a, &b] {
             let items: Vec<Item> = std::iter::from_fn(|| c.queue.lock().unwrap().pop()).collect();
             let Some(Item::Frame(f)) = items.last() else {
@@ -1362,7 +1833,7 @@ mod tests {
         let cfg = config(1);
         let mut fast_got = Vec::new();
         for id in 0..30u64 {
-            hub.push(frame(&cfg, id, id % 10 == 0, 100));
+            hub.push(0, frame(&cfg, id, id % 10 == 0, 100));
             fast_got.extend(drain(&fast));
         }
         assert_eq!(fast_got.len(), 30, "the fast client got every frame");
@@ -1376,7 +1847,7 @@ mod tests {
         );
         // It then follows the stream again from the next keyframe on (4 frames fit its queue).
         for id in 30..34u64 {
-            hub.push(frame(&cfg, id, id == 30, 100));
+            hub.push(0, frame(&cfg, id, id == 30, 100));
         }
         let after = drain(&slow);
         assert_eq!(
@@ -1393,7 +1864,7 @@ mod tests {
         let cfg = config(1);
         // need_key is set at join; the first keyframe clears it.
         for (id, key) in [(0, true), (1, false), (2, true), (3, false), (4, false)] {
-            hub.push(frame(&cfg, id, key, 10));
+            hub.push(0, frame(&cfg, id, key, 10));
         }
         let got = drain(&c);
         assert_eq!(got, vec![(2, true), (3, false), (4, false)]);
@@ -1407,7 +1878,7 @@ mod tests {
         // 20 s of 30 fps with a keyframe every second; the client never drains its queue, so it
         // overflows after every keyframe.
         for id in 0..600u64 {
-            hub.push(frame(&cfg, id, id % 30 == 0, 100));
+            hub.push(0, frame(&cfg, id, id % 30 == 0, 100));
         }
         // Without a per-client backoff that is one request per overflow (~20); with it, a few.
         let n = requests.load(Ordering::SeqCst);
@@ -1423,7 +1894,7 @@ mod tests {
         // The client takes frames off its queue (its socket is fine) but acks only the first:
         // its decoder is behind.
         for id in 0..40u64 {
-            hub.push(frame(&cfg, id, id % 10 == 0, 10));
+            hub.push(0, frame(&cfg, id, id % 10 == 0, 10));
             for item in std::iter::from_fn(|| c.queue.lock().unwrap().pop()) {
                 if let Item::Frame(f) = item {
                     c.sent(&f, false);
@@ -1451,7 +1922,7 @@ mod tests {
             },
         );
         assert_eq!(requests.load(Ordering::SeqCst), before + 1);
-        hub.push(frame(&cfg, 40, true, 10));
+        hub.push(0, frame(&cfg, 40, true, 10));
         assert_eq!(drain(&c), vec![(40, true)]);
     }
 
@@ -1460,7 +1931,7 @@ mod tests {
         let (hub, requests) = hub(16, true);
         let cfg = config(1);
         for id in 0..5u64 {
-            hub.push(frame(&cfg, id, id == 0, 10));
+            hub.push(0, frame(&cfg, id, id == 0, 10));
         }
         let late = hub.add_client(Envelope::Json, "test", peer()).unwrap();
         let items: Vec<Item> = std::iter::from_fn(|| late.queue.lock().unwrap().pop()).collect();
@@ -1481,12 +1952,12 @@ mod tests {
         let (hub, requests) = hub(16, false);
         let cfg = config(1);
         for id in 0..3u64 {
-            hub.push(frame(&cfg, id, id == 0, 10));
+            hub.push(0, frame(&cfg, id, id == 0, 10));
         }
         let late = hub.add_client(Envelope::Json, "test", peer()).unwrap();
         assert_eq!(requests.load(Ordering::SeqCst), 1);
-        hub.push(frame(&cfg, 3, false, 10));
-        hub.push(frame(&cfg, 4, true, 10));
+        hub.push(0, frame(&cfg, 3, false, 10));
+        hub.push(0, frame(&cfg, 4, true, 10));
         assert_eq!(drain(&late), vec![(4, true)]);
     }
 
@@ -1531,13 +2002,13 @@ mod tests {
         let (hub, requests) = hub(16, true);
         let cfg = config(1);
         for id in 0..100u64 {
-            hub.push(frame(&cfg, id, id == 0, 10));
+            hub.push(0, frame(&cfg, id, id == 0, 10));
         }
         let late = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         assert_eq!(send_all(&late).len(), 100, "the cached group of pictures");
         let mut live = Vec::new();
         for id in 100..130u64 {
-            hub.push(frame(&cfg, id, false, 10));
+            hub.push(0, frame(&cfg, id, false, 10));
             live.extend(send_all(&late));
             // It works through the burst, 4 frames per live frame, its decoder busy.
             ack(&hub, &late, (id - 100) * 4, 1);
@@ -1553,12 +2024,12 @@ mod tests {
         let (hub, requests) = hub_with_latency(4, false, Some(max));
         let c = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         let cfg = config(1);
-        hub.push(frame(&cfg, 0, true, 10));
+        hub.push(0, frame(&cfg, 0, true, 10));
         send_all(&c);
         ack(&hub, &c, 0, 0);
         // Its decoder stops acknowledging: after 2 x 4 frames in flight it is paused.
         for id in 1..=12u64 {
-            hub.push(frame(&cfg, id, false, 10));
+            hub.push(0, frame(&cfg, id, false, 10));
             send_all(&c);
         }
         assert!(c.queue.lock().unwrap().stalled_by_acks);
@@ -1570,9 +2041,9 @@ mod tests {
         // The keyframe comes late (a slow encoder, a sparse source): by then the two frames
         // still in flight are older than max-latency. It is taken all the same, and what follows.
         std::thread::sleep(max + Duration::from_millis(50));
-        hub.push(frame(&cfg, 13, false, 10));
-        hub.push(frame(&cfg, 14, true, 10));
-        hub.push(frame(&cfg, 15, false, 10));
+        hub.push(0, frame(&cfg, 13, false, 10));
+        hub.push(0, frame(&cfg, 14, true, 10));
+        hub.push(0, frame(&cfg, 15, false, 10));
         assert_eq!(send_all(&c), vec![14, 15]);
     }
 
@@ -1583,12 +2054,12 @@ mod tests {
         let (hub, requests) = hub(16, false);
         let c = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         let cfg = config(1);
-        hub.push(frame(&cfg, 0, true, 10));
+        hub.push(0, frame(&cfg, 0, true, 10));
         send_all(&c);
         hub.client_needs_keyframe(&c);
         let first = requests.load(Ordering::SeqCst);
         // Its decoder fails again at once: inside its backoff, nothing asked for now...
-        hub.push(frame(&cfg, 1, true, 10));
+        hub.push(0, frame(&cfg, 1, true, 10));
         send_all(&c);
         hub.client_needs_keyframe(&c);
         assert_eq!(requests.load(Ordering::SeqCst), first);
@@ -1596,12 +2067,12 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut id = 2;
         while requests.load(Ordering::SeqCst) == first && Instant::now() < deadline {
-            hub.push(frame(&cfg, id, false, 10));
+            hub.push(0, frame(&cfg, id, false, 10));
             id += 1;
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(requests.load(Ordering::SeqCst), first + 1);
-        hub.push(frame(&cfg, id, true, 10));
+        hub.push(0, frame(&cfg, id, true, 10));
         assert_eq!(send_all(&c), vec![id]);
     }
 
@@ -1623,8 +2094,8 @@ mod tests {
         let cfg = config(1);
         let watching = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         let waiting = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
-        hub.push(frame(&cfg, 0, true, 10));
-        hub.push(frame(&cfg, 1, false, 10));
+        hub.push(0, frame(&cfg, 0, true, 10));
+        hub.push(0, frame(&cfg, 1, false, 10));
         drain(&watching);
         waiting.restart_at_key();
         hub.push_refine(refine(&cfg, 2));
@@ -1633,7 +2104,7 @@ mod tests {
         assert_eq!(drain(&waiting), vec![]);
         let late = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         assert_eq!(drain(&late), vec![(0, true), (1, false), (2, false)]);
-        hub.push(frame(&cfg, 3, false, 10));
+        hub.push(0, frame(&cfg, 3, false, 10));
         let later = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
         assert_eq!(drain(&later), vec![(0, true), (1, false), (3, false)]);
         // A still of an older configuration is not sent.
@@ -1651,7 +2122,7 @@ mod tests {
         assert_eq!(refused, Refused::TooManyClients(4));
         assert!(refused.to_string().contains("max-clients=4"), "{refused}");
         clients[0].close(1001, "bye");
-        hub.push(frame(&config(1), 0, true, 10));
+        hub.push(0, frame(&config(1), 0, true, 10));
         let items: Vec<Item> =
             std::iter::from_fn(|| clients[0].queue.lock().unwrap().pop()).collect();
         assert!(matches!(items.as_slice(), [Item::Close(1001, r)] if r == "bye"));
@@ -1712,15 +2183,15 @@ mod tests {
         let cfg = config(1);
         let c = hub.add_client(Envelope::Binary, "t", peer()).unwrap();
         for id in 0..3u64 {
-            hub.push(frame(&cfg, id, id == 0, 10));
+            hub.push(0, frame(&cfg, id, id == 0, 10));
         }
-        hub.flush();
+        hub.flush(None);
         assert!(
             requests.load(Ordering::SeqCst) >= 1,
             "a keyframe was asked for"
         );
-        hub.push(frame(&cfg, 3, false, 10));
-        hub.push(frame(&cfg, 4, true, 10));
+        hub.push(0, frame(&cfg, 3, false, 10));
+        hub.push(0, frame(&cfg, 4, true, 10));
         let got = drain(&c);
         assert_eq!(got.last(), Some(&(4, true)));
         assert!(!got.contains(&(3, false)), "{got:?}");
@@ -1751,17 +2222,17 @@ mod tests {
         let client = hub
             .add_client(Envelope::Binary, "websocket", peer())
             .unwrap();
-        hub.push(frame(&raw, 0, true, 10));
+        hub.push(0, frame(&raw, 0, true, 10));
         let before = requests.load(Ordering::SeqCst);
         // Never drained: the queue overflows, the client waits for a keyframe; its first request
         // goes out at once, the next ones back off.
         for id in 1..6 {
-            hub.push(frame(&raw, id, false, 10));
+            hub.push(0, frame(&raw, id, false, 10));
         }
         let after_overflow = requests.load(Ordering::SeqCst);
         assert!(after_overflow > before, "the overflow asked for a keyframe");
         drain(&client);
-        hub.push(frame(&raw, 6, false, 10));
+        hub.push(0, frame(&raw, 6, false, 10));
         assert!(client.waits_for_key());
         std::thread::sleep(KEYFRAME_BACKOFF_MIN * 3);
         assert!(

@@ -18,6 +18,102 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// The same input with its coordinates scaled by `sx`, `sy`: a viewer on a rendition of
+    /// another size points in that rendition's pixels, upstream expects the source's.
+    pub fn scaled(self, sx: f64, sy: f64) -> Input {
+        use NavigationEvent as E;
+        let e = match self {
+            Input::Navigation(e) => e,
+            resize @ Input::Resize { .. } => return resize,
+        };
+        Input::Navigation(match e {
+            E::MouseMove {
+                x,
+                y,
+                modifier_state,
+            } => E::MouseMove {
+                x: x * sx,
+                y: y * sy,
+                modifier_state,
+            },
+            E::MouseButtonPress {
+                button,
+                x,
+                y,
+                modifier_state,
+            } => E::MouseButtonPress {
+                button,
+                x: x * sx,
+                y: y * sy,
+                modifier_state,
+            },
+            E::MouseButtonRelease {
+                button,
+                x,
+                y,
+                modifier_state,
+            } => E::MouseButtonRelease {
+                button,
+                x: x * sx,
+                y: y * sy,
+                modifier_state,
+            },
+            E::MouseScroll {
+                x,
+                y,
+                delta_x,
+                delta_y,
+                modifier_state,
+            } => E::MouseScroll {
+                x: x * sx,
+                y: y * sy,
+                delta_x,
+                delta_y,
+                modifier_state,
+            },
+            E::TouchDown {
+                identifier,
+                x,
+                y,
+                pressure,
+                modifier_state,
+            } => E::TouchDown {
+                identifier,
+                x: x * sx,
+                y: y * sy,
+                pressure,
+                modifier_state,
+            },
+            E::TouchMotion {
+                identifier,
+                x,
+                y,
+                pressure,
+                modifier_state,
+            } => E::TouchMotion {
+                identifier,
+                x: x * sx,
+                y: y * sy,
+                pressure,
+                modifier_state,
+            },
+            E::TouchUp {
+                identifier,
+                x,
+                y,
+                modifier_state,
+            } => E::TouchUp {
+                identifier,
+                x: x * sx,
+                y: y * sy,
+                modifier_state,
+            },
+            other => other,
+        })
+    }
+}
+
 /// Turns one `rfb.events` message into input, or says why it is not valid. A kind this server
 /// does not know is `Ok(None)`: ignored, for forward compatibility (docs/protocol.md).
 pub fn parse_event(kind: &str, fields: &Map<String, Value>) -> Result<Option<Input>, String> {

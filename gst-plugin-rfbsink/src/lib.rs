@@ -18,6 +18,7 @@ mod http;
 mod hub;
 mod inbox;
 pub mod input;
+mod ladder;
 pub mod protocol;
 mod rate;
 mod raw;

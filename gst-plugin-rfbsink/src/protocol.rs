@@ -294,6 +294,42 @@ pub(crate) fn client_stats(s: &crate::stats::ClientStats) -> String {
         "frames_dropped": s.frames_dropped,
         "queued_bytes": s.queued_bytes,
         "keyframe_requests": s.keyframe_requests,
+        "rendition": s.rendition,
+        "rendition_switches": s.rendition_switches,
+    })
+    .to_string()
+}
+
+/// One rendition, as viewers are told of it.
+pub(crate) struct Rendition {
+    pub id: u32,
+    /// None until its first keyframe.
+    pub config: Option<std::sync::Arc<StreamConfig>>,
+    /// What its stream sent lately, in bits per second.
+    pub bitrate_bps: u64,
+}
+
+/// The renditions a viewer may get, and the one it gets (`current`): sent on connect and at
+/// each switch, just before the new rendition's configuration (docs/protocol.md, "Renditions").
+pub(crate) fn renditions(list: &[Rendition], current: u32) -> String {
+    let list: Vec<Value> = list
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "codec": r.config.as_ref().map(|c| c.codec.codec.name()),
+                "codec_string": r.config.as_ref().map(|c| &c.codec.codec_string),
+                "width": r.config.as_ref().map(|c| c.codec.width),
+                "height": r.config.as_ref().map(|c| c.codec.height),
+                "bitrate_bps": r.bitrate_bps,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "channel": CHANNEL_CONTROL,
+        "kind": "renditions",
+        "current": current,
+        "renditions": list,
     })
     .to_string()
 }
@@ -382,6 +418,10 @@ pub enum ClientMessage {
         /// Microseconds from decoder output to painted, when the viewer acks after painting.
         paint_us: Option<u64>,
     },
+    /// The viewer chooses its rendition (`Some`), or leaves it to the server (`None`).
+    Rendition {
+        id: Option<u32>,
+    },
     /// Input on `rfb.events`, validated.
     Input(Input),
     /// A message on an `app.*` channel.
@@ -461,6 +501,17 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
                 .and_then(Value::as_str)
                 .map(|s| truncate(s, 64).to_owned()),
         }),
+        (CHANNEL_CONTROL, "rendition") => match obj.get("id") {
+            None | Some(Value::Null) => Ok(ClientMessage::Rendition { id: None }),
+            Some(v) => match v.as_u64().and_then(|id| u32::try_from(id).ok()) {
+                Some(id) => Ok(ClientMessage::Rendition { id: Some(id) }),
+                None => Ok(ClientMessage::Rejected {
+                    kind,
+                    reason: "'id' is not a rendition id (an unsigned 32-bit integer) or null"
+                        .into(),
+                }),
+            },
+        },
         (CHANNEL_STATS, "ack") => {
             let ack: AckFields = serde_json::from_value(Value::Object(obj))
                 .map_err(|e| ProtocolError::invalid(format!("bad ack: {e}")))?;

@@ -57,8 +57,9 @@ pub(crate) struct Handlers {
     /// A client's input event or application message: on the run's input thread, one at a time,
     /// in the order the clients sent them; never on the runtime's workers or the streaming thread.
     pub message: Box<dyn Fn(u64, ClientMessage) + Send>,
-    /// The hub wants a keyframe (called from the runtime's blocking pool).
-    pub request_keyframe: Box<dyn Fn() + Send + Sync>,
+    /// The hub wants a keyframe of a rendition, 0 the sink pad's (called from the runtime's
+    /// blocking pool).
+    pub request_keyframe: Box<dyn Fn(u32) + Send + Sync>,
     /// A client fell behind (called from the runtime's blocking pool).
     pub overloaded: Box<dyn Fn(&Overload) + Send + Sync>,
     /// Rate control's new target for the encoder, bits per second (from the blocking pool).
@@ -159,9 +160,9 @@ impl Server {
             settings.hub.clone(),
             Callbacks {
                 // Never on render()'s thread.
-                request_keyframe: Box::new(move || {
+                request_keyframe: Box::new(move |rendition| {
                     let request_keyframe = request_keyframe.clone();
-                    RUNTIME.spawn_blocking(move || request_keyframe());
+                    RUNTIME.spawn_blocking(move || request_keyframe(rendition));
                 }),
                 overloaded: Box::new(move |overload| {
                     let (overloaded, overload) = (overloaded.clone(), overload.clone());
@@ -274,12 +275,12 @@ impl Server {
             }
             None => false,
         });
-        if hub.target_bitrate().is_some() {
-            let weak_hub = Arc::downgrade(&hub);
-            server.every(crate::rate::CHECK_PERIOD, move || {
-                weak_hub.upgrade().map(|hub| hub.rate_check()).is_some()
-            });
-        }
+        // Rate control and the renditions' ladder between ticks (renditions may be requested
+        // while running; with neither, a check is a few comparisons).
+        let weak_hub = Arc::downgrade(&hub);
+        server.every(crate::rate::CHECK_PERIOD, move || {
+            weak_hub.upgrade().map(|hub| hub.rate_check()).is_some()
+        });
         if let Some(certs) = certificates.filter(|c| c.is_self_signed()) {
             let task = renewal(certs, server.webtransport.clone(), settings.limits, obj);
             server.tasks.push(task);

@@ -50,6 +50,9 @@ pub(crate) struct ClientStats {
     pub decoded_fps: f64,
     /// Times it fell behind by more than `max-latency` and skipped to a keyframe.
     pub overloads: u64,
+    /// The rendition it gets (0: the sink pad's stream), and how often it moved.
+    pub rendition: u32,
+    pub rendition_switches: u64,
     /// What the network path reports, for transports that report it (WebRTC's RTCP).
     pub network: Option<NetworkStats>,
 }

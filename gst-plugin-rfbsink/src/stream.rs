@@ -28,6 +28,8 @@ pub(crate) enum StreamError {
     RawWithoutFormat,
     #[error("not raw video")]
     NotRaw,
+    #[error("raw video: a rendition is an encoded stream (x264enc, vp8enc, ...)")]
+    NotEncoded,
     #[error("raw format {0} is not supported; use one of {formats}", formats = tiles::SOURCE_FORMATS.join(", "))]
     RawFormat(String),
     #[error("H.264 stream-format=avc caps without codec_data")]
@@ -84,6 +86,15 @@ pub struct StreamTracker {
 }
 
 impl StreamTracker {
+    /// A tracker for rendition `id` (docs/protocol.md, "Renditions"): its configuration ids
+    /// never meet another rendition's, so that a viewer that switches gets the new one.
+    pub fn for_rendition(id: u32) -> StreamTracker {
+        StreamTracker {
+            last_id: id << 24,
+            ..StreamTracker::default()
+        }
+    }
+
     pub fn set_caps(&mut self, caps: CapsInfo) -> Result<(), StreamError> {
         self.avc_codec_string = None;
         if caps.format == Format::Avc {

@@ -10,55 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use gst::prelude::*;
-use gstrfbsink::protocol::FrameHeader;
-use tokio_tungstenite::tungstenite::Message;
-
-/// A viewer on a link of `rate` bytes per second (0: unlimited): it reads its socket no faster,
-/// and acknowledges every frame it reads, as the browser does once it decoded it.
-async fn slow_viewer(port: u16, rate: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
-    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
-    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let (mut tx, mut rx) = ws.split();
-    let mut budget_start = Instant::now();
-    let mut bytes = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(1), rx.next()).await
-        else {
-            continue;
-        };
-        let Message::Binary(data) = msg else { continue };
-        let Ok((header, _)) = FrameHeader::decode_binary(&data) else {
-            continue;
-        };
-        if tx.send(Message::text(ack(header.frame_id))).await.is_err() {
-            return;
-        }
-        let rate = rate.load(Ordering::SeqCst);
-        if rate == 0 {
-            (budget_start, bytes) = (Instant::now(), 0);
-            continue;
-        }
-        bytes += data.len() as u64;
-        let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
-        if let Some(wait) = due.checked_sub(budget_start.elapsed()) {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-/// Polls `f` until it is true or `within` passed.
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
-}
 
 /// Noise (x264enc spends all of its 1500 kbit/s on it) into rfbsink under rate control, playing:
 /// the pipeline, the encoder, the sink and its port.
@@ -98,7 +50,7 @@ fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
     let rate = Arc::new(AtomicU64::new(40_000));
     let stop = Arc::new(AtomicBool::new(false));
     let rt = runtime();
-    let viewer = rt.spawn(slow_viewer(port, rate.clone(), stop.clone()));
+    let viewer = rt.spawn(slow_viewer(port, rate.clone(), stop.clone(), None));
 
     let bitrate = || enc.property::<u32>("bitrate");
     let started = Instant::now();
@@ -258,10 +210,6 @@ async fn counting_viewer(port: u16, frames: Arc<AtomicU64>, stop: Arc<AtomicBool
         frames.fetch_add(1, Ordering::SeqCst);
         client.send_text(&ack(header.frame_id));
     }
-}
-
-fn ack(frame_id: u64) -> String {
-    format!(r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{frame_id}}}"#)
 }
 
 #[test]

@@ -138,7 +138,7 @@ impl Settings {
     /// `rate`: rate control's policy and bounds in bits per second, None when off.
     fn server(
         &self,
-        rate: Option<(Policy, u64, u64)>,
+        rate: Option<(Policy, u64, u64, u32)>,
     ) -> Result<ServerSettings, gst::ErrorMessage> {
         let certificate_files = match (&self.certificate_file, &self.private_key_file) {
             (Some(cert), Some(key)) => Some((cert.into(), key.into())),
@@ -171,7 +171,8 @@ impl Settings {
                 ping_interval: limits.ping_interval,
                 max_latency: (self.max_latency_ms > 0)
                     .then(|| Duration::from_millis(self.max_latency_ms.into())),
-                rate,
+                rate: rate.map(|(policy, min, max, _)| (policy, min, max)),
+                rate_rendition: rate.map_or(0, |r| r.3),
             },
             gray_window: self.gray_window,
             limits,
@@ -254,6 +255,17 @@ struct Refine {
     size_warned: bool,
 }
 
+/// One `rendition_%u` request pad (docs/protocol.md, "Renditions"): another encoding of the
+/// same picture for the viewers whose link carries less; its id is the pad's number.
+struct RenditionPad {
+    pad: gst::Pad,
+    stream: StreamTracker,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+}
+
+/// Rendition pads are `rendition_1` to `rendition_MAX_RENDITIONS` (0 is the sink pad's stream).
+const MAX_RENDITIONS: u32 = 8;
+
 /// The figures of one run, for stats: zeroed at each start.
 #[derive(Default)]
 struct Counters {
@@ -304,6 +316,8 @@ pub struct RfbSink {
     counters: Counters,
     /// The encoder upstream that rate control drives, for this run.
     encoder: Mutex<Option<Encoder>>,
+    /// The rendition pads, by rendition id. Taken before `stream` when both are.
+    renditions: Mutex<std::collections::BTreeMap<u32, RenditionPad>>,
 }
 
 impl RfbSink {
@@ -397,12 +411,26 @@ impl RfbSink {
     /// Rate control for this run: the encoder upstream it drives and its bounds (bits per
     /// second). Without an encoder rfbsink knows, the target goes on the bus only, and needs
     /// `max-bitrate`.
-    fn rate_control(&self, settings: &Settings) -> Option<(Policy, u64, u64)> {
+    /// With renditions it drives the lowest one's encoder (the viewers on the others move down
+    /// the ladder instead); returns that rendition too.
+    fn rate_control(&self, settings: &Settings) -> Option<(Policy, u64, u64, u32)> {
         let policy = match settings.rate_control {
             RateControl::Off => return None,
             RateControl::Slowest => Policy::Slowest,
         };
-        let encoder = Encoder::upstream_of(self.obj().sink_pad());
+        let mut pads = vec![(0, self.obj().sink_pad().clone())];
+        pads.extend(
+            self.renditions
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(id, r)| (*id, r.pad.clone())),
+        );
+        let (rendition, encoder) = pads
+            .iter()
+            .filter_map(|(id, pad)| Encoder::upstream_of(pad).map(|e| (*id, Some(e))))
+            .min_by_key(|(_, e)| e.as_ref().map(|e| e.bitrate()))
+            .unwrap_or((0, None));
         let max = match (settings.max_bitrate_kbps, &encoder) {
             (0, Some(e)) => e.bitrate(),
             (0, None) => {
@@ -422,7 +450,7 @@ impl RfbSink {
                 gst::info!(
                     CAT,
                     imp = self,
-                    "rate control drives {} between {min} and {max} bit/s; keyframes bounded by {bounded:?}",
+                    "rate control drives {} (rendition {rendition}) between {min} and {max} bit/s; keyframes bounded by {bounded:?}",
                     e.name()
                 )
             }
@@ -433,7 +461,7 @@ impl RfbSink {
             ),
         }
         *self.encoder.lock().unwrap() = encoder;
-        Some((policy, min, max))
+        Some((policy, min, max, rendition))
     }
 
     /// Rate control's target changed: the encoder gets it, and the bus says it.
@@ -466,7 +494,26 @@ impl RfbSink {
         }
     }
 
-    fn request_keyframe(&self) {
+    fn request_keyframe(&self, rendition: u32) {
+        if rendition != 0 {
+            let pad = self
+                .renditions
+                .lock()
+                .unwrap()
+                .get(&rendition)
+                .map(|r| r.pad.clone());
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            if !pad.is_some_and(|pad| pad.push_event(event)) {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "upstream of rendition {rendition} did not handle the keyframe request"
+                );
+            }
+            return;
+        }
         // Not `raw`'s lock: the hub calls this from inside render_raw's push.
         if self.raw_active.load(Ordering::Relaxed) {
             // The raw path's keyframes are the element's own: the last picture, whole, made at
@@ -573,6 +620,23 @@ impl RfbSink {
             .iter()
             .map(|c| client_structure(c).to_send_value())
             .collect();
+        let renditions: Vec<glib::SendValue> = stats
+            .renditions
+            .iter()
+            .map(|r| {
+                let config = r.config.as_ref();
+                gst::Structure::builder("rendition")
+                    .field("id", r.id)
+                    .field("codec", config.map(|c| c.codec.codec.name()).unwrap_or(""))
+                    .field("width", config.map(|c| c.codec.width).unwrap_or(0))
+                    .field("height", config.map(|c| c.codec.height).unwrap_or(0))
+                    .field("bitrate", r.bitrate_bps)
+                    .field("frames", r.frames)
+                    .field("viewers", r.viewers)
+                    .build()
+                    .to_send_value()
+            })
+            .collect();
         let config = stats.config.as_ref();
         let (tiles_sent, tiles_total) = {
             let raw = self.raw.lock().unwrap();
@@ -617,6 +681,7 @@ impl RfbSink {
             .field("tiles-total", tiles_total)
             .field("refines", self.refine.lock().unwrap().sent_count)
             .field("client-stats", gst::Array::from_values(clients))
+            .field("renditions", gst::Array::from_values(renditions))
             .build()
     }
 }
@@ -679,6 +744,8 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("overloads", c.overloads)
         .field("bitrate", c.bitrate_bps)
         .field("delivered-bitrate", c.delivered_bps)
+        .field("rendition", c.rendition)
+        .field("rendition-switches", c.rendition_switches)
         .build()
 }
 
@@ -1172,14 +1239,25 @@ impl ElementImpl for RfbSink {
                 .structure(gst::Structure::new_empty("image/jpeg"))
                 .structure(gst::Structure::new_empty("image/png"))
                 .structure(gst::Structure::new_empty("image/webp"))
-                // Raw video: rfbsink encodes it losslessly itself (docs/protocol.md, "Raw frames").
-                .structure(raw.clone())
                 .build();
+            // Raw video: rfbsink encodes it losslessly itself (docs/protocol.md, "Raw frames").
+            let mut sink = caps.clone();
+            sink.make_mut().append_structure(raw.clone());
             vec![
                 gst::PadTemplate::new(
                     "sink",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Always,
+                    &sink,
+                )
+                .unwrap(),
+                // Other encodings of the same picture, for viewers on slower links
+                // (docs/protocol.md, "Renditions"): encoded only, each viewer switches at
+                // keyframes.
+                gst::PadTemplate::new(
+                    "rendition_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
                     &caps,
                 )
                 .unwrap(),
@@ -1200,9 +1278,12 @@ impl ElementImpl for RfbSink {
     fn request_new_pad(
         &self,
         templ: &gst::PadTemplate,
-        _name: Option<&str>,
+        name: Option<&str>,
         _caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
+        if templ.name_template() == "rendition_%u" {
+            return self.request_rendition_pad(templ, name);
+        }
         let mut refine = self.refine.lock().unwrap();
         if refine.pad.is_some() {
             gst::warning!(CAT, imp = self, "rfbsink has one refine pad, it exists");
@@ -1234,6 +1315,24 @@ impl ElementImpl for RfbSink {
     }
 
     fn release_pad(&self, pad: &gst::Pad) {
+        let rendition = {
+            let mut renditions = self.renditions.lock().unwrap();
+            let id = renditions
+                .iter()
+                .find(|(_, r)| &r.pad == pad)
+                .map(|(id, _)| *id);
+            id.inspect(|id| {
+                renditions.remove(id);
+            })
+        };
+        if let Some(id) = rendition {
+            if let Some(hub) = self.hub() {
+                hub.remove_rendition(id);
+            }
+            let _ = pad.set_active(false);
+            let _ = self.obj().remove_pad(pad);
+            return;
+        }
         {
             let mut refine = self.refine.lock().unwrap();
             if refine.pad.as_ref() != Some(pad) {
@@ -1293,9 +1392,9 @@ impl BaseSinkImpl for RfbSink {
             },
             request_keyframe: {
                 let weak = weak.clone();
-                Box::new(move || {
+                Box::new(move |rendition| {
                     if let Some(obj) = weak.upgrade() {
-                        obj.imp().request_keyframe();
+                        obj.imp().request_keyframe(rendition);
                     }
                 })
             },
@@ -1316,7 +1415,7 @@ impl BaseSinkImpl for RfbSink {
                 })
             },
         };
-        let mut server = Server::start(&server_settings, handlers, self.obj().clone().upcast())
+        let server = Server::start(&server_settings, handlers, self.obj().clone().upcast())
             .map_err(|e| {
                 let kind = if e.is_busy() {
                     gst::ResourceError::Busy
@@ -1338,6 +1437,11 @@ impl BaseSinkImpl for RfbSink {
                 kind,
                 ("WebTransport is off, viewers use WebSocket: {e}")
             );
+        }
+        let mut server = server;
+        for (id, rendition) in self.renditions.lock().unwrap().iter_mut() {
+            rendition.stream = StreamTracker::for_rendition(*id);
+            server.hub.add_rendition(*id);
         }
         let (url, view_url, local) = (server.url.clone(), server.view_url.clone(), server.local);
         gst::info!(CAT, imp = self, "serving the viewer at {url}");
@@ -1475,7 +1579,7 @@ impl BaseSinkImpl for RfbSink {
             // A flushing seek: cached and queued frames are of the old position.
             gst::EventView::FlushStop(_) => {
                 if let Some(hub) = self.hub() {
-                    hub.flush();
+                    hub.flush(None);
                 }
             }
             _ => {}
@@ -1498,7 +1602,7 @@ impl RfbSink {
             );
         }
         gst::debug!(CAT, imp = self, "skipping {buffer:?}: {why}");
-        hub.request_keyframe();
+        hub.request_keyframe(0);
     }
 
     /// The buffer's running time in microseconds (the frame's `timestamp_us`).
@@ -1570,7 +1674,7 @@ impl RfbSink {
             key: frame.key,
             refine: false,
         };
-        hub.push(Frame::new(header, config, Bytes::from(frame.payload)));
+        hub.push(0, Frame::new(header, config, Bytes::from(frame.payload)));
         Ok(())
     }
 
@@ -1648,8 +1752,192 @@ impl RfbSink {
         // Before the push: a still made for the previous picture is now stale and never goes
         // out after this frame.
         self.refine_touch(Some(timestamp_us));
-        hub.push(Frame::new(header, config, payload));
+        hub.push(0, Frame::new(header, config, payload));
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// A `rendition_%u` pad: `rendition_N` when asked by name (N from 1 to `MAX_RENDITIONS`),
+    /// else the lowest free number.
+    fn request_rendition_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        name: Option<&str>,
+    ) -> Option<gst::Pad> {
+        let mut renditions = self.renditions.lock().unwrap();
+        let id = match name {
+            Some(name) => match name
+                .strip_prefix("rendition_")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                Some(id) if (1..=MAX_RENDITIONS).contains(&id) => id,
+                _ => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "no pad '{name}': rendition pads are rendition_1 to rendition_{MAX_RENDITIONS}"
+                    );
+                    return None;
+                }
+            },
+            None => match (1..=MAX_RENDITIONS).find(|id| !renditions.contains_key(id)) {
+                Some(id) => id,
+                None => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "rfbsink takes at most {MAX_RENDITIONS} renditions"
+                    );
+                    return None;
+                }
+            },
+        };
+        if renditions.contains_key(&id) {
+            gst::warning!(CAT, imp = self, "rendition_{id} exists");
+            return None;
+        }
+        let pad = gst::Pad::builder_from_template(templ)
+            .name(format!("rendition_{id}"))
+            .chain_function(move |_pad, parent, buffer| {
+                RfbSink::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.rendition_chain(id, buffer),
+                )
+            })
+            .event_function(move |_pad, parent, event| {
+                RfbSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.rendition_event(id, event),
+                )
+            })
+            .build();
+        if self.obj().current_state() > gst::State::Ready {
+            let _ = pad.set_active(true);
+        }
+        renditions.insert(
+            id,
+            RenditionPad {
+                pad: pad.clone(),
+                stream: StreamTracker::for_rendition(id),
+                segment: gst::FormattedSegment::new(),
+            },
+        );
+        drop(renditions);
+        if self.obj().add_pad(&pad).is_err() {
+            self.renditions.lock().unwrap().remove(&id);
+            return None;
+        }
+        if let Some(hub) = self.hub() {
+            hub.add_rendition(id);
+        }
+        Some(pad)
+    }
+
+    /// A frame of rendition `id`: to the viewers on it, and to those waiting for its keyframe to
+    /// move onto it. Frame ids come from the one sequence every rendition shares (a viewer's
+    /// acks stay in order across a switch).
+    fn rendition_chain(
+        &self,
+        id: u32,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(hub) = self.hub() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let running_time = buffer.pts();
+        let mapped = buffer.into_mapped_buffer_readable().map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Read,
+                ("Cannot map buffer readable")
+            );
+            gst::FlowError::Error
+        })?;
+        let payload = Bytes::from_owner(mapped);
+        let (config, key, timestamp_us) = {
+            let mut renditions = self.renditions.lock().unwrap();
+            let Some(r) = renditions.get_mut(&id) else {
+                return Err(gst::FlowError::Flushing);
+            };
+            let key = !delta || r.stream.is_image();
+            let timestamp_us = running_time
+                .and_then(|pts| r.segment.to_running_time(pts))
+                .or_else(|| self.obj().current_running_time())
+                .map_or(0, |t| t.useconds() as i64);
+            match r.stream.config_for(&payload, key) {
+                Ok(Some(config)) => (config, key, timestamp_us),
+                Ok(None) => return Ok(gst::FlowSuccess::Ok),
+                Err(e) => {
+                    drop(renditions);
+                    self.counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
+                    gst::warning!(CAT, imp = self, "rendition {id}: skipping a buffer: {e}");
+                    hub.request_keyframe(id);
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+            }
+        };
+        let frame_id = self.stream.lock().unwrap().next_frame_id();
+        let header = FrameHeader {
+            config_id: config.id,
+            frame_id,
+            timestamp_us,
+            key,
+            refine: false,
+        };
+        hub.push(id, Frame::new(header, config, payload));
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn rendition_event(&self, id: u32, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                let caps = c.caps();
+                let result = caps_info(caps).and_then(|info| {
+                    if info.raw.is_some() {
+                        return Err(StreamError::NotEncoded);
+                    }
+                    if info.width > MAX_DIMENSION || info.height > MAX_DIMENSION {
+                        return Err(StreamError::TooLarge {
+                            width: info.width,
+                            height: info.height,
+                        });
+                    }
+                    let mut renditions = self.renditions.lock().unwrap();
+                    match renditions.get_mut(&id) {
+                        Some(r) => r.stream.set_caps(info),
+                        None => Ok(()),
+                    }
+                });
+                if let Err(e) = result {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("Cannot stream {caps} on rendition_{id}: {e}")
+                    );
+                    return false;
+                }
+                true
+            }
+            gst::EventView::Segment(s) => {
+                if let Some(segment) = s.segment().downcast_ref::<gst::ClockTime>() {
+                    if let Some(r) = self.renditions.lock().unwrap().get_mut(&id) {
+                        r.segment = segment.clone();
+                    }
+                }
+                true
+            }
+            gst::EventView::FlushStop(_) => {
+                if let Some(hub) = self.hub() {
+                    hub.flush(Some(id));
+                }
+                true
+            }
+            // Nothing downstream: stream-start, EOS (the sink pad's says the stream ended) and
+            // the rest end here.
+            _ => true,
+        }
     }
 
     /// A raw picture on the refine pad: kept (a reference, no copy) for the next still.

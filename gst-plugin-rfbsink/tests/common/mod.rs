@@ -272,3 +272,67 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// An acknowledgement of `frame_id`, as the viewer sends it once the frame is decoded.
+pub fn ack(frame_id: u64) -> String {
+    format!(r#"{{"channel":"rfb.stats","kind":"ack","frame_id":{frame_id}}}"#)
+}
+
+/// What a `slow_viewer` got: each frame's header, in order.
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<FrameHeader>>>;
+
+/// A viewer on a link of `rate` bytes per second (0: unlimited): it reads its socket no faster,
+/// and acknowledges every frame it reads, as the browser does once it decoded it. Each frame's
+/// header goes to `seen` when given.
+pub async fn slow_viewer(
+    port: u16,
+    rate: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: Option<Seen>,
+) {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let mut budget_start = Instant::now();
+    let mut bytes = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(1), rx.next()).await
+        else {
+            continue;
+        };
+        let Message::Binary(data) = msg else { continue };
+        let Ok((header, _)) = FrameHeader::decode_binary(&data) else {
+            continue;
+        };
+        if let Some(seen) = &seen {
+            seen.lock().unwrap().push(header);
+        }
+        if tx.send(Message::text(ack(header.frame_id))).await.is_err() {
+            return;
+        }
+        let rate = rate.load(Ordering::SeqCst);
+        if rate == 0 {
+            (budget_start, bytes) = (Instant::now(), 0);
+            continue;
+        }
+        bytes += data.len() as u64;
+        let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(budget_start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Polls `f` until it is true or `within` passed.
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Renditions (docs/protocol.md, "Renditions"): which encoding of the picture each viewer gets.
+//! Pure: the hub feeds it the renditions' rates and each viewer's sample (the same acks rate
+//! control reads, rate.rs), and switches the viewers it names at the next keyframe of their new
+//! rendition.
+//!
+//! The rule, per viewer that acknowledges frames (a WebRTC peer does not: it stays where it is):
+//! - Down, at once (`check`, about every 100 ms): a viewer whose oldest unacknowledged frame is
+//!   older than `rate::QUEUE_LIMIT` (or for which the hub dropped frames since the last tick)
+//!   goes to the best rendition whose rate is at most `FIT` times what its link delivered, or
+//!   the lowest when none fits.
+//! - Up, by trying (`tick`, about every second): after `UP_WAIT_MIN` calm ticks it moves one
+//!   rendition up. A try that queues within `TRY_TICKS` sends it back down and doubles its wait
+//!   (up to `UP_WAIT_MAX`): a viewer whose link carries the lower rendition only tries seldom,
+//!   and a link that frees is found again within seconds. A try that holds resets the wait.
+//!
+//! The renditions' rates are what their streams sent in the last seconds (`RATE_TICKS`), not what
+//! the encoders were told: a still picture costs less than its bitrate.
+
+use std::collections::HashMap;
+
+use crate::rate::{Sample, QUEUE_LIMIT};
+
+/// A rendition fits a link when its rate is at most this much of what the link delivered.
+const FIT: f64 = 0.85;
+/// Calm ticks before the first try upward, and after a try that held.
+const UP_WAIT_MIN: u32 = 3;
+/// The longest wait between two tries upward.
+const UP_WAIT_MAX: u32 = 12;
+/// A try upward that has not queued for this many ticks held.
+const TRY_TICKS: u32 = 3;
+
+/// One rendition as the ladder sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rung {
+    pub id: u32,
+    /// What its stream sent lately, in bits per second.
+    pub bps: u64,
+}
+
+/// One viewer: its rate sample, and where it is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seat {
+    pub sample: Sample,
+    /// The rendition it gets now.
+    pub rendition: u32,
+    /// The rendition it moves to at that rendition's next keyframe.
+    pub moving_to: Option<u32>,
+    /// The viewer chose its rendition (`rfb.control` `rendition`): the ladder leaves it there.
+    pub pinned: bool,
+}
+
+/// A viewer to move: to `rendition`, at its next keyframe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Move {
+    pub client_id: u64,
+    pub rendition: u32,
+}
+
+#[derive(Debug)]
+struct Climber {
+    /// Ticks without congestion in a row.
+    calm: u32,
+    /// Calm ticks it waits before trying upward.
+    up_wait: u32,
+    /// Ticks since it moved up (while the try is on).
+    trying: Option<u32>,
+    /// Its drop total at the last tick.
+    dropped: u64,
+}
+
+impl Climber {
+    fn new(dropped: u64) -> Climber {
+        Climber {
+            calm: 0,
+            up_wait: UP_WAIT_MIN,
+            trying: None,
+            dropped,
+        }
+    }
+
+    /// It queued: a try upward failed, and it waits twice as long for the next.
+    fn congested(&mut self) {
+        self.calm = 0;
+        if self.trying.take().is_some() {
+            self.up_wait = (self.up_wait * 2).min(UP_WAIT_MAX);
+        }
+    }
+}
+
+/// What the ladder remembers of each viewer.
+#[derive(Debug, Default)]
+pub(crate) struct Ladder {
+    climbers: HashMap<u64, Climber>,
+}
+
+/// `rungs` from the lowest rate to the highest, and the position of `id` in it.
+fn ordered(rungs: &[Rung]) -> Vec<Rung> {
+    let mut rungs = rungs.to_vec();
+    rungs.sort_by_key(|r| (r.bps, r.id));
+    rungs
+}
+
+/// The best rendition below `from` for a link that delivered `delivered_bps`; the lowest when
+/// none fits.
+fn below(rungs: &[Rung], from: usize, delivered_bps: u64) -> Option<u32> {
+    let fit = (delivered_bps as f64 * FIT) as u64;
+    rungs[..from]
+        .iter()
+        .rev()
+        .find(|r| r.bps <= fit)
+        .or_else(|| rungs[..from].first())
+        .map(|r| r.id)
+}
+
+impl Ladder {
+    /// Between ticks: viewers whose queue passed `QUEUE_LIMIT` move down.
+    pub fn check(&mut self, rungs: &[Rung], seats: &[Seat]) -> Vec<Move> {
+        self.down(rungs, seats, false)
+    }
+
+    /// One tick with every viewer: down for those congested (or skipping), one up for those
+    /// calm long enough.
+    pub fn tick(&mut self, rungs: &[Rung], seats: &[Seat]) -> Vec<Move> {
+        let mut moves = self.down(rungs, seats, true);
+        let rungs = ordered(rungs);
+        let mut seen = HashMap::with_capacity(seats.len());
+        for seat in seats.iter().filter(|s| s.sample.acks) {
+            let id = seat.sample.client_id;
+            let mut climber = self
+                .climbers
+                .remove(&id)
+                .unwrap_or_else(|| Climber::new(seat.sample.dropped));
+            let skipped = seat.sample.dropped > climber.dropped;
+            climber.dropped = seat.sample.dropped;
+            if !skipped && seat.sample.queued <= QUEUE_LIMIT {
+                climber.calm += 1;
+                if let Some(t) = &mut climber.trying {
+                    *t += 1;
+                    if *t >= TRY_TICKS {
+                        climber.trying = None;
+                        climber.up_wait = UP_WAIT_MIN;
+                    }
+                }
+                let at = rungs.iter().position(|r| r.id == seat.rendition);
+                let up = at.and_then(|i| rungs.get(i + 1));
+                if let Some(up) = up.filter(|_| {
+                    !seat.pinned && seat.moving_to.is_none() && climber.calm >= climber.up_wait
+                }) {
+                    climber.calm = 0;
+                    climber.trying = Some(0);
+                    moves.push(Move {
+                        client_id: id,
+                        rendition: up.id,
+                    });
+                }
+            }
+            seen.insert(id, climber);
+        }
+        // Viewers that left are forgotten.
+        self.climbers = seen;
+        moves
+    }
+
+    fn down(&mut self, rungs: &[Rung], seats: &[Seat], tick: bool) -> Vec<Move> {
+        let rungs = ordered(rungs);
+        let mut moves = Vec::new();
+        for seat in seats.iter().filter(|s| s.sample.acks) {
+            let s = &seat.sample;
+            let climber = self
+                .climbers
+                .entry(s.client_id)
+                .or_insert_with(|| Climber::new(s.dropped));
+            let skipped = tick && s.dropped > climber.dropped;
+            if s.queued <= QUEUE_LIMIT && !skipped {
+                continue;
+            }
+            climber.congested();
+            if seat.pinned {
+                continue;
+            }
+            // Below where it is, or where it is going.
+            let from = seat.moving_to.unwrap_or(seat.rendition);
+            let Some(at) = rungs.iter().position(|r| r.id == from) else {
+                continue;
+            };
+            if let Some(rendition) = below(&rungs, at, s.delivered_bps) {
+                moves.push(Move {
+                    client_id: s.client_id,
+                    rendition,
+                });
+            }
+        }
+        moves
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const LADDER: [Rung; 3] = [
+        Rung {
+            id: 0,
+            bps: 4_000_000,
+        },
+        Rung {
+            id: 1,
+            bps: 600_000,
+        },
+        Rung {
+            id: 2,
+            bps: 1_500_000,
+        },
+    ];
+
+    fn seat(id: u64, rendition: u32, delivered_kbps: u64, queued_ms: u64) -> Seat {
+        Seat {
+            sample: Sample {
+                client_id: id,
+                acks: true,
+                delivered_bps: delivered_kbps * 1000,
+                queued: Duration::from_millis(queued_ms),
+                dropped: 0,
+            },
+            rendition,
+            moving_to: None,
+            pinned: false,
+        }
+    }
+
+    fn to(client_id: u64, rendition: u32) -> Move {
+        Move {
+            client_id,
+            rendition,
+        }
+    }
+
+    #[test]
+    fn a_queueing_viewer_goes_to_the_best_rendition_its_link_carries() {
+        let mut l = Ladder::default();
+        assert_eq!(l.check(&LADDER, &[seat(1, 0, 3000, 20)]), vec![]);
+        // 2 Mbit/s delivered: 1.5 Mbit/s fits (0.85 x 2 = 1.7).
+        assert_eq!(l.check(&LADDER, &[seat(1, 0, 2000, 300)]), vec![to(1, 2)]);
+        // 700 kbit/s: only 600 kbit/s fits.
+        assert_eq!(l.check(&LADDER, &[seat(2, 0, 700, 300)]), vec![to(2, 1)]);
+        // Nothing fits: the lowest.
+        assert_eq!(l.check(&LADDER, &[seat(3, 2, 100, 300)]), vec![to(3, 1)]);
+        // At the bottom: nowhere to go (rate control's part, rate.rs).
+        assert_eq!(l.check(&LADDER, &[seat(4, 1, 100, 300)]), vec![]);
+    }
+
+    #[test]
+    fn viewers_that_do_not_ack_or_chose_their_rendition_stay() {
+        let mut l = Ladder::default();
+        let mut webrtc = seat(1, 0, 0, 900);
+        webrtc.sample.acks = false;
+        let mut pinned = seat(2, 0, 500, 900);
+        pinned.pinned = true;
+        assert_eq!(l.check(&LADDER, &[webrtc, pinned]), vec![]);
+        pinned.rendition = 1;
+        pinned.sample.queued = Duration::from_millis(10);
+        for _ in 0..10 {
+            assert_eq!(l.tick(&LADDER, &[webrtc, pinned]), vec![]);
+        }
+    }
+
+    #[test]
+    fn skipping_moves_down_at_the_tick() {
+        let mut l = Ladder::default();
+        assert_eq!(l.tick(&LADDER, &[seat(1, 0, 3000, 20)]), vec![]);
+        let mut skipped = seat(1, 0, 700, 20);
+        skipped.sample.dropped = 5;
+        assert_eq!(l.tick(&LADDER, &[skipped]), vec![to(1, 1)]);
+    }
+
+    #[test]
+    fn calm_viewers_try_one_up_and_wait_longer_after_each_failed_try() {
+        let mut l = Ladder::default();
+        let mut ticks_to_try = Vec::new();
+        for _ in 0..4 {
+            let mut n = 0;
+            loop {
+                n += 1;
+                let moves = l.tick(&LADDER, &[seat(1, 1, 700, 10)]);
+                if !moves.is_empty() {
+                    assert_eq!(moves, vec![to(1, 2)], "one rendition up");
+                    break;
+                }
+                assert!(n < 100);
+            }
+            ticks_to_try.push(n);
+            // The try queues: back down, and a longer wait.
+            assert_eq!(l.check(&LADDER, &[seat(1, 2, 700, 400)]), vec![to(1, 1)]);
+        }
+        assert_eq!(ticks_to_try, vec![3, 6, 12, 12], "at most UP_WAIT_MAX");
+    }
+
+    #[test]
+    fn a_try_that_holds_keeps_climbing_at_the_shortest_wait() {
+        let mut l = Ladder::default();
+        let mut at = 1;
+        let mut path = Vec::new();
+        for _ in 0..20 {
+            for m in l.tick(&LADDER, &[seat(1, at, 5000, 10)]) {
+                at = m.rendition;
+                path.push(at);
+            }
+        }
+        assert_eq!(path, vec![2, 0], "600k -> 1.5M -> 4M");
+        assert_eq!(
+            l.tick(&LADDER, &[seat(1, 0, 5000, 10)]),
+            vec![],
+            "at the top"
+        );
+    }
+
+    #[test]
+    fn a_viewer_on_its_way_moves_from_where_it_is_going() {
+        let mut l = Ladder::default();
+        let mut s = seat(1, 0, 700, 400);
+        s.moving_to = Some(2);
+        assert_eq!(l.check(&LADDER, &[s]), vec![to(1, 1)]);
+        // Not up while a move is pending.
+        let mut calm = seat(1, 1, 5000, 10);
+        calm.moving_to = Some(1);
+        for _ in 0..10 {
+            assert_eq!(l.tick(&LADDER, &[calm]), vec![]);
+        }
+    }
+}
