@@ -16,11 +16,12 @@ import { RawStream, Refine } from './lossless.js';
 /**
  * Main thread -> worker.
  * `init` without a canvas: a WebRtcHost (webrtc.js), whose picture is a <video>.
- * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt'}
- *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope}
+ * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null}
+ *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope, rendition?: number | null}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
  *   | {type: 'send', id: number, channel: string, message: object, ordered?: boolean}
+ *   | {type: 'rendition', id: number, rendition: number | null}
  *   | {type: 'raw', id: number}
  *   | {type: 'probe', id: number, x: number, y: number}
  *   | {type: 'window', id: number, window: {low: number, high: number} | 'auto' | null}
@@ -73,6 +74,9 @@ import { RawStream, Refine } from './lossless.js';
  * @property {import('./stats.js').LatencySample[]} latencyHistory the server's render() -> decoded
  *   p50/p95 over the last LATENCY_HISTORY_MS, oldest first
  * @property {WindowState | null} window the gray16 window in use (raw gray16 streams only)
+ * @property {{current: number, chosen: number | null, renditions: import('./protocol.js').Rendition[]} | null} renditions
+ *   the stream's renditions when the server has several: the one shown (`current`), the one
+ *   this viewer chose (null: the server chooses by its link)
  */
 
 /** @typedef {import('./lossless.js').WindowState} WindowState */
@@ -446,7 +450,7 @@ function start(message) {
     status: (state, text) => post({ type: 'status', state, text }),
     notice: (text) => post({ type: 'notice', text }),
     app: (m) => post({ type: 'app', message: m }),
-  }, { envelope: message.envelope });
+  }, { envelope: message.envelope, rendition: message.rendition ?? null });
   media.session = s;
   pictures = media;
   session = s;
@@ -482,6 +486,12 @@ scope.onmessage = (/** @type {MessageEvent} */ event) => {
         p.raw.setWindow(message.window === 'auto' ? null : { low: message.window.low, high: message.window.high, source: 'user' });
       }
       reply(message.id, { ...p.raw.window });
+      break;
+    case 'rendition':
+      s.chooseRendition(message.rendition).then(
+        () => reply(message.id, undefined),
+        (e) => post({ type: 'reply', id: message.id, ok: false, error: errorMessage(e) }),
+      );
       break;
     case 'send':
       s.send(message.channel, message.message, message.ordered).then(

@@ -43,7 +43,10 @@ const transportParam = params.get('transport') ?? '';
 const transport = transportParam === 'ws' || transportParam === 'wt' || transportParam === 'webrtc'
   ? transportParam
   : (params.get('envelope') === 'json' ? 'ws' : 'auto');
+// ?rendition=N: this rendition, whatever the link (docs/protocol.md, "Renditions").
+const renditionParam = params.get('rendition');
+const rendition = renditionParam !== null && /^\d{1,9}$/.test(renditionParam) ? Number(renditionParam) : null;
 // Tests and pages that embed this one reach the viewer as window.rfbViewer.
 /** @type {any} */ (window).rfbViewer = mountViewer(
   /** @type {HTMLElement} */ (document.getElementById('viewer')),
-  { url: streamUrl(), envelope, overlay, input, transport });
+  { url: streamUrl(), envelope, overlay, input, transport, rendition });

@@ -26,6 +26,7 @@ export function formatStats(s, probe = null) {
     `${s.transport}/${s.envelope}  client ${s.clientId ?? '-'}${s.connected ? '' : '  (disconnected)'}`,
     `dropped ${s.framesDropped}  errors ${s.decodeErrors}  key req ${s.keyframeRequests}`,
     ...(s.server ? formatServerStats(s.server) : []),
+    ...(s.renditions && s.renditions.renditions.length > 1 ? [formatRenditions(s.renditions)] : []),
     ...(s.window ? [`window ${s.window.low}..${s.window.high} (${s.window.source})  Alt+drag, Alt+A auto`] : []),
     ...(probe ? [`(${probe.x}, ${probe.y}) = ${probe.value.join(', ')}`] : []),
   ];
@@ -47,6 +48,16 @@ export function formatServerStats(server) {
     `server: delivered ${server.delivered_bps === null ? '-' : formatBitrate(server.delivered_bps)}`
       + `  encoder target ${server.target_bps === null ? '- (rate control off)' : formatBitrate(server.target_bps)}`,
   ];
+}
+
+/**
+ * The renditions line: each one's size and rate, `*` on the one shown. Pure.
+ * @param {{current: number, chosen: number | null, renditions: import('./protocol.js').Rendition[]}} r
+ */
+export function formatRenditions(r) {
+  const each = r.renditions.map((x) => `${x.id === r.current ? '*' : ''}${x.id} `
+    + `${x.width ?? '?'}x${x.height ?? '?'} ${x.bitrateBps === null ? '-' : formatBitrate(x.bitrateBps)}`);
+  return `renditions: ${each.join('  ')}  (${r.chosen === null ? 'by link' : `chose ${r.chosen}`})`;
 }
 
 /**

@@ -344,6 +344,51 @@ export function keyframeRequest(reason) {
 }
 
 /**
+ * The viewer chooses its rendition (docs/protocol.md, "Renditions"); null gives the choice back
+ * to the server.
+ * @param {number | null} id
+ */
+export function renditionChoice(id) {
+  return { channel: CONTROL_CHANNEL, kind: 'rendition', id };
+}
+
+/**
+ * One rendition of the stream, as the server announces it.
+ * @typedef {object} Rendition
+ * @property {number} id 0: the sink pad's stream
+ * @property {string | null} codec null until its first keyframe
+ * @property {number | null} width
+ * @property {number | null} height
+ * @property {number | null} bitrateBps what its stream sent lately
+ */
+
+/**
+ * The renditions a viewer may get and the one it gets (a `renditions` control message), or null
+ * when the message is not usable.
+ * @param {{[field: string]: any}} message
+ * @returns {{current: number, renditions: Rendition[]} | null}
+ */
+export function parseRenditions(message) {
+  const uint = (/** @type {any} */ v) => (Number.isInteger(v) && v >= 0 ? v : null);
+  const current = uint(message?.current);
+  if (current === null || !Array.isArray(message.renditions) || message.renditions.length > 64) return null;
+  /** @type {Rendition[]} */
+  const renditions = [];
+  for (const r of message.renditions) {
+    const id = uint(r?.id);
+    if (id === null) return null;
+    renditions.push({
+      id,
+      codec: typeof r.codec === 'string' ? r.codec : null,
+      width: uint(r.width),
+      height: uint(r.height),
+      bitrateBps: uint(r.bitrate_bps),
+    });
+  }
+  return { current, renditions };
+}
+
+/**
  * The acknowledgement of a painted frame (docs/protocol.md, "Control messages"): every field the server reads.
  * @param {number} frameId the decoded frame
  * @param {number} decodeQueueSize frames waiting in the decoder

@@ -27,6 +27,9 @@ import { WebRtcHost } from './webrtc.js';
  * @property {boolean} [input] send pointer, wheel, keyboard, touch and the view's size to the
  *   server (input.js); default true
  * @property {boolean} [viewOnly] capture no input (wins over `input`)
+ * @property {number | null} [rendition] the rendition to show when the server has several
+ *   (docs/protocol.md, "Renditions"); default null: the server moves the viewer to what its link
+ *   carries
  * @property {(message: import('./protocol.js').Message) => void} [onMessage] same as calling
  *   onMessage() at once, but sees the messages that come right after connecting too
  */
@@ -162,9 +165,9 @@ export class RfbViewer {
       };
       const offscreen = this.canvas.transferControlToOffscreen();
       const transport = /** @type {'auto' | 'ws' | 'wt'} */ (options.transport ?? 'auto');
-      this.post({ type: 'init', canvas: offscreen, url, envelope, transport }, [offscreen]);
+      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null }, [offscreen]);
     } else {
-      this.post({ type: 'init', url, envelope });
+      this.post({ type: 'init', url, envelope, rendition: options.rendition ?? null });
     }
 
     /** @type {ReturnType<typeof setInterval> | null} */
@@ -237,7 +240,8 @@ export class RfbViewer {
 
   /**
    * @param {{type: 'stats'} | {type: 'sample', points: [number, number][]} | {type: 'send', channel: string, message: object, ordered?: boolean}
-   *   | {type: 'raw'} | {type: 'probe', x: number, y: number} | {type: 'window', window: {low: number, high: number} | 'auto' | null}} message
+   *   | {type: 'raw'} | {type: 'probe', x: number, y: number} | {type: 'window', window: {low: number, high: number} | 'auto' | null}
+   *   | {type: 'rendition', rendition: number | null}} message
    * @returns {Promise<any>}
    */
   request(message) {
@@ -396,6 +400,19 @@ export class RfbViewer {
   /** @returns {Promise<import('./decode-worker.js').WindowState>} */
   getWindow() {
     return this.request({ type: 'window', window: null });
+  }
+
+  /**
+   * Chooses the rendition this viewer shows (its id, from `stats().renditions`), from its next
+   * keyframe on; null gives the choice back to the server, which follows the viewer's link.
+   * @param {number | null} id
+   * @returns {Promise<void>}
+   */
+  setRendition(id) {
+    if (id !== null && !(Number.isInteger(id) && id >= 0 && id <= 0xffffffff)) {
+      return Promise.reject(new TypeError('setRendition: id must be a rendition id or null'));
+    }
+    return this.request({ type: 'rendition', rendition: id });
   }
 
   /**

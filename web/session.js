@@ -5,7 +5,7 @@
 // over WebSocket and WebTransport, a <video> over WebRTC. No DOM: runs in the worker and on the
 // page.
 
-import { CONTROL_CHANNEL, ENVELOPES, keyframeRequest, MAIN_CHANNEL, STATS_CHANNEL } from './protocol.js';
+import { CONTROL_CHANNEL, ENVELOPES, keyframeRequest, MAIN_CHANNEL, parseRenditions, renditionChoice, STATS_CHANNEL } from './protocol.js';
 import { reconnectingText, WAITING_TEXT } from './explain.js';
 import { History, parseServerStats } from './stats.js';
 
@@ -41,7 +41,9 @@ export class Session {
    * @param {import('./transport.js').Transport} transport
    * @param {Media} media
    * @param {SessionOutput} output
-   * @param {{envelope?: import('./protocol.js').Envelope}} [options]
+   * @param {{envelope?: import('./protocol.js').Envelope, rendition?: number | null}} [options]
+   *   `rendition`: the one this viewer chooses (sent on every connection), null: the server's
+   *   choice
    */
   constructor(transport, media, output, options = {}) {
     this.transport = transport;
@@ -64,6 +66,10 @@ export class Session {
     this.latencyHistory = new History(LATENCY_HISTORY_MS, 128);
     /** @type {ReturnType<typeof setInterval> | null} */
     this.countdown = null;
+    /** @type {number | null} */
+    this.chosenRendition = options.rendition ?? null;
+    /** The server's last `renditions` message. @type {{current: number, renditions: import('./protocol.js').Rendition[]} | null} */
+    this.renditions = null;
   }
 
   start() {
@@ -99,6 +105,16 @@ export class Session {
    */
   send(channel, message, ordered = false) {
     return this.transport.openChannel(channel).send(message, { ordered });
+  }
+
+  /**
+   * Chooses this viewer's rendition (null: the server's choice, by its link); kept for the next
+   * connections too.
+   * @param {number | null} id
+   */
+  chooseRendition(id) {
+    this.chosenRendition = id;
+    return this.send(CONTROL_CHANNEL, renditionChoice(id), true);
   }
 
   /** @param {string} reason why the picture needs a keyframe (docs/protocol.md) */
@@ -146,6 +162,13 @@ export class Session {
         if (typeof message.client_id === 'number') this.clientId = message.client_id;
         if (ENVELOPES.includes(message.envelope)) this.envelope = message.envelope;
         if (this.status !== 'playing') this.setStatus('waiting', WAITING_TEXT);
+        this.renditions = null;
+        if (this.chosenRendition !== null) {
+          this.send(CONTROL_CHANNEL, renditionChoice(this.chosenRendition), true).catch(() => {});
+        }
+        break;
+      case 'renditions':
+        this.renditions = parseRenditions(message);
         break;
       case 'config':
         this.media.configure(message);
@@ -217,6 +240,7 @@ export class Session {
       status: this.status,
       server,
       latencyHistory: this.latencyHistory.entries(now).map(({ ageMs, value }) => ({ ageMs, ...value })),
+      renditions: this.renditions && { ...this.renditions, chosen: this.chosenRendition },
     };
   }
 }

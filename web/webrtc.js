@@ -297,7 +297,7 @@ export class WebRtcHost {
   /** @param {import('./decode-worker.js').ToWorker} message */
   postMessage(message) {
     if (message.type === 'init') {
-      this.start(message.url);
+      this.start(message.url, message.rendition ?? null);
       return;
     }
     if (message.type === 'close') {
@@ -314,8 +314,11 @@ export class WebRtcHost {
 
   terminate() {}
 
-  /** @param {string} url */
-  start(url) {
+  /**
+   * @param {string} url
+   * @param {number | null} rendition the one chosen (ViewerOptions.rendition)
+   */
+  start(url, rendition) {
     const video = this.video;
     const transport = new WebRtcTransport(url, {
       onTrack: (stream) => {
@@ -327,7 +330,7 @@ export class WebRtcHost {
       status: (state, text) => this.emit({ type: 'status', state: state === 'waiting' && video.videoWidth ? 'playing' : state, text }),
       notice: (text) => this.emit({ type: 'notice', text }),
       app: (message) => this.emit({ type: 'app', message }),
-    });
+    }, { rendition });
     video.addEventListener('resize', () => {
       this.emit({ type: 'resize', width: video.videoWidth, height: video.videoHeight });
       if (video.videoWidth) session.setStatus('playing', '');
@@ -348,6 +351,8 @@ export class WebRtcHost {
         return this.stats();
       case 'send':
         return session.send(message.channel, message.message, message.ordered);
+      case 'rendition':
+        return session.chooseRendition(message.rendition);
       case 'sample':
         return this.sample(message.points);
       // The lossless reads and the gray16 window have nothing to work on.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { formatBytes, formatMs, formatServerStats, formatStats } from '../overlay.js';
+import { formatBytes, formatMs, formatRenditions, formatServerStats, formatStats } from '../overlay.js';
 
 /** @returns {import('../decode-worker.js').ViewerStats} */
 function viewerStats(overrides = {}) {
@@ -10,7 +10,7 @@ function viewerStats(overrides = {}) {
     codecString: 'avc1.42C01E', width: 320, height: 240, framesReceived: 100, framesDecoded: 99,
     framesDropped: 1, decodeErrors: 0, protocolErrors: 0, keyframeRequests: 0, fps: 15, bitrateBps: 250_000,
     decodeLatencyMs: 2.5, lastFrameId: 98, reconnects: 0, refines: 0, exact: false, status: 'playing', server: null,
-    latencyHistory: [], window: null, paintPath: null,
+    latencyHistory: [], window: null, paintPath: null, renditions: null,
     ...overrides,
   };
 }
@@ -67,4 +67,20 @@ test('refine stills: how many, and whether the picture shown is the exact one', 
 
 test('the paint path in use is shown', () => {
   assert.equal(formatStats(viewerStats({ paintPath: '2d drawImage VideoFrame' }))[2], 'decode 2.5 ms  frame 98  paint: 2d drawImage VideoFrame');
+});
+
+test('renditions: a line when there are several, the one shown starred, and who chose it', () => {
+  const renditions = {
+    current: 1,
+    chosen: null,
+    renditions: [
+      { id: 0, codec: 'h264', width: 1280, height: 720, bitrateBps: 1_500_000 },
+      { id: 1, codec: 'h264', width: 640, height: 360, bitrateBps: 600_000 },
+    ],
+  };
+  assert.equal(formatRenditions(renditions), 'renditions: 0 1280x720 1.50 Mbit/s  *1 640x360 600 kbit/s  (by link)');
+  assert.match(formatRenditions({ ...renditions, chosen: 1 }), /\(chose 1\)$/);
+  assert.ok(formatStats(viewerStats({ renditions })).some((l) => l.startsWith('renditions: ')));
+  const one = { ...renditions, renditions: renditions.renditions.slice(0, 1), current: 0 };
+  assert.ok(!formatStats(viewerStats({ renditions: one })).some((l) => l.startsWith('renditions')));
 });

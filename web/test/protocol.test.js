@@ -9,6 +9,8 @@ import {
   MessageDecoder,
   parseBinaryFrame,
   parseConfig,
+  parseRenditions,
+  renditionChoice,
   parseTextMessage,
   ProtocolError,
   withEnvelope,
@@ -300,4 +302,25 @@ test('withEnvelope adds ?envelope= unless the URL names one', () => {
   assert.deepEqual(withEnvelope('ws://h/ws?envelope=json', 'binary'), { url: 'ws://h/ws?envelope=json', envelope: 'json' });
   assert.deepEqual(withEnvelope('wss://h/ws?a=1', 'json'), { url: 'wss://h/ws?a=1&envelope=json', envelope: 'json' });
   assert.throws(() => withEnvelope('ws://h/ws?envelope=xml'), /unknown envelope "xml"/);
+});
+
+test('renditions: the announcement parses; what is not an id or a size is refused or null', () => {
+  assert.deepEqual(
+    parseRenditions({
+      kind: 'renditions', current: 2,
+      renditions: [{ id: 0, codec: 'vp8', width: 1280, height: 720, bitrate_bps: 900 }, { id: 2, codec: 7, width: -1, bitrate_bps: null }],
+    }),
+    {
+      current: 2,
+      renditions: [
+        { id: 0, codec: 'vp8', width: 1280, height: 720, bitrateBps: 900 },
+        { id: 2, codec: null, width: null, height: null, bitrateBps: null },
+      ],
+    },
+  );
+  assert.equal(parseRenditions({ current: -1, renditions: [] }), null);
+  assert.equal(parseRenditions({ current: 0, renditions: [{ id: 'a' }] }), null);
+  assert.equal(parseRenditions({ current: 0 }), null);
+  assert.deepEqual(renditionChoice(3), { channel: 'rfb.control', kind: 'rendition', id: 3 });
+  assert.deepEqual(renditionChoice(null), { channel: 'rfb.control', kind: 'rendition', id: null });
 });

@@ -148,3 +148,39 @@ test('playing is said once, not with every picture', () => {
   session.setStatus('playing', '');
   assert.equal(out.status.filter(([s]) => s === 'playing').length, 1);
 });
+
+test('renditions: the announcement is kept for stats; a chosen rendition is sent on every hello and on choosing', async () => {
+  const { transport, session } = setUp();
+  transport.emit({ type: 'open' });
+  const control = (m) => transport.router.route({ channel: 'rfb.control', ...m });
+  control({ kind: 'hello', client_id: 1, envelope: 'binary' });
+  control({
+    kind: 'renditions',
+    current: 0,
+    renditions: [
+      { id: 0, codec: 'h264', width: 1280, height: 720, bitrate_bps: 1500000 },
+      { id: 1, codec: null, width: null, height: null, bitrate_bps: 0 },
+    ],
+  });
+  assert.deepEqual(session.stats().renditions, {
+    current: 0,
+    chosen: null,
+    renditions: [
+      { id: 0, codec: 'h264', width: 1280, height: 720, bitrateBps: 1500000 },
+      { id: 1, codec: null, width: null, height: null, bitrateBps: 0 },
+    ],
+  });
+  assert.deepEqual(transport.sent, [], 'nothing chosen: nothing sent');
+  await session.chooseRendition(1);
+  control({ kind: 'hello', client_id: 2, envelope: 'binary' });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(session.stats().renditions, null, 'a new connection forgets the old announcement');
+  assert.deepEqual(transport.sent, [
+    { channel: 'rfb.control', kind: 'rendition', id: 1 },
+    { channel: 'rfb.control', kind: 'rendition', id: 1 },
+  ]);
+  await session.chooseRendition(null);
+  assert.deepEqual(transport.sent.at(-1), { channel: 'rfb.control', kind: 'rendition', id: null });
+  control({ kind: 'renditions', current: 'x', renditions: [] });
+  assert.equal(session.stats().renditions, null, 'a broken announcement is not kept');
+});
