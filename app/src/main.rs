@@ -108,6 +108,10 @@ struct ServeArgs {
     /// viewer's link, at most --bitrate)
     #[arg(long, value_enum, default_value = "off")]
     rate_control: RateControl,
+    /// Extra renditions for viewers on slower links, WxH@KBPS[,WxH@KBPS...] (e.g.
+    /// 640x360@600): each viewer gets the best one its link carries
+    #[arg(long, value_delimiter = ',', value_parser = parse_rung, value_name = "WxH@KBPS")]
+    ladder: Vec<pipeline::Rung>,
     /// Print the pipeline and exit
     #[arg(long)]
     dry_run: bool,
@@ -133,6 +137,10 @@ struct DemoArgs {
 }
 
 fn parse_source(s: &str) -> Result<Source, String> {
+    s.parse().map_err(|e: pipeline::Error| e.to_string())
+}
+
+fn parse_rung(s: &str) -> Result<pipeline::Rung, String> {
     s.parse().map_err(|e: pipeline::Error| e.to_string())
 }
 
@@ -211,6 +219,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         view_only: args.view_only,
         rate_control: args.rate_control == RateControl::Slowest,
         interactive: pipeline::Interactive::Off,
+        ladder: args.ladder,
     };
     run_built(&opts, args.dry_run, None)
 }

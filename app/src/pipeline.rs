@@ -152,6 +152,40 @@ impl Size {
     }
 }
 
+/// One extra rendition (`--ladder`): the picture scaled to `size`, encoded at `kbps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rung {
+    pub size: Size,
+    pub kbps: u32,
+}
+
+/// At most this many rungs: rfbsink's rendition pads are rendition_1 to rendition_8.
+pub const MAX_RUNGS: usize = 8;
+
+impl FromStr for Rung {
+    type Err = Error;
+
+    /// `WIDTHxHEIGHT@KBPS`, e.g. `640x360@600`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let (size, kbps) = s.split_once('@').ok_or_else(|| {
+            Error::new(format!(
+                "rendition {s:?}: expected WIDTHxHEIGHT@KBPS, e.g. 640x360@600"
+            ))
+        })?;
+        let size: Size = size.parse()?;
+        let kbps = kbps
+            .parse::<u32>()
+            .ok()
+            .filter(|k| (1..=1_000_000).contains(k))
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "rendition {s:?}: the bitrate must be 1 to 1000000 (kbit/s)"
+                ))
+            })?;
+        Ok(Rung { size, kbps })
+    }
+}
+
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}x{}", self.width, self.height)
@@ -188,6 +222,8 @@ pub struct ServeOptions {
     /// rfbsink's `rate-control=slowest`: the encoder's bitrate follows the slowest viewer.
     pub rate_control: bool,
     pub interactive: Interactive,
+    /// Extra renditions for viewers on slower links (rfbsink's `rendition_N` pads).
+    pub ladder: Vec<Rung>,
 }
 
 impl Default for ServeOptions {
@@ -206,6 +242,7 @@ impl Default for ServeOptions {
             view_only: false,
             rate_control: false,
             interactive: Interactive::Off,
+            ladder: Vec::new(),
         }
     }
 }
@@ -271,6 +308,26 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
             "--rate-control slowest sets a bitrate: use it with --codec h264, vp8, vp9 or av1, not {}",
             format!("{:?}", opts.codec).to_lowercase()
         )));
+    }
+    if !opts.ladder.is_empty()
+        && !matches!(
+            opts.codec,
+            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1
+        )
+    {
+        return Err(Error::new(format!(
+            "--ladder adds encodings at lower bitrates: use it with --codec h264, vp8, vp9 or av1, not {}",
+            format!("{:?}", opts.codec).to_lowercase()
+        )));
+    }
+    if opts.ladder.len() > MAX_RUNGS {
+        return Err(Error::new(format!(
+            "--ladder has {} renditions: at most {MAX_RUNGS}",
+            opts.ladder.len()
+        )));
+    }
+    for rung in &opts.ladder {
+        rung.size.check()?;
     }
     if opts.bitrate_kbps == 0 || opts.bitrate_kbps > 1_000_000 {
         return Err(Error::new(format!(
@@ -362,8 +419,18 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
         }
         None => parts.push(format!("video/x-raw,format={format}")),
     }
+    let ladder = !opts.ladder.is_empty();
+    if ladder {
+        // One converted picture for every encoder; each branch has its own thread, and a slow
+        // encoder drops its own frames, not the others'.
+        parts.push("tee name=t".to_owned());
+        parts.push(format!("t. ! {LEAKY_QUEUE}"));
+    }
     parts.extend(encoder_parts(opts));
     let mut sink = format!("rfbsink port={}", opts.port);
+    if ladder {
+        sink = format!("rfbsink name=sink port={}", opts.port);
+    }
     if let Some(address) = &opts.address {
         sink.push_str(&format!(" address={}", quote_if_needed(address)));
     }
@@ -374,7 +441,28 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
         sink.push_str(" rate-control=slowest");
     }
     parts.push(sink);
-    Ok(parts.join(" ! "))
+    let mut line = parts
+        .join(" ! ")
+        .replace("tee name=t ! t. !", "tee name=t t. !");
+    for (i, rung) in opts.ladder.iter().enumerate() {
+        let mut branch = vec![
+            format!("t. ! {LEAKY_QUEUE}"),
+            "videoscale".to_owned(),
+            format!(
+                "video/x-raw,width={},height={},pixel-aspect-ratio=1/1",
+                rung.size.width, rung.size.height
+            ),
+        ];
+        branch.extend(encoder_parts(&ServeOptions {
+            bitrate_kbps: rung.kbps,
+            ladder: Vec::new(),
+            ..opts.clone()
+        }));
+        branch.push(format!("sink.rendition_{}", i + 1));
+        line.push_str("  ");
+        line.push_str(&branch.join(" ! "));
+    }
+    Ok(line)
 }
 
 /// decodebin's video, paced to the clock (a file or a pipe would otherwise be decoded as fast as
@@ -681,6 +769,63 @@ mod tests {
         assert!(plain.contains("navigationtest"));
         assert!(plain.contains("jpegenc"));
         assert!(plain.ends_with("rfbsink port=9000"));
+    }
+
+    #[test]
+    fn a_ladder_tees_the_picture_into_one_encoder_per_rendition() {
+        let l = line(ServeOptions {
+            port: 0,
+            bitrate_kbps: 3000,
+            ladder: vec![
+                "640x360@600".parse().unwrap(),
+                "320x180@200".parse().unwrap(),
+            ],
+            ..ServeOptions::default()
+        });
+        assert!(
+            l.contains(&format!(
+                "video/x-raw,format=I420 ! tee name=t t. ! {LEAKY_QUEUE} ! x264enc"
+            )),
+            "{l}"
+        );
+        assert!(
+            l.contains("bitrate=3000 ! rfbsink name=sink port=0  t. ! "),
+            "{l}"
+        );
+        assert!(l.contains(&format!(
+            "t. ! {LEAKY_QUEUE} ! videoscale ! video/x-raw,width=640,height=360,pixel-aspect-ratio=1/1 ! x264enc"
+        )));
+        assert!(l.contains("bitrate=600 ! sink.rendition_1"), "{l}");
+        assert!(l.ends_with("bitrate=200 ! sink.rendition_2"), "{l}");
+        // gst-launch's own parser builds and links it, rendition pads included.
+        gst::init().unwrap();
+        let _ = gstrfbsink::plugin_register_static();
+        let pipeline = gst::parse::launch(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        use gst::prelude::*;
+        let bin = pipeline.downcast::<gst::Bin>().unwrap();
+        let sink = bin.by_name("sink").unwrap();
+        for pad in ["sink", "rendition_1", "rendition_2"] {
+            assert!(sink.static_pad(pad).unwrap().is_linked(), "{pad}");
+        }
+    }
+
+    #[test]
+    fn ladder_errors() {
+        let err = |opts: ServeOptions| pipeline_line(&opts).unwrap_err().to_string();
+        for bad in ["640x360", "640x360@0", "641x360@600", "640x360@x"] {
+            assert!(bad.parse::<Rung>().is_err(), "{bad}");
+        }
+        assert!(err(ServeOptions {
+            codec: Codec::Jpeg,
+            ladder: vec!["640x360@600".parse().unwrap()],
+            ..ServeOptions::default()
+        })
+        .contains("--ladder adds encodings at lower bitrates"));
+        assert!(err(ServeOptions {
+            ladder: vec!["640x360@600".parse().unwrap(); 9],
+            ..ServeOptions::default()
+        })
+        .contains("at most 8"));
     }
 
     #[test]
