@@ -28,6 +28,11 @@ MAX_PENDING_EVENTS = 1024
 # stream has no next frame to wait for); pass=qual: constant quality whatever the frame rate.
 _X264 = "x264enc name=enc tune=zerolatency speed-preset=ultrafast pass=qual quantizer={q} key-int-max=120"
 _OPENH264 = "openh264enc name=enc complexity=low rate-control=quality"
+# A rendition of the ladder: a bitrate, not a quality (it is there to fit a slower link).
+_X264_RUNG = "x264enc name=enc{n} tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max=120"
+_OPENH264_RUNG = "openh264enc name=enc{n} complexity=low rate-control=bitrate bitrate={bps}"
+# rfbsink's rendition pads: rendition_1 to rendition_8.
+MAX_RUNGS = 8
 
 
 class RfbsinkError(RuntimeError):
@@ -178,6 +183,7 @@ class Stream:
         allowed_origins: Optional[Tuple[str, ...]] = None,
         max_clients: int = 0,
         max_latency_ms: Optional[int] = None,
+        ladder: Tuple[Tuple[int, int, int], ...] = (),
     ) -> None:
         """Builds the pipeline and starts serving at once (see `url`).
 
@@ -196,6 +202,9 @@ class Stream:
         - max_latency_ms: a viewer further behind than this (push to painted, as rfbsink
           measures it) skips ahead to the newest picture instead of queueing; default rfbsink's
           (400 ms).
+        - ladder: extra renditions for viewers on slower links, ((width, height, kbit/s), ...),
+          e.g. ((640, 360, 600),): the picture is also encoded at that size and bitrate, and
+          each viewer gets the best one its link carries (codec "h264" only).
         - allowed_origins: other origins whose pages may show the viewer, and whose host names
           the stream answers to: a Jupyter reached by a name rather than localhost
           ("https://hub.example.org", also through its proxy), or a Jupyter page on another port
@@ -213,6 +222,17 @@ class Stream:
             raise ValueError(f"max_latency_ms must be an integer 0..60000, got {max_latency_ms!r}")
         if not (isinstance(quality, int) and 1 <= quality <= 100):
             raise ValueError(f"quality must be an integer 1..100, got {quality!r}")
+        ladder = tuple(tuple(r) for r in ladder)
+        if len(ladder) > MAX_RUNGS:
+            raise ValueError(f"ladder has {len(ladder)} renditions: at most {MAX_RUNGS}")
+        for rung in ladder:
+            ok = len(rung) == 3 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in rung)
+            if not ok or not (2 <= rung[0] <= 16384 and 2 <= rung[1] <= 16384 and 1 <= rung[2] <= 1_000_000):
+                raise ValueError(f"ladder rendition must be (width, height, kbit/s), got {rung!r}")
+            if rung[0] % 2 or rung[1] % 2:
+                raise ValueError(f"ladder rendition {rung!r}: width and height must be even (4:2:0 video)")
+        if ladder and codec not in ("h264", "auto"):
+            raise ValueError(f"ladder needs codec 'h264' (renditions are encoded at a bitrate), got {codec!r}")
         if window is not None:
             window = (float(window[0]), float(window[1]))
             if not window[1] > window[0]:
@@ -233,6 +253,7 @@ class Stream:
         self._fps = fps
         self._quality = quality
         self._window = window
+        self._ladder = ladder
         self._settings = dict(
             port=port,
             address=address,
@@ -253,7 +274,8 @@ class Stream:
         self._closed = False
         self._error: Optional[str] = None
         self._codec_fixed = codec != "auto" or dtype is not None
-        self._codec = self._resolve(codec, None if dtype is None else np.dtype(dtype))
+        self._codec = self._resolve("h264" if ladder else codec, None if dtype is None else np.dtype(dtype))
+        self._codec_fixed = self._codec_fixed or bool(ladder)
         self._events: "queue.Queue[Any]" = queue.Queue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="rfbsink-callbacks", daemon=True)
         self._dispatcher.start()
@@ -292,6 +314,21 @@ class Stream:
             enc = _OPENH264
         return f"videoconvert ! video/x-raw,format=I420 ! {enc} ! "
 
+    def _rungs(self) -> str:
+        """The ladder's branches, each from the tee `t` to its rendition pad."""
+        out = ""
+        for n, (width, height, kbps) in enumerate(self._ladder, 1):
+            if _find("x264enc"):
+                enc = _X264_RUNG.format(n=n, kbps=kbps)
+            else:
+                enc = _OPENH264_RUNG.format(n=n, bps=kbps * 1000)
+            out += (
+                f" t. ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream"
+                f" ! videoscale ! video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1"
+                f" ! {enc} ! sink.rendition_{n}"
+            )
+        return out
+
     def _caps(self, frame_format: str, width: int, height: int) -> Gst.Caps:
         rate = max(1, int(round(self._fps or 30)))
         return Gst.Caps.from_string(
@@ -312,6 +349,14 @@ class Stream:
             # real time it was pushed.
             f"rfbsink name=sink sync=false port={int(s['port'])} stats-interval=0"
         )
+        if self._ladder:
+            # The converted picture goes to every encoder: the full one, and each rendition's.
+            head, main_enc = line.split("videoconvert ! video/x-raw,format=I420 ! ", 1)
+            line = (
+                f"{head}videoconvert ! video/x-raw,format=I420 ! tee name=t"
+                f" t. ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! {main_enc}"
+                f"{self._rungs()}"
+            )
         try:
             pipeline = Gst.parse_launch(line)
         except GLib.Error as e:
@@ -333,11 +378,13 @@ class Stream:
 
         # Browser input arrives upstream as navigation events; they end at appsrc.
         appsrc.get_static_pad("src").add_probe(Gst.PadProbeType.EVENT_UPSTREAM, self._on_upstream_event)
-        encoder = pipeline.get_by_name("enc")
-        if encoder is not None:
-            # A viewer that lost its decoder state gets a keyframe: the encoder makes the NEXT
-            # frame one, and a sparse stream may have no next frame for a long time.
-            encoder.get_static_pad("src").add_probe(Gst.PadProbeType.EVENT_UPSTREAM, self._on_encoder_event)
+        for name in ["enc"] + [f"enc{n}" for n in range(1, len(self._ladder) + 1)]:
+            encoder = pipeline.get_by_name(name)
+            if encoder is not None:
+                # A viewer that lost its decoder state (or moves to this rendition) gets a
+                # keyframe: the encoder makes the NEXT frame one, and a sparse stream may have no
+                # next frame for a long time.
+                encoder.get_static_pad("src").add_probe(Gst.PadProbeType.EVENT_UPSTREAM, self._on_encoder_event)
         sink.connect("client-message", self._on_client_message)
         bus = pipeline.get_bus()
         bus.set_sync_handler(self._on_bus_message)

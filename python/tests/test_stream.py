@@ -483,3 +483,54 @@ def test_window_is_applied_by_the_viewer_and_data_stays_exact():
     with rfbsink.Stream(8, 4, codec="lossless") as stream:
         stream.push(np.zeros((4, 8), np.uint16))
         assert stream._sink.get_property("gray-window") == "auto"
+
+
+def test_ladder_serves_a_smaller_rendition_a_viewer_can_choose():
+    async def main():
+        with rfbsink.Stream(64, 48, codec="h264", ladder=((32, 24, 100),)) as stream:
+            stop = threading.Event()
+
+            def pushing():
+                n = 0
+                while not stop.is_set():
+                    stream.push(np.full((48, 64, 3), n % 250, np.uint8))
+                    n += 1
+                    time.sleep(1 / 30)
+
+            pusher = threading.Thread(target=pushing)
+            pusher.start()
+            try:
+                ws = await _client(stream)
+                announced = await _next_json(ws, "renditions")
+                assert announced["current"] == 0
+                assert [r["id"] for r in announced["renditions"]] == [0, 1]
+                assert (await _next_json(ws, "config"))["width"] == 64
+                # This viewer chooses the small one: it comes at its next keyframe.
+                await ws.send(json.dumps({"channel": "rfb.control", "kind": "rendition", "id": 1}))
+                switched = await _next_json(ws, "renditions")
+                assert switched["current"] == 1
+                small = await _next_json(ws, "config")
+                assert (small["width"], small["height"]) == (32, 24)
+                header = await _next_json(ws, lambda m: m.get("type") == "video")
+                assert header["chunk_type"] == "key" and header["config_id"] == small["config_id"]
+                await ws.close()
+                renditions = stream.stats["renditions"]
+                assert [(r["id"], r["width"]) for r in renditions] == [(0, 64), (1, 32)]
+            finally:
+                stop.set()
+                pusher.join()
+
+    asyncio.run(main())
+
+
+def test_bad_ladders_are_refused():
+    for ladder, match in [
+        (((641, 360, 600),), "even"),
+        (((640, 360),), "width, height, kbit/s"),
+        (((640, 360, 0),), "width, height, kbit/s"),
+        (((64, 36, 100),) * 9, "at most 8"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            rfbsink.Stream(64, 48, codec="h264", ladder=ladder)
+    with pytest.raises(ValueError, match="codec 'h264'"):
+        rfbsink.Stream(64, 48, codec="jpeg", ladder=((32, 24, 100),))
