@@ -499,6 +499,8 @@ export class WebTransportTransport {
   async readMessages(session, readable) {
     const reader = readable.getReader();
     const messages = new LengthPrefixedReader();
+    /** This group's config: it passes with the group's first frame that passes, when it differs. */
+    let config = null;
     try {
       for (;;) {
         const { value, done } = await reader.read();
@@ -514,13 +516,20 @@ export class WebTransportTransport {
           if (decoded.type === 'frame') {
             if (decoded.frame.frameId <= this.lastFrameId) continue;
             this.lastFrameId = decoded.frame.frameId;
+            // Every group's stream repeats its config: it passes once, in frame order (an older
+            // group read late never brings back its config), and again after another one (a
+            // rendition switch back, docs/protocol.md "Renditions").
+            if (config && config.config_id !== this.lastConfigId) {
+              this.lastConfigId = config.config_id;
+              this.router.route(config);
+            }
+            config = null;
             this.router.frame(decoded.frame);
           } else {
             const m = decoded.message;
-            // Every group's stream repeats its config: pass each config once, never an older one.
             if (m.kind === 'config' && typeof m.config_id === 'number') {
-              if (m.config_id <= this.lastConfigId) continue;
-              this.lastConfigId = m.config_id;
+              config = m;
+              continue;
             }
             this.router.route(m);
           }

@@ -49,6 +49,9 @@ pub(crate) struct Frame {
     pub payload: Bytes,
     /// When render() received the buffer.
     pub arrived: Instant,
+    /// Its rendition and its place in that rendition's stream (0, 1, 2...), set when the hub
+    /// takes it: frame ids are shared by every rendition, so a sender tells a gap by this.
+    place: OnceLock<(u32, u64)>,
     binary: OnceLock<Bytes>,
     json_header: OnceLock<String>,
 }
@@ -60,6 +63,7 @@ impl Frame {
             config,
             payload,
             arrived: Instant::now(),
+            place: OnceLock::new(),
             binary: OnceLock::new(),
             json_header: OnceLock::new(),
         })
@@ -71,6 +75,20 @@ impl Frame {
 
     pub fn len(&self) -> usize {
         self.payload.len()
+    }
+
+    /// Whether `self` comes right after `previous` in the same rendition's stream (a sender
+    /// that finds a gap knows the client skipped).
+    pub fn follows(&self, previous: Option<(u32, u64)>) -> bool {
+        match (self.place.get(), previous) {
+            (Some((r, i)), Some((pr, pi))) => *r == pr && *i == pi + 1,
+            _ => false,
+        }
+    }
+
+    /// Its rendition and place there, once the hub took it.
+    pub fn place(&self) -> Option<(u32, u64)> {
+        self.place.get().copied()
     }
 
     /// The `envelope=binary` message, built on first use by whichever sender needs it first and
@@ -1148,6 +1166,7 @@ impl Hub {
             let Some(track) = st.tracks.get_mut(&rendition) else {
                 return;
             };
+            let _ = frame.place.set((rendition, track.frames));
             track.frames += 1;
             track.bytes += frame.len() as u64;
             let now = Instant::now();

@@ -319,7 +319,8 @@ struct WtSend {
     conn: Connection,
     control: SendStream,
     video: Option<VideoStream>,
-    last_sent: Option<u64>,
+    /// The last frame's rendition and place in it (`Frame::place`).
+    last_sent: Option<(u32, u64)>,
 }
 
 impl WireSend for WtSend {
@@ -335,9 +336,7 @@ impl WireSend for WtSend {
     async fn frame(&mut self, frame: &Arc<Frame>) -> Result<(), WireError> {
         if frame.is_key() || self.video.is_none() {
             if let Some(mut old) = self.video.take() {
-                let gap = self
-                    .last_sent
-                    .is_some_and(|id| frame.header.frame_id != id + 1);
+                let gap = self.last_sent.is_some() && !frame.follows(self.last_sent);
                 if gap {
                     // The client fell behind: what is still unsent of the old group is stale.
                     let _ = old.stream.reset(VarInt::from_u32(0));
@@ -370,7 +369,7 @@ impl WireSend for WtSend {
             v.config_id = Some(frame.config.id);
         }
         write_message(&mut v.stream, &frame.binary_message()).await?;
-        self.last_sent = Some(frame.header.frame_id);
+        self.last_sent = frame.place();
         Ok(())
     }
 
