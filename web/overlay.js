@@ -46,6 +46,7 @@ export function formatServerStats(server) {
       + `  dropped ${server.frames_dropped ?? '-'}  queued ${formatBytes(server.queued_bytes)}`
       + `  key req ${server.keyframe_requests ?? '-'}`,
     `server: delivered ${server.delivered_bps === null ? '-' : formatBitrate(server.delivered_bps)}`
+      + `${server.capacity_bps === null || server.capacity_bps === undefined ? '' : `  link >= ${formatBitrate(server.capacity_bps)}`}`
       + `  encoder target ${server.target_bps === null ? '- (rate control off)' : formatBitrate(server.target_bps)}`,
   ];
 }

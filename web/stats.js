@@ -151,13 +151,15 @@ export class StreamRates {
  * @property {number | null} keyframe_requests
  * @property {number | null} rendition the rendition this client gets (0: the sink pad's)
  * @property {number | null} rendition_switches times it moved to another rendition
+ * @property {number | null} capacity_bps what its link was measured to carry at least; null when
+ *   not measured
  */
 
 /** @type {readonly (keyof ServerStats)[]} */
 export const SERVER_STATS_NUMBERS = Object.freeze([
   'latency_p50_us', 'latency_p95_us', 'latency_max_us', 'paint_p50_us', 'paint_p95_us',
   'fps', 'bitrate_bps', 'delivered_bps', 'target_bps', 'frames_dropped', 'queued_bytes', 'keyframe_requests',
-  'rendition', 'rendition_switches',
+  'rendition', 'rendition_switches', 'capacity_bps',
 ]);
 
 /**

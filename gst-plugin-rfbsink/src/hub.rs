@@ -770,12 +770,18 @@ impl Client {
         let now = Instant::now();
         let dropped = self.queue.lock().unwrap().frames_dropped;
         let mut c = self.counters.lock().unwrap();
+        let queued = c.oldest_in_flight(now).unwrap_or_default();
+        if queued > crate::rate::QUEUE_LIMIT {
+            // Its link carries less than it did: what was measured before is not its rate now.
+            c.forget_capacity();
+        }
         Sample {
             client_id: self.id,
             acks: c.acks() > 0,
             delivered_bps: c.delivered_bps(now),
-            queued: c.oldest_in_flight(now).unwrap_or_default(),
+            queued,
             dropped,
+            capacity_bps: c.capacity_bps(now),
         }
     }
 
@@ -1061,7 +1067,13 @@ impl Hub {
             .collect();
         let moves = step(&mut self.ladder.lock().unwrap(), &rungs, &seats);
         for m in moves {
-            if let Some(client) = clients.iter().find(|c| c.id == m.client_id) {
+            let Some(client) = clients.iter().find(|c| c.id == m.client_id) else {
+                continue;
+            };
+            if client.place() == (m.rendition, None) {
+                // A keyframe of its own rendition: it measures the client's link.
+                self.request_keyframe(m.rendition);
+            } else {
                 self.move_client(client, m.rendition, None);
             }
         }

@@ -10,13 +10,21 @@
 //!   older than `rate::QUEUE_LIMIT` (or for which the hub dropped frames since the last tick)
 //!   goes to the best rendition whose rate is at most `FIT` times what its link delivered, or
 //!   the lowest when none fits.
-//! - Up, by trying (`tick`, about every second): after `UP_WAIT_MIN` calm ticks it moves one
-//!   rendition up. A try that queues within `TRY_TICKS` sends it back down and doubles its wait
-//!   (up to `UP_WAIT_MAX`): a viewer whose link carries the lower rendition only tries seldom,
-//!   and a link that frees is found again within seconds. A try that holds resets the wait.
+//! - Up (`tick`, about every second), one rendition at a time, after a wait of calm ticks:
+//!   `UP_WAIT_MIN` for a viewer that never queued or whose last try held, `DOWN_WAIT` after its
+//!   link queued and it moved down, twice the last wait (at least `2 * DOWN_WAIT`, at most
+//!   `UP_WAIT_MAX`) after a try that queued within `TRY_TICKS`. A try costs a link that is too
+//!   slow a queue of a second or more (a keyframe of the larger rendition and its frames until
+//!   the queue shows): those waits keep it rare. It does not try when its link was measured too
+//!   slow for the next rendition (that rendition's rate over `FIT` times what the link carries:
+//!   its large frames, keyframes mostly, arrive at the link's rate, `ClientCounters::capacity_bps`).
+//!   Unmeasured, it first asks for a keyframe of its own rendition, which measures it (a `Move`
+//!   to where it is), and tries when that measured nothing either. A measure errs high behind a
+//!   token bucket (a keyframe within its burst passes at the wire's rate): it only ever stops a
+//!   try, it never hastens one.
 //!
-//! The renditions' rates are what their streams sent in the last seconds (`RATE_TICKS`), not what
-//! the encoders were told: a still picture costs less than its bitrate.
+//! The renditions' rates are what their streams sent in the last 3 s (hub.rs), not what the
+//! encoders were told: a still picture costs less than its bitrate.
 
 use std::collections::HashMap;
 
@@ -26,8 +34,11 @@ use crate::rate::{Sample, QUEUE_LIMIT};
 const FIT: f64 = 0.85;
 /// Calm ticks before the first try upward, and after a try that held.
 const UP_WAIT_MIN: u32 = 3;
+/// Calm ticks before a try upward after its link queued and it moved down: a link that just
+/// proved too slow is not tried again at once (a failed try costs it a second or more).
+const DOWN_WAIT: u32 = 10;
 /// The longest wait between two tries upward.
-const UP_WAIT_MAX: u32 = 12;
+const UP_WAIT_MAX: u32 = 60;
 /// A try upward that has not queued for this many ticks held.
 const TRY_TICKS: u32 = 3;
 
@@ -68,6 +79,8 @@ struct Climber {
     trying: Option<u32>,
     /// Its drop total at the last tick.
     dropped: u64,
+    /// A keyframe of its rendition was asked for to measure its link, at this try.
+    measured: bool,
 }
 
 impl Climber {
@@ -77,15 +90,19 @@ impl Climber {
             up_wait: UP_WAIT_MIN,
             trying: None,
             dropped,
+            measured: false,
         }
     }
 
-    /// It queued: a try upward failed, and it waits twice as long for the next.
+    /// It queued: after a try upward, twice as long a wait for the next (at least twice
+    /// `DOWN_WAIT`); else at least `DOWN_WAIT`.
     fn congested(&mut self) {
         self.calm = 0;
-        if self.trying.take().is_some() {
-            self.up_wait = (self.up_wait * 2).min(UP_WAIT_MAX);
-        }
+        self.up_wait = if self.trying.take().is_some() {
+            (self.up_wait * 2).max(2 * DOWN_WAIT).min(UP_WAIT_MAX)
+        } else {
+            self.up_wait.max(DOWN_WAIT)
+        };
     }
 }
 
@@ -145,15 +162,40 @@ impl Ladder {
                 }
                 let at = rungs.iter().position(|r| r.id == seat.rendition);
                 let up = at.and_then(|i| rungs.get(i + 1));
-                if let Some(up) = up.filter(|_| {
-                    !seat.pinned && seat.moving_to.is_none() && climber.calm >= climber.up_wait
-                }) {
-                    climber.calm = 0;
-                    climber.trying = Some(0);
-                    moves.push(Move {
-                        client_id: id,
-                        rendition: up.id,
-                    });
+                let due =
+                    !seat.pinned && seat.moving_to.is_none() && climber.calm >= climber.up_wait;
+                match (up.filter(|_| due), seat.sample.capacity_bps) {
+                    (Some(up), Some(c)) if (c as f64 * FIT) as u64 >= up.bps => {
+                        climber.calm = 0;
+                        climber.measured = false;
+                        climber.trying = Some(0);
+                        moves.push(Move {
+                            client_id: id,
+                            rendition: up.id,
+                        });
+                    }
+                    // Measured too slow: it stays, and looks again at the next due tick.
+                    (Some(_), Some(_)) => climber.measured = false,
+                    // Not measured: a keyframe of its own rendition measures its link (a move
+                    // to where it is asks for one); only when that measured nothing either
+                    // (its frames are all small) does it try blindly.
+                    (Some(_), None) if !climber.measured => {
+                        climber.measured = true;
+                        moves.push(Move {
+                            client_id: id,
+                            rendition: seat.rendition,
+                        });
+                    }
+                    (Some(up), None) => {
+                        climber.calm = 0;
+                        climber.measured = false;
+                        climber.trying = Some(0);
+                        moves.push(Move {
+                            client_id: id,
+                            rendition: up.id,
+                        });
+                    }
+                    (None, _) => {}
                 }
             }
             seen.insert(id, climber);
@@ -224,6 +266,7 @@ mod tests {
                 delivered_bps: delivered_kbps * 1000,
                 queued: Duration::from_millis(queued_ms),
                 dropped: 0,
+                capacity_bps: None,
             },
             rendition,
             moving_to: None,
@@ -284,7 +327,10 @@ mod tests {
             let mut n = 0;
             loop {
                 n += 1;
-                let moves = l.tick(&LADDER, &[seat(1, 1, 700, 10)]);
+                let mut s = seat(1, 1, 700, 10);
+                // A stale measure: the try fails.
+                s.sample.capacity_bps = Some(5_000_000);
+                let moves = l.tick(&LADDER, &[s]);
                 if !moves.is_empty() {
                     assert_eq!(moves, vec![to(1, 2)], "one rendition up");
                     break;
@@ -295,7 +341,43 @@ mod tests {
             // The try queues: back down, and a longer wait.
             assert_eq!(l.check(&LADDER, &[seat(1, 2, 700, 400)]), vec![to(1, 1)]);
         }
-        assert_eq!(ticks_to_try, vec![3, 6, 12, 12], "at most UP_WAIT_MAX");
+        assert_eq!(ticks_to_try, vec![3, 20, 40, 60], "at most UP_WAIT_MAX");
+    }
+
+    #[test]
+    fn a_link_measured_too_slow_for_the_next_rendition_is_not_tried() {
+        let mut l = Ladder::default();
+        let mut s = seat(1, 1, 550, 10);
+        // 1.2 Mbit/s measured: 0.85 x 1.2 = 1.02 < 1.5 Mbit/s.
+        s.sample.capacity_bps = Some(1_200_000);
+        for _ in 0..30 {
+            assert_eq!(l.tick(&LADDER, &[s]), vec![]);
+        }
+        // The link frees: its next keyframe measures 20 Mbit/s, and it goes up at once.
+        s.sample.capacity_bps = Some(20_000_000);
+        assert_eq!(l.tick(&LADDER, &[s]), vec![to(1, 2)]);
+    }
+
+    #[test]
+    fn an_unmeasured_link_is_measured_first_and_tried_blindly_only_if_that_fails() {
+        let mut l = Ladder::default();
+        let s = seat(1, 1, 550, 10);
+        let moves: Vec<Vec<Move>> = (0..5).map(|_| l.tick(&LADDER, &[s])).collect();
+        assert_eq!(
+            moves,
+            [vec![], vec![], vec![to(1, 1)], vec![to(1, 2)], vec![]],
+            "a keyframe of its own rendition first, then the try"
+        );
+        // Measured after the keyframe: it decides by the measure.
+        let mut l = Ladder::default();
+        let mut measured = s;
+        for _ in 0..3 {
+            l.tick(&LADDER, &[s]);
+        }
+        measured.sample.capacity_bps = Some(800_000);
+        for _ in 0..10 {
+            assert_eq!(l.tick(&LADDER, &[measured]), vec![]);
+        }
     }
 
     #[test]
@@ -304,17 +386,17 @@ mod tests {
         let mut at = 1;
         let mut path = Vec::new();
         for _ in 0..20 {
-            for m in l.tick(&LADDER, &[seat(1, at, 5000, 10)]) {
+            let mut s = seat(1, at, 5000, 10);
+            s.sample.capacity_bps = Some(20_000_000);
+            for m in l.tick(&LADDER, &[s]) {
                 at = m.rendition;
                 path.push(at);
             }
         }
         assert_eq!(path, vec![2, 0], "600k -> 1.5M -> 4M");
-        assert_eq!(
-            l.tick(&LADDER, &[seat(1, 0, 5000, 10)]),
-            vec![],
-            "at the top"
-        );
+        let mut top = seat(1, 0, 5000, 10);
+        top.sample.capacity_bps = Some(20_000_000);
+        assert_eq!(l.tick(&LADDER, &[top]), vec![], "at the top");
     }
 
     #[test]

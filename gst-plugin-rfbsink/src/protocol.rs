@@ -290,6 +290,7 @@ pub(crate) fn client_stats(s: &crate::stats::ClientStats) -> String {
         "fps": s.fps,
         "bitrate_bps": s.bitrate_bps,
         "delivered_bps": s.delivered_bps,
+        "capacity_bps": (s.capacity_bps > 0).then_some(s.capacity_bps),
         "target_bps": (s.target_bps > 0).then_some(s.target_bps),
         "frames_dropped": s.frames_dropped,
         "queued_bytes": s.queued_bytes,

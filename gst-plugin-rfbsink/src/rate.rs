@@ -76,6 +76,8 @@ pub(crate) struct Sample {
     pub queued: Duration,
     /// Frames the hub dropped for it so far (a total).
     pub dropped: u64,
+    /// What its link carries at least (`ClientCounters::capacity_bps`), when measured.
+    pub capacity_bps: Option<u64>,
 }
 
 /// The controller's state: the target and what it remembers of each viewer.
@@ -261,6 +263,7 @@ mod tests {
             delivered_bps: delivered_kbps * 1000,
             queued: Duration::from_millis(queued_ms),
             dropped: 0,
+            capacity_bps: None,
         }
     }
 

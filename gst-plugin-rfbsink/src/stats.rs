@@ -14,6 +14,21 @@ pub(crate) const LATENCY_WINDOW: Duration = Duration::from_secs(5);
 const LATENCY_SAMPLES_MAX: usize = 1200;
 /// fps and bitrate are over the last second.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// A frame at least this much larger than the quickest one, sent and acknowledged, measures the
+/// link (`capacity_bps`): a smaller difference is lost in the decoder's jitter.
+const CAPACITY_MIN_BYTES: usize = 2 * 1024;
+/// The link's capacity is the best a frame got over this long.
+const CAPACITY_WINDOW: Duration = Duration::from_secs(5);
+
+/// Drops the samples older than `CAPACITY_WINDOW`.
+fn expire<T>(q: &mut VecDeque<(Instant, T)>, now: Instant) {
+    while q
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) > CAPACITY_WINDOW)
+    {
+        q.pop_front();
+    }
+}
 
 /// A snapshot of one client's figures.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +59,9 @@ pub(crate) struct ClientStats {
     /// Bits per second of the frames it acknowledged in the last second: what its link
     /// delivered (rate control's estimate when the link is the bottleneck).
     pub delivered_bps: u64,
+    /// What its link was measured to carry at least (`ClientCounters::capacity_bps`), 0 when
+    /// not measured.
+    pub capacity_bps: u64,
     /// The encoder's target under rate control (bits per second), 0 when it is off.
     pub target_bps: u64,
     /// Frames the client decoded in the last second (its acks): what it sustains.
@@ -75,7 +93,14 @@ pub(crate) struct ClientCounters {
     decode_queue_size: u32,
     /// Sent and not yet acknowledged: frame id and render() time (None for frames replayed from
     /// the GOP cache to a late joiner: their age is not a latency).
-    in_flight: VecDeque<(u64, Option<Instant>, usize)>,
+    in_flight: VecDeque<(u64, Option<Instant>, usize, Instant)>,
+    /// Large frames' sizes over the time from sent to acknowledged, bits per second (see
+    /// `capacity_bps`).
+    capacity_samples: VecDeque<(Instant, u64)>,
+    /// Sent to acknowledged of every frame of the last `CAPACITY_WINDOW`, and its size: the
+    /// quickest is the round trip, the decoder's share and its own bytes, which a large frame's
+    /// time and size are measured beyond.
+    delays: VecDeque<(Instant, (Duration, usize))>,
     /// The sizes of the frames acknowledged in the last second: what reached the client.
     recent_acked_bytes: VecDeque<(Instant, usize)>,
     /// render() -> decoded, and render() -> painted (when the viewer says how long it painted).
@@ -103,7 +128,7 @@ impl ClientCounters {
         if self.in_flight.len() == IN_FLIGHT_MAX {
             self.in_flight.pop_front();
         }
-        self.in_flight.push_back((frame_id, arrived, len));
+        self.in_flight.push_back((frame_id, arrived, len, now));
     }
 
     /// An acknowledgement: the frame was decoded, and painted `paint_us` later when the viewer
@@ -133,7 +158,7 @@ impl ClientCounters {
             self.decode_queue_size = q;
         }
         // Acks arrive in order; entries before the acked one were not decoded (or not acked).
-        while let Some(&(id, arrived, len)) = self.in_flight.front() {
+        while let Some(&(id, arrived, len, sent_at)) = self.in_flight.front() {
             if id > frame_id {
                 break;
             }
@@ -149,6 +174,7 @@ impl ClientCounters {
                 if self.recent_acked_bytes.len() < LATENCY_SAMPLES_MAX {
                     self.recent_acked_bytes.push_back((now, len));
                 }
+                self.measure_link(now, len, now.duration_since(sent_at));
                 let Some(arrived) = arrived else { break };
                 let total = now.duration_since(arrived).as_micros() as u64;
                 match paint_us {
@@ -174,7 +200,7 @@ impl ClientCounters {
     pub fn unacknowledged(&self) -> usize {
         self.in_flight
             .iter()
-            .filter(|(_, a, _)| a.is_some())
+            .filter(|(_, a, _, _)| a.is_some())
             .count()
     }
 
@@ -183,7 +209,7 @@ impl ClientCounters {
     pub fn oldest_in_flight(&self, now: Instant) -> Option<Duration> {
         self.in_flight
             .iter()
-            .find_map(|(_, arrived, _)| *arrived)
+            .find_map(|(_, arrived, _, _)| *arrived)
             .map(|at| now.duration_since(at))
     }
 
@@ -194,7 +220,7 @@ impl ClientCounters {
         let live = self
             .in_flight
             .iter()
-            .filter(|(_, a, _)| a.is_some())
+            .filter(|(_, a, _, _)| a.is_some())
             .count();
         self.busy_frame_time
             .map(|t| t * live.min(u32::MAX as usize) as u32)
@@ -225,6 +251,45 @@ impl ClientCounters {
         if let Some((_, busy)) = &mut self.last_ack {
             *busy = false;
         }
+    }
+
+    /// A frame of `len` bytes was acknowledged `took` after it was sent.
+    fn measure_link(&mut self, now: Instant, len: usize, took: Duration) {
+        expire(&mut self.delays, now);
+        expire(&mut self.capacity_samples, now);
+        if self.delays.len() < LATENCY_SAMPLES_MAX {
+            self.delays.push_back((now, (took, len)));
+        }
+        let (base_took, base_len) = self
+            .delays
+            .iter()
+            .map(|(_, d)| *d)
+            .min()
+            .unwrap_or_default();
+        let extra = len.saturating_sub(base_len);
+        if extra >= CAPACITY_MIN_BYTES && self.capacity_samples.len() < LATENCY_SAMPLES_MAX {
+            // Its extra bytes took the extra time, on the link.
+            let transfer = took.saturating_sub(base_took).max(Duration::from_millis(1));
+            let bps = (extra as f64 * 8.0 / transfer.as_secs_f64()) as u64;
+            self.capacity_samples.push_back((now, bps));
+        }
+    }
+
+    /// The link changed (it queues): what large frames measured before is no longer what it
+    /// carries.
+    pub fn forget_capacity(&mut self) {
+        self.capacity_samples.clear();
+    }
+
+    /// What the client's link carries at least, in bits per second: the best of the large frames
+    /// of the last `CAPACITY_WINDOW`, each its size over the time from sent to acknowledged (a
+    /// frame larger than what the stream sends a frame interval arrives at the link's rate, not
+    /// the stream's: a burst measures the link, as a download does): its bytes beyond the
+    /// quickest frame's over its time beyond that frame's (the round trip and the decoder's share
+    /// cancel out). A frame that queued behind others errs low. None without such a frame.
+    pub fn capacity_bps(&mut self, now: Instant) -> Option<u64> {
+        expire(&mut self.capacity_samples, now);
+        self.capacity_samples.iter().map(|(_, bps)| *bps).max()
     }
 
     /// Bits per second that reached the client and were decoded: the sizes of the frames it
@@ -284,6 +349,7 @@ impl ClientCounters {
         stats.decoded_fps = self.rates(now).1;
         stats.bitrate_bps = self.recent_sends.iter().map(|(_, n)| *n as u64 * 8).sum();
         stats.delivered_bps = self.delivered_bps(now);
+        stats.capacity_bps = self.capacity_bps(now).unwrap_or(0);
     }
 }
 
@@ -320,6 +386,25 @@ pub(crate) fn percentile(sorted: &[u64], p: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_frames_measure_the_link_beyond_the_round_trip() {
+        let mut c = ClientCounters::default();
+        let now = Instant::now();
+        assert_eq!(c.capacity_bps(now), None);
+        // Small frames: 20 ms each, the round trip, the decoder's share and their own bytes.
+        for _ in 0..5 {
+            c.measure_link(now, 2000, Duration::from_millis(20));
+        }
+        assert_eq!(c.capacity_bps(now), None, "small frames measure nothing");
+        // A 62 kB keyframe 120 ms after it was sent: 60 kB more in 100 ms more, 4.8 Mbit/s.
+        c.measure_link(now, 62_000, Duration::from_millis(120));
+        assert_eq!(c.capacity_bps(now), Some(4_800_000));
+        // The best of the window; gone after it.
+        c.measure_link(now, 62_000, Duration::from_millis(320));
+        assert_eq!(c.capacity_bps(now), Some(4_800_000));
+        assert_eq!(c.capacity_bps(now + CAPACITY_WINDOW * 2), None);
+    }
 
     #[test]
     fn acks_give_latency() {

@@ -26,6 +26,12 @@
 // targets, each second's stream / delivered / target rates) for plotting or reading. `rc` alone:
 // rate control on a free link, against the plain run.
 //
+// Two links (`2 links`): two Chromium viewers of one 720p30 stream at once, one on a free link
+// (127.0.0.1) and one held to 700 kbit/s with a 300 ms queue (it connects to the veth address;
+// an HTB class on lo takes the packets from that address), as `off`, `rc` (rate control follows
+// the slower viewer: everyone gets its quality) and `ladder` (a 640x360 rendition at 500 kbit/s
+// on rendition_1: each viewer gets what its link carries). One row per viewer.
+//
 // Writes OUT/bench-results.json, OUT/bench.svg and OUT/bench.png (OUT = tests/bench/out).
 
 import { spawnSync } from 'node:child_process';
@@ -116,9 +122,18 @@ const ENCODERS = {
  * @typedef {{name: string, kind: 'rfb' | 'webrtc', codec: string, width: number, height: number, fps: number, viewers: number, transport: string, natural?: boolean, serve?: boolean}} Scenario
  */
 
+/** The shaped viewer of the two-links scenarios connects to this address (an HTB class on lo). */
+const SHAPED_ADDRESS = '10.77.0.2';
+/** The ladder's rendition in the two-links scenario: half the size, a bitrate under 0.85 x 700. */
+const LADDER_KBPS = 500;
+
 function scenarios(quick, transports) {
   /** @type {Scenario[]} */
   const list = [];
+  const links = (transport, variant) => list.push({
+    name: `h264 1280x720@30 2 links ${transport} ${variant}`, kind: 'rfb-links', codec: 'h264', width: 1280, height: 720, fps: 30,
+    viewers: 2, transport, variant, rateControl: variant === 'rc', ladder: variant === 'ladder',
+  });
   const rfb = (codec, width, height, fps, viewers = 1, transport = 'ws', variant = '') => {
     const shapeName = Object.hasOwn(SHAPES, variant.split(' ')[0]) ? variant.split(' ')[0] : null;
     list.push({
@@ -138,6 +153,8 @@ function scenarios(quick, transports) {
       rfb('h264', 1280, 720, 30, 1, t, 'step rc');
       // Rate control on a free link: nothing worse than without.
       rfb('h264', 1280, 720, 30, 1, t, 'rc');
+      // Two viewers on different links: off, rate control, renditions.
+      for (const v of ['off', 'rc', 'ladder']) links(t, v);
     }
     if (!quick) {
       rfb('h264', 1280, 720, 30, 1, t, '2m');
@@ -203,6 +220,9 @@ export function parseStats(text) {
     p99: field(m[1], 'latency-p99-us'),
     max: field(m[1], 'latency-max-us'),
     delivered: field(m[1], 'delivered-bitrate'),
+    rendition: field(m[1], 'rendition'),
+    switches: field(m[1], 'rendition-switches'),
+    capacity: field(m[1], 'link-capacity'),
   }));
   return {
     frames: field(top, 'frames'), bytes: field(top, 'bytes'), renderUs: field(top, 'render-time-us'), target: field(top, 'target-bitrate'), clients,
@@ -391,6 +411,140 @@ async function runRfb(sc, ctx) {
     if (light) await light.stop();
     if (page) await page.close().catch(() => {});
     await source.stop();
+  }
+}
+
+/** Opens a bench viewer page on `wsUrl` and waits until it decoded 5 frames on `transport`. */
+async function openBenchViewer(ctx, wsUrl, transport) {
+  const page = await ctx.browser.context.newPage();
+  const consoleTail = [];
+  page.on('console', (m) => { consoleTail.push(`[${m.type()}] ${m.text()}`); if (consoleTail.length > 30) consoleTail.shift(); });
+  page.on('pageerror', (e) => consoleTail.push(`[pageerror] ${e.message}`));
+  await page.goto(`${ctx.base}/bench/viewer.html?${new URLSearchParams({ ws: wsUrl, transport })}`);
+  const hook = await page.evaluate(() => Promise.race([window.benchInstalled, new Promise((r) => setTimeout(() => r({ ok: false, error: 'timeout' }), 15000))]));
+  if (!hook.ok) throw new Error(`the worker's bench hook did not install: ${hook.error}\n${consoleTail.join('\n')}`);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const st = await page.evaluate(() => window.rfbViewer.stats());
+    if (st.framesDecoded >= 5) {
+      const want = { ws: 'websocket', wt: 'webtransport' }[transport];
+      if (st.transport !== want) throw new Error(`the viewer runs on ${st.transport}, not ${want}`);
+      return { page, consoleTail };
+    }
+    if (Date.now() > deadline) throw new Error(`viewer ${wsUrl} decoded ${st.framesDecoded} frames in 30 s\n${consoleTail.join('\n')}`);
+    await sleep(200);
+  }
+}
+
+/**
+ * Two viewers of one stream at once, one on a free link and one on 700 kbit/s (see the header):
+ * a row for each, with the size and bitrate it got.
+ */
+async function runTwoLinks(sc, ctx) {
+  if (!IN_NETNS) return { ...sc, skipped: 'two links need the private network namespace' };
+  const chain = ENCODERS.h264.chain(sc.fps);
+  const encoder = sc.ladder ? `tee name=t t. ! queue ! ${chain}` : chain;
+  const rung = sc.ladder
+    ? ` t. ! queue ! videoscale ! video/x-raw,width=${sc.width / 2},height=${sc.height / 2} ! ${chain} bitrate=${LADDER_KBPS} ! sink.rendition_1`
+    : '';
+  // 0.0.0.0: the shaped viewer reaches it on the veth address (only inside the namespace).
+  const sink = `rfbsink name=sink port=0 address=0.0.0.0 stats-interval=1000 allowed-origins=${ctx.base}${sc.rateControl ? ' rate-control=slowest' : ''}${rung}`;
+  const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'rfb', '--width', String(sc.width), '--height', String(sc.height),
+    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', encoder, '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
+  const viewers = [];
+  try {
+    const listening = await source.waitFor((e) => e.event === 'listening' || e.event === 'error', 'rfbsink-listening');
+    if (listening.event === 'error') throw new Error(listening.message);
+    const token = new URL(listening.url).searchParams.get('rfb_token');
+    const url = (host) => `ws://${host}:${listening.port}/ws?rfb_token=${token}`;
+    for (const [link, host] of [['free', '127.0.0.1'], ['700k', SHAPED_ADDRESS]]) {
+      viewers.push({ link, ...(await openBenchViewer(ctx, url(host), sc.transport)) });
+    }
+    const shapedAt = Date.now();
+    const shapedFrom = source.events.length;
+    shapeAddress(SHAPED_ADDRESS, 700, [listening.port, listening.webtransport_port].filter(Boolean));
+    await sleep(4 * WARMUP_MS);
+    const statsFrom = source.events.length;
+    for (const v of viewers) {
+      await v.page.evaluate(() => window.benchRead());
+      v.s0 = await v.page.evaluate(() => window.rfbViewer.stats());
+    }
+    const t0 = Date.now();
+    await sleep(SECONDS * 1000);
+    const elapsed = (Date.now() - t0) / 1000;
+    const stats = source.events.slice(statsFrom).filter((e) => e.event === 'stats').map((e) => ({ at: e.at, ...parseStats(e.text) }));
+    if (stats.length < 2) throw new Error(`fewer than 2 rfbsink-stats messages in ${elapsed} s`);
+    const [a, b] = [stats[0], stats.at(-1)];
+    const rows = [];
+    for (const v of viewers) {
+      const measured = await v.page.evaluate(() => window.benchRead());
+      const s1 = await v.page.evaluate(() => window.rfbViewer.stats());
+      const e2e = measured.samples.filter((x) => x.frameLatencyMs !== null).map((x) => x.frameLatencyMs);
+      const mine = (st) => st.clients.find((c) => c.id === s1.clientId);
+      const delivered = stats.map(mine).filter(Boolean).map((c) => c.delivered);
+      rows.push({
+        ...sc,
+        name: `${sc.name}: ${v.link}`,
+        link: v.link,
+        seconds: elapsed,
+        producedFps: (b.frames - a.frames) / (b.at - a.at),
+        deliveredFps: (s1.framesDecoded - v.s0.framesDecoded) / elapsed,
+        paintedFpsBarcode: measured.samples.length / elapsed,
+        e2e: dist(e2e),
+        e2eSamples: thin(e2e, 400),
+        size: `${s1.width}x${s1.height}`,
+        rendition: s1.renditions?.current ?? 0,
+        renditionSwitches: mine(b)?.switches ?? null,
+        deliveredKbps: median(delivered) / 1000,
+        targetKbps: b.target ? b.target / 1000 : null,
+        elementP50Ms: median(stats.map(mine).filter(Boolean).map((c) => c.p50 / 1000)),
+        elementP99Ms: Math.max(...stats.map(mine).filter(Boolean).map((c) => c.p99 / 1000)),
+        bytesPerSecond: (b.bytes - a.bytes) / (b.at - a.at),
+        // Each second from the moment the link was shaped: [ms, its render()->decoded p50 ms,
+        // rendition, switches so far, frames dropped so far, delivered kbit/s, measured link
+        // capacity kbit/s].
+        timeline: source.events.slice(shapedFrom).filter((e) => e.event === 'stats').map((e) => {
+          const c = mine({ ...parseStats(e.text) });
+          return c ? [Math.round(e.at * 1000 - shapedAt), Math.round(c.p50 / 1000), c.rendition, c.switches, c.framesDropped, Math.round(c.delivered / 1000),
+            Math.round(c.capacity / 1000)] : null;
+        }).filter(Boolean),
+      });
+    }
+    return rows;
+  } finally {
+    shapeAddress(SHAPED_ADDRESS, 0);
+    for (const v of viewers) await v.page.close().catch(() => {});
+    await source.stop();
+  }
+}
+
+/**
+ * Holds what the server sends from `ports` on `address` to `kbit` kbit/s with a 300 ms queue (a
+ * token bucket under an HTB class), the rest of lo free (the viewer's acks too: a link's upstream is
+ * not its downstream); 0 frees it. Only inside the namespace.
+ * @param {string} address
+ * @param {number} kbit
+ * @param {number[]} [ports] the server's TCP/UDP ports
+ */
+function shapeAddress(address, kbit, ports = []) {
+  if (!IN_NETNS) throw new Error('shaping needs the private network namespace');
+  const run = (cmd) => {
+    const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' });
+    if (r.status !== 0 && kbit) throw new Error(`${cmd}: ${r.stderr.trim()}`);
+  };
+  if (!kbit) {
+    run('tc qdisc del dev lo root');
+    run('ip link set lo mtu 65536');
+    return;
+  }
+  // The shaped class holds the same token bucket as shapeLoopback's (tbf, 300 ms queue).
+  run('ip link set lo mtu 1500');
+  run('tc qdisc replace dev lo root handle 1: htb default 10 r2q 1000');
+  run('tc class replace dev lo parent 1: classid 1:10 htb rate 10gbit');
+  run('tc class replace dev lo parent 1: classid 1:20 htb rate 10gbit');
+  run(`tc qdisc replace dev lo parent 1:20 handle 20: tbf rate ${kbit}kbit burst 16kb latency 300ms`);
+  for (const port of ports) {
+    run(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip src ${address}/32 match ip sport ${port} 0xffff flowid 1:20`);
   }
 }
 
@@ -765,12 +919,15 @@ async function main() {
       const t = Date.now();
       try {
         // Bounded: a scenario that hangs is abandoned (its processes are killed by stop()).
-        const r = await Promise.race([
-          sc.kind === 'rfb' ? runRfb(sc, ctx) : runWebrtc(sc, ctx),
+        const run = { rfb: runRfb, 'rfb-links': runTwoLinks }[sc.kind] ?? runWebrtc;
+        const rows = [await Promise.race([
+          run(sc, ctx),
           sleep((SECONDS + 90) * 1000).then(() => { throw new Error('scenario timed out'); }),
-        ]);
-        results.push(r);
-        process.stderr.write(`e2e p50 ${f(r.e2e.p50)} ms, ${f(r.deliveredFps)}/${f(r.producedFps)} fps (${((Date.now() - t) / 1000).toFixed(0)} s)\n`);
+        ])].flat();
+        results.push(...rows);
+        process.stderr.write(`${rows.map((r) => (r.skipped ? `skipped: ${r.skipped}`
+          : `${r.link ? `${r.link}: ` : ''}e2e p50 ${f(r.e2e.p50)} ms, ${f(r.deliveredFps)}/${f(r.producedFps)} fps${r.size ? ` ${r.size}` : ''}`)).join('; ')}`
+          + ` (${((Date.now() - t) / 1000).toFixed(0)} s)\n`);
       } catch (err) {
         results.push({ ...sc, error: err.message });
         process.stderr.write(`FAILED: ${err.message.split('\n').slice(0, 6).join('\n')}\n`);
@@ -835,6 +992,12 @@ async function main() {
   for (const on of shaped.filter((r) => r.rateControl && r.shapeName === 'step')) {
     targets.push(`20 -> 1 -> 20 Mbit/s, ${on.transport}: under 200 ms again ${f(on.recoveryMs, 0)} ms after the step down (target <= 2000): ${on.recoveryMs <= 2000 ? 'met' : 'NOT met'}, `
       + `${f(on.stepFps)} fps shown on 1 Mbit/s; full quality ${on.fullQualityMs === null ? 'never' : `${f(on.fullQualityMs, 0)} ms`} after the step up (target <= 10000): ${on.fullQualityMs !== null && on.fullQualityMs <= 10000 ? 'met' : 'NOT met'}`);
+  }
+  for (const slow of results.filter((r) => r.kind === 'rfb-links' && r.link === '700k' && !r.error && !r.skipped)) {
+    const free = results.find((r) => r.kind === 'rfb-links' && r.link === 'free' && r.variant === slow.variant && r.transport === slow.transport);
+    const one = (r) => `${f(r.deliveredFps)} fps ${r.size} at ${f(r.deliveredKbps, 0)} kbit/s, e2e ${f(r.e2e.p50)} / ${f(r.e2e.p99)} ms`;
+    targets.push(`two links, ${slow.transport} ${slow.variant}: free viewer ${free && !free.error ? one(free) : '-'}; 700 kbit/s viewer ${one(slow)}`
+      + `${slow.rendition ? ` (rendition ${slow.rendition}, ${slow.renditionSwitches} switches)` : ''}${slow.targetKbps ? `; encoder target ${f(slow.targetKbps, 0)} kbit/s` : ''}`);
   }
   if (v32) targets.push(`32 viewers at 720p30: rfbsink ${f(v32.rfbsinkCpuPercentOfCore, 2)} % of one core (target < 10): ${v32.rfbsinkCpuPercentOfCore < 10 ? 'met' : 'NOT met'}`);
 

@@ -48,6 +48,11 @@ test('the server line: render→decoded percentiles and painted p50', () => {
   assert.equal(lines[7], 'server: delivered 250 kbit/s  encoder target 595 kbit/s');
 });
 
+test('the measured link shows next to what was delivered', () => {
+  const lines = formatServerStats({ ...SERVER, capacity_bps: 7_200_000 });
+  assert.equal(lines[2], 'server: delivered 250 kbit/s  link >= 7.20 Mbit/s  encoder target 595 kbit/s');
+});
+
 test('without rate control the overlay says so', () => {
   const lines = formatServerStats({ ...SERVER, target_bps: null, delivered_bps: null });
   assert.equal(lines[2], 'server: delivered -  encoder target - (rate control off)');

@@ -78,7 +78,7 @@ const STATS_MESSAGE = {
   latency_p50_us: 12_300, latency_p95_us: 20_100, latency_max_us: 41_000,
   paint_p50_us: 13_000, paint_p95_us: 21_500, fps: 30, bitrate_bps: 2_400_000,
   delivered_bps: 2_350_000, target_bps: 1_800_000, frames_dropped: 2, queued_bytes: 0, keyframe_requests: 1,
-  rendition: 1, rendition_switches: 3,
+  rendition: 1, rendition_switches: 3, capacity_bps: null,
 };
 
 test('a stats message parses into its figures', () => {

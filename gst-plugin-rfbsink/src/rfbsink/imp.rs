@@ -744,6 +744,7 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("overloads", c.overloads)
         .field("bitrate", c.bitrate_bps)
         .field("delivered-bitrate", c.delivered_bps)
+        .field("link-capacity", c.capacity_bps)
         .field("rendition", c.rendition)
         .field("rendition-switches", c.rendition_switches)
         .build()
