@@ -99,7 +99,7 @@ impl Climber {
     fn congested(&mut self) {
         self.calm = 0;
         self.up_wait = if self.trying.take().is_some() {
-            (self.up_wait * 2).max(2 * DOWN_WAIT).min(UP_WAIT_MAX)
+            (self.up_wait * 2).clamp(2 * DOWN_WAIT, UP_WAIT_MAX)
         } else {
             self.up_wait.max(DOWN_WAIT)
         };
