@@ -94,6 +94,13 @@ impl Climber {
         }
     }
 
+    /// It moves up: a try, watched for `TRY_TICKS`.
+    fn try_up(&mut self) {
+        self.calm = 0;
+        self.measured = false;
+        self.trying = Some(0);
+    }
+
     /// It queued: after a try upward, twice as long a wait for the next (at least twice
     /// `DOWN_WAIT`); else at least `DOWN_WAIT`.
     fn congested(&mut self) {
@@ -164,39 +171,33 @@ impl Ladder {
                 let up = at.and_then(|i| rungs.get(i + 1));
                 let due =
                     !seat.pinned && seat.moving_to.is_none() && climber.calm >= climber.up_wait;
-                match (up.filter(|_| due), seat.sample.capacity_bps) {
+                let to = match (up.filter(|_| due), seat.sample.capacity_bps) {
                     (Some(up), Some(c)) if (c as f64 * FIT) as u64 >= up.bps => {
-                        climber.calm = 0;
-                        climber.measured = false;
-                        climber.trying = Some(0);
-                        moves.push(Move {
-                            client_id: id,
-                            rendition: up.id,
-                        });
+                        climber.try_up();
+                        Some(up.id)
                     }
                     // Measured too slow: it stays, and looks again at the next due tick.
-                    (Some(_), Some(_)) => climber.measured = false,
+                    (Some(_), Some(_)) => {
+                        climber.measured = false;
+                        None
+                    }
                     // Not measured: a keyframe of its own rendition measures its link (a move
                     // to where it is asks for one); only when that measured nothing either
                     // (its frames are all small) does it try blindly.
                     (Some(_), None) if !climber.measured => {
                         climber.measured = true;
-                        moves.push(Move {
-                            client_id: id,
-                            rendition: seat.rendition,
-                        });
+                        Some(seat.rendition)
                     }
                     (Some(up), None) => {
-                        climber.calm = 0;
-                        climber.measured = false;
-                        climber.trying = Some(0);
-                        moves.push(Move {
-                            client_id: id,
-                            rendition: up.id,
-                        });
+                        climber.try_up();
+                        Some(up.id)
                     }
-                    (None, _) => {}
-                }
+                    (None, _) => None,
+                };
+                moves.extend(to.map(|rendition| Move {
+                    client_id: id,
+                    rendition,
+                }));
             }
             seen.insert(id, climber);
         }

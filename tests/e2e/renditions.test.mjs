@@ -5,7 +5,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, outPath, pollUntil, withQuery } from './lib.mjs';
+import { Viewer, assertPluginBuilt, assertSmpteBars, launchBrowser, outPath, pollUntil, streamToPage, withQuery } from './lib.mjs';
 import { probeReady, startProbe } from './probe.mjs';
 
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
@@ -32,19 +32,6 @@ after(async () => {
   await browser?.close();
 });
 
-/** Where stream pixel (x, y) of a `stream`-sized picture is on the page (object-fit: contain). */
-async function pagePoint(page, stream, x, y) {
-  const rect = await page.evaluate(() => {
-    const r = document.querySelector('canvas.rfb-canvas').getBoundingClientRect();
-    return { left: r.left, top: r.top, width: r.width, height: r.height };
-  });
-  const scale = Math.min(rect.width / stream.width, rect.height / stream.height);
-  return {
-    x: rect.left + (rect.width - stream.width * scale) / 2 + x * scale,
-    y: rect.top + (rect.height - stream.height * scale) / 2 + y * scale,
-  };
-}
-
 for (const transport of ['wt', 'ws']) test(`${transport}: a viewer chooses the small rendition, points in the source's pixels, and moves to the large one without a stall`, { timeout: 120_000 }, async (t) => {
   if (!probeReady(t, ['x264enc', 'videoscale'])) return;
   probe ??= await startProbe(PIPELINE);
@@ -66,7 +53,7 @@ for (const transport of ['wt', 'ws']) test(`${transport}: a viewer chooses the s
 
   // A click at the small picture's (80, 60) is the source's (160, 120).
   const from = probe.lines.length;
-  const at = await pagePoint(viewer.page, { width: 320, height: 240 }, 80, 60);
+  const at = await streamToPage(viewer.page, 'canvas.rfb-canvas', { width: 320, height: 240 }, 80, 60);
   await viewer.page.mouse.click(at.x, at.y);
   const press = await probe.waitFor((l) => l.event === 'mouse-button-press', 'mouse-button-press', { from });
   assert.ok(Math.abs(press.x - 160) <= 3 && Math.abs(press.y - 120) <= 3,

@@ -1705,16 +1705,7 @@ impl RfbSink {
             return Ok(gst::FlowSuccess::Ok);
         }
         let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        // Zero copy: the frame keeps the buffer mapped; every client shares that memory.
-        let mapped = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::Read,
-                ("Cannot map buffer readable")
-            );
-            gst::FlowError::Error
-        })?;
-        let payload = Bytes::from_owner(mapped);
+        let payload = self.payload(buffer.clone())?;
 
         let (config, frame_id, key) = {
             let mut stream = self.stream.lock().unwrap();
@@ -1755,6 +1746,20 @@ impl RfbSink {
         self.refine_touch(Some(timestamp_us));
         hub.push(0, Frame::new(header, config, payload));
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// A buffer's bytes, zero copy: the frame keeps the buffer mapped; every client shares that
+    /// memory.
+    fn payload(&self, buffer: gst::Buffer) -> Result<Bytes, gst::FlowError> {
+        let mapped = buffer.into_mapped_buffer_readable().map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Read,
+                ("Cannot map buffer readable")
+            );
+            gst::FlowError::Error
+        })?;
+        Ok(Bytes::from_owner(mapped))
     }
 
     /// A `rendition_%u` pad: `rendition_N` when asked by name (N from 1 to `MAX_RENDITIONS`),
@@ -1848,15 +1853,7 @@ impl RfbSink {
         };
         let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let running_time = buffer.pts();
-        let mapped = buffer.into_mapped_buffer_readable().map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::Read,
-                ("Cannot map buffer readable")
-            );
-            gst::FlowError::Error
-        })?;
-        let payload = Bytes::from_owner(mapped);
+        let payload = self.payload(buffer)?;
         let (config, key, timestamp_us) = {
             let mut renditions = self.renditions.lock().unwrap();
             let Some(r) = renditions.get_mut(&id) else {
