@@ -1202,7 +1202,6 @@ impl Hub {
                     }
                 }
             }
-            stream_fps = track.fps(now);
             if rendition == 0 {
                 st.eos = false;
                 st.refine = None;
@@ -1228,6 +1227,12 @@ impl Hub {
                     waiting.push(client.clone());
                 }
             }
+            // Only for the bus message of a viewer that fell behind (rare): not every frame.
+            stream_fps = if overloads.is_empty() {
+                0.0
+            } else {
+                st.tracks.get(&rendition).map_or(0.0, |t| t.fps(now))
+            };
             // Upstream of the sink pad is every viewer's only when all are on it.
             all_behind = rendition == 0
                 && !overloads.is_empty()
