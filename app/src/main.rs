@@ -104,8 +104,9 @@ struct ServeArgs {
     /// Ignore input from the browsers
     #[arg(long)]
     view_only: bool,
-    /// Whom the encoder's bitrate follows: off (its own --bitrate) or slowest (the slowest
-    /// viewer's link, at most --bitrate)
+    /// Whom the encoder's bitrate follows: off (its own --bitrate), slowest (the slowest
+    /// viewer's link, at most --bitrate) or control (the slowest on the control link: view-link
+    /// viewers cannot lower it)
     #[arg(long, value_enum, default_value = "off")]
     rate_control: RateControl,
     /// Extra renditions for viewers on slower links, WxH@KBPS[,WxH@KBPS...] (e.g.
@@ -121,6 +122,7 @@ struct ServeArgs {
 enum RateControl {
     Off,
     Slowest,
+    Control,
 }
 
 #[derive(Args)]
@@ -217,7 +219,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         quality: args.quality,
         pattern: args.pattern,
         view_only: args.view_only,
-        rate_control: args.rate_control == RateControl::Slowest,
+        rate_control: match args.rate_control {
+            RateControl::Off => None,
+            RateControl::Slowest => Some("slowest"),
+            RateControl::Control => Some("control"),
+        },
         interactive: pipeline::Interactive::Off,
         ladder: args.ladder,
     };

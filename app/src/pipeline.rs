@@ -219,8 +219,8 @@ pub struct ServeOptions {
     /// videotestsrc pattern (test source only).
     pub pattern: String,
     pub view_only: bool,
-    /// rfbsink's `rate-control=slowest`: the encoder's bitrate follows the slowest viewer.
-    pub rate_control: bool,
+    /// rfbsink's `rate-control`: `None` (off), `Some("slowest")` or `Some("control")`.
+    pub rate_control: Option<&'static str>,
     pub interactive: Interactive,
     /// Extra renditions for viewers on slower links (rfbsink's `rendition_N` pads).
     pub ladder: Vec<Rung>,
@@ -240,7 +240,7 @@ impl Default for ServeOptions {
             quality: None,
             pattern: "ball".to_owned(),
             view_only: false,
-            rate_control: false,
+            rate_control: None,
             interactive: Interactive::Off,
             ladder: Vec::new(),
         }
@@ -298,14 +298,14 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     if opts.interactive != Interactive::Off && opts.source != Source::Test {
         return Err(Error::new("pointer feedback needs the test source"));
     }
-    if opts.rate_control
+    if opts.rate_control.is_some()
         && !matches!(
             opts.codec,
             Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1
         )
     {
         return Err(Error::new(format!(
-            "--rate-control slowest sets a bitrate: use it with --codec h264, vp8, vp9 or av1, not {}",
+            "--rate-control sets a bitrate: use it with --codec h264, vp8, vp9 or av1, not {}",
             format!("{:?}", opts.codec).to_lowercase()
         )));
     }
@@ -437,8 +437,8 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     if opts.view_only {
         sink.push_str(" view-only=true");
     }
-    if opts.rate_control {
-        sink.push_str(" rate-control=slowest");
+    if let Some(policy) = opts.rate_control {
+        sink.push_str(&format!(" rate-control={policy}"));
     }
     parts.push(sink);
     let mut line = parts
@@ -751,7 +751,7 @@ mod tests {
             port: 0,
             address: Some("0.0.0.0".to_owned()),
             view_only: true,
-            rate_control: true,
+            rate_control: Some("slowest"),
             ..ServeOptions::default()
         });
         assert!(l.ends_with("rfbsink port=0 address=0.0.0.0 view-only=true rate-control=slowest"));
@@ -833,10 +833,10 @@ mod tests {
         let err = |opts: ServeOptions| pipeline_line(&opts).unwrap_err().to_string();
         assert!(err(ServeOptions {
             codec: Codec::Jpeg,
-            rate_control: true,
+            rate_control: Some("slowest"),
             ..ServeOptions::default()
         })
-        .contains("--rate-control slowest sets a bitrate: use it with --codec h264"));
+        .contains("--rate-control sets a bitrate: use it with --codec h264"));
         assert!(err(ServeOptions {
             fps: 0,
             ..ServeOptions::default()

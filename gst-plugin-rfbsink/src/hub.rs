@@ -1021,11 +1021,14 @@ impl Hub {
     fn rate_step(&self, step: fn(&mut RateController, &[Sample]) -> Option<u64>) {
         let Some(rate) = &self.rate else { return };
         // The viewers of the rendition whose encoder it drives (the lowest, where there are
-        // several: the others move down the ladder instead).
+        // several: the others move down the ladder instead); under `control`, those on the
+        // control link only.
+        let control_only = self.settings.rate.is_some_and(|r| r.0 == Policy::Control);
         let samples: Vec<Sample> = self
             .clients()
             .iter()
             .filter(|c| c.place() == (self.settings.rate_rendition, None))
+            .filter(|c| !control_only || c.role == Role::Control)
             .map(|c| c.rate_sample())
             .collect();
         let target = step(&mut rate.lock().unwrap(), &samples);

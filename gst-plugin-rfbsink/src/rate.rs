@@ -62,6 +62,10 @@ pub(crate) enum Policy {
     Off,
     /// The slowest viewer that acknowledges frames: everyone gets what it can take.
     Slowest,
+    /// The slowest of the viewers on the control link (the hub samples only those): the person
+    /// at the controls gets every frame; a view-link audience skips to keyframes or moves down
+    /// the ladder, and cannot lower the stream's quality for the controller.
+    Control,
 }
 
 /// One viewer's last tick, as the controller reads it.

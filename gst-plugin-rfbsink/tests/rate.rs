@@ -15,10 +15,16 @@ use gst::prelude::*;
 /// Noise (x264enc spends all of its 1500 kbit/s on it) into rfbsink under rate control, playing:
 /// the pipeline, the encoder, the sink and its port.
 fn noise_under_rate_control(min_kbps: u32) -> (gst::Pipeline, gst::Element, gst::Element, u16) {
+    noise_under("slowest", min_kbps)
+}
+
+/// The same under the `policy` of rate-control; the view link's token is TEST_VIEW_TOKEN.
+fn noise_under(policy: &str, min_kbps: u32) -> (gst::Pipeline, gst::Element, gst::Element, u16) {
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
          ! x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=30 \
-         ! rfbsink name=sink port=0 rate-control=slowest min-bitrate={min_kbps} token={TEST_TOKEN}"
+         ! rfbsink name=sink port=0 rate-control={policy} min-bitrate={min_kbps} \
+           token={TEST_TOKEN} view-token={TEST_VIEW_TOKEN}"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -243,5 +249,55 @@ fn a_viewer_that_lies_in_its_acks_takes_the_target_to_min_bitrate_at_most_and_st
     stop.store(true, Ordering::SeqCst);
     let _ = rt.block_on(honest);
     let _ = rt.block_on(liar);
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn under_the_control_policy_a_slow_view_link_viewer_does_not_lower_the_controllers_quality() {
+    init();
+    let (pipeline, enc, sink, port) = noise_under("control", 100);
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = runtime();
+    // A 320 kbit/s viewer on the view link, under the 1500 kbit/s stream.
+    let slow_view = rt.spawn(slow_viewer_with(
+        port,
+        TEST_VIEW_TOKEN,
+        Arc::new(AtomicU64::new(40_000)),
+        stop.clone(),
+        None,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        assert_eq!(
+            enc.property::<u32>("bitrate"),
+            1500,
+            "a view-link viewer lowered it"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It was behind all along: it skipped frames (its own loss, not the controller's).
+    let stats = sink.property::<gst::Structure>("stats");
+    let clients = stats.get::<gst::Array>("client-stats").unwrap();
+    let view = clients.first().unwrap().get::<gst::Structure>().unwrap();
+    assert_eq!(view.get::<&str>("role").unwrap(), "view", "{stats}");
+    assert!(view.get::<u64>("frames-dropped").unwrap() > 0, "{stats}");
+
+    // The same link on the control link: the encoder follows it.
+    let slow_control = rt.spawn(slow_viewer_with(
+        port,
+        TEST_TOKEN,
+        Arc::new(AtomicU64::new(40_000)),
+        stop.clone(),
+        None,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(20), || enc.property::<u32>("bitrate")
+            <= 400),
+        "x264enc still at {} kbit/s with a slow controller",
+        enc.property::<u32>("bitrate")
+    );
+    stop.store(true, Ordering::SeqCst);
+    let _ = rt.block_on(slow_view);
+    let _ = rt.block_on(slow_control);
     pipeline.set_state(gst::State::Null).unwrap();
 }

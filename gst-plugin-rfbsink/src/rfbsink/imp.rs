@@ -417,6 +417,7 @@ impl RfbSink {
         let policy = match settings.rate_control {
             RateControl::Off => return None,
             RateControl::Slowest => Policy::Slowest,
+            RateControl::Control => Policy::Control,
         };
         let mut pads = vec![(0, self.obj().sink_pad().clone())];
         pads.extend(
@@ -876,7 +877,7 @@ impl ObjectImpl for RfbSink {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("rate-control", DEFAULT_RATE_CONTROL)
                     .nick("Rate control")
-                    .blurb("Whom the encoder's bitrate follows: off (the encoder keeps its settings, slow viewers skip to keyframes) or slowest (the slowest viewer that acknowledges frames: the target falls below what its link delivered when it queues, and probes back up when it does not). rfbsink sets the bitrate of x264enc, openh264enc, nvh264enc, vah264enc, vp8enc, vp9enc, av1enc, svtav1enc and rav1enc upstream itself; for others it posts rfbsink-target-bitrate and sets target-bitrate")
+                    .blurb("Whom the encoder's bitrate follows: off (the encoder keeps its settings, slow viewers skip to keyframes) slowest (the slowest viewer that acknowledges frames: the target falls below what its link delivered when it queues, and probes back up when it does not) or control (the same for the viewers on the control link only: a view-link audience cannot lower the controller's quality). With renditions it drives the lowest rendition's encoder. rfbsink sets the bitrate of x264enc, openh264enc, nvh264enc, vah264enc, vp8enc, vp9enc, av1enc, svtav1enc and rav1enc upstream itself; for others it posts rfbsink-target-bitrate and sets target-bitrate")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("min-bitrate")

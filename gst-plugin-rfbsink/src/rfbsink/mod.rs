@@ -67,6 +67,11 @@ pub enum RateControl {
         nick = "slowest"
     )]
     Slowest = 1,
+    #[enum_value(
+        name = "Control: the bitrate follows the slowest viewer on the control link; view-link viewers skip or move down the ladder",
+        nick = "control"
+    )]
+    Control = 2,
 }
 
 glib::wrapper! {

@@ -290,9 +290,23 @@ pub async fn slow_viewer(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     seen: Option<Seen>,
 ) {
+    slow_viewer_with(port, TEST_TOKEN, rate, stop, seen).await
+}
+
+/// `slow_viewer` on the link of `token` (the control or the view link).
+pub async fn slow_viewer_with(
+    port: u16,
+    token: &str,
+    rate: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: Option<Seen>,
+) {
     use std::sync::atomic::Ordering;
     use std::time::Instant;
-    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
+    let url = format!(
+        "ws://127.0.0.1:{port}{}",
+        with_this_token("/ws?envelope=binary", token)
+    );
     let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let (mut tx, mut rx) = ws.split();
     let mut budget_start = Instant::now();
