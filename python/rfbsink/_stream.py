@@ -30,6 +30,11 @@ _X264 = "x264enc name=enc tune=zerolatency speed-preset=ultrafast pass=qual quan
 _OPENH264 = "openh264enc name=enc complexity=low rate-control=quality"
 # A rendition of the ladder: a bitrate, not a quality (it is there to fit a slower link).
 _X264_RUNG = "x264enc name=enc{n} tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max=120"
+# Under rate control the main encoder runs at a bitrate rfbsink sets (between its min-bitrate and
+# this), not at a quality: a quantizer ignores a bitrate.
+_X264_RATE = "x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max=120"
+_OPENH264_RATE = "openh264enc name=enc complexity=low rate-control=bitrate bitrate={bps}"
+RATE_CONTROLS = ("off", "slowest", "control")
 _OPENH264_RUNG = "openh264enc name=enc{n} complexity=low rate-control=bitrate bitrate={bps}"
 # rfbsink's rendition pads: rendition_1 to rendition_8.
 MAX_RUNGS = 8
@@ -184,6 +189,8 @@ class Stream:
         max_clients: int = 0,
         max_latency_ms: Optional[int] = None,
         ladder: Tuple[Tuple[int, int, int], ...] = (),
+        rate_control: str = "off",
+        bitrate: int = 4000,
     ) -> None:
         """Builds the pipeline and starts serving at once (see `url`).
 
@@ -202,6 +209,10 @@ class Stream:
         - max_latency_ms: a viewer further behind than this (push to painted, as rfbsink
           measures it) skips ahead to the newest picture instead of queueing; default rfbsink's
           (400 ms).
+        - rate_control: "off" (h264 at `quality`), "slowest" (the encoder's bitrate follows the
+          slowest viewer's link, at most `bitrate`) or "control" (only the viewers on the
+          control link count); h264 only. For viewers behind slow links and SSH tunnels.
+        - bitrate: kbit/s, the most rate control gives the h264 encoder (default 4000).
         - ladder: extra renditions for viewers on slower links, ((width, height, kbit/s), ...),
           e.g. ((640, 360, 600),): the picture is also encoded at that size and bitrate, and
           each viewer gets the best one its link carries (codec "h264" only).
@@ -231,6 +242,12 @@ class Stream:
                 raise ValueError(f"ladder rendition must be (width, height, kbit/s), got {rung!r}")
             if rung[0] % 2 or rung[1] % 2:
                 raise ValueError(f"ladder rendition {rung!r}: width and height must be even (4:2:0 video)")
+        if rate_control not in RATE_CONTROLS:
+            raise ValueError(f"rate_control must be one of {', '.join(RATE_CONTROLS)}, got {rate_control!r}")
+        if not (isinstance(bitrate, int) and not isinstance(bitrate, bool) and 1 <= bitrate <= 1_000_000):
+            raise ValueError(f"bitrate must be kbit/s, an integer 1..1000000, got {bitrate!r}")
+        if rate_control != "off" and codec not in ("h264", "auto"):
+            raise ValueError(f"rate_control needs codec 'h264' (it drives a bitrate), got {codec!r}")
         if ladder and codec not in ("h264", "auto"):
             raise ValueError(f"ladder needs codec 'h264' (renditions are encoded at a bitrate), got {codec!r}")
         if window is not None:
@@ -254,6 +271,8 @@ class Stream:
         self._quality = quality
         self._window = window
         self._ladder = ladder
+        self._rate_control = rate_control
+        self._bitrate = bitrate
         self._settings = dict(
             port=port,
             address=address,
@@ -274,8 +293,9 @@ class Stream:
         self._closed = False
         self._error: Optional[str] = None
         self._codec_fixed = codec != "auto" or dtype is not None
-        self._codec = self._resolve("h264" if ladder else codec, None if dtype is None else np.dtype(dtype))
-        self._codec_fixed = self._codec_fixed or bool(ladder)
+        bitrate_driven = bool(ladder) or rate_control != "off"
+        self._codec = self._resolve("h264" if bitrate_driven else codec, None if dtype is None else np.dtype(dtype))
+        self._codec_fixed = self._codec_fixed or bitrate_driven
         self._events: "queue.Queue[Any]" = queue.Queue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="rfbsink-callbacks", daemon=True)
         self._dispatcher.start()
@@ -306,7 +326,12 @@ class Stream:
             return ""
         if self._codec == "jpeg":
             return f"videoconvert ! video/x-raw,format=I420 ! jpegenc name=enc quality={self._quality} ! "
-        if _find("x264enc"):
+        if self._rate_control != "off":
+            if _find("x264enc"):
+                enc = _X264_RATE.format(kbps=self._bitrate)
+            else:
+                enc = _OPENH264_RATE.format(bps=self._bitrate * 1000)
+        elif _find("x264enc"):
             # quantizer 51 (worst) .. 0 (lossless); quality 85 -> 20, x264's usual good value.
             q = round(51 - self._quality * 31 / 100)
             enc = _X264.format(q=max(0, min(51, q)))
@@ -369,6 +394,8 @@ class Stream:
             sink.set_property("view-token", s["view_token"])
         sink.set_property("view-only", s["view_only"])
         sink.set_property("webtransport", s["webtransport"])
+        if self._rate_control != "off":
+            Gst.util_set_object_arg(sink, "rate-control", self._rate_control)
         sink.set_property("max-clients", s["max_clients"])
         if s["max_latency_ms"] is not None:
             sink.set_property("max-latency", s["max_latency_ms"])

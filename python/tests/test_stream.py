@@ -534,3 +534,58 @@ def test_bad_ladders_are_refused():
             rfbsink.Stream(64, 48, codec="h264", ladder=ladder)
     with pytest.raises(ValueError, match="codec 'h264'"):
         rfbsink.Stream(64, 48, codec="jpeg", ladder=((32, 24, 100),))
+
+
+def test_rate_control_follows_a_viewer_on_a_slow_link():
+    async def main():
+        with rfbsink.Stream(320, 240, rate_control="slowest", bitrate=1500) as stream:
+            stop = threading.Event()
+            rng = np.random.default_rng(1)
+
+            def pushing():
+                # Noise: the encoder spends all of its 1500 kbit/s.
+                while not stop.is_set():
+                    stream.push(rng.integers(0, 255, (240, 320), dtype=np.uint8))
+                    time.sleep(1 / 30)
+
+            pusher = threading.Thread(target=pushing)
+            pusher.start()
+            try:
+                assert stream.stats["target-bitrate"] == 1_500_000
+                ws = await _client(stream)
+                frame_id = None
+                target = None
+                deadline = time.monotonic() + 20
+                # A 320 kbit/s link: read no faster, acknowledge each frame as the viewer does.
+                while time.monotonic() < deadline:
+                    msg = await asyncio.wait_for(ws.recv(), 5)
+                    if isinstance(msg, str):
+                        header = json.loads(msg)
+                        if header.get("channel") == "rfb.main":
+                            frame_id = header["frame_id"]
+                        continue
+                    await ws.send(json.dumps({"channel": "rfb.stats", "kind": "ack", "frame_id": frame_id}))
+                    await asyncio.sleep(len(msg) / 40_000)
+                    target = stream.stats["target-bitrate"]
+                    if target < 1_000_000:
+                        break
+                await ws.close()
+                assert target is not None and target < 1_000_000, f"the target stayed at {target}"
+            finally:
+                stop.set()
+                pusher.join()
+
+    asyncio.run(main())
+
+
+def test_rate_control_arguments():
+    for kwargs, match in [
+        (dict(rate_control="fastest"), "rate_control"),
+        (dict(rate_control="slowest", codec="jpeg"), "codec 'h264'"),
+        (dict(bitrate=0), "bitrate"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            rfbsink.Stream(64, 48, **kwargs)
+    with rfbsink.Stream(64, 48, rate_control="control", bitrate=800) as stream:
+        assert stream._sink.get_property("target-bitrate") == 800
+        assert stream.stats["python"]["codec"] == "h264"
