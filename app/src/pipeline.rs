@@ -298,27 +298,24 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     if opts.interactive != Interactive::Off && opts.source != Source::Test {
         return Err(Error::new("pointer feedback needs the test source"));
     }
-    if opts.rate_control.is_some()
-        && !matches!(
-            opts.codec,
-            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1
-        )
-    {
-        return Err(Error::new(format!(
-            "--rate-control sets a bitrate: use it with --codec h264, vp8, vp9 or av1, not {}",
-            format!("{:?}", opts.codec).to_lowercase()
-        )));
-    }
-    if !opts.ladder.is_empty()
-        && !matches!(
-            opts.codec,
-            Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1
-        )
-    {
-        return Err(Error::new(format!(
-            "--ladder adds encodings at lower bitrates: use it with --codec h264, vp8, vp9 or av1, not {}",
-            format!("{:?}", opts.codec).to_lowercase()
-        )));
+    // Rate control and renditions work with a bitrate; images have none.
+    let video = matches!(
+        opts.codec,
+        Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1
+    );
+    for (asked, what) in [
+        (opts.rate_control.is_some(), "--rate-control sets a bitrate"),
+        (
+            !opts.ladder.is_empty(),
+            "--ladder adds encodings at lower bitrates",
+        ),
+    ] {
+        if asked && !video {
+            return Err(Error::new(format!(
+                "{what}: use it with --codec h264, vp8, vp9 or av1, not {}",
+                format!("{:?}", opts.codec).to_lowercase()
+            )));
+        }
     }
     if opts.ladder.len() > MAX_RUNGS {
         return Err(Error::new(format!(

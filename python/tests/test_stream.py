@@ -6,6 +6,7 @@ the `websockets` package (pip install "./python[test]").
 """
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -325,6 +326,27 @@ def test_push_never_blocks_on_a_slow_encoder():
 # --- A real client: what a browser's viewer gets and sends -----------------------------------
 
 
+@contextlib.contextmanager
+def pushing(stream, frame_of, fps=30):
+    """Pushes frame_of(n) to `stream` at `fps` on a thread of its own while the block runs."""
+    stop = threading.Event()
+
+    def run():
+        n = 0
+        while not stop.is_set():
+            stream.push(frame_of(n))
+            n += 1
+            time.sleep(1 / fps)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 async def _client(stream, envelope="json"):
     ws = await websockets.connect(f"ws://127.0.0.1:{stream.port}/ws?envelope={envelope}&rfb_token={stream.token}")
     return ws
@@ -487,38 +509,25 @@ def test_window_is_applied_by_the_viewer_and_data_stays_exact():
 
 def test_ladder_serves_a_smaller_rendition_a_viewer_can_choose():
     async def main():
-        with rfbsink.Stream(64, 48, codec="h264", ladder=((32, 24, 100),)) as stream:
-            stop = threading.Event()
-
-            def pushing():
-                n = 0
-                while not stop.is_set():
-                    stream.push(np.full((48, 64, 3), n % 250, np.uint8))
-                    n += 1
-                    time.sleep(1 / 30)
-
-            pusher = threading.Thread(target=pushing)
-            pusher.start()
-            try:
-                ws = await _client(stream)
-                announced = await _next_json(ws, "renditions")
-                assert announced["current"] == 0
-                assert [r["id"] for r in announced["renditions"]] == [0, 1]
-                assert (await _next_json(ws, "config"))["width"] == 64
-                # This viewer chooses the small one: it comes at its next keyframe.
-                await ws.send(json.dumps({"channel": "rfb.control", "kind": "rendition", "id": 1}))
-                switched = await _next_json(ws, "renditions")
-                assert switched["current"] == 1
-                small = await _next_json(ws, "config")
-                assert (small["width"], small["height"]) == (32, 24)
-                header = await _next_json(ws, lambda m: m.get("type") == "video")
-                assert header["chunk_type"] == "key" and header["config_id"] == small["config_id"]
-                await ws.close()
-                renditions = stream.stats["renditions"]
-                assert [(r["id"], r["width"]) for r in renditions] == [(0, 64), (1, 32)]
-            finally:
-                stop.set()
-                pusher.join()
+        with rfbsink.Stream(64, 48, codec="h264", ladder=((32, 24, 100),)) as stream, pushing(
+            stream, lambda n: np.full((48, 64, 3), n % 250, np.uint8)
+        ):
+            ws = await _client(stream)
+            announced = await _next_json(ws, "renditions")
+            assert announced["current"] == 0
+            assert [r["id"] for r in announced["renditions"]] == [0, 1]
+            assert (await _next_json(ws, "config"))["width"] == 64
+            # This viewer chooses the small one: it comes at its next keyframe.
+            await ws.send(json.dumps({"channel": "rfb.control", "kind": "rendition", "id": 1}))
+            switched = await _next_json(ws, "renditions")
+            assert switched["current"] == 1
+            small = await _next_json(ws, "config")
+            assert (small["width"], small["height"]) == (32, 24)
+            header = await _next_json(ws, lambda m: m.get("channel") == "rfb.main")
+            assert header["chunk_type"] == "key" and header["config_id"] == small["config_id"]
+            await ws.close()
+            renditions = stream.stats["renditions"]
+            assert [(r["id"], r["width"]) for r in renditions] == [(0, 64), (1, 32)]
 
     asyncio.run(main())
 
@@ -538,42 +547,31 @@ def test_bad_ladders_are_refused():
 
 def test_rate_control_follows_a_viewer_on_a_slow_link():
     async def main():
-        with rfbsink.Stream(320, 240, rate_control="slowest", bitrate=1500) as stream:
-            stop = threading.Event()
-            rng = np.random.default_rng(1)
-
-            def pushing():
-                # Noise: the encoder spends all of its 1500 kbit/s.
-                while not stop.is_set():
-                    stream.push(rng.integers(0, 255, (240, 320), dtype=np.uint8))
-                    time.sleep(1 / 30)
-
-            pusher = threading.Thread(target=pushing)
-            pusher.start()
-            try:
-                assert stream.stats["target-bitrate"] == 1_500_000
-                ws = await _client(stream)
-                frame_id = None
-                target = None
-                deadline = time.monotonic() + 20
-                # A 320 kbit/s link: read no faster, acknowledge each frame as the viewer does.
-                while time.monotonic() < deadline:
-                    msg = await asyncio.wait_for(ws.recv(), 5)
-                    if isinstance(msg, str):
-                        header = json.loads(msg)
-                        if header.get("channel") == "rfb.main":
-                            frame_id = header["frame_id"]
-                        continue
-                    await ws.send(json.dumps({"channel": "rfb.stats", "kind": "ack", "frame_id": frame_id}))
-                    await asyncio.sleep(len(msg) / 40_000)
-                    target = stream.stats["target-bitrate"]
-                    if target < 1_000_000:
-                        break
-                await ws.close()
-                assert target is not None and target < 1_000_000, f"the target stayed at {target}"
-            finally:
-                stop.set()
-                pusher.join()
+        rng = np.random.default_rng(1)
+        # Noise: the encoder spends all of its 1500 kbit/s.
+        with rfbsink.Stream(320, 240, rate_control="slowest", bitrate=1500) as stream, pushing(
+            stream, lambda _: rng.integers(0, 255, (240, 320), dtype=np.uint8)
+        ):
+            assert stream.stats["target-bitrate"] == 1_500_000
+            ws = await _client(stream)
+            frame_id = None
+            target = None
+            deadline = time.monotonic() + 20
+            # A 320 kbit/s link: read no faster, acknowledge each frame as the viewer does.
+            while time.monotonic() < deadline:
+                msg = await asyncio.wait_for(ws.recv(), 5)
+                if isinstance(msg, str):
+                    header = json.loads(msg)
+                    if header.get("channel") == "rfb.main":
+                        frame_id = header["frame_id"]
+                    continue
+                await ws.send(json.dumps({"channel": "rfb.stats", "kind": "ack", "frame_id": frame_id}))
+                await asyncio.sleep(len(msg) / 40_000)
+                target = stream.stats["target-bitrate"]
+                if target < 1_000_000:
+                    break
+            await ws.close()
+            assert target is not None and target < 1_000_000, f"the target stayed at {target}"
 
     asyncio.run(main())
 
