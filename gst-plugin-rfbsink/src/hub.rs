@@ -515,10 +515,25 @@ impl Client {
 
     /// Applies the latest-wins policy to a new frame. Returns true when the client now waits for a
     /// keyframe that should be asked for upstream.
-    fn enqueue(&self, frame: &Arc<Frame>, settings: &HubSettings) -> (bool, Option<Overload>) {
+    /// A frame of `rendition`: the keyframe of the one it moves to switches it (the
+    /// announcement comes from `announce`); a frame of another rendition is not its (None).
+    fn enqueue(
+        &self,
+        frame: &Arc<Frame>,
+        rendition: u32,
+        settings: &HubSettings,
+        announce: impl FnOnce() -> String,
+    ) -> Option<(bool, Option<Overload>)> {
         let mut q = self.queue.lock().unwrap();
         if q.closed {
-            return (false, None);
+            return None;
+        }
+        if q.moving_to == Some(rendition) && frame.is_key() {
+            self.switch(q, frame, rendition, announce());
+            return None;
+        }
+        if q.rendition != rendition {
+            return None;
         }
         let now = Instant::now();
         // A client waiting for a keyframe that was asked for (it joined, caught up, lost its
@@ -549,12 +564,12 @@ impl Client {
                 }
             }
             q.frames_dropped += 1;
-            return (false, overload);
+            return Some((false, overload));
         }
         if q.need_key {
             if !frame.is_key() {
                 q.frames_dropped += 1;
-                return (false, None);
+                return Some((false, None));
             }
             q.need_key = false;
             q.stalled_by_acks = false;
@@ -591,7 +606,7 @@ impl Client {
         }
         drop(q);
         self.notify.notify_one();
-        (wants_key, None)
+        Some((wants_key, None))
     }
 
     /// Queues a refine still when the client has the picture it refines and room for it.
@@ -704,11 +719,13 @@ impl Client {
     /// The keyframe of the rendition it moves to: what it was queued of the old one is dropped
     /// and the new one starts here, without a gap (the old one's frames came until now). The
     /// announcement goes out before it.
-    fn switch(&self, frame: &Arc<Frame>, rendition: u32, announce: String) {
-        let mut q = self.queue.lock().unwrap();
-        if q.closed || q.moving_to != Some(rendition) {
-            return;
-        }
+    fn switch(
+        &self,
+        mut q: std::sync::MutexGuard<'_, ClientQueue>,
+        frame: &Arc<Frame>,
+        rendition: u32,
+        announce: String,
+    ) {
         q.drop_frames();
         q.need_key = false;
         q.stalled_by_acks = false;
@@ -1211,15 +1228,14 @@ impl Hub {
             }
             let st = &*st;
             for client in st.clients.values() {
-                let (at, moving_to) = client.place();
-                if moving_to == Some(rendition) && frame.is_key() {
-                    client.switch(&frame, rendition, st.announcement(rendition));
+                // One lock of its queue: its rendition, a switch, or the frame.
+                let Some((client_wants_key, overload)) =
+                    client.enqueue(&frame, rendition, &self.settings, || {
+                        st.announcement(rendition)
+                    })
+                else {
                     continue;
-                }
-                if at != rendition {
-                    continue;
-                }
-                let (client_wants_key, overload) = client.enqueue(&frame, &self.settings);
+                };
                 overloads.extend(overload);
                 if client_wants_key {
                     wants_key = true;

@@ -236,6 +236,18 @@ impl StreamTracker {
     }
 }
 
+/// `caps_info` for a stream that goes to viewers: at most `MAX_DIMENSION` each way.
+pub(crate) fn streamable_caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, StreamError> {
+    let info = caps_info(caps)?;
+    if info.width > MAX_DIMENSION || info.height > MAX_DIMENSION {
+        return Err(StreamError::TooLarge {
+            width: info.width,
+            height: info.height,
+        });
+    }
+    Ok(info)
+}
+
 /// What the negotiated caps say, or why they cannot be streamed.
 pub(crate) fn caps_info(caps: &gst::CapsRef) -> Result<CapsInfo, StreamError> {
     let s = caps.structure(0).ok_or(StreamError::EmptyCaps)?;

@@ -27,7 +27,7 @@ use crate::runtime::RUNTIME;
 use crate::server::{Handlers, Server, ServerSettings};
 use crate::session::Limits;
 use crate::stats::ClientStats;
-use crate::stream::{caps_info, StreamError, StreamTracker, MAX_DIMENSION};
+use crate::stream::{caps_info, streamable_caps_info, StreamError, StreamTracker, MAX_DIMENSION};
 use crate::CAT;
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
@@ -1533,13 +1533,7 @@ impl BaseSinkImpl for RfbSink {
                 _ => {}
             }
         }
-        let result = caps_info(caps).and_then(|info| {
-            if info.width > MAX_DIMENSION || info.height > MAX_DIMENSION {
-                return Err(StreamError::TooLarge {
-                    width: info.width,
-                    height: info.height,
-                });
-            }
+        let result = streamable_caps_info(caps).and_then(|info| {
             let mut raw = self.raw.lock().unwrap();
             match info.raw {
                 Some(format) => raw.set_caps(caps, format)?,
@@ -1893,15 +1887,9 @@ impl RfbSink {
         match event.view() {
             gst::EventView::Caps(c) => {
                 let caps = c.caps();
-                let result = caps_info(caps).and_then(|info| {
+                let result = streamable_caps_info(caps).and_then(|info| {
                     if info.raw.is_some() {
                         return Err(StreamError::NotEncoded);
-                    }
-                    if info.width > MAX_DIMENSION || info.height > MAX_DIMENSION {
-                        return Err(StreamError::TooLarge {
-                            width: info.width,
-                            height: info.height,
-                        });
                     }
                     let mut renditions = self.renditions.lock().unwrap();
                     match renditions.get_mut(&id) {
