@@ -98,3 +98,8 @@ bash "$repo/scripts/python-env.sh"
 # tests/e2e/whepclient.test.mjs: built once per version into ~/.cache/rfbsink-tools (minutes the
 # first time, nothing after).
 bash "$repo/scripts/whepclientsrc.sh" >/dev/null
+
+# The Media over QUIC relay (moq-relay, from crates.io) for tests/e2e/relay.test.mjs and the
+# bench's relay scenarios: built once per version into ~/.cache/rfbsink-tools (about 7 minutes on
+# 2 cores the first time, nothing after).
+bash "$repo/scripts/moq-relay.sh" >/dev/null

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use crate::ladder::{Ladder, Move, Rung, Seat};
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
 use crate::rate::{Policy, RateController, Sample};
+use crate::relay::Publisher;
 use crate::stats::{ClientCounters, ClientStats, NetworkStats};
 
 /// At most this many frames are kept for late joiners; a longer group of pictures is not cached and
@@ -973,6 +974,8 @@ pub(crate) struct Hub {
     rate: Option<Mutex<RateController>>,
     /// Which rendition each viewer gets, when there are several.
     ladder: Mutex<Ladder>,
+    /// The relay every frame is also published to (`relay-url`), set once at start.
+    relay: OnceLock<Arc<Publisher>>,
 }
 
 impl Hub {
@@ -988,7 +991,17 @@ impl Hub {
             callbacks,
             rate,
             ladder: Mutex::default(),
+            relay: OnceLock::new(),
         })
+    }
+
+    /// Publishes every frame to a relay as well, from now on.
+    pub fn set_relay(&self, relay: Arc<Publisher>) {
+        let _ = self.relay.set(relay);
+    }
+
+    pub fn relay(&self) -> Option<&Arc<Publisher>> {
+        self.relay.get()
     }
 
     /// A rendition pad: its frames go to the viewers the ladder puts on it.
@@ -1000,6 +1013,9 @@ impl Hub {
     pub fn remove_rendition(self: &Arc<Self>, id: u32) {
         if id == 0 {
             return;
+        }
+        if let Some(relay) = self.relay.get() {
+            relay.remove_rendition(id);
         }
         let movers: Vec<Arc<Client>> = {
             let mut st = self.state.lock().unwrap();
@@ -1259,6 +1275,11 @@ impl Hub {
                     let q = c.queue.lock().unwrap();
                     q.stalled_by_acks && q.rendition == 0
                 });
+        }
+        if let Some(relay) = self.relay.get() {
+            // Outside the hub's lock; it only appends: the relay's link never holds the
+            // stream up.
+            relay.push(rendition, &frame);
         }
         for mut overload in overloads {
             overload.all = all_behind;

@@ -22,6 +22,7 @@ mod ladder;
 pub mod protocol;
 mod rate;
 mod raw;
+mod relay;
 mod reply;
 pub mod rfbsink;
 mod runtime;

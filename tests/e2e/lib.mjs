@@ -154,9 +154,10 @@ export function parseStats(line) {
   if (!line) return null;
   /** @type {Record<string, number>} */
   const out = {};
-  for (const m of line.matchAll(/\b([a-z-]+)=\((?:uint|guint64|int|gint64)\)(\d+)/g)) {
+  // Booleans read as 1 and 0.
+  for (const m of line.matchAll(/\b([a-z-]+)=\((?:uint|guint64|int|gint64|boolean)\)(\d+|true|false)/g)) {
     // The element's own figures come before client-stats: keep the first of each name.
-    if (!(m[1] in out)) out[m[1]] = Number(m[2]);
+    if (!(m[1] in out)) out[m[1]] = m[2] === 'true' ? 1 : m[2] === 'false' ? 0 : Number(m[2]);
   }
   return out;
 }

@@ -23,6 +23,7 @@ use crate::input::Input;
 use crate::protocol::{self, ClientMessage, FrameHeader};
 use crate::rate::Policy;
 use crate::raw::{RawEncoder, RawFrame};
+use crate::relay::{Publisher, RelayEvent, RelaySettings};
 use crate::runtime::RUNTIME;
 use crate::server::{Handlers, Server, ServerSettings};
 use crate::session::Limits;
@@ -53,6 +54,8 @@ const DEFAULT_RATE_CONTROL: RateControl = RateControl::Off;
 const DEFAULT_MIN_BITRATE: u32 = 150;
 /// 0: the bitrate the encoder was set to when the element started.
 const DEFAULT_MAX_BITRATE: u32 = 0;
+/// The broadcast's name on the relay when `relay-url` is set and `relay-broadcast` is not.
+const DEFAULT_RELAY_BROADCAST: &str = "rfbsink";
 /// The H.264 profiles every browser decodes (4:2:0, 8-bit): what an encoder linked to rfbsink
 /// negotiates by itself.
 const H264_PROFILES: [&str; 5] = [
@@ -96,6 +99,9 @@ struct Settings {
     rate_control: RateControl,
     min_bitrate_kbps: u32,
     max_bitrate_kbps: u32,
+    relay_url: Option<String>,
+    relay_broadcast: String,
+    relay_token: Option<String>,
 }
 
 impl Default for Settings {
@@ -129,6 +135,9 @@ impl Default for Settings {
             rate_control: DEFAULT_RATE_CONTROL,
             min_bitrate_kbps: DEFAULT_MIN_BITRATE,
             max_bitrate_kbps: DEFAULT_MAX_BITRATE,
+            relay_url: None,
+            relay_broadcast: DEFAULT_RELAY_BROADCAST.into(),
+            relay_token: None,
         }
     }
 }
@@ -213,6 +222,16 @@ impl Settings {
             ));
         }
         Ok(Some(tokens))
+    }
+
+    /// Where to publish, checked; None without `relay-url`.
+    fn relay(&self) -> Result<Option<RelaySettings>, gst::ErrorMessage> {
+        let Some(url) = self.relay_url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        RelaySettings::new(url, &self.relay_broadcast, self.relay_token.as_deref())
+            .map(Some)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{e}")))
     }
 
     fn allowed_origins(&self) -> Vec<String> {
@@ -597,6 +616,48 @@ impl RfbSink {
         hub.send_text((client_id != 0).then_some(client_id), &text) > 0
     }
 
+    /// The relay publisher's news, on the bus (`rfbsink-relay`); a rendition it cannot carry is
+    /// a warning.
+    fn relay_event(&self, event: RelayEvent) {
+        let Some(relay) = self.hub().and_then(|h| h.relay().cloned()) else {
+            return;
+        };
+        let settings = relay.settings();
+        let builder = gst::Structure::builder("rfbsink-relay")
+            .field("url", settings.public_url())
+            .field("broadcast", &settings.broadcast);
+        let structure = match event {
+            RelayEvent::Connected { sessions } => {
+                gst::info!(CAT, imp = self, "relay connected (session {sessions})");
+                builder
+                    .field("status", "connected")
+                    .field("sessions", sessions)
+                    .build()
+            }
+            RelayEvent::Disconnected => {
+                gst::warning!(CAT, imp = self, "relay disconnected; redialing");
+                builder.field("status", "disconnected").build()
+            }
+            RelayEvent::Unsupported { rendition, codec } => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    ("The relay's media format (hang) does not carry {codec}: relay viewers get nothing of rendition {rendition}; direct viewers are unaffected. Publish H.264, VP8, VP9 or AV1 to a relay.")
+                );
+                builder
+                    .field("status", "unsupported")
+                    .field("rendition", rendition)
+                    .field("codec", codec)
+                    .build()
+            }
+        };
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(structure)
+                .src(&*self.obj())
+                .build(),
+        );
+    }
+
     fn stats(&self) -> gst::Structure {
         let Some(hub) = self.hub() else {
             return gst::Structure::builder("rfbsink-stats")
@@ -643,6 +704,7 @@ impl RfbSink {
             let raw = self.raw.lock().unwrap();
             (raw.tiles_sent, raw.tiles_total)
         };
+        let relay = hub.relay().map(|r| r.stats()).unwrap_or_default();
         gst::Structure::builder("rfbsink-stats")
             .field("clients", stats.clients.len() as u32)
             .field("frames", stats.frames)
@@ -683,6 +745,10 @@ impl RfbSink {
             .field("refines", self.refine.lock().unwrap().sent_count)
             .field("client-stats", gst::Array::from_values(clients))
             .field("renditions", gst::Array::from_values(renditions))
+            .field("relay-connected", relay.connected)
+            .field("relay-sessions", relay.sessions)
+            .field("relay-frames", relay.frames)
+            .field("relay-bytes", relay.bytes)
             .build()
     }
 }
@@ -978,6 +1044,22 @@ impl ObjectImpl for RfbSink {
                     .blurb("PEM private key of certificate-file")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("relay-url")
+                    .nick("Relay URL")
+                    .blurb("Also publish the stream once to this Media over QUIC relay (moq-relay), for audiences past one machine: https://HOST:PORT/PATH, or http:// for a relay with a generated certificate (its fingerprint is read from /certificate.sha256). Unset: no relay")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("relay-broadcast")
+                    .nick("Relay broadcast")
+                    .blurb("The broadcast's name under relay-url's path (what relay viewers ask for)")
+                    .default_value(Some(DEFAULT_RELAY_BROADCAST))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("relay-token")
+                    .nick("Relay token")
+                    .blurb("The relay's token (a moq-relay JWT allowed to publish under the path), sent as relay-url's jwt parameter")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Figures of the stream and of each client (client-stats: latency from render() to decoded, drops, queue)")
@@ -1122,6 +1204,18 @@ impl ObjectImpl for RfbSink {
                     Err(e) => gst::warning!(CAT, imp = self, "gray-window: {e}; unchanged"),
                 }
             }
+            "relay-url" => {
+                settings.relay_url = value.get().expect("type checked upstream");
+            }
+            "relay-broadcast" => {
+                settings.relay_broadcast = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_else(|| DEFAULT_RELAY_BROADCAST.into());
+            }
+            "relay-token" => {
+                settings.relay_token = value.get().expect("type checked upstream");
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -1175,6 +1269,9 @@ impl ObjectImpl for RfbSink {
                     "rate-control" => settings.rate_control.to_value(),
                     "min-bitrate" => settings.min_bitrate_kbps.to_value(),
                     "max-bitrate" => settings.max_bitrate_kbps.to_value(),
+                    "relay-url" => settings.relay_url.to_value(),
+                    "relay-broadcast" => settings.relay_broadcast.to_value(),
+                    "relay-token" => settings.relay_token.to_value(),
                     "gray-window" => match settings.gray_window {
                         Some((low, high)) => format!("{low},{high}").to_value(),
                         None => "auto".to_value(),
@@ -1374,6 +1471,7 @@ impl BaseSinkImpl for RfbSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let server_settings = settings.server(self.rate_control(&settings))?;
+        let relay = settings.relay()?;
         self.counters.reset();
         {
             let mut raw = self.raw.lock().unwrap();
@@ -1444,6 +1542,27 @@ impl BaseSinkImpl for RfbSink {
         for (id, rendition) in self.renditions.lock().unwrap().iter_mut() {
             rendition.stream = StreamTracker::for_rendition(*id);
             server.hub.add_rendition(*id);
+        }
+        if let Some(relay) = relay {
+            let events = {
+                let weak = weak.clone();
+                Arc::new(move |event: RelayEvent| {
+                    if let Some(obj) = weak.upgrade() {
+                        obj.imp().relay_event(event);
+                    }
+                })
+            };
+            let public = relay.public_url();
+            let broadcast = relay.broadcast.clone();
+            let publisher = Publisher::start(relay, events)
+                .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{e}")))?;
+            server.hub.set_relay(Arc::new(publisher));
+            gst::info!(
+                CAT,
+                imp = self,
+                "publishing {broadcast} to the relay at {public}"
+            );
+            eprintln!("rfbsink: publishing to relay {public} as {broadcast}");
         }
         let (url, view_url, local) = (server.url.clone(), server.view_url.clone(), server.local);
         gst::info!(CAT, imp = self, "serving the viewer at {url}");

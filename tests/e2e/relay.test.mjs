@@ -1,0 +1,150 @@
+// Publishing to a Media over QUIC relay (docs/protocol.md, "Relays"): rfbsink publishes its stream
+// once to a real moq-relay on loopback (a generated certificate, reached as http://, its
+// fingerprint read from /certificate.sha256), and moq's reference player, @moq/watch from npm,
+// unchanged, plays it in headless Chromium: the colour bars on its canvas, frames decoded by its
+// own decoder. The element keeps serving its own viewers directly meanwhile. The relay is killed
+// and started again mid-stream: the publisher and the player come back on their own. Two relays
+// clustered (moq-relay --cluster-connect): published to one, played from the other. Firefox
+// (firefox-esr through WebDriver BiDi) plays it too.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import puppeteer from 'puppeteer-core';
+import { Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, requireElements, startPipeline } from './lib.mjs';
+import { announced, relayBin, startRelay, startWatchServer } from './moq.mjs';
+
+const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
+const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
+const BROADCAST = 'bars';
+const FIREFOX = process.env.RFB_FIREFOX ?? '/usr/bin/firefox-esr';
+
+/** @type {Awaited<ReturnType<typeof launchBrowser>>} */
+let browser;
+/** @type {Awaited<ReturnType<typeof startWatchServer>>} */
+let watchServer;
+
+before(async () => {
+  assertPluginBuilt();
+  relayBin();
+  browser = await launchBrowser();
+  watchServer = await startWatchServer();
+});
+
+after(async () => {
+  await watchServer?.close();
+  await browser?.close();
+});
+
+test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come back after the relay restarts', { timeout: 180_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const port = await freePort();
+  let relay = await startRelay({ port });
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 stats-interval=200 `
+    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  const details = () => `${relay.logs()}\n${pipeline.logs()}`;
+  let watch;
+  let direct;
+  try {
+    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
+      { timeoutMs: 15_000, what: `moq-relay announcing ${BROADCAST}`, details });
+    watch = await Viewer.open(browser.context, watchServer.pageUrl(relay.url, BROADCAST));
+    const more = () => `${watch.logs()}\n${details()}`;
+    await watch.waitForFrames(30, { extra: details });
+    await assertSmpteBars(watch, { extra: details });
+    // The element's own viewers are served as before, beside the relay.
+    direct = await Viewer.open(browser.context, pipeline.url);
+    await direct.waitForFrames(30, { extra: details });
+    await assertSmpteBars(direct, { extra: details });
+    const stats = pipeline.stats();
+    assert.equal(stats['relay-connected'], 1, more());
+    assert.ok(stats['relay-frames'] >= 30, `relay-frames ${stats['relay-frames']}\n${more()}`);
+
+    // The relay goes away mid-stream and comes back (a new certificate, the same address).
+    await relay.stop();
+    const before = (await watch.stats()).framesDecoded;
+    await pollUntil(async () => pipeline.stats()?.['relay-connected'], (up) => up === 0,
+      { timeoutMs: 15_000, what: 'the element seeing the relay gone', details: more });
+    relay = await startRelay({ port });
+    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
+      { timeoutMs: 20_000, what: `${BROADCAST} announced again by the publisher's redial`, details: more });
+    await watch.waitForFrames(30, { from: before, timeoutMs: 30_000, extra: details });
+    await assertSmpteBars(watch, { extra: details });
+    assert.ok(pipeline.stats()['relay-sessions'] >= 2, `relay-sessions: ${pipeline.stats()['relay-sessions']}`);
+    // The direct viewer never depended on the relay.
+    const d = await direct.stats();
+    await direct.waitForFrames(30, { from: d.framesDecoded, extra: details });
+  } finally {
+    await watch?.close();
+    await direct?.close();
+    await pipeline.stop();
+    await relay.stop();
+  }
+});
+
+test('two clustered relays: rfbsink publishes to one, @moq/watch plays from the other', { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const origin = await startRelay({ port: await freePort() });
+  // The second relay dials the first (moq-relay's own clustering), as a relay near the audience.
+  const edge = await startRelay({ port: await freePort(), args: ['--cluster-connect', `${origin.http}/`] });
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 stats-interval=200 `
+    + `relay-url=${origin.url} relay-broadcast=${BROADCAST}`);
+  const details = () => `${origin.logs()}\n${edge.logs()}\n${pipeline.logs()}`;
+  let watch;
+  try {
+    await pollUntil(() => announced(edge), (names) => names.includes(BROADCAST),
+      { timeoutMs: 20_000, what: `the edge relay announcing ${BROADCAST}`, details });
+    watch = await Viewer.open(browser.context, watchServer.pageUrl(edge.url, BROADCAST));
+    await watch.waitForFrames(30, { extra: details });
+    await assertSmpteBars(watch, { extra: details });
+  } finally {
+    await watch?.close();
+    await pipeline.stop();
+    await edge.stop();
+    await origin.stop();
+  }
+});
+
+test('Firefox plays the broadcast through the relay with @moq/watch', { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  if (!existsSync(FIREFOX)) throw new Error(`${FIREFOX} is missing: install Debian's firefox-esr (scripts/install-deps.sh does)`);
+  const relay = await startRelay({ port: await freePort() });
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 `
+    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  const profile = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-firefox-'));
+  const firefox = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true, userDataDir: profile });
+  const details = () => `${relay.logs()}\n${pipeline.logs()}`;
+  try {
+    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
+      { timeoutMs: 15_000, what: `moq-relay announcing ${BROADCAST}`, details });
+    const watch = await Viewer.open({ newPage: () => firefox.newPage() }, watchServer.pageUrl(relay.url, BROADCAST));
+    await watch.waitForFrames(30, { extra: details });
+    await assertSmpteBars(watch, { extra: details });
+  } finally {
+    await firefox.close();
+    rmSync(profile, { recursive: true, force: true });
+    await pipeline.stop();
+    await relay.stop();
+  }
+});
+
+test('a rendition the relay format cannot carry is said on the bus; the element still serves it directly', { timeout: 60_000 }, async (t) => {
+  if (!requireElements(t, ['jpegenc'])) return;
+  const relay = await startRelay({ port: await freePort() });
+  const pipeline = await startPipeline(`${SOURCE} ! jpegenc ! rfbsink port=0 stats-interval=200 `
+    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  try {
+    const warned = await pollUntil(async () => pipeline.logs(), (logs) => /rfbsink-relay.*status=\(string\)unsupported/.test(logs),
+      { timeoutMs: 15_000, what: 'the unsupported message', details: () => `${pipeline.logs()}\n${relay.logs()}` });
+    assert.match(warned, /codec=\(string\)jpeg/);
+    assert.match(warned, /does not carry jpeg/);
+    const direct = await Viewer.open(browser.context, pipeline.url);
+    await direct.waitForFrames(10, { extra: pipeline.logs });
+    await direct.close();
+  } finally {
+    await pipeline.stop();
+    await relay.stop();
+  }
+});
