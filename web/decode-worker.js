@@ -8,6 +8,7 @@ import { ack, parseConfig, STATS_CHANNEL } from './protocol.js';
 import { StreamRates } from './stats.js';
 import { noWebCodecsText, unsupportedCodecText, WAITING_TEXT } from './explain.js';
 import { createTransport } from './transport.js';
+import { RelayTransport } from './relay.js';
 import { Session } from './session.js';
 import { Painter } from './painter.js';
 import { errorMessage, ImageDecoding, unsupportedReason, VideoDecoding } from './decoder.js';
@@ -16,7 +17,8 @@ import { RawStream, Refine } from './lossless.js';
 /**
  * Main thread -> worker.
  * `init` without a canvas: a WebRtcHost (webrtc.js), whose picture is a <video>.
- * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null}
+ * `relay`: watch through a Media over QUIC relay instead of the element (view-only).
+ * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null}
  *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope, rendition?: number | null}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
@@ -445,7 +447,9 @@ function start(message) {
   if (!message.canvas) throw new Error('the decode worker needs a canvas');
   const media = new Pictures(message.canvas);
   media.painter.afterPaint = afterPaint;
-  const transport = createTransport(message.url, { envelope: message.envelope, mode: message.transport ?? 'auto' });
+  const transport = message.relay
+    ? new RelayTransport(message.relay)
+    : createTransport(message.url, { envelope: message.envelope, mode: message.transport ?? 'auto' });
   const s = new Session(transport, media, {
     status: (state, text) => post({ type: 'status', state, text }),
     notice: (text) => post({ type: 'notice', text }),

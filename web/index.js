@@ -4,6 +4,8 @@
 //   ?envelope=json|binary  ?ws=<ws:// url on this server>  ?overlay=1  ?input=0 (send no input)
 //   ?transport=ws|wt|webrtc (default: WebTransport when offered, else WebSocket; ?envelope=json:
 //   WebSocket; webrtc: WHEP to this server, for viewers behind NAT, docs/protocol.md "WebRTC")
+//   ?relay=<relay URL>&broadcast=<name> (or ?relay=1): watch through the Media over QUIC relay
+//   this element publishes to (docs/protocol.md "Relays"), view-only; no other relay
 import { mountViewer } from './rfb-viewer.js';
 import { TOKEN_PARAM } from './transport.js';
 
@@ -46,7 +48,40 @@ const transport = transportParam === 'ws' || transportParam === 'wt' || transpor
 // ?rendition=N: this rendition, whatever the link (docs/protocol.md, "Renditions").
 const renditionParam = params.get('rendition');
 const rendition = renditionParam !== null && /^\d{1,9}$/.test(renditionParam) ? Number(renditionParam) : null;
+/**
+ * ?relay: watch through the relay this element publishes to (named in /rfb.json). `?relay=1`, or
+ * its URL (a `jwt` parameter may be added for a relay that wants one) and `?broadcast=` its
+ * broadcast. Another relay is refused: a link must not make this page show another stream.
+ * @returns {Promise<{url: string, broadcast: string} | null>}
+ */
+async function relayChoice() {
+  const asked = params.get('relay');
+  if (asked === null || ['0', 'false', 'no'].includes(asked)) return null;
+  const info = new URL('rfb.json', location.href);
+  info.search = '';
+  const token = params.get(TOKEN_PARAM);
+  if (token) info.searchParams.set(TOKEN_PARAM, token);
+  const offered = await fetch(info, { cache: 'no-store' }).then((r) => (r.ok ? r.json() : null), () => null);
+  const relay = offered?.relay;
+  if (!relay || typeof relay.url !== 'string' || typeof relay.broadcast !== 'string') {
+    console.warn('rfbsink: ignoring ?relay: this element publishes to no relay (relay-url)');
+    return null;
+  }
+  if (['', '1', 'true', 'yes'].includes(asked)) return { url: relay.url, broadcast: relay.broadcast };
+  try {
+    const want = new URL(relay.url);
+    const got = new URL(asked);
+    const broadcast = params.get('broadcast') ?? relay.broadcast;
+    if (got.origin === want.origin && got.pathname === want.pathname && broadcast === relay.broadcast) {
+      return { url: got.href, broadcast };
+    }
+  } catch { /* not a URL: refused below */ }
+  console.warn(`rfbsink: ignoring ?relay=${asked}: this page watches only through ${relay.url} (${relay.broadcast})`);
+  return null;
+}
+
+const relay = await relayChoice();
 // Tests and pages that embed this one reach the viewer as window.rfbViewer.
 /** @type {any} */ (window).rfbViewer = mountViewer(
   /** @type {HTMLElement} */ (document.getElementById('viewer')),
-  { url: streamUrl(), envelope, overlay, input, transport, rendition });
+  { url: streamUrl(), envelope, overlay, input, transport, rendition, relay });

@@ -27,6 +27,9 @@ import { WebRtcHost } from './webrtc.js';
  * @property {boolean} [input] send pointer, wheel, keyboard, touch and the view's size to the
  *   server (input.js); default true
  * @property {boolean} [viewOnly] capture no input (wins over `input`)
+ * @property {{url: string, broadcast: string} | null} [relay] watch through a Media over QUIC relay
+ *   that the element publishes to (its relay-url and relay-broadcast; docs/protocol.md "Relays"):
+ *   view-only, `url` and `transport` are not used
  * @property {number | null} [rendition] the rendition to show when the server has several
  *   (docs/protocol.md, "Renditions"); default null: the server moves the viewer to what its link
  *   carries
@@ -136,7 +139,7 @@ export class RfbViewer {
 
     /** Input capture on the canvas, or null when view-only. @type {InputCapture | null} */
     this.input = null;
-    if ((options.input ?? true) && !options.viewOnly) {
+    if ((options.input ?? true) && !options.viewOnly && !options.relay) {
       this.input = new InputCapture(this.surface, {
         send: (message, ordered) => this.request({ type: 'send', channel: EVENTS_CHANNEL, message, ordered }),
         streamSize: () => this.streamSize,
@@ -165,7 +168,7 @@ export class RfbViewer {
       };
       const offscreen = this.canvas.transferControlToOffscreen();
       const transport = /** @type {'auto' | 'ws' | 'wt'} */ (options.transport ?? 'auto');
-      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null }, [offscreen]);
+      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null }, [offscreen]);
     } else {
       this.post({ type: 'init', url, envelope, rendition: options.rendition ?? null });
     }

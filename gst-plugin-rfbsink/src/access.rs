@@ -97,6 +97,7 @@ pub(crate) struct Access {
     http_port: u16,
     view_only: bool,
     cookie_name: String,
+    relay_origin: Option<String>,
 }
 
 pub(crate) struct AccessSettings {
@@ -108,6 +109,8 @@ pub(crate) struct AccessSettings {
     pub bound: IpAddr,
     pub http_port: u16,
     pub view_only: bool,
+    /// The relay the element publishes to, `scheme://host:port`.
+    pub relay_origin: Option<String>,
 }
 
 impl Access {
@@ -137,6 +140,7 @@ impl Access {
             http_port: s.http_port,
             view_only: s.view_only,
             cookie_name: format!("{TOKEN_PARAM}_{}", s.http_port),
+            relay_origin: s.relay_origin,
         }
     }
 
@@ -262,7 +266,8 @@ impl Access {
     }
 
     /// What the viewer page may connect to: its own server (WebSocket on this port, WebTransport
-    /// on `wt_port`) and the allowed origins.
+    /// on `wt_port`), the allowed origins, and the relay the element publishes to (its
+    /// WebTransport, WebSocket and, for `http://`, the fingerprint's fetch).
     pub fn connect_sources(&self, host: Option<&str>, wt_port: Option<u16>) -> String {
         let mut v = vec!["'self'".to_string()];
         if let Some(host) = host.filter(|h| self.check_host(Some(h)).is_ok()) {
@@ -283,6 +288,16 @@ impl Access {
             if let Some(rest) = o.strip_prefix("http://") {
                 v.push(format!("ws://{rest}"));
             } else if let Some(rest) = o.strip_prefix("https://") {
+                v.push(format!("wss://{rest}"));
+            }
+        }
+        if let Some(relay) = &self.relay_origin {
+            if let Some(rest) = relay.strip_prefix("http://") {
+                v.push(relay.clone());
+                v.push(format!("ws://{rest}"));
+                v.push(format!("https://{rest}"));
+            } else if let Some(rest) = relay.strip_prefix("https://") {
+                v.push(relay.clone());
                 v.push(format!("wss://{rest}"));
             }
         }
@@ -342,7 +357,28 @@ mod tests {
             bound: Ipv4Addr::LOCALHOST.into(),
             http_port: 8080,
             view_only: false,
+            relay_origin: None,
         })
+    }
+
+    #[test]
+    fn the_page_may_reach_the_relay_it_publishes_to_and_no_other() {
+        let mut a = access(true, &[]);
+        let none = a.connect_sources(Some("127.0.0.1:8080"), Some(8080));
+        assert!(!none.contains("4443"), "{none}");
+        a.relay_origin = Some("http://127.0.0.1:4443".into());
+        let csp = a.connect_sources(Some("127.0.0.1:8080"), Some(8080));
+        for want in [
+            "http://127.0.0.1:4443",
+            "https://127.0.0.1:4443",
+            "ws://127.0.0.1:4443",
+        ] {
+            assert!(csp.split(' ').any(|s| s == want), "{want} in {csp}");
+        }
+        a.relay_origin = Some("https://relay.example".into());
+        let csp = a.connect_sources(Some("127.0.0.1:8080"), Some(8080));
+        assert!(csp.split(' ').any(|s| s == "wss://relay.example"), "{csp}");
+        assert!(!csp.contains("http://relay.example"), "{csp}");
     }
 
     fn req<'a>(host: &'a str, origin: Option<&'a str>, token: Option<&'a str>) -> Request<'a> {
@@ -472,6 +508,7 @@ mod tests {
             bound: Ipv4Addr::UNSPECIFIED.into(),
             http_port: 8080,
             view_only: true,
+            relay_origin: None,
         });
         assert_eq!(
             a.admit(&req(

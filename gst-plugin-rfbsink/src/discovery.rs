@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! What `/rfb.json` tells a viewer: how else it can connect (WebTransport, once it runs).
+//! What `/rfb.json` tells a viewer: how else it can connect (WebTransport, once it runs; the
+//! relay the element publishes to).
 
 use std::sync::{Arc, Mutex};
 
@@ -20,11 +21,17 @@ struct WebTransport {
 #[derive(Default)]
 pub(crate) struct Discovery {
     webtransport: Mutex<Option<WebTransport>>,
+    /// The relay the element publishes to: its URL without a token, and the broadcast.
+    relay: Mutex<Option<(String, String)>>,
 }
 
 impl Discovery {
     pub fn set_webtransport(&self, port: u16, certificates: Arc<Certificates>) {
         *self.webtransport.lock().unwrap() = Some(WebTransport { port, certificates });
+    }
+
+    pub fn set_relay(&self, url: String, broadcast: String) {
+        *self.relay.lock().unwrap() = Some((url, broadcast));
     }
 
     pub fn webtransport_port(&self) -> Option<u16> {
@@ -43,6 +50,12 @@ impl Discovery {
                 .collect();
             json!({"port": w.port, "path": WT_PATH, "certificate_hashes": hashes})
         });
-        json!({"protocol": PROTOCOL_VERSION, "webtransport": wt}).to_string()
+        let relay = self
+            .relay
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(url, broadcast)| json!({"url": url, "broadcast": broadcast}));
+        json!({"protocol": PROTOCOL_VERSION, "webtransport": wt, "relay": relay}).to_string()
     }
 }

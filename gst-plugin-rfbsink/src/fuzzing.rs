@@ -103,6 +103,7 @@ pub fn access(data: &[u8]) {
         bound: Ipv4Addr::LOCALHOST.into(),
         http_port: 8080,
         view_only: false,
+        relay_origin: None,
     });
     let token = query.and_then(|q| access::query_param(q, access::TOKEN_PARAM));
     let req = Request {

@@ -104,6 +104,11 @@ impl RelaySettings {
         })
     }
 
+    /// `scheme://host[:port]` of the relay (what the viewer page may connect to).
+    pub fn origin(&self) -> String {
+        self.url.origin().ascii_serialization()
+    }
+
     /// The URL without its credential, for logs, the bus and stats.
     pub fn public_url(&self) -> String {
         let mut url = self.url.clone();

@@ -20,6 +20,7 @@ use crate::http::HttpServer;
 use crate::hub::{Callbacks, Hub, HubSettings, Overload};
 use crate::inbox::Inbox;
 use crate::protocol::{self, close, ClientMessage};
+use crate::relay::RelaySettings;
 use crate::runtime::RUNTIME;
 use crate::session::{Context, Limits};
 use crate::tls::{self, CertificateError, Certificates};
@@ -50,6 +51,9 @@ pub(crate) struct ServerSettings {
     pub limits: Limits,
     pub stun_server: Option<String>,
     pub turn_server: Option<String>,
+    /// The relay the element publishes to (`relay-url`): `/rfb.json` names it and the viewer
+    /// page may connect to it (`?relay`).
+    pub relay: Option<RelaySettings>,
 }
 
 /// What a run hands the element.
@@ -228,12 +232,16 @@ impl Server {
                 bound: local.ip(),
                 http_port: local.port(),
                 view_only: settings.view_only,
+                relay_origin: settings.relay.as_ref().map(RelaySettings::origin),
             })),
             limits: settings.limits,
             shutdown: shutdown_rx,
             obj: obj.clone(),
         };
         let discovery = Arc::new(Discovery::default());
+        if let Some(relay) = &settings.relay {
+            discovery.set_relay(relay.public_url(), relay.broadcast.clone());
+        }
         if let (Some(certs), true) = (&certificates, settings.webtransport) {
             let port = settings.webtransport_port.unwrap_or(local.port());
             match WtServer::start(local.ip(), port, certs, ctx.clone()) {

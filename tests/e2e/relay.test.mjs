@@ -5,7 +5,8 @@
 // own decoder. The element keeps serving its own viewers directly meanwhile. The relay is killed
 // and started again mid-stream: the publisher and the player come back on their own. Two relays
 // clustered (moq-relay --cluster-connect): published to one, played from the other. Firefox
-// (firefox-esr through WebDriver BiDi) plays it too.
+// (firefox-esr through WebDriver BiDi) plays it too. The element's own viewer page watches through
+// the relay with ?relay=&broadcast= (view-only), only the relay the element publishes to.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
-import { Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, requireElements, startPipeline } from './lib.mjs';
+import { Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, requireElements, startPipeline, withQuery } from './lib.mjs';
 import { announced, relayBin, startRelay, startWatchServer } from './moq.mjs';
 
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
@@ -80,6 +81,44 @@ test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come 
     await watch?.close();
     await direct?.close();
     await pipeline.stop();
+    await relay.stop();
+  }
+});
+
+test("the element's own viewer watches through the relay (?relay=&broadcast=), view-only, and only through the relay it publishes to", { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const relay = await startRelay({ port: await freePort() });
+  const other = await startRelay({ port: await freePort() });
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 stats-interval=200 `
+    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  const details = () => `${relay.logs()}\n${pipeline.logs()}`;
+  let viewer;
+  let stranger;
+  try {
+    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
+      { timeoutMs: 15_000, what: `moq-relay announcing ${BROADCAST}`, details });
+    viewer = await Viewer.open(browser.context, withQuery(pipeline.url, `relay=${encodeURIComponent(relay.url)}&broadcast=${BROADCAST}`));
+    const s = await viewer.waitForFrames(30, { extra: details });
+    assert.equal(s.transport, 'relay');
+    assert.equal(s.width, 640);
+    await assertSmpteBars(viewer, { extra: details });
+    // No client of the element: the picture came through the relay.
+    assert.equal(pipeline.stats().clients, 0, details());
+    // The page reaches the element's relay only.
+    stranger = await Viewer.open(browser.context, withQuery(pipeline.url, `relay=${encodeURIComponent(other.url)}&broadcast=${BROADCAST}`));
+    // Another relay in the link is refused: the page watches the element directly instead.
+    const st = await stranger.waitForFrames(10, { extra: details });
+    assert.notEqual(st.transport, 'relay');
+    assert.match(stranger.logs(), /ignoring \?relay=/);
+    // ?relay=1: the element's relay, named in /rfb.json.
+    const short = await Viewer.open(browser.context, withQuery(pipeline.url, 'relay=1'));
+    assert.equal((await short.waitForFrames(10, { extra: details })).transport, 'relay');
+    await short.close();
+  } finally {
+    await viewer?.close();
+    await stranger?.close();
+    await pipeline.stop();
+    await other.stop();
     await relay.stop();
   }
 });

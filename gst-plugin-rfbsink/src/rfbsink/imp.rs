@@ -187,6 +187,7 @@ impl Settings {
             limits,
             stun_server: self.stun_server.clone(),
             turn_server: self.turn_server.clone(),
+            relay: None,
         })
     }
 
@@ -1470,8 +1471,9 @@ impl BaseSinkImpl for RfbSink {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let server_settings = settings.server(self.rate_control(&settings))?;
         let relay = settings.relay()?;
+        let mut server_settings = settings.server(self.rate_control(&settings))?;
+        server_settings.relay = relay.clone();
         self.counters.reset();
         {
             let mut raw = self.raw.lock().unwrap();
