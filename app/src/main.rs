@@ -113,6 +113,18 @@ struct ServeArgs {
     /// 640x360@600): each viewer gets the best one its link carries
     #[arg(long, value_delimiter = ',', value_parser = parse_rung, value_name = "WxH@KBPS")]
     ladder: Vec<pipeline::Rung>,
+    /// Also publish the stream once to this Media over QUIC relay (moq-relay): https://HOST:PORT/PATH,
+    /// or http:// for a relay with a generated certificate; for audiences past one machine
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// The broadcast's name on the relay
+    #[arg(
+        long,
+        default_value = "rfbsink",
+        value_name = "NAME",
+        requires = "relay"
+    )]
+    relay_broadcast: String,
     /// Print the pipeline and exit
     #[arg(long)]
     dry_run: bool,
@@ -226,6 +238,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         interactive: pipeline::Interactive::Off,
         ladder: args.ladder,
+        relay: args.relay.map(|url| (url, args.relay_broadcast)),
     };
     run_built(&opts, args.dry_run, None)
 }

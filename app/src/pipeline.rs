@@ -224,6 +224,8 @@ pub struct ServeOptions {
     pub interactive: Interactive,
     /// Extra renditions for viewers on slower links (rfbsink's `rendition_N` pads).
     pub ladder: Vec<Rung>,
+    /// A Media over QUIC relay to publish to as well: (rfbsink's `relay-url`, `relay-broadcast`).
+    pub relay: Option<(String, String)>,
 }
 
 impl Default for ServeOptions {
@@ -243,6 +245,7 @@ impl Default for ServeOptions {
             rate_control: None,
             interactive: Interactive::Off,
             ladder: Vec::new(),
+            relay: None,
         }
     }
 }
@@ -298,7 +301,8 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     if opts.interactive != Interactive::Off && opts.source != Source::Test {
         return Err(Error::new("pointer feedback needs the test source"));
     }
-    // Rate control and renditions work with a bitrate; images have none.
+    // Rate control and renditions work with a bitrate; images have none. A relay's media format
+    // (hang) carries video codecs only.
     let video = matches!(
         opts.codec,
         Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1
@@ -308,6 +312,10 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
         (
             !opts.ladder.is_empty(),
             "--ladder adds encodings at lower bitrates",
+        ),
+        (
+            opts.relay.is_some(),
+            "--relay publishes what moq's media format carries",
         ),
     ] {
         if asked && !video {
@@ -436,6 +444,13 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     }
     if let Some(policy) = opts.rate_control {
         sink.push_str(&format!(" rate-control={policy}"));
+    }
+    if let Some((url, broadcast)) = &opts.relay {
+        sink.push_str(&format!(
+            " relay-url={} relay-broadcast={}",
+            quote_if_needed(url),
+            quote_if_needed(broadcast)
+        ));
     }
     parts.push(sink);
     let mut line = parts
@@ -752,6 +767,28 @@ mod tests {
             ..ServeOptions::default()
         });
         assert!(l.ends_with("rfbsink port=0 address=0.0.0.0 view-only=true rate-control=slowest"));
+    }
+
+    #[test]
+    fn relay_publishes_video_codecs_only() {
+        let l = line(ServeOptions {
+            port: 0,
+            relay: Some(("http://127.0.0.1:4443/anon".into(), "lab cam".into())),
+            ..ServeOptions::default()
+        });
+        assert!(
+            l.ends_with(
+                "rfbsink port=0 relay-url=\"http://127.0.0.1:4443/anon\" relay-broadcast=\"lab cam\""
+            ),
+            "{l}"
+        );
+        let e = pipeline_line(&ServeOptions {
+            codec: Codec::Jpeg,
+            relay: Some(("http://127.0.0.1:4443/anon".into(), "cam".into())),
+            ..ServeOptions::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("--relay publishes"), "{e}");
     }
 
     #[test]

@@ -191,6 +191,8 @@ class Stream:
         ladder: Tuple[Tuple[int, int, int], ...] = (),
         rate_control: str = "off",
         bitrate: int = 4000,
+        relay: Optional[Tuple[str, str]] = None,
+        relay_token: Optional[str] = None,
     ) -> None:
         """Builds the pipeline and starts serving at once (see `url`).
 
@@ -216,6 +218,11 @@ class Stream:
         - ladder: extra renditions for viewers on slower links, ((width, height, kbit/s), ...),
           e.g. ((640, 360, 600),): the picture is also encoded at that size and bitrate, and
           each viewer gets the best one its link carries (codec "h264" only).
+        - relay: (url, broadcast): also publish the stream once to a Media over QUIC relay
+          (moq-relay; "http://host:4443/anon" for one with a generated certificate, https:// for
+          a real one), for audiences past one machine: relay viewers watch broadcast `broadcast`
+          there (the viewer with ?relay=1, or moq's players); codec "h264" only.
+          relay_token: the relay's JWT for publishing, if it wants one.
         - allowed_origins: other origins whose pages may show the viewer, and whose host names
           the stream answers to: a Jupyter reached by a name rather than localhost
           ("https://hub.example.org", also through its proxy), or a Jupyter page on another port
@@ -248,6 +255,18 @@ class Stream:
             raise ValueError(f"bitrate must be kbit/s, an integer 1..1000000, got {bitrate!r}")
         if rate_control != "off" and codec not in ("h264", "auto"):
             raise ValueError(f"rate_control needs codec 'h264' (it drives a bitrate), got {codec!r}")
+        if relay is not None:
+            ok = (
+                isinstance(relay, (tuple, list))
+                and len(relay) == 2
+                and all(isinstance(v, str) and v for v in relay)
+                and re.match(r"https?://[^/\s]+", relay[0])
+            )
+            if not ok:
+                raise ValueError(f"relay must be (url, broadcast), url http:// or https://, got {relay!r}")
+            relay = (relay[0], relay[1])
+            if codec not in ("h264", "auto"):
+                raise ValueError(f"relay needs codec 'h264' (a relay's media format carries video codecs), got {codec!r}")
         if ladder and codec not in ("h264", "auto"):
             raise ValueError(f"ladder needs codec 'h264' (renditions are encoded at a bitrate), got {codec!r}")
         if window is not None:
@@ -282,6 +301,8 @@ class Stream:
             allowed_origins=",".join(allowed_origins),
             max_clients=max_clients,
             max_latency_ms=max_latency_ms,
+            relay=relay,
+            relay_token=relay_token,
         )
         self._lock = threading.RLock()
         self._input_callbacks: List[Callable[[InputEvent], Any]] = []
@@ -293,9 +314,9 @@ class Stream:
         self._closed = False
         self._error: Optional[str] = None
         self._codec_fixed = codec != "auto" or dtype is not None
-        bitrate_driven = bool(ladder) or rate_control != "off"
-        self._codec = self._resolve("h264" if bitrate_driven else codec, None if dtype is None else np.dtype(dtype))
-        self._codec_fixed = self._codec_fixed or bitrate_driven
+        needs_h264 = bool(ladder) or rate_control != "off" or relay is not None
+        self._codec = self._resolve("h264" if needs_h264 else codec, None if dtype is None else np.dtype(dtype))
+        self._codec_fixed = self._codec_fixed or needs_h264
         self._events: "queue.Queue[Any]" = queue.Queue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="rfbsink-callbacks", daemon=True)
         self._dispatcher.start()
@@ -401,6 +422,11 @@ class Stream:
             sink.set_property("max-latency", s["max_latency_ms"])
         if s["allowed_origins"]:
             sink.set_property("allowed-origins", s["allowed_origins"])
+        if s.get("relay") is not None:
+            sink.set_property("relay-url", s["relay"][0])
+            sink.set_property("relay-broadcast", s["relay"][1])
+            if s.get("relay_token"):
+                sink.set_property("relay-token", s["relay_token"])
         appsrc = pipeline.get_by_name("src")
 
         # Browser input arrives upstream as navigation events; they end at appsrc.

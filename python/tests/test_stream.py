@@ -8,8 +8,13 @@ the `websockets` package (pip install "./python[test]").
 import asyncio
 import contextlib
 import json
+import os
+import pathlib
+import socket
+import subprocess
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -587,3 +592,69 @@ def test_rate_control_arguments():
     with rfbsink.Stream(64, 48, rate_control="control", bitrate=800) as stream:
         assert stream._sink.get_property("target-bitrate") == 800
         assert stream.stats["python"]["codec"] == "h264"
+
+
+def _moq_relay_binary():
+    """moq-relay, built once per version by scripts/moq-relay.sh (install-deps runs it)."""
+    if os.environ.get("RFB_MOQ_RELAY"):
+        return os.environ["RFB_MOQ_RELAY"]
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        ["bash", str(repo / "scripts" / "moq-relay.sh")], check=True, capture_output=True, text=True, timeout=3600
+    )
+    return out.stdout.strip()
+
+
+@contextlib.contextmanager
+def moq_relay():
+    """A moq-relay on loopback with a generated certificate, anonymous under anon/: its HTTP base."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [_moq_relay_binary(), "--listen", addr, "--listen-tls-generate", "localhost", "--web-http-listen", addr,
+         "--auth-public", "anon/**"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://{addr}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/certificate.sha256", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moq-relay did not start")
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_relay_publishes_the_pushed_pictures_to_moq_relay():
+    with moq_relay() as base, rfbsink.Stream(64, 48, relay=(f"{base}/anon", "notebook")) as stream, pushing(
+        stream, lambda n: np.full((48, 64, 3), n % 250, np.uint8)
+    ):
+        deadline = time.monotonic() + 15
+        while True:
+            announced = urllib.request.urlopen(f"{base}/announced/anon", timeout=2).read().decode().split()
+            frames = stream.stats.get("relay-frames", 0)
+            if "notebook" in announced and frames >= 30 and stream.stats["relay-connected"]:
+                break
+            assert time.monotonic() < deadline, (announced, stream.stats)
+            time.sleep(0.2)
+        assert stream.stats["python"]["codec"] == "h264"
+
+
+def test_bad_relays_are_refused():
+    for relay, codec, match in [
+        (("127.0.0.1:4443/anon", "cam"), "auto", "url http"),
+        (("http://127.0.0.1:4443/anon",), "auto", "url, broadcast"),
+        (("http://127.0.0.1:4443/anon", ""), "auto", "url, broadcast"),
+        (("http://127.0.0.1:4443/anon", "cam"), "jpeg", "needs codec 'h264'"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            rfbsink.Stream(64, 48, codec=codec, relay=relay)
