@@ -88,11 +88,7 @@ impl RelaySettings {
             {
                 return Err(RelayError::Token);
             }
-            let others: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(k, _)| k != "jwt")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+            let others = query_without_token(&url);
             url.query_pairs_mut()
                 .clear()
                 .extend_pairs(others)
@@ -112,11 +108,7 @@ impl RelaySettings {
     /// The URL without its credential, for logs, the bus and stats.
     pub fn public_url(&self) -> String {
         let mut url = self.url.clone();
-        let others: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(k, _)| k != "jwt")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let others = query_without_token(&url);
         if others.is_empty() {
             url.set_query(None);
         } else {
@@ -124,6 +116,14 @@ impl RelaySettings {
         }
         url.to_string()
     }
+}
+
+/// The URL's query parameters but its token (`jwt`).
+fn query_without_token(url: &url::Url) -> Vec<(String, String)> {
+    url.query_pairs()
+        .filter(|(k, _)| k != "jwt")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// What the publisher tells the element (posted on the bus).
@@ -168,7 +168,6 @@ struct State {
 
 /// Publishes the element's renditions as one hang broadcast on a relay, for as long as it lives.
 pub(crate) struct Publisher {
-    settings: RelaySettings,
     state: Mutex<State>,
     connected: Arc<AtomicBool>,
     sessions: Arc<AtomicU64>,
@@ -237,7 +236,6 @@ impl Publisher {
             })
         };
         Ok(Publisher {
-            settings,
             state: Mutex::new(State {
                 broadcast,
                 catalog_track,
@@ -253,10 +251,6 @@ impl Publisher {
             _origin: origin,
             watcher,
         })
-    }
-
-    pub fn settings(&self) -> &RelaySettings {
-        &self.settings
     }
 
     /// Appends a frame of `rendition` to its track (a keyframe starts a group). Never waits.

@@ -619,14 +619,10 @@ impl RfbSink {
 
     /// The relay publisher's news, on the bus (`rfbsink-relay`); a rendition it cannot carry is
     /// a warning.
-    fn relay_event(&self, event: RelayEvent) {
-        let Some(relay) = self.hub().and_then(|h| h.relay().cloned()) else {
-            return;
-        };
-        let settings = relay.settings();
+    fn relay_event(&self, event: RelayEvent, url: &str, broadcast: &str) {
         let builder = gst::Structure::builder("rfbsink-relay")
-            .field("url", settings.public_url())
-            .field("broadcast", &settings.broadcast);
+            .field("url", url)
+            .field("broadcast", broadcast);
         let structure = match event {
             RelayEvent::Connected { sessions } => {
                 gst::info!(CAT, imp = self, "relay connected (session {sessions})");
@@ -1546,16 +1542,18 @@ impl BaseSinkImpl for RfbSink {
             server.hub.add_rendition(*id);
         }
         if let Some(relay) = relay {
+            let public = relay.public_url();
+            let broadcast = relay.broadcast.clone();
             let events = {
                 let weak = weak.clone();
+                let (public, broadcast) = (public.clone(), broadcast.clone());
+                // Its first news may come before start() returns: it names the relay itself.
                 Arc::new(move |event: RelayEvent| {
                     if let Some(obj) = weak.upgrade() {
-                        obj.imp().relay_event(event);
+                        obj.imp().relay_event(event, &public, &broadcast);
                     }
                 })
             };
-            let public = relay.public_url();
-            let broadcast = relay.broadcast.clone();
             let publisher = Publisher::start(relay, events)
                 .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{e}")))?;
             server.hub.set_relay(Arc::new(publisher));
