@@ -38,6 +38,12 @@ const GROUP_MAX_AGE: Duration = Duration::from_secs(2);
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 /// ...doubling up to this, for as long as the element runs.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A client whose redial loop ended (a refusal it takes for final) dials again after this.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// A session that ends sooner than this after it connected was closed at once...
+const SHORT_SESSION: Duration = Duration::from_secs(2);
+/// ...and this many in a row are a refusal (said on the bus).
+const REFUSED_AFTER: u32 = 3;
 
 /// Where and what to publish (the element's `relay-*` properties), checked.
 #[derive(Clone, Debug)]
@@ -135,6 +141,13 @@ pub(crate) enum RelayEvent {
     Disconnected,
     /// A rendition's codec is not one the media format carries: relay viewers go without it.
     Unsupported { rendition: u32, codec: &'static str },
+    /// The relay closed the last `REFUSED_AFTER` sessions at once: most likely it does not let
+    /// this element publish there (its access rules; a missing or wrong `relay-token`). Said once
+    /// a connection; the client keeps redialing.
+    Refused { sessions: u64 },
+    /// The client stopped redialing: the relay refused for good (`reason`, moq's words). Dialed
+    /// again after `RETRY_AFTER_FAILURE`.
+    Failed { reason: String },
 }
 
 /// The publisher's figures (stats).
@@ -174,11 +187,11 @@ pub(crate) struct Publisher {
     frames: AtomicU64,
     bytes: AtomicU64,
     events: Arc<dyn Fn(RelayEvent) + Send + Sync>,
-    /// The client's redial loop lives as long as this handle.
-    connection: moq_tokio::Connection,
     /// The origin the broadcast is announced in (the client publishes what it holds).
     _origin: moq_net::origin::Producer,
-    watcher: tokio::task::JoinHandle<()>,
+    /// Holds the client's connection (its redial loop lives as long as the connection) and
+    /// reports on it.
+    supervisor: tokio::task::JoinHandle<()>,
 }
 
 impl Publisher {
@@ -207,31 +220,29 @@ impl Publisher {
         let mut connect = moq_tokio::connect::Config::default();
         connect.backoff.initial = BACKOFF_INITIAL;
         connect.backoff.max = BACKOFF_MAX;
-        // 0: never give up; the element runs until it is stopped.
+        // 0: never give up on a relay that went away; the element runs until it is stopped.
         connect.backoff.timeout = Duration::ZERO;
         let client = connect
             .init(Default::default())
             .map_err(|e| RelayError::Client(e.to_string()))?;
-        let connection = client.with_publisher(&origin).connect(settings.url.clone());
 
         let connected = Arc::new(AtomicBool::new(false));
         let sessions = Arc::new(AtomicU64::new(0));
-        let watcher = {
-            let mut connection = connection.clone();
+        let supervisor = {
             let (connected, sessions, events) =
                 (connected.clone(), sessions.clone(), events.clone());
+            let client = client.with_publisher(&origin);
+            let url = settings.url.clone();
             RUNTIME.spawn(async move {
-                while let Ok(status) = connection.status().await {
-                    let up = status == moq_tokio::Status::Connected;
-                    if connected.swap(up, Ordering::Relaxed) == up {
-                        continue;
-                    }
-                    if up {
-                        let n = sessions.fetch_add(1, Ordering::Relaxed) + 1;
-                        events(RelayEvent::Connected { sessions: n });
-                    } else {
-                        events(RelayEvent::Disconnected);
-                    }
+                loop {
+                    // The client redials by itself; its loop ends only on what it takes for
+                    // final (the relay refused the session): said, then dialed again later, in
+                    // case the relay's rules change.
+                    let connection = client.connect(url.clone());
+                    let reason = watch(connection, &connected, &sessions, &*events).await;
+                    connected.store(false, Ordering::Relaxed);
+                    events(RelayEvent::Failed { reason });
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
                 }
             })
         };
@@ -247,9 +258,8 @@ impl Publisher {
             frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             events,
-            connection,
             _origin: origin,
-            watcher,
+            supervisor,
         })
     }
 
@@ -353,7 +363,7 @@ impl Publisher {
 
     pub fn stats(&self) -> RelayStats {
         RelayStats {
-            connected: self.connected.load(Ordering::Relaxed) && self.connection.connected(),
+            connected: self.connected.load(Ordering::Relaxed),
             sessions: self.sessions.load(Ordering::Relaxed),
             frames: self.frames.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -363,10 +373,50 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.watcher.abort();
+        self.supervisor.abort();
         // The broadcast leaves the relay with the session; the connection's loop ends when its
         // last handle (this one) drops.
         self.state.lock().unwrap().broadcast.close();
+    }
+}
+
+/// Follows one connection's sessions until its redial loop ends; returns why it ended.
+async fn watch(
+    mut connection: moq_tokio::Connection,
+    connected: &AtomicBool,
+    sessions: &AtomicU64,
+    events: &(dyn Fn(RelayEvent) + Send + Sync),
+) -> String {
+    let mut since = std::time::Instant::now();
+    let mut short = 0;
+    let mut refused_said = false;
+    loop {
+        let status = match connection.status().await {
+            Ok(status) => status,
+            Err(e) => return e.to_string(),
+        };
+        let up = status == moq_tokio::Status::Connected;
+        if connected.swap(up, Ordering::Relaxed) == up {
+            continue;
+        }
+        if up {
+            since = std::time::Instant::now();
+            let n = sessions.fetch_add(1, Ordering::Relaxed) + 1;
+            events(RelayEvent::Connected { sessions: n });
+            continue;
+        }
+        events(RelayEvent::Disconnected);
+        short = if since.elapsed() < SHORT_SESSION {
+            short + 1
+        } else {
+            0
+        };
+        if short >= REFUSED_AFTER && !refused_said {
+            refused_said = true;
+            events(RelayEvent::Refused {
+                sessions: sessions.load(Ordering::Relaxed),
+            });
+        }
     }
 }
 

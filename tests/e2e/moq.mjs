@@ -29,13 +29,14 @@ process.on('exit', () => {
 
 /**
  * Starts moq-relay on `address:port` (UDP for QUIC, TCP for its HTTP side: /certificate.sha256,
- * /announced) with a generated certificate, anonymous access under `anon/`. `args`: more flags
- * (e.g. clustering). Resolves once it serves its certificate's fingerprint.
+ * /announced) with a generated certificate, anonymous access under `anon/` (watching only, with
+ * `anonymousPublish: false`). `args`: more flags (e.g. clustering). Resolves once it serves its
+ * certificate's fingerprint.
  * @returns {Promise<{url: string, http: string, stop: () => Promise<void>, logs: () => string}>}
  */
-export async function startRelay({ address = '127.0.0.1', port, args = [], wrap = [] }) {
+export async function startRelay({ address = '127.0.0.1', port, args = [], wrap = [], anonymousPublish = true }) {
   const [cmd, ...rest] = [...wrap, relayBin(), '--listen', `${address}:${port}`, '--listen-tls-generate', 'localhost',
-    '--web-http-listen', `${address}:${port}`, '--auth-public', 'anon/**', ...args];
+    '--web-http-listen', `${address}:${port}`, anonymousPublish ? '--auth-public' : '--auth-public-subscribe', 'anon/**', ...args];
   const proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', RUST_LOG: 'info' } });
   relays.add(proc);
   let out = '';

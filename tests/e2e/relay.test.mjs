@@ -169,6 +169,27 @@ test('Firefox plays the broadcast through the relay with @moq/watch', { timeout:
   }
 });
 
+test('a relay that does not let the element publish is said on the bus; direct viewers are unaffected', { timeout: 60_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  // Anonymous sessions may watch under anon/, not publish: the relay closes the element's.
+  const relay = await startRelay({ port: await freePort(), anonymousPublish: false });
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 `
+    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  try {
+    // moq's client takes the refusal for final: the bus says so with the relay's reason.
+    const logs = await pollUntil(async () => pipeline.logs(), (l) => /rfbsink-relay.*status=\(string\)failed/.test(l),
+      { timeoutMs: 20_000, what: 'the failed message', details: () => `${pipeline.logs()}\n${relay.logs()}` });
+    assert.match(logs, /Cannot publish to the relay at http:\/\/127\.0\.0\.1:\d+\/anon: /);
+    assert.deepEqual(await announced(relay), []);
+    const direct = await Viewer.open(browser.context, pipeline.url);
+    await direct.waitForFrames(10, { extra: pipeline.logs });
+    await direct.close();
+  } finally {
+    await pipeline.stop();
+    await relay.stop();
+  }
+});
+
 test('a rendition the relay format cannot carry is said on the bus; the element still serves it directly', { timeout: 60_000 }, async (t) => {
   if (!requireElements(t, ['jpegenc'])) return;
   const relay = await startRelay({ port: await freePort() });

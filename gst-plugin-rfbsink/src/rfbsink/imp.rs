@@ -635,6 +635,33 @@ impl RfbSink {
                 gst::warning!(CAT, imp = self, "relay disconnected; redialing");
                 builder.field("status", "disconnected").build()
             }
+            RelayEvent::Refused { sessions } => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::OpenWrite,
+                    ("The relay at {url} closed the last {sessions} sessions at once: it most likely does not let this element publish there (its access rules; relay-token). Still redialing; direct viewers are unaffected.")
+                );
+                builder
+                    .field("status", "refused")
+                    .field("sessions", sessions)
+                    .build()
+            }
+            RelayEvent::Failed { reason } => {
+                let hint = if reason.contains("unauthorized") {
+                    " (the relay's access rules: is relay-token set, and allowed to publish under this path?)"
+                } else {
+                    ""
+                };
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::OpenWrite,
+                    ("Cannot publish to the relay at {url}: {reason}{hint}. Dialing again in 30 s; direct viewers are unaffected.")
+                );
+                builder
+                    .field("status", "failed")
+                    .field("reason", reason)
+                    .build()
+            }
             RelayEvent::Unsupported { rendition, codec } => {
                 gst::element_imp_warning!(
                     self,
