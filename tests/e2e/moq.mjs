@@ -30,13 +30,15 @@ process.on('exit', () => {
 /**
  * Starts moq-relay on `address:port` (UDP for QUIC, TCP for its HTTP side: /certificate.sha256,
  * /announced) with a generated certificate, anonymous access under `anon/` (watching only, with
- * `anonymousPublish: false`). `args`: more flags (e.g. clustering). Resolves once it serves its
+ * `anonymousPublish: false`), or every session asked of the auth server at `authUrl` (moq-relay's
+ * --auth-url contract). `args`: more flags (e.g. clustering). Resolves once it serves its
  * certificate's fingerprint.
  * @returns {Promise<{url: string, http: string, stop: () => Promise<void>, logs: () => string}>}
  */
-export async function startRelay({ address = '127.0.0.1', port, args = [], wrap = [], anonymousPublish = true }) {
+export async function startRelay({ address = '127.0.0.1', port, args = [], wrap = [], anonymousPublish = true, authUrl = null }) {
+  const auth = authUrl ? ['--auth-url', authUrl] : [anonymousPublish ? '--auth-public' : '--auth-public-subscribe', 'anon/**'];
   const [cmd, ...rest] = [...wrap, relayBin(), '--listen', `${address}:${port}`, '--listen-tls-generate', 'localhost',
-    '--web-http-listen', `${address}:${port}`, anonymousPublish ? '--auth-public' : '--auth-public-subscribe', 'anon/**', ...args];
+    '--web-http-listen', `${address}:${port}`, ...auth, ...args];
   const proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', RUST_LOG: 'info' } });
   relays.add(proc);
   let out = '';
@@ -128,6 +130,37 @@ export async function startWatchServer() {
   const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
   return {
     pageUrl: (relayUrl, name) => `http://127.0.0.1:${port}/?url=${encodeURIComponent(relayUrl)}&name=${encodeURIComponent(name)}`,
-    close: () => new Promise((resolve) => server.close(() => resolve(undefined))),
+    close: () => new Promise((resolve) => { server.close(() => resolve(undefined)); server.closeAllConnections(); }),
   };
+}
+
+/**
+ * An auth server for moq-relay's --auth-url (moq-auth's contract: the relay POSTs each session's
+ * `connect` with its path and query; 200 with a grant admits it, 401 refuses): a session that
+ * presents `?jwt=<publishToken>` may publish and watch, any other may only watch. Records what
+ * it was asked.
+ */
+export async function startAuthServer(publishToken) {
+  const asked = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      let r = {};
+      try { r = JSON.parse(body); } catch { /* answered below */ }
+      asked.push(r);
+      const jwt = new URLSearchParams(r.query ?? '').get('jwt');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (r.event !== 'connect') {
+        res.end('{}');
+      } else if (jwt === publishToken) {
+        res.end(JSON.stringify({ publish: ['**'], subscribe: ['**'] }));
+      } else {
+        res.end(JSON.stringify({ subscribe: ['**'] }));
+      }
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  return { url: `http://127.0.0.1:${port}/`, asked, close: () => new Promise((resolve) => { server.close(() => resolve(undefined)); server.closeAllConnections(); }) };
 }

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
 import { Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, requireElements, startPipeline, withQuery } from './lib.mjs';
-import { announced, relayBin, startRelay, startWatchServer } from './moq.mjs';
+import { announced, relayBin, startAuthServer, startRelay, startWatchServer } from './moq.mjs';
 
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
@@ -187,6 +187,39 @@ test('a relay that does not let the element publish is said on the bus; direct v
   } finally {
     await pipeline.stop();
     await relay.stop();
+  }
+});
+
+test('relay-token: the element publishes with the token the relay\'s auth server wants; without it the relay refuses', { timeout: 90_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const token = 'eyJ.test-publish-token.sig';
+  const auth = await startAuthServer(token);
+  const relay = await startRelay({ port: await freePort(), authUrl: auth.url });
+  const details = () => `${relay.logs()}\nauth server asked: ${JSON.stringify(auth.asked)}`;
+  let refused;
+  let pipeline;
+  try {
+    refused = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+    await pollUntil(async () => refused.logs(), (l) => /status=\(string\)failed, reason=\(string\)unauthorized/.test(l),
+      { timeoutMs: 20_000, what: 'the refusal without a token', details: () => `${refused.logs()}\n${details()}` });
+    assert.match(refused.logs(), /is relay-token set/);
+    await refused.stop();
+    pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 relay-url=${relay.url} relay-broadcast=${BROADCAST} relay-token=${token}`);
+    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
+      { timeoutMs: 20_000, what: `${BROADCAST} announced with the token`, details: () => `${pipeline.logs()}\n${details()}` });
+    // The token went to the relay (its jwt parameter), never onto the bus.
+    assert.ok(auth.asked.some((r) => r.event === 'connect' && new URLSearchParams(r.query ?? '').get('jwt') === token), details());
+    // (The first line of logs() is the launch line, which holds it.)
+    assert.ok(!pipeline.logs().split('\n').slice(1).join('\n').includes(token), `the token is printed:\n${pipeline.logs()}`);
+    // A viewer without a token may watch (the auth server's rule).
+    const watch = await Viewer.open(browser.context, watchServer.pageUrl(relay.url, BROADCAST));
+    await watch.waitForFrames(30, { extra: details });
+    await watch.close();
+  } finally {
+    await refused?.stop();
+    await pipeline?.stop();
+    await relay.stop();
+    await auth.close();
   }
 });
 
