@@ -3,11 +3,11 @@
 //   node tests/bench/relay.mjs [--seconds N] [--out DIR]
 //
 // One 1280x720@30 stream (tests/bench/source.py: frames that carry their capture time as a
-// barcode, x264enc, rfbsink with relay-url) watched at once by three Chromium tabs: rfbsink's own
-// viewer on the direct link (WebTransport), moq's reference player @moq/watch through one
-// moq-relay, and @moq/watch through a second relay clustered to the first (--cluster-connect):
-// the same frames, the same run (the player's two paths one after the other, as a background
-// tab gets no animation frames; the direct viewer throughout). Per path: frames painted per
+// barcode, x264enc, rfbsink with relay-url) watched by rfbsink's own viewer on the direct link
+// (WebTransport), through one moq-relay and through a second relay clustered to the first
+// (--cluster-connect), all three at once, and by moq's reference player @moq/watch through the
+// same two relays: the same frames, the same run (the player's two paths one after the other, as
+// a background tab gets no animation frames; rfbsink's viewers throughout). Per path: frames painted per
 // second and the latency from capture to the animation frame after paint (p50, p99). Also the CPU
 // of the element's runtime threads + render(), and of each relay process; then the same with 0,
 // 100 and 500 light relay subscribers on the edge relay (RFB_RELAY_SUBSCRIBERS; the example
@@ -78,26 +78,33 @@ async function main() {
         await sleep(200);
       }
     }
+    const ws = `ws://127.0.0.1:${listening.port}/ws?rfb_token=${token}`;
     const pages = {
-      direct: `${base}/bench/viewer.html?${new URLSearchParams({ ws: `ws://127.0.0.1:${listening.port}/ws?rfb_token=${token}`, transport: 'wt' })}`,
-      'one relay': `${base}/bench/watch.html?${new URLSearchParams({ url: origin.url, name: BROADCAST })}`,
-      'two relays': `${base}/bench/watch.html?${new URLSearchParams({ url: edge.url, name: BROADCAST })}`,
+      direct: `${base}/bench/viewer.html?${new URLSearchParams({ ws, transport: 'wt' })}`,
+      'rfbsink viewer, one relay': `${base}/bench/viewer.html?${new URLSearchParams({ ws, relay: origin.url, broadcast: BROADCAST })}`,
+      'rfbsink viewer, two relays': `${base}/bench/viewer.html?${new URLSearchParams({ ws, relay: edge.url, broadcast: BROADCAST })}`,
+      '@moq/watch, one relay': `${base}/bench/watch.html?${new URLSearchParams({ url: origin.url, name: BROADCAST })}`,
+      '@moq/watch, two relays': `${base}/bench/watch.html?${new URLSearchParams({ url: edge.url, name: BROADCAST })}`,
     };
-    // The rfbsink viewer measures in its worker and runs throughout; a page's animation frames
-    // stop in a background tab, so the player's two paths are measured one after the other, each
-    // in the foreground tab, SECONDS each.
+    // The rfbsink viewer measures in its worker, so its three paths run at once throughout; a
+    // page's animation frames stop in a background tab, so the player's two paths are measured
+    // one after the other, each in the foreground tab, SECONDS each.
     const renderUs = (text) => Number(/render-time-us=\(guint64\)(\d+)/.exec(text ?? '')?.[1] ?? NaN);
-    const direct = await browser.context.newPage();
-    await direct.goto(pages.direct);
-    await direct.evaluate(() => window.benchInstalled);
+    const viewers = {};
+    for (const name of ['direct', 'rfbsink viewer, one relay', 'rfbsink viewer, two relays']) {
+      const page = await browser.context.newPage();
+      await page.goto(pages[name]);
+      await page.evaluate(() => window.benchInstalled);
+      viewers[name] = page;
+    }
     await sleep(3000);
-    await direct.evaluate(() => window.benchRead());
+    for (const page of Object.values(viewers)) await page.evaluate(() => window.benchRead());
     const pid = source.proc.pid;
     const cpu0 = { rt: threadCpu(pid, 'rfbsink-runtim'), origin: processCpu(origin.proc.pid), edge: processCpu(edge.proc.pid) };
     const statsFrom = source.events.length;
     const t0 = Date.now();
     const rows = [];
-    for (const name of ['one relay', 'two relays']) {
+    for (const name of ['@moq/watch, one relay', '@moq/watch, two relays']) {
       const page = await browser.context.newPage();
       await page.goto(pages[name]);
       await sleep(4000);
@@ -110,7 +117,12 @@ async function main() {
     }
     const elapsed = (Date.now() - t0) / 1000;
     const cpu1 = { rt: threadCpu(pid, 'rfbsink-runtim'), origin: processCpu(origin.proc.pid), edge: processCpu(edge.proc.pid) };
-    rows.unshift(row('direct', await direct.evaluate(() => window.benchRead()), elapsed));
+    const ours = [];
+    for (const [name, page] of Object.entries(viewers)) ours.push(row(name, await page.evaluate(() => window.benchRead()), elapsed));
+    rows.unshift(...ours);
+    // The load steps keep the direct viewer only.
+    await viewers['rfbsink viewer, one relay'].close();
+    await viewers['rfbsink viewer, two relays'].close();
     // The element's cost against the audience: the direct viewer alone, then with N light relay
     // subscribers (examples/moq-subscribers.rs: one QUIC session each, every frame read, none
     // decoded) on the edge relay.
@@ -154,8 +166,8 @@ async function main() {
     writeFileSync(path.join(opts.out, 'relay-results.json'), `${JSON.stringify(result, null, 2)}\n`);
     const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
     console.log(`relay bench: ${WIDTH}x${HEIGHT}@${FPS} x264 2 Mbit/s, ${SECONDS} s a path, one run`);
-    console.log('path         fps   e2e p50   e2e p99 (ms)');
-    for (const r of rows) console.log(`${r.path.padEnd(12)} ${f(r.paintedFps).padStart(5)} ${f(r.e2e?.p50).padStart(8)} ${f(r.e2e?.p99).padStart(9)}`);
+    console.log('path                          fps   e2e p50   e2e p99 (ms)');
+    for (const r of rows) console.log(`${r.path.padEnd(28)} ${f(r.paintedFps).padStart(5)} ${f(r.e2e?.p50).padStart(8)} ${f(r.e2e?.p99).padStart(9)}`);
     console.log(`rfbsink (runtime + render) ${f(result.rfbsinkCpuPercentOfCore)} % of a core; moq-relay origin ${f(result.relayCpuPercentOfCore.origin)} %, edge ${f(result.relayCpuPercentOfCore.edge)} %`);
     console.log('relay subscribers  rfbsink % core  edge relay % core  origin % core  machine busy %  fps/subscriber');
     for (const l of load) {
