@@ -295,7 +295,11 @@ impl Publisher {
             let track = st.tracks.get_mut(&rendition).unwrap();
             if track.config_id != Some(frame.config.id) {
                 track.config_id = Some(frame.config.id);
-                track.group = None;
+                // The old configuration's last group ends here (the new one starts at its
+                // keyframe).
+                if let Some(group) = track.group.take() {
+                    let _ = group.finish();
+                }
                 let name = track_name(rendition);
                 st.catalog.video.remove(&name);
                 match video_config(&frame.config.codec) {
