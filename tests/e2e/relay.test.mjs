@@ -63,17 +63,20 @@ test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come 
     assert.equal(stats['relay-connected'], 1, more());
     assert.ok(stats['relay-frames'] >= 30, `relay-frames ${stats['relay-frames']}\n${more()}`);
 
-    // The relay goes away mid-stream and comes back (a new certificate, the same address).
-    await relay.stop();
+    // The relay goes away mid-stream and comes back at once, as a restarted relay does (a new
+    // certificate, the same address). @moq/watch gives up redialing after about 10 s of refused
+    // dials, and the element notices a relay killed without a word only at QUIC's idle timeout:
+    // the restart does not wait for that; relay-sessions below proves the element dialed again.
     const before = (await watch.stats()).framesDecoded;
-    await pollUntil(async () => pipeline.stats()?.['relay-connected'], (up) => up === 0,
-      { timeoutMs: 15_000, what: 'the element seeing the relay gone', details: more });
+    await relay.stop();
     relay = await startRelay({ port });
     await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
       { timeoutMs: 20_000, what: `${BROADCAST} announced again by the publisher's redial`, details: more });
     await watch.waitForFrames(30, { from: before, timeoutMs: 30_000, extra: details });
     await assertSmpteBars(watch, { extra: details });
-    assert.ok(pipeline.stats()['relay-sessions'] >= 2, `relay-sessions: ${pipeline.stats()['relay-sessions']}`);
+    await pollUntil(async () => pipeline.stats()?.['relay-sessions'], (n) => n >= 2,
+      { timeoutMs: 15_000, what: 'the element on its second relay session', details: more });
+    assert.equal(pipeline.stats()['relay-connected'], 1, more());
     // The direct viewer never depended on the relay.
     const d = await direct.stats();
     await direct.waitForFrames(30, { from: d.framesDecoded, extra: details });
