@@ -22,6 +22,17 @@ const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I42
 const BROADCAST = 'bars';
 const FIREFOX = process.env.RFB_FIREFOX ?? '/usr/bin/firefox-esr';
 
+/** rfbsink publishing `encoder`'s stream to `relay` (more rfbsink properties in `extra`). */
+function publish(relay, { encoder = X264, extra = '' } = {}) {
+  return startPipeline(`${SOURCE} ! ${encoder} ! rfbsink port=0 stats-interval=200 relay-url=${relay.url} relay-broadcast=${BROADCAST}${extra ? ` ${extra}` : ''}`);
+}
+
+/** Until `relay` announces the broadcast. */
+function untilAnnounced(relay, details) {
+  return pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
+    { timeoutMs: 20_000, what: `${relay.url} announcing ${BROADCAST}`, details });
+}
+
 /** @type {Awaited<ReturnType<typeof launchBrowser>>} */
 let browser;
 /** @type {Awaited<ReturnType<typeof startWatchServer>>} */
@@ -43,14 +54,12 @@ test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come 
   if (!requireElements(t, ['x264enc'])) return;
   const port = await freePort();
   let relay = await startRelay({ port });
-  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 stats-interval=200 `
-    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  const pipeline = await publish(relay);
   const details = () => `${relay.logs()}\n${pipeline.logs()}`;
   let watch;
   let direct;
   try {
-    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
-      { timeoutMs: 15_000, what: `moq-relay announcing ${BROADCAST}`, details });
+    await untilAnnounced(relay, details);
     watch = await Viewer.open(browser.context, watchServer.pageUrl(relay.url, BROADCAST));
     const more = () => `${watch.logs()}\n${details()}`;
     await watch.waitForFrames(30, { extra: details });
@@ -70,8 +79,7 @@ test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come 
     const before = (await watch.stats()).framesDecoded;
     await relay.stop();
     relay = await startRelay({ port });
-    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
-      { timeoutMs: 20_000, what: `${BROADCAST} announced again by the publisher's redial`, details: more });
+    await untilAnnounced(relay, more);
     await watch.waitForFrames(30, { from: before, timeoutMs: 30_000, extra: details });
     await assertSmpteBars(watch, { extra: details });
     await pollUntil(async () => pipeline.stats()?.['relay-sessions'], (n) => n >= 2,
@@ -92,14 +100,12 @@ test("the element's own viewer watches through the relay (?relay=&broadcast=), v
   if (!requireElements(t, ['x264enc'])) return;
   const relay = await startRelay({ port: await freePort() });
   const other = await startRelay({ port: await freePort() });
-  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 stats-interval=200 `
-    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  const pipeline = await publish(relay);
   const details = () => `${relay.logs()}\n${pipeline.logs()}`;
   let viewer;
   let stranger;
   try {
-    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
-      { timeoutMs: 15_000, what: `moq-relay announcing ${BROADCAST}`, details });
+    await untilAnnounced(relay, details);
     viewer = await Viewer.open(browser.context, withQuery(pipeline.url, `relay=${encodeURIComponent(relay.url)}&broadcast=${BROADCAST}`));
     const s = await viewer.waitForFrames(30, { extra: details });
     assert.equal(s.transport, 'relay');
@@ -131,13 +137,11 @@ test('two clustered relays: rfbsink publishes to one, @moq/watch plays from the 
   const origin = await startRelay({ port: await freePort() });
   // The second relay dials the first (moq-relay's own clustering), as a relay near the audience.
   const edge = await startRelay({ port: await freePort(), args: ['--cluster-connect', `${origin.http}/`] });
-  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 stats-interval=200 `
-    + `relay-url=${origin.url} relay-broadcast=${BROADCAST}`);
+  const pipeline = await publish(origin);
   const details = () => `${origin.logs()}\n${edge.logs()}\n${pipeline.logs()}`;
   let watch;
   try {
-    await pollUntil(() => announced(edge), (names) => names.includes(BROADCAST),
-      { timeoutMs: 20_000, what: `the edge relay announcing ${BROADCAST}`, details });
+    await untilAnnounced(edge, details);
     watch = await Viewer.open(browser.context, watchServer.pageUrl(edge.url, BROADCAST));
     await watch.waitForFrames(30, { extra: details });
     await assertSmpteBars(watch, { extra: details });
@@ -153,14 +157,12 @@ test('Firefox plays the broadcast through the relay with @moq/watch', { timeout:
   if (!requireElements(t, ['x264enc'])) return;
   if (!existsSync(FIREFOX)) throw new Error(`${FIREFOX} is missing: install Debian's firefox-esr (scripts/install-deps.sh does)`);
   const relay = await startRelay({ port: await freePort() });
-  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 `
-    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  const pipeline = await publish(relay);
   const profile = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-firefox-'));
   const firefox = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true, userDataDir: profile });
   const details = () => `${relay.logs()}\n${pipeline.logs()}`;
   try {
-    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
-      { timeoutMs: 15_000, what: `moq-relay announcing ${BROADCAST}`, details });
+    await untilAnnounced(relay, details);
     const watch = await Viewer.open({ newPage: () => firefox.newPage() }, watchServer.pageUrl(relay.url, BROADCAST));
     await watch.waitForFrames(30, { extra: details });
     await assertSmpteBars(watch, { extra: details });
@@ -176,8 +178,7 @@ test('a relay that does not let the element publish is said on the bus; direct v
   if (!requireElements(t, ['x264enc'])) return;
   // Anonymous sessions may watch under anon/, not publish: the relay closes the element's.
   const relay = await startRelay({ port: await freePort(), anonymousPublish: false });
-  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 `
-    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  const pipeline = await publish(relay);
   try {
     // moq's client takes the refusal for final: the bus says so with the relay's reason.
     const logs = await pollUntil(async () => pipeline.logs(), (l) => /rfbsink-relay.*status=\(string\)failed/.test(l),
@@ -202,14 +203,13 @@ test('relay-token: the element publishes with the token the relay\'s auth server
   let refused;
   let pipeline;
   try {
-    refused = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+    refused = await publish(relay);
     await pollUntil(async () => refused.logs(), (l) => /status=\(string\)failed, reason=\(string\)unauthorized/.test(l),
       { timeoutMs: 20_000, what: 'the refusal without a token', details: () => `${refused.logs()}\n${details()}` });
     assert.match(refused.logs(), /is relay-token set/);
     await refused.stop();
-    pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0 relay-url=${relay.url} relay-broadcast=${BROADCAST} relay-token=${token}`);
-    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
-      { timeoutMs: 20_000, what: `${BROADCAST} announced with the token`, details: () => `${pipeline.logs()}\n${details()}` });
+    pipeline = await publish(relay, { extra: `relay-token=${token}` });
+    await untilAnnounced(relay, () => `${pipeline.logs()}\n${details()}`);
     // The token went to the relay (its jwt parameter), never onto the bus.
     assert.ok(auth.asked.some((r) => r.event === 'connect' && new URLSearchParams(r.query ?? '').get('jwt') === token), details());
     // (The first line of logs() is the launch line, which holds it.)
@@ -229,8 +229,7 @@ test('relay-token: the element publishes with the token the relay\'s auth server
 test('a rendition the relay format cannot carry is said on the bus; the element still serves it directly', { timeout: 60_000 }, async (t) => {
   if (!requireElements(t, ['jpegenc'])) return;
   const relay = await startRelay({ port: await freePort() });
-  const pipeline = await startPipeline(`${SOURCE} ! jpegenc ! rfbsink port=0 stats-interval=200 `
-    + `relay-url=${relay.url} relay-broadcast=${BROADCAST}`);
+  const pipeline = await publish(relay, { encoder: 'jpegenc' });
   try {
     const warned = await pollUntil(async () => pipeline.logs(), (logs) => /rfbsink-relay.*status=\(string\)unsupported/.test(logs),
       { timeoutMs: 15_000, what: 'the unsupported message', details: () => `${pipeline.logs()}\n${relay.logs()}` });
