@@ -31,14 +31,21 @@ build:
 run: deps build
 	$(RUN_DEMO)
 
+# Each step in turn, stopping at the first that fails; prints how long each took.
+TEST_STEPS := fmt-check test-rust clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz-smoke
 test: deps build
-	$(MAKE) fmt-check test-rust clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz-smoke
+	@for step in $(TEST_STEPS); do \
+	  start=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$step || { echo "make test: $$step FAILED"; exit 1; }; \
+	  echo "make test: $$step ok in $$(( $$(date +%s) - start )) s"; \
+	done
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# Libraries, binaries and tests (examples are compiled by clippy, not linked here).
 test-rust:
-	$(CARGO) test --release -j $(JOBS) --workspace
+	$(CARGO) test --release -j $(JOBS) --workspace --lib --bins --tests
 
 clippy:
 	$(CARGO) clippy --release -j $(JOBS) --workspace --all-targets -- -D warnings

@@ -3,9 +3,7 @@
 //! The lossless raw path on loopback: raw buffers pushed into the element, tiles read back by a
 //! WebSocket client and decoded, every byte compared with what was pushed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 use gstrfbsink::tiles::{self, Decoded, PixelFormat};
 
@@ -261,7 +259,7 @@ fn refine_pad_sends_the_raw_picture_once_the_encoded_stream_idles() {
         element.request_pad(&template, None, None).is_none(),
         "one refine pad"
     );
-    let (caps, frames) = common::h264(4, 30);
+    let (caps, frames) = crate::common::h264(4, 30);
     h.set_src_caps(caps);
     refine.set_src_caps(raw_caps("RGBA", 320, 240));
     let port = port(&h);

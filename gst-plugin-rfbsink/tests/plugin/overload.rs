@@ -4,12 +4,10 @@
 //! keyframes), the others get every frame, the bus says so, and when every viewer is behind a QoS
 //! event goes upstream. Real WebSocket clients on loopback that acknowledge as the viewer does.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 use tokio::sync::oneshot;
 

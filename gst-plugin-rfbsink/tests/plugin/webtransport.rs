@@ -1,12 +1,10 @@
 // WebTransport loopback tests: real encoded buffers through a Harness into rfbsink, and real
 // WebTransport clients (wtransport) that learn the certificate hash from /rfb.json like the viewer.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 use serde_json::Value;
 use wtransport::tls::Sha256Digest;

@@ -3,13 +3,11 @@
 //! Rate control (docs/protocol.md, "Rate control") with a real encoder: x264enc's bitrate follows
 //! a viewer whose link is slower than the stream, down and back up when the link frees.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 /// Noise (x264enc spends all of its 1500 kbit/s on it) into rfbsink under rate control, playing:

@@ -9,8 +9,7 @@ use gstrfbsink::protocol::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn several_clients_get_identical_frames() {

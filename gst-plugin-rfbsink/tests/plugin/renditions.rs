@@ -4,13 +4,11 @@
 //! a viewer on a slow link moved to the small one at its keyframe while a viewer on a free link
 //! keeps the large one, and back up when its link frees.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 /// Noise at 320x240 (x264enc spends its 1500 kbit/s) and at 160x120 on `rendition_1` (150
