@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! The moq client that publishes the renditions (the `relay` feature): one hang broadcast on the
+//! relay, a track per rendition, a group per keyframe (see the parent module).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moq_net::{broadcast, group, track, Timestamp};
+
+use super::{track_name, RelayError, RelayEvent, RelaySettings, RelayStats};
+use crate::codec::{Codec, Format};
+use crate::hub::Frame;
+use crate::runtime::RUNTIME;
+
+/// How long a track keeps a group that is no longer the newest for a subscriber that asks for
+/// it: live viewers skip to the newest group at once; the newest is always kept. A short
+/// retention bounds the memory a publisher holds (hang's media default is 30 s, for HLS egress).
+const GROUP_MAX_AGE: Duration = Duration::from_secs(2);
+/// The client redials a relay that went away from this delay...
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+/// ...doubling up to this, for as long as the element runs.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A client whose redial loop ended (a refusal it takes for final) dials again after this.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// A session that ends sooner than this after it connected was closed at once...
+const SHORT_SESSION: Duration = Duration::from_secs(2);
+/// ...and this many in a row are a refusal (said on the bus).
+const REFUSED_AFTER: u32 = 3;
+
+/// One rendition's track.
+struct Track {
+    producer: track::Producer,
+    /// The open group: from the last keyframe on. None until the first keyframe.
+    group: Option<group::Producer>,
+    /// The stream configuration this track's catalog entry describes.
+    config_id: Option<u32>,
+    /// Not carried by the format (said once).
+    unsupported: bool,
+}
+
+struct State {
+    broadcast: broadcast::Producer,
+    catalog_track: track::Producer,
+    catalog: hang::Catalog,
+    tracks: BTreeMap<u32, Track>,
+}
+
+/// Publishes the element's renditions as one hang broadcast on a relay, for as long as it lives.
+pub(crate) struct Publisher {
+    state: Mutex<State>,
+    connected: Arc<AtomicBool>,
+    sessions: Arc<AtomicU64>,
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    events: Arc<dyn Fn(RelayEvent) + Send + Sync>,
+    /// The origin the broadcast is announced in (the client publishes what it holds).
+    _origin: moq_net::origin::Producer,
+    /// Holds the client's connection (its redial loop lives as long as the connection) and
+    /// reports on it.
+    supervisor: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Starts dialing the relay and announces the (still empty) broadcast; returns at once.
+    pub fn start(
+        settings: RelaySettings,
+        events: Arc<dyn Fn(RelayEvent) + Send + Sync>,
+    ) -> Result<Publisher, RelayError> {
+        let _runtime = RUNTIME.enter();
+        let origin = moq_tokio::origin::spawn();
+        let broadcast = origin
+            .create_broadcast(settings.broadcast.as_str())
+            .map_err(|e| RelayError::Client(e.to_string()))?;
+        let mut catalog_track = broadcast
+            .create_track(
+                hang::Catalog::DEFAULT_NAME,
+                hang::Catalog::default_track_info(),
+            )
+            .map_err(|e| RelayError::Client(e.to_string()))?;
+        let catalog = hang::Catalog::default();
+        write_catalog(&mut catalog_track, &catalog)?;
+        broadcast
+            .announce(Default::default())
+            .map_err(|e| RelayError::Client(e.to_string()))?;
+
+        let mut connect = moq_tokio::connect::Config::default();
+        connect.backoff.initial = BACKOFF_INITIAL;
+        connect.backoff.max = BACKOFF_MAX;
+        // 0: never give up on a relay that went away; the element runs until it is stopped.
+        connect.backoff.timeout = Duration::ZERO;
+        let client = connect
+            .init(Default::default())
+            .map_err(|e| RelayError::Client(e.to_string()))?;
+
+        let connected = Arc::new(AtomicBool::new(false));
+        let sessions = Arc::new(AtomicU64::new(0));
+        let supervisor = {
+            let (connected, sessions, events) =
+                (connected.clone(), sessions.clone(), events.clone());
+            let client = client.with_publisher(&origin);
+            let url = settings.url.clone();
+            RUNTIME.spawn(async move {
+                loop {
+                    // The client redials by itself; its loop ends only on what it takes for
+                    // final (the relay refused the session): said, then dialed again later, in
+                    // case the relay's rules change.
+                    let connection = client.connect(url.clone());
+                    let reason = watch(connection, &connected, &sessions, &*events).await;
+                    connected.store(false, Ordering::Relaxed);
+                    events(RelayEvent::Failed { reason });
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                }
+            })
+        };
+        Ok(Publisher {
+            state: Mutex::new(State {
+                broadcast,
+                catalog_track,
+                catalog,
+                tracks: BTreeMap::new(),
+            }),
+            connected,
+            sessions,
+            frames: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            events,
+            _origin: origin,
+            supervisor,
+        })
+    }
+
+    /// Appends a frame of `rendition` to its track (a keyframe starts a group). Never waits.
+    pub fn push(&self, rendition: u32, frame: &Frame) {
+        if frame.header.refine {
+            return;
+        }
+        let mut unsupported = None;
+        {
+            let mut guard = self.state.lock().unwrap();
+            let st = &mut *guard;
+            if !st.tracks.contains_key(&rendition) {
+                match st.broadcast.create_track(
+                    track_name(rendition),
+                    hang::container::track_info(hang::catalog::PRIORITY.video)
+                        .with_max_age(GROUP_MAX_AGE),
+                ) {
+                    Ok(producer) => {
+                        st.tracks.insert(
+                            rendition,
+                            Track {
+                                producer,
+                                group: None,
+                                config_id: None,
+                                unsupported: false,
+                            },
+                        );
+                    }
+                    Err(_) => return,
+                }
+            }
+            let track = st.tracks.get_mut(&rendition).unwrap();
+            if track.config_id != Some(frame.config.id) {
+                track.config_id = Some(frame.config.id);
+                // The old configuration's last group ends here (the new one starts at its
+                // keyframe).
+                if let Some(group) = track.group.take() {
+                    let _ = group.finish();
+                }
+                let name = track_name(rendition);
+                st.catalog.video.remove(&name);
+                match video_config(&frame.config.codec) {
+                    Some(video) => {
+                        track.unsupported = false;
+                        let _ = st.catalog.video.insert(&name, video);
+                    }
+                    None => {
+                        if !track.unsupported {
+                            unsupported = Some(frame.config.codec.codec.name());
+                        }
+                        track.unsupported = true;
+                    }
+                }
+                if let Err(e) = write_catalog(&mut st.catalog_track, &st.catalog) {
+                    gst::warning!(crate::CAT, "relay: catalog not written: {e}");
+                }
+            }
+            if !track.unsupported {
+                if frame.is_key() {
+                    if let Some(group) = track.group.take() {
+                        let _ = group.finish();
+                    }
+                    track.group = track.producer.append_group().ok();
+                }
+                if let Some(group) = track.group.as_mut() {
+                    let timestamp = Timestamp::from_micros(frame.header.timestamp_us.max(0) as u64);
+                    let written = timestamp.ok().is_some_and(|timestamp| {
+                        hang::container::Frame {
+                            timestamp,
+                            payload: frame.payload.clone(),
+                        }
+                        .write_to(group)
+                        .is_ok()
+                    });
+                    if written {
+                        self.frames.fetch_add(1, Ordering::Relaxed);
+                        self.bytes
+                            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+                    } else {
+                        // Wait for the next keyframe rather than send a broken group.
+                        track.group = None;
+                    }
+                }
+            }
+        }
+        if let Some(codec) = unsupported {
+            (self.events)(RelayEvent::Unsupported { rendition, codec });
+        }
+    }
+
+    /// A rendition pad went away: its track ends and leaves the catalog.
+    pub fn remove_rendition(&self, rendition: u32) {
+        let mut guard = self.state.lock().unwrap();
+        let st = &mut *guard;
+        if let Some(track) = st.tracks.remove(&rendition) {
+            if let Some(group) = track.group {
+                let _ = group.finish();
+            }
+            let _ = track.producer.finish();
+            st.catalog.video.remove(&track_name(rendition));
+            let _ = write_catalog(&mut st.catalog_track, &st.catalog);
+        }
+    }
+
+    pub fn stats(&self) -> RelayStats {
+        RelayStats {
+            connected: self.connected.load(Ordering::Relaxed),
+            sessions: self.sessions.load(Ordering::Relaxed),
+            frames: self.frames.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.supervisor.abort();
+        // The broadcast leaves the relay with the session; the connection's loop ends when its
+        // last handle (this one) drops.
+        self.state.lock().unwrap().broadcast.close();
+    }
+}
+
+/// Follows one connection's sessions until its redial loop ends; returns why it ended.
+async fn watch(
+    mut connection: moq_tokio::Connection,
+    connected: &AtomicBool,
+    sessions: &AtomicU64,
+    events: &(dyn Fn(RelayEvent) + Send + Sync),
+) -> String {
+    let mut since = std::time::Instant::now();
+    let mut short = 0;
+    let mut refused_said = false;
+    loop {
+        let status = match connection.status().await {
+            Ok(status) => status,
+            Err(e) => return e.to_string(),
+        };
+        let up = status == moq_tokio::Status::Connected;
+        if connected.swap(up, Ordering::Relaxed) == up {
+            continue;
+        }
+        if up {
+            since = std::time::Instant::now();
+            let n = sessions.fetch_add(1, Ordering::Relaxed) + 1;
+            events(RelayEvent::Connected { sessions: n });
+            continue;
+        }
+        events(RelayEvent::Disconnected);
+        short = if since.elapsed() < SHORT_SESSION {
+            short + 1
+        } else {
+            0
+        };
+        if short >= REFUSED_AFTER && !refused_said {
+            refused_said = true;
+            events(RelayEvent::Refused {
+                sessions: sessions.load(Ordering::Relaxed),
+            });
+        }
+    }
+}
+
+/// The catalog entry of a stream configuration, or None for what hang does not carry (still
+/// images, rfbsink's own lossless tiles).
+pub(crate) fn video_config(
+    codec: &crate::codec::CodecConfig,
+) -> Option<hang::catalog::VideoConfig> {
+    if codec.codec.is_image() || codec.codec == Codec::Raw {
+        return None;
+    }
+    let parsed: hang::catalog::VideoCodec = codec.codec_string.parse().ok()?;
+    if matches!(parsed, hang::catalog::VideoCodec::Unknown(_)) {
+        return None;
+    }
+    let mut video = hang::catalog::VideoConfig::new(parsed);
+    // avcC for length-prefixed H.264; Annex B (and VP8, VP9, AV1) needs none.
+    video.description = match codec.format {
+        Format::Avc => codec.description.clone().map(bytes::Bytes::from),
+        _ => None,
+    };
+    video.coded_width = Some(codec.width);
+    video.coded_height = Some(codec.height);
+    video.optimize_for_latency = Some(true);
+    Some(video)
+}
+
+fn write_catalog(track: &mut track::Producer, catalog: &hang::Catalog) -> Result<(), RelayError> {
+    let json = catalog
+        .to_json()
+        .map_err(|e| RelayError::Client(e.to_string()))?;
+    track
+        .write_frame(Timestamp::now(), json)
+        .map_err(|e| RelayError::Client(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::CodecConfig;
+
+    #[test]
+    fn catalog_entries_carry_what_webcodecs_needs() {
+        let h264 = CodecConfig {
+            codec: Codec::H264,
+            format: Format::Avc,
+            codec_string: "avc1.42c01f".into(),
+            width: 640,
+            height: 480,
+            description: Some(vec![1, 0x42, 0xc0, 0x1f]),
+        };
+        let v = video_config(&h264).unwrap();
+        assert_eq!(v.codec.to_string(), "avc1.42c01f");
+        assert_eq!(v.description.as_deref(), Some(&[1, 0x42, 0xc0, 0x1f][..]));
+        assert_eq!((v.coded_width, v.coded_height), (Some(640), Some(480)));
+        let annexb = CodecConfig {
+            format: Format::AnnexB,
+            description: None,
+            ..h264.clone()
+        };
+        assert_eq!(video_config(&annexb).unwrap().description, None);
+        let jpeg = CodecConfig {
+            codec: Codec::Jpeg,
+            format: Format::Jpeg,
+            codec_string: "image/jpeg".into(),
+            ..h264
+        };
+        assert!(video_config(&jpeg).is_none());
+    }
+}
