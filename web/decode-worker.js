@@ -27,6 +27,7 @@ import { RawStream, Refine } from './lossless.js';
  *   | {type: 'raw', id: number}
  *   | {type: 'probe', id: number, x: number, y: number}
  *   | {type: 'window', id: number, window: {low: number, high: number} | 'auto' | null}
+ *   | {type: 'display', width: number, height: number}
  *   | {type: 'close'}} ToWorker
  */
 
@@ -361,6 +362,16 @@ class Pictures {
     return this.raw.picture ?? this.refine.shown();
   }
 
+  /**
+   * The canvas element was laid out at another size: a raw picture larger than it is painted
+   * again at the size now shown.
+   * @param {{width: number, height: number} | null} display
+   */
+  displayChanged(display) {
+    this.painter.display = display;
+    if (this.config?.type === 'raw' && this.raw.picture) this.raw.paint(null);
+  }
+
   // --- acks and stats -----------------------------------------------------------------------
 
   /**
@@ -420,6 +431,8 @@ function pageHost() {
 let session = null;
 /** @type {Pictures | null} */
 let pictures = null;
+/** The canvas element's box in device pixels (the page's `display` message). @type {{width: number, height: number} | null} */
+let display = null;
 
 /**
  * Opt-in benchmark hook (tests/bench): off, and one null check per frame, unless the page posts
@@ -447,6 +460,7 @@ function start(message) {
   if (!message.canvas) throw new Error('the decode worker needs a canvas');
   const media = new Pictures(message.canvas);
   media.painter.afterPaint = afterPaint;
+  media.painter.display = display;
   const transport = message.relay
     ? new RelayTransport(message.relay)
     : createTransport(message.url, { envelope: message.envelope, mode: message.transport ?? 'auto' });
@@ -465,6 +479,11 @@ scope.onmessage = (/** @type {MessageEvent} */ event) => {
   const message = /** @type {ToWorker} */ (event.data);
   if (message.type === 'init') {
     start(message);
+    return;
+  }
+  if (message.type === 'display') {
+    display = message.width >= 1 && message.height >= 1 ? { width: message.width, height: message.height } : null;
+    if (pictures) pictures.displayChanged(display);
     return;
   }
   const p = pictures;

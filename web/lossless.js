@@ -3,7 +3,7 @@
 // is; gray16 through the window/level), and the refine still, the exact picture painted over the
 // lossy one once that is on screen.
 
-import { applyTiles, toDisplay, windowTable } from './tiles.js';
+import { applyTiles, bounds, paintSize, sampling, toDisplay, toDisplayScaled, windowTable } from './tiles.js';
 
 /**
  * The gray16 window/level: `auto` follows the picture's range; `server` was set by the pipeline
@@ -26,6 +26,12 @@ export class RawStream {
     this.window = { ...AUTO_WINDOW };
     /** gray16 -> display, for the window in use. @type {Uint32Array | null} */
     this.table = null;
+    /** Which pixels are painted when the picture is painted smaller (paint). */
+    this.samplingKey = '';
+    /** @type {{at: Int32Array, first: Int32Array} | null} */
+    this.xs = null;
+    /** @type {{at: Int32Array, first: Int32Array} | null} */
+    this.ys = null;
   }
 
   /**
@@ -46,17 +52,20 @@ export class RawStream {
   }
 
   /**
-   * Paints `rects` of the picture, or all of it (null). Exact: RGB as it is, opaque, at the
-   * stream's size; gray16 through the window's table.
+   * Paints `rects` of the picture, or all of it (null). Exact: RGB as it is, opaque; gray16 through
+   * the window's table. At the stream's size when the view shows it whole (1:1 or larger), else at
+   * the size shown, each painted pixel the picture's pixel under its centre (what a pixelated
+   * scale-down shows), so that a picture larger than the screen costs what the screen shows.
    * @param {import('./tiles.js').Rect[] | null} rects
    */
   paint(rects) {
     const picture = this.picture;
     if (!picture) return;
     const { width, height } = picture;
-    if (this.painter.fit(width, height, picture.format)) rects = null;
-    if (!this.image || this.image.width !== width || this.image.height !== height) {
-      this.image = new ImageData(width, height);
+    const size = paintSize(width, height, this.painter.display);
+    if (this.painter.fit(size.width, size.height, picture.format, { width, height })) rects = null;
+    if (!this.image || this.image.width !== size.width || this.image.height !== size.height) {
+      this.image = new ImageData(size.width, size.height);
       rects = null;
     }
     if (picture.format === 'gray16le') {
@@ -72,10 +81,35 @@ export class RawStream {
         rects = null;
       }
     }
-    const todo = rects ?? [{ x: 0, y: 0, width, height }];
     const out = new Uint32Array(this.image.data.buffer);
-    for (const r of todo) toDisplay(picture, r, out, this.table);
-    this.painter.put(this.image, todo);
+    if (size.width === width && size.height === height) {
+      const todo = rects ?? [{ x: 0, y: 0, width, height }];
+      for (const r of todo) toDisplay(picture, r, out, this.table);
+      this.painter.put(this.image, todo);
+      return;
+    }
+    const key = `${width}x${height}>${size.width}x${size.height}`;
+    if (this.samplingKey !== key) {
+      this.samplingKey = key;
+      this.xs = sampling(width, size.width);
+      this.ys = sampling(height, size.height);
+    }
+    const xs = /** @type {{at: Int32Array, first: Int32Array}} */ (this.xs);
+    const ys = /** @type {{at: Int32Array, first: Int32Array}} */ (this.ys);
+    // The changed rectangles where they are painted: many become their bounding box, as put does.
+    const changed = rects === null ? null : rects.length <= 16 ? rects : [bounds(rects)];
+    /** @type {import('./tiles.js').Rect[]} */
+    const todo = [];
+    for (const r of changed ?? [{ x: 0, y: 0, width, height }]) {
+      const x = xs.first[r.x];
+      const y = ys.first[r.y];
+      const w = xs.first[r.x + r.width] - x;
+      const h = ys.first[r.y + r.height] - y;
+      // A rectangle between painted pixels changes nothing on screen.
+      if (w > 0 && h > 0) todo.push({ x, y, width: w, height: h });
+    }
+    for (const r of todo) toDisplayScaled(picture, r, out, size.width, xs.at, ys.at, this.table);
+    if (todo.length) this.painter.put(this.image, todo);
   }
 
   /**

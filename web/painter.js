@@ -18,6 +18,16 @@ export class Painter {
     this.onResize = onResize;
     /** Something was painted since the canvas was given. */
     this.painted = false;
+    /** The picture's own size (the canvas's, unless painted smaller). */
+    this.stream = { width: 0, height: 0 };
+    /** @type {import('./tiles.js').PixelFormat | undefined} */
+    this.format = undefined;
+    /**
+     * The canvas element's box in device pixels, as the page last said (null: not known), for
+     * pictures larger than it (lossless.js paints those at the size shown).
+     * @type {{width: number, height: number} | null}
+     */
+    this.display = null;
     /**
      * Opt-in benchmark hook (tests/bench): runs right after every paint when set.
      * @type {AfterPaint | null}
@@ -26,18 +36,26 @@ export class Painter {
   }
 
   /**
-   * Gives the canvas the picture's size; true when it changed.
+   * Gives the canvas a size; true when it changed. `stream` is the picture's own size when the
+   * canvas is smaller (the page maps input and lays itself out by the stream's size).
    * @param {number} width
    * @param {number} height
    * @param {import('./tiles.js').PixelFormat} [format]
+   * @param {{width: number, height: number}} [stream]
    */
-  fit(width, height, format) {
+  fit(width, height, format, stream = { width, height }) {
     const { canvas } = this;
-    if (canvas.width === width && canvas.height === height) return false;
-    canvas.width = width;
-    canvas.height = height;
-    this.onResize(width, height, format);
-    return true;
+    const resized = canvas.width !== width || canvas.height !== height;
+    if (resized) {
+      canvas.width = width;
+      canvas.height = height;
+    }
+    if (stream.width !== this.stream.width || stream.height !== this.stream.height || format !== this.format) {
+      this.stream = { width: stream.width, height: stream.height };
+      this.format = format;
+      this.onResize(stream.width, stream.height, format);
+    }
+    return resized;
   }
 
   /**
@@ -77,23 +95,24 @@ export class Painter {
     if (this.afterPaint) this.afterPaint(this.ctx, width, height);
   }
 
-  /** The size of what is on the canvas, or null before the first picture. */
+  /** The size of the picture on the canvas, or null before the first one. */
   size() {
-    return this.painted ? { width: this.canvas.width, height: this.canvas.height } : null;
+    return this.painted ? { ...this.stream } : null;
   }
 
   /**
-   * RGBA at stream pixels; [0, 0, 0, 0] outside the picture or before the first one.
+   * RGBA at stream pixels, as painted (a picture painted smaller: the pixel painted for that
+   * point); [0, 0, 0, 0] outside the picture or before the first one.
    * @param {[number, number][]} points
    * @returns {[number, number, number, number][]}
    */
   sample(points) {
-    const { canvas, ctx } = this;
+    const { canvas, ctx, stream } = this;
     return points.map(([x, y]) => {
       if (!this.painted) return [0, 0, 0, 0];
-      const px = Math.floor(x);
-      const py = Math.floor(y);
-      if (!(px >= 0 && py >= 0 && px < canvas.width && py < canvas.height)) return [0, 0, 0, 0];
+      if (!(x >= 0 && y >= 0 && x < stream.width && y < stream.height)) return [0, 0, 0, 0];
+      const px = Math.min(canvas.width - 1, Math.floor((x * canvas.width) / stream.width));
+      const py = Math.min(canvas.height - 1, Math.floor((y * canvas.height) / stream.height));
       const d = ctx.getImageData(px, py, 1, 1).data;
       return [d[0], d[1], d[2], d[3]];
     });

@@ -169,6 +169,22 @@ export class RfbViewer {
       const offscreen = this.canvas.transferControlToOffscreen();
       const transport = /** @type {'auto' | 'ws' | 'wt'} */ (options.transport ?? 'auto');
       this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null }, [offscreen]);
+      // The canvas's box in device pixels: a lossless picture larger than it is painted at the
+      // size shown (lossless.js).
+      this.displayObserver = new ResizeObserver((entries) => {
+        const entry = entries[entries.length - 1];
+        const box = entry?.devicePixelContentBoxSize?.[0];
+        const dpr = globalThis.devicePixelRatio || 1;
+        const size = box
+          ? { width: Math.round(box.inlineSize), height: Math.round(box.blockSize) }
+          : { width: Math.round((entry?.contentRect.width ?? 0) * dpr), height: Math.round((entry?.contentRect.height ?? 0) * dpr) };
+        this.post({ type: 'display', ...size });
+      });
+      try {
+        this.displayObserver.observe(this.canvas, { box: 'device-pixel-content-box' });
+      } catch {
+        this.displayObserver.observe(this.canvas); // no device-pixel-content-box (Safari): contentRect x DPR
+      }
     } else {
       this.post({ type: 'init', url, envelope, rendition: options.rendition ?? null });
     }
@@ -449,6 +465,7 @@ export class RfbViewer {
   close() {
     if (this.closed) return;
     this.input?.close(); // its key-ups go out before the worker's close
+    this.displayObserver?.disconnect();
     this.post({ type: 'close' });
     this.closed = true;
     const worker = this.worker;

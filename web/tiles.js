@@ -301,6 +301,92 @@ export function toDisplay(picture, rect, out, lut) {
 }
 
 /**
+ * The size to paint a `width` x `height` picture at in a `display` box (device pixels): its own
+ * size when it fits (exact, 1:1 or scaled up by CSS, pixelated), else the largest size of the same
+ * aspect that fits. Painting a picture larger than the screen at its own size would cost the
+ * conversion, the canvas and the compositor every pixel only to drop most of them when scaling down.
+ * @param {number} width
+ * @param {number} height
+ * @param {{width: number, height: number} | null} display
+ * @returns {{width: number, height: number}}
+ */
+export function paintSize(width, height, display) {
+  if (!display || !(display.width >= 1 && display.height >= 1)) return { width, height };
+  const scale = Math.min(display.width / width, display.height / height);
+  if (scale >= 1) return { width, height };
+  return { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
+}
+
+/**
+ * Nearest-neighbour sampling from `size` source pixels to `to` painted ones: `at[i]` is the source
+ * pixel painted at `i` (its centre's), `first[s]` the first painted pixel whose source is `s` or
+ * later (`first[size]` = `to`), so a source span [a, b) is painted at [first[a], first[b]).
+ * @param {number} size
+ * @param {number} to
+ * @returns {{at: Int32Array, first: Int32Array}}
+ */
+export function sampling(size, to) {
+  const at = new Int32Array(to);
+  for (let i = 0; i < to; i++) at[i] = Math.min(size - 1, Math.floor(((i + 0.5) * size) / to));
+  const first = new Int32Array(size + 1);
+  let i = 0;
+  for (let s = 0; s <= size; s++) {
+    while (i < to && at[i] < s) i++;
+    first[s] = i;
+  }
+  return { at, first };
+}
+
+/**
+ * `toDisplay` for a picture painted smaller than its size: writes the painted pixels of `rect`
+ * (in painted coordinates) into `out` (`outWidth` wide), each the source pixel `xs`/`ys` name.
+ * @param {RawPicture} picture
+ * @param {Rect} rect
+ * @param {Uint32Array} out
+ * @param {number} outWidth
+ * @param {Int32Array} xs source column of each painted column
+ * @param {Int32Array} ys source row of each painted row
+ * @param {Uint32Array | null} lut for gray16
+ */
+export function toDisplayScaled(picture, rect, out, outWidth, xs, ys, lut) {
+  const { width, data } = picture;
+  for (let y = rect.y; y < rect.y + rect.height; y++) {
+    const row = ys[y] * width;
+    let o = y * outWidth + rect.x;
+    const stop = o + rect.width;
+    let x = rect.x;
+    switch (picture.format) {
+      case 'rgba8':
+        for (; o < stop; o++, x++) {
+          const i = (row + xs[x]) * 4;
+          out[o] = 0xff000000 | (data[i + 2] << 16) | (data[i + 1] << 8) | data[i];
+        }
+        break;
+      case 'rgb8':
+        for (; o < stop; o++, x++) {
+          const i = (row + xs[x]) * 3;
+          out[o] = 0xff000000 | (data[i + 2] << 16) | (data[i + 1] << 8) | data[i];
+        }
+        break;
+      case 'gray8':
+        for (; o < stop; o++, x++) {
+          const g = data[row + xs[x]];
+          out[o] = 0xff000000 | (g << 16) | (g << 8) | g;
+        }
+        break;
+      case 'gray16le': {
+        const table = /** @type {Uint32Array} */ (lut);
+        for (; o < stop; o++, x++) {
+          const i = (row + xs[x]) * 2;
+          out[o] = table[data[i] | (data[i + 1] << 8)];
+        }
+        break;
+      }
+    }
+  }
+}
+
+/**
  * The smallest rectangle that holds all of `rects`.
  * @param {Rect[]} rects
  * @returns {Rect}

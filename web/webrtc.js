@@ -305,6 +305,8 @@ export class WebRtcHost {
       this.video.srcObject = null;
       return;
     }
+    // The <video> scales the picture itself.
+    if (message.type === 'display') return;
     const { id } = message;
     this.answer(message).then(
       (value) => this.emit({ type: 'reply', id, ok: true, value }),

@@ -144,6 +144,47 @@ test('raw GRAY16 (12-bit): values read back exactly, the automatic window follow
     assert.deepEqual(await viewer.page.evaluate(([px, py]) => window.rfbViewer.rawValueAt(px, py), [x, y]), [hi]);
   });
 
+test('raw larger than the view: painted at the size shown (each pixel the source pixel under its centre), exact again at 1:1',
+  { timeout: 90_000 }, async (t) => {
+    const size = { width: 640, height: 480 };
+    const view = { width: 320, height: 240 };
+    const data = randomBytes(size.width * size.height * 4);
+    const pipeline = await rawPipeline(t, data, { format: 'rgba', ...size });
+    const viewer = await Viewer.open(browser.context, pipeline.url, { viewport: view });
+    t.after(() => viewer.close());
+    const stats = await viewer.waitForFrames(1, { extra: pipeline.logs });
+    assert.deepEqual([stats.width, stats.height], [size.width, size.height], 'stats give the stream\'s size');
+    // Half the size: painted pixel (i, j) is source pixel (2i + 1, 2j + 1).
+    const half = new Uint8Array(view.width * view.height * 4);
+    for (let j = 0; j < view.height; j++) {
+      for (let i = 0; i < view.width; i++) {
+        const o = ((2 * j + 1) * size.width + 2 * i + 1) * 4;
+        half.set([data[o], data[o + 1], data[o + 2], 255], (j * view.width + i) * 4);
+      }
+    }
+    const full = Uint8Array.from(data, (v, i) => (i % 4 === 3 ? 255 : v));
+    // The page says the view's size to the worker as it lays out: the picture follows within a
+    // few frames.
+    const shows = async (expect) => {
+      let shown = null;
+      for (let tries = 0; tries < 50; tries++) {
+        shown = await screenshot(viewer);
+        if (shown.rgba.length === expect.length && shown.rgba.every((v, i) => v === expect[i])) return shown;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return shown;
+    };
+    assertPixels(await shows(half), half, 'the half-size picture on the page');
+    const [[r, g, b]] = await viewer.samplePixels([[2, 2]]);
+    const o = (3 * size.width + 3) * 4;
+    assert.deepEqual([r, g, b], [data[o], data[o + 1], data[o + 2]], 'samplePixels: the pixel painted for that point');
+    const raw = await viewer.page.evaluate(async () => Array.from((await window.rfbViewer.readRaw()).data));
+    assert.deepEqual(Buffer.from(raw), data, 'readRaw has every pixel');
+    // The view grows to the stream's size: every pixel again, exactly.
+    await viewer.page.setViewportSize(size);
+    assertPixels(await shows(full), full, 'the picture at 1:1 after the view grew');
+  });
+
 test('refine: H.264 of random pixels is lossy; once the stream idles, the page shows the raw picture exactly',
   { timeout: 90_000 }, async (t) => {
     if (!requireElements(t, ['x264enc', 'rawvideoparse', 'tee'])) return;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { applyTiles, bounds, HEADER_LEN, lz4Decompress, parseTilesHeader, RECORD_LEN, TilesError, toDisplay, windowTable } from '../tiles.js';
+import { applyTiles, bounds, HEADER_LEN, lz4Decompress, paintSize, parseTilesHeader, RECORD_LEN, sampling, TilesError, toDisplay, toDisplayScaled, windowTable } from '../tiles.js';
 
 /**
  * A payload as rfbsink builds it (docs/protocol.md, "Raw frames").
@@ -118,4 +118,48 @@ test('display: RGB exact and opaque, gray through the window table', () => {
   assert.equal(g(65535), 255);
   assert.equal(lut[150] >>> 24, 255, 'opaque');
   assert.deepEqual(bounds([{ x: 4, y: 0, width: 1, height: 3 }, { x: 0, y: 2, width: 2, height: 2 }]), { x: 0, y: 0, width: 5, height: 4 });
+});
+
+test('paint size: the picture\'s own when it fits, else the largest of its aspect that fits', () => {
+  assert.deepEqual(paintSize(640, 480, { width: 1280, height: 800 }), { width: 640, height: 480 });
+  assert.deepEqual(paintSize(640, 480, null), { width: 640, height: 480 });
+  assert.deepEqual(paintSize(640, 480, { width: 0, height: 0 }), { width: 640, height: 480 }, 'not laid out yet');
+  assert.deepEqual(paintSize(4096, 4096, { width: 1280, height: 720 }), { width: 720, height: 720 });
+  assert.deepEqual(paintSize(4000, 10, { width: 100, height: 100 }), { width: 100, height: 1 }, 'never 0');
+});
+
+test('sampling: each painted pixel the source pixel under its centre; source spans map to painted spans', () => {
+  const { at, first } = sampling(10, 4);
+  assert.deepEqual([...at], [1, 3, 6, 8]);
+  assert.deepEqual([...first], [0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4]);
+  // Source [4, 6) holds no painted pixel's source: nothing to repaint there.
+  assert.equal(first[6] - first[4], 0);
+  const same = sampling(5, 5);
+  assert.deepEqual([...same.at], [0, 1, 2, 3, 4]);
+  assert.deepEqual([...same.first], [0, 1, 2, 3, 4, 5]);
+});
+
+test('display scaled: the sampled pixels, exact, for every format', () => {
+  const w = 4;
+  const h = 2;
+  const xs = sampling(w, 2).at; // columns 1, 3
+  const ys = sampling(h, 1).at; // row 1
+  const gray = { format: 'gray8', width: w, height: h, data: new Uint8Array([0, 1, 2, 3, 10, 11, 12, 13]) };
+  const out = new Uint32Array(2);
+  toDisplayScaled(/** @type {any} */ (gray), { x: 0, y: 0, width: 2, height: 1 }, out, 2, xs, ys, null);
+  assert.deepEqual([...out], [0xff0b0b0b, 0xff0d0d0d]);
+  const rgba = new Uint8Array(w * h * 4);
+  for (let i = 0; i < w * h; i++) rgba.set([i, 100 + i, 200 + i, 7], i * 4);
+  toDisplayScaled(/** @type {any} */ ({ format: 'rgba8', width: w, height: h, data: rgba }), { x: 0, y: 0, width: 2, height: 1 }, out, 2, xs, ys, null);
+  // Pixel (1, 1) = 5 and (3, 1) = 7, opaque, R in the low byte.
+  assert.deepEqual([...out], [(0xff000000 | (205 << 16) | (105 << 8) | 5) >>> 0, (0xff000000 | (207 << 16) | (107 << 8) | 7) >>> 0]);
+  const rgb = new Uint8Array(w * h * 3);
+  for (let i = 0; i < w * h; i++) rgb.set([i, 50 + i, 150 + i], i * 3);
+  toDisplayScaled(/** @type {any} */ ({ format: 'rgb8', width: w, height: h, data: rgb }), { x: 1, y: 0, width: 1, height: 1 }, out, 2, xs, ys, null);
+  assert.equal(out[1], (0xff000000 | (157 << 16) | (57 << 8) | 7) >>> 0);
+  const g16 = new Uint8Array(w * h * 2);
+  new DataView(g16.buffer).setUint16(2 * 7, 1000, true);
+  const lut = windowTable({ low: 0, high: 1000 });
+  toDisplayScaled(/** @type {any} */ ({ format: 'gray16le', width: w, height: h, data: g16 }), { x: 0, y: 0, width: 2, height: 1 }, out, 2, xs, ys, lut);
+  assert.deepEqual([...out], [0xff000000, 0xffffffff]);
 });
