@@ -359,7 +359,11 @@ export class InputCapture {
       if (!this.pressed) return; // hovering over the bars
       p = this.clamp(p); // a drag that left the picture
     }
-    this.moves.push('mouse', { kind: 'pointer-move', x: p.x, y: p.y, ...modifiers(e) });
+    // The buttons held are those whose press was sent (one pressed over the bars was not): the
+    // server drops a move whose buttons disagree with the presses and releases it has.
+    const m = modifiers(e);
+    if (m.buttons !== undefined) m.buttons &= this.pressed;
+    this.moves.push('mouse', { kind: 'pointer-move', x: p.x, y: p.y, ...m });
   }
 
   /** @param {PointerEvent} e */

@@ -11,13 +11,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::input::Input;
 use crate::ladder::{Ladder, Move, Rung, Seat};
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
 use crate::rate::{Policy, RateController, Sample};
@@ -366,6 +367,10 @@ pub(crate) struct Client {
     messages_rejected: AtomicU64,
     /// The path's figures, where the transport reports them (WebRTC).
     network: Mutex<Option<NetworkStats>>,
+    /// The buttons held as the client's last in-order pointer message said (GStreamer's masks):
+    /// a pointer move in a datagram that says otherwise was sent before that message and
+    /// overtook it (docs/protocol.md, "WebTransport").
+    ordered_buttons: AtomicU32,
 }
 
 impl Client {
@@ -386,6 +391,31 @@ impl Client {
             input_ignored: AtomicU64::new(0),
             messages_rejected: AtomicU64::new(0),
             network: Mutex::default(),
+            ordered_buttons: AtomicU32::new(0),
+        }
+    }
+
+    /// A message that came in order (a stream, the WebSocket): its pointer buttons are the ones
+    /// held from now on.
+    pub fn note_in_order(&self, msg: &ClientMessage) {
+        if let ClientMessage::Input(input) = msg {
+            if let Some(buttons) = input.pointer_buttons() {
+                self.ordered_buttons
+                    .store(buttons.bits(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A datagram's pointer move whose buttons are not the ones held: it was sent before the
+    /// press or release that came in order, and overtook it. Dropped (the next move follows).
+    pub fn is_stale_datagram(&self, msg: &ClientMessage) -> bool {
+        match msg {
+            ClientMessage::Input(
+                input @ Input::Navigation(gst_video::NavigationEvent::MouseMove { .. }),
+            ) => input
+                .pointer_buttons()
+                .is_some_and(|b| b.bits() != self.ordered_buttons.load(Ordering::Relaxed)),
+            _ => false,
         }
     }
 
@@ -1656,6 +1686,31 @@ mod tests {
             remote: None,
             role: Role::Control,
         }
+    }
+
+    #[test]
+    fn a_datagram_move_that_overtook_a_press_or_release_is_stale() {
+        let c = Client::new(1, Envelope::Binary, "webtransport", peer());
+        let msg = |json: &str| protocol::parse_client_bytes(json.as_bytes()).unwrap();
+        let hover =
+            msg(r#"{"channel":"rfb.events","kind":"pointer-move","x":1,"y":1,"buttons":0}"#);
+        let drag = msg(r#"{"channel":"rfb.events","kind":"pointer-move","x":2,"y":2,"buttons":1}"#);
+        assert!(!c.is_stale_datagram(&hover));
+        // Pressed (in order): a hover sent before the press is stale, the drag's moves are not.
+        c.note_in_order(&msg(
+            r#"{"channel":"rfb.events","kind":"pointer-down","x":1,"y":1,"button":0,"buttons":1}"#,
+        ));
+        assert!(c.is_stale_datagram(&hover));
+        assert!(!c.is_stale_datagram(&drag));
+        // Released: a drag move sent before the release is stale.
+        c.note_in_order(&msg(
+            r#"{"channel":"rfb.events","kind":"pointer-up","x":2,"y":2,"button":0,"buttons":0}"#,
+        ));
+        assert!(c.is_stale_datagram(&drag));
+        assert!(!c.is_stale_datagram(&hover));
+        // Other messages are never stale.
+        let key = msg(r#"{"channel":"rfb.events","kind":"key-down","key":"a"}"#);
+        assert!(!c.is_stale_datagram(&key));
     }
 
     fn config(id: u32) -> Arc<StreamConfig> {

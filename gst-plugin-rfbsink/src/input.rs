@@ -18,7 +18,25 @@ pub enum Input {
     },
 }
 
+/// The mouse buttons a pointer event says are held (GStreamer's button masks).
+const BUTTONS: NavigationModifierType = NavigationModifierType::BUTTON1_MASK
+    .union(NavigationModifierType::BUTTON2_MASK)
+    .union(NavigationModifierType::BUTTON3_MASK);
+
 impl Input {
+    /// The buttons held in a pointer move, press or release; None for other input.
+    pub fn pointer_buttons(&self) -> Option<NavigationModifierType> {
+        use NavigationEvent as E;
+        match self {
+            Input::Navigation(
+                E::MouseMove { modifier_state, .. }
+                | E::MouseButtonPress { modifier_state, .. }
+                | E::MouseButtonRelease { modifier_state, .. },
+            ) => Some(*modifier_state & BUTTONS),
+            _ => None,
+        }
+    }
+
     /// The same input with its coordinates scaled by `sx`, `sy`: a viewer on a rendition of
     /// another size points in that rendition's pixels, upstream expects the source's.
     pub fn scaled(self, sx: f64, sy: f64) -> Input {

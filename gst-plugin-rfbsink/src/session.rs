@@ -277,6 +277,7 @@ async fn receive_loop(ctx: &Context, client: &Arc<Client>, rx: &mut impl WireRec
         let violation = match inbound {
             Inbound::Message(bytes) => match protocol::parse_client_bytes(&bytes) {
                 Ok(msg) => {
+                    client.note_in_order(&msg);
                     dispatch(ctx, client, msg);
                     None
                 }
@@ -285,6 +286,12 @@ async fn receive_loop(ctx: &Context, client: &Arc<Client>, rx: &mut impl WireRec
             // Datagrams are the latest-wins kind: a bad one is dropped, the session stays.
             Inbound::Datagram(bytes) => {
                 match protocol::parse_client_bytes(&bytes) {
+                    Ok(msg) if client.is_stale_datagram(&msg) => gst::debug!(
+                        CAT,
+                        obj = &ctx.obj,
+                        "client {}: dropped a pointer move that overtook a press or release",
+                        client.id
+                    ),
                     Ok(msg) => dispatch(ctx, client, msg),
                     Err(e) => {
                         client.count_rejected();
