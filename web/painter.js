@@ -4,7 +4,7 @@
 
 import { bounds } from './tiles.js';
 
-/** @typedef {(ctx: OffscreenCanvasRenderingContext2D, width: number, height: number) => void} AfterPaint */
+/** @typedef {(ctx: OffscreenCanvasRenderingContext2D, width: number, height: number, streamWidth: number) => void} AfterPaint */
 
 export class Painter {
   /**
@@ -92,7 +92,7 @@ export class Painter {
    */
   done(width, height) {
     this.painted = true;
-    if (this.afterPaint) this.afterPaint(this.ctx, width, height);
+    if (this.afterPaint) this.afterPaint(this.ctx, width, height, this.stream.width);
   }
 
   /** The size of the picture on the canvas, or null before the first one. */

@@ -46,16 +46,20 @@ export function latencyMs(t48, atUs) {
  * @param {Uint8ClampedArray} row1
  * @param {number} width
  * @param {number} rowsPerBand rows in each band (averaged)
+ * @param {number} [streamWidth] the picture's own width, when it was painted `width` wide
  */
-export function decodeBands(row0, row1, width, rowsPerBand) {
-  const cell = cellSize(width);
+export function decodeBands(row0, row1, width, rowsPerBand, streamWidth = width) {
+  const cell = cellSize(streamWidth);
+  // A picture painted smaller than the stream (the viewer paints lossless pictures at the size
+  // shown): cell centres scaled to the painted pixels.
+  const scale = width / streamWidth;
   let hi = 0; // bits 63..32
   let lo = 0; // bits 31..0
   for (let r = 0; r < 2; r++) {
     const band = r === 0 ? row0 : row1;
     let word = 0;
     for (let i = 0; i < 32; i++) {
-      const cx = cell * (1 + i) + (cell >> 1);
+      const cx = Math.round((cell * (1 + i) + (cell >> 1)) * scale);
       let sum = 0;
       let n = 0;
       for (let y = 0; y < rowsPerBand; y++) {
@@ -77,17 +81,20 @@ export function decodeBands(row0, row1, width, rowsPerBand) {
 }
 
 /**
- * Reads the barcode from a 2D context holding a `width` x `height` picture at (0, 0).
+ * Reads the barcode from a 2D context holding a `width` x `height` picture at (0, 0), painted
+ * from a `streamWidth` wide one (the same, unless painted smaller).
  * @param {CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D} ctx
  * @param {number} width
+ * @param {number} [streamWidth]
  * @returns {number | null} t48
  */
-export function readStrip(ctx, width) {
-  const cell = cellSize(width);
+export function readStrip(ctx, width, streamWidth = width) {
+  const cell = cellSize(streamWidth);
+  const scale = width / streamWidth;
   const rows = 4;
-  const b0 = ctx.getImageData(0, (cell >> 1) - 2, width, rows).data;
-  const b1 = ctx.getImageData(0, cell + (cell >> 1) - 2, width, rows).data;
-  return decodeBands(b0, b1, width, rows);
+  const b0 = ctx.getImageData(0, Math.round((cell >> 1) * scale) - 2, width, rows).data;
+  const b1 = ctx.getImageData(0, Math.round((cell + (cell >> 1)) * scale) - 2, width, rows).data;
+  return decodeBands(b0, b1, width, rows, streamWidth);
 }
 
 /**
@@ -159,10 +166,10 @@ export function install(scope) {
    * @param {number} width
    * @param {number} height
    */
-  return (ctx, width, height) => {
+  return (ctx, width, height, streamWidth = width) => {
     const paintedAtUs = nowUs();
-    if (width < 34 * 8 || height < 2 * cellSize(width)) return;
-    const t48 = readStrip(ctx, width);
+    if (width < 34 * 8 || height < (2 * cellSize(streamWidth) * width) / streamWidth) return;
+    const t48 = readStrip(ctx, width, streamWidth);
     readCost += (nowUs() - paintedAtUs) / 1000;
     if (t48 === null) {
       misreads++;

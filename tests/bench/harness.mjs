@@ -174,3 +174,98 @@ export async function launchBenchBrowser() {
   };
 }
 
+
+/**
+ * Chromium driven over a bare DevTools pipe: pages, navigation and Runtime.evaluate only. The
+ * benchmarks that measure what the browser spends on big WebSocket messages use it: Playwright
+ * enables DevTools' Network domain on every page and worker, and Chromium then copies (and
+ * base64-encodes) each WebSocket frame for DevTools, in the browser process and the renderer.
+ * Measured with 4096x4096 GRAY8 noise over WebSocket: 5.0 fps and 245 ms of browser CPU a frame
+ * under Playwright, 15.1 fps and 30 ms bare. The subset of Playwright's API the benches use:
+ * `context.newPage()`, `page.goto()`, `page.evaluate(fn, arg)`, `page.setViewportSize()`,
+ * `page.close()`, `close()`; `profile` names the browser's processes (their command lines).
+ * @param {{width: number, height: number}} [viewport]
+ * @param {string[]} [args] more Chromium flags
+ */
+export async function launchBareBrowser(viewport = { width: 1280, height: 720 }, args = []) {
+  const userDataDir = mkdtempSync(path.join(tmpdir(), 'rfbsink-bench-chromium-'));
+  const proc = spawn(CHROMIUM, [
+    '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-background-timer-throttling',
+    '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows',
+    '--remote-debugging-pipe', `--user-data-dir=${userDataDir}`, `--window-size=${viewport.width},${viewport.height}`,
+    ...args, 'about:blank',
+  ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+  live.add(proc);
+  let errTail = '';
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (c) => { errTail = (errTail + c).slice(-2000); });
+  const toBrowser = /** @type {import('node:stream').Writable} */ (proc.stdio[3]);
+  const fromBrowser = /** @type {import('node:stream').Readable} */ (proc.stdio[4]);
+  let nextId = 0;
+  /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void}>} */
+  const pending = new Map();
+  let buffered = '';
+  fromBrowser.setEncoding('utf8');
+  fromBrowser.on('data', (chunk) => {
+    buffered += chunk;
+    for (let end; (end = buffered.indexOf('\0')) >= 0;) {
+      const message = JSON.parse(buffered.slice(0, end));
+      buffered = buffered.slice(end + 1);
+      const waiter = message.id !== undefined ? pending.get(message.id) : undefined;
+      if (!waiter) continue;
+      pending.delete(message.id);
+      if (message.error) waiter.reject(new Error(`${message.error.message} ${message.error.data ?? ''}`));
+      else waiter.resolve(message.result);
+    }
+  });
+  proc.once('exit', () => {
+    for (const w of pending.values()) w.reject(new Error(`chromium exited: ${errTail.slice(-500)}`));
+    pending.clear();
+  });
+  /** @param {string} method @param {object} [params] @param {string} [sessionId] */
+  const send = (method, params = {}, sessionId = undefined) => new Promise((resolve, reject) => {
+    const id = ++nextId;
+    pending.set(id, { resolve, reject });
+    toBrowser.write(`${JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) })}\0`);
+  });
+  const evaluate = async (sessionId, expression) => {
+    const r = await send('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true }, sessionId);
+    if (r.exceptionDetails) throw new Error(`page: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text}`);
+    return r.result.value;
+  };
+  const context = {
+    async newPage() {
+      const { targetId } = await send('Target.createTarget', { url: 'about:blank' });
+      const { sessionId } = await send('Target.attachToTarget', { targetId, flatten: true });
+      const size = async (/** @type {{width: number, height: number}} */ s) => send('Emulation.setDeviceMetricsOverride',
+        { width: s.width, height: s.height, deviceScaleFactor: 1, mobile: false }, sessionId);
+      await size(viewport);
+      return {
+        async goto(/** @type {string} */ url) {
+          await send('Page.navigate', { url }, sessionId);
+          for (let i = 0; i < 300; i++) {
+            if (await evaluate(sessionId, `document.readyState === 'complete' && location.href !== 'about:blank'`).catch(() => false)) return;
+            await sleep(50);
+          }
+          throw new Error(`${url} did not load in 15 s`);
+        },
+        /** @template T @param {(arg: any) => T} fn @param {any} [arg] @returns {Promise<Awaited<T>>} */
+        evaluate: (fn, arg) => evaluate(sessionId, `(${fn})(${arg === undefined ? '' : JSON.stringify(arg)})`),
+        setViewportSize: size,
+        close: () => send('Target.closeTarget', { targetId }),
+      };
+    },
+  };
+  return {
+    context,
+    profile: userDataDir,
+    close: async () => {
+      await send('Browser.close').catch(() => {});
+      await new Promise((r) => { if (proc.exitCode !== null) r(); else { proc.once('exit', r); setTimeout(r, 5000); } });
+      proc.kill('SIGKILL');
+      live.delete(proc);
+      rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { Viewer, launchBrowser, startPipeline, withQuery } from '../e2e/lib.mjs';
+import { startPipeline, withQuery } from '../e2e/lib.mjs';
+import { launchBareBrowser } from './harness.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { values: opts } = parseArgs({
@@ -35,7 +36,7 @@ const NOISE_FRAMES = 6;
 const NOISE_DIR = mkdtempSync(path.join(tmpdir(), 'rfbsink-bench-noise-'));
 process.on('exit', () => rmSync(NOISE_DIR, { recursive: true, force: true }));
 function noise(format, w, h, fps) {
-  const bytes = { rgba: 4, gray8: 1 }[format];
+  const bytes = { rgba: 4, gray8: 1, 'gray16-le': 2 }[format];
   const file = path.join(NOISE_DIR, `${format}-${w}x${h}.raw`);
   writeFileSync(file, randomBytes(w * h * bytes * NOISE_FRAMES));
   return `multifilesrc location=${file} loop=true ! rawvideoparse format=${format} width=${w} height=${h} framerate=${fps}/1`;
@@ -46,6 +47,8 @@ const CASES = [
   { name: '1080p30 RGBA moving bars (all tiles change)', source: src('smpte', 'RGBA', 1920, 1080, 30, 'horizontal-speed=8'), format: 'RGBA', w: 1920, h: 1080, fps: 30, peers: true },
   { name: '1080p30 RGBA noise (incompressible)', source: () => noise('rgba', 1920, 1080, 30), format: 'RGBA', w: 1920, h: 1080, fps: 30 },
   { name: '4096x4096 GRAY8 noise (worst case)', source: () => noise('gray8', 4096, 4096, 15), format: 'GRAY8', w: 4096, h: 4096, fps: 15, peers: true },
+  { name: '4096x4096 GRAY8 noise at 30 fps', source: () => noise('gray8', 4096, 4096, 30), format: 'GRAY8', w: 4096, h: 4096, fps: 30 },
+  { name: '2048x2048 GRAY16 noise at 30 fps', source: () => noise('gray16-le', 2048, 2048, 30), format: 'GRAY16_LE', w: 2048, h: 2048, fps: 30 },
   { name: '2048x2048 GRAY16 30fps moving', source: src('smpte', 'GRAY16_LE', 2048, 2048, 30, 'horizontal-speed=8'), format: 'GRAY16_LE', w: 2048, h: 2048, fps: 30 },
   { name: '1080p30 RGBA sparse (a small ball moves)', source: src('ball', 'RGBA', 1920, 1080, 30, 'motion=wavy'), format: 'RGBA', w: 1920, h: 1080, fps: 30 },
 ];
@@ -77,9 +80,15 @@ async function run(browser, c, { encoder = null, label }) {
     : `${source} ! rfbsink port=0`;
   const pipeline = await startPipeline(line);
   try {
-    const viewer = await Viewer.open(browser.context, withQuery(pipeline.url, '?transport=ws'),
-      { viewport: { width: 1280, height: 720 } });
-    await viewer.waitForFrames(2, { timeoutMs: 30_000, extra: pipeline.logs });
+    // The element's own page, 1280x720, as a person opens it (no DevTools network domain: see
+    // launchBareBrowser).
+    const page = await browser.context.newPage();
+    await page.goto(withQuery(pipeline.url, '?transport=ws'));
+    const viewer = { stats: () => page.evaluate(() => window.rfbViewer.stats()), close: () => page.close() };
+    for (let waited = 0; ((await viewer.stats().catch(() => null))?.framesDecoded ?? 0) < 2; waited += 100) {
+      if (waited > 30_000) throw new Error(`no frames in 30 s\n${pipeline.logs()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     await new Promise((r) => setTimeout(r, 1500)); // warm-up
     const s0 = await viewer.stats();
     const t0 = performance.now();
@@ -124,9 +133,9 @@ const f = (x, d = 1) => (x === null || !Number.isFinite(x) ? '-' : x.toFixed(d))
 
 async function main() {
   const only = opts.only ? new RegExp(opts.only, 'i') : null;
-  const launched = await launchBrowser();
+  const launched = await launchBareBrowser({ width: 1280, height: 720 });
   // The profile directory names the browser's processes (for their CPU time).
-  const browser = { context: launched.context, profile: launched.userDataDir };
+  const browser = { context: launched.context, profile: launched.profile };
   const results = [];
   try {
     for (const c of CASES) {

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { freePort, gstEnv } from '../e2e/lib.mjs';
 import { ADDRESS_A, runInPrivateNetns } from '../e2e/netns.mjs';
-import { dist, launchBenchBrowser, sleep, spawnJson, startServer } from './harness.mjs';
+import { dist, launchBareBrowser, sleep, spawnJson, startServer } from './harness.mjs';
 
 runInPrivateNetns('python bench');
 
@@ -139,7 +139,10 @@ async function main() {
   const only = opts.only ? new RegExp(opts.only) : null;
   const cases = CASES.filter((c) => !only || only.test(c.name));
   const { server, base } = await startServer();
-  const browser = await launchBenchBrowser();
+  // Bare DevTools (launchBareBrowser): Playwright's network domain would copy every WebSocket
+  // frame of these big pictures. Host candidates as addresses for aiortc's WebRTC.
+  const browser = await launchBareBrowser({ width: 1280, height: 720 },
+    ['--autoplay-policy=no-user-gesture-required', '--disable-features=WebRtcHideLocalIpsWithMdns']);
   const jupyter = cases.some((c) => c.via === 'jupyter') ? await startJupyter() : null;
   const ctx = { base, browser, jupyter };
   const results = [];
