@@ -227,7 +227,14 @@ export class InputCapture {
     this.touches = new Set();
     /** Keys whose key-down was sent, by `code` (or `key` when there is none). @type {Map<string, {key: string, code: string}>} */
     this.keys = new Map();
-    this.moves = new MoveCoalescer((batch) => this.deliverMoves(batch));
+    this.moves = new MoveCoalescer((batch) => {
+      // Sent out of order (a WebTransport datagram): the press or release that follows sends it
+      // again in order (send()).
+      for (const m of batch) if (m.kind === 'pointer-move') this.unorderedMove = m;
+      this.deliverMoves(batch);
+    });
+    /** The last pointer move sent out of order since the last in-order message. @type {InputMessage | null} */
+    this.unorderedMove = null;
     /** @type {{width: number, height: number} | null} */
     this.viewSize = null;
     /** @type {{width: number, height: number} | null} */
@@ -283,11 +290,20 @@ export class InputCapture {
 
   /**
    * Sends now, after any pending move. That move goes in order with this message (not as a
-   * WebTransport datagram, which may reach the server after the press that follows it).
+   * WebTransport datagram, which may reach the server after the press that follows it). A press
+   * or release with no move pending repeats the last move that went out of order, in order: the
+   * server drops that datagram if it comes after the press (docs/protocol.md, "WebTransport"),
+   * and the pointer's position before the press still arrives before it.
    * @param {InputMessage} message
    */
   send(message) {
-    this.deliverMoves(this.moves.take(), true);
+    const batch = this.moves.take();
+    if (batch.some((m) => m.kind === 'pointer-move')) this.unorderedMove = null;
+    if (message.kind === 'pointer-down' || message.kind === 'pointer-up') {
+      if (this.unorderedMove) batch.unshift(this.unorderedMove);
+      this.unorderedMove = null;
+    }
+    this.deliverMoves(batch, true);
     this.post(message);
   }
 

@@ -286,12 +286,15 @@ async fn receive_loop(ctx: &Context, client: &Arc<Client>, rx: &mut impl WireRec
             // Datagrams are the latest-wins kind: a bad one is dropped, the session stays.
             Inbound::Datagram(bytes) => {
                 match protocol::parse_client_bytes(&bytes) {
-                    Ok(msg) if client.is_stale_datagram(&msg) => gst::debug!(
-                        CAT,
-                        obj = &ctx.obj,
-                        "client {}: dropped a pointer move that overtook a press or release",
-                        client.id
-                    ),
+                    Ok(msg) if client.is_stale_datagram(&msg) => {
+                        client.count_ignored();
+                        gst::debug!(
+                            CAT,
+                            obj = &ctx.obj,
+                            "client {}: ignored a pointer move that a press or release overtook",
+                            client.id
+                        );
+                    }
                     Ok(msg) => dispatch(ctx, client, msg),
                     Err(e) => {
                         client.count_rejected();
