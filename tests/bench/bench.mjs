@@ -44,7 +44,7 @@ import { parseArgs } from 'node:util';
 import { gstEnv, hasElement } from '../e2e/lib.mjs';
 import { latencyMs } from './barcode.mjs';
 import {
-  dist, killAll, launchBenchBrowser, machineCpu, median, processCpu, sleep, spawnJson, startServer, thin, threadCpu,
+  dist, killAll, launchBareBrowser, launchBenchBrowser, machineCpu, median, processCpu, sleep, spawnJson, startServer, thin, threadCpu,
   vmHwmKb,
 } from './harness.mjs';
 
@@ -909,7 +909,12 @@ async function main() {
   }
 
   const { server, base } = await startServer();
-  const browser = await launchBenchBrowser();
+  // Bare DevTools (launchBareBrowser): Playwright's network domain would have Chromium copy every
+  // WebSocket frame for DevTools, a cost no viewer has. Host candidates as addresses (webrtcbin
+  // cannot resolve mDNS names).
+  const browser = await launchBareBrowser({ width: 1280, height: 720 }, [
+    '--autoplay-policy=no-user-gesture-required', '--disable-features=WebRtcHideLocalIpsWithMdns',
+  ]);
   const ctx = { base, browser, calibrated: null };
   const started = Date.now();
   const loadAvg = readFileSync('/proc/loadavg', 'utf8').trim();

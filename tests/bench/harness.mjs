@@ -183,7 +183,7 @@ export async function launchBenchBrowser() {
  * Measured with 4096x4096 GRAY8 noise over WebSocket: 5.0 fps and 245 ms of browser CPU a frame
  * under Playwright, 15.1 fps and 30 ms bare. The subset of Playwright's API the benches use:
  * `context.newPage()`, `page.goto()`, `page.evaluate(fn, arg)`, `page.setViewportSize()`,
- * `page.close()`, `close()`; `profile` names the browser's processes (their command lines).
+ * `page.on('console' | 'pageerror')`, `page.close()`, `close()`; `profile` names the browser's processes (their command lines).
  * @param {{width: number, height: number}} [viewport]
  * @param {string[]} [args] more Chromium flags
  */
@@ -205,6 +205,8 @@ export async function launchBareBrowser(viewport = { width: 1280, height: 720 },
   let nextId = 0;
   /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void}>} */
   const pending = new Map();
+  /** DevTools events by session. @type {Map<string, ((method: string, params: any) => void)[]>} */
+  const listeners = new Map();
   let buffered = '';
   fromBrowser.setEncoding('utf8');
   fromBrowser.on('data', (chunk) => {
@@ -212,6 +214,10 @@ export async function launchBareBrowser(viewport = { width: 1280, height: 720 },
     for (let end; (end = buffered.indexOf('\0')) >= 0;) {
       const message = JSON.parse(buffered.slice(0, end));
       buffered = buffered.slice(end + 1);
+      if (message.method) {
+        for (const listen of listeners.get(message.sessionId) ?? []) listen(message.method, message.params);
+        continue;
+      }
       const waiter = message.id !== undefined ? pending.get(message.id) : undefined;
       if (!waiter) continue;
       pending.delete(message.id);
@@ -253,6 +259,26 @@ export async function launchBareBrowser(viewport = { width: 1280, height: 720 },
         /** @template T @param {(arg: any) => T} fn @param {any} [arg] @returns {Promise<Awaited<T>>} */
         evaluate: (fn, arg) => evaluate(sessionId, `(${fn})(${arg === undefined ? '' : JSON.stringify(arg)})`),
         setViewportSize: size,
+        /**
+         * 'console' (m.type(), m.text()) and 'pageerror' (e.message), through the Runtime domain.
+         * @param {'console' | 'pageerror'} event
+         * @param {(m: any) => void} cb
+         */
+        on(event, cb) {
+          if (!listeners.has(sessionId)) {
+            listeners.set(sessionId, []);
+            send('Runtime.enable', {}, sessionId).catch(() => {});
+          }
+          /** @type {any[]} */ (listeners.get(sessionId)).push((/** @type {string} */ method, /** @type {any} */ params) => {
+            if (event === 'console' && method === 'Runtime.consoleAPICalled') {
+              const text = params.args.map((/** @type {any} */ a) => a.value ?? a.description ?? '').join(' ');
+              cb({ type: () => params.type, text: () => text });
+            } else if (event === 'pageerror' && method === 'Runtime.exceptionThrown') {
+              const d = params.exceptionDetails;
+              cb({ message: d.exception?.description ?? d.text });
+            }
+          });
+        },
         close: () => send('Target.closeTarget', { targetId }),
       };
     },
