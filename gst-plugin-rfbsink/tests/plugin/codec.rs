@@ -5,15 +5,8 @@
 
 use gst::prelude::*;
 use gstrfbsink::codec::*;
-use std::sync::Once;
 
-static INIT: Once = Once::new();
-
-fn init() {
-    INIT.call_once(|| {
-        gst::init().unwrap();
-    });
-}
+use crate::common::init;
 
 /// Returns false, with a printed reason, when an element the test needs is not installed.
 fn have_elements(test: &str, names: &[&str]) -> bool {
