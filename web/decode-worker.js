@@ -13,12 +13,13 @@ import { Session } from './session.js';
 import { Painter } from './painter.js';
 import { errorMessage, ImageDecoding, unsupportedReason, VideoDecoding } from './decoder.js';
 import { RawStream, Refine } from './lossless.js';
+import { Sound } from './sound.js';
 
 /**
  * Main thread -> worker.
  * `init` without a canvas: a WebRtcHost (webrtc.js), whose picture is a <video>.
  * `relay`: watch through a Media over QUIC relay instead of the element (view-only).
- * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null}
+ * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null, audio?: boolean}
  *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope, rendition?: number | null}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
@@ -28,6 +29,9 @@ import { RawStream, Refine } from './lossless.js';
  *   | {type: 'probe', id: number, x: number, y: number}
  *   | {type: 'window', id: number, window: {low: number, high: number} | 'auto' | null}
  *   | {type: 'display', width: number, height: number}
+ *   | {type: 'audio-port', port: MessagePort}
+ *   | {type: 'audio-clock', contextEpochMs: number}
+ *   | {type: 'audio-tap', id: number, ms: number}
  *   | {type: 'close'}} ToWorker
  */
 
@@ -38,6 +42,7 @@ import { RawStream, Refine } from './lossless.js';
  *   | {type: 'notice', text: string}
  *   | {type: 'resize', width: number, height: number, format?: import('./tiles.js').PixelFormat}
  *   | {type: 'app', message: import('./protocol.js').Message}
+ *   | {type: 'audio', state: 'available', channels: number}
  *   | {type: 'reply', id: number, ok: true, value: any}
  *   | {type: 'reply', id: number, ok: false, error: string}} FromWorker
  */
@@ -77,6 +82,7 @@ import { RawStream, Refine } from './lossless.js';
  * @property {import('./stats.js').LatencySample[]} latencyHistory the server's render() -> decoded
  *   p50/p95 over the last LATENCY_HISTORY_MS, oldest first
  * @property {WindowState | null} window the gray16 window in use (raw gray16 streams only)
+ * @property {import('./sound.js').AudioStats} audio the sound's figures (docs/protocol.md, "Audio")
  * @property {{current: number, chosen: number | null, renditions: import('./protocol.js').Rendition[]} | null} renditions
  *   the stream's renditions when the server has several: the one shown (`current`), the one
  *   this viewer chose (null: the server chooses by its link)
@@ -104,6 +110,10 @@ class Pictures {
     this.painter = new Painter(canvas, (width, height, format) => post({ type: 'resize', width, height, format }));
     /** @type {Session | null} set once the session exists */
     this.session = null;
+    /** The sound beside the picture: told when each picture is painted (A/V offset). @type {Sound | null} */
+    this.sound = null;
+    /** The viewer asked for sound (not ?audio=0). */
+    this.wantsSound = true;
     /** @type {import('./protocol.js').StreamConfig | null} */
     this.config = null;
     /** Why the current config cannot be decoded, or null. @type {string | null} */
@@ -385,6 +395,7 @@ class Pictures {
     this.counters.framesDecoded++;
     this.lastFrameId = meta.frameId;
     this.rates.frameDecoded(paintedAt, decodedAt - meta.receivedAt);
+    this.sound?.painted(meta.timestampUs, performance.timeOrigin + paintedAt);
     const paintUs = Math.max(0, Math.round((paintedAt - decodedAt) * 1000));
     this.sessionNow.send(STATS_CHANNEL, ack(meta.frameId, queueSize, paintUs)).catch(() => {});
     this.sessionNow.setStatus('playing', '');
@@ -398,6 +409,7 @@ class Pictures {
     const session = this.sessionNow.stats();
     return {
       ...session,
+      audio: /** @type {Sound} */ (this.sound).stats(this.wantsSound),
       codec: config?.codec ?? null,
       codecString: config?.codecString ?? null,
       width: size ? size.width : config?.width ?? 0,
@@ -464,11 +476,14 @@ function start(message) {
   const transport = message.relay
     ? new RelayTransport(message.relay)
     : createTransport(message.url, { envelope: message.envelope, mode: message.transport ?? 'auto' });
+  const sound = new Sound(post);
+  media.sound = sound;
+  media.wantsSound = message.audio ?? true;
   const s = new Session(transport, media, {
     status: (state, text) => post({ type: 'status', state, text }),
     notice: (text) => post({ type: 'notice', text }),
     app: (m) => post({ type: 'app', message: m }),
-  }, { envelope: message.envelope, rendition: message.rendition ?? null });
+  }, { envelope: message.envelope, rendition: message.rendition ?? null, sound });
   media.session = s;
   pictures = media;
   session = s;
@@ -509,6 +524,19 @@ scope.onmessage = (/** @type {MessageEvent} */ event) => {
         p.raw.setWindow(message.window === 'auto' ? null : { low: message.window.low, high: message.window.high, source: 'user' });
       }
       reply(message.id, { ...p.raw.window });
+      break;
+    case 'audio-port':
+      p.sound?.connect(message.port);
+      break;
+    case 'audio-clock':
+      p.sound?.clock(message.contextEpochMs);
+      break;
+    case 'audio-tap':
+      if (!p.sound) break;
+      p.sound.tap(message.ms).then(
+        (value) => post({ type: 'reply', id: message.id, ok: true, value }),
+        (e) => post({ type: 'reply', id: message.id, ok: false, error: errorMessage(e) }),
+      );
       break;
     case 'rendition':
       s.chooseRendition(message.rendition).then(

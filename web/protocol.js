@@ -8,6 +8,8 @@ export const BINARY_VERSION = 1;
 export const BINARY_HEADER_LEN = 24;
 export const MAGIC_0 = 0x52; // 'R'
 export const MAGIC_1 = 0x46; // 'F'
+/** An audio packet's second magic byte: `RA` (docs/protocol.md, "Audio"). */
+export const AUDIO_MAGIC_1 = 0x41; // 'A'
 export const FLAG_KEY = 0x01;
 /** A lossless still (raw tiles) that refines the picture shown (docs/protocol.md, "Refine"). */
 export const FLAG_REFINE = 0x02;
@@ -17,6 +19,9 @@ export const MAIN_CHANNEL = 'rfb.main';
 export const CONTROL_CHANNEL = 'rfb.control';
 export const STATS_CHANNEL = 'rfb.stats';
 export const EVENTS_CHANNEL = 'rfb.events';
+export const AUDIO_CHANNEL = 'rfb.audio';
+/** The connection URL's parameter that asks for sound: `audio=1`. */
+export const AUDIO_PARAM = 'audio';
 /** @type {readonly Envelope[]} */
 export const ENVELOPES = Object.freeze(['binary', 'json']);
 
@@ -52,8 +57,27 @@ export const ENVELOPES = Object.freeze(['binary', 'json']);
  */
 
 /**
+ * One Opus packet (`rfb.audio`), whichever envelope carried it.
+ * @typedef {object} AudioPacket
+ * @property {number} seq increasing by one per packet the element took
+ * @property {number} timestampUs running time, the video's clock
+ * @property {number} configId the `audio-config` it belongs to
+ * @property {Uint8Array} payload
+ */
+
+/**
+ * A validated `audio-config` message.
+ * @typedef {object} AudioConfig
+ * @property {number} configId
+ * @property {'opus'} codec
+ * @property {number} sampleRate
+ * @property {number} channels
+ */
+
+/**
  * What one received WebSocket message turned into.
  * @typedef {{type: 'frame', frame: Frame}
+ *   | {type: 'audio', packet: AudioPacket}
  *   | {type: 'message', message: Message}
  *   | {type: 'pending'}
  *   | {type: 'error', error: ProtocolError}} DecodeResult
@@ -88,7 +112,7 @@ export function parseBinaryFrame(message) {
       `binary frame of ${bytes.byteLength} bytes is shorter than the ${BINARY_HEADER_LEN}-byte header`,
     );
   }
-  if (bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1) {
+  if (bytes[0] !== MAGIC_0 || (bytes[1] !== MAGIC_1 && bytes[1] !== AUDIO_MAGIC_1)) {
     throw new ProtocolError(
       `binary frame magic is 0x${hex(bytes[0])} 0x${hex(bytes[1])}, expected "RF" (0x52 0x46)`,
     );
@@ -102,6 +126,9 @@ export function parseBinaryFrame(message) {
   if (frameId > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new ProtocolError(`frame_id ${frameId} is beyond 2^53`);
   }
+  if (bytes[1] === AUDIO_MAGIC_1) {
+    throw new ProtocolError('an audio packet ("RA") where a frame was expected');
+  }
   return {
     frameId: Number(frameId),
     timestampUs: Number(view.getBigInt64(16, true)),
@@ -110,6 +137,66 @@ export function parseBinaryFrame(message) {
     configId: view.getUint32(4, true),
     payload: bytes.subarray(BINARY_HEADER_LEN),
   };
+}
+
+/**
+ * Parses an `envelope=binary` audio packet: the frame header with the magic `RA`, then Opus.
+ * @param {Uint8Array} bytes
+ * @returns {AudioPacket}
+ */
+export function parseBinaryAudio(bytes) {
+  if (bytes.byteLength < BINARY_HEADER_LEN) {
+    throw new ProtocolError(`audio packet of ${bytes.byteLength} bytes is shorter than the ${BINARY_HEADER_LEN}-byte header`);
+  }
+  if (bytes[0] !== MAGIC_0 || bytes[1] !== AUDIO_MAGIC_1) throw new ProtocolError('audio packet magic is not "RA"');
+  if (bytes[2] !== BINARY_VERSION) {
+    throw new ProtocolError(`audio packet version ${bytes[2]}, this client speaks ${BINARY_VERSION}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, BINARY_HEADER_LEN);
+  const seq = view.getBigUint64(8, true);
+  if (seq > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`audio frame_id ${seq} is beyond 2^53`);
+  return {
+    seq: Number(seq),
+    timestampUs: Number(view.getBigInt64(16, true)),
+    configId: view.getUint32(4, true),
+    payload: bytes.subarray(BINARY_HEADER_LEN),
+  };
+}
+
+/**
+ * Whether a binary-envelope message is an audio packet (`RA`) rather than a frame (`RF`).
+ * @param {Uint8Array} bytes
+ */
+export function isAudioMessage(bytes) {
+  return bytes.byteLength >= 2 && bytes[0] === MAGIC_0 && bytes[1] === AUDIO_MAGIC_1;
+}
+
+/**
+ * Validates an `audio-config` message.
+ * @param {{[field: string]: any}} message
+ * @returns {AudioConfig}
+ */
+export function parseAudioConfig(message) {
+  const fail = (/** @type {string} */ what) => new ProtocolError(`audio-config: ${what}`);
+  if (!isUint(message.config_id)) throw fail(`"config_id" must be an unsigned integer, got ${json(message.config_id)}`);
+  if (message.codec !== 'opus') throw fail(`"codec" must be "opus", got ${json(message.codec)}`);
+  if (!isUint(message.sample_rate) || message.sample_rate < 8000 || message.sample_rate > 192000) {
+    throw fail(`"sample_rate" must be 8000 to 192000, got ${json(message.sample_rate)}`);
+  }
+  if (!isUint(message.channels) || message.channels < 1 || message.channels > 2) {
+    throw fail(`"channels" must be 1 or 2, got ${json(message.channels)}`);
+  }
+  return { configId: message.config_id, codec: 'opus', sampleRate: message.sample_rate, channels: message.channels };
+}
+
+/**
+ * Adds `audio=1` to a connection URL: the server sends sound only to clients that ask.
+ * @param {string} url
+ */
+export function withAudio(url) {
+  const parsed = new URL(url);
+  parsed.searchParams.set(AUDIO_PARAM, '1');
+  return parsed.href;
 }
 
 /**
@@ -138,7 +225,7 @@ function hex(byte) {
 
 /**
  * Parses a text message: a JSON object with a string `channel`, and a string `kind` unless it is
- * an `rfb.main` frame header (which has none).
+ * an `rfb.main` frame header or an `rfb.audio` header (which have none).
  * @param {string} text
  * @returns {{[field: string]: any, channel: string}}
  */
@@ -155,7 +242,7 @@ export function parseTextMessage(text) {
   if (typeof value.channel !== 'string') {
     throw new ProtocolError(`text message has no string "channel": ${preview(text)}`);
   }
-  if (value.channel !== MAIN_CHANNEL && typeof value.kind !== 'string') {
+  if (value.channel !== MAIN_CHANNEL && value.channel !== AUDIO_CHANNEL && typeof value.kind !== 'string') {
     throw new ProtocolError(`text message on "${value.channel}" has no string "kind": ${preview(text)}`);
   }
   return value;
@@ -197,6 +284,22 @@ export function parseFrameHeader(header) {
   };
 }
 
+/**
+ * Validates an `envelope=json` audio header.
+ * @param {{[field: string]: any}} header
+ * @returns {Omit<AudioPacket, 'payload'> & {byteLength: number}}
+ */
+function parseAudioHeader(header) {
+  const fail = (/** @type {string} */ what) => new ProtocolError(`audio header: ${what}`);
+  if (!isUint(header.frame_id)) throw fail(`"frame_id" must be an unsigned integer, got ${json(header.frame_id)}`);
+  if (typeof header.timestamp_us !== 'number' || !Number.isSafeInteger(header.timestamp_us)) {
+    throw fail(`"timestamp_us" must be an integer, got ${json(header.timestamp_us)}`);
+  }
+  if (!isUint(header.byte_length)) throw fail(`"byte_length" must be an unsigned integer, got ${json(header.byte_length)}`);
+  if (!isUint(header.config_id)) throw fail(`"config_id" must be an unsigned integer, got ${json(header.config_id)}`);
+  return { seq: header.frame_id, timestampUs: header.timestamp_us, configId: header.config_id, byteLength: header.byte_length };
+}
+
 /** @param {unknown} value */
 function json(value) {
   return value === undefined ? 'nothing' : JSON.stringify(value);
@@ -215,7 +318,7 @@ export class MessageDecoder {
     }
     /** @type {Envelope} */
     this.envelope = envelope;
-    /** @type {(Omit<Frame, 'payload'> & {byteLength: number}) | null} */
+    /** @type {(Omit<Frame, 'payload'> & {byteLength: number}) | (Omit<AudioPacket, 'payload'> & {byteLength: number}) | null} */
     this.pendingHeader = null;
   }
 
@@ -238,6 +341,14 @@ export class MessageDecoder {
    */
   decodeText(text) {
     const value = parseTextMessage(text);
+    if (value.channel === AUDIO_CHANNEL && value.type === 'audio') {
+      if (this.envelope !== 'json') throw new ProtocolError('got a JSON "rfb.audio" header with envelope=binary');
+      const previous = this.pendingHeader;
+      this.pendingHeader = null;
+      this.pendingHeader = parseAudioHeader(value);
+      if (previous) throw new ProtocolError(`audio packet ${this.pendingHeader.seq}: the previous header lost its payload`);
+      return { type: 'pending' };
+    }
     if (value.channel !== MAIN_CHANNEL) {
       // The payload is "the next binary message": a control message may come in between.
       return { type: 'message', message: /** @type {Message} */ (value) };
@@ -248,10 +359,12 @@ export class MessageDecoder {
     const previous = this.pendingHeader;
     this.pendingHeader = null;
     // A good header counts even when the one before it lost its payload.
-    this.pendingHeader = parseFrameHeader(value);
+    const header = parseFrameHeader(value);
+    this.pendingHeader = header;
     if (previous) {
+      const what = 'seq' in previous ? `audio packet ${previous.seq}` : `frame ${previous.frameId}`;
       throw new ProtocolError(
-        `frame ${previous.frameId}: expected its ${previous.byteLength}-byte payload, got the header of frame ${this.pendingHeader.frameId}`,
+        `${what}: expected its ${previous.byteLength}-byte payload, got the header of frame ${header.frameId}`,
       );
     }
     return { type: 'pending' };
@@ -263,11 +376,21 @@ export class MessageDecoder {
    */
   decodeBinary(data) {
     const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
-    if (this.envelope === 'binary') return { type: 'frame', frame: parseBinaryFrame(bytes) };
+    if (this.envelope === 'binary') {
+      if (isAudioMessage(bytes)) return { type: 'audio', packet: parseBinaryAudio(bytes) };
+      return { type: 'frame', frame: parseBinaryFrame(bytes) };
+    }
     const header = this.pendingHeader;
     this.pendingHeader = null;
     if (!header) {
       throw new ProtocolError(`binary message of ${bytes.byteLength} bytes without a frame header before it`);
+    }
+    if ('seq' in header) {
+      if (bytes.byteLength !== header.byteLength) {
+        throw new ProtocolError(`audio packet ${header.seq}: payload is ${bytes.byteLength} bytes, header said ${header.byteLength}`);
+      }
+      const { byteLength, ...packet } = header;
+      return { type: 'audio', packet: { ...packet, payload: bytes } };
     }
     if (bytes.byteLength !== header.byteLength) {
       throw new ProtocolError(
@@ -508,9 +631,10 @@ export function hexToBytes(hex) {
 /**
  * Decodes one message of a WebTransport stream: a frame or a JSON control message.
  * @param {Uint8Array} bytes
- * @returns {{type: 'frame', frame: Frame} | {type: 'message', message: Message}}
+ * @returns {{type: 'frame', frame: Frame} | {type: 'audio', packet: AudioPacket} | {type: 'message', message: Message}}
  */
 export function parseStreamMessage(bytes) {
+  if (isAudioMessage(bytes)) return { type: 'audio', packet: parseBinaryAudio(bytes) };
   if (bytes.byteLength >= 2 && bytes[0] === MAGIC_0 && bytes[1] === MAGIC_1) {
     return { type: 'frame', frame: parseBinaryFrame(bytes) };
   }

@@ -7,7 +7,8 @@
 
 import { InputCapture, mapToStream } from './input.js';
 import { Overlay } from './overlay.js';
-import { EVENTS_CHANNEL, withEnvelope } from './protocol.js';
+import { AudioOutput } from './audio-output.js';
+import { EVENTS_CHANNEL, withAudio, withEnvelope } from './protocol.js';
 import { WebRtcHost } from './webrtc.js';
 
 /** @typedef {import('./decode-worker.js').ViewerStats} ViewerStats */
@@ -33,6 +34,9 @@ import { WebRtcHost } from './webrtc.js';
  * @property {number | null} [rendition] the rendition to show when the server has several
  *   (docs/protocol.md, "Renditions"); default null: the server moves the viewer to what its link
  *   carries
+ * @property {boolean} [audio] play the stream's sound (docs/protocol.md, "Audio"); default true.
+ *   Browsers play sound only after a click or key on the page: the viewer shows "Click for
+ *   sound" until then. false: the server sends none
  * @property {(message: import('./protocol.js').Message) => void} [onMessage] same as calling
  *   onMessage() at once, but sees the messages that come right after connecting too
  */
@@ -72,7 +76,10 @@ export class RfbViewer {
    * @param {ViewerOptions} [options]
    */
   constructor(container, options = {}) {
-    const { url, envelope } = withEnvelope(options.url ?? defaultUrl(), options.envelope ?? 'binary');
+    const withSound = (options.audio ?? true) && options.transport !== 'webrtc' && !options.relay;
+    const chosen = withEnvelope(options.url ?? defaultUrl(), options.envelope ?? 'binary');
+    const url = withSound ? withAudio(chosen.url) : chosen.url;
+    const envelope = chosen.envelope;
     this.url = url;
     this.envelope = envelope;
     this.container = container;
@@ -168,7 +175,7 @@ export class RfbViewer {
       };
       const offscreen = this.canvas.transferControlToOffscreen();
       const transport = /** @type {'auto' | 'ws' | 'wt'} */ (options.transport ?? 'auto');
-      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null }, [offscreen]);
+      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null, audio: withSound }, [offscreen]);
       // The canvas's box in device pixels: a lossless picture larger than it is painted at the
       // size shown (lossless.js).
       this.displayObserver = new ResizeObserver((entries) => {
@@ -188,6 +195,11 @@ export class RfbViewer {
     } else {
       this.post({ type: 'init', url, envelope, rendition: options.rendition ?? null });
     }
+
+    /** The sound's page side, when the viewer plays sound. @type {AudioOutput | null} */
+    this.audio = withSound
+      ? new AudioOutput(this.root, { post: (m, transfer) => this.post(m, transfer), notice: (text) => this.notice(text) })
+      : null;
 
     /** @type {ReturnType<typeof setInterval> | null} */
     this.overlayTimer = null;
@@ -260,7 +272,7 @@ export class RfbViewer {
   /**
    * @param {{type: 'stats'} | {type: 'sample', points: [number, number][]} | {type: 'send', channel: string, message: object, ordered?: boolean}
    *   | {type: 'raw'} | {type: 'probe', x: number, y: number} | {type: 'window', window: {low: number, high: number} | 'auto' | null}
-   *   | {type: 'rendition', rendition: number | null}} message
+   *   | {type: 'rendition', rendition: number | null} | {type: 'audio-tap', ms: number}} message
    * @returns {Promise<any>}
    */
   request(message) {
@@ -294,6 +306,9 @@ export class RfbViewer {
         this.gray16 = message.format === 'gray16le';
         // Lossless pictures: no smoothing when the view scales them (1:1 is exact anyway).
         this.surface.style.imageRendering = message.format ? 'pixelated' : '';
+        break;
+      case 'audio':
+        this.audio?.available();
         break;
       case 'app':
         for (const cb of this.messageListeners) {
@@ -461,9 +476,40 @@ export class RfbViewer {
     return () => this.messageListeners.delete(cb);
   }
 
+  /**
+   * Starts the sound; call it from a click or key handler (browsers' autoplay rule). The viewer
+   * does so itself on the first click or key on the page.
+   * @returns {Promise<void>}
+   */
+  startAudio() {
+    return this.audio?.start() ?? Promise.resolve();
+  }
+
+  /** @param {boolean} muted */
+  setMuted(muted) {
+    this.audio?.setMuted(muted);
+  }
+
+  /** @param {number} volume 0 to 1 */
+  setVolume(volume) {
+    this.audio?.setVolume(volume);
+  }
+
+  /**
+   * Records the next `ms` of the sound as played (after the jitter buffer, before mute and
+   * volume), first channel: for tests and level meters.
+   * @param {number} ms
+   * @returns {Promise<{samples: Float32Array, sampleRate: number, startEpochMs: number | null}>}
+   */
+  recordAudio(ms) {
+    if (!this.audio) return Promise.reject(new Error('this viewer plays no sound'));
+    return this.request({ type: 'audio-tap', ms });
+  }
+
   /** Disconnects, stops the worker and removes the viewer's elements. */
   close() {
     if (this.closed) return;
+    this.audio?.close();
     this.input?.close(); // its key-ups go out before the worker's close
     this.displayObserver?.disconnect();
     this.post({ type: 'close' });

@@ -5,7 +5,7 @@
 // over WebSocket and WebTransport, a <video> over WebRTC. No DOM: runs in the worker and on the
 // page.
 
-import { CONTROL_CHANNEL, ENVELOPES, keyframeRequest, MAIN_CHANNEL, parseRenditions, renditionChoice, STATS_CHANNEL } from './protocol.js';
+import { AUDIO_CHANNEL, CONTROL_CHANNEL, ENVELOPES, keyframeRequest, MAIN_CHANNEL, parseRenditions, renditionChoice, STATS_CHANNEL } from './protocol.js';
 import { reconnectingText, WAITING_TEXT } from './explain.js';
 import { History, parseServerStats } from './stats.js';
 
@@ -21,6 +21,14 @@ import { History, parseServerStats } from './stats.js';
  *   window; null: automatic
  * @property {() => void} reset the connection is gone: forget the stream, keep the picture
  * @property {() => void} protocolError a message broke the protocol (it may have been a frame)
+ */
+
+/**
+ * The sound side of a session (sound.js): `audio-config` and `rfb.audio` packets.
+ * @typedef {object} SoundSink
+ * @property {(message: import('./protocol.js').Message) => void} configure
+ * @property {(packet: import('./protocol.js').AudioPacket) => void} packet
+ * @property {() => void} reset the connection is gone
  */
 
 /**
@@ -41,7 +49,7 @@ export class Session {
    * @param {import('./transport.js').Transport} transport
    * @param {Media} media
    * @param {SessionOutput} output
-   * @param {{envelope?: import('./protocol.js').Envelope, rendition?: number | null}} [options]
+   * @param {{envelope?: import('./protocol.js').Envelope, rendition?: number | null, sound?: SoundSink | null}} [options]
    *   `rendition`: the one this viewer chooses (sent on every connection), null: the server's
    *   choice
    */
@@ -70,12 +78,18 @@ export class Session {
     this.chosenRendition = options.rendition ?? null;
     /** The server's last `renditions` message. @type {{current: number, renditions: import('./protocol.js').Rendition[]} | null} */
     this.renditions = null;
+    /** @type {SoundSink | null} */
+    this.sound = options.sound ?? null;
   }
 
   start() {
     const t = this.transport;
     t.onEvent((event) => this.onTransportEvent(event));
     t.openChannel(MAIN_CHANNEL).onMessage((frame) => this.media.frame(frame));
+    if (this.sound) {
+      const sound = this.sound;
+      t.openChannel(AUDIO_CHANNEL).onMessage((packet) => sound.packet(packet));
+    }
     t.openChannel(CONTROL_CHANNEL).onMessage((message) => this.onControl(message));
     t.openChannel(STATS_CHANNEL).onMessage((message) => this.onServerStats(message));
     t.openChannel('app.*').onMessage((message) => this.output.app(message));
@@ -140,6 +154,7 @@ export class Session {
       case 'closed': {
         this.connected = false;
         this.media.reset();
+        this.sound?.reset();
         const why = event.reason ? ` (${event.code} ${event.reason})` : '';
         this.stopCountdown();
         if (event.refused) this.setStatus('refused', event.reason);
@@ -172,6 +187,9 @@ export class Session {
         break;
       case 'config':
         this.media.configure(message);
+        break;
+      case 'audio-config':
+        this.sound?.configure(message);
         break;
       case 'eos':
         this.media.ended();

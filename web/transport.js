@@ -5,6 +5,8 @@
 // decode worker.
 
 import {
+  AUDIO_CHANNEL,
+  AUDIO_PARAM,
   CONTROL_CHANNEL,
   ENVELOPES,
   EVENTS_CHANNEL,
@@ -156,6 +158,11 @@ export class ChannelRouter {
     this.channels.get(MAIN_CHANNEL)?.deliver(frame);
   }
 
+  /** @param {import('./protocol.js').AudioPacket} packet */
+  audio(packet) {
+    this.channels.get(AUDIO_CHANNEL)?.deliver(packet);
+  }
+
   /**
    * Delivers a message to its channel and to every wildcard channel (`app.*`) that covers it.
    * @param {import('./protocol.js').Message} message
@@ -292,6 +299,9 @@ export class WebSocketTransport {
     switch (result.type) {
       case 'frame':
         this.router.frame(result.frame);
+        break;
+      case 'audio':
+        this.router.audio(result.packet);
         break;
       case 'message': {
         const message = result.message;
@@ -513,6 +523,11 @@ export class WebTransportTransport {
             this.router.emit({ type: 'error', error: e instanceof Error ? e : new ProtocolError(String(e)) });
             continue;
           }
+          if (decoded.type === 'audio') {
+            // Sound's own stream (docs/protocol.md, "Audio"): in order, every packet.
+            this.router.audio(decoded.packet);
+            continue;
+          }
           if (decoded.type === 'frame') {
             if (decoded.frame.frameId <= this.lastFrameId) continue;
             this.lastFrameId = decoded.frame.frameId;
@@ -638,6 +653,8 @@ export function webTransportUrl(wsUrl, info) {
   u.pathname = info.path;
   const token = ws.searchParams.get(TOKEN_PARAM);
   if (token) u.searchParams.set(TOKEN_PARAM, token);
+  const audio = ws.searchParams.get(AUDIO_PARAM);
+  if (audio) u.searchParams.set(AUDIO_PARAM, audio);
   return u.toString();
 }
 

@@ -305,8 +305,9 @@ export class WebRtcHost {
       this.video.srcObject = null;
       return;
     }
-    // The <video> scales the picture itself.
-    if (message.type === 'display') return;
+    // The <video> scales the picture itself. No sound over WebRTC yet (docs/protocol.md,
+    // "Audio").
+    if (message.type === 'display' || message.type === 'audio-port' || message.type === 'audio-clock') return;
     const { id } = message;
     this.answer(message).then(
       (value) => this.emit({ type: 'reply', id, ok: true, value }),
@@ -362,6 +363,8 @@ export class WebRtcHost {
       case 'raw':
       case 'probe':
         return null;
+      case 'audio-tap':
+        throw new Error('no sound over WebRTC yet');
     }
   }
 
@@ -396,6 +399,7 @@ export class WebRtcHost {
       exact: false,
       paintPath: 'video element (WebRTC)',
       window: null,
+      audio: { state: 'none', channels: 0, packetsReceived: 0, framesDecoded: 0, decodeErrors: 0, underruns: 0, depthMs: null, targetMs: null, skippedMs: 0, latencyMs: null, avOffsetMs: null },
     };
   }
 

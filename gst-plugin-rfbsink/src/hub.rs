@@ -18,12 +18,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::audio::AudioPacket;
 use crate::input::Input;
 use crate::ladder::{Ladder, Move, Rung, Seat};
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
 use crate::rate::{Policy, RateController, Sample};
 use crate::relay::Publisher;
 use crate::stats::{ClientCounters, ClientStats, NetworkStats};
+
+/// A client's unsent audio packets, at most (20 ms each from opusenc: 400 ms of sound). Older
+/// ones are dropped: sound that late is of no use, and the viewer's jitter buffer covers the gap.
+pub(crate) const MAX_QUEUED_AUDIO: usize = 20;
 
 /// At most this many frames are kept for late joiners; a longer group of pictures is not cached and
 /// a late joiner gets a fresh keyframe instead, which is faster than decoding a long burst.
@@ -118,6 +123,8 @@ pub(crate) enum Item {
     /// The stream's configuration; the sender remembers which one the client has.
     Config(Arc<StreamConfig>),
     Frame(Arc<Frame>),
+    /// An Opus packet (docs/protocol.md, "Audio"): sent before any queued frame.
+    Audio(Arc<AudioPacket>),
     /// The cached group of pictures for a late joiner: counts as one queued frame.
     Burst(Vec<Arc<Frame>>),
     /// Close the connection with this code and reason; nothing is sent after it.
@@ -158,6 +165,8 @@ impl Item {
 pub(crate) struct Peer {
     pub remote: Option<SocketAddr>,
     pub role: Role,
+    /// It asked for sound (`audio=1` on the connection's URL): only then does it get audio.
+    pub audio: bool,
 }
 
 /// Why the hub did not take a client.
@@ -214,6 +223,10 @@ pub(crate) struct Overload {
 #[derive(Default)]
 struct ClientQueue {
     items: VecDeque<Item>,
+    /// Audio goes out before queued frames (it is small and its timing matters most); bounded
+    /// by `MAX_QUEUED_AUDIO`, oldest dropped first.
+    audio: VecDeque<Arc<AudioPacket>>,
+    audio_dropped: u64,
     frames: usize,
     bytes: usize,
     text_bytes: usize,
@@ -305,6 +318,13 @@ impl ClientQueue {
     }
 
     fn pop(&mut self) -> Option<Item> {
+        // Sound overtakes queued pictures, not messages (hello comes first, configs in order).
+        let front_is_frames = self.items.front().is_none_or(Item::is_frames);
+        if !self.closed && front_is_frames {
+            if let Some(packet) = self.audio.pop_front() {
+                return Some(Item::Audio(packet));
+            }
+        }
         let item = self.items.pop_front()?;
         if item.is_frames() {
             self.frames -= 1;
@@ -333,6 +353,7 @@ impl ClientQueue {
     fn close(&mut self, code: u16, reason: String) {
         self.closed = true;
         self.items.clear();
+        self.audio.clear();
         self.frames = 0;
         self.bytes = 0;
         self.text_bytes = 0;
@@ -349,6 +370,8 @@ pub(crate) struct Client {
     pub remote: Option<SocketAddr>,
     /// What its link lets it do: a view link's input and application messages are ignored.
     pub role: Role,
+    /// It gets audio packets (`Peer::audio`).
+    pub audio: bool,
     queue: Mutex<ClientQueue>,
     counters: Mutex<ClientCounters>,
     notify: Notify,
@@ -381,6 +404,7 @@ impl Client {
             transport,
             remote: peer.remote,
             role: peer.role,
+            audio: peer.audio,
             queue: Mutex::default(),
             counters: Mutex::default(),
             notify: Notify::new(),
@@ -640,6 +664,30 @@ impl Client {
         Some((wants_key, None))
     }
 
+    /// Queues an audio packet when the client asked for sound; the oldest unsent one goes when
+    /// `MAX_QUEUED_AUDIO` are waiting (a slow link loses sound, never the whole session).
+    fn enqueue_audio(&self, packet: &Arc<AudioPacket>) {
+        if !self.audio {
+            return;
+        }
+        let mut q = self.queue.lock().unwrap();
+        if q.closed {
+            return;
+        }
+        if q.audio.len() >= MAX_QUEUED_AUDIO {
+            q.audio.pop_front();
+            q.audio_dropped += 1;
+        }
+        q.audio.push_back(packet.clone());
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Called by the sender after an audio packet went out.
+    pub fn sent_audio(&self, packet: &AudioPacket) {
+        self.counters.lock().unwrap().sent_audio(packet.len());
+    }
+
     /// Queues a refine still when the client has the picture it refines and room for it.
     fn enqueue_refine(&self, frame: &Arc<Frame>, settings: &HubSettings) {
         let mut q = self.queue.lock().unwrap();
@@ -859,6 +907,7 @@ impl Client {
             stats.queued_bytes = (q.bytes + q.text_bytes) as u64;
             stats.rendition = q.rendition;
             stats.rendition_switches = q.switches;
+            stats.audio_dropped = q.audio_dropped;
         }
         self.counters.lock().unwrap().fill(&mut stats);
         stats
@@ -1324,6 +1373,15 @@ impl Hub {
         }
     }
 
+    /// An Opus packet from the `audio` pad, to every client that asked for sound. Never waits
+    /// on a client, like `push`.
+    pub fn push_audio(&self, packet: Arc<AudioPacket>) {
+        let st = self.state.lock().unwrap();
+        for client in st.clients.values() {
+            client.enqueue_audio(&packet);
+        }
+    }
+
     /// The stream's current configuration (the sink pad's).
     pub fn config(&self) -> Option<Arc<StreamConfig>> {
         self.state.lock().unwrap().main().config.clone()
@@ -1685,6 +1743,7 @@ mod tests {
         Peer {
             remote: None,
             role: Role::Control,
+            audio: false,
         }
     }
 
@@ -2055,6 +2114,53 @@ mod tests {
         assert_eq!(requests.load(Ordering::SeqCst), before + 1);
         hub.push(0, frame(&cfg, 40, true, 10));
         assert_eq!(drain(&c), vec![(40, true)]);
+    }
+
+    #[test]
+    fn sound_goes_to_those_who_asked_ahead_of_queued_frames_and_bounded() {
+        let (hub, _) = hub(16, false);
+        let cfg = config(1);
+        let deaf = hub.add_client(Envelope::Binary, "test", peer()).unwrap();
+        let listener = hub
+            .add_client(
+                Envelope::Binary,
+                "test",
+                Peer {
+                    audio: true,
+                    ..peer()
+                },
+            )
+            .unwrap();
+        hub.push(0, frame(&cfg, 0, true, 10));
+        let audio = Arc::new(crate::audio::AudioConfig { id: 1, channels: 2 });
+        for seq in 0..(MAX_QUEUED_AUDIO as u64 + 5) {
+            let packet = crate::audio::AudioPacket::new(
+                audio.clone(),
+                seq,
+                seq as i64 * 20_000,
+                Bytes::from_static(&[0xf8]),
+            );
+            hub.push_audio(packet);
+        }
+        let items: Vec<Item> =
+            std::iter::from_fn(|| listener.queue.lock().unwrap().pop()).collect();
+        let sound: Vec<u64> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Audio(p) => Some(p.seq),
+                _ => None,
+            })
+            .collect();
+        // The oldest went: a slow link loses sound, never the session.
+        assert_eq!(sound, (5..MAX_QUEUED_AUDIO as u64 + 5).collect::<Vec<_>>());
+        // After hello, ahead of the frame queued before it.
+        assert!(matches!(&items[0], Item::Text(t) if t.contains("hello")));
+        assert!(matches!(items[1], Item::Audio(_)), "sound first: {items:?}");
+        assert!(items.iter().any(|i| matches!(i, Item::Frame(_))));
+        assert_eq!(listener.stats().audio_dropped, 5);
+        let deaf_items: Vec<Item> =
+            std::iter::from_fn(|| deaf.queue.lock().unwrap().pop()).collect();
+        assert!(!deaf_items.iter().any(|i| matches!(i, Item::Audio(_))));
     }
 
     #[test]

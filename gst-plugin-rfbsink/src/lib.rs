@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use gst::glib;
 
 mod access;
+mod audio;
 pub mod codec;
 mod discovery;
 mod encoder;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::access::{Access, Denied, Request};
+use crate::audio::AudioPacket;
 use crate::hub::{Client, Frame, Hub, Item, Peer, Refused};
 use crate::protocol::{self, close, ClientMessage, Envelope, Role, StreamConfig};
 use crate::CAT;
@@ -84,6 +85,8 @@ pub(crate) trait WireSend: Send {
     /// that needs it).
     async fn config(&mut self, config: &Arc<StreamConfig>) -> Result<(), WireError>;
     async fn frame(&mut self, frame: &Arc<Frame>) -> Result<(), WireError>;
+    /// An Opus packet, with its `audio-config` first when the client does not have it yet.
+    async fn audio(&mut self, packet: &Arc<AudioPacket>) -> Result<(), WireError>;
     async fn keepalive(&mut self) -> Result<Keepalive, WireError>;
     async fn close(&mut self, code: u16, reason: &str);
 }
@@ -254,6 +257,10 @@ async fn send_loop(
             Item::Frame(frame) => {
                 write(client, limits.write_timeout, tx.frame(&frame)).await?;
                 client.sent(&frame, false);
+            }
+            Item::Audio(packet) => {
+                write(client, limits.write_timeout, tx.audio(&packet)).await?;
+                client.sent_audio(&packet);
             }
             Item::Burst(frames) => {
                 for frame in &frames {

@@ -71,6 +71,9 @@ pub(crate) struct ClientStats {
     /// The rendition it gets (0: the sink pad's stream), and how often it moved.
     pub rendition: u32,
     pub rendition_switches: u64,
+    /// Opus packets sent, and those dropped unsent (its link fell behind the sound).
+    pub audio_sent: u64,
+    pub audio_dropped: u64,
     /// What the network path reports, for transports that report it (WebRTC's RTCP).
     pub network: Option<NetworkStats>,
 }
@@ -89,6 +92,7 @@ pub(crate) struct NetworkStats {
 pub(crate) struct ClientCounters {
     frames_sent: u64,
     bytes_sent: u64,
+    audio_sent: u64,
     acks: u64,
     decode_queue_size: u32,
     /// Sent and not yet acknowledged: frame id and render() time (None for frames replayed from
@@ -129,6 +133,11 @@ impl ClientCounters {
             self.in_flight.pop_front();
         }
         self.in_flight.push_back((frame_id, arrived, len, now));
+    }
+
+    pub fn sent_audio(&mut self, len: usize) {
+        self.audio_sent += 1;
+        self.bytes_sent += len as u64;
     }
 
     /// An acknowledgement: the frame was decoded, and painted `paint_us` later when the viewer
@@ -337,6 +346,7 @@ impl ClientCounters {
         self.expire_sends(now);
         stats.frames_sent = self.frames_sent;
         stats.bytes_sent = self.bytes_sent;
+        stats.audio_sent = self.audio_sent;
         stats.acks = self.acks;
         stats.decode_queue_size = self.decode_queue_size;
         stats.latency_p50_us = percentile(&latencies, 50);

@@ -11,6 +11,7 @@ use warp::hyper::body::Bytes;
 use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Reply};
 
+use crate::audio::{self, AudioPacket};
 use crate::hub::{Frame, Peer};
 use crate::protocol::{self, close, Envelope, StreamConfig, MAX_CLIENT_MESSAGE};
 use crate::reply::{refused, request_info, RequestInfo};
@@ -40,6 +41,7 @@ fn upgrade(ctx: &Context, ws: Ws, req: RequestInfo) -> warp::reply::Response {
     let peer = Peer {
         remote: req.remote,
         role,
+        audio: audio::wants_audio(req.query.get(audio::AUDIO_PARAM).map(String::as_str)),
     };
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
@@ -72,6 +74,7 @@ async fn connected(ctx: Context, socket: WebSocket, envelope: Option<String>, pe
         tx,
         envelope,
         config_id: None,
+        audio_config_id: None,
     };
     session::run(ctx, client, sender, WsRecv { rx }).await;
 }
@@ -82,6 +85,7 @@ struct WsSend {
     tx: SplitSink<WebSocket, Message>,
     envelope: Envelope,
     config_id: Option<u32>,
+    audio_config_id: Option<u32>,
 }
 
 fn transport_error(e: warp::Error) -> WireError {
@@ -118,6 +122,27 @@ impl WireSend for WsSend {
                 self.tx.send(Message::binary(frame.payload.clone())).await
             }
             Envelope::Binary => self.tx.send(Message::binary(frame.binary_message())).await,
+        };
+        result.map_err(transport_error)
+    }
+
+    async fn audio(&mut self, packet: &Arc<AudioPacket>) -> Result<(), WireError> {
+        if self.audio_config_id != Some(packet.config.id) {
+            self.tx
+                .feed(Message::text(audio::audio_config(&packet.config)))
+                .await
+                .map_err(transport_error)?;
+            self.audio_config_id = Some(packet.config.id);
+        }
+        let result = match self.envelope {
+            Envelope::Json => {
+                self.tx
+                    .feed(Message::text(packet.json_header()))
+                    .await
+                    .map_err(transport_error)?;
+                self.tx.send(Message::binary(packet.payload.clone())).await
+            }
+            Envelope::Binary => self.tx.send(Message::binary(packet.binary_message())).await,
         };
         result.map_err(transport_error)
     }

@@ -23,6 +23,7 @@ use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
 use crate::access::{query_param, Request, TOKEN_PARAM};
+use crate::audio::{self, AudioPacket};
 use crate::discovery::WT_PATH;
 use crate::hub::{Frame, Peer};
 use crate::protocol::{
@@ -34,6 +35,7 @@ use crate::tls::Certificates;
 use crate::CAT;
 
 const CONTROL_PRIORITY: i32 = 10;
+const AUDIO_PRIORITY: i32 = 5;
 /// The QUIC handshake and the CONNECT request must be done within this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// QUIC connections still in their handshake, at most.
@@ -228,6 +230,7 @@ async fn connection(incoming: IncomingSession, ctx: Context) {
         return;
     }
     let token = query_param(query, TOKEN_PARAM);
+    let audio = audio::wants_audio(query_param(query, audio::AUDIO_PARAM).as_deref());
     let headers = request.headers();
     let access = Request {
         host: Some(request.authority()),
@@ -259,6 +262,7 @@ async fn connection(incoming: IncomingSession, ctx: Context) {
     let peer = Peer {
         remote: Some(remote),
         role,
+        audio,
     };
     let client = match session::join(&ctx, Envelope::Binary, "webtransport", peer) {
         Ok(c) => c,
@@ -286,6 +290,8 @@ async fn connection(incoming: IncomingSession, ctx: Context) {
         control: control_tx,
         video: None,
         last_sent: None,
+        audio: None,
+        audio_config_id: None,
     };
     let receiver = WtRecv {
         conn,
@@ -321,6 +327,9 @@ struct WtSend {
     video: Option<VideoStream>,
     /// The last frame's rendition and place in it (`Frame::place`).
     last_sent: Option<(u32, u64)>,
+    /// Sound's own stream, opened with the first packet: `audio-config`, then the packets.
+    audio: Option<SendStream>,
+    audio_config_id: Option<u32>,
 }
 
 impl WireSend for WtSend {
@@ -371,6 +380,28 @@ impl WireSend for WtSend {
         write_message(&mut v.stream, &frame.binary_message()).await?;
         self.last_sent = frame.place();
         Ok(())
+    }
+
+    async fn audio(&mut self, packet: &Arc<AudioPacket>) -> Result<(), WireError> {
+        if self.audio.is_none() {
+            let stream = self
+                .conn
+                .open_uni()
+                .await
+                .map_err(transport_error)?
+                .await
+                .map_err(transport_error)?;
+            // Behind the control stream, ahead of the pictures: sound is small and late sound
+            // is heard.
+            stream.set_priority(AUDIO_PRIORITY);
+            self.audio = Some(stream);
+        }
+        let stream = self.audio.as_mut().expect("opened above");
+        if self.audio_config_id != Some(packet.config.id) {
+            write_message(stream, audio::audio_config(&packet.config).as_bytes()).await?;
+            self.audio_config_id = Some(packet.config.id);
+        }
+        write_message(stream, &packet.binary_message()).await
     }
 
     async fn keepalive(&mut self) -> Result<Keepalive, WireError> {

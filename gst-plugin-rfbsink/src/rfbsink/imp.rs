@@ -17,6 +17,7 @@ use gst_video::subclass::prelude::*;
 
 use super::{Auth, RateControl};
 use crate::access::{self, Tokens};
+use crate::audio::{self, AudioConfig, AudioPacket};
 use crate::encoder::Encoder;
 use crate::hub::{Frame, Hub, HubSettings};
 use crate::input::Input;
@@ -283,6 +284,20 @@ struct RenditionPad {
     segment: gst::FormattedSegment<gst::ClockTime>,
 }
 
+/// The `audio` request pad (docs/protocol.md, "Audio"): Opus packets, to every viewer that
+/// asked for sound.
+#[derive(Default)]
+struct AudioPad {
+    pad: Option<gst::Pad>,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    config: Option<Arc<AudioConfig>>,
+    /// The last config's id (a new one for every caps change).
+    config_id: u32,
+    seq: u64,
+    /// The element switched BaseSink's preroll off because only the audio pad is linked.
+    unset_async: bool,
+}
+
 /// Rendition pads are `rendition_1` to `rendition_MAX_RENDITIONS` (0 is the sink pad's stream).
 const MAX_RENDITIONS: u32 = 8;
 
@@ -301,6 +316,9 @@ struct Counters {
     caps_explained: AtomicBool,
     /// Buffers render() took, sent or not (`frames` counts those handed to the clients).
     frames_rendered: AtomicU64,
+    /// Opus packets handed to the clients, and those skipped as broken.
+    audio_packets: AtomicU64,
+    audio_skipped: AtomicU64,
 }
 
 impl Counters {
@@ -312,6 +330,8 @@ impl Counters {
             &self.render_ns,
             &self.last_running_time,
             &self.frames_rendered,
+            &self.audio_packets,
+            &self.audio_skipped,
         ] {
             n.store(0, Ordering::Relaxed);
         }
@@ -338,6 +358,7 @@ pub struct RfbSink {
     encoder: Mutex<Option<Encoder>>,
     /// The rendition pads, by rendition id. Taken before `stream` when both are.
     renditions: Mutex<std::collections::BTreeMap<u32, RenditionPad>>,
+    audio: Mutex<AudioPad>,
 }
 
 impl RfbSink {
@@ -767,6 +788,14 @@ impl RfbSink {
             .field("tiles-sent", tiles_sent)
             .field("tiles-total", tiles_total)
             .field("refines", self.refine.lock().unwrap().sent_count)
+            .field(
+                "audio-packets",
+                self.counters.audio_packets.load(Ordering::Relaxed),
+            )
+            .field(
+                "audio-skipped",
+                self.counters.audio_skipped.load(Ordering::Relaxed),
+            )
             .field("client-stats", gst::Array::from_values(clients))
             .field("renditions", gst::Array::from_values(renditions))
             .field("relay-connected", relay.connected)
@@ -838,6 +867,8 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("link-capacity", c.capacity_bps)
         .field("rendition", c.rendition)
         .field("rendition-switches", c.rendition_switches)
+        .field("audio-sent", c.audio_sent)
+        .field("audio-dropped", c.audio_dropped)
         .build()
 }
 
@@ -1386,6 +1417,18 @@ impl ElementImpl for RfbSink {
                 .unwrap(),
                 // The same pictures as the encoded stream, raw: the lossless stills that refine
                 // it once it idles (docs/protocol.md, "Refine").
+                // Sound: Opus packets, to every viewer that asks for it (docs/protocol.md,
+                // "Audio").
+                gst::PadTemplate::new(
+                    "audio",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &gst::Caps::builder("audio/x-opus")
+                        .field("channel-mapping-family", 0i32)
+                        .field("channels", gst::IntRange::new(1, 2))
+                        .build(),
+                )
+                .unwrap(),
                 gst::PadTemplate::new(
                     "refine",
                     gst::PadDirection::Sink,
@@ -1398,6 +1441,34 @@ impl ElementImpl for RfbSink {
         PAD_TEMPLATES.as_ref()
     }
 
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        let obj = self.obj();
+        match transition {
+            gst::StateChange::ReadyToPaused => {
+                // Sound alone (nothing linked to the sink pad): no picture will ever preroll.
+                let mut audio = self.audio.lock().unwrap();
+                if audio.pad.as_ref().is_some_and(|p| p.is_linked())
+                    && !obj.sink_pad().is_linked()
+                    && obj.is_async()
+                {
+                    obj.set_async(false);
+                    audio.unset_async = true;
+                }
+            }
+            gst::StateChange::PausedToReady => {
+                let mut audio = self.audio.lock().unwrap();
+                if std::mem::take(&mut audio.unset_async) {
+                    obj.set_async(true);
+                }
+            }
+            _ => {}
+        }
+        self.parent_change_state(transition)
+    }
+
     fn request_new_pad(
         &self,
         templ: &gst::PadTemplate,
@@ -1406,6 +1477,9 @@ impl ElementImpl for RfbSink {
     ) -> Option<gst::Pad> {
         if templ.name_template() == "rendition_%u" {
             return self.request_rendition_pad(templ, name);
+        }
+        if templ.name_template() == "audio" {
+            return self.request_audio_pad(templ);
         }
         let mut refine = self.refine.lock().unwrap();
         if refine.pad.is_some() {
@@ -1455,6 +1529,20 @@ impl ElementImpl for RfbSink {
             let _ = pad.set_active(false);
             let _ = self.obj().remove_pad(pad);
             return;
+        }
+        {
+            let mut audio = self.audio.lock().unwrap();
+            if audio.pad.as_ref() == Some(pad) {
+                *audio = AudioPad {
+                    config_id: audio.config_id,
+                    seq: audio.seq,
+                    ..AudioPad::default()
+                };
+                drop(audio);
+                let _ = pad.set_active(false);
+                let _ = self.obj().remove_pad(pad);
+                return;
+            }
         }
         {
             let mut refine = self.refine.lock().unwrap();
@@ -1901,6 +1989,155 @@ impl RfbSink {
             gst::FlowError::Error
         })?;
         Ok(Bytes::from_owner(mapped))
+    }
+
+    /// The `audio` pad: one an element.
+    fn request_audio_pad(&self, templ: &gst::PadTemplate) -> Option<gst::Pad> {
+        let mut audio = self.audio.lock().unwrap();
+        if audio.pad.is_some() {
+            gst::warning!(CAT, imp = self, "rfbsink has one audio pad, it exists");
+            return None;
+        }
+        let pad = gst::Pad::builder_from_template(templ)
+            .name("audio")
+            .chain_function(|_pad, parent, buffer| {
+                RfbSink::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.audio_chain(buffer),
+                )
+            })
+            .event_function(|_pad, parent, event| {
+                RfbSink::catch_panic_pad_function(parent, || false, |imp| imp.audio_event(event))
+            })
+            .query_function(|pad, parent, query| {
+                RfbSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.audio_query(pad, query),
+                )
+            })
+            .build();
+        if self.obj().current_state() > gst::State::Ready {
+            let _ = pad.set_active(true);
+        }
+        audio.pad = Some(pad.clone());
+        drop(audio);
+        if self.obj().add_pad(&pad).is_err() {
+            self.audio.lock().unwrap().pad = None;
+            return None;
+        }
+        Some(pad)
+    }
+
+    /// An Opus packet: checked (a broken one would stop the viewers' decoders), then to every
+    /// viewer that asked for sound. Like render(), it never waits on a client.
+    fn audio_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(hub) = self.hub() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        if buffer.flags().contains(gst::BufferFlags::HEADER) {
+            // OpusHead and OpusTags: the viewers' decoders need neither for mono and stereo.
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let pts = buffer.pts();
+        let payload = self.payload(buffer)?;
+        if let Err(e) = audio::packet_samples(&payload) {
+            if self.counters.audio_skipped.fetch_add(1, Ordering::Relaxed) == 0 {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Decode,
+                    ("Skipping an audio packet that cannot be played: {e}")
+                );
+            }
+            gst::debug!(CAT, imp = self, "skipping an audio packet: {e}");
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let packet = {
+            let mut a = self.audio.lock().unwrap();
+            let Some(config) = a.config.clone() else {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("The audio pad got a buffer before its caps")
+                );
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            let timestamp_us = pts
+                .and_then(|pts| a.segment.to_running_time(pts))
+                .or_else(|| self.obj().current_running_time())
+                .map_or(0, |t| t.useconds() as i64);
+            a.seq += 1;
+            AudioPacket::new(config, a.seq - 1, timestamp_us, payload)
+        };
+        self.counters.audio_packets.fetch_add(1, Ordering::Relaxed);
+        hub.push_audio(packet);
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn audio_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                let caps = c.caps();
+                match audio::config_from_caps(caps) {
+                    Ok(channels) => {
+                        let mut a = self.audio.lock().unwrap();
+                        a.config_id += 1;
+                        a.config = Some(Arc::new(AudioConfig {
+                            id: a.config_id,
+                            channels,
+                        }));
+                        true
+                    }
+                    Err(e) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Format,
+                            ("Cannot stream {caps} on the audio pad: {e}")
+                        );
+                        false
+                    }
+                }
+            }
+            gst::EventView::Segment(s) => {
+                if let Some(segment) = s.segment().downcast_ref::<gst::ClockTime>() {
+                    self.audio.lock().unwrap().segment = segment.clone();
+                }
+                true
+            }
+            gst::EventView::Eos(_) => {
+                // Sound alone: BaseSink posts EOS for its sink pad only, so say it here.
+                if !self.obj().sink_pad().is_linked() {
+                    if let Some(hub) = self.hub() {
+                        hub.eos();
+                    }
+                    let _ = self
+                        .obj()
+                        .post_message(gst::message::Eos::builder().src(&*self.obj()).build());
+                }
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Caps that are not Opus are refused with a reason on the bus (a decoder's raw audio
+    /// linked straight to rfbsink, a multichannel encoder).
+    fn audio_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::AcceptCaps(q) = query.view_mut() {
+            let caps = q.caps_owned();
+            let ok = caps.can_intersect(&pad.pad_template_caps());
+            if !ok {
+                if let Err(why) = audio::config_from_caps(&caps) {
+                    if !self.counters.caps_explained.swap(true, Ordering::Relaxed) {
+                        gst::element_imp_warning!(self, gst::StreamError::Format, ("{why}"));
+                    }
+                }
+            }
+            q.set_result(ok);
+            return true;
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
 
     /// A `rendition_%u` pad: `rendition_N` when asked by name (N from 1 to `MAX_RENDITIONS`),

@@ -13,6 +13,7 @@ use gst::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::sdp::{source_caps, with_candidates, OfferError};
+use crate::audio::AudioPacket;
 use crate::codec::Codec;
 use crate::hub::{Client, Frame};
 use crate::protocol::{self, StreamConfig, MAX_CLIENT_MESSAGE};
@@ -758,6 +759,11 @@ impl WireSend for RtcSend {
             .push_buffer(buffer)
             .map(|_| ())
             .map_err(|e| WireError::Transport(format!("the peer's pipeline stopped: {e:?}")))
+    }
+
+    /// WebRTC peers do not ask for sound yet (their `Peer::audio` is false).
+    async fn audio(&mut self, _packet: &Arc<AudioPacket>) -> Result<(), WireError> {
+        Ok(())
     }
 
     async fn keepalive(&mut self) -> Result<Keepalive, WireError> {

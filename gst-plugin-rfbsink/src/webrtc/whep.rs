@@ -175,6 +175,7 @@ async fn whep_offer(
                 let peer = Peer {
                     remote: req.remote,
                     role,
+                    audio: false,
                 };
                 match rtc.answer(ctx, offer, peer).await {
                     Ok(answer) => {
@@ -249,6 +250,7 @@ async fn json_offer(
             let peer = Peer {
                 remote: req.remote,
                 role,
+                audio: false,
             };
             match rtc.answer(ctx, &offer.sdp, peer).await {
                 Ok(answer) => Response::builder()

@@ -1,0 +1,159 @@
+// The page's end of the sound (docs/protocol.md, "Audio"): the AudioContext and its worklet
+// (audio-worklet.js), the "click for sound" prompt that browsers' autoplay rules call for, and
+// mute and volume. The decode worker decodes; the worklet plays what the worker sends it over a
+// MessagePort of its own, so that no sample passes through the page's main thread.
+
+/** How often the page tells the worker how the audio clock maps to the wall clock. */
+const CLOCK_EVERY_MS = 500;
+
+/**
+ * @typedef {object} AudioOutputOptions
+ * @property {(message: import('./decode-worker.js').ToWorker, transfer?: Transferable[]) => void} post to the worker
+ * @property {(text: string) => void} notice a message to show for a while
+ */
+
+export class AudioOutput {
+  /**
+   * @param {HTMLElement} root the viewer's box (the prompt goes in it)
+   * @param {AudioOutputOptions} options
+   */
+  constructor(root, options) {
+    this.root = root;
+    this.options = options;
+    /** @type {AudioContext | null} */
+    this.context = null;
+    /** @type {GainNode | null} */
+    this.gain = null;
+    /** @type {Promise<void> | null} */
+    this.starting = null;
+    this.muted = false;
+    this.volume = 1;
+    /** @type {ReturnType<typeof setInterval> | null} */
+    this.clockTimer = null;
+    const doc = root.ownerDocument;
+    this.button = doc.createElement('button');
+    this.button.className = 'rfb-sound';
+    this.button.type = 'button';
+    Object.assign(this.button.style, {
+      position: 'absolute',
+      top: '12px',
+      left: '50%',
+      transform: 'translateX(-50%)',
+      zIndex: '2',
+      display: 'none',
+      padding: '8px 16px',
+      border: '1px solid #fff8',
+      borderRadius: '6px',
+      background: '#000c',
+      color: '#fff',
+      font: '15px/1.3 system-ui, sans-serif',
+      cursor: 'pointer',
+    });
+    this.button.addEventListener('click', (event) => {
+      event.stopPropagation();
+      if (this.context?.state === 'running') this.setMuted(!this.muted);
+      else this.start();
+    });
+    root.append(this.button);
+    /** The first click or key anywhere on the page starts the sound (a user gesture). */
+    this.onGesture = () => {
+      if (this.button.style.display !== 'none') this.start();
+    };
+    doc.addEventListener('pointerdown', this.onGesture, { capture: true });
+    doc.addEventListener('keydown', this.onGesture, { capture: true });
+  }
+
+  /** The stream has sound: ask for the click that lets the browser play it. */
+  available() {
+    if (this.context?.state === 'running') return;
+    this.button.textContent = '🔇 Click for sound';
+    this.button.title = 'The browser plays sound only after a click or a key press on the page';
+    this.button.style.display = 'block';
+  }
+
+  /** Starts the sound; call it from a click or key handler (the browser's autoplay rule). */
+  start() {
+    if (!this.starting) {
+      this.starting = this.open().catch((e) => {
+        this.starting = null;
+        const why = e instanceof Error ? e.message : String(e);
+        console.error(`rfb: cannot play sound: ${why}`);
+        this.options.notice(`cannot play sound: ${why}`);
+      });
+    } else if (this.context && this.context.state !== 'running') {
+      this.context.resume().then(() => this.showState());
+    }
+    return this.starting;
+  }
+
+  async open() {
+    // Created and resumed inside the gesture: the browser lets it run.
+    const context = new AudioContext({ latencyHint: 'interactive', sampleRate: 48000 });
+    this.context = context;
+    const resumed = context.resume();
+    await context.audioWorklet.addModule(new URL('./audio-worklet.js', import.meta.url));
+    await resumed;
+    const node = new AudioWorkletNode(context, 'rfb-audio', { numberOfInputs: 0, outputChannelCount: [2] });
+    const gain = context.createGain();
+    gain.gain.value = this.muted ? 0 : this.volume;
+    node.connect(gain).connect(context.destination);
+    this.gain = gain;
+    const channel = new MessageChannel();
+    node.port.postMessage({ type: 'connect', port: channel.port1 }, [channel.port1]);
+    this.sendClock();
+    this.options.post({ type: 'audio-port', port: channel.port2 }, [channel.port2]);
+    this.clockTimer = setInterval(() => this.sendClock(), CLOCK_EVERY_MS);
+    context.addEventListener('statechange', () => this.showState());
+    this.showState();
+  }
+
+  /** Tells the worker the wall-clock time (epoch ms) at which context time 0 is heard. */
+  sendClock() {
+    const context = this.context;
+    if (!context) return;
+    const ts = context.getOutputTimestamp?.();
+    let contextEpochMs;
+    if (ts && ts.contextTime && ts.performanceTime) {
+      contextEpochMs = performance.timeOrigin + ts.performanceTime - ts.contextTime * 1000;
+    } else {
+      // No output timestamp (yet): what is rendered now is heard after the output's latency.
+      const latency = (context.baseLatency ?? 0) + (context.outputLatency ?? 0);
+      contextEpochMs = performance.timeOrigin + performance.now() - (context.currentTime - latency) * 1000;
+    }
+    this.options.post({ type: 'audio-clock', contextEpochMs });
+  }
+
+  showState() {
+    if (this.context?.state !== 'running') {
+      this.available();
+      return;
+    }
+    this.button.textContent = this.muted ? '🔇' : '🔊';
+    this.button.title = this.muted ? 'Sound is muted: click to hear it' : 'Click to mute';
+    Object.assign(this.button.style, { display: 'block', left: 'auto', right: '12px', transform: 'none', padding: '4px 8px' });
+  }
+
+  /** @param {boolean} muted */
+  setMuted(muted) {
+    this.muted = muted;
+    if (this.gain) this.gain.gain.value = muted ? 0 : this.volume;
+    if (this.context?.state === 'running') this.showState();
+  }
+
+  /** @param {number} volume 0 to 1 */
+  setVolume(volume) {
+    this.volume = Math.min(1, Math.max(0, Number(volume) || 0));
+    if (this.gain && !this.muted) this.gain.gain.value = this.volume;
+  }
+
+  close() {
+    const doc = this.root.ownerDocument;
+    doc.removeEventListener('pointerdown', this.onGesture, { capture: true });
+    doc.removeEventListener('keydown', this.onGesture, { capture: true });
+    if (this.clockTimer !== null) clearInterval(this.clockTimer);
+    this.clockTimer = null;
+    this.context?.close().catch(() => {});
+    this.context = null;
+    this.button.remove();
+  }
+}

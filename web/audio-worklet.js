@@ -1,0 +1,88 @@
+// The sound's player: an AudioWorkletProcessor on the browser's audio thread. The decode worker
+// (sound.js) sends it decoded chunks over a MessagePort; it plays them through its jitter
+// buffer (audio-buffer.js) and says, a few times a second, which sample it played when, so that
+// the worker knows the sound's latency and its offset from the picture.
+
+import { JitterBuffer } from './audio-buffer.js';
+
+/** Reports go out every this many render quanta (128 frames each: ~85 ms at 48 kHz). */
+const REPORT_EVERY = 32;
+
+// The AudioWorkletGlobalScope's names (not in TypeScript's DOM library).
+const scope = /** @type {any} */ (globalThis);
+
+class RfbAudioProcessor extends scope.AudioWorkletProcessor {
+  constructor() {
+    super();
+    this.buffer = new JitterBuffer(scope.sampleRate);
+    /** The decode worker's port. @type {MessagePort | null} */
+    this.worker = null;
+    this.quanta = 0;
+    /** @type {import('./audio-buffer.js').Played} */
+    this.lastPlayed = null;
+    this.lastPlayedTime = 0;
+    /** A recording of the output for `tap` (tests, meters): first channel. @type {{samples: Float32Array, at: number, start: number | null} | null} */
+    this.tap = null;
+    this.port.onmessage = (/** @type {MessageEvent} */ event) => {
+      if (event.data?.type === 'connect' && event.data.port) {
+        this.worker = event.data.port;
+        /** @type {MessagePort} */ (this.worker).onmessage = (/** @type {MessageEvent} */ e) => this.fromWorker(e.data);
+      }
+    };
+  }
+
+  /** @param {any} m */
+  fromWorker(m) {
+    if (m?.type === 'pcm') {
+      this.buffer.push({ planes: m.planes, timestampUs: m.timestampUs, arrivedMs: m.arrivedMs });
+    } else if (m?.type === 'clear') {
+      this.buffer.clear();
+    } else if (m?.type === 'tap' && !this.tap) {
+      const frames = Math.max(1, Math.min(Math.round((m.ms * scope.sampleRate) / 1000), scope.sampleRate * 30));
+      this.tap = { samples: new Float32Array(frames), at: 0, start: null };
+    }
+  }
+
+  /**
+   * @param {Float32Array[][]} _inputs
+   * @param {Float32Array[][]} outputs
+   */
+  process(_inputs, outputs) {
+    const out = outputs[0];
+    const played = this.buffer.read(out);
+    if (played) {
+      this.lastPlayed = played;
+      this.lastPlayedTime = scope.currentTime;
+    }
+    const tap = this.tap;
+    if (tap && out[0]) {
+      if (tap.start === null) tap.start = scope.currentTime;
+      const n = Math.min(out[0].length, tap.samples.length - tap.at);
+      tap.samples.set(out[0].subarray(0, n), tap.at);
+      tap.at += n;
+      if (tap.at === tap.samples.length) {
+        this.worker?.postMessage({ type: 'tap', samples: tap.samples, startContextTime: tap.start, sampleRate: scope.sampleRate }, [tap.samples.buffer]);
+        this.tap = null;
+      }
+    }
+    if (++this.quanta % REPORT_EVERY === 0 && this.worker) {
+      const b = this.buffer;
+      this.worker.postMessage({
+        type: 'report',
+        // The last sample that played: its timestamp, its packet's arrival, and the context time
+        // of its render quantum.
+        played: this.lastPlayed,
+        playedContextTime: this.lastPlayedTime,
+        depthMs: b.depthMs,
+        targetMs: b.targetMs,
+        underruns: b.underruns,
+        skippedMs: (b.skipped * 1000) / scope.sampleRate,
+        playing: b.playing,
+      });
+      this.lastPlayed = null;
+    }
+    return true;
+  }
+}
+
+scope.registerProcessor('rfb-audio', RfbAudioProcessor);

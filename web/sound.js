@@ -1,0 +1,256 @@
+// The sound's side of the decode worker (docs/protocol.md, "Audio"): Opus packets into
+// WebCodecs' AudioDecoder, decoded chunks over a MessagePort to the page's AudioWorklet
+// (audio-worklet.js), and the figures that say how it goes: latency, underruns, and the offset
+// between what is heard and what is seen.
+
+import { parseAudioConfig } from './protocol.js';
+
+/** How many recent measurements the medians are taken over. */
+const RECENT = 32;
+
+/**
+ * @typedef {object} AudioStats
+ * @property {'none' | 'unsupported' | 'waiting-for-click' | 'playing' | 'off'} state `none`: the
+ *   stream has no sound; `waiting-for-click`: the browser needs a click or key first; `off`:
+ *   the viewer turned sound off (?audio=0)
+ * @property {number} channels
+ * @property {number} packetsReceived
+ * @property {number} framesDecoded decoded chunks (one per Opus packet)
+ * @property {number} decodeErrors packets the decoder refused (skipped; the decoder starts over)
+ * @property {number} underruns times the player ran dry
+ * @property {number | null} depthMs the jitter buffer's depth
+ * @property {number | null} targetMs the depth it keeps
+ * @property {number} skippedMs sound thrown away to catch up after a burst
+ * @property {number | null} latencyMs median, a packet's arrival to its first sample heard
+ * @property {number | null} avOffsetMs median, sound minus picture for the same timestamp:
+ *   positive when the sound is later than the picture
+ */
+
+/** @param {number[]} values */
+function median(values) {
+  if (!values.length) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1];
+}
+
+/** @param {number[]} list @param {number} value */
+function keep(list, value) {
+  list.push(value);
+  if (list.length > RECENT) list.shift();
+}
+
+/** Epoch milliseconds: comparable between the worker, the page and the audio clock. */
+export function epochNow() {
+  return performance.timeOrigin + performance.now();
+}
+
+export class Sound {
+  /**
+   * @param {(message: {type: 'audio', state: 'available', channels: number}) => void} tell the
+   *   page: a stream with sound (it shows "click for sound")
+   */
+  constructor(tell) {
+    this.tell = tell;
+    /** @type {import('./protocol.js').AudioConfig | null} */
+    this.config = null;
+    /** @type {AudioDecoder | null} */
+    this.decoder = null;
+    /** The page's AudioWorklet, once the page has sound running. @type {MessagePort | null} */
+    this.port = null;
+    /** Epoch ms of context time 0 as the page's AudioContext outputs it. @type {number | null} */
+    this.contextEpochMs = null;
+    this.unsupported = false;
+    this.counters = { packetsReceived: 0, framesDecoded: 0, decodeErrors: 0 };
+    /** The worklet's last report. @type {any} */
+    this.report = null;
+    /** @type {number[]} */
+    this.latencies = [];
+    /** Heard epoch ms minus timestamp ms, sound and picture. @type {number[]} */
+    this.audioOffsets = [];
+    /** @type {number[]} */
+    this.videoOffsets = [];
+    /** @type {Map<number, number>} packet timestamp -> arrival */
+    this.arrivals = new Map();
+    /** A pending `tap` request's resolver. @type {((value: any) => void) | null} */
+    this.tapReply = null;
+  }
+
+  /** @param {import('./protocol.js').Message} message */
+  configure(message) {
+    let config;
+    try {
+      config = parseAudioConfig(message);
+    } catch (e) {
+      console.error(`rfb: ${e instanceof Error ? e.message : e}`);
+      return;
+    }
+    const same = this.config && this.config.channels === config.channels && this.config.sampleRate === config.sampleRate;
+    this.config = config;
+    if (!same || !this.decoder) this.openDecoder();
+    this.tell({ type: 'audio', state: 'available', channels: config.channels });
+  }
+
+  openDecoder() {
+    const config = this.config;
+    this.closeDecoder();
+    if (!config) return;
+    if (typeof AudioDecoder === 'undefined') {
+      this.unsupported = true;
+      return;
+    }
+    try {
+      const decoder = new AudioDecoder({
+        output: (data) => this.decoded(data),
+        error: (e) => {
+          // A broken packet closes the decoder: count it and start a fresh one for the next
+          // packet (Opus packets stand alone); the picture never notices.
+          this.counters.decodeErrors++;
+          console.warn(`rfb: audio decoder error, skipping: ${e.message}`);
+          if (this.decoder === decoder) this.decoder = null;
+        },
+      });
+      decoder.configure({ codec: 'opus', sampleRate: config.sampleRate, numberOfChannels: config.channels });
+      this.decoder = decoder;
+    } catch (e) {
+      this.unsupported = true;
+      console.error(`rfb: cannot decode Opus here: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  closeDecoder() {
+    const d = this.decoder;
+    this.decoder = null;
+    if (d && d.state !== 'closed') d.close();
+  }
+
+  /** @param {import('./protocol.js').AudioPacket} packet */
+  packet(packet) {
+    this.counters.packetsReceived++;
+    const config = this.config;
+    if (!config || packet.configId !== config.configId || this.unsupported) return;
+    // Nothing plays it yet (no click): decoding would only heat the machine.
+    if (!this.port) return;
+    if (!this.decoder) this.openDecoder();
+    const decoder = this.decoder;
+    if (!decoder || decoder.state !== 'configured') return;
+    if (decoder.decodeQueueSize > 8) return; // the decoder is behind: late sound is no use
+    this.arrivals.set(packet.timestampUs, epochNow());
+    if (this.arrivals.size > 64) this.arrivals.delete(this.arrivals.keys().next().value ?? 0);
+    try {
+      decoder.decode(new EncodedAudioChunk({ type: 'key', timestamp: packet.timestampUs, data: packet.payload }));
+    } catch (e) {
+      this.counters.decodeErrors++;
+      this.openDecoder();
+    }
+  }
+
+  /** @param {AudioData} data */
+  decoded(data) {
+    this.counters.framesDecoded++;
+    const arrivedMs = this.arrivals.get(data.timestamp) ?? epochNow();
+    this.arrivals.delete(data.timestamp);
+    const port = this.port;
+    if (!port) {
+      data.close();
+      return;
+    }
+    const planes = [];
+    for (let c = 0; c < data.numberOfChannels; c++) {
+      const plane = new Float32Array(data.numberOfFrames);
+      data.copyTo(plane, { planeIndex: c, format: 'f32-planar' });
+      planes.push(plane);
+    }
+    const timestampUs = data.timestamp;
+    data.close();
+    port.postMessage({ type: 'pcm', planes, timestampUs, arrivedMs }, planes.map((p) => p.buffer));
+  }
+
+  /**
+   * The page's AudioWorklet is playing: its port, and how its context time maps to the clock.
+   * @param {MessagePort} port
+   */
+  connect(port) {
+    this.port = port;
+    port.onmessage = (event) => this.fromWorklet(event.data);
+  }
+
+  /** @param {number} contextEpochMs */
+  clock(contextEpochMs) {
+    this.contextEpochMs = contextEpochMs;
+  }
+
+  /** @param {any} m */
+  fromWorklet(m) {
+    if (m?.type === 'tap') {
+      const reply = this.tapReply;
+      this.tapReply = null;
+      const start = this.contextEpochMs === null ? null : this.contextEpochMs + m.startContextTime * 1000;
+      reply?.({ samples: m.samples, sampleRate: m.sampleRate, startEpochMs: start });
+      return;
+    }
+    if (m?.type !== 'report') return;
+    this.report = m;
+    if (m.played && this.contextEpochMs !== null) {
+      const heard = this.contextEpochMs + m.playedContextTime * 1000;
+      keep(this.latencies, heard - m.played.arrivedMs);
+      keep(this.audioOffsets, heard - m.played.timestampUs / 1000);
+    }
+  }
+
+  /**
+   * A picture reached the canvas: with the sound's heard time this gives the A/V offset.
+   * @param {number} timestampUs
+   * @param {number} paintedEpochMs
+   */
+  painted(timestampUs, paintedEpochMs) {
+    if (!this.port) return;
+    keep(this.videoOffsets, paintedEpochMs - timestampUs / 1000);
+  }
+
+  /**
+   * Records the next `ms` of what the worklet plays (its first channel).
+   * @param {number} ms
+   * @returns {Promise<{samples: Float32Array, sampleRate: number, startEpochMs: number | null}>}
+   */
+  tap(ms) {
+    if (!this.port) return Promise.reject(new Error('sound is not playing'));
+    if (this.tapReply) return Promise.reject(new Error('a recording is under way'));
+    return new Promise((resolve) => {
+      this.tapReply = resolve;
+      this.port?.postMessage({ type: 'tap', ms });
+    });
+  }
+
+  /** The connection is gone: what is buffered belongs to the old stream. */
+  reset() {
+    this.closeDecoder();
+    this.config = null;
+    this.port?.postMessage({ type: 'clear' });
+  }
+
+  /**
+   * @param {boolean} wanted false: the viewer turned sound off
+   * @returns {AudioStats}
+   */
+  stats(wanted) {
+    const r = this.report;
+    const a = median(this.audioOffsets);
+    const v = median(this.videoOffsets);
+    /** @type {AudioStats['state']} */
+    let state = 'none';
+    if (!wanted) state = 'off';
+    else if (this.unsupported) state = 'unsupported';
+    else if (this.config) state = this.port ? 'playing' : 'waiting-for-click';
+    return {
+      state,
+      channels: this.config?.channels ?? 0,
+      ...this.counters,
+      underruns: r?.underruns ?? 0,
+      depthMs: r ? r.depthMs : null,
+      targetMs: r ? r.targetMs : null,
+      skippedMs: r?.skippedMs ?? 0,
+      latencyMs: median(this.latencies),
+      avOffsetMs: a !== null && v !== null ? a - v : null,
+    };
+  }
+}

@@ -1,0 +1,66 @@
+// The sound's pure parts: the jitter buffer (audio-buffer.js) and the audio messages (protocol.js).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { JitterBuffer, MIN_TARGET_MS, UNDERRUN_STEP_MS, EXCESS_MS } from '../audio-buffer.js';
+import { MessageDecoder, parseAudioConfig, parseStreamMessage, ProtocolError, withAudio } from '../protocol.js';
+
+const RATE = 48000;
+/** A chunk of `ms` of one value (mono). */
+const chunk = (ms, value, timestampUs = 0) => ({ planes: [new Float32Array((RATE * ms) / 1000).fill(value)], timestampUs, arrivedMs: 0 });
+const quantum = () => [new Float32Array(128), new Float32Array(128)];
+
+test('the jitter buffer waits for its target, then plays in order on every channel', () => {
+  const b = new JitterBuffer(RATE);
+  b.push(chunk(10, 0.1, 1000));
+  const out = quantum();
+  assert.equal(b.read(out), null, 'silence below the target');
+  assert.equal(out[0][0], 0);
+  b.push(chunk(20, 0.2, 11000));
+  const played = b.read(out);
+  assert.deepEqual(played, { timestampUs: 1000, arrivedMs: 0 });
+  assert.ok(Math.abs(out[0][0] - 0.1) < 1e-6 && Math.abs(out[1][0] - 0.1) < 1e-6, 'mono on both channels');
+  assert.equal(b.depth, RATE * 0.03 - 128);
+  // The second quantum starts 128 samples later.
+  assert.equal(Math.round(b.read(out).timestampUs), 1000 + Math.round((128 * 1e6) / RATE));
+});
+
+test('an underrun is counted and raises the target; a burst is cut back to it', () => {
+  const b = new JitterBuffer(RATE);
+  b.push(chunk(MIN_TARGET_MS, 0.5));
+  const out = quantum();
+  while (b.depth >= 128) b.read(out);
+  b.read(out);
+  assert.equal(b.underruns, 1);
+  assert.equal(b.targetMs, MIN_TARGET_MS + UNDERRUN_STEP_MS);
+  assert.equal(b.playing, false);
+  b.push(chunk(b.targetMs, 0.5));
+  b.read(out);
+  assert.equal(b.playing, true);
+  b.push(chunk(EXCESS_MS + 100, 0.5));
+  assert.ok(b.depthMs <= b.targetMs + 1, `depth ${b.depthMs} ms after a burst, target ${b.targetMs}`);
+  assert.ok(b.skipped > 0);
+});
+
+test('audio messages: config, binary RA packets, JSON headers, and the ask for sound', () => {
+  assert.deepEqual(parseAudioConfig({ channel: 'rfb.control', kind: 'audio-config', config_id: 2, codec: 'opus', sample_rate: 48000, channels: 1 }),
+    { configId: 2, codec: 'opus', sampleRate: 48000, channels: 1 });
+  assert.throws(() => parseAudioConfig({ config_id: 1, codec: 'aac', sample_rate: 48000, channels: 2 }), ProtocolError);
+  assert.throws(() => parseAudioConfig({ config_id: 1, codec: 'opus', sample_rate: 48000, channels: 6 }), ProtocolError);
+  const bytes = new Uint8Array(26);
+  bytes.set([0x52, 0x41, 1, 0]);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(4, 3, true);
+  view.setBigUint64(8, 7n, true);
+  view.setBigInt64(16, 40000n, true);
+  bytes.set([0xf8, 0x01], 24);
+  const d = new MessageDecoder('binary').decode(bytes);
+  assert.equal(d.type, 'audio');
+  assert.deepEqual(d.type === 'audio' && { ...d.packet, payload: [...d.packet.payload] }, { seq: 7, timestampUs: 40000, configId: 3, payload: [0xf8, 1] });
+  assert.equal(parseStreamMessage(bytes).type, 'audio');
+  const json = new MessageDecoder('json');
+  assert.equal(json.decode(JSON.stringify({ type: 'audio', channel: 'rfb.audio', codec: 'opus', timestamp_us: 5, frame_id: 1, byte_length: 2, config_id: 1 })).type, 'pending');
+  const p = json.decode(new Uint8Array([1, 2]));
+  assert.equal(p.type, 'audio');
+  assert.equal(new URL(withAudio('ws://127.0.0.1:8080/ws?envelope=binary')).searchParams.get('audio'), '1');
+});
