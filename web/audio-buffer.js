@@ -3,8 +3,10 @@
 // unevenly still play evenly, and a depth that grows (a burst after a stall) is cut back, so
 // that the sound stays as close to live as the link allows. Pure: unit-tested in node.
 
-/** The depth it waits for before playing, at first and at least (ms). */
+/** The depth it keeps at least (ms). */
 export const MIN_TARGET_MS = 20;
+/** The depth it starts with: one 20 ms packet (opusenc's default) and some jitter. */
+export const START_TARGET_MS = 30;
 /** The most it waits for: a link worse than this stutters rather than lags further. */
 export const MAX_TARGET_MS = 200;
 /** An underrun raises the target by this much. */
@@ -23,9 +25,10 @@ export const EXCESS_MS = 60;
  */
 
 /**
- * What one render quantum played: the first sample's timestamp and its packet's arrival, or
- * null for silence.
- * @typedef {{timestampUs: number, arrivedMs: number} | null} Played
+ * What one render quantum played: the first sample's timestamp, or null for silence; and when a
+ * chunk's first sample played in it, that chunk's arrival and its sample's index in the quantum
+ * (a packet's latency: from its arrival to its first sample played).
+ * @typedef {{timestampUs: number, started: {arrivedMs: number, at: number} | null} | null} Played
  */
 
 export class JitterBuffer {
@@ -39,7 +42,7 @@ export class JitterBuffer {
     /** Frames buffered. */
     this.depth = 0;
     this.playing = false;
-    this.targetMs = MIN_TARGET_MS;
+    this.targetMs = START_TARGET_MS;
     /** Output frames since the last underrun or decay step. */
     this.steady = 0;
     this.underruns = 0;
@@ -116,11 +119,12 @@ export class JitterBuffer {
     const first = this.chunks[0];
     /** @type {Played} */
     const played = first
-      ? { timestampUs: first.timestampUs + ((this.offset * 1e6) / this.sampleRate), arrivedMs: first.arrivedMs }
+      ? { timestampUs: first.timestampUs + ((this.offset * 1e6) / this.sampleRate), started: null }
       : null;
     let written = 0;
     while (written < n && this.chunks.length) {
       const chunk = this.chunks[0];
+      if (this.offset === 0 && played) played.started = { arrivedMs: chunk.arrivedMs, at: written };
       const take = Math.min(n - written, chunk.planes[0].length - this.offset);
       for (let c = 0; c < out.length; c++) {
         const plane = chunk.planes[Math.min(c, chunk.planes.length - 1)];

@@ -112,15 +112,16 @@ export class AudioOutput {
     const context = this.context;
     if (!context) return;
     const ts = context.getOutputTimestamp?.();
+    // currentTime is the context time the worklet renders next: rendered now.
+    const renderEpochMs = performance.timeOrigin + performance.now() - context.currentTime * 1000;
     let contextEpochMs;
     if (ts && ts.contextTime && ts.performanceTime) {
       contextEpochMs = performance.timeOrigin + ts.performanceTime - ts.contextTime * 1000;
     } else {
       // No output timestamp (yet): what is rendered now is heard after the output's latency.
-      const latency = (context.baseLatency ?? 0) + (context.outputLatency ?? 0);
-      contextEpochMs = performance.timeOrigin + performance.now() - (context.currentTime - latency) * 1000;
+      contextEpochMs = renderEpochMs + ((context.baseLatency ?? 0) + (context.outputLatency ?? 0)) * 1000;
     }
-    this.options.post({ type: 'audio-clock', contextEpochMs });
+    this.options.post({ type: 'audio-clock', contextEpochMs, outputLatencyMs: Math.max(0, contextEpochMs - renderEpochMs) });
   }
 
   showState() {

@@ -18,9 +18,11 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
     /** The decode worker's port. @type {MessagePort | null} */
     this.worker = null;
     this.quanta = 0;
-    /** @type {import('./audio-buffer.js').Played} */
+    /** The last quantum that played sound, and its context time. @type {import('./audio-buffer.js').Played} */
     this.lastPlayed = null;
     this.lastPlayedTime = 0;
+    /** The last packet whose first sample played: its arrival and the context time it played at. @type {{arrivedMs: number, contextTime: number} | null} */
+    this.lastStarted = null;
     /** A recording of the output for `tap` (tests, meters): first channel. @type {{samples: Float32Array, at: number, start: number | null} | null} */
     this.tap = null;
     this.port.onmessage = (/** @type {MessageEvent} */ event) => {
@@ -53,6 +55,9 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
     if (played) {
       this.lastPlayed = played;
       this.lastPlayedTime = scope.currentTime;
+      if (played.started) {
+        this.lastStarted = { arrivedMs: played.started.arrivedMs, contextTime: scope.currentTime + played.started.at / scope.sampleRate };
+      }
     }
     const tap = this.tap;
     if (tap && out[0]) {
@@ -73,6 +78,7 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
         // of its render quantum.
         played: this.lastPlayed,
         playedContextTime: this.lastPlayedTime,
+        started: this.lastStarted,
         depthMs: b.depthMs,
         targetMs: b.targetMs,
         underruns: b.underruns,
@@ -80,6 +86,7 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
         playing: b.playing,
       });
       this.lastPlayed = null;
+      this.lastStarted = null;
     }
     return true;
   }

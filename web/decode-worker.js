@@ -19,7 +19,7 @@ import { Sound } from './sound.js';
  * Main thread -> worker.
  * `init` without a canvas: a WebRtcHost (webrtc.js), whose picture is a <video>.
  * `relay`: watch through a Media over QUIC relay instead of the element (view-only).
- * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null, audio?: boolean}
+ * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null, audio?: boolean, avSync?: boolean}
  *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope, rendition?: number | null}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
@@ -30,7 +30,7 @@ import { Sound } from './sound.js';
  *   | {type: 'window', id: number, window: {low: number, high: number} | 'auto' | null}
  *   | {type: 'display', width: number, height: number}
  *   | {type: 'audio-port', port: MessagePort}
- *   | {type: 'audio-clock', contextEpochMs: number}
+ *   | {type: 'audio-clock', contextEpochMs: number, outputLatencyMs: number}
  *   | {type: 'audio-tap', id: number, ms: number}
  *   | {type: 'close'}} ToWorker
  */
@@ -91,6 +91,10 @@ import { Sound } from './sound.js';
 /** @typedef {import('./lossless.js').WindowState} WindowState */
 /** @typedef {import('./decoder.js').FrameMeta} FrameMeta */
 /** @typedef {import('./session.js').Media} Media */
+/** @typedef {{frame: VideoFrame, meta: FrameMeta | undefined, decodedAt: number, timer: ReturnType<typeof setTimeout>}} HeldFrame */
+
+/** Pictures held for their sound at most (MAX_SYNC_HOLD_MS at 60 fps is 9): the decoder's frames are few. */
+const HELD_MAX = 6;
 
 const scope = /** @type {DedicatedWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 
@@ -114,6 +118,8 @@ class Pictures {
     this.sound = null;
     /** The viewer asked for sound (not ?audio=0). */
     this.wantsSound = true;
+    /** Decoded pictures waiting for their sound (A/V sync). @type {HeldFrame[]} */
+    this.held = [];
     /** @type {import('./protocol.js').StreamConfig | null} */
     this.config = null;
     /** Why the current config cannot be decoded, or null. @type {string | null} */
@@ -305,6 +311,40 @@ class Pictures {
    */
   onVideoFrame(frame, meta) {
     const decodedAt = performance.now();
+    const hold = this.sound?.videoHoldMs(frame.timestamp, performance.timeOrigin + decodedAt) ?? 0;
+    if (hold > 0) {
+      // A/V sync: it shows when its sound is heard. Held pictures keep their order; a queue
+      // that grows past HELD_MAX (a stalled sound clock) drops its oldest.
+      const timer = setTimeout(() => {
+        const i = this.held.findIndex((h) => h.timer === timer);
+        if (i < 0) return;
+        const [h] = this.held.splice(i, 1);
+        this.paintVideoFrame(h.frame, h.meta, h.decodedAt);
+      }, hold);
+      this.held.push({ frame, meta, decodedAt, timer });
+      if (this.held.length > HELD_MAX) {
+        const old = /** @type {HeldFrame} */ (this.held.shift());
+        clearTimeout(old.timer);
+        old.frame.close();
+        this.drop('held for the sound too long');
+      }
+      return;
+    }
+    this.paintVideoFrame(frame, meta, decodedAt);
+  }
+
+  /**
+   * @param {VideoFrame} frame
+   * @param {FrameMeta | undefined} meta
+   * @param {number} decodedAt
+   */
+  paintVideoFrame(frame, meta, decodedAt) {
+    if (frame.timestamp < this.paintedTimestampUs) {
+      // A newer picture is on the canvas already (the sound's clock stopped while this waited).
+      frame.close();
+      this.drop('replaced while held for the sound');
+      return;
+    }
     this.painter.draw(frame, frame.displayWidth, frame.displayHeight);
     this.paintedTimestampUs = frame.timestamp;
     frame.close();
@@ -315,6 +355,11 @@ class Pictures {
   }
 
   closeDecoders() {
+    for (const h of this.held) {
+      clearTimeout(h.timer);
+      h.frame.close();
+    }
+    this.held = [];
     this.video.close();
     this.images.close();
     this.raw.forget();
@@ -479,6 +524,7 @@ function start(message) {
   const sound = new Sound(post);
   media.sound = sound;
   media.wantsSound = message.audio ?? true;
+  sound.sync = message.avSync ?? true;
   const s = new Session(transport, media, {
     status: (state, text) => post({ type: 'status', state, text }),
     notice: (text) => post({ type: 'notice', text }),
@@ -529,7 +575,7 @@ scope.onmessage = (/** @type {MessageEvent} */ event) => {
       p.sound?.connect(message.port);
       break;
     case 'audio-clock':
-      p.sound?.clock(message.contextEpochMs);
+      p.sound?.clock(message.contextEpochMs, message.outputLatencyMs);
       break;
     case 'audio-tap':
       if (!p.sound) break;

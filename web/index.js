@@ -2,7 +2,7 @@
 // inline script).
 //   ?rfb_token=<token>  the link's credential (docs/security.md); it travels to /ws, /wt, /rfb.json
 //   ?envelope=json|binary  ?ws=<ws:// url on this server>  ?overlay=1  ?input=0 (send no input)
-//   ?audio=0 (no sound)
+//   ?audio=0 (no sound)  ?avsync=0 (pictures not held back for lip sync)
 //   ?transport=ws|wt|webrtc (default: WebTransport when offered, else WebSocket; ?envelope=json:
 //   WebSocket; webrtc: WHEP to this server, for viewers behind NAT, docs/protocol.md "WebRTC")
 //   ?relay=<relay URL>&broadcast=<name> (or ?relay=1): watch through the Media over QUIC relay
@@ -43,6 +43,8 @@ const overlay = ['1', 'true', 'yes'].includes(params.get('overlay') ?? '');
 const input = !['0', 'false', 'no'].includes(params.get('input') ?? '');
 // ?audio=0: no sound (the server sends none to this viewer).
 const audio = !['0', 'false', 'no'].includes(params.get('audio') ?? '');
+// ?avsync=0: pictures are not held back for their sound (lowest picture latency, no lip sync).
+const avSync = !['0', 'false', 'no'].includes(params.get('avsync') ?? '');
 // The JSON envelope is a WebSocket framing: asking for it means WebSocket.
 const transportParam = params.get('transport') ?? '';
 const transport = transportParam === 'ws' || transportParam === 'wt' || transportParam === 'webrtc'
@@ -87,4 +89,4 @@ const relay = await relayChoice();
 // Tests and pages that embed this one reach the viewer as window.rfbViewer.
 /** @type {any} */ (window).rfbViewer = mountViewer(
   /** @type {HTMLElement} */ (document.getElementById('viewer')),
-  { url: streamUrl(), envelope, overlay, input, transport, rendition, relay, audio });
+  { url: streamUrl(), envelope, overlay, input, transport, rendition, relay, audio, avSync });

@@ -37,6 +37,8 @@ import { WebRtcHost } from './webrtc.js';
  * @property {boolean} [audio] play the stream's sound (docs/protocol.md, "Audio"); default true.
  *   Browsers play sound only after a click or key on the page: the viewer shows "Click for
  *   sound" until then. false: the server sends none
+ * @property {boolean} [avSync] while sound plays, hold each picture until its sound is heard
+ *   (lip sync, at the cost of the sound's extra latency on the picture); default true
  * @property {(message: import('./protocol.js').Message) => void} [onMessage] same as calling
  *   onMessage() at once, but sees the messages that come right after connecting too
  */
@@ -175,7 +177,7 @@ export class RfbViewer {
       };
       const offscreen = this.canvas.transferControlToOffscreen();
       const transport = /** @type {'auto' | 'ws' | 'wt'} */ (options.transport ?? 'auto');
-      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null, audio: withSound }, [offscreen]);
+      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null, audio: withSound, avSync: options.avSync ?? true }, [offscreen]);
       // The canvas's box in device pixels: a lossless picture larger than it is painted at the
       // size shown (lossless.js).
       this.displayObserver = new ResizeObserver((entries) => {

@@ -7,6 +7,10 @@ import { parseAudioConfig } from './protocol.js';
 
 /** How many recent measurements the medians are taken over. */
 const RECENT = 32;
+/** A picture is held back for the sound at most this long (a sound later than this is a fault, not a delay to copy). */
+export const MAX_SYNC_HOLD_MS = 150;
+/** The sound's clock counts as running while the worklet reported within this long. */
+const REPORT_STALE_MS = 500;
 
 /**
  * @typedef {object} AudioStats
@@ -21,9 +25,14 @@ const RECENT = 32;
  * @property {number | null} depthMs the jitter buffer's depth
  * @property {number | null} targetMs the depth it keeps
  * @property {number} skippedMs sound thrown away to catch up after a burst
- * @property {number | null} latencyMs median, a packet's arrival to its first sample heard
- * @property {number | null} avOffsetMs median, sound minus picture for the same timestamp:
- *   positive when the sound is later than the picture
+ * @property {number | null} latencyMs median, a packet's arrival to its first sample played
+ *   (handed to the browser's audio output by the worklet)
+ * @property {number | null} outputLatencyMs what the browser says its audio output adds after
+ *   that (AudioContext baseLatency + outputLatency): the sound is heard this much later
+ * @property {number | null} avOffsetMs median, sound heard minus picture painted for the same
+ *   timestamp: positive when the sound is later than the picture
+ * @property {number | null} videoHoldMs median time a decoded picture waited for its sound
+ *   (A/V sync: only while sound plays)
  */
 
 /** @param {number[]} values */
@@ -57,8 +66,10 @@ export class Sound {
     this.decoder = null;
     /** The page's AudioWorklet, once the page has sound running. @type {MessagePort | null} */
     this.port = null;
-    /** Epoch ms of context time 0 as the page's AudioContext outputs it. @type {number | null} */
+    /** Epoch ms at which context time 0 is heard (the page's AudioContext). @type {number | null} */
     this.contextEpochMs = null;
+    /** The output's latency after the worklet, ms. @type {number | null} */
+    this.outputLatencyMs = null;
     this.unsupported = false;
     this.counters = { packetsReceived: 0, framesDecoded: 0, decodeErrors: 0 };
     /** The worklet's last report. @type {any} */
@@ -69,6 +80,12 @@ export class Sound {
     this.audioOffsets = [];
     /** @type {number[]} */
     this.videoOffsets = [];
+    /** @type {number[]} */
+    this.holds = [];
+    /** When the worklet last reported (epoch ms). */
+    this.reportAt = 0;
+    /** Hold pictures back to meet their sound (the viewer's avSync option). */
+    this.sync = true;
     /** @type {Map<number, number>} packet timestamp -> arrival */
     this.arrivals = new Map();
     /** A pending `tap` request's resolver. @type {((value: any) => void) | null} */
@@ -174,9 +191,13 @@ export class Sound {
     port.onmessage = (event) => this.fromWorklet(event.data);
   }
 
-  /** @param {number} contextEpochMs */
-  clock(contextEpochMs) {
+  /**
+   * @param {number} contextEpochMs
+   * @param {number} outputLatencyMs
+   */
+  clock(contextEpochMs, outputLatencyMs) {
     this.contextEpochMs = contextEpochMs;
+    this.outputLatencyMs = outputLatencyMs;
   }
 
   /** @param {any} m */
@@ -190,10 +211,12 @@ export class Sound {
     }
     if (m?.type !== 'report') return;
     this.report = m;
-    if (m.played && this.contextEpochMs !== null) {
-      const heard = this.contextEpochMs + m.playedContextTime * 1000;
-      keep(this.latencies, heard - m.played.arrivedMs);
-      keep(this.audioOffsets, heard - m.played.timestampUs / 1000);
+    this.reportAt = epochNow();
+    if (this.contextEpochMs === null) return;
+    if (m.played) keep(this.audioOffsets, this.contextEpochMs + m.playedContextTime * 1000 - m.played.timestampUs / 1000);
+    if (m.started) {
+      const played = this.contextEpochMs + m.started.contextTime * 1000 - (this.outputLatencyMs ?? 0);
+      keep(this.latencies, played - m.started.arrivedMs);
     }
   }
 
@@ -205,6 +228,22 @@ export class Sound {
   painted(timestampUs, paintedEpochMs) {
     if (!this.port) return;
     keep(this.videoOffsets, paintedEpochMs - timestampUs / 1000);
+  }
+
+  /**
+   * How long a decoded picture should wait so that it shows when the sound of its timestamp is
+   * heard (0 when no sound plays, or it plays ahead).
+   * @param {number} timestampUs
+   * @param {number} nowEpochMs
+   */
+  videoHoldMs(timestampUs, nowEpochMs) {
+    if (!this.sync || !this.port || nowEpochMs - this.reportAt > REPORT_STALE_MS || this.report?.playing !== true) return 0;
+    const audioOffset = median(this.audioOffsets);
+    if (audioOffset === null) return 0;
+    const hold = Math.min(MAX_SYNC_HOLD_MS, timestampUs / 1000 + audioOffset - nowEpochMs);
+    if (hold <= 1) return 0;
+    keep(this.holds, hold);
+    return hold;
   }
 
   /**
@@ -250,7 +289,9 @@ export class Sound {
       targetMs: r ? r.targetMs : null,
       skippedMs: r?.skippedMs ?? 0,
       latencyMs: median(this.latencies),
+      outputLatencyMs: this.outputLatencyMs,
       avOffsetMs: a !== null && v !== null ? a - v : null,
+      videoHoldMs: this.port ? median(this.holds) : null,
     };
   }
 }

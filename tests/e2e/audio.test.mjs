@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireElements, sharedBrowser, startPipeline, Viewer, withQuery, pollUntil } from './lib.mjs';
+import { probeReady, startProbe } from './probe.mjs';
 
 const shared = sharedBrowser();
 
@@ -89,4 +90,64 @@ test('?audio=0: no sound is sent, nothing asks for a click', async (t) => {
   assert.equal(await viewer.page.locator('.rfb-sound').count(), 0);
   const server = await pollUntil(async () => pipeline.stats(), (s) => (s?.['audio-packets'] ?? 0) > 20, { what: 'audio packets at the element' });
   assert.ok(server['audio-packets'] > 20);
+});
+
+/** Epoch ms (the clock page, worker and worklet share) of each tick onset in a recording. */
+function tickOnsets({ samples, sampleRate, startEpochMs }) {
+  const onsets = [];
+  const quiet = Math.round(sampleRate * 0.05);
+  let silentFor = quiet;
+  for (let i = 0; i < samples.length; i++) {
+    if (Math.abs(samples[i]) > 0.05) {
+      if (silentFor >= quiet) onsets.push(startEpochMs + (i * 1000) / sampleRate);
+      silentFor = 0;
+    } else {
+      silentFor++;
+    }
+  }
+  return onsets;
+}
+
+test('A/V sync: a flash and a tick captured at the same instant are seen and heard together', async (t) => {
+  if (!probeReady(t, ['opusenc', 'x264enc', 'videoconvert'])) return;
+  // nav-probe.py feeds both appsrcs like a camera and a microphone: a white flash and a 1 kHz
+  // tick at each whole second of running time.
+  const line = 'appsrc name=avvideo ! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rfbsink name=sink port=0 '
+    + 'appsrc name=avaudio ! audioconvert ! opusenc frame-size=10 ! sink.audio';
+  const probe = await startProbe(line);
+  t.after(() => probe.stop());
+  const viewer = await Viewer.open(shared.context, withQuery(probe.url, process.env.RFB_AVSYNC === '0' ? 'avsync=0' : ''));
+  t.after(() => viewer.close());
+  await viewer.waitForFrames(5, { extra: probe.logs });
+  await click(viewer);
+  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.avOffsetMs !== null && s.audio.framesDecoded >= 100,
+    'sound and pictures playing', { extra: probe.logs });
+  // Watch the picture's centre while the sound is recorded: when each flash reached the canvas.
+  const seconds = 8;
+  const watch = viewer.page.evaluate(async (ms) => {
+    const seen = [];
+    let bright = null;
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      const [[r]] = await window.rfbViewer.samplePixels([[160, 120]]);
+      const now = performance.timeOrigin + performance.now();
+      const isBright = r > 128;
+      if (bright === false && isBright) seen.push(now);
+      bright = isBright;
+    }
+    return seen;
+  }, seconds * 1000);
+  const recording = await record(viewer, seconds * 1000);
+  const flashes = await watch;
+  const heard = tickOnsets(recording);
+  assert.ok(flashes.length >= seconds - 2, `flashes seen at ${flashes}`);
+  assert.ok(heard.length >= seconds - 2, `ticks heard at ${heard}`);
+  const offsets = flashes.map((f) => heard.reduce((best, h) => (Math.abs(h - f) < Math.abs(best) ? h - f : best), Infinity))
+    .filter((o) => Math.abs(o) < 500);
+  const sorted = [...offsets].sort((a, b) => Math.abs(a) - Math.abs(b));
+  const p95 = Math.abs(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.95))]);
+  const stats = await viewer.stats();
+  t.diagnostic(`sound minus picture per flash (ms): ${offsets.map((o) => o.toFixed(1)).join(' ')}; |offset| p95 ${p95.toFixed(1)} ms; viewer: ${JSON.stringify(stats.audio)}`);
+  assert.ok(offsets.length >= seconds - 2, `flashes matched to ticks: ${offsets}`);
+  assert.ok(p95 <= 20, `|A/V offset| p95 ${p95.toFixed(1)} ms (sound minus picture: ${offsets.map((o) => o.toFixed(1))})`);
 });

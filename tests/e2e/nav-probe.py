@@ -15,13 +15,21 @@
 #                                   {"kind": "pong", "n": <n>, "echo": <message>}
 #   {"error": "..."}                a bus error (then it exits 1)
 #
+# A/V sources: an `appsrc name=avvideo` in the pipeline gets 320x240 RGBx pictures at 30 fps,
+# white for the 3 frames from each whole second of running time, else black; an
+# `appsrc name=avaudio` gets 48 kHz stereo S16LE in 10 ms blocks, silent but for a 5 ms 1 kHz tick
+# at each whole second. Each buffer goes out when its capture ends (a camera's or a microphone's
+# timing): the flash and the tick of a second are made at the same instant.
+#
 # Usage: /usr/bin/python3 nav-probe.py 'videotestsrc ! ... ! rfbsink name=sink port=0'
 # (Debian's python3, which has python3-gi.) Stops on SIGINT/SIGTERM and on EOS.
 
 import json
+import math
 import re
 import signal
 import sys
+import threading
 
 import gi
 
@@ -101,6 +109,71 @@ def structure_fields(s, names):
     return out
 
 
+AV_FPS = 30
+AV_WIDTH, AV_HEIGHT = 320, 240
+AV_RATE = 48000
+AV_BLOCK = AV_RATE // 100
+
+
+def av_caps(name):
+    if name == "avvideo":
+        return Gst.Caps.from_string(
+            f"video/x-raw,format=RGBx,width={AV_WIDTH},height={AV_HEIGHT},framerate={AV_FPS}/1")
+    return Gst.Caps.from_string(f"audio/x-raw,format=S16LE,layout=interleaved,rate={AV_RATE},channels=2")
+
+
+def av_buffer(name, n):
+    """The n-th buffer of an A/V source: (bytes, pts ns, duration ns)."""
+    if name == "avvideo":
+        pts = n * Gst.SECOND // AV_FPS
+        white = n % AV_FPS < 3
+        data = (b"\xff" if white else b"\x00") * (AV_WIDTH * AV_HEIGHT * 4)
+        return data, pts, Gst.SECOND // AV_FPS
+    start = n * AV_BLOCK
+    pts = start * Gst.SECOND // AV_RATE
+    return av_block(start % AV_RATE), pts, AV_BLOCK * Gst.SECOND // AV_RATE
+
+
+_blocks = {}
+
+
+def av_block(start):
+    """The samples of the block at `start` within its second (made once)."""
+    if start in _blocks:
+        return _blocks[start]
+    out = bytearray(AV_BLOCK * 4)
+    for i in range(AV_BLOCK):
+        k = start + i
+        if k < AV_RATE // 200:
+            v = int(24000 * math.sin(2 * math.pi * 1000 * k / AV_RATE))
+            out[4 * i:4 * i + 4] = v.to_bytes(2, "little", signed=True) * 2
+    _blocks[start] = bytes(out)
+    return _blocks[start]
+
+
+def feed_av(pipeline, src, stop):
+    name = src.get_name()
+    clock = pipeline.get_clock()
+    while clock is None and not stop.wait(0.01):
+        clock = pipeline.get_clock()
+    if clock is None:
+        return
+    base = pipeline.get_base_time()
+    n = 0
+    while not stop.is_set():
+        data, pts, duration = av_buffer(name, n)
+        # Out when its capture ends, as a device delivers it.
+        wait = (base + pts + duration - clock.get_time()) / Gst.SECOND
+        if wait > 0 and stop.wait(wait):
+            return
+        buf = Gst.Buffer.new_wrapped(data)
+        buf.pts = pts
+        buf.duration = duration
+        if src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
+            return
+        n += 1
+
+
 def main():
     if len(sys.argv) != 2:
         sys.stderr.write("usage: nav-probe.py 'PIPELINE WITH rfbsink name=sink'\n")
@@ -170,6 +243,12 @@ def main():
     for signum in (signal.SIGINT, signal.SIGTERM):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, signum, on_signal)
 
+    av_sources = [e for e in (pipeline.get_by_name("avvideo"), pipeline.get_by_name("avaudio")) if e]
+    for src in av_sources:
+        src.set_property("caps", av_caps(src.get_name()))
+        src.set_property("format", Gst.Format.TIME)
+        src.set_property("is-live", True)
+    av_stop = threading.Event()
     if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
         # The bus has the why; read it before giving up.
         msg = bus.timed_pop_filtered(0, Gst.MessageType.ERROR)
@@ -180,9 +259,14 @@ def main():
             emit({"error": "the pipeline did not start"})
         pipeline.set_state(Gst.State.NULL)
         return 1
+    # Not waiting for the state change: a live sink completes it with the first buffer.
+    feeders = [threading.Thread(target=feed_av, args=(pipeline, s, av_stop), daemon=True) for s in av_sources]
+    for f in feeders:
+        f.start()
     try:
         loop.run()
     finally:
+        av_stop.set()
         bus.remove_signal_watch()
         pipeline.set_state(Gst.State.NULL)
     return status["code"]

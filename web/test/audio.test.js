@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JitterBuffer, MIN_TARGET_MS, UNDERRUN_STEP_MS, EXCESS_MS } from '../audio-buffer.js';
+import { JitterBuffer, START_TARGET_MS, UNDERRUN_STEP_MS, EXCESS_MS } from '../audio-buffer.js';
 import { MessageDecoder, parseAudioConfig, parseStreamMessage, ProtocolError, withAudio } from '../protocol.js';
 
 const RATE = 48000;
@@ -12,27 +12,27 @@ const quantum = () => [new Float32Array(128), new Float32Array(128)];
 
 test('the jitter buffer waits for its target, then plays in order on every channel', () => {
   const b = new JitterBuffer(RATE);
-  b.push(chunk(10, 0.1, 1000));
+  b.push(chunk(START_TARGET_MS - 10, 0.1, 1000));
   const out = quantum();
   assert.equal(b.read(out), null, 'silence below the target');
   assert.equal(out[0][0], 0);
-  b.push(chunk(20, 0.2, 11000));
+  b.push(chunk(20, 0.2, 1000 + (START_TARGET_MS - 10) * 1000));
   const played = b.read(out);
-  assert.deepEqual(played, { timestampUs: 1000, arrivedMs: 0 });
+  assert.deepEqual(played, { timestampUs: 1000, started: { arrivedMs: 0, at: 0 } });
   assert.ok(Math.abs(out[0][0] - 0.1) < 1e-6 && Math.abs(out[1][0] - 0.1) < 1e-6, 'mono on both channels');
-  assert.equal(b.depth, RATE * 0.03 - 128);
+  assert.equal(b.depth, (RATE * (START_TARGET_MS + 10)) / 1000 - 128);
   // The second quantum starts 128 samples later.
   assert.equal(Math.round(b.read(out).timestampUs), 1000 + Math.round((128 * 1e6) / RATE));
 });
 
 test('an underrun is counted and raises the target; a burst is cut back to it', () => {
   const b = new JitterBuffer(RATE);
-  b.push(chunk(MIN_TARGET_MS, 0.5));
+  b.push(chunk(START_TARGET_MS, 0.5));
   const out = quantum();
   while (b.depth >= 128) b.read(out);
   b.read(out);
   assert.equal(b.underruns, 1);
-  assert.equal(b.targetMs, MIN_TARGET_MS + UNDERRUN_STEP_MS);
+  assert.equal(b.targetMs, START_TARGET_MS + UNDERRUN_STEP_MS);
   assert.equal(b.playing, false);
   b.push(chunk(b.targetMs, 0.5));
   b.read(out);
