@@ -87,6 +87,7 @@ export class AudioOutput {
   }
 
   async open() {
+    const askedEpochMs = performance.timeOrigin + performance.now();
     // Created and resumed inside the gesture: the browser lets it run.
     const context = new AudioContext({ latencyHint: 'interactive', sampleRate: 48000 });
     this.context = context;
@@ -101,7 +102,7 @@ export class AudioOutput {
     const channel = new MessageChannel();
     node.port.postMessage({ type: 'connect', port: channel.port1 }, [channel.port1]);
     this.sendClock();
-    this.options.post({ type: 'audio-port', port: channel.port2 }, [channel.port2]);
+    this.options.post({ type: 'audio-port', port: channel.port2, askedEpochMs }, [channel.port2]);
     this.clockTimer = setInterval(() => this.sendClock(), CLOCK_EVERY_MS);
     context.addEventListener('statechange', () => this.showState());
     this.showState();

@@ -23,6 +23,8 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
     this.lastPlayedTime = 0;
     /** The last packet whose first sample played: its arrival and the context time it played at. @type {{arrivedMs: number, contextTime: number} | null} */
     this.lastStarted = null;
+    /** The context time of the first sample it ever played. @type {number | null} */
+    this.firstPlayed = null;
     /** A recording of the output for `tap` (tests, meters): first channel. @type {{samples: Float32Array, at: number, start: number | null} | null} */
     this.tap = null;
     this.port.onmessage = (/** @type {MessageEvent} */ event) => {
@@ -55,6 +57,7 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
     if (played) {
       this.lastPlayed = played;
       this.lastPlayedTime = scope.currentTime;
+      if (this.firstPlayed === null) this.firstPlayed = scope.currentTime + (played.started?.at ?? 0) / scope.sampleRate;
       if (played.started) {
         this.lastStarted = { arrivedMs: played.started.arrivedMs, contextTime: scope.currentTime + played.started.at / scope.sampleRate };
       }
@@ -79,6 +82,7 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
         played: this.lastPlayed,
         playedContextTime: this.lastPlayedTime,
         started: this.lastStarted,
+        firstPlayed: this.firstPlayed,
         depthMs: b.depthMs,
         targetMs: b.targetMs,
         underruns: b.underruns,

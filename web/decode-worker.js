@@ -29,7 +29,7 @@ import { Sound } from './sound.js';
  *   | {type: 'probe', id: number, x: number, y: number}
  *   | {type: 'window', id: number, window: {low: number, high: number} | 'auto' | null}
  *   | {type: 'display', width: number, height: number}
- *   | {type: 'audio-port', port: MessagePort}
+ *   | {type: 'audio-port', port: MessagePort, askedEpochMs: number}
  *   | {type: 'audio-clock', contextEpochMs: number, outputLatencyMs: number}
  *   | {type: 'audio-tap', id: number, ms: number}
  *   | {type: 'close'}} ToWorker
@@ -572,7 +572,7 @@ scope.onmessage = (/** @type {MessageEvent} */ event) => {
       reply(message.id, { ...p.raw.window });
       break;
     case 'audio-port':
-      p.sound?.connect(message.port);
+      p.sound?.connect(message.port, message.askedEpochMs);
       break;
     case 'audio-clock':
       p.sound?.clock(message.contextEpochMs, message.outputLatencyMs);

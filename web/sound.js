@@ -31,6 +31,8 @@ const REPORT_STALE_MS = 500;
  *   that (AudioContext baseLatency + outputLatency): the sound is heard this much later
  * @property {number | null} avOffsetMs median, sound heard minus picture painted for the same
  *   timestamp: positive when the sound is later than the picture
+ * @property {number | null} startMs from the click that started the sound to its first sample
+ *   heard
  * @property {number | null} videoHoldMs median time a decoded picture waited for its sound
  *   (A/V sync: only while sound plays)
  */
@@ -86,6 +88,10 @@ export class Sound {
     this.reportAt = 0;
     /** Hold pictures back to meet their sound (the viewer's avSync option). */
     this.sync = true;
+    /** When the page asked for sound, and how long until the first sample was heard. @type {number | null} */
+    this.askedEpochMs = null;
+    /** @type {number | null} */
+    this.startMs = null;
     /** @type {Map<number, number>} packet timestamp -> arrival */
     this.arrivals = new Map();
     /** A pending `tap` request's resolver. @type {((value: any) => void) | null} */
@@ -183,11 +189,13 @@ export class Sound {
   }
 
   /**
-   * The page's AudioWorklet is playing: its port, and how its context time maps to the clock.
+   * The page's AudioWorklet is playing: its port, and when the page asked for sound.
    * @param {MessagePort} port
+   * @param {number} askedEpochMs
    */
-  connect(port) {
+  connect(port, askedEpochMs) {
     this.port = port;
+    this.askedEpochMs = askedEpochMs;
     port.onmessage = (event) => this.fromWorklet(event.data);
   }
 
@@ -213,6 +221,9 @@ export class Sound {
     this.report = m;
     this.reportAt = epochNow();
     if (this.contextEpochMs === null) return;
+    if (typeof m.firstPlayed === 'number' && this.startMs === null && this.askedEpochMs !== null) {
+      this.startMs = this.contextEpochMs + m.firstPlayed * 1000 - this.askedEpochMs;
+    }
     if (m.played) keep(this.audioOffsets, this.contextEpochMs + m.playedContextTime * 1000 - m.played.timestampUs / 1000);
     if (m.started) {
       const played = this.contextEpochMs + m.started.contextTime * 1000 - (this.outputLatencyMs ?? 0);
@@ -291,6 +302,7 @@ export class Sound {
       latencyMs: median(this.latencies),
       outputLatencyMs: this.outputLatencyMs,
       avOffsetMs: a !== null && v !== null ? a - v : null,
+      startMs: this.startMs,
       videoHoldMs: this.port ? median(this.holds) : null,
     };
   }

@@ -399,7 +399,7 @@ export class WebRtcHost {
       exact: false,
       paintPath: 'video element (WebRTC)',
       window: null,
-      audio: { state: 'none', channels: 0, packetsReceived: 0, framesDecoded: 0, decodeErrors: 0, underruns: 0, depthMs: null, targetMs: null, skippedMs: 0, latencyMs: null, outputLatencyMs: null, avOffsetMs: null, videoHoldMs: null },
+      audio: { state: 'none', channels: 0, packetsReceived: 0, framesDecoded: 0, decodeErrors: 0, underruns: 0, depthMs: null, targetMs: null, skippedMs: 0, latencyMs: null, outputLatencyMs: null, avOffsetMs: null, startMs: null, videoHoldMs: null },
     };
   }
 

@@ -1,0 +1,96 @@
+// What the sound tests hear and see, for Chromium (audio.test.mjs) and Firefox
+// (firefox.test.mjs): the viewer's own recording of what its AudioWorklet played, read as a
+// listener would (pitch, loudness, tick onsets), and the moments flashes reached the canvas.
+
+/** The frequency of a recorded tone, by its zero crossings. */
+export function pitch(samples, sampleRate) {
+  let crossings = 0;
+  let first = -1;
+  let last = -1;
+  for (let i = 1; i < samples.length; i++) {
+    if (samples[i - 1] < 0 && samples[i] >= 0) {
+      crossings++;
+      if (first < 0) first = i;
+      last = i;
+    }
+  }
+  if (crossings < 2) return 0;
+  return ((crossings - 1) * sampleRate) / (last - first);
+}
+
+/** RMS of a recording. */
+export function rms(samples) {
+  let sum = 0;
+  for (const s of samples) sum += s * s;
+  return Math.sqrt(sum / samples.length);
+}
+
+/** Clicks the page (a user gesture: the browser may now play sound). */
+export async function click(viewer) {
+  await viewer.page.mouse.click(5, 5);
+}
+
+export async function record(viewer, ms) {
+  const r = await viewer.page.evaluate(async (n) => {
+    const { samples, sampleRate, startEpochMs } = await window.rfbViewer.recordAudio(n);
+    return { samples: Array.from(samples), sampleRate, startEpochMs };
+  }, ms);
+  return { ...r, samples: Float32Array.from(r.samples) };
+}
+
+/** Epoch ms (the clock page, worker and worklet share) of each tick onset in a recording. */
+export function tickOnsets({ samples, sampleRate, startEpochMs }) {
+  const onsets = [];
+  const quiet = Math.round(sampleRate * 0.05);
+  let silentFor = quiet;
+  for (let i = 0; i < samples.length; i++) {
+    if (Math.abs(samples[i]) > 0.05) {
+      if (silentFor >= quiet) onsets.push(startEpochMs + (i * 1000) / sampleRate);
+      silentFor = 0;
+    } else {
+      silentFor++;
+    }
+  }
+  return onsets;
+}
+
+/**
+ * Polls the picture's centre for `ms` and returns when (epoch ms) it turned bright each time.
+ * @param {{page: {evaluate: Function}}} viewer
+ * @param {number} ms
+ */
+export function watchFlashes(viewer, ms) {
+  return viewer.page.evaluate(async (n) => {
+    const seen = [];
+    let bright = null;
+    const end = performance.now() + n;
+    while (performance.now() < end) {
+      const [[r]] = await window.rfbViewer.samplePixels([[160, 120]]);
+      const now = performance.timeOrigin + performance.now();
+      const isBright = r > 128;
+      if (bright === false && isBright) seen.push(now);
+      bright = isBright;
+    }
+    return seen;
+  }, ms);
+}
+
+/** The pipeline for the A/V test: nav-probe.py's camera and microphone appsrcs (see there). */
+export const AV_LINE = 'appsrc name=avvideo ! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rfbsink name=sink port=0 '
+  + 'appsrc name=avaudio ! audioconvert ! opusenc frame-size=10 ! sink.audio';
+
+/**
+ * Sound minus picture (ms) for each flash: the nearest tick heard to it.
+ * @param {number[]} flashes
+ * @param {number[]} heard
+ */
+export function avOffsets(flashes, heard) {
+  return flashes.map((f) => heard.reduce((best, h) => (Math.abs(h - f) < Math.abs(best) ? h - f : best), Infinity))
+    .filter((o) => Math.abs(o) < 500);
+}
+
+/** The 95th percentile of |offset|. @param {number[]} offsets */
+export function p95Abs(offsets) {
+  const sorted = offsets.map(Math.abs).sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.95))];
+}
