@@ -23,6 +23,8 @@ apt_packages=(
   g++
   chromium
   firefox-esr
+  # A sound device for Firefox's AudioContext in the tests: a private null sink (tests/e2e/audio.mjs).
+  pulseaudio
   nginx-light
   webkit2gtk-driver
   xvfb

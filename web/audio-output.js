@@ -5,6 +5,8 @@
 
 /** How often the page tells the worker how the audio clock maps to the wall clock. */
 const CLOCK_EVERY_MS = 500;
+/** An AudioContext that has not started within this long will not (no output device). */
+const START_TIMEOUT_MS = 3000;
 
 /**
  * @typedef {object} AudioOutputOptions
@@ -93,7 +95,20 @@ export class AudioOutput {
     this.context = context;
     const resumed = context.resume();
     await context.audioWorklet.addModule(new URL('./audio-worklet.js', import.meta.url));
-    await resumed;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the browser did not start its sound output (is there a sound device?)')), START_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([resumed, timeout]);
+    } catch (e) {
+      context.close().catch(() => {});
+      this.context = null;
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
     const node = new AudioWorkletNode(context, 'rfb-audio', { numberOfInputs: 0, outputChannelCount: [2] });
     const gain = context.createGain();
     gain.gain.value = this.muted ? 0 : this.volume;

@@ -94,3 +94,41 @@ export function p95Abs(offsets) {
   const sorted = offsets.map(Math.abs).sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.95))];
 }
+
+/**
+ * A private PulseAudio server with a null sink (real-time paced, heard by no one), for a
+ * browser that needs a sound device to start an AudioContext (Firefox; headless Chromium has
+ * its own fake output). Resolves to {server: 'unix:...', stop()}, or null with `why` when
+ * pulseaudio is missing (scripts/install-deps.sh installs it).
+ */
+export async function startSoundServer() {
+  const { spawn, spawnSync } = await import('node:child_process');
+  const { mkdtempSync, rmSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  if (spawnSync('pulseaudio', ['--version']).status !== 0) return { server: null, why: 'pulseaudio is not installed', stop: async () => {} };
+  const dir = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-pulse-'));
+  const socket = path.join(dir, 'native');
+  const proc = spawn('pulseaudio', ['-n', '--daemonize=no', '--exit-idle-time=-1', '--use-pid-file=no', '--log-target=stderr',
+    '-L', 'module-null-sink sink_name=rfbsink_test', '-L', `module-native-protocol-unix socket=${socket} auth-anonymous=1`],
+  { env: { ...process.env, HOME: dir, XDG_RUNTIME_DIR: dir, XDG_CONFIG_HOME: dir }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr.on('data', (c) => { log = (log + c).slice(-4000); });
+  const deadline = Date.now() + 10_000;
+  while (!existsSync(socket)) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`pulseaudio did not start:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    server: `unix:${socket}`,
+    why: null,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('close', r)));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

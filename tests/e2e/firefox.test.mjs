@@ -13,6 +13,7 @@ import puppeteer from 'puppeteer-core';
 import {
   Viewer, assertPluginBuilt, assertSmpteBars, requireElements, startPipeline, streamToPage, withQuery } from './lib.mjs';
 import { probeReady, startProbe } from './probe.mjs';
+import { AV_LINE, avOffsets, click, p95Abs, pitch, record, rms, startSoundServer, tickOnsets, watchFlashes } from './audio.mjs';
 
 const FIREFOX = process.env.RFB_FIREFOX ?? '/usr/bin/firefox-esr';
 const SOURCE = 'videotestsrc pattern=smpte is-live=true ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
@@ -22,6 +23,8 @@ const STREAM = { width: 640, height: 480 };
 /** @type {import('puppeteer-core').Browser | undefined} */
 let browser;
 let profile = '';
+/** The sound device Firefox plays to (a null sink), or why there is none. */
+let sound = { server: null, why: 'not started', stop: async () => {} };
 /** What Viewer.open needs of a browser context. */
 const context = { newPage: () => /** @type {import('puppeteer-core').Browser} */ (browser).newPage() };
 
@@ -31,10 +34,14 @@ before(async () => {
     throw new Error(`${FIREFOX} is missing: install Debian's firefox-esr (scripts/install-deps.sh does)`);
   }
   profile = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-firefox-'));
-  browser = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true, userDataDir: profile });
+  // Firefox starts an AudioContext only with a sound device: a private PulseAudio null sink.
+  sound = await startSoundServer();
+  const env = sound.server ? { ...process.env, PULSE_SERVER: sound.server } : process.env;
+  browser = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true, userDataDir: profile, env });
 });
 after(async () => {
   await browser?.close();
+  await sound.stop();
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
@@ -122,4 +129,48 @@ test('Firefox: the viewer reconnects after the pipeline restarts on the same por
     '10 more decoded frames after the restart', { timeoutMs: 45_000, extra: second.logs });
   assert.equal(stats.codec, 'h264');
   await assertSmpteBars(viewer, { extra: second.logs });
+});
+
+test('Firefox: sound after a click, the tone\'s pitch out of the worklet (WebTransport)', { timeout: 90_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc', 'opusenc'])) return;
+  if (!sound.server) return t.skip(`no sound device for Firefox: ${sound.why}`);
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink name=s port=0 `
+    + 'audiotestsrc is-live=true freq=440 volume=0.5 ! audio/x-raw,rate=48000,channels=2 ! opusenc ! s.audio');
+  t.after(() => pipeline.stop());
+  const viewer = await Viewer.open(context, pipeline.url);
+  t.after(() => viewer.close());
+  await viewer.waitForFrames(5, { extra: pipeline.logs });
+  await viewer.waitForStats((s) => s.audio.state === 'waiting-for-click', 'the stream\'s sound announced', { extra: pipeline.logs });
+  await click(viewer);
+  const playing = await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 25, 'sound playing',
+    { extra: pipeline.logs });
+  assert.equal(playing.audio.decodeErrors, 0);
+  const { samples, sampleRate } = await record(viewer, 1000);
+  const heard = pitch(samples, sampleRate);
+  assert.ok(Math.abs(heard - 440) < 5, `heard ${heard.toFixed(1)} Hz, expected 440 Hz (rms ${rms(samples).toFixed(3)})\n${viewer.logs()}`);
+  const stats = await viewer.stats();
+  t.diagnostic(`firefox ${stats.transport}: audio ${JSON.stringify(stats.audio)}`);
+});
+
+test('Firefox: A/V sync, a flash and a tick captured together are seen and heard together', { timeout: 90_000 }, async (t) => {
+  if (!probeReady(t, ['opusenc', 'x264enc', 'videoconvert'])) return;
+  if (!sound.server) return t.skip(`no sound device for Firefox: ${sound.why}`);
+  const probe = await startProbe(AV_LINE);
+  t.after(() => probe.stop());
+  const viewer = await Viewer.open(context, probe.url);
+  t.after(() => viewer.close());
+  await viewer.waitForFrames(5, { extra: probe.logs });
+  await click(viewer);
+  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.avOffsetMs !== null && s.audio.framesDecoded >= 100,
+    'sound and pictures playing', { extra: probe.logs });
+  const seconds = 8;
+  const watch = watchFlashes(viewer, seconds * 1000);
+  const flashesHeard = tickOnsets(await record(viewer, seconds * 1000));
+  const flashes = await watch;
+  const offsets = avOffsets(flashes, flashesHeard);
+  const p95 = p95Abs(offsets);
+  const stats = await viewer.stats();
+  t.diagnostic(`firefox: sound minus picture per flash (ms): ${offsets.map((o) => o.toFixed(1)).join(' ')}; |offset| p95 ${p95?.toFixed(1)} ms; viewer: ${JSON.stringify(stats.audio)}`);
+  assert.ok(offsets.length >= seconds - 2, `flashes ${flashes.length} matched to ticks ${flashesHeard.length}: ${offsets}`);
+  assert.ok(p95 <= 20, `|A/V offset| p95 ${p95.toFixed(1)} ms (sound minus picture: ${offsets.map((o) => o.toFixed(1))})`);
 });
