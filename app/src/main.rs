@@ -125,6 +125,11 @@ struct ServeArgs {
         requires = "relay"
     )]
     relay_broadcast: String,
+    /// Sound, as Opus to every viewer: none, test (a tick a second), pulse (the default
+    /// PulseAudio/PipeWire source), pulse:DEVICE (e.g. a sink's .monitor: what the desktop
+    /// plays) or file (the sound of --source file:PATH or stdin)
+    #[arg(long, default_value = "none", value_parser = parse_audio, value_name = "SOURCE")]
+    audio: pipeline::Audio,
     /// Print the pipeline and exit
     #[arg(long)]
     dry_run: bool,
@@ -151,6 +156,10 @@ struct DemoArgs {
 }
 
 fn parse_source(s: &str) -> Result<Source, String> {
+    s.parse().map_err(|e: pipeline::Error| e.to_string())
+}
+
+fn parse_audio(s: &str) -> Result<pipeline::Audio, String> {
     s.parse().map_err(|e: pipeline::Error| e.to_string())
 }
 
@@ -239,6 +248,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         interactive: pipeline::Interactive::Off,
         ladder: args.ladder,
         relay: args.relay.map(|url| (url, args.relay_broadcast)),
+        audio: args.audio,
     };
     run_built(&opts, args.dry_run, None)
 }

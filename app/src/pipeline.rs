@@ -226,7 +226,46 @@ pub struct ServeOptions {
     pub ladder: Vec<Rung>,
     /// A Media over QUIC relay to publish to as well: (rfbsink's `relay-url`, `relay-broadcast`).
     pub relay: Option<(String, String)>,
+    /// Sound for rfbsink's `audio` pad.
+    pub audio: Audio,
 }
+
+/// Where the sound comes from (`--audio`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Audio {
+    #[default]
+    None,
+    /// `audiotestsrc wave=ticks`: a tick a second.
+    Test,
+    /// A PulseAudio (or PipeWire) source: the default one, or a device by name (a sink's
+    /// `.monitor` streams what the desktop plays).
+    Pulse(Option<String>),
+    /// The sound of `--source file:PATH` or `stdin`.
+    File,
+}
+
+impl FromStr for Audio {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "none" | "off" => Ok(Self::None),
+            "test" => Ok(Self::Test),
+            "pulse" => Ok(Self::Pulse(None)),
+            "file" => Ok(Self::File),
+            _ => match s.strip_prefix("pulse:") {
+                Some(device) if !device.is_empty() => Ok(Self::Pulse(Some(device.to_owned()))),
+                _ => Err(Error::new(format!(
+                    "unknown audio {s:?}: use none, test, pulse, pulse:DEVICE or file"
+                ))),
+            },
+        }
+    }
+}
+
+/// Raw sound to rfbsink's audio pad: Opus at 10 ms a packet (half opusenc's default: less
+/// latency for a little more bitrate).
+const OPUS_TO_SINK: &str = "audioconvert ! audioresample ! opusenc frame-size=10 ! sink.audio";
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -246,6 +285,7 @@ impl Default for ServeOptions {
             interactive: Interactive::Off,
             ladder: Vec::new(),
             relay: None,
+            audio: Audio::None,
         }
     }
 }
@@ -433,7 +473,7 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     }
     parts.extend(encoder_parts(opts));
     let mut sink = format!("rfbsink port={}", opts.port);
-    if ladder {
+    if ladder || opts.audio != Audio::None {
         sink = format!("rfbsink name=sink port={}", opts.port);
     }
     if let Some(address) = &opts.address {
@@ -474,6 +514,32 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
         line.push_str("  ");
         line.push_str(&branch.join(" ! "));
     }
+    let audio = match &opts.audio {
+        Audio::None => None,
+        Audio::Test => Some(
+            "audiotestsrc is-live=true wave=ticks freq=880 volume=0.3 ! audio/x-raw,channels=2"
+                .to_owned(),
+        ),
+        Audio::Pulse(None) => Some("pulsesrc".to_owned()),
+        Audio::Pulse(Some(device)) => Some(format!("pulsesrc device={}", quote_if_needed(device))),
+        Audio::File => match opts.source {
+            // decodebin's sound, paced like its pictures.
+            Source::File(_) | Source::Stdin => {
+                Some("dec. ! queue ! audio/x-raw ! clocksync".to_owned())
+            }
+            _ => {
+                return Err(Error::new(
+                    "--audio file plays the sound of --source file:PATH or stdin",
+                ))
+            }
+        },
+    };
+    if let Some(audio) = audio {
+        line.push_str("  ");
+        line.push_str(&audio);
+        line.push_str(" ! ");
+        line.push_str(OPUS_TO_SINK);
+    }
     Ok(line)
 }
 
@@ -481,7 +547,7 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
 /// the CPU allows and the leaky queue would skip through it), at most `fps` frames a second.
 fn decoded_at_real_time(fps: u32) -> [String; 4] {
     [
-        "decodebin".to_owned(),
+        "decodebin name=dec".to_owned(),
         // Links decodebin's video pad only, not its audio pads.
         "video/x-raw".to_owned(),
         "clocksync".to_owned(),
@@ -543,7 +609,8 @@ fn encoder_parts(opts: &ServeOptions) -> Vec<String> {
 pub fn elements_of(line: &str) -> Vec<&str> {
     line.split(" ! ")
         .filter_map(|part| part.split_whitespace().next())
-        .filter(|first| !first.contains('/'))
+        // Caps filters (video/x-raw) and pad references (t., sink.audio) are no elements.
+        .filter(|first| !first.contains('/') && !first.contains('.'))
         .collect()
 }
 
@@ -559,6 +626,7 @@ pub fn package_of(element: &str) -> &'static str {
         "ximagesrc" => "gstreamer1.0-plugins-good (and an X display)",
         "textoverlay" => "gstreamer1.0-x",
         "queue" | "filesrc" | "fdsrc" | "clocksync" => "libgstreamer1.0-0",
+        "pulsesrc" => "gstreamer1.0-pulseaudio (and a PulseAudio or PipeWire server)",
         "rfbsink" => "gst-plugin-rfbsink (built into rfb)",
         _ => "gstreamer1.0-plugins-base",
     }
@@ -735,13 +803,13 @@ mod tests {
             ..ServeOptions::default()
         });
         assert!(file.starts_with(
-            "filesrc location=\"/tmp/a b\\\".mkv\" ! decodebin ! video/x-raw ! clocksync ! videorate drop-only=true max-rate=30 ! queue"
+            "filesrc location=\"/tmp/a b\\\".mkv\" ! decodebin name=dec ! video/x-raw ! clocksync ! videorate drop-only=true max-rate=30 ! queue"
         ), "{file}");
         let stdin = line(ServeOptions {
             source: Source::Stdin,
             ..ServeOptions::default()
         });
-        assert!(stdin.starts_with("fdsrc fd=0 ! decodebin ! video/x-raw ! clocksync"));
+        assert!(stdin.starts_with("fdsrc fd=0 ! decodebin name=dec ! video/x-raw ! clocksync"));
         assert_eq!(
             elements_of(&stdin),
             [
@@ -755,6 +823,48 @@ mod tests {
                 "rfbsink"
             ]
         );
+    }
+
+    #[test]
+    fn sound_goes_to_the_audio_pad_as_opus() {
+        let test = line(ServeOptions {
+            audio: "test".parse().unwrap(),
+            ..ServeOptions::default()
+        });
+        assert!(test.contains("rfbsink name=sink port=8080"), "{test}");
+        assert!(
+            test.ends_with(
+                "  audiotestsrc is-live=true wave=ticks freq=880 volume=0.3 ! audio/x-raw,channels=2 ! audioconvert ! audioresample ! opusenc frame-size=10 ! sink.audio"
+            ),
+            "{test}"
+        );
+        assert!(elements_of(&test).contains(&"opusenc"));
+        assert!(!elements_of(&test).iter().any(|e| e.contains('.')));
+        let pulse = line(ServeOptions {
+            audio: "pulse:alsa_output.pci.monitor".parse().unwrap(),
+            ..ServeOptions::default()
+        });
+        assert!(pulse.contains("  pulsesrc device=alsa_output.pci.monitor ! audioconvert"));
+        let file = line(ServeOptions {
+            source: "file:/tmp/a.mkv".parse().unwrap(),
+            audio: Audio::File,
+            ..ServeOptions::default()
+        });
+        assert!(
+            file.contains("  dec. ! queue ! audio/x-raw ! clocksync ! audioconvert"),
+            "{file}"
+        );
+        let err = pipeline_line(&ServeOptions {
+            audio: Audio::File,
+            ..ServeOptions::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("--source file:PATH or stdin"),
+            "{err}"
+        );
+        assert!("pulse:".parse::<Audio>().is_err());
+        assert!("mic".parse::<Audio>().is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   REPO, Viewer, gstEnv, hasElement, launchBrowser, outPath, pollUntil, withQuery } from './lib.mjs';
+import { click, pitch, record, tickOnsets } from './audio.mjs';
 
 const RFB = process.env.RFB_PROGRAM ?? path.join(REPO, 'target', 'release', 'rfb');
 const WIDTH = 320;
@@ -222,4 +223,49 @@ test('rfb serve: the overlay (?overlay=1) shows the server\'s latency figures an
     await viewer?.close();
     await serve.kill();
   }
+});
+
+// --audio: the sound of the test source (a tick a second) and of a file reach the listener.
+test('rfb serve --audio test: ticks a second apart are heard after a click, Ctrl-C exits 0', { timeout: 60_000 }, async (t) => {
+  if (!hasElement('opusenc') || !hasElement('x264enc')) return t.skip('needs opusenc and x264enc');
+  const serve = await startServe(['--source', 'test', '--size', `${WIDTH}x${HEIGHT}`, '--port', '0', '--audio', 'test']);
+  t.after(() => serve.kill());
+  const viewer = await Viewer.open(browser.context, serve.url);
+  t.after(() => viewer.close());
+  await viewer.waitForStats((s) => s.audio.state === 'waiting-for-click' && s.framesDecoded >= 5, 'pictures and sound announced',
+    { timeoutMs: DECODE_TIMEOUT_MS, extra: serve.logs });
+  await click(viewer);
+  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 50, 'sound playing', { extra: serve.logs });
+  const ticks = tickOnsets(await record(viewer, 3500));
+  assert.ok(ticks.length >= 3, `ticks heard at ${ticks}`);
+  for (let i = 1; i < ticks.length; i++) {
+    assert.ok(Math.abs(ticks[i] - ticks[i - 1] - 1000) < 15, `ticks ${ticks[i - 1]} and ${ticks[i]} are not a second apart`);
+  }
+  await viewer.close();
+  const { code, signal } = await serve.interrupt();
+  assert.equal(signal, null, serve.logs());
+  assert.equal(code, 0, serve.logs());
+});
+
+test('rfb serve --source file:PATH --audio file: the file\'s own sound plays', { timeout: 90_000 }, async (t) => {
+  if (!['opusenc', 'x264enc', 'matroskamux', 'vorbisenc'].every(hasElement)) return t.skip('needs opusenc, x264enc, matroskamux, vorbisenc');
+  const dir = mkdtempSync(path.join(tmpdir(), 'rfbsink-e2e-serve-file-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'tone.mkv');
+  // Ten seconds of a picture and a 660 Hz tone (Vorbis, so that rfb re-encodes it to Opus).
+  const make = spawn('gst-launch-1.0', ['-q', 'videotestsrc', 'num-buffers=300', '!', 'video/x-raw,width=320,height=240,framerate=30/1', '!',
+    'x264enc', '!', 'mux.', 'audiotestsrc', 'num-buffers=470', 'freq=660', 'volume=0.5', '!', 'audioconvert', '!', 'vorbisenc', '!', 'mux.',
+    'matroskamux', 'name=mux', '!', 'filesink', `location=${file}`], { env: gstEnv(), stdio: 'ignore' });
+  assert.equal(await new Promise((r) => make.once('close', r)), 0, 'could not make the test file');
+  const serve = await startServe(['--source', `file:${file}`, '--port', '0', '--audio', 'file']);
+  t.after(() => serve.kill());
+  const viewer = await Viewer.open(browser.context, serve.url);
+  t.after(() => viewer.close());
+  await viewer.waitForStats((s) => s.audio.state === 'waiting-for-click' && s.framesDecoded >= 5, 'pictures and sound announced',
+    { timeoutMs: DECODE_TIMEOUT_MS, extra: serve.logs });
+  await click(viewer);
+  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 25, 'sound playing', { extra: serve.logs });
+  const { samples, sampleRate } = await record(viewer, 1000);
+  const heard = pitch(samples, sampleRate);
+  assert.ok(Math.abs(heard - 660) < 6, `heard ${heard.toFixed(1)} Hz, expected the file's 660 Hz\n${serve.logs()}`);
 });

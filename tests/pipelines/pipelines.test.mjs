@@ -25,6 +25,8 @@ const LOG_TAIL_CHARS = 6_000;
 //   frames-rendered=(guint64)7, ...
 // frames-rendered, not frames: raw video with nobody watching is kept, not sent.
 const STATS_RE = /rfbsink-stats,.*?\bframes-rendered=\(g?u?int(?:64)?\)(\d+)/;
+// Opus packets the audio pad took (pipelines that link `sink.audio`).
+const AUDIO_RE = /rfbsink-stats,.*?\baudio-packets=\(g?u?int(?:64)?\)(\d+)/;
 
 const outRoot = mkdtempSync(path.join(tmpdir(), 'rfbsink-pipelines-'));
 after(() => rmSync(outRoot, { recursive: true, force: true }));
@@ -66,10 +68,11 @@ function tail() {
  * Runs `gst-launch-1.0 -m args` until rfbsink reports `FRAMES` rendered frames, then stops it
  * with SIGINT and waits for it to exit.
  * @param {string[]} args
- * @param {{stdin?: 'ignore' | number | import('node:stream').Readable}} [opts]
- * @returns {Promise<{frames: number, url: string | null, code: number | null, signal: string | null, logs: () => string}>}
+ * With `audio`, it also waits for `FRAMES` Opus packets on the audio pad.
+ * @param {{stdin?: 'ignore' | number | import('node:stream').Readable, audio?: boolean}} [opts]
+ * @returns {Promise<{frames: number, audioPackets: number, url: string | null, code: number | null, signal: string | null, logs: () => string}>}
  */
-function runUntilFrames(args, { stdin = 'ignore' } = {}) {
+function runUntilFrames(args, { stdin = 'ignore', audio = false } = {}) {
   const proc = spawn('gst-launch-1.0', ['-m', ...args], {
     env: gstEnv(),
     stdio: [typeof stdin === 'object' ? 'pipe' : stdin, 'pipe', 'pipe'],
@@ -79,6 +82,7 @@ function runUntilFrames(args, { stdin = 'ignore' } = {}) {
   const err = tail();
   const logs = () => `--- gst-launch-1.0 -m ${args.join(' ')}\n--- stdout (tail)\n${out}\n--- stderr (tail)\n${err}`;
   let frames = 0;
+  let audioPackets = 0;
   let url = null;
   let stopTimer = null;
   let runTimer = null;
@@ -99,9 +103,11 @@ function runUntilFrames(args, { stdin = 'ignore' } = {}) {
     onLines(proc.stdout, (line) => {
       url ??= parseListening(line)?.url ?? null;
       const m = STATS_RE.exec(line);
+      const a = AUDIO_RE.exec(line);
+      if (a) audioPackets = Math.max(audioPackets, Number(a[1]));
       if (m) {
         frames = Math.max(frames, Number(m[1]));
-        if (frames >= FRAMES) stop();
+        if (frames >= FRAMES && (!audio || audioPackets >= FRAMES)) stop();
       }
     });
     proc.stdout.on('data', (chunk) => out.push(chunk));
@@ -109,7 +115,7 @@ function runUntilFrames(args, { stdin = 'ignore' } = {}) {
     proc.once('close', (code, signal) => {
       clearTimeout(runTimer);
       clearTimeout(stopTimer);
-      if (frames >= FRAMES) resolve({ frames, url, code, signal, logs });
+      if (frames >= FRAMES) resolve({ frames, audioPackets, url, code, signal, logs });
       else reject(new Error(`gst-launch-1.0 exited (code ${code}, signal ${signal}) after ${frames} frames, before ${FRAMES}\n${logs()}`));
     });
   });
@@ -169,7 +175,7 @@ for (const entry of catalogue) {
 
     let result;
     try {
-      result = await runUntilFrames(args, { stdin });
+      result = await runUntilFrames(args, { stdin, audio: args.includes('sink.audio') });
     } finally {
       if (sampleFd !== null) closeSync(sampleFd);
       producer?.kill('SIGTERM');
@@ -177,6 +183,10 @@ for (const entry of catalogue) {
     t.diagnostic(`${result.frames} frames rendered, served at ${result.url}`);
     assert.ok(result.url, `rfbsink never reported rfbsink-listening\n${result.logs()}`);
     assert.doesNotMatch(result.logs(), /^ERROR: from element/m, `the pipeline posted an error\n${result.logs()}`);
+    if (args.includes('sink.audio')) {
+      assert.ok(result.audioPackets >= FRAMES, `the audio pad took ${result.audioPackets} packets\n${result.logs()}`);
+      t.diagnostic(`${result.audioPackets} Opus packets on the audio pad`);
+    }
     for (const file of outputs) {
       if (file.endsWith('.mp4')) assertMp4(file, result.logs);
       else assert.ok(existsSync(file) && statSync(file).size > 0, `${file} was not written\n${result.logs()}`);
