@@ -71,6 +71,7 @@ class _Counters:
     unchanged: int = 0
     repeated_for_keyframe: int = 0
     events_dropped: int = 0
+    audio_pushed: int = 0
     callback_errors: int = 0
     last_error: Optional[str] = None
 
@@ -305,6 +306,9 @@ class Stream:
             relay_token=relay_token,
         )
         self._lock = threading.RLock()
+        # The sound's branch once push_audio() made it: ((format, rate, channels), appsrc).
+        self._audio: Optional[Tuple[Tuple[str, int, int], Gst.Element]] = None
+        self._audio_next: Optional[int] = None
         self._input_callbacks: List[Callable[[InputEvent], Any]] = []
         self._message_callbacks: List[Callable[[str, Any, int], Any]] = []
         self._counters = _Counters()
@@ -466,7 +470,86 @@ class Stream:
         self._finalizer.detach()
         self._pipeline.set_state(Gst.State.NULL)
         self._codec = codec
+        self._audio = None
         self._start()
+
+    # --- Sound -----------------------------------------------------------------------------
+
+    def push_audio(self, samples: Any, rate: int) -> None:
+        """Sends sound: `samples` is a numpy array of shape (n,) (mono) or (n, channels) (1 or 2
+        channels), float in -1..1 or int16, at `rate` samples a second (8000 to 192000).
+
+        The viewers hear it in sync with the pictures (both carry the real time they were
+        pushed; the viewer holds each picture until its sound is heard). Push in about real
+        time, in chunks of 10 to 100 ms: chunks that follow on are played back to back, a chunk
+        after a pause starts a new run at the time it is pushed, and sound pushed far ahead of
+        real time is cut by the viewer's jitter buffer. Never blocks on a viewer. Browsers play
+        sound after a click on the page: the viewer says so.
+        """
+        arr = samples if isinstance(samples, np.ndarray) else np.asarray(samples)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] not in (1, 2):
+            raise ValueError(f"audio samples must have shape (n,) or (n, 1 or 2), got {samples.shape if hasattr(samples, 'shape') else arr.shape}")
+        if not isinstance(rate, (int, np.integer)) or not 8000 <= rate <= 192000:
+            raise ValueError(f"rate must be an integer from 8000 to 192000 samples a second, got {rate!r}")
+        if arr.dtype == np.int16:
+            data = np.ascontiguousarray(arr).astype("<i2", copy=False)
+            fmt = "S16LE"
+        elif np.issubdtype(arr.dtype, np.floating):
+            data = np.ascontiguousarray(np.clip(arr, -1.0, 1.0), dtype="<f4")
+            fmt = "F32LE"
+        else:
+            raise ValueError(f"audio samples must be float (-1..1) or int16, got {arr.dtype}")
+        if len(data) == 0:
+            return
+        with self._lock:
+            self._check_open()
+            key = (fmt, int(rate), data.shape[1])
+            if self._audio is None or self._audio[0] != key:
+                self._audio_branch(key)
+            appsrc = self._audio[1]
+            now = self._running_time()
+            duration = len(data) * Gst.SECOND // int(rate)
+            # Back to back with the last chunk, unless that one ended well before now (a pause).
+            pts = self._audio_next if self._audio_next is not None and self._audio_next >= now - 50 * Gst.MSECOND else now
+            buf = Gst.Buffer.new_wrapped(data.tobytes())
+            buf.pts = pts
+            buf.duration = duration
+            self._audio_next = pts + duration
+            if appsrc.emit("push-buffer", buf) != Gst.FlowReturn.OK:
+                self._check_open()
+            self._counters.audio_pushed += 1
+
+    def _audio_branch(self, key: Tuple[str, int, int]) -> None:
+        """appsrc -> Opus -> rfbsink's audio pad, added to the running pipeline (or its caps
+        changed when it exists)."""
+        fmt, rate, channels = key
+        caps = Gst.Caps.from_string(f"audio/x-raw,format={fmt},layout=interleaved,rate={rate},channels={channels}")
+        if self._audio is not None:
+            self._audio[1].set_property("caps", caps)
+            self._audio = (key, self._audio[1])
+            return
+        try:
+            branch = Gst.parse_bin_from_description(
+                # leaky: push_audio() never blocks; the oldest waiting chunk goes first.
+                "appsrc name=asrc is-live=true format=time do-timestamp=false block=false "
+                "leaky-type=downstream max-buffers=16 max-bytes=0 max-time=0 "
+                "! audioconvert ! audioresample ! opusenc frame-size=10 name=aenc",
+                True,
+            )
+        except GLib.Error as e:
+            raise RfbsinkError(f"cannot make the sound's pipeline (opusenc: gstreamer1.0-plugins-base): {e.message}") from None
+        appsrc = branch.get_by_name("asrc")
+        appsrc.set_property("caps", caps)
+        self._pipeline.add(branch)
+        pad = self._sink.request_pad_simple("audio")
+        if pad is None or branch.get_static_pad("src").link(pad) != Gst.PadLinkReturn.OK:
+            self._pipeline.remove(branch)
+            raise RfbsinkError("cannot link the sound to rfbsink's audio pad")
+        branch.sync_state_with_parent()
+        self._audio = (key, appsrc)
+        self._audio_next = None
 
     # --- Pushing ---------------------------------------------------------------------------
 
@@ -736,6 +819,7 @@ class Stream:
             "unchanged": c.unchanged,
             "repeated-for-keyframe": c.repeated_for_keyframe,
             "events-dropped": c.events_dropped,
+            "audio-pushed": c.audio_pushed,
             "callback-errors": c.callback_errors,
             "last-callback-error": c.last_error,
         }

@@ -658,3 +658,73 @@ def test_bad_relays_are_refused():
     ]:
         with pytest.raises(ValueError, match=match):
             rfbsink.Stream(64, 48, codec=codec, relay=relay)
+
+
+def test_push_audio_reaches_viewers_as_opus_with_the_pictures_clock():
+    """push_audio(): a viewer that asks for sound (audio=1) gets an audio-config and Opus packets
+    whose timestamps follow on and sit on the pictures' clock; one that does not gets none."""
+
+    async def main():
+        with rfbsink.Stream(64, 48, codec="lossless") as stream:
+            stream.push(np.zeros((48, 64), np.uint8))
+            # max_queue=None: the packets this test leaves unread must not hold up its close.
+            listener = await websockets.connect(
+                f"ws://127.0.0.1:{stream.port}/ws?envelope=binary&audio=1&rfb_token={stream.token}", max_queue=None)
+            deaf = await _client(stream, envelope="binary")
+            await _next_json(listener, "hello")
+            rate, chunk = 48000, 960  # 20 ms
+            t = np.arange(chunk) / rate
+            start = time.monotonic()
+            packets, config = [], None
+            for i in range(40):
+                tone = 0.4 * np.sin(2 * np.pi * 440 * (t + i * chunk / rate))
+                stream.push_audio(np.stack([tone, tone], axis=1).astype(np.float32), rate)
+                await asyncio.sleep(max(0.0, start + (i + 1) * chunk / rate - time.monotonic()))
+            deadline = time.monotonic() + 5
+            while len(packets) < 60 and time.monotonic() < deadline:
+                try:
+                    msg = await asyncio.wait_for(listener.recv(), 1)
+                except asyncio.TimeoutError:
+                    break
+                if isinstance(msg, str):
+                    obj = json.loads(msg)
+                    if obj.get("kind") == "audio-config":
+                        config = obj
+                elif msg[:2] == b"RA":
+                    packets.append((int.from_bytes(msg[8:16], "little"), int.from_bytes(msg[16:24], "little", signed=True), len(msg) - 24))
+            assert config == {"channel": "rfb.control", "kind": "audio-config", "config_id": 1, "codec": "opus",
+                              "sample_rate": 48000, "channels": 2}
+            assert len(packets) >= 60, packets  # 10 ms packets of 800 ms of sound
+            seqs = [p[0] for p in packets]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+            # Back to back, 10 ms apart (opusenc's first packet is shorter: its look-ahead).
+            gaps = {packets[i + 1][1] - packets[i][1] for i in range(1, len(packets) - 1)}
+            assert gaps == {10_000}, gaps
+            # On the pictures' clock: running time, within the time the pushes took.
+            assert 0 <= packets[0][1] < 60_000_000
+            # The viewer that did not ask got pictures only.
+            got = []
+            until = time.monotonic() + 0.5
+            with contextlib.suppress(asyncio.TimeoutError):
+                while time.monotonic() < until:
+                    got.append(await asyncio.wait_for(deaf.recv(), 0.3))
+            assert not any(isinstance(m, bytes) and m[:2] == b"RA" for m in got)
+            stats = stream.stats
+            assert stats["audio-packets"] >= 80 and stats["python"]["audio-pushed"] == 40
+            await listener.close()
+            await deaf.close()
+
+    asyncio.run(main())
+
+
+def test_push_audio_refuses_what_is_not_sound():
+    with rfbsink.Stream(64, 48, codec="lossless") as stream:
+        with pytest.raises(ValueError, match="shape"):
+            stream.push_audio(np.zeros((10, 6), np.float32), 48000)
+        with pytest.raises(ValueError, match="rate"):
+            stream.push_audio(np.zeros(10, np.float32), 1000)
+        with pytest.raises(ValueError, match="float"):
+            stream.push_audio(np.zeros(10, np.uint8), 48000)
+        stream.close()
+        with pytest.raises(rfbsink.RfbsinkError, match="closed"):
+            stream.push_audio(np.zeros(480, np.float32), 48000)
