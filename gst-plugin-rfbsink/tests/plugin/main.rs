@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audio;
 mod codec;
 mod overload;
 mod rate;
