@@ -6,6 +6,7 @@
 #   make bench-lossless   the lossless raw path's benchmark alone
 #   make bench-python     the Python package's benchmark alone (with Jupyter's proxy and aiortc)
 #   make bench-relay      latency through one and two Media over QUIC relays (moq-relay, @moq/watch)
+#   make bench-audio      sound at steady state: underruns, latency, A/V offset (tests/bench/audio.mjs)
 #   make fuzz    the fuzz targets, FUZZ_SECONDS each (make fuzz-smoke: 10 s each, part of test)
 # Everything is built with --release so that dependencies compile once for build, test and lint.
 
@@ -18,7 +19,7 @@ PLUGIN_DIR := $(CURDIR)/target/release
 # the pipeline).
 RUN_DEMO ?= $(CURDIR)/target/release/rfb demo --port 8080
 
-.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless bench-python bench-relay clean
+.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless bench-python bench-relay bench-audio clean
 
 all: build
 
@@ -92,6 +93,7 @@ bench: deps build
 	node tests/bench/lossless.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
 	node tests/bench/python.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
 	node tests/bench/relay.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--seconds 5,)
+	node tests/bench/audio.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
 
 # The lossless raw path alone: throughput, latency and CPU against pngenc/jpegenc (tests/bench/lossless.mjs).
 bench-lossless: deps build
@@ -101,6 +103,10 @@ bench-lossless: deps build
 # Jupyter's proxy, and aiortc for comparison (tests/bench/python.mjs).
 bench-python: deps build
 	node tests/bench/python.mjs $(PYTHON_BENCH_ARGS)
+
+# Sound at steady state: underruns, latency, A/V offset (tests/bench/audio.mjs; 60 s a case).
+bench-audio: deps build
+	node tests/bench/audio.mjs $(AUDIO_BENCH_ARGS)
 
 # Glass to glass through one and two clustered moq-relays against the direct link (tests/bench/relay.mjs).
 bench-relay: deps build
