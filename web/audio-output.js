@@ -5,6 +5,10 @@
 
 /** How often the page tells the worker how the audio clock maps to the wall clock. */
 const CLOCK_EVERY_MS = 500;
+/** See sendClock(). */
+const FIREFOX = typeof navigator !== 'undefined' && /\bFirefox\//.test(navigator.userAgent);
+/** Clock ticks without an output timestamp before the viewer does without one. */
+const CLOCK_MISSES = 4;
 /** An AudioContext that has not started within this long will not (no output device). */
 const START_TIMEOUT_MS = 3000;
 
@@ -12,6 +16,8 @@ const START_TIMEOUT_MS = 3000;
  * @typedef {object} AudioOutputOptions
  * @property {(message: import('./decode-worker.js').ToWorker, transfer?: Transferable[]) => void} post to the worker
  * @property {(text: string) => void} notice a message to show for a while
+ * @property {HTMLMediaElement} [media] WebRTC: the <video> that plays the sound itself; starting
+ *   the sound unmutes it (no AudioContext, no worklet)
  */
 
 export class AudioOutput {
@@ -30,6 +36,10 @@ export class AudioOutput {
     this.starting = null;
     this.muted = false;
     this.volume = 1;
+    /** WebRTC: the <video> plays unmuted. */
+    this.playing = false;
+    /** Clock ticks that found no output timestamp yet. */
+    this.clockMisses = 0;
     /** @type {ReturnType<typeof setInterval> | null} */
     this.clockTimer = null;
     const doc = root.ownerDocument;
@@ -53,7 +63,7 @@ export class AudioOutput {
     });
     this.button.addEventListener('click', (event) => {
       event.stopPropagation();
-      if (this.context?.state === 'running') this.setMuted(!this.muted);
+      if (this.running) this.setMuted(!this.muted);
       else this.start();
     });
     root.append(this.button);
@@ -67,7 +77,7 @@ export class AudioOutput {
 
   /** The stream has sound: ask for the click that lets the browser play it. */
   available() {
-    if (this.context?.state === 'running') return;
+    if (this.running) return;
     this.button.textContent = '🔇 Click for sound';
     this.button.title = 'The browser plays sound only after a click or a key press on the page';
     this.button.style.display = 'block';
@@ -89,6 +99,15 @@ export class AudioOutput {
   }
 
   async open() {
+    const media = this.options.media;
+    if (media) {
+      media.muted = this.muted;
+      media.volume = this.volume;
+      await media.play();
+      this.playing = true;
+      this.showState();
+      return;
+    }
     const askedEpochMs = performance.timeOrigin + performance.now();
     // Created and resumed inside the gesture: the browser lets it run.
     const context = new AudioContext({ latencyHint: 'interactive', sampleRate: 48000 });
@@ -127,21 +146,33 @@ export class AudioOutput {
   sendClock() {
     const context = this.context;
     if (!context) return;
-    const ts = context.getOutputTimestamp?.();
+    // Firefox 153 (PulseAudio output): reading getOutputTimestamp() or outputLatency while its
+    // output starts hung the page for good, about one start in four (measured: the page answered
+    // nothing more). There the base latency stands for the output's.
+    const ts = FIREFOX ? null : context.getOutputTimestamp?.();
     // currentTime is the context time the worklet renders next: rendered now.
     const renderEpochMs = performance.timeOrigin + performance.now() - context.currentTime * 1000;
     let contextEpochMs;
-    if (ts && ts.contextTime && ts.performanceTime) {
-      contextEpochMs = performance.timeOrigin + ts.performanceTime - ts.contextTime * 1000;
+    const contextTime = ts?.contextTime ?? 0;
+    const performanceTime = ts?.performanceTime ?? 0;
+    if (contextTime > 0 && performanceTime > 0) {
+      contextEpochMs = performance.timeOrigin + performanceTime - contextTime * 1000;
+    } else if (!FIREFOX && ++this.clockMisses < CLOCK_MISSES) {
+      return; // the output has not started yet: the next tick asks again
     } else {
-      // No output timestamp (yet): what is rendered now is heard after the output's latency.
-      contextEpochMs = renderEpochMs + ((context.baseLatency ?? 0) + (context.outputLatency ?? 0)) * 1000;
+      // No output timestamp: what is rendered now is heard after the context's base latency.
+      contextEpochMs = renderEpochMs + (context.baseLatency ?? 0) * 1000;
     }
     this.options.post({ type: 'audio-clock', contextEpochMs, outputLatencyMs: Math.max(0, contextEpochMs - renderEpochMs) });
   }
 
+  /** Whether the sound is on its way to the speakers (the context runs, or the <video> plays unmuted). */
+  get running() {
+    return this.options.media ? this.playing : this.context?.state === 'running';
+  }
+
   showState() {
-    if (this.context?.state !== 'running') {
+    if (!this.running) {
       this.available();
       return;
     }
@@ -154,13 +185,15 @@ export class AudioOutput {
   setMuted(muted) {
     this.muted = muted;
     if (this.gain) this.gain.gain.value = muted ? 0 : this.volume;
-    if (this.context?.state === 'running') this.showState();
+    if (this.options.media && this.playing) this.options.media.muted = muted;
+    if (this.running) this.showState();
   }
 
   /** @param {number} volume 0 to 1 */
   setVolume(volume) {
     this.volume = Math.min(1, Math.max(0, Number(volume) || 0));
     if (this.gain && !this.muted) this.gain.gain.value = this.volume;
+    if (this.options.media) this.options.media.volume = this.volume;
   }
 
   close() {

@@ -20,7 +20,7 @@ import { Sound } from './sound.js';
  * `init` without a canvas: a WebRtcHost (webrtc.js), whose picture is a <video>.
  * `relay`: watch through a Media over QUIC relay instead of the element (view-only).
  * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null, audio?: boolean, avSync?: boolean}
- *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope, rendition?: number | null}
+ *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope, rendition?: number | null, audio?: boolean}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
  *   | {type: 'send', id: number, channel: string, message: object, ordered?: boolean}

@@ -27,9 +27,23 @@ export function formatStats(s, probe = null) {
     `dropped ${s.framesDropped}  errors ${s.decodeErrors}  key req ${s.keyframeRequests}`,
     ...(s.server ? formatServerStats(s.server) : []),
     ...(s.renditions && s.renditions.renditions.length > 1 ? [formatRenditions(s.renditions)] : []),
+    ...(s.audio && s.audio.state !== 'none' ? [formatAudio(s.audio)] : []),
     ...(s.window ? [`window ${s.window.low}..${s.window.high} (${s.window.source})  Alt+drag, Alt+A auto`] : []),
     ...(probe ? [`(${probe.x}, ${probe.y}) = ${probe.value.join(', ')}`] : []),
   ];
+}
+
+/**
+ * The overlay's line for the sound. Pure.
+ * @param {import('./sound.js').AudioStats} a
+ */
+export function formatAudio(a) {
+  if (a.state !== 'playing') return `sound: ${a.state}`;
+  const ms = (/** @type {number | null} */ v) => (v === null ? '-' : `${v.toFixed(0)} ms`);
+  const av = a.avOffsetMs === null ? null : Math.round(a.avOffsetMs) || 0;
+  const sync = av === null ? '' : `  A/V ${av >= 0 ? '+' : ''}${av} ms`;
+  const output = a.outputLatencyMs === null ? '' : ` +${ms(a.outputLatencyMs)} out`;
+  return `sound: ${ms(a.latencyMs)}${output}  buffer ${ms(a.depthMs)}  underruns ${a.underruns}${sync}`;
 }
 
 /**

@@ -78,7 +78,7 @@ export class RfbViewer {
    * @param {ViewerOptions} [options]
    */
   constructor(container, options = {}) {
-    const withSound = (options.audio ?? true) && options.transport !== 'webrtc' && !options.relay;
+    const withSound = (options.audio ?? true) && !options.relay;
     const chosen = withEnvelope(options.url ?? defaultUrl(), options.envelope ?? 'binary');
     const url = withSound ? withAudio(chosen.url) : chosen.url;
     const envelope = chosen.envelope;
@@ -195,12 +195,16 @@ export class RfbViewer {
         this.displayObserver.observe(this.canvas); // no device-pixel-content-box (Safari): contentRect x DPR
       }
     } else {
-      this.post({ type: 'init', url, envelope, rendition: options.rendition ?? null });
+      this.post({ type: 'init', url, envelope, rendition: options.rendition ?? null, audio: withSound });
     }
 
     /** The sound's page side, when the viewer plays sound. @type {AudioOutput | null} */
     this.audio = withSound
-      ? new AudioOutput(this.root, { post: (m, transfer) => this.post(m, transfer), notice: (text) => this.notice(text) })
+      ? new AudioOutput(this.root, {
+        post: (m, transfer) => this.post(m, transfer),
+        notice: (text) => this.notice(text),
+        media: this.webrtc ? this.video : undefined,
+      })
       : null;
 
     /** @type {ReturnType<typeof setInterval> | null} */

@@ -7,8 +7,17 @@ import { parseAudioConfig } from './protocol.js';
 
 /** How many recent measurements the medians are taken over. */
 const RECENT = 32;
+/**
+ * The sound's offset that pictures follow is the median of this many reports (~85 ms apart):
+ * recent enough to follow an underrun's shift within a second.
+ */
+const SYNC_REPORTS = 8;
+/** The audio clock's mapping is the median of this many samples (500 ms apart): one late sample does not move it. */
+const CLOCK_SAMPLES = 8;
 /** A picture is held back for the sound at most this long (a sound later than this is a fault, not a delay to copy). */
 export const MAX_SYNC_HOLD_MS = 150;
+/** A recording (`tap`) that has not come back this long after its end has failed. */
+const TAP_GRACE_MS = 3000;
 /** The sound's clock counts as running while the worklet reported within this long. */
 const REPORT_STALE_MS = 500;
 
@@ -44,10 +53,10 @@ function median(values) {
   return sorted[sorted.length >> 1];
 }
 
-/** @param {number[]} list @param {number} value */
-function keep(list, value) {
+/** @param {number[]} list @param {number} value @param {number} [max] */
+function keep(list, value, max = RECENT) {
   list.push(value);
-  if (list.length > RECENT) list.shift();
+  if (list.length > max) list.shift();
 }
 
 /** Epoch milliseconds: comparable between the worker, the page and the audio clock. */
@@ -72,6 +81,12 @@ export class Sound {
     this.contextEpochMs = null;
     /** The output's latency after the worklet, ms. @type {number | null} */
     this.outputLatencyMs = null;
+    /** The page's recent clock samples (medians above). @type {number[]} */
+    this.clockSamples = [];
+    /** @type {number[]} */
+    this.outputSamples = [];
+    /** The last reports' heard-minus-timestamp, for the pictures' hold. @type {number[]} */
+    this.syncOffsets = [];
     this.unsupported = false;
     this.counters = { packetsReceived: 0, framesDecoded: 0, decodeErrors: 0 };
     /** The worklet's last report. @type {any} */
@@ -204,8 +219,10 @@ export class Sound {
    * @param {number} outputLatencyMs
    */
   clock(contextEpochMs, outputLatencyMs) {
-    this.contextEpochMs = contextEpochMs;
-    this.outputLatencyMs = outputLatencyMs;
+    keep(this.clockSamples, contextEpochMs, CLOCK_SAMPLES);
+    keep(this.outputSamples, outputLatencyMs, CLOCK_SAMPLES);
+    this.contextEpochMs = median(this.clockSamples);
+    this.outputLatencyMs = median(this.outputSamples);
   }
 
   /** @param {any} m */
@@ -224,7 +241,11 @@ export class Sound {
     if (typeof m.firstPlayed === 'number' && this.startMs === null && this.askedEpochMs !== null) {
       this.startMs = this.contextEpochMs + m.firstPlayed * 1000 - this.askedEpochMs;
     }
-    if (m.played) keep(this.audioOffsets, this.contextEpochMs + m.playedContextTime * 1000 - m.played.timestampUs / 1000);
+    if (m.played) {
+      const offset = this.contextEpochMs + m.playedContextTime * 1000 - m.played.timestampUs / 1000;
+      keep(this.audioOffsets, offset);
+      keep(this.syncOffsets, offset, SYNC_REPORTS);
+    }
     if (m.started) {
       const played = this.contextEpochMs + m.started.contextTime * 1000 - (this.outputLatencyMs ?? 0);
       keep(this.latencies, played - m.started.arrivedMs);
@@ -249,7 +270,7 @@ export class Sound {
    */
   videoHoldMs(timestampUs, nowEpochMs) {
     if (!this.sync || !this.port || nowEpochMs - this.reportAt > REPORT_STALE_MS || this.report?.playing !== true) return 0;
-    const audioOffset = median(this.audioOffsets);
+    const audioOffset = median(this.syncOffsets);
     if (audioOffset === null) return 0;
     const hold = Math.min(MAX_SYNC_HOLD_MS, timestampUs / 1000 + audioOffset - nowEpochMs);
     if (hold <= 1) return 0;
@@ -265,14 +286,23 @@ export class Sound {
   tap(ms) {
     if (!this.port) return Promise.reject(new Error('sound is not playing'));
     if (this.tapReply) return Promise.reject(new Error('a recording is under way'));
-    return new Promise((resolve) => {
-      this.tapReply = resolve;
+    return new Promise((resolve, reject) => {
+      // The worklet records only while the browser runs its output: say so rather than wait.
+      const timer = setTimeout(() => {
+        this.tapReply = null;
+        reject(new Error(`the sound output did not play ${ms} ms within ${ms + TAP_GRACE_MS} ms (${JSON.stringify(this.report)})`));
+      }, ms + TAP_GRACE_MS);
+      this.tapReply = (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      };
       this.port?.postMessage({ type: 'tap', ms });
     });
   }
 
   /** The connection is gone: what is buffered belongs to the old stream. */
   reset() {
+    this.syncOffsets = [];
     this.closeDecoder();
     this.config = null;
     this.port?.postMessage({ type: 'clear' });

@@ -10,7 +10,7 @@
 // between frame and paint.
 
 import { MAIN_CHANNEL, parseTextMessage, ProtocolError } from './protocol.js';
-import { accessRefusedText, Backoff, ChannelRouter, encodeMessage, TOKEN_PARAM } from './transport.js';
+import { accessRefusedText, Backoff, ChannelRouter, discoveryUrl, encodeMessage, TOKEN_PARAM } from './transport.js';
 import { Session } from './session.js';
 
 /** The data channel's label (the element ignores any other). */
@@ -59,13 +59,16 @@ export function offerRefusal(status, body, userAgent) {
 export class WebRtcTransport {
   /**
    * @param {string} streamUrl the viewer's stream URL (its host, path prefix and token are used)
-   * @param {{onTrack: (stream: MediaStream) => void, backoff?: Backoff}} options
+   * @param {{onTrack: (stream: MediaStream, kind: string) => void, audio?: boolean, backoff?: Backoff}} options
+   *   `audio`: offer to receive sound too (the element sends it when it has an audio pad)
    */
   constructor(streamUrl, options) {
     const { whep, token } = whepUrl(streamUrl);
     this.whep = whep;
     this.token = token;
     this.onTrack = options.onTrack;
+    this.audio = options.audio ?? false;
+    this.discovery = discoveryUrl(streamUrl);
     this.backoff = options.backoff ?? new Backoff();
     this.router = new ChannelRouter((name, data) => this.send(name, data));
     this.name = 'webrtc';
@@ -107,6 +110,10 @@ export class WebRtcTransport {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
+    // Sound only from an element that has it (/rfb.json says): webrtcbin answers an audio
+    // m-line it has nothing for in a way Chromium never connects with (measured: no picture).
+    if (this.audio && (await this.elementHasSound())) pc.addTransceiver('audio', { direction: 'recvonly' });
+    if (pc !== this.pc) return;
     const channel = pc.createDataChannel(CHANNEL_LABEL);
     this.channel = channel;
     channel.onopen = () => {
@@ -117,7 +124,13 @@ export class WebRtcTransport {
     channel.onmessage = (event) => {
       if (pc === this.pc) this.receive(event.data);
     };
-    pc.ontrack = (event) => this.onTrack(event.streams[0] ?? new MediaStream([event.track]));
+    // The picture and the sound in one stream, whatever streams the answer names: one <video>
+    // plays both, in sync (the browser lines them up from their RTCP sender reports).
+    const stream = new MediaStream();
+    pc.ontrack = (event) => {
+      stream.addTrack(event.track);
+      this.onTrack(stream, event.track.kind);
+    };
     pc.onconnectionstatechange = () => {
       if (pc === this.pc && (pc.connectionState === 'failed' || pc.connectionState === 'closed')) {
         this.ended('the WebRTC connection failed');
@@ -198,20 +211,33 @@ export class WebRtcTransport {
     dc.send(text);
   }
 
-  /** The browser's own figures for the video it receives (inbound-rtp and its codec). */
+  /** Whether the element sends sound (its /rfb.json names it); false when that cannot be read. */
+  async elementHasSound() {
+    try {
+      const res = await fetch(this.discovery, { cache: 'no-store' });
+      return res.ok && Boolean((await res.json())?.audio);
+    } catch {
+      return false;
+    }
+  }
+
+  /** The browser's own figures for the video and sound it receives (inbound-rtp, the codec). */
   async mediaStats() {
     /** @type {any} */
     let inbound = null;
+    /** @type {any} */
+    let audio = null;
     /** @type {any} */
     let codec = null;
     if (this.pc) {
       const report = await this.pc.getStats();
       report.forEach((s) => {
         if (s.type === 'inbound-rtp' && s.kind === 'video') inbound = s;
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') audio = s;
       });
       if (inbound?.codecId) codec = report.get(inbound.codecId);
     }
-    return { inbound, codec };
+    return { inbound, audio, codec };
   }
 
   stopPeer() {
@@ -297,7 +323,7 @@ export class WebRtcHost {
   /** @param {import('./decode-worker.js').ToWorker} message */
   postMessage(message) {
     if (message.type === 'init') {
-      this.start(message.url, message.rendition ?? null);
+      this.start(message.url, message.rendition ?? null, message.audio ?? false);
       return;
     }
     if (message.type === 'close') {
@@ -305,8 +331,7 @@ export class WebRtcHost {
       this.video.srcObject = null;
       return;
     }
-    // The <video> scales the picture itself. No sound over WebRTC yet (docs/protocol.md,
-    // "Audio").
+    // The <video> scales the picture and plays the sound itself.
     if (message.type === 'display' || message.type === 'audio-port' || message.type === 'audio-clock') return;
     const { id } = message;
     this.answer(message).then(
@@ -320,13 +345,18 @@ export class WebRtcHost {
   /**
    * @param {string} url
    * @param {number | null} rendition the one chosen (ViewerOptions.rendition)
+   * @param {boolean} audio receive the sound too, when the element has sound
    */
-  start(url, rendition) {
+  start(url, rendition, audio) {
     const video = this.video;
+    this.wantsSound = audio;
     const transport = new WebRtcTransport(url, {
-      onTrack: (stream) => {
-        video.srcObject = stream;
+      audio,
+      onTrack: (stream, kind) => {
+        if (video.srcObject !== stream) video.srcObject = stream;
         video.play().catch(() => {});
+        // Muted until a click (autoplay rules): the viewer shows "Click for sound".
+        if (kind === 'audio') this.emit({ type: 'audio', state: 'available', channels: 0 });
       },
     });
     const session = new Session(transport, new VideoElementMedia(), {
@@ -364,14 +394,14 @@ export class WebRtcHost {
       case 'probe':
         return null;
       case 'audio-tap':
-        throw new Error('no sound over WebRTC yet');
+        throw new Error('over WebRTC the <video> plays the sound: there is no worklet to record');
     }
   }
 
   /** The viewer's stats (decode-worker.js ViewerStats), from the browser's WebRTC statistics. */
   async stats() {
     const session = /** @type {Session} */ (this.session);
-    const { inbound, codec } = await /** @type {WebRtcTransport} */ (this.transport).mediaStats();
+    const { inbound, audio, codec } = await /** @type {WebRtcTransport} */ (this.transport).mediaStats();
     const now = performance.now();
     const decoded = inbound?.framesDecoded ?? 0;
     const last = this.lastSample;
@@ -399,7 +429,37 @@ export class WebRtcHost {
       exact: false,
       paintPath: 'video element (WebRTC)',
       window: null,
-      audio: { state: 'none', channels: 0, packetsReceived: 0, framesDecoded: 0, decodeErrors: 0, underruns: 0, depthMs: null, targetMs: null, skippedMs: 0, latencyMs: null, outputLatencyMs: null, avOffsetMs: null, startMs: null, videoHoldMs: null },
+      audio: this.audioStats(audio),
+    };
+  }
+
+  /**
+   * The sound's figures from the browser's inbound-rtp (the <video> plays it; the browser keeps
+   * it in step with the picture itself).
+   * @param {any} a
+   * @returns {import('./sound.js').AudioStats}
+   */
+  audioStats(a) {
+    /** @type {import('./sound.js').AudioStats['state']} */
+    let state = 'none';
+    if (!this.wantsSound) state = 'off';
+    else if (a) state = this.video.muted ? 'waiting-for-click' : 'playing';
+    const emitted = a?.jitterBufferEmittedCount ?? 0;
+    return {
+      state,
+      channels: 0,
+      packetsReceived: a?.packetsReceived ?? 0,
+      framesDecoded: a?.packetsReceived ?? 0,
+      decodeErrors: 0,
+      underruns: a?.concealmentEvents ?? 0,
+      depthMs: emitted ? (1000 * a.jitterBufferDelay) / emitted : null,
+      targetMs: emitted && a.jitterBufferTargetDelay !== undefined ? (1000 * a.jitterBufferTargetDelay) / emitted : null,
+      skippedMs: 0,
+      latencyMs: emitted ? (1000 * a.jitterBufferDelay) / emitted : null,
+      outputLatencyMs: null,
+      avOffsetMs: null,
+      startMs: null,
+      videoHoldMs: null,
     };
   }
 

@@ -38,7 +38,8 @@ impl Discovery {
         self.webtransport.lock().unwrap().as_ref().map(|w| w.port)
     }
 
-    pub fn to_json(&self) -> String {
+    /// `audio`: the element's sound (its audio pad sent a packet), or None.
+    pub fn to_json(&self, audio: Option<&crate::audio::AudioConfig>) -> String {
         let wt = self.webtransport.lock().unwrap().as_ref().map(|w| {
             // A self-signed certificate's hash lets the browser accept it (serverCertificateHashes);
             // one from files is validated the usual way.
@@ -56,6 +57,8 @@ impl Discovery {
             .unwrap()
             .as_ref()
             .map(|(url, broadcast)| json!({"url": url, "broadcast": broadcast}));
-        json!({"protocol": PROTOCOL_VERSION, "webtransport": wt, "relay": relay}).to_string()
+        let audio = audio.map(|a| json!({"codec": "opus", "channels": a.channels}));
+        json!({"protocol": PROTOCOL_VERSION, "webtransport": wt, "relay": relay, "audio": audio})
+            .to_string()
     }
 }

@@ -264,7 +264,9 @@ fn routes(ctx: Context, discovery: Arc<Discovery>, rtc: Arc<WebRtc>) -> impl Rou
             let mut res = Response::builder()
                 .header(header::CONTENT_TYPE, "application/json")
                 .header(header::CACHE_CONTROL, "no-store")
-                .body(Bytes::from(json_discovery.to_json()))
+                .body(Bytes::from(
+                    json_discovery.to_json(json_ctx.hub.audio_config().as_deref()),
+                ))
                 .unwrap();
             cors(&json_ctx, &req, &mut res);
             secure_headers(&mut res);

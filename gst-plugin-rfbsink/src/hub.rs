@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::audio::AudioPacket;
+use crate::audio::{AudioConfig, AudioPacket};
 use crate::input::Input;
 use crate::ladder::{Ladder, Move, Rung, Seat};
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
@@ -1007,6 +1007,8 @@ struct HubState {
     eos: bool,
     /// The lossless still that refines the current picture (see `push_refine`), for newcomers.
     refine: Option<Arc<Frame>>,
+    /// The sound's format, once the audio pad sent a packet (WebRTC answers offer it).
+    audio: Option<Arc<AudioConfig>>,
 }
 
 impl HubState {
@@ -1376,10 +1378,18 @@ impl Hub {
     /// An Opus packet from the `audio` pad, to every client that asked for sound. Never waits
     /// on a client, like `push`.
     pub fn push_audio(&self, packet: Arc<AudioPacket>) {
-        let st = self.state.lock().unwrap();
+        let mut st = self.state.lock().unwrap();
+        if st.audio.as_ref().map(|c| c.id) != Some(packet.config.id) {
+            st.audio = Some(packet.config.clone());
+        }
         for client in st.clients.values() {
             client.enqueue_audio(&packet);
         }
+    }
+
+    /// The sound's format, when the element has sound.
+    pub fn audio_config(&self) -> Option<Arc<AudioConfig>> {
+        self.state.lock().unwrap().audio.clone()
     }
 
     /// The stream's current configuration (the sink pad's).

@@ -2,57 +2,54 @@
 // (firefox.test.mjs): the viewer's own recording of what its AudioWorklet played, read as a
 // listener would (pitch, loudness, tick onsets), and the moments flashes reached the canvas.
 
-/** The frequency of a recorded tone, by its zero crossings. */
-export function pitch(samples, sampleRate) {
-  let crossings = 0;
-  let first = -1;
-  let last = -1;
-  for (let i = 1; i < samples.length; i++) {
-    if (samples[i - 1] < 0 && samples[i] >= 0) {
-      crossings++;
-      if (first < 0) first = i;
-      last = i;
-    }
-  }
-  if (crossings < 2) return 0;
-  return ((crossings - 1) * sampleRate) / (last - first);
-}
 
-/** RMS of a recording. */
-export function rms(samples) {
-  let sum = 0;
-  for (const s of samples) sum += s * s;
-  return Math.sqrt(sum / samples.length);
-}
 
 /** Clicks the page (a user gesture: the browser may now play sound). */
 export async function click(viewer) {
   await viewer.page.mouse.click(5, 5);
 }
 
+/**
+ * Records `ms` of what the viewer's worklet plays and reduces it in the page (a few numbers
+ * cross the driver, not half a million samples: Firefox's WebDriver BiDi is slow with those):
+ * the pitch by zero crossings, the RMS, and the epoch ms of each tick onset (a sound after at
+ * least 50 ms of silence).
+ * @returns {Promise<{pitch: number, rms: number, ticks: number[], sampleRate: number}>}
+ */
 export async function record(viewer, ms) {
-  const r = await viewer.page.evaluate(async (n) => {
+  return viewer.page.evaluate(async (n) => {
     const { samples, sampleRate, startEpochMs } = await window.rfbViewer.recordAudio(n);
-    return { samples: Array.from(samples), sampleRate, startEpochMs };
+    let crossings = 0;
+    let first = -1;
+    let last = -1;
+    let sum = 0;
+    const ticks = [];
+    const quiet = Math.round(sampleRate * 0.05);
+    let silentFor = quiet;
+    for (let i = 0; i < samples.length; i++) {
+      const v = samples[i];
+      sum += v * v;
+      if (i > 0 && samples[i - 1] < 0 && v >= 0) {
+        crossings++;
+        if (first < 0) first = i;
+        last = i;
+      }
+      if (Math.abs(v) > 0.05) {
+        if (silentFor >= quiet) ticks.push(startEpochMs + (i * 1000) / sampleRate);
+        silentFor = 0;
+      } else {
+        silentFor++;
+      }
+    }
+    return {
+      pitch: crossings > 1 ? ((crossings - 1) * sampleRate) / (last - first) : 0,
+      rms: Math.sqrt(sum / samples.length),
+      ticks,
+      sampleRate,
+    };
   }, ms);
-  return { ...r, samples: Float32Array.from(r.samples) };
 }
 
-/** Epoch ms (the clock page, worker and worklet share) of each tick onset in a recording. */
-export function tickOnsets({ samples, sampleRate, startEpochMs }) {
-  const onsets = [];
-  const quiet = Math.round(sampleRate * 0.05);
-  let silentFor = quiet;
-  for (let i = 0; i < samples.length; i++) {
-    if (Math.abs(samples[i]) > 0.05) {
-      if (silentFor >= quiet) onsets.push(startEpochMs + (i * 1000) / sampleRate);
-      silentFor = 0;
-    } else {
-      silentFor++;
-    }
-  }
-  return onsets;
-}
 
 /**
  * Polls the picture's centre for `ms` and returns when (epoch ms) it turned bright each time.

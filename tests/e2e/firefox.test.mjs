@@ -13,7 +13,7 @@ import puppeteer from 'puppeteer-core';
 import {
   Viewer, assertPluginBuilt, assertSmpteBars, requireElements, startPipeline, streamToPage, withQuery } from './lib.mjs';
 import { probeReady, startProbe } from './probe.mjs';
-import { AV_LINE, avOffsets, click, p95Abs, pitch, record, rms, startSoundServer, tickOnsets, watchFlashes } from './audio.mjs';
+import { AV_LINE, avOffsets, click, p95Abs, record, startSoundServer, watchFlashes } from './audio.mjs';
 
 const FIREFOX = process.env.RFB_FIREFOX ?? '/usr/bin/firefox-esr';
 const SOURCE = 'videotestsrc pattern=smpte is-live=true ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
@@ -145,9 +145,8 @@ test('Firefox: sound after a click, the tone\'s pitch out of the worklet (WebTra
   const playing = await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 25, 'sound playing',
     { extra: pipeline.logs });
   assert.equal(playing.audio.decodeErrors, 0);
-  const { samples, sampleRate } = await record(viewer, 1000);
-  const heard = pitch(samples, sampleRate);
-  assert.ok(Math.abs(heard - 440) < 5, `heard ${heard.toFixed(1)} Hz, expected 440 Hz (rms ${rms(samples).toFixed(3)})\n${viewer.logs()}`);
+  const { pitch, rms } = await record(viewer, 1000);
+  assert.ok(Math.abs(pitch - 440) < 5, `heard ${pitch.toFixed(1)} Hz, expected 440 Hz (rms ${rms.toFixed(3)})\n${viewer.logs()}`);
   const stats = await viewer.stats();
   t.diagnostic(`firefox ${stats.transport}: audio ${JSON.stringify(stats.audio)}`);
 });
@@ -165,7 +164,7 @@ test('Firefox: A/V sync, a flash and a tick captured together are seen and heard
     'sound and pictures playing', { extra: probe.logs });
   const seconds = 8;
   const watch = watchFlashes(viewer, seconds * 1000);
-  const flashesHeard = tickOnsets(await record(viewer, seconds * 1000));
+  const { ticks: flashesHeard } = await record(viewer, seconds * 1000);
   const flashes = await watch;
   const offsets = avOffsets(flashes, flashesHeard);
   const p95 = p95Abs(offsets);

@@ -382,7 +382,12 @@ export class Viewer {
     page.on('response', (res) => {
       if (res.status() >= 400) this.console.push(`[http ${res.status()}] ${res.url()}\n`);
     });
-    page.on('requestfailed', (req) => this.console.push(`[requestfailed] ${req.url()}: ${req.failure()?.errorText}\n`));
+    // Not with puppeteer's Firefox (WebDriver BiDi): listening for failed requests there hangs
+    // the page for good once it loads an AudioWorklet module (measured: even `1 + 1` never
+    // returns after the viewer starts its sound). Playwright's pages have setViewportSize.
+    if (typeof page.setViewportSize === 'function') {
+      page.on('requestfailed', (req) => this.console.push(`[requestfailed] ${req.url()}: ${req.failure()?.errorText}\n`));
+    }
   }
 
   /**

@@ -140,6 +140,49 @@ test('two WebRTC peers and a WebSocket viewer watch one encoder', { timeout: 120
   assert.equal(PIPELINE.match(/x264enc/g)?.length, 1);
 });
 
+// Sound over WebRTC: the element's Opus packets on an audio track beside the video, played by the
+// <video> after a click; the pitch read back through Web Audio from the track the page received.
+test('?transport=webrtc with sound: an Opus track plays after a click, at the tone\'s pitch', { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc', 'opusenc', 'rtpopuspay'])) return;
+  if (skipReason) return t.skip(skipReason);
+  const withSound = await startProbe(`${SOURCE} ! ${X264} ! rfbsink name=sink port=0 stats-interval=200 `
+    + 'audiotestsrc is-live=true freq=440 volume=0.5 ! audio/x-raw,rate=48000,channels=2 ! opusenc ! sink.audio');
+  t.after(() => withSound.stop());
+  const { viewer } = await openWebRtc(withSound);
+  t.after(() => viewer.close());
+  await viewer.waitForStats((s) => s.audio.state === 'waiting-for-click', 'the sound track, muted until a click', { extra: withSound.logs });
+  await viewer.page.mouse.click(5, 5);
+  const playing = await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.packetsReceived >= 50,
+    'the sound playing', { extra: withSound.logs });
+  const heard = await viewer.page.evaluate(async () => {
+    const video = /** @type {HTMLVideoElement} */ (document.querySelector('video.rfb-video'));
+    const context = new AudioContext();
+    await context.resume();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 32768;
+    context.createMediaStreamSource(/** @type {MediaStream} */ (video.srcObject)).connect(analyser);
+    await new Promise((r) => setTimeout(r, 1200));
+    const samples = new Float32Array(analyser.fftSize);
+    analyser.getFloatTimeDomainData(samples);
+    let crossings = 0;
+    let first = -1;
+    let last = -1;
+    for (let i = 1; i < samples.length; i++) {
+      if (samples[i - 1] < 0 && samples[i] >= 0) {
+        crossings++;
+        if (first < 0) first = i;
+        last = i;
+      }
+    }
+    return crossings > 1 ? ((crossings - 1) * context.sampleRate) / (last - first) : 0;
+  });
+  t.diagnostic(`webrtc sound: ${JSON.stringify(playing.audio)}, heard ${heard.toFixed(1)} Hz`);
+  assert.ok(Math.abs(heard - 440) < 5, `heard ${heard.toFixed(1)} Hz through the WebRTC track, expected 440\n${viewer.logs()}`);
+  // Still one Opus encoder for every viewer: the element's peers only payload it.
+  const more = await viewer.waitForFrames(20, { from: playing.framesDecoded });
+  assert.equal(more.transport, 'webrtc');
+});
+
 test('the JSON offer endpoint: a live-view client POSTing {"sdp", "type": "offer"} shows video', { timeout: 90_000 }, async (t) => {
   const p = ready(t);
   if (!p) return;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { formatBytes, formatMs, formatRenditions, formatServerStats, formatStats } from '../overlay.js';
+import { formatAudio, formatBytes, formatMs, formatRenditions, formatServerStats, formatStats } from '../overlay.js';
 
 /** @returns {import('../decode-worker.js').ViewerStats} */
 function viewerStats(overrides = {}) {
@@ -20,6 +20,15 @@ const SERVER = {
   paint_p50_us: 13_000, paint_p95_us: 21_000, fps: 15, bitrate_bps: 260_000, frames_dropped: 0,
   queued_bytes: 3000, keyframe_requests: 1, delivered_bps: 250_000, target_bps: 595_000,
 };
+
+test('the sound\'s line: its state until it plays, then latency, buffer, underruns and A/V offset', () => {
+  const audio = { state: 'playing', channels: 2, packetsReceived: 90, framesDecoded: 88, decodeErrors: 0, underruns: 1,
+    depthMs: 24.4, targetMs: 30, skippedMs: 0, latencyMs: 21.6, outputLatencyMs: 36.2, avOffsetMs: -0.4, startMs: 80, videoHoldMs: 35 };
+  assert.equal(formatAudio(audio), 'sound: 22 ms +36 ms out  buffer 24 ms  underruns 1  A/V +0 ms');
+  assert.equal(formatAudio({ ...audio, state: 'waiting-for-click' }), 'sound: waiting-for-click');
+  assert.ok(formatStats(viewerStats({ audio })).includes('sound: 22 ms +36 ms out  buffer 24 ms  underruns 1  A/V +0 ms'));
+  assert.ok(!formatStats(viewerStats({ audio: { ...audio, state: 'none' } })).some((l) => l.startsWith('sound')));
+});
 
 test('microseconds read as milliseconds', () => {
   assert.equal(formatMs(12_340), '12.3 ms');

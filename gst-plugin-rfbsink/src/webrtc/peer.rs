@@ -13,7 +13,7 @@ use gst::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::sdp::{source_caps, with_candidates, OfferError};
-use crate::audio::AudioPacket;
+use crate::audio::{AudioConfig, AudioPacket, OPUS_RATE};
 use crate::codec::Codec;
 use crate::hub::{Client, Frame};
 use crate::protocol::{self, StreamConfig, MAX_CLIENT_MESSAGE};
@@ -47,10 +47,16 @@ pub(crate) struct IceSettings {
     pub local_address: Option<IpAddr>,
 }
 
+/// Opus waiting in a peer's pipeline, at most; past this its oldest packets go (its link is
+/// behind: late sound is of no use).
+const MAX_QUEUED_AUDIO_BYTES: u64 = 64 * 1024;
+
 /// A peer's pipeline and what its callbacks tell.
 pub(super) struct Link {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    /// The sound's source (`appsrc ! rtpopuspay ! webrtcbin`), when the peer receives sound.
+    audio: Option<gst_app::AppSrc>,
     payloader: gst::Element,
     pub webrtcbin: gst::Element,
     codec: Codec,
@@ -122,6 +128,7 @@ pub(super) async fn negotiate(
     ice: &IceSettings,
     offer: gst_sdp::SDPMessage,
     (rtp_caps, _mline): (gst::Caps, u32),
+    audio: Option<(gst::Caps, Arc<AudioConfig>)>,
     config: &StreamConfig,
     client: Arc<Client>,
 ) -> Result<(Link, String), OfferError> {
@@ -149,10 +156,15 @@ pub(super) async fn negotiate(
     appsrc
         .link(&payloader)
         .map_err(|e| OfferError::new(500, e.to_string()))?;
+    let sound = match &audio {
+        Some((caps, config)) => Some(audio_branch(&pipeline, caps, config)?),
+        None => None,
+    };
     let mut watched = watch_peer(ctx, &pipeline, &webrtcbin, &appsrc, &client);
     let link = Link {
         pipeline: pipeline.clone(),
         appsrc,
+        audio: sound.as_ref().map(|(src, _, _)| src.clone()),
         payloader: payloader.clone(),
         webrtcbin: webrtcbin.clone(),
         codec,
@@ -166,7 +178,14 @@ pub(super) async fn negotiate(
         .await
         .map_err(|e| OfferError::new(500, e.to_string()))?
         .map_err(|_| OfferError::new(500, "the WebRTC pipeline did not start"))?;
-    let answer = exchange(&webrtcbin, &payloader, offer, &rtp_caps).await?;
+    let answer = exchange(
+        &webrtcbin,
+        &payloader,
+        sound.as_ref().map(|(_, pay, caps)| (pay, caps)),
+        offer,
+        &rtp_caps,
+    )
+    .await?;
     let _ = tokio::time::timeout(GATHERING_TIMEOUT, watched.gathered.wait_for(|done| *done)).await;
     let sdp = answer
         .sdp()
@@ -180,6 +199,45 @@ pub(super) async fn negotiate(
         ));
     }
     Ok((link, with_candidates(&sdp, &candidates)))
+}
+
+/// `appsrc ! rtpopuspay` for the sound, in the offer's Opus payload type; returns the source,
+/// the payloader and the RTP caps for the transceiver.
+fn audio_branch(
+    pipeline: &gst::Pipeline,
+    rtp_caps: &gst::Caps,
+    config: &AudioConfig,
+) -> Result<(gst_app::AppSrc, gst::Element, gst::Caps), OfferError> {
+    let caps = gst::Caps::builder("audio/x-opus")
+        .field("channel-mapping-family", 0i32)
+        .field("channels", config.channels as i32)
+        .field("rate", OPUS_RATE as i32)
+        .build();
+    // Stamped as it arrives, like the pictures (do-timestamp): the browser lines the two up
+    // from their RTCP sender reports.
+    let appsrc = gst_app::AppSrc::builder()
+        .caps(&caps)
+        .is_live(true)
+        .format(gst::Format::Time)
+        .do_timestamp(true)
+        .max_bytes(MAX_QUEUED_AUDIO_BYTES)
+        .leaky_type(gst_app::AppLeakyType::Downstream)
+        .block(false)
+        .build();
+    let payloader = make("rtpopuspay")?;
+    let pt = rtp_caps
+        .structure(0)
+        .and_then(|s| s.get::<i32>("payload").ok())
+        .unwrap_or(111);
+    payloader.set_property("pt", pt as u32);
+    payloader.set_property("mtu", RTP_MTU);
+    pipeline
+        .add_many([appsrc.upcast_ref(), &payloader])
+        .map_err(|e| OfferError::new(500, e.to_string()))?;
+    appsrc
+        .link(&payloader)
+        .map_err(|e| OfferError::new(500, e.to_string()))?;
+    Ok((appsrc, payloader, rtp_caps.clone()))
 }
 
 /// The payloader for the stream's codec, sending as the offer's chosen format (`rtp_caps`).
@@ -467,6 +525,7 @@ fn watch_peer(
 async fn exchange(
     webrtcbin: &gst::Element,
     payloader: &gst::Element,
+    audio: Option<(&gst::Element, &gst::Caps)>,
     offer: gst_sdp::SDPMessage,
     rtp_caps: &gst::Caps,
 ) -> Result<gst_webrtc::WebRTCSessionDescription, OfferError> {
@@ -497,6 +556,22 @@ async fn exchange(
         .expect("payloaders have a src pad")
         .link(&sink)
         .map_err(|e| OfferError::new(500, format!("{e:?}")))?;
+    if let Some((payloader, caps)) = audio {
+        // The sound's transceiver after the picture's, as the offer's m-lines usually are.
+        let sink = webrtcbin
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| OfferError::new(500, "webrtcbin gave no sink pad"))?;
+        let transceiver = sink
+            .property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver")
+            .ok_or_else(|| OfferError::new(500, "webrtcbin's sink pad has no transceiver"))?;
+        transceiver.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
+        transceiver.set_codec_preferences(Some(caps));
+        payloader
+            .static_pad("src")
+            .expect("payloaders have a src pad")
+            .link(&sink)
+            .map_err(|e| OfferError::new(500, format!("{e:?}")))?;
+    }
     let remote = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     let reply = ask(webrtcbin, "set-remote-description", &remote)
         .await
@@ -761,9 +836,16 @@ impl WireSend for RtcSend {
             .map_err(|e| WireError::Transport(format!("the peer's pipeline stopped: {e:?}")))
     }
 
-    /// WebRTC peers do not ask for sound yet (their `Peer::audio` is false).
-    async fn audio(&mut self, _packet: &Arc<AudioPacket>) -> Result<(), WireError> {
-        Ok(())
+    /// An Opus packet as RTP on the sound's track (only peers whose offer receives Opus get
+    /// any: their `Peer::audio`). A full queue drops its oldest (the appsrc is leaky).
+    async fn audio(&mut self, packet: &Arc<AudioPacket>) -> Result<(), WireError> {
+        self.dead()?;
+        let Some(src) = &self.link.audio else {
+            return Ok(());
+        };
+        src.push_buffer(gst::Buffer::from_slice(packet.payload.clone()))
+            .map(|_| ())
+            .map_err(|e| WireError::Transport(format!("the peer's pipeline stopped: {e:?}")))
     }
 
     async fn keepalive(&mut self) -> Result<Keepalive, WireError> {

@@ -11,7 +11,7 @@ use gst::prelude::*;
 use tokio::sync::Semaphore;
 
 use super::peer::{negotiate, run_peer, IceSettings};
-use super::sdp::{choose_format, OfferError};
+use super::sdp::{choose_audio, choose_format, OfferError};
 use crate::hub::{Client, Peer};
 use crate::protocol::{self, Envelope};
 use crate::runtime::RUNTIME;
@@ -75,6 +75,16 @@ impl WebRtc {
             )
         })?;
         let (rtp_caps, mline) = choose_format(&offer, &config.codec)?;
+        // Sound beside the picture when the element has it and the offer receives Opus: the
+        // same packets every viewer gets (docs/protocol.md, "Audio").
+        let audio = ctx
+            .hub
+            .audio_config()
+            .and_then(|c| choose_audio(&offer).map(|caps| (caps, c)));
+        let peer = Peer {
+            audio: audio.is_some(),
+            ..peer
+        };
         let client = session::join(ctx, Envelope::Binary, "webrtc", peer)
             .map_err(|refused| OfferError::new(503, refused.to_string()))?;
         let id = match crate::access::generate_token() {
@@ -94,6 +104,7 @@ impl WebRtc {
                 &self.ice,
                 offer,
                 (rtp_caps, mline),
+                audio,
                 &config,
                 client.clone(),
             ),

@@ -109,6 +109,27 @@ pub(super) fn choose_format(
     })
 }
 
+/// The offer's Opus format on its first audio m-line that receives, as RTP caps; None when it
+/// offers no sound or not Opus (the peer then gets the picture alone).
+pub(super) fn choose_audio(offer: &gst_sdp::SDPMessage) -> Option<gst::Caps> {
+    let audio = offer.medias().find(|m| {
+        m.media() == Some("audio")
+            && m.port() != 0
+            && m.attribute_val("sendonly").is_none()
+            && m.attribute_val("inactive").is_none()
+    })?;
+    audio
+        .formats()
+        .filter_map(|f| f.parse::<i32>().ok())
+        .filter_map(|pt| audio.caps_from_media(pt))
+        .find(|caps| {
+            caps.structure(0)
+                .and_then(|s| s.get::<&str>("encoding-name").ok())
+                .is_some_and(|n| n.eq_ignore_ascii_case("OPUS"))
+        })
+        .map(rtp_caps)
+}
+
 /// How well an offered H.264 format fits the stream (see `choose_format`): 0 is best.
 fn h264_rank(s: &gst::StructureRef, stream_profile: Option<&str>) -> u8 {
     let offered = format_h264_profile(s);
@@ -335,6 +356,22 @@ mod tests {
                 .0,
             96
         );
+    }
+
+    #[test]
+    fn sound_goes_to_an_offer_that_receives_opus() {
+        gst::init().unwrap();
+        let parse = |s: &str| gst_sdp::SDPMessage::parse_buffer(s.as_bytes()).unwrap();
+        let caps = choose_audio(&parse(WHEPCLIENTSRC_OFFER)).expect("whepclientsrc receives Opus");
+        let s = caps.structure(0).unwrap();
+        assert_eq!(s.name(), "application/x-rtp");
+        assert_eq!(s.get::<i32>("payload").unwrap(), 101);
+        assert_eq!(s.get::<&str>("media").unwrap(), "audio");
+        // No audio m-line (the browser's offer above), or one that only sends: no sound.
+        assert!(choose_audio(&parse(OFFER)).is_none());
+        let sends =
+            WHEPCLIENTSRC_OFFER.replace("a=mid:audio1\r\na=recvonly", "a=mid:audio1\r\na=sendonly");
+        assert!(choose_audio(&parse(&sends)).is_none());
     }
 
     #[test]
