@@ -88,6 +88,37 @@ struct WsSend {
     audio_config_id: Option<u32>,
 }
 
+impl WsSend {
+    /// A frame or an audio packet in the client's envelope, after its `config` (text) when the
+    /// client does not have it yet: the JSON header and the payload as two messages, or the
+    /// binary message every binary client shares.
+    async fn enveloped(
+        &mut self,
+        config: Option<String>,
+        json_header: &str,
+        payload: &Bytes,
+        binary: impl FnOnce() -> Bytes,
+    ) -> Result<(), WireError> {
+        if let Some(config) = config {
+            self.tx
+                .feed(Message::text(config))
+                .await
+                .map_err(transport_error)?;
+        }
+        let result = match self.envelope {
+            Envelope::Json => {
+                self.tx
+                    .feed(Message::text(json_header))
+                    .await
+                    .map_err(transport_error)?;
+                self.tx.send(Message::binary(payload.clone())).await
+            }
+            Envelope::Binary => self.tx.send(Message::binary(binary())).await,
+        };
+        result.map_err(transport_error)
+    }
+}
+
 fn transport_error(e: warp::Error) -> WireError {
     WireError::Transport(e.to_string())
 }
@@ -106,45 +137,25 @@ impl WireSend for WsSend {
     }
 
     async fn frame(&mut self, frame: &Arc<Frame>) -> Result<(), WireError> {
-        if self.config_id != Some(frame.config.id) {
-            self.tx
-                .feed(Message::text(protocol::config(&frame.config)))
-                .await
-                .map_err(transport_error)?;
+        let config = (self.config_id != Some(frame.config.id)).then(|| {
             self.config_id = Some(frame.config.id);
-        }
-        let result = match self.envelope {
-            Envelope::Json => {
-                self.tx
-                    .feed(Message::text(frame.json_header()))
-                    .await
-                    .map_err(transport_error)?;
-                self.tx.send(Message::binary(frame.payload.clone())).await
-            }
-            Envelope::Binary => self.tx.send(Message::binary(frame.binary_message())).await,
-        };
-        result.map_err(transport_error)
+            protocol::config(&frame.config)
+        });
+        self.enveloped(config, frame.json_header(), &frame.payload, || {
+            frame.binary_message()
+        })
+        .await
     }
 
     async fn audio(&mut self, packet: &Arc<AudioPacket>) -> Result<(), WireError> {
-        if self.audio_config_id != Some(packet.config.id) {
-            self.tx
-                .feed(Message::text(audio::audio_config(&packet.config)))
-                .await
-                .map_err(transport_error)?;
+        let config = (self.audio_config_id != Some(packet.config.id)).then(|| {
             self.audio_config_id = Some(packet.config.id);
-        }
-        let result = match self.envelope {
-            Envelope::Json => {
-                self.tx
-                    .feed(Message::text(packet.json_header()))
-                    .await
-                    .map_err(transport_error)?;
-                self.tx.send(Message::binary(packet.payload.clone())).await
-            }
-            Envelope::Binary => self.tx.send(Message::binary(packet.binary_message())).await,
-        };
-        result.map_err(transport_error)
+            audio::audio_config(&packet.config)
+        });
+        self.enveloped(config, packet.json_header(), &packet.payload, || {
+            packet.binary_message()
+        })
+        .await
     }
 
     async fn keepalive(&mut self) -> Result<Keepalive, WireError> {

@@ -315,6 +315,15 @@ async fn write_message(stream: &mut SendStream, msg: &[u8]) -> Result<(), WireEr
     stream.write_all(msg).await.map_err(transport_error)
 }
 
+/// A new unidirectional stream to the client.
+async fn open_uni(conn: &Connection) -> Result<SendStream, WireError> {
+    conn.open_uni()
+        .await
+        .map_err(transport_error)?
+        .await
+        .map_err(transport_error)
+}
+
 /// The current group of pictures' stream.
 struct VideoStream {
     stream: SendStream,
@@ -360,13 +369,7 @@ impl WireSend for WtSend {
                 // group on.
                 return Ok(());
             }
-            let stream = self
-                .conn
-                .open_uni()
-                .await
-                .map_err(transport_error)?
-                .await
-                .map_err(transport_error)?;
+            let stream = open_uni(&self.conn).await?;
             self.video = Some(VideoStream {
                 stream,
                 config_id: None,
@@ -384,13 +387,7 @@ impl WireSend for WtSend {
 
     async fn audio(&mut self, packet: &Arc<AudioPacket>) -> Result<(), WireError> {
         if self.audio.is_none() {
-            let stream = self
-                .conn
-                .open_uni()
-                .await
-                .map_err(transport_error)?
-                .await
-                .map_err(transport_error)?;
+            let stream = open_uni(&self.conn).await?;
             // Behind the control stream, ahead of the pictures: sound is small and late sound
             // is heard.
             stream.set_priority(AUDIO_PRIORITY);

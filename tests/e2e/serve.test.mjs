@@ -235,7 +235,8 @@ test('rfb serve --audio test: ticks a second apart are heard after a click, Ctrl
   await viewer.waitForStats((s) => s.audio.state === 'waiting-for-click' && s.framesDecoded >= 5, 'pictures and sound announced',
     { timeoutMs: DECODE_TIMEOUT_MS, extra: serve.logs });
   await click(viewer);
-  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 50, 'sound playing', { extra: serve.logs });
+  // Past the start (where the jitter buffer may still grow after an underrun, shifting a tick).
+  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 200, 'sound playing', { extra: serve.logs });
   const { ticks } = await record(viewer, 3500);
   assert.ok(ticks.length >= 3, `ticks heard at ${ticks}`);
   for (let i = 1; i < ticks.length; i++) {

@@ -1415,8 +1415,6 @@ impl ElementImpl for RfbSink {
                     &caps,
                 )
                 .unwrap(),
-                // The same pictures as the encoded stream, raw: the lossless stills that refine
-                // it once it idles (docs/protocol.md, "Refine").
                 // Sound: Opus packets, to every viewer that asks for it (docs/protocol.md,
                 // "Audio").
                 gst::PadTemplate::new(
@@ -1429,6 +1427,8 @@ impl ElementImpl for RfbSink {
                         .build(),
                 )
                 .unwrap(),
+                // The same pictures as the encoded stream, raw: the lossless stills that refine
+                // it once it idles (docs/protocol.md, "Refine").
                 gst::PadTemplate::new(
                     "refine",
                     gst::PadDirection::Sink,

@@ -33,6 +33,13 @@
  *   t. ! queue ! sink.refine
  * ```
  *
+ * Sound goes to every viewer that asks for it: link Opus to the `audio` request pad. The viewer
+ * plays it in sync with the picture after a click on the page (browsers' autoplay rule):
+ * ```sh
+ * gst-launch-1.0 rfbsink name=sink videotestsrc is-live=true ! x264enc tune=zerolatency ! sink. \
+ *   audiotestsrc is-live=true wave=ticks ! audioconvert ! opusenc frame-size=10 ! sink.audio
+ * ```
+ *
  * The wire format is in docs/protocol.md.
  */
 use gst::glib;

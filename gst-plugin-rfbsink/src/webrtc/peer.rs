@@ -522,15 +522,14 @@ fn watch_peer(
 /// The offer in, the answer out: our send-only transceiver with the offer's format as its
 /// preference, linked to the payloader, then webrtcbin's remote description, answer and local
 /// description.
-async fn exchange(
+/// A sendonly transceiver fed by `payloader`, made before the offer is set: webrtcbin 1.22
+/// matches each of the offer's m-lines to an unassociated transceiver of the same kind whose
+/// codec preferences (`caps`) fit it.
+fn send_on(
     webrtcbin: &gst::Element,
     payloader: &gst::Element,
-    audio: Option<(&gst::Element, &gst::Caps)>,
-    offer: gst_sdp::SDPMessage,
-    rtp_caps: &gst::Caps,
-) -> Result<gst_webrtc::WebRTCSessionDescription, OfferError> {
-    // Our transceiver, before the offer: webrtcbin 1.22 matches the offer's video m-line to an
-    // unassociated transceiver of the same kind whose codec preferences fit the offer.
+    caps: &gst::Caps,
+) -> Result<(), OfferError> {
     let sink = webrtcbin
         .request_pad_simple("sink_%u")
         .ok_or_else(|| OfferError::new(500, "webrtcbin gave no sink pad"))?;
@@ -538,6 +537,22 @@ async fn exchange(
         .property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver")
         .ok_or_else(|| OfferError::new(500, "webrtcbin's sink pad has no transceiver"))?;
     transceiver.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
+    transceiver.set_codec_preferences(Some(caps));
+    payloader
+        .static_pad("src")
+        .expect("payloaders have a src pad")
+        .link(&sink)
+        .map(|_| ())
+        .map_err(|e| OfferError::new(500, format!("{e:?}")))
+}
+
+async fn exchange(
+    webrtcbin: &gst::Element,
+    payloader: &gst::Element,
+    audio: Option<(&gst::Element, &gst::Caps)>,
+    offer: gst_sdp::SDPMessage,
+    rtp_caps: &gst::Caps,
+) -> Result<gst_webrtc::WebRTCSessionDescription, OfferError> {
     // The offer's format without its H.264 profile and level: webrtcbin checks the payloader's
     // caps (the stream's own profile-level-id) against these, and the answer takes the offer's
     // values for what is left out.
@@ -550,27 +565,10 @@ async fn exchange(
             "sprop-parameter-sets",
         ]);
     }
-    transceiver.set_codec_preferences(Some(&preferences));
-    payloader
-        .static_pad("src")
-        .expect("payloaders have a src pad")
-        .link(&sink)
-        .map_err(|e| OfferError::new(500, format!("{e:?}")))?;
+    send_on(webrtcbin, payloader, &preferences)?;
     if let Some((payloader, caps)) = audio {
         // The sound's transceiver after the picture's, as the offer's m-lines usually are.
-        let sink = webrtcbin
-            .request_pad_simple("sink_%u")
-            .ok_or_else(|| OfferError::new(500, "webrtcbin gave no sink pad"))?;
-        let transceiver = sink
-            .property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver")
-            .ok_or_else(|| OfferError::new(500, "webrtcbin's sink pad has no transceiver"))?;
-        transceiver.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
-        transceiver.set_codec_preferences(Some(caps));
-        payloader
-            .static_pad("src")
-            .expect("payloaders have a src pad")
-            .link(&sink)
-            .map_err(|e| OfferError::new(500, format!("{e:?}")))?;
+        send_on(webrtcbin, payloader, caps)?;
     }
     let remote = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     let reply = ask(webrtcbin, "set-remote-description", &remote)
