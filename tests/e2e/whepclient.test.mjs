@@ -50,14 +50,18 @@ function pull(endpoint, token, points) {
   });
 }
 
-for (const [name, encoder, element] of [
-  ['H.264', 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30', 'x264enc'],
-  ['VP8', 'vp8enc deadline=1 cpu-used=16 lag-in-frames=0 keyframe-max-dist=30', 'vp8enc'],
+// The third: an element with sound. whepclientsrc offers to receive audio and gets the Opus
+// track; a pipeline that links only the picture still decodes it.
+const SOUND = ' audiotestsrc is-live=true ! audioconvert ! opusenc frame-size=10 ! sink.audio';
+for (const [name, encoder, element, sound] of [
+  ['H.264', 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30', 'x264enc', ''],
+  ['VP8', 'vp8enc deadline=1 cpu-used=16 lag-in-frames=0 keyframe-max-dist=30', 'vp8enc', ''],
+  ['H.264 with sound', 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30', 'x264enc', SOUND],
 ]) {
   test(`whepclientsrc (gst-plugins-rs) pulls ${WIDTH}x${HEIGHT} ${name} from /whep and decodes the colour bars`, { timeout: 3_700_000 }, async (t) => {
     if (!requireElements(t, [element, 'webrtcbin', 'nicesrc'])) return;
     whepPlugin();
-    const p = await startPipeline(`${SOURCE} ! ${encoder} ! rfbsink port=0 address=${ADDRESS_A}`);
+    const p = await startPipeline(`${SOURCE} ! ${encoder} ! rfbsink name=sink port=0 address=${ADDRESS_A}${sound}`);
     t.after(() => p.stop());
     const url = new URL(p.url);
     const token = url.searchParams.get('rfb_token') ?? '';
