@@ -226,17 +226,26 @@ test('rfb serve: the overlay (?overlay=1) shows the server\'s latency figures an
 });
 
 // --audio: the sound of the test source (a tick a second) and of a file reach the listener.
-test('rfb serve --audio test: ticks a second apart are heard after a click, Ctrl-C exits 0', { timeout: 60_000 }, async (t) => {
-  if (!hasElement('opusenc') || !hasElement('x264enc')) return t.skip('needs opusenc and x264enc');
-  const serve = await startServe(['--source', 'test', '--size', `${WIDTH}x${HEIGHT}`, '--port', '0', '--audio', 'test']);
+
+/**
+ * `rfb serve ...args` with a viewer that saw pictures and the "click for sound", clicked, and
+ * hears at least `packets` decoded packets.
+ */
+async function servedWithSound(t, args, packets) {
+  const serve = await startServe(args);
   t.after(() => serve.kill());
   const viewer = await Viewer.open(browser.context, serve.url);
   t.after(() => viewer.close());
   await viewer.waitForStats((s) => s.audio.state === 'waiting-for-click' && s.framesDecoded >= 5, 'pictures and sound announced',
     { timeoutMs: DECODE_TIMEOUT_MS, extra: serve.logs });
   await click(viewer);
+  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= packets, 'sound playing', { extra: serve.logs });
+  return { serve, viewer };
+}
+test('rfb serve --audio test: ticks a second apart are heard after a click, Ctrl-C exits 0', { timeout: 60_000 }, async (t) => {
+  if (!hasElement('opusenc') || !hasElement('x264enc')) return t.skip('needs opusenc and x264enc');
   // Past the start (where the jitter buffer may still grow after an underrun, shifting a tick).
-  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 200, 'sound playing', { extra: serve.logs });
+  const { serve, viewer } = await servedWithSound(t, ['--source', 'test', '--size', `${WIDTH}x${HEIGHT}`, '--port', '0', '--audio', 'test'], 200);
   const { ticks } = await record(viewer, 3500);
   assert.ok(ticks.length >= 3, `ticks heard at ${ticks}`);
   for (let i = 1; i < ticks.length; i++) {
@@ -258,14 +267,7 @@ test('rfb serve --source file:PATH --audio file: the file\'s own sound plays', {
     'x264enc', '!', 'mux.', 'audiotestsrc', 'num-buffers=470', 'freq=660', 'volume=0.5', '!', 'audioconvert', '!', 'vorbisenc', '!', 'mux.',
     'matroskamux', 'name=mux', '!', 'filesink', `location=${file}`], { env: gstEnv(), stdio: 'ignore' });
   assert.equal(await new Promise((r) => make.once('close', r)), 0, 'could not make the test file');
-  const serve = await startServe(['--source', `file:${file}`, '--port', '0', '--audio', 'file']);
-  t.after(() => serve.kill());
-  const viewer = await Viewer.open(browser.context, serve.url);
-  t.after(() => viewer.close());
-  await viewer.waitForStats((s) => s.audio.state === 'waiting-for-click' && s.framesDecoded >= 5, 'pictures and sound announced',
-    { timeoutMs: DECODE_TIMEOUT_MS, extra: serve.logs });
-  await click(viewer);
-  await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 25, 'sound playing', { extra: serve.logs });
+  const { serve, viewer } = await servedWithSound(t, ['--source', `file:${file}`, '--port', '0', '--audio', 'file'], 25);
   const { pitch: heard } = await record(viewer, 1000);
   assert.ok(Math.abs(heard - 660) < 6, `heard ${heard.toFixed(1)} Hz, expected the file's 660 Hz\n${serve.logs()}`);
 });
