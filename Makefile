@@ -19,7 +19,7 @@ PLUGIN_DIR := $(CURDIR)/target/release
 # the pipeline).
 RUN_DEMO ?= $(CURDIR)/target/release/rfb demo --port 8080
 
-.PHONY: all deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless bench-python bench-relay bench-audio clean
+.PHONY: all disk-check deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless bench-python bench-relay bench-audio clean
 
 all: build
 
@@ -34,12 +34,21 @@ run: deps build
 
 # Each step in turn, stopping at the first that fails; prints how long each took.
 TEST_STEPS := fmt-check test-rust clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz-smoke
-test: deps build
+test: disk-check deps build
 	@for step in $(TEST_STEPS); do \
 	  start=$$(date +%s); \
 	  $(MAKE) --no-print-directory $$step || { echo "make test: $$step FAILED"; exit 1; }; \
 	  echo "make test: $$step ok in $$(( $$(date +%s) - start )) s"; \
 	done
+
+# A clean build and every test's output take about 5 GiB under the clone (target/, fuzz/target/)
+# plus ~/.cargo; a linker that runs out of disk dies with a bare "Bus error", so say it first.
+DISK_NEEDED_GIB ?= 8
+disk-check:
+	@free=$$(df -Pk . | awk 'NR == 2 { print int($$4 / 1048576) }'); \
+	if [ "$$free" -lt $(DISK_NEEDED_GIB) ]; then \
+	  echo "make test: warning: $$free GiB free on this disk; a clean build and the tests need about $(DISK_NEEDED_GIB) GiB (a linker out of disk dies with \"Bus error\")" >&2; \
+	else echo "make test: $$free GiB free on this disk"; fi
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
