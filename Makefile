@@ -7,6 +7,7 @@
 #   make bench-python     the Python package's benchmark alone (with Jupyter's proxy and aiortc)
 #   make bench-relay      latency through one and two Media over QUIC relays (moq-relay, @moq/watch)
 #   make bench-audio      sound at steady state: underruns, latency, A/V offset (tests/bench/audio.mjs)
+#   make bench-paint      decoded video to the screen, each paint path, Chromium and Firefox (tests/bench/paint.mjs)
 #   make fuzz    the fuzz targets, FUZZ_SECONDS each (make fuzz-smoke: 10 s each, part of test)
 # Everything is built with --release so that dependencies compile once for build, test and lint.
 
@@ -19,7 +20,7 @@ PLUGIN_DIR := $(CURDIR)/target/release
 # the pipeline).
 RUN_DEMO ?= $(CURDIR)/target/release/rfb demo --port 8080
 
-.PHONY: all disk-check deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless bench-python bench-relay bench-audio clean
+.PHONY: all disk-check deps build run test test-rust fmt-check clippy test-web check-web test-e2e test-pipelines test-python test-meson fuzz fuzz-smoke bench bench-lossless bench-python bench-relay bench-audio bench-paint clean
 
 all: build
 
@@ -103,6 +104,7 @@ bench: deps build
 	node tests/bench/python.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
 	node tests/bench/relay.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--seconds 5,)
 	node tests/bench/audio.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
+	node tests/bench/paint.mjs $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
 
 # The lossless raw path alone: throughput, latency and CPU against pngenc/jpegenc (tests/bench/lossless.mjs).
 bench-lossless: deps build
@@ -120,6 +122,11 @@ bench-audio: deps build
 # Glass to glass through one and two clustered moq-relays against the direct link (tests/bench/relay.mjs).
 bench-relay: deps build
 	node tests/bench/relay.mjs $(RELAY_BENCH_ARGS)
+
+# Decoded video to the screen by each paint path (2d, desynchronized 2d, bitmaprenderer, WebGL,
+# MediaStreamTrackGenerator -> <video>): fps shown, latency, browser CPU a frame (tests/bench/paint.mjs).
+bench-paint: deps build
+	node tests/bench/paint.mjs $(PAINT_BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

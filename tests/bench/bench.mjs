@@ -32,6 +32,14 @@
 // the slower viewer: everyone gets its quality) and `ladder` (a 640x360 rendition at 500 kbit/s
 // on rendition_1: each viewer gets what its link carries). One row per viewer.
 //
+// A busy browser (`busy`): the viewer's page is recorded as a screen recorder does while it plays
+// (DevTools' screencast: the compositor's every frame read back and JPEG-encoded, which loads the
+// browser like a desktop recorder), for rfbsink and the WebRTC baseline at 720p60 and 1080p30;
+// `fps shown` counts the frames on screen (barcodes read at the next animation frame, or at the
+// viewer's <video>'s requestVideoFrameCallback), `xRTC shown` against the baseline under the same
+// load; `canvas`: the viewer's paint option 'canvas' (drawImage in the worker) against its default
+// (a <video> fed by a MediaStreamTrackGenerator in Chromium).
+//
 // Writes OUT/bench-results.json, OUT/bench.svg and OUT/bench.png (OUT = tests/bench/out).
 
 import { spawnSync } from 'node:child_process';
@@ -44,8 +52,8 @@ import { parseArgs } from 'node:util';
 import { gstEnv, hasElement } from '../e2e/lib.mjs';
 import { latencyMs } from './barcode.mjs';
 import {
-  dist, killAll, launchBareBrowser, launchBenchBrowser, machineCpu, median, processCpu, sleep, spawnJson, startServer, thin, threadCpu,
-  vmHwmKb,
+  dist, killAll, launchBareBrowser, launchBenchBrowser, machineCpu, median, processCpu, sleep, spawnJson, startRecorder, startServer, thin,
+  threadCpu, vmHwmKb,
 } from './harness.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -138,12 +146,13 @@ function scenarios(quick, transports) {
     const shapeName = Object.hasOwn(SHAPES, variant.split(' ')[0]) ? variant.split(' ')[0] : null;
     list.push({
       name: `${codec} ${width}x${height}@${fps} ${viewers}v ${transport}${variant ? ` ${variant}` : ''}`,
-      kind: 'rfb', codec, width, height, fps, viewers, transport, natural: variant === 'rgb-natural', serve: variant === 'rfb-serve',
+      kind: 'rfb', codec, width, height, fps, viewers, transport, natural: variant.startsWith('rgb-natural'), serve: variant === 'rfb-serve',
+      busy: / busy\b/.test(` ${variant}`), paint: / canvas$/.test(variant) ? 'canvas' : 'auto',
       shape: shapeName ? SHAPES[shapeName] : null, shapeName, rateControl: variant === 'rc' || variant.endsWith(' rc'),
     });
   };
-  const webrtc = (width, height, fps) => list.push({
-    name: `webrtc h264 ${width}x${height}@${fps}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc',
+  const webrtc = (width, height, fps, busy = false) => list.push({
+    name: `webrtc h264 ${width}x${height}@${fps}${busy ? ' busy' : ''}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc', busy,
   });
   for (const t of transports) {
     // A link slower than the stream (~1.15 Mbit/s), without and with rate control; a step down.
@@ -173,6 +182,12 @@ function scenarios(quick, transports) {
       rfb('h264', 1920, 1080, 60, 1, t);
       rfb('h264', 1920, 1080, 30, 1, t, 'rgb-natural');
       rfb('h264', 1280, 720, 60, 1, t, 'rgb-natural');
+      // A busy browser: its compositor's output recorded as a screen recorder does.
+      rfb('h264', 1920, 1080, 30, 1, t, 'rgb-natural busy');
+      rfb('h264', 1280, 720, 60, 1, t, 'rgb-natural busy');
+      // The same drawn on the canvas (the viewer's paint: 'canvas'), against its <video> path.
+      rfb('h264', 1920, 1080, 30, 1, t, 'rgb-natural busy canvas');
+      rfb('h264', 1280, 720, 60, 1, t, 'rgb-natural busy canvas');
       rfb('h264', 1920, 1080, 30, 1, t, 'rfb-serve');
       rfb('h264', 1280, 720, 60, 1, t, 'rfb-serve');
       rfb('h264', 1280, 720, 30, 8, t);
@@ -196,6 +211,8 @@ function scenarios(quick, transports) {
   if (!quick) {
     webrtc(1920, 1080, 30);
     webrtc(1280, 720, 60);
+    webrtc(1920, 1080, 30, true);
+    webrtc(1280, 720, 60, true);
   }
   return list;
 }
@@ -274,6 +291,8 @@ async function runRfb(sc, ctx) {
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', encoderChain(sc), '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
   let light = null;
   let page = null;
+  /** The screen recorder of a `busy` scenario. @type {Awaited<ReturnType<typeof startRecorder>> | null} */
+  let recorder = null;
   try {
     const listening = await source.waitFor((e) => e.event === 'listening' || e.event === 'error', 'rfbsink-listening');
     if (listening.event === 'error') throw new Error(listening.message);
@@ -289,7 +308,7 @@ async function runRfb(sc, ctx) {
     const consoleTail = [];
     page.on('console', (m) => { consoleTail.push(`[${m.type()}] ${m.text()}`); if (consoleTail.length > 30) consoleTail.shift(); });
     page.on('pageerror', (e) => consoleTail.push(`[pageerror] ${e.message}`));
-    const q = new URLSearchParams({ ws: wsUrl, transport: sc.transport });
+    const q = new URLSearchParams({ ws: wsUrl, transport: sc.transport, paint: sc.paint ?? 'auto' });
     await page.goto(`${ctx.base}/bench/viewer.html?${q}`);
     const hook = await page.evaluate(() => Promise.race([window.benchInstalled, new Promise((r) => setTimeout(() => r({ ok: false, error: 'timeout' }), 15000))]));
     if (!hook.ok) throw new Error(`the worker's bench hook did not install: ${hook.error} (is web/decode-worker.js's hook there?)\n${consoleTail.join('\n')}`);
@@ -303,6 +322,7 @@ async function runRfb(sc, ctx) {
       }
     };
     const first = await waitDecoded(5, 30_000);
+    if (sc.busy) recorder = await startRecorder(page);
     const wantTransport = { ws: 'websocket', wt: 'webtransport' }[sc.transport];
     if (first.transport !== wantTransport) throw new Error(`the viewer runs on ${first.transport}, not ${wantTransport}`);
     const calibration = ctx.calibrated ? null : {
@@ -325,12 +345,14 @@ async function runRfb(sc, ctx) {
     if (light) light.proc.stdin.write('mark\n');
     const v0 = await page.evaluate(() => window.rfbViewer.stats());
     const cpu0 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
+    const recorded0 = recorder?.frames() ?? 0;
     const t0 = Date.now();
     const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeLoopback(st.kbit), st.atMs));
     await sleep((sc.shape?.seconds ?? SECONDS) * 1000);
     steps.forEach(clearTimeout);
     const cpu1 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
     const elapsed = (Date.now() - t0) / 1000;
+    const recordedFps = recorder ? (recorder.frames() - recorded0) / elapsed : null;
     const measured = await page.evaluate(() => window.benchRead());
     const v1 = await page.evaluate(() => window.rfbViewer.stats());
     let lightMark0 = null;
@@ -383,6 +405,9 @@ async function runRfb(sc, ctx) {
       producedFps: produced,
       deliveredFps: (v1.framesDecoded - v0.framesDecoded) / elapsed,
       paintedFpsBarcode: e2ePaint.length / elapsed,
+      shownFps: e2e.length / elapsed,
+      recordedFps,
+      paintPath: v1.paintPath,
       lightClientFps: lightFps,
       lightClientGaps: lightGaps,
       viewerFramesDropped: v1.framesDropped - v0.framesDropped,
@@ -408,6 +433,7 @@ async function runRfb(sc, ctx) {
     };
   } finally {
     if (sc.shape) shapeLoopback(0);
+    if (recorder) await recorder.stop();
     if (light) await light.stop();
     if (page) await page.close().catch(() => {});
     await source.stop();
@@ -625,6 +651,8 @@ async function runWebrtc(sc, ctx) {
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)], { env: gstEnv(), what: `source.py (${sc.kind})` });
   let page = null;
   let peers = null;
+  /** The screen recorder of a `busy` scenario. @type {Awaited<ReturnType<typeof startRecorder>> | null} */
+  let recorder = null;
   /** @type {{seconds: number, retries: number, busy_answers: number} | null} whepclients.py's set-up */
   let peerSetup = null;
   try {
@@ -676,6 +704,7 @@ async function runWebrtc(sc, ctx) {
       peerSetup = setup;
     }
     const clock = await page.evaluate(() => window.benchClock());
+    if (sc.busy) recorder = await startRecorder(page);
     await sleep(WARMUP_MS);
     const pid = source.proc.pid;
     await page.evaluate(() => window.benchRead());
@@ -684,9 +713,11 @@ async function runWebrtc(sc, ctx) {
     if (peers) peers.proc.stdin.write('mark\n');
     const src0 = source.events.filter((e) => e.event === 'source').at(-1);
     const cpu0 = { all: processCpu(pid), m: machineCpu() };
+    const recorded0 = recorder?.frames() ?? 0;
     const t0 = Date.now();
     await sleep(SECONDS * 1000);
     const elapsed = (Date.now() - t0) / 1000;
+    const recordedFps = recorder ? (recorder.frames() - recorded0) / elapsed : null;
     const cpu1 = { all: processCpu(pid), m: machineCpu() };
     const measured = await page.evaluate(() => window.benchRead());
     const s1 = await page.evaluate(() => window.benchStats());
@@ -716,6 +747,9 @@ async function runWebrtc(sc, ctx) {
       producedFps: (src1.pushed - src0.pushed) / (src1.at - src0.at),
       deliveredFps: s1 && s0 ? (s1.framesDecoded - s0.framesDecoded) / elapsed : NaN,
       paintedFpsBarcode: e2e.length / elapsed,
+      shownFps: e2e.length / elapsed,
+      recordedFps,
+      paintPath: 'video element (WebRTC)',
       e2e: dist(e2e),
       e2eSamples: thin(e2e, 400),
       e2ePaint: dist(e2ePresented),
@@ -733,6 +767,7 @@ async function runWebrtc(sc, ctx) {
       iceCandidates: offer.candidates,
     };
   } finally {
+    if (recorder) await recorder.stop();
     if (peers) await peers.stop();
     if (page) await page.close().catch(() => {});
     await source.stop();
@@ -755,6 +790,8 @@ function table(results) {
     ['elem p99', (r) => f(r.elementP99Ms, 2), 8],
     ['fps prod', (r) => f(r.producedFps), 8],
     ['fps dlvd', (r) => f(r.deliveredFps), 8],
+    ['fps shown', (r) => f(r.shownFps), 9],
+    ['xRTC shown', (r) => (r.ratioShown ? `${f(r.ratioShown, 2)}` : '-'), 10],
     ['light fps min', (r) => (r.lightClientFps ? f(r.lightClientFps.min) : '-'), 13],
     ['rfb %core', (r) => f(r.rfbsinkCpuPercentOfCore, 2), 9],
     ['rfb us/frm', (r) => f(r.rfbsinkCpuPerFrameUs, 0), 10],
@@ -946,11 +983,13 @@ async function main() {
   // Ratios against the WebRTC baseline at the same size and fps.
   for (const r of results) {
     if (r.kind === 'webrtc' || r.error || r.skipped) continue;
-    const base = results.find((w) => w.kind === 'webrtc' && !w.error && !w.skipped && w.width === r.width && w.height === r.height && w.fps === r.fps);
+    const base = results.find((w) => w.kind === 'webrtc' && !w.error && !w.skipped && w.width === r.width && w.height === r.height && w.fps === r.fps
+      && Boolean(w.busy) === Boolean(r.busy));
     if (base && r.e2e.n && base.e2e.n) {
       r.ratioP50 = r.e2e.p50 / base.e2e.p50;
       r.ratioP99 = r.e2e.p99 / base.e2e.p99;
       r.ratioPaintP50 = r.e2ePaint?.p50 / base.e2ePaint?.p50;
+      r.ratioShown = r.shownFps / base.shownFps;
       r.baseline = base.name;
     }
   }
@@ -1011,8 +1050,8 @@ async function main() {
     '',
     table(results),
     '',
-    'e2e = capture -> on screen: the barcode in the pixels read back, CLOCK_REALTIME at both ends, taken at the first animation frame after paint (viewer: worker requestAnimationFrame; WebRTC: requestVideoFrameCallback), ms;',
-    'paint = capture -> painted (viewer: right after drawImage; WebRTC: rVFC presentationTime), ms; elem = rfbsink render() -> decoded (its stats, from the viewer acks), ms;',
+    'e2e = capture -> on screen: the barcode in the pixels read back, CLOCK_REALTIME at both ends, taken at the first animation frame after paint (viewer on the canvas: worker requestAnimationFrame; viewer\'s <video> and WebRTC: requestVideoFrameCallback), ms;',
+    'paint = capture -> painted (viewer on the canvas: right after drawImage; <video>: rVFC presentationTime), ms; elem = rfbsink render() -> decoded (its stats, from the viewer acks), ms;',
     'xRTC = our e2e / WebRTC e2e at the same size and fps; rfb %core, us/frm = rfbsink runtime threads + render(); VmHWM = pipeline process peak RSS (includes the python source + encoder); busy % = whole machine.',
     ...notes.map((n) => `note: ${n}`),
     ...(targets.length ? ['', 'targets:', ...targets.map((t) => `  ${t}`)] : []),

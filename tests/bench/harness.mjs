@@ -176,6 +176,31 @@ export async function launchBenchBrowser() {
 
 
 /**
+ * Records a page's compositor output as a screen recorder does (DevTools' screencast: every frame
+ * the compositor makes is read back, JPEG-encoded and handed over, and acknowledged as it comes),
+ * the browser-side load of the `busy` bench scenarios. `frames()`: how many the recorder got.
+ * @param {{devtools: (method: string, params?: object) => Promise<any>, onDevtools: (cb: (method: string, params: any) => void) => void}} page
+ *   a page of launchBareBrowser
+ */
+export async function startRecorder(page) {
+  let frames = 0;
+  let on = true;
+  page.onDevtools((method, params) => {
+    if (method !== 'Page.screencastFrame' || !on) return;
+    frames += 1;
+    page.devtools('Page.screencastFrameAck', { sessionId: params.sessionId }).catch(() => {});
+  });
+  await page.devtools('Page.startScreencast', { format: 'jpeg', quality: 80, everyNthFrame: 1 });
+  return {
+    frames: () => frames,
+    stop: async () => {
+      on = false;
+      await page.devtools('Page.stopScreencast').catch(() => {});
+    },
+  };
+}
+
+/**
  * Chromium driven over a bare DevTools pipe: pages, navigation and Runtime.evaluate only. The
  * benchmarks that measure what the browser spends on big WebSocket messages use it: Playwright
  * enables DevTools' Network domain on every page and worker, and Chromium then copies (and
@@ -207,6 +232,8 @@ export async function launchBareBrowser(viewport = { width: 1280, height: 720 },
   const pending = new Map();
   /** DevTools events by session. @type {Map<string, ((method: string, params: any) => void)[]>} */
   const listeners = new Map();
+  /** Sessions whose Runtime domain is on (console messages). */
+  const runtimeOn = new Set();
   let buffered = '';
   fromBrowser.setEncoding('utf8');
   fromBrowser.on('data', (chunk) => {
@@ -265,10 +292,11 @@ export async function launchBareBrowser(viewport = { width: 1280, height: 720 },
          * @param {(m: any) => void} cb
          */
         on(event, cb) {
-          if (!listeners.has(sessionId)) {
-            listeners.set(sessionId, []);
+          if (!runtimeOn.has(sessionId)) {
+            runtimeOn.add(sessionId);
             send('Runtime.enable', {}, sessionId).catch(() => {});
           }
+          if (!listeners.has(sessionId)) listeners.set(sessionId, []);
           /** @type {any[]} */ (listeners.get(sessionId)).push((/** @type {string} */ method, /** @type {any} */ params) => {
             if (event === 'console' && method === 'Runtime.consoleAPICalled') {
               const text = params.args.map((/** @type {any} */ a) => a.value ?? a.description ?? '').join(' ');
@@ -278,6 +306,13 @@ export async function launchBareBrowser(viewport = { width: 1280, height: 720 },
               cb({ message: d.exception?.description ?? d.text });
             }
           });
+        },
+        /** A DevTools command on this page (startRecorder). @param {string} method @param {object} [params] */
+        devtools: (method, params = {}) => send(method, params, sessionId),
+        /** Every DevTools event of this page. @param {(method: string, params: any) => void} cb */
+        onDevtools(cb) {
+          if (!listeners.has(sessionId)) listeners.set(sessionId, []);
+          /** @type {any[]} */ (listeners.get(sessionId)).push(cb);
         },
         close: () => send('Target.closeTarget', { targetId }),
       };
