@@ -19,7 +19,7 @@ import { Sound } from './sound.js';
  * Main thread -> worker.
  * `init` without a canvas: a WebRtcHost (webrtc.js), whose picture is a <video>.
  * `relay`: watch through a Media over QUIC relay instead of the element (view-only).
- * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null, audio?: boolean, avSync?: boolean}
+ * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null, audio?: boolean, avSync?: boolean, paint?: 'canvas' | 'video'}
  *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope, rendition?: number | null, audio?: boolean}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}
@@ -43,6 +43,8 @@ import { Sound } from './sound.js';
  *   | {type: 'resize', width: number, height: number, format?: import('./tiles.js').PixelFormat}
  *   | {type: 'app', message: import('./protocol.js').Message}
  *   | {type: 'audio', state: 'available', channels: number}
+ *   | {type: 'frame', frame: VideoFrame}
+ *   | {type: 'surface', video: boolean}
  *   | {type: 'reply', id: number, ok: true, value: any}
  *   | {type: 'reply', id: number, ok: false, error: string}} FromWorker
  */
@@ -72,10 +74,12 @@ import { Sound } from './sound.js';
  * @property {number} reconnects
  * @property {number} refines lossless stills painted over the lossy picture
  * @property {boolean} exact the canvas shows the exact picture: a raw stream, or a refine still
- * @property {string | null} paintPath how pictures reach the canvas (the overlay shows it):
- *   `2d drawImage VideoFrame` (WebCodecs, at the frame's size: drawing at the display size was
- *   measured no cheaper, the frame's colour conversion dominates), `2d drawImage ImageBitmap`
- *   (images), `2d putImageData` (raw tiles)
+ * @property {string | null} paintPath how pictures reach the screen (the overlay shows it):
+ *   `video element (MediaStreamTrackGenerator)` (WebCodecs frames transferred to a <video>, where
+ *   the page has the generator: Chromium), `2d drawImage VideoFrame` (elsewhere, or `paint:
+ *   'canvas'`; at the frame's size: drawing at the display size was measured no cheaper, the
+ *   frame's colour conversion dominates), `2d drawImage ImageBitmap` (images), `2d putImageData`
+ *   (raw tiles)
  * @property {StatusState} status
  * @property {import('./stats.js').ServerStats | null} server the server's last `stats` message
  *   (its figures for this viewer), null when none came in the last SERVER_STATS_STALE_MS
@@ -345,9 +349,8 @@ class Pictures {
       this.drop('replaced while held for the sound');
       return;
     }
-    this.painter.draw(frame, frame.displayWidth, frame.displayHeight);
     this.paintedTimestampUs = frame.timestamp;
-    frame.close();
+    this.painter.present(frame);
     // Acknowledged once painted, saying how long painting took: the server gets both render() ->
     // decoded and render() -> painted from one message.
     if (meta) this.decoded(meta, this.video.queueSize, decodedAt);
@@ -364,6 +367,7 @@ class Pictures {
     this.images.close();
     this.raw.forget();
     this.refine.forget();
+    this.painter.forget();
     this.paintedTimestampUs = -Infinity;
   }
 
@@ -468,7 +472,8 @@ class Pictures {
       exact: config?.type === 'raw' ? this.raw.picture !== null : this.refine.showing,
       paintPath: !config ? null
         : config.type === 'raw' ? '2d putImageData'
-          : config.type === 'image' ? '2d drawImage ImageBitmap' : '2d drawImage VideoFrame',
+          : config.type === 'image' ? '2d drawImage ImageBitmap'
+            : this.painter.toVideo ? 'video element (MediaStreamTrackGenerator)' : '2d drawImage VideoFrame',
     };
   }
 }
@@ -518,6 +523,10 @@ function start(message) {
   const media = new Pictures(message.canvas);
   media.painter.afterPaint = afterPaint;
   media.painter.display = display;
+  if (message.paint === 'video') {
+    media.painter.toVideo = (frame) => scope.postMessage({ type: 'frame', frame }, [frame]);
+    media.painter.onSurface = (video) => post({ type: 'surface', video });
+  }
   const transport = message.relay
     ? new RelayTransport(message.relay)
     : createTransport(message.url, { envelope: message.envelope, mode: message.transport ?? 'auto' });

@@ -3,6 +3,8 @@
 //   ?rfb_token=<token>  the link's credential (docs/security.md); it travels to /ws, /wt, /rfb.json
 //   ?envelope=json|binary  ?ws=<ws:// url on this server>  ?overlay=1  ?input=0 (send no input)
 //   ?audio=0 (no sound)  ?avsync=0 (pictures not held back for lip sync)
+//   ?paint=canvas|video (how decoded video reaches the screen; default: a <video> where the
+//   browser has a MediaStreamTrackGenerator, web/frame-video.js)
 //   ?transport=ws|wt|webrtc (default: WebTransport when offered, else WebSocket; ?envelope=json:
 //   WebSocket; webrtc: WHEP to this server, for viewers behind NAT, docs/protocol.md "WebRTC")
 //   ?relay=<relay URL>&broadcast=<name> (or ?relay=1): watch through the Media over QUIC relay
@@ -45,6 +47,9 @@ const input = !['0', 'false', 'no'].includes(params.get('input') ?? '');
 const audio = !['0', 'false', 'no'].includes(params.get('audio') ?? '');
 // ?avsync=0: pictures are not held back for their sound (lowest picture latency, no lip sync).
 const avSync = !['0', 'false', 'no'].includes(params.get('avsync') ?? '');
+// ?paint=canvas|video: how decoded video reaches the screen (default auto).
+const paintParam = params.get('paint');
+const paint = paintParam === 'canvas' || paintParam === 'video' ? paintParam : 'auto';
 // The JSON envelope is a WebSocket framing: asking for it means WebSocket.
 const transportParam = params.get('transport') ?? '';
 const transport = transportParam === 'ws' || transportParam === 'wt' || transportParam === 'webrtc'
@@ -89,4 +94,4 @@ const relay = await relayChoice();
 // Tests and pages that embed this one reach the viewer as window.rfbViewer.
 /** @type {any} */ (window).rfbViewer = mountViewer(
   /** @type {HTMLElement} */ (document.getElementById('viewer')),
-  { url: streamUrl(), envelope, overlay, input, transport, rendition, relay, audio, avSync });
+  { url: streamUrl(), envelope, overlay, input, transport, rendition, relay, audio, avSync, paint });

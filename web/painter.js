@@ -1,6 +1,12 @@
 // The worker's canvas: every picture reaches the screen here, whole (decoded video frames and
 // images, drawn) or by rectangles (the lossless path's pixels, put), and is read back here
 // (sampled pixels for tests and tools). `paintPath` in the viewer's stats names the calls used.
+//
+// Where the page offers a <video> fed by a MediaStreamTrackGenerator (Chromium; the viewer's
+// `paint` option), decoded video frames go there instead, transferred, not copied: the
+// compositor's video layer shows them at about half the browser's CPU a frame of drawImage
+// (tests/bench/paint.mjs). Pictures that only the canvas can show (lossless pixels, images,
+// refine stills) still land on the canvas, and the page shows whichever surface was painted last.
 
 import { bounds } from './tiles.js';
 
@@ -33,6 +39,52 @@ export class Painter {
      * @type {AfterPaint | null}
      */
     this.afterPaint = null;
+    /**
+     * Hands a video frame to the page's <video> (it owns the frame from then on); null: video
+     * frames are drawn on the canvas.
+     * @type {((frame: VideoFrame) => void) | null}
+     */
+    this.toVideo = null;
+    /** The page shows the <video> (true) or the canvas (false); told through `onSurface`. */
+    this.onVideo = false;
+    /** @type {(video: boolean) => void} */
+    this.onSurface = () => {};
+    /** The frame handed to the <video> last (a clone: sample() reads it). @type {VideoFrame | null} */
+    this.lastVideoFrame = null;
+  }
+
+  /**
+   * Shows a decoded video frame and closes it (or hands it on): on the page's <video> when it has
+   * one, else drawn on the canvas.
+   * @param {VideoFrame} frame
+   */
+  present(frame) {
+    const width = frame.displayWidth;
+    const height = frame.displayHeight;
+    if (!this.toVideo) {
+      this.draw(frame, width, height);
+      frame.close();
+      return;
+    }
+    this.fit(width, height);
+    this.lastVideoFrame?.close();
+    this.lastVideoFrame = frame.clone();
+    this.toVideo(frame);
+    this.painted = true;
+    this.surface(true);
+  }
+
+  /** @param {boolean} video */
+  surface(video) {
+    if (video === this.onVideo) return;
+    this.onVideo = video;
+    this.onSurface(video);
+  }
+
+  /** Lets go of the frame kept for sample() (the decoder is closing). */
+  forget() {
+    this.lastVideoFrame?.close();
+    this.lastVideoFrame = null;
   }
 
   /**
@@ -92,6 +144,8 @@ export class Painter {
    */
   done(width, height) {
     this.painted = true;
+    this.surface(false);
+    if (this.lastVideoFrame) this.forget();
     if (this.afterPaint) this.afterPaint(this.ctx, width, height, this.stream.width);
   }
 
@@ -108,6 +162,8 @@ export class Painter {
    */
   sample(points) {
     const { canvas, ctx, stream } = this;
+    // The <video> shows the picture: draw its last frame on the (hidden) canvas to read it.
+    if (this.onVideo && this.lastVideoFrame) ctx.drawImage(this.lastVideoFrame, 0, 0, canvas.width, canvas.height);
     return points.map(([x, y]) => {
       if (!this.painted) return [0, 0, 0, 0];
       if (!(x >= 0 && y >= 0 && x < stream.width && y < stream.height)) return [0, 0, 0, 0];

@@ -10,6 +10,7 @@ import { Overlay } from './overlay.js';
 import { AudioOutput } from './audio-output.js';
 import { EVENTS_CHANNEL, withAudio, withEnvelope } from './protocol.js';
 import { WebRtcHost } from './webrtc.js';
+import { FrameVideo, videoPaintAvailable } from './frame-video.js';
 
 /** @typedef {import('./decode-worker.js').ViewerStats} ViewerStats */
 /** @typedef {import('./decode-worker.js').FromWorker} FromWorker */
@@ -39,6 +40,11 @@ import { WebRtcHost } from './webrtc.js';
  *   sound" until then. false: the server sends none
  * @property {boolean} [avSync] while sound plays, hold each picture until its sound is heard
  *   (lip sync, at the cost of the sound's extra latency on the picture); default true
+ * @property {'auto' | 'canvas' | 'video'} [paint] how decoded video reaches the screen: 'video'
+ *   transfers each frame to a <video> (MediaStreamTrackGenerator: Chromium; about half the
+ *   browser's CPU a frame), 'canvas' draws it on the worker's canvas; 'auto' (default): 'video'
+ *   where the browser has the generator. Lossless pictures, images and refine stills always use
+ *   the canvas
  * @property {(message: import('./protocol.js').Message) => void} [onMessage] same as calling
  *   onMessage() at once, but sees the messages that come right after connecting too
  */
@@ -142,6 +148,10 @@ export class RfbViewer {
     } else {
       this.root.append(this.canvas, this.statusLine);
     }
+    const paint = options.paint ?? 'auto';
+    /** The `video` paint path's <video> over the canvas, or null. @type {FrameVideo | null} */
+    this.frameVideo = !this.webrtc && paint !== 'canvas' && (paint === 'video' || videoPaintAvailable()) ? new FrameVideo(doc) : null;
+    if (this.frameVideo) this.canvas.after(this.frameVideo.element);
     container.append(this.root);
     /** The element input is captured on and mapped from. */
     this.surface = this.webrtc ? this.video : this.canvas;
@@ -177,7 +187,7 @@ export class RfbViewer {
       };
       const offscreen = this.canvas.transferControlToOffscreen();
       const transport = /** @type {'auto' | 'ws' | 'wt'} */ (options.transport ?? 'auto');
-      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null, audio: withSound, avSync: options.avSync ?? true }, [offscreen]);
+      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null, audio: withSound, avSync: options.avSync ?? true, paint: this.frameVideo ? 'video' : 'canvas' }, [offscreen]);
       // The canvas's box in device pixels: a lossless picture larger than it is painted at the
       // size shown (lossless.js).
       this.displayObserver = new ResizeObserver((entries) => {
@@ -315,6 +325,13 @@ export class RfbViewer {
         break;
       case 'audio':
         this.audio?.available();
+        break;
+      case 'frame':
+        if (this.frameVideo) this.frameVideo.show(message.frame);
+        else message.frame.close();
+        break;
+      case 'surface':
+        this.frameVideo?.visible(message.video);
         break;
       case 'app':
         for (const cb of this.messageListeners) {
@@ -518,6 +535,7 @@ export class RfbViewer {
     this.audio?.close();
     this.input?.close(); // its key-ups go out before the worker's close
     this.displayObserver?.disconnect();
+    this.frameVideo?.close();
     this.post({ type: 'close' });
     this.closed = true;
     const worker = this.worker;

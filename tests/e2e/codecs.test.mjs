@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Viewer, assertSmpteBars, sharedBrowser, outPath, requireElements, startPipeline, withQuery } from './lib.mjs';
+  SMPTE_BARS, Viewer, assertSmpteBars, decodePng, pollUntil, sharedBrowser, smptePoints, outPath, requireElements, startPipeline, withQuery,
+} from './lib.mjs';
 
 // format=I420: left free, x264enc would negotiate 10-bit 4:4:4 (High 4:4:4), which Chromium
 // decodes in software but hardware decoders and other browsers refuse.
@@ -54,6 +55,65 @@ test('H.264 byte-stream (default page): the viewer decodes and shows the colour 
     codecString: /^avc1\./,
     screenshot: 'h264.png',
   }));
+
+/**
+ * What the page shows (a screenshot, not the viewer's own read-back): the seven top bars at the
+ * places the picture is laid out, each within `tolerance`.
+ */
+async function barsOnScreen(viewer, selector, tolerance = 40) {
+  const box = await viewer.page.evaluate((sel) => {
+    const r = /** @type {HTMLElement} */ (document.querySelector(sel)).getBoundingClientRect();
+    return { x: r.x, y: r.y, width: r.width, height: r.height };
+  }, selector);
+  // object-fit: contain, a 640x480 picture.
+  const scale = Math.min(box.width / 640, box.height / 480);
+  const left = box.x + (box.width - 640 * scale) / 2;
+  const top = box.y + (box.height - 480 * scale) / 2;
+  const png = decodePng(await viewer.page.screenshot());
+  return smptePoints(640, 100).flatMap(([x, y], i) => {
+    const px = Math.round(left + x * scale);
+    const py = Math.round(top + y * scale);
+    const o = (py * png.width + px) * 4;
+    const got = [png.rgba[o], png.rgba[o + 1], png.rgba[o + 2]];
+    const [name, want] = SMPTE_BARS[i];
+    return want.every((c, k) => Math.abs(got[k] - c) <= tolerance) ? [] : [`${name} at (${px}, ${py}): want ~${want}, got ${got}`];
+  });
+}
+
+test('H.264 paint paths: Chromium shows decoded frames through a <video> (MediaStreamTrackGenerator) by default, ?paint=canvas on the canvas; the screen shows the bars either way',
+  { timeout: 120_000 }, async (t) => {
+    if (!requireElements(t, ['x264enc'])) return;
+    const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0`);
+    t.after(() => pipeline.stop());
+    for (const [query, path, shown] of [
+      ['', 'video element (MediaStreamTrackGenerator)', 'video.rfb-frames'],
+      ['?paint=canvas', '2d drawImage VideoFrame', 'canvas.rfb-canvas'],
+    ]) {
+      const viewer = await Viewer.open(browser.context, withQuery(pipeline.url, query));
+      try {
+        const stats = await viewer.waitForFrames(10, { extra: pipeline.logs });
+        assert.equal(stats.paintPath, path, `${query || 'default'}: ${JSON.stringify(stats)}\n${viewer.logs()}`);
+        const state = await viewer.page.evaluate(() => {
+          const video = document.querySelector('video.rfb-frames');
+          return { video: video ? getComputedStyle(video).visibility : null, playing: video ? !video.paused && video.videoWidth : null };
+        });
+        if (shown.startsWith('video')) {
+          assert.equal(state.video, 'visible', `the <video> shows the picture: ${JSON.stringify(state)}`);
+          assert.equal(state.playing, 640, `the <video> plays the 640-wide stream: ${JSON.stringify(state)}`);
+        } else {
+          assert.equal(state.video, null, `?paint=canvas makes no <video>: ${JSON.stringify(state)}`);
+        }
+        // The viewer's own read-back (the frame the <video> was given), then the screen itself.
+        await assertSmpteBars(viewer, { width: 640, y: 100, tolerance: 40, extra: pipeline.logs });
+        let wrong = [];
+        await pollUntil(() => barsOnScreen(viewer, shown), (w) => { wrong = w; return w.length === 0; },
+          { timeoutMs: 10_000, what: 'the bars on screen' }).catch((e) => assert.fail(`${query || 'default'}: the screen does not show the bars:\n  ${wrong.length ? wrong.join('\n  ') : e.message}`));
+        await viewer.page.screenshot({ path: outPath(`paint-${query ? 'canvas' : 'video'}.png`) });
+      } finally {
+        await viewer.close();
+      }
+    }
+  });
 
 test('H.264 over WebSocket (?transport=ws), binary envelope', { timeout: 90_000 }, (t) =>
   checkStream(t, {

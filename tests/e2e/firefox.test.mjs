@@ -66,6 +66,8 @@ async function checkStream(t, { elements, encoder, query = '', transport, codec 
   assert.equal(stats.height, STREAM.height, ctx);
   assert.equal(stats.decodeErrors ?? 0, 0, ctx);
   assert.equal(stats.transport, transport, ctx);
+  // No MediaStreamTrackGenerator in Firefox: the viewer falls back to its canvas.
+  assert.match(String(stats.paintPath), /^2d /, ctx);
   await assertSmpteBars(viewer, { width: 640, y: 100, tolerance: 40, extra: pipeline.logs });
   const server = stats.server;
   t.diagnostic(`firefox ${query || '(default)'}: ${stats.transport}, ${stats.paintPath}, first picture ${firstMs} ms after load `
