@@ -32,6 +32,7 @@ import { Sound } from './sound.js';
  *   | {type: 'audio-port', port: MessagePort, askedEpochMs: number}
  *   | {type: 'audio-clock', contextEpochMs: number, outputLatencyMs: number}
  *   | {type: 'audio-tap', id: number, ms: number}
+ *   | {type: 'frame-taken'}
  *   | {type: 'close'}} ToWorker
  */
 
@@ -167,10 +168,17 @@ class Pictures {
     return /** @type {Session} */ (this.session);
   }
 
-  /** @param {string} why */
-  drop(why) {
+  /**
+   * @param {string} why
+   * @param {FrameMeta} [meta] the frame was decoded (it is acknowledged)
+   */
+  drop(why, meta) {
     const n = ++this.counters.framesDropped;
     if (n <= 3 || n % 100 === 0) console.debug(`rfb: dropped a frame (${why}), ${n} so far`);
+    // Decoded but not shown: acknowledged all the same, without paint_us (docs/protocol.md). The
+    // server counts what is in flight by acks: frames never acknowledged would make this viewer
+    // look behind for good, and it would get nothing more to acknowledge.
+    if (meta) this.sessionNow.send(STATS_CHANNEL, ack(meta.frameId, this.video.queueSize)).catch(() => {});
   }
 
   // --- Media --------------------------------------------------------------------------------
@@ -330,7 +338,7 @@ class Pictures {
         const old = /** @type {HeldFrame} */ (this.held.shift());
         clearTimeout(old.timer);
         old.frame.close();
-        this.drop('held for the sound too long');
+        this.drop('held for the sound too long', old.meta);
       }
       return;
     }
@@ -346,11 +354,15 @@ class Pictures {
     if (frame.timestamp < this.paintedTimestampUs) {
       // A newer picture is on the canvas already (the sound's clock stopped while this waited).
       frame.close();
-      this.drop('replaced while held for the sound');
+      this.drop('replaced while held for the sound', meta);
       return;
     }
-    this.paintedTimestampUs = frame.timestamp;
-    this.painter.present(frame);
+    const timestampUs = frame.timestamp; // the frame is closed or transferred by present()
+    if (!this.painter.present(frame)) {
+      this.drop('the page has not taken the frames before it', meta);
+      return;
+    }
+    this.paintedTimestampUs = timestampUs;
     // Acknowledged once painted, saying how long painting took: the server gets both render() ->
     // decoded and render() -> painted from one message.
     if (meta) this.decoded(meta, this.video.queueSize, decodedAt);
@@ -549,6 +561,10 @@ scope.onmessage = (/** @type {MessageEvent} */ event) => {
   const message = /** @type {ToWorker} */ (event.data);
   if (message.type === 'init') {
     start(message);
+    return;
+  }
+  if (message.type === 'frame-taken') {
+    pictures?.painter.taken();
     return;
   }
   if (message.type === 'display') {

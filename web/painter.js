@@ -10,6 +10,13 @@
 
 import { bounds } from './tiles.js';
 
+/**
+ * Video frames handed to the page and not yet taken by it: past this the page's thread is busy
+ * (a long task) and newer frames are dropped here rather than queued behind it, each holding a
+ * decoded picture.
+ */
+export const MAX_VIDEO_IN_FLIGHT = 3;
+
 /** @typedef {(ctx: OffscreenCanvasRenderingContext2D, width: number, height: number, streamWidth: number) => void} AfterPaint */
 
 export class Painter {
@@ -51,12 +58,15 @@ export class Painter {
     this.onSurface = () => {};
     /** The frame handed to the <video> last (a clone: sample() reads it). @type {VideoFrame | null} */
     this.lastVideoFrame = null;
+    /** Frames handed to the page that it has not taken yet (`taken()`). */
+    this.videoInFlight = 0;
   }
 
   /**
    * Shows a decoded video frame and closes it (or hands it on): on the page's <video> when it has
-   * one, else drawn on the canvas.
+   * one, else drawn on the canvas. False: dropped, the page has not taken the frames before it.
    * @param {VideoFrame} frame
+   * @returns {boolean}
    */
   present(frame) {
     const width = frame.displayWidth;
@@ -64,14 +74,25 @@ export class Painter {
     if (!this.toVideo) {
       this.draw(frame, width, height);
       frame.close();
-      return;
+      return true;
     }
+    if (this.videoInFlight >= MAX_VIDEO_IN_FLIGHT) {
+      frame.close();
+      return false;
+    }
+    this.videoInFlight++;
     this.fit(width, height);
     this.lastVideoFrame?.close();
     this.lastVideoFrame = frame.clone();
     this.toVideo(frame);
     this.painted = true;
     this.surface(true);
+    return true;
+  }
+
+  /** The page took a frame handed to it. */
+  taken() {
+    this.videoInFlight = Math.max(0, this.videoInFlight - 1);
   }
 
   /** @param {boolean} video */

@@ -329,6 +329,8 @@ export class RfbViewer {
       case 'frame':
         if (this.frameVideo) this.frameVideo.show(message.frame);
         else message.frame.close();
+        // The worker hands over a few at a time: a page busy for long drops frames there.
+        this.post({ type: 'frame-taken' });
         break;
       case 'surface':
         this.frameVideo?.visible(message.video);

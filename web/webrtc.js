@@ -332,7 +332,7 @@ export class WebRtcHost {
       return;
     }
     // The <video> scales the picture and plays the sound itself.
-    if (message.type === 'display' || message.type === 'audio-port' || message.type === 'audio-clock') return;
+    if (message.type === 'display' || message.type === 'audio-port' || message.type === 'audio-clock' || message.type === 'frame-taken') return;
     const { id } = message;
     this.answer(message).then(
       (value) => this.emit({ type: 'reply', id, ok: true, value }),

@@ -115,6 +115,32 @@ test('H.264 paint paths: Chromium shows decoded frames through a <video> (MediaS
     }
   });
 
+test('a page whose thread is busy for 1.5 s: the worker drops the frames it cannot hand over (a few in flight, not 45 queued) and the <video> goes on with current pictures',
+  { timeout: 90_000 }, async (t) => {
+    if (!requireElements(t, ['x264enc'])) return;
+    const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink port=0`);
+    t.after(() => pipeline.stop());
+    const viewer = await Viewer.open(browser.context, pipeline.url);
+    t.after(() => viewer.close());
+    const before = await viewer.waitForFrames(10, { extra: pipeline.logs });
+    assert.equal(before.paintPath, 'video element (MediaStreamTrackGenerator)', JSON.stringify(before));
+    // A long task on the page (an app's own script, a big layout): 1.5 s at 30 fps is 45 frames.
+    await viewer.page.evaluate(() => { const end = performance.now() + 1500; while (performance.now() < end); });
+    const after = await viewer.stats();
+    const dropped = after.framesDropped - before.framesDropped;
+    t.diagnostic(`during the long task: ${after.framesDecoded - before.framesDecoded} decoded, ${dropped} dropped in the worker`);
+    assert.ok(dropped >= 30, `the worker should drop what the page cannot take (dropped ${dropped}): ${JSON.stringify(after)}`);
+    // Pictures go on: more frames handed over and shown after the task.
+    const more = await viewer.waitForFrames(after.framesDecoded + 15, { extra: pipeline.logs });
+    assert.equal(more.framesDropped - after.framesDropped <= 3, true, `no drops once the page is free: ${JSON.stringify(more)}`);
+    await assertSmpteBars(viewer, { width: 640, y: 100, tolerance: 40, extra: pipeline.logs });
+    const playing = await viewer.page.evaluate(() => {
+      const v = /** @type {HTMLVideoElement} */ (document.querySelector('video.rfb-frames'));
+      return { paused: v.paused, width: v.videoWidth, frames: v.getVideoPlaybackQuality?.().totalVideoFrames ?? null };
+    });
+    assert.equal(playing.paused, false, JSON.stringify(playing));
+  });
+
 test('H.264 over WebSocket (?transport=ws), binary envelope', { timeout: 90_000 }, (t) =>
   checkStream(t, {
     elements: ['x264enc'],
