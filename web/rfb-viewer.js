@@ -41,10 +41,10 @@ import { FrameVideo, videoPaintAvailable } from './frame-video.js';
  * @property {boolean} [avSync] while sound plays, hold each picture until its sound is heard
  *   (lip sync, at the cost of the sound's extra latency on the picture); default true
  * @property {'auto' | 'canvas' | 'video'} [paint] how decoded video reaches the screen: 'video'
- *   transfers each frame to a <video> (MediaStreamTrackGenerator: Chromium; about half the
- *   browser's CPU a frame), 'canvas' draws it on the worker's canvas; 'auto' (default): 'video'
- *   where the browser has the generator. Lossless pictures, images and refine stills always use
- *   the canvas
+ *   (and 'auto', the default) transfers each frame to a <video> where the browser has a
+ *   MediaStreamTrackGenerator (Chromium; about half the browser's CPU a frame), else falls back
+ *   to the canvas; 'canvas' draws it on the worker's canvas. Lossless pictures, images and refine
+ *   stills always use the canvas
  * @property {(message: import('./protocol.js').Message) => void} [onMessage] same as calling
  *   onMessage() at once, but sees the messages that come right after connecting too
  */
@@ -150,7 +150,7 @@ export class RfbViewer {
     }
     const paint = options.paint ?? 'auto';
     /** The `video` paint path's <video> over the canvas, or null. @type {FrameVideo | null} */
-    this.frameVideo = !this.webrtc && paint !== 'canvas' && (paint === 'video' || videoPaintAvailable()) ? new FrameVideo(doc) : null;
+    this.frameVideo = !this.webrtc && paint !== 'canvas' && videoPaintAvailable() ? new FrameVideo(doc) : null;
     if (this.frameVideo) this.canvas.after(this.frameVideo.element);
     container.append(this.root);
     /** The element input is captured on and mapped from. */
