@@ -120,6 +120,37 @@ export function drawStrip(ctx, width, tUs) {
 }
 
 /**
+ * Reads the barcode of every frame a <video> presents (requestVideoFrameCallback draws the strip
+ * into a canvas and reads it, as the viewer's worker does after painting): `sample(t48, atUs, meta)`
+ * for each new picture, at the callback's time; `misread()` for one it could not read; `presented()`
+ * on every callback. The WebRTC baseline's page and the viewer's <video> (bench viewer.html).
+ * @param {HTMLVideoElement} video
+ * @param {{sample: (t48: number, atUs: number, meta: VideoFrameCallbackMetadata) => void, misread: () => void, presented?: () => void}} on
+ */
+export function watchVideo(video, on) {
+  const canvas = document.createElement('canvas');
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d', { alpha: false, willReadFrequently: true }));
+  let lastT48 = -1;
+  /** @type {VideoFrameRequestCallback} */
+  const onFrame = (_now, meta) => {
+    on.presented?.();
+    const w = meta.width;
+    const h = 2 * cellSize(w);
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    ctx.drawImage(video, 0, 0, w, h, 0, 0, w, h);
+    const atUs = nowUs();
+    const t48 = readStrip(ctx, w);
+    if (t48 === null) on.misread();
+    else if (t48 !== lastT48) {
+      lastT48 = t48;
+      on.sample(t48, atUs, meta);
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+/**
  * The worker side. web/decode-worker.js calls install(scope) when the page opts in (a
  * {type: 'bench-hook', module} message); the function returned runs right after every paint().
  * The page reads (and clears) the samples with {type: 'bench-read', id}; the reply is

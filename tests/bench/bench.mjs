@@ -33,8 +33,10 @@
 // on rendition_1: each viewer gets what its link carries). One row per viewer.
 //
 // A busy browser (`busy`): the viewer's page is recorded as a screen recorder does while it plays
-// (DevTools' screencast: the compositor's every frame read back and JPEG-encoded, which loads the
-// browser like a desktop recorder), for rfbsink and the WebRTC baseline at 720p60 and 1080p30;
+// (DevTools' screencast: the compositor's every frame read back and PNG-encoded, which loads the
+// browser like a desktop recorder), for rfbsink and the WebRTC baseline at 720p60 and 1080p30.
+// The recording is also read: `screen` = capture -> the compositor frame that first showed each
+// picture (its swap time), the one point that the viewer's paint paths and WebRTC share;
 // `fps shown` counts the frames on screen (barcodes read at the next animation frame, or at the
 // viewer's <video>'s requestVideoFrameCallback), `xRTC shown` against the baseline under the same
 // load; `canvas`: the viewer's paint option 'canvas' (drawImage in the worker) against its default
@@ -257,6 +259,26 @@ const WARMUP_MS = 3000;
 // moves the on-screen figures by up to a frame interval from run to run).
 const SKEW = '1.003';
 
+/** The viewport of the bench's pages; the viewer and the WebRTC page fit the picture in it. */
+const VIEWPORT = { width: 1280, height: 720 };
+
+/** Where a scenario's picture is on the page: fitted into the viewport (object-fit: contain). */
+function laidOut(sc) {
+  const scale = Math.min(VIEWPORT.width / sc.width, VIEWPORT.height / sc.height);
+  const width = sc.width * scale;
+  const height = sc.height * scale;
+  return { x: (VIEWPORT.width - width) / 2, y: (VIEWPORT.height - height) / 2, width, height };
+}
+
+/**
+ * The screen recorder's figures: capture -> the compositor frame that first showed each picture
+ * (`screen`), pictures seen a second, and recorded frames whose barcode did not read.
+ */
+function screenFigures({ seen, misreads }, seconds) {
+  const ms = seen.map((x) => x.latencyMs);
+  return { screen: dist(ms), screenFps: ms.length / seconds, screenMisreads: misreads };
+}
+
 /** The encoder chain of a scenario: behind an RGB source with free caps when `natural`. */
 function encoderChain(sc) {
   if (sc.serve) return serveChain(sc);
@@ -322,7 +344,7 @@ async function runRfb(sc, ctx) {
       }
     };
     const first = await waitDecoded(5, 30_000);
-    if (sc.busy) recorder = await startRecorder(page);
+    if (sc.busy) recorder = await startRecorder(page, { streamWidth: sc.width, box: laidOut(sc) });
     const wantTransport = { ws: 'websocket', wt: 'webtransport' }[sc.transport];
     if (first.transport !== wantTransport) throw new Error(`the viewer runs on ${first.transport}, not ${wantTransport}`);
     const calibration = ctx.calibrated ? null : {
@@ -346,6 +368,7 @@ async function runRfb(sc, ctx) {
     const v0 = await page.evaluate(() => window.rfbViewer.stats());
     const cpu0 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
     const recorded0 = recorder?.frames() ?? 0;
+    recorder?.samples();
     const t0 = Date.now();
     const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeLoopback(st.kbit), st.atMs));
     await sleep((sc.shape?.seconds ?? SECONDS) * 1000);
@@ -353,6 +376,7 @@ async function runRfb(sc, ctx) {
     const cpu1 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
     const elapsed = (Date.now() - t0) / 1000;
     const recordedFps = recorder ? (recorder.frames() - recorded0) / elapsed : null;
+    const screen = recorder ? screenFigures(recorder.samples(), elapsed) : {};
     const measured = await page.evaluate(() => window.benchRead());
     const v1 = await page.evaluate(() => window.rfbViewer.stats());
     let lightMark0 = null;
@@ -407,6 +431,7 @@ async function runRfb(sc, ctx) {
       paintedFpsBarcode: e2ePaint.length / elapsed,
       shownFps: e2e.length / elapsed,
       recordedFps,
+      ...screen,
       paintPath: v1.paintPath,
       lightClientFps: lightFps,
       lightClientGaps: lightGaps,
@@ -704,7 +729,7 @@ async function runWebrtc(sc, ctx) {
       peerSetup = setup;
     }
     const clock = await page.evaluate(() => window.benchClock());
-    if (sc.busy) recorder = await startRecorder(page);
+    if (sc.busy) recorder = await startRecorder(page, { streamWidth: sc.width, box: laidOut(sc) });
     await sleep(WARMUP_MS);
     const pid = source.proc.pid;
     await page.evaluate(() => window.benchRead());
@@ -714,10 +739,12 @@ async function runWebrtc(sc, ctx) {
     const src0 = source.events.filter((e) => e.event === 'source').at(-1);
     const cpu0 = { all: processCpu(pid), m: machineCpu() };
     const recorded0 = recorder?.frames() ?? 0;
+    recorder?.samples();
     const t0 = Date.now();
     await sleep(SECONDS * 1000);
     const elapsed = (Date.now() - t0) / 1000;
     const recordedFps = recorder ? (recorder.frames() - recorded0) / elapsed : null;
+    const screen = recorder ? screenFigures(recorder.samples(), elapsed) : {};
     const cpu1 = { all: processCpu(pid), m: machineCpu() };
     const measured = await page.evaluate(() => window.benchRead());
     const s1 = await page.evaluate(() => window.benchStats());
@@ -749,6 +776,7 @@ async function runWebrtc(sc, ctx) {
       paintedFpsBarcode: e2e.length / elapsed,
       shownFps: e2e.length / elapsed,
       recordedFps,
+      ...screen,
       paintPath: 'video element (WebRTC)',
       e2e: dist(e2e),
       e2eSamples: thin(e2e, 400),
@@ -791,6 +819,9 @@ function table(results) {
     ['fps prod', (r) => f(r.producedFps), 8],
     ['fps dlvd', (r) => f(r.deliveredFps), 8],
     ['fps shown', (r) => f(r.shownFps), 9],
+    ['screen p50', (r) => f(r.screen?.p50), 10],
+    ['screen p99', (r) => f(r.screen?.p99), 10],
+    ['screen fps', (r) => f(r.screenFps), 10],
     ['xRTC shown', (r) => (r.ratioShown ? `${f(r.ratioShown, 2)}` : '-'), 10],
     ['light fps min', (r) => (r.lightClientFps ? f(r.lightClientFps.min) : '-'), 13],
     ['rfb %core', (r) => f(r.rfbsinkCpuPercentOfCore, 2), 9],
@@ -949,7 +980,7 @@ async function main() {
   // Bare DevTools (launchBareBrowser): Playwright's network domain would have Chromium copy every
   // WebSocket frame for DevTools, a cost no viewer has. Host candidates as addresses (webrtcbin
   // cannot resolve mDNS names).
-  const browser = await launchBareBrowser({ width: 1280, height: 720 }, [
+  const browser = await launchBareBrowser(VIEWPORT, [
     '--autoplay-policy=no-user-gesture-required', '--disable-features=WebRtcHideLocalIpsWithMdns',
   ]);
   const ctx = { base, browser, calibrated: null };

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { onLines } from '../e2e/lib.mjs';
+import { decodePng, onLines } from '../e2e/lib.mjs';
+import { cellSize, decodeBands, latencyMs } from './barcode.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -177,27 +178,74 @@ export async function launchBenchBrowser() {
 
 /**
  * Records a page's compositor output as a screen recorder does (DevTools' screencast: every frame
- * the compositor makes is read back, JPEG-encoded and handed over, and acknowledged as it comes),
- * the browser-side load of the `busy` bench scenarios. `frames()`: how many the recorder got.
+ * the compositor makes is read back, encoded and handed over, and acknowledged as it comes), the
+ * browser-side load of the `busy` bench scenarios, and what a viewer sees: with `read`, each
+ * recorded frame's barcode (PNG frames, the picture laid out in `read.box` at `read.streamWidth`)
+ * against the time the compositor made it, the one point shared by every paint path and by
+ * WebRTC. `frames()`: frames recorded; `samples()`: {t48, latencyMs} of each new picture seen
+ * since the last call (one per picture: the first frame that showed it).
  * @param {{devtools: (method: string, params?: object) => Promise<any>, onDevtools: (cb: (method: string, params: any) => void) => void}} page
  *   a page of launchBareBrowser
+ * @param {{streamWidth: number, box: {x: number, y: number, width: number, height: number}}} [read]
  */
-export async function startRecorder(page) {
+export async function startRecorder(page, read) {
   let frames = 0;
   let on = true;
+  /** @type {{t48: number, latencyMs: number}[]} */
+  let seen = [];
+  let lastT48 = -1;
+  let misreads = 0;
   page.onDevtools((method, params) => {
     if (method !== 'Page.screencastFrame' || !on) return;
     frames += 1;
     page.devtools('Page.screencastFrameAck', { sessionId: params.sessionId }).catch(() => {});
+    if (!read) return;
+    const t48 = readRecorded(Buffer.from(params.data, 'base64'), read);
+    if (t48 === null) misreads += 1;
+    else if (t48 !== lastT48) {
+      lastT48 = t48;
+      // The frame's swap time (wall clock, seconds), the same clock as the capture time.
+      seen.push({ t48, latencyMs: latencyMs(t48, params.metadata.timestamp * 1e6) });
+    }
   });
-  await page.devtools('Page.startScreencast', { format: 'jpeg', quality: 80, everyNthFrame: 1 });
+  await page.devtools('Page.startScreencast', { format: read ? 'png' : 'jpeg', quality: 80, everyNthFrame: 1 });
   return {
     frames: () => frames,
+    samples: () => { const out = { seen, misreads }; seen = []; misreads = 0; return out; },
     stop: async () => {
       on = false;
       await page.devtools('Page.stopScreencast').catch(() => {});
     },
   };
+}
+
+/**
+ * The barcode of a recorded frame (PNG) whose picture is laid out in `box` (CSS pixels = the
+ * frame's pixels) from a `streamWidth`-wide stream; null when it does not read.
+ * @param {Buffer} png
+ * @param {{streamWidth: number, box: {x: number, y: number, width: number, height: number}}} read
+ */
+function readRecorded(png, { streamWidth, box }) {
+  let image;
+  try {
+    image = decodePng(png);
+  } catch {
+    return null;
+  }
+  const scale = box.width / streamWidth;
+  const cell = cellSize(streamWidth);
+  const width = Math.round(box.width);
+  const rows = 4;
+  const band = (/** @type {number} */ centre) => {
+    const out = new Uint8ClampedArray(width * rows * 4);
+    const y0 = Math.round(box.y + centre * scale) - 2;
+    for (let r = 0; r < rows; r++) {
+      const from = ((y0 + r) * image.width + Math.round(box.x)) * 4;
+      out.set(image.rgba.subarray(from, from + width * 4), r * width * 4);
+    }
+    return out;
+  };
+  return decodeBands(band(cell >> 1), band(cell + (cell >> 1)), width, rows, streamWidth);
 }
 
 /**
