@@ -4,7 +4,8 @@
 // bars) is decoded with WebCodecs in a worker at its frame rate and handed to the screen by each
 // path of tests/bench/paint-worker.js (2d drawImage, 2d desynchronized, bitmaprenderer, WebGL
 // texture, MediaStreamTrackGenerator -> <video>), in headless Chromium (idle, and busy: its
-// compositor's output recorded as a screen recorder does) and Firefox ESR (idle). Per path:
+// compositor's output recorded as a screen recorder does), Firefox ESR and WebKitGTK under Xvfb
+// (idle). Per path:
 // frames decoded and shown a second, frames replaced before they were shown, decode -> shown
 // p50/p99, the paint call's time, and the browser's CPU (all its processes) per frame shown.
 // Writes tests/bench/out/paint.json.
@@ -20,6 +21,7 @@ import { parseArgs } from 'node:util';
 import puppeteer from 'puppeteer-core';
 
 import { gstEnv } from '../e2e/lib.mjs';
+import { launchWebKit, webkitMissing } from '../e2e/webkit.mjs';
 import { dist, launchBareBrowser, sleep, startRecorder, startServer } from './harness.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -41,6 +43,8 @@ const PATHS = {
   // No MediaStreamTrackGenerator, no desynchronized 2d context, and (headless, no GPU) no WebGL
   // on an OffscreenCanvas in Firefox ESR 153.
   firefox: ['2d', 'bitmaprenderer'],
+  // WebKitGTK 2.50 (Tauri's engine on Linux) under Xvfb: no generator, no WebGL on an OffscreenCanvas.
+  webkit: ['2d', 'bitmaprenderer'],
 };
 
 /**
@@ -89,8 +93,8 @@ function ticks(pid) {
   }
 }
 
-/** CPU seconds of the processes whose command line has `needle`, or of `root` and its descendants. */
-function browserCpu({ needle, root }) {
+/** CPU seconds of the processes whose command line has `needle`, or of `roots` and their descendants. */
+function browserCpu({ needle, roots = [] }) {
   const procs = new Map();
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     const t = ticks(pid);
@@ -101,8 +105,8 @@ function browserCpu({ needle, root }) {
   }
   const mine = new Set();
   for (const [pid, p] of procs) if (needle && p.cmd.includes(needle)) mine.add(pid);
-  if (root) {
-    mine.add(root);
+  if (roots.length) {
+    for (const root of roots) mine.add(root);
     for (let grew = true; grew;) {
       grew = false;
       for (const [pid, p] of procs) if (!mine.has(pid) && mine.has(p.ppid)) { mine.add(pid); grew = true; }
@@ -182,10 +186,31 @@ async function main() {
             const p = await b.newPage();
             return { goto: (u) => p.goto(u), evaluate: (fn, arg) => p.evaluate(fn, arg), close: () => p.close() };
           },
-          cpu: { root },
+          cpu: { roots: [root] },
           close: async () => { await b.close().catch(() => {}); rmSync(profile, { recursive: true, force: true }); },
           recorder: false,
         };
+      },
+    });
+  }
+  if (!webkitMissing()) {
+    engines.push({
+      name: 'webkit',
+      open: async () => {
+        const wk = await launchWebKit();
+        await wk.driver.setWindow(1280, 720).catch(() => {});
+        // One window: each case navigates it.
+        const page = {
+          goto: (/** @type {string} */ u) => wk.driver.go(u),
+          evaluate: async (/** @type {Function} */ fn, /** @type {any} */ arg) => {
+            const r = await wk.driver.run(`return await (${fn})(arguments[0]);`, arg ?? null);
+            if (r && typeof r === 'object' && 'error' in r && Object.keys(r).length === 1) throw new Error(r.error);
+            return r;
+          },
+          close: () => wk.driver.go('about:blank'),
+        };
+        // Xvfb's CPU counts: it is this display's compositor.
+        return { newPage: async () => page, cpu: { roots: wk.pids }, close: () => wk.close(), recorder: false };
       },
     });
   }
