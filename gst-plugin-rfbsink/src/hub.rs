@@ -981,13 +981,18 @@ impl Track {
 
     /// Bits per second over the last `RATE_SPAN`.
     fn bitrate(&self, now: Instant) -> u64 {
+        self.bitrate_over(now, RATE_SPAN)
+    }
+
+    /// Bits per second over the last `span` (at most `RATE_SPAN`).
+    fn bitrate_over(&self, now: Instant, span: Duration) -> u64 {
         let bytes: usize = self
             .recent
             .iter()
-            .filter(|(at, _)| now.duration_since(*at) <= RATE_SPAN)
+            .filter(|(at, _)| now.duration_since(*at) <= span)
             .map(|(_, n)| n)
             .sum();
-        (bytes as f64 * 8.0 / RATE_SPAN.as_secs_f64()) as u64
+        (bytes as f64 * 8.0 / span.as_secs_f64()) as u64
     }
 
     fn forget_pictures(&mut self) {
@@ -1043,7 +1048,8 @@ pub(crate) struct Callbacks {
     pub on_message: MessageHandler,
     /// A client fell behind by more than `max_latency` and skips to a keyframe.
     pub overloaded: Box<dyn Fn(&Overload) + Send + Sync>,
-    /// Rate control set a new target bitrate (bits per second) for the encoder.
+    /// Rate control set a new target bitrate (bits per second) for the encoder, or ticked (about
+    /// once a second, with the target as it is: an encoder driven by quality is steered then).
     pub target_bitrate: Box<dyn Fn(u64) + Send + Sync>,
 }
 
@@ -1122,6 +1128,9 @@ impl Hub {
     /// the target changed; the ladder moves viewers up or down.
     pub fn rate_tick(self: &Arc<Self>) {
         self.rate_step(RateController::tick);
+        if let Some(bps) = self.target_bitrate() {
+            (self.callbacks.target_bitrate)(bps);
+        }
         self.ladder_step(Ladder::tick);
     }
 
@@ -1224,6 +1233,15 @@ impl Hub {
         if let Some(to) = client.move_to(rendition, pinned) {
             self.request_keyframe(to);
         }
+    }
+
+    /// What the rendition rate control drives made in the last second (bits per second): the
+    /// measure that steers an encoder driven by quality.
+    pub fn stream_bitrate(&self) -> u64 {
+        let st = self.state.lock().unwrap();
+        st.tracks.get(&self.settings.rate_rendition).map_or(0, |t| {
+            t.bitrate_over(Instant::now(), Duration::from_secs(1))
+        })
     }
 
     /// The encoder's target bitrate under rate control (bits per second), None when it is off.

@@ -41,6 +41,9 @@ const DEFAULT_CLIENT_QUEUE_FRAMES: u32 = 16;
 const DEFAULT_KEYFRAME_REQUEST_INTERVAL_MS: u32 = 500;
 const DEFAULT_VIEW_ONLY: bool = false;
 const DEFAULT_STATS_INTERVAL_MS: u32 = 0;
+/// Rate control's ceiling for an encoder driven by quality (jpegenc, webpenc) when max-bitrate
+/// is not set: its own quality is its top, and the target only has to be above what it makes.
+const QUALITY_MAX_BITRATE: u64 = 100_000_000;
 const DEFAULT_WEBTRANSPORT: bool = true;
 /// -1: the same port number as the HTTP server's, on UDP.
 const DEFAULT_WEBTRANSPORT_PORT: i32 = -1;
@@ -354,8 +357,10 @@ pub struct RfbSink {
     refine: Mutex<Refine>,
     /// This run's figures (stats); zeroed by start().
     counters: Counters,
-    /// The encoder upstream that rate control drives, for this run.
+    /// The encoder upstream that rate control drives, for this run, and the target it was given
+    /// last (bit/s).
     encoder: Mutex<Option<Encoder>>,
+    applied_target: Mutex<Option<u64>>,
     /// The rendition pads, by rendition id. Taken before `stream` when both are.
     renditions: Mutex<std::collections::BTreeMap<u32, RenditionPad>>,
     audio: Mutex<AudioPad>,
@@ -474,6 +479,8 @@ impl RfbSink {
             .min_by_key(|(_, e)| e.as_ref().map(|e| e.bitrate()))
             .unwrap_or((0, None));
         let max = match (settings.max_bitrate_kbps, &encoder) {
+            // Its quality at start is its top; the target has no bitrate to start from.
+            (0, Some(e)) if e.by_quality() => QUALITY_MAX_BITRATE,
             (0, Some(e)) => e.bitrate(),
             (0, None) => {
                 gst::element_imp_warning!(
@@ -503,19 +510,32 @@ impl RfbSink {
             ),
         }
         *self.encoder.lock().unwrap() = encoder;
+        *self.applied_target.lock().unwrap() = None;
         Some((policy, min, max, rendition))
     }
 
-    /// Rate control's target changed: the encoder gets it, and the bus says it.
+    /// Rate control's tick (about a second) or a new target: an encoder driven by quality is
+    /// steered toward the target by what the stream made the last second; a new target goes to a
+    /// bitrate encoder and on the bus.
     fn apply_target_bitrate(&self) {
         // The hub's current target, not the one this call was made for: calls from the blocking
         // pool may run out of order.
-        let Some(bps) = self.hub().and_then(|h| h.target_bitrate()) else {
+        let Some(hub) = self.hub() else {
+            return;
+        };
+        let Some(bps) = hub.target_bitrate() else {
             return;
         };
         let encoder = self.encoder.lock().unwrap().clone();
-        if let Some(e) = &encoder {
-            e.set_bitrate(bps);
+        let changed = self.applied_target.lock().unwrap().replace(bps) != Some(bps);
+        if let Some(e) = encoder.as_ref().filter(|e| changed || e.by_quality()) {
+            e.set_bitrate(bps, hub.stream_bitrate());
+            if let Some(q) = e.quality() {
+                gst::debug!(CAT, imp = self, "{} quality {q}", e.name());
+            }
+        }
+        if !changed {
+            return;
         }
         gst::debug!(CAT, imp = self, "target bitrate {bps} bit/s");
         let msg = gst::Structure::builder("rfbsink-target-bitrate")
@@ -1011,7 +1031,7 @@ impl ObjectImpl for RfbSink {
                     .build(),
                 glib::ParamSpecUInt::builder("max-bitrate")
                     .nick("Maximum bitrate")
-                    .blurb("kbit/s: rate control never asks for more; 0: the bitrate the encoder was set to at start (needed when the encoder is not one rfbsink drives)")
+                    .blurb("kbit/s: rate control never asks for more; 0: the bitrate the encoder was set to at start (100000 for jpegenc and webpenc, driven by quality; needed when the encoder is not one rfbsink drives)")
                     .maximum(1_000_000)
                     .default_value(DEFAULT_MAX_BITRATE)
                     .mutable_ready()

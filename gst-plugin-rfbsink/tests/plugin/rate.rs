@@ -121,9 +121,10 @@ fn rate_control_is_off_by_default_and_says_why_when_it_cannot_drive_the_encoder(
     assert_eq!(sink.property::<u32>("target-bitrate"), 0);
     pipeline.set_state(gst::State::Null).unwrap();
 
-    // jpegenc has no bitrate rfbsink sets: a warning names max-bitrate, and rate control is off.
+    // pngenc (lossless) has no rate rfbsink sets: a warning names max-bitrate, and rate control
+    // is off.
     let pipeline = gst::parse::launch(&format!(
-        "videotestsrc is-live=true ! jpegenc ! rfbsink name=sink port=0 rate-control=slowest \
+        "videotestsrc is-live=true ! pngenc ! rfbsink name=sink port=0 rate-control=slowest \
          token={TEST_TOKEN}"
     ))
     .unwrap()
@@ -156,7 +157,7 @@ fn rate_control_is_off_by_default_and_says_why_when_it_cannot_drive_the_encoder(
 
     // With max-bitrate, the target exists (on the bus and in the property) for the application.
     let pipeline = gst::parse::launch(&format!(
-        "videotestsrc is-live=true ! jpegenc ! rfbsink name=sink port=0 rate-control=slowest \
+        "videotestsrc is-live=true ! pngenc ! rfbsink name=sink port=0 rate-control=slowest \
          max-bitrate=3000 token={TEST_TOKEN}"
     ))
     .unwrap()
@@ -183,6 +184,73 @@ fn rate_control_is_off_by_default_and_says_why_when_it_cannot_drive_the_encoder(
     pipeline.set_state(gst::State::Playing).unwrap();
     let enc = pipeline.by_name("enc").unwrap();
     assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 300);
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn jpegencs_quality_follows_a_slow_viewer_down_and_back_up() {
+    init();
+    // Colour bars at 10 fps: about 1.2 Mbit/s at jpegenc's quality 85.
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
+         ! video/x-raw,width=320,height=240,framerate=10/1 ! jpegenc name=enc \
+         ! rfbsink name=sink port=0 rate-control=slowest token={TEST_TOKEN}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let enc = pipeline.by_name("enc").unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let port = sink.property::<u32>("bound-port") as u16;
+    let quality = || enc.property::<i32>("quality");
+    assert_eq!(quality(), 85);
+    assert!(
+        sink.property::<u32>("target-bitrate") > 0,
+        "jpegenc is driven: no max-bitrate needed"
+    );
+
+    // A 400 kbit/s link.
+    let rate = Arc::new(AtomicU64::new(50_000));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = runtime();
+    let viewer = rt.spawn(slow_viewer(port, rate.clone(), stop.clone(), None));
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || quality() <= 60),
+        "jpegenc still at quality {}",
+        quality()
+    );
+    let down_after = started.elapsed();
+    let low = quality();
+    // The stream now fits the link (measured by the element itself).
+    std::thread::sleep(Duration::from_secs(3));
+    let stats = sink.property::<gst::Structure>("stats");
+    let clients = stats.get::<gst::Array>("client-stats").unwrap();
+    let client = clients.first().unwrap().get::<gst::Structure>().unwrap();
+    let delivered = client.get::<u64>("delivered-bitrate").unwrap();
+    assert!(
+        (100_000..=600_000).contains(&delivered),
+        "a 400 kbit/s link delivered {delivered} bit/s: {client}"
+    );
+
+    // The link frees: back to the user's quality, never past it.
+    rate.store(0, Ordering::SeqCst);
+    let freed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || quality() == 85),
+        "jpegenc stays at quality {} on a free link",
+        quality()
+    );
+    println!(
+        "jpegenc down to quality {low} after {:.1} s ({delivered} bit/s delivered); back at 85 {:.1} s after the link freed",
+        down_after.as_secs_f64(),
+        freed.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(quality(), 85, "never over the user's quality");
+    stop.store(true, Ordering::SeqCst);
+    let _ = rt.block_on(viewer);
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
