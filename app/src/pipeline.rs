@@ -341,14 +341,19 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
     if opts.interactive != Interactive::Off && opts.source != Source::Test {
         return Err(Error::new("pointer feedback needs the test source"));
     }
-    // Rate control and renditions work with a bitrate; images have none. A relay's media format
-    // (hang) carries video codecs only.
+    // Rate control sets a bitrate, or jpegenc's and webpenc's quality; pngenc is lossless.
+    if opts.rate_control.is_some() && opts.codec == Codec::Png {
+        return Err(Error::new(
+            "--rate-control sets a bitrate or a quality: use it with --codec h264, vp8, vp9, av1, jpeg or webp, not png (lossless)",
+        ));
+    }
+    // Renditions work with a bitrate; images have none. A relay's media format (hang) carries
+    // video codecs only.
     let video = matches!(
         opts.codec,
         Codec::H264 | Codec::Vp8 | Codec::Vp9 | Codec::Av1
     );
     for (asked, what) in [
-        (opts.rate_control.is_some(), "--rate-control sets a bitrate"),
         (
             !opts.ladder.is_empty(),
             "--ladder adds encodings at lower bitrates",
@@ -976,11 +981,19 @@ mod tests {
     fn sanity_errors() {
         let err = |opts: ServeOptions| pipeline_line(&opts).unwrap_err().to_string();
         assert!(err(ServeOptions {
+            codec: Codec::Png,
+            rate_control: Some("slowest"),
+            ..ServeOptions::default()
+        })
+        .contains("--rate-control sets a bitrate or a quality: use it with --codec h264"));
+        // jpegenc is driven by its quality.
+        assert!(pipeline_line(&ServeOptions {
             codec: Codec::Jpeg,
             rate_control: Some("slowest"),
             ..ServeOptions::default()
         })
-        .contains("--rate-control sets a bitrate: use it with --codec h264"));
+        .unwrap()
+        .contains("jpegenc"));
         assert!(err(ServeOptions {
             fps: 0,
             ..ServeOptions::default()

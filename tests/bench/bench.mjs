@@ -168,6 +168,9 @@ function scenarios(quick, transports) {
       for (const v of ['off', 'rc', 'ladder']) links(t, v);
     }
     if (!quick) {
+      // jpegenc's quality under rate control, on a 2 Mbit/s link.
+      rfb('jpeg', 1280, 720, 30, 1, t, '2m');
+      rfb('jpeg', 1280, 720, 30, 1, t, '2m rc');
       rfb('h264', 1280, 720, 30, 1, t, '2m');
       rfb('h264', 1280, 720, 30, 1, t, '2m rc');
       rfb('h264', 1280, 720, 30, 1, t, 'step');
