@@ -510,7 +510,8 @@ impl RfbSink {
             ),
         }
         *self.encoder.lock().unwrap() = encoder;
-        *self.applied_target.lock().unwrap() = None;
+        // Rate control starts at `max` (RateController::new): only changes from it are posted.
+        *self.applied_target.lock().unwrap() = Some(max);
         Some((policy, min, max, rendition))
     }
 
