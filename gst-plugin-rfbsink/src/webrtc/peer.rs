@@ -225,12 +225,7 @@ fn audio_branch(
         .block(false)
         .build();
     let payloader = make("rtpopuspay")?;
-    let pt = rtp_caps
-        .structure(0)
-        .and_then(|s| s.get::<i32>("payload").ok())
-        .unwrap_or(111);
-    payloader.set_property("pt", pt as u32);
-    payloader.set_property("mtu", RTP_MTU);
+    send_as(&payloader, rtp_caps, 111);
     pipeline
         .add_many([appsrc.upcast_ref(), &payloader])
         .map_err(|e| OfferError::new(500, e.to_string()))?;
@@ -238,6 +233,18 @@ fn audio_branch(
         .link(&payloader)
         .map_err(|e| OfferError::new(500, e.to_string()))?;
     Ok((appsrc, payloader, rtp_caps.clone()))
+}
+
+/// A payloader sends with the offer's payload type (`default_pt` when the caps have none), which
+/// it returns, and rfbsink's MTU.
+fn send_as(payloader: &gst::Element, rtp_caps: &gst::Caps, default_pt: i32) -> i32 {
+    let pt = rtp_caps
+        .structure(0)
+        .and_then(|s| s.get::<i32>("payload").ok())
+        .unwrap_or(default_pt);
+    payloader.set_property("pt", pt as u32);
+    payloader.set_property("mtu", RTP_MTU);
+    pt
 }
 
 /// The payloader for the stream's codec, sending as the offer's chosen format (`rtp_caps`).
@@ -262,12 +269,7 @@ fn payloader(codec: Codec, rtp_caps: &gst::Caps) -> Result<gst::Element, OfferEr
             p
         }
     };
-    let pt = rtp_caps
-        .structure(0)
-        .and_then(|s| s.get::<i32>("payload").ok())
-        .unwrap_or(96);
-    payloader.set_property("pt", pt as u32);
-    payloader.set_property("mtu", RTP_MTU);
+    let pt = send_as(&payloader, rtp_caps, 96);
     // The payloader sees the payload type and little else downstream. The offer's format
     // parameters (profile-level-id, level) stay in the transceiver's codec preferences for the
     // answer: on the payloader they would become `profile` and `level` requirements on the

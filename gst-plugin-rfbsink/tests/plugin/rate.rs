@@ -34,6 +34,20 @@ fn noise_under(policy: &str, min_kbps: u32) -> (gst::Pipeline, gst::Element, gst
     (pipeline, enc, sink, port)
 }
 
+/// What the first client's link delivered (its `delivered-bitrate` in the sink's stats), asserted
+/// within `range`.
+fn assert_delivered(sink: &gst::Element, range: std::ops::RangeInclusive<u64>, link: &str) -> u64 {
+    let stats = sink.property::<gst::Structure>("stats");
+    let clients = stats.get::<gst::Array>("client-stats").unwrap();
+    let client = clients.first().unwrap().get::<gst::Structure>().unwrap();
+    let delivered = client.get::<u64>("delivered-bitrate").unwrap();
+    assert!(
+        range.contains(&delivered),
+        "{link} delivered {delivered} bit/s: {client}"
+    );
+    delivered
+}
+
 #[test]
 fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
     init();
@@ -80,13 +94,7 @@ fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
     let stats = sink.property::<gst::Structure>("stats");
     let target = stats.get::<u64>("target-bitrate").unwrap();
     assert!((50_000..=400_000).contains(&target), "{stats}");
-    let clients = stats.get::<gst::Array>("client-stats").unwrap();
-    let client = clients.first().unwrap().get::<gst::Structure>().unwrap();
-    let delivered = client.get::<u64>("delivered-bitrate").unwrap();
-    assert!(
-        (50_000..=600_000).contains(&delivered),
-        "a 320 kbit/s link delivered {delivered} bit/s: {client}"
-    );
+    assert_delivered(&sink, 50_000..=600_000, "a 320 kbit/s link");
 
     // The link frees: back up, probing.
     rate.store(0, Ordering::SeqCst);
@@ -225,14 +233,7 @@ fn jpegencs_quality_follows_a_slow_viewer_down_and_back_up() {
     let low = quality();
     // The stream now fits the link (measured by the element itself).
     std::thread::sleep(Duration::from_secs(3));
-    let stats = sink.property::<gst::Structure>("stats");
-    let clients = stats.get::<gst::Array>("client-stats").unwrap();
-    let client = clients.first().unwrap().get::<gst::Structure>().unwrap();
-    let delivered = client.get::<u64>("delivered-bitrate").unwrap();
-    assert!(
-        (100_000..=600_000).contains(&delivered),
-        "a 400 kbit/s link delivered {delivered} bit/s: {client}"
-    );
+    let delivered = assert_delivered(&sink, 100_000..=600_000, "a 400 kbit/s link");
 
     // The link frees: back to the user's quality, never past it.
     rate.store(0, Ordering::SeqCst);
