@@ -38,8 +38,6 @@ export class FrameVideo {
     this.writing = false;
     /** @type {VideoFrame | null} the newest frame while a write is under way */
     this.waiting = null;
-    /** Frames replaced by a newer one before they were written. */
-    this.replaced = 0;
     this.closed = false;
   }
 
@@ -50,10 +48,7 @@ export class FrameVideo {
       return;
     }
     if (this.writing) {
-      if (this.waiting) {
-        this.waiting.close();
-        this.replaced++;
-      }
+      this.waiting?.close();
       this.waiting = frame;
       return;
     }

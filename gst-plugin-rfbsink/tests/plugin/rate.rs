@@ -18,15 +18,21 @@ fn noise_under_rate_control(min_kbps: u32) -> (gst::Pipeline, gst::Element, gst:
 
 /// The same under the `policy` of rate-control; the view link's token is TEST_VIEW_TOKEN.
 fn noise_under(policy: &str, min_kbps: u32) -> (gst::Pipeline, gst::Element, gst::Element, u16) {
-    let pipeline = gst::parse::launch(&format!(
+    playing(&format!(
         "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
          ! x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=30 \
          ! rfbsink name=sink port=0 rate-control={policy} min-bitrate={min_kbps} \
            token={TEST_TOKEN} view-token={TEST_VIEW_TOKEN}"
     ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+}
+
+/// `launch` (an encoder named enc, an rfbsink named sink) playing: the pipeline, the encoder,
+/// the sink and its port.
+fn playing(launch: &str) -> (gst::Pipeline, gst::Element, gst::Element, u16) {
+    let pipeline = gst::parse::launch(launch)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let enc = pipeline.by_name("enc").unwrap();
     let sink = pipeline.by_name("sink").unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -213,18 +219,11 @@ fn webpencs_quality_follows_a_slow_viewer_down_and_back_up() {
 fn quality_follows_a_slow_viewer(pattern: &str, width: u32, encoder: &str) {
     init();
     let height = width * 3 / 4;
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, enc, sink, port) = playing(&format!(
         "videotestsrc is-live=true pattern={pattern} \
          ! video/x-raw,width={width},height={height},framerate=10/1 ! {encoder} name=enc \
          ! rfbsink name=sink port=0 rate-control=slowest token={TEST_TOKEN}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let enc = pipeline.by_name("enc").unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let port = sink.property::<u32>("bound-port") as u16;
+    ));
     // jpegenc's quality is an int, webpenc's a float.
     let quality = || {
         let v = enc.property_value("quality");
