@@ -1127,6 +1127,10 @@ impl Hub {
     /// One tick (about a second): rate control samples every client and tells the element when
     /// the target changed; the ladder moves viewers up or down.
     pub fn rate_tick(self: &Arc<Self>) {
+        if let Some(rate) = &self.rate {
+            let made = self.stream_bitrate();
+            rate.lock().unwrap().set_stream_rate(made);
+        }
         self.rate_step(RateController::tick);
         if let Some(bps) = self.target_bitrate() {
             (self.callbacks.target_bitrate)(bps);

@@ -15,8 +15,8 @@
 //! 10 % the first tick and faster each calm tick after (20 %, then 25 %), up to
 //! `max`: a freed link is back at full quality within seconds. Near the rate at which the last
 //! congestion came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP`
-//! only; once 5 % past it without congestion the ceiling is forgotten and the probe starts
-//! again at 10 %: the ceiling may have been low (a link starved by skipping delivers less than
+//! only; once the stream (the target, where the encoder's rate is not known) is 5 % past it
+//! without congestion the ceiling is forgotten and the probe starts again at 10 %: the ceiling may have been low (a link starved by skipping delivers less than
 //! it carries), and a probe far above the link fills its queue at the difference.
 //!
 //! Between ticks, `check` (about every 100 ms) cuts at once when a viewer's queue passes
@@ -26,6 +26,13 @@
 //! than seconds (at `BACKOFF` a 120 ms queue drains at 15 % of the link: most of a second of
 //! frames behind it); the next calm tick raises it to `BACKOFF` times that rate. One cut per
 //! tick.
+//!
+//! A probe never takes the target past `APP_LIMITED` times what the encoder made in the last
+//! second (as GCC bounds its increase by the rate actually sent): an encoder that makes less
+//! than its target (simple content, x264 below its bitrate) tells nothing of the link by its
+//! calm, and a target far above the link sizes its next keyframe and bursts for that target
+//! (VBV), which then queue on the link. The target is never lowered for it: an encoder that
+//! makes less than it may is not held by it.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -52,6 +59,8 @@ const PROBE_MAX_STEP: f64 = 0.25;
 /// The probe's step within `NEAR` of the ceiling.
 const NEAR_STEP: f64 = 0.05;
 const NEAR: f64 = 0.05;
+/// A probe goes no higher than this times what the encoder made in the last second.
+const APP_LIMITED: f64 = 1.5;
 /// A change smaller than this (relative) is not worth reconfiguring the encoder for.
 const MIN_CHANGE: f64 = 0.03;
 
@@ -101,6 +110,8 @@ pub(crate) struct RateController {
     after_drain: Option<u64>,
     /// Per viewer: its drop total at the last tick and its last delivery rates.
     viewers: HashMap<u64, Viewer>,
+    /// What the encoder made in the last second, when known (`set_stream_rate`).
+    stream_bps: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -123,7 +134,14 @@ impl RateController {
             cut_since_tick: false,
             after_drain: None,
             viewers: HashMap::new(),
+            stream_bps: None,
         }
+    }
+
+    /// What the encoder made in the last second (bits per second): a probe goes no higher than
+    /// `APP_LIMITED` times it.
+    pub fn set_stream_rate(&mut self, bps: u64) {
+        self.stream_bps = Some(bps);
     }
 
     pub fn target(&self) -> u64 {
@@ -226,10 +244,10 @@ impl RateController {
                     return None;
                 }
                 let target = self.target_bps as f64;
-                if self
-                    .ceiling
-                    .is_some_and(|c| target > c as f64 * (1.0 + NEAR))
-                {
+                // What went through the link: the encoder's stream where known (a target the
+                // encoder does not use has not been through it).
+                let sent = self.stream_bps.map_or(target, |s| s as f64);
+                if self.ceiling.is_some_and(|c| sent > c as f64 * (1.0 + NEAR)) {
                     // Past it with nothing queueing: the link carries more than it delivered
                     // then. The probe starts again from its first step.
                     self.ceiling = None;
@@ -243,7 +261,12 @@ impl RateController {
                         step = NEAR_STEP;
                     }
                 }
-                (target * (1.0 + step)) as u64
+                let probe = target * (1.0 + step);
+                match self.stream_bps.map(|s| s as f64 * APP_LIMITED) {
+                    // Application-limited: held where it is (never lowered for it).
+                    Some(limit) if probe > limit => limit.max(target) as u64,
+                    _ => probe as u64,
+                }
             }
         }
         .clamp(self.min_bps, self.max_bps);
@@ -283,6 +306,48 @@ mod tests {
         // Still queued (what was sent before the cut): never up while congested.
         assert_eq!(c.tick(&[sample(1, 700, 200)]), None);
         assert_eq!(c.target(), 595_000);
+    }
+
+    #[test]
+    fn a_probe_goes_no_higher_than_half_again_what_the_encoder_made() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        c.tick(&[sample(1, 600, 300)]);
+        assert_eq!(c.target(), 510_000);
+        // The encoder makes 400 kbit/s of its 510: calm, but the probe stops at 600.
+        c.set_stream_rate(400_000);
+        c.tick(&[sample(1, 400, 20)]);
+        assert_eq!(c.tick(&[sample(1, 400, 20)]), Some(561_000), "10 %");
+        assert_eq!(c.tick(&[sample(1, 400, 20)]), Some(589_050), "5 % near 600");
+        for _ in 0..8 {
+            c.tick(&[sample(1, 400, 20)]);
+            assert!(
+                c.target() <= 600_000,
+                "held under 1.5 x 400: {}",
+                c.target()
+            );
+        }
+        let held = c.target();
+        // Below 1.5 x what it makes: held, never lowered for it.
+        c.set_stream_rate(100_000);
+        assert_eq!(c.tick(&[sample(1, 100, 20)]), None);
+        assert_eq!(c.target(), held);
+        // The encoder uses its target again: the probe goes on, by 5 % while what it makes has
+        // not passed the rate at which the link queued (600).
+        c.set_stream_rate(590_000);
+        assert!(c.tick(&[sample(1, 590, 20)]).is_some_and(|t| t > held));
+        let t = c.target();
+        c.set_stream_rate(620_000);
+        assert_eq!(
+            c.tick(&[sample(1, 620, 20)]),
+            Some((t as f64 * 1.05) as u64)
+        );
+        // 5 % past it: forgotten, 10 % steps again.
+        c.set_stream_rate(640_000);
+        let t = c.target();
+        assert_eq!(
+            c.tick(&[sample(1, 640, 20)]),
+            Some((t as f64 * 1.10) as u64)
+        );
     }
 
     #[test]
