@@ -17,14 +17,19 @@
 // end-to-end figure) and the others are lightweight WebSocket clients (lightclient.py) that read
 // and ack every frame without decoding: 32 Chromium decoders do not fit on a 2-core machine.
 //
-// Shaped-link scenarios: the namespace's loopback is held to a rate with a 300 ms queue (a token
-// bucket, `tc qdisc ... tbf`; its MTU set to 1500 so that tbf passes the packets) once the viewer
-// plays, with and without rate control (`rc`: rate-control=slowest): `700k` and `2m` steady; `step`
-// 20 Mbit/s, down to 1 Mbit/s 3 s into the measured window and back up 8 s later (24 s window:
-// how long until latency is back under 200 ms, and until the encoder is back at its own bitrate).
-// Their results carry a timeline (each painted frame's capture time and latency, the encoder's
-// targets, each second's stream / delivered / target rates) for plotting or reading. `rc` alone:
-// rate control on a free link, against the plain run.
+// Shaped-link scenarios: what the server sends is held to a rate with a 300 ms queue (a token
+// bucket, `tc qdisc ... tbf`, under an HTB class on the namespace's loopback, its MTU set to 1500;
+// what the viewer sends back passes freely: a downstream link) once the viewer plays, with and
+// without rate control (`rc`: rate-control=slowest): `700k` and `2m` steady; `step` 20 Mbit/s,
+// down to 1 Mbit/s 3 s into the measured window and back up 8 s later (24 s window: how long until
+// latency is back under 200 ms, and until the encoder is back at its own bitrate). Their results
+// carry a timeline (each painted frame's capture time and latency, the encoder's targets, each
+// second's stream / delivered / target rates) for plotting or reading. `rc` alone: rate control on
+// a free link, against the plain run. The reference on the same links, in the same run:
+// gst-plugins-rs' webrtcsink (`webrtcsink ...` rows: whepserversink with its own x264enc and
+// rtpgccbwe's Google Congestion Control, built once by scripts/whepclientsrc.sh and
+// scripts/rtpgccbwe.sh), played by the same Chromium over WHEP; rfbsink's shaped rows carry
+// `xRTC` ratios against it.
 //
 // Two links (`2 links`): two Chromium viewers of one 720p30 stream at once, one on a free link
 // (127.0.0.1) and one held to 700 kbit/s with a 300 ms queue (it connects to the veth address;
@@ -153,6 +158,13 @@ function scenarios(quick, transports) {
       shape: shapeName ? SHAPES[shapeName] : null, shapeName, rateControl: variant === 'rc' || variant.endsWith(' rc'),
     });
   };
+  // The reference on the same shaped links: gst-plugins-rs' webrtcsink (whepserversink) with its
+  // own x264enc and its Google Congestion Control (rtpgccbwe), at most the 2048 kbit/s our x264enc
+  // runs at; '' is the free link.
+  const webrtcsink = (variant) => list.push({
+    name: `webrtcsink h264 1280x720@30${variant ? ` ${variant}` : ''}`, kind: 'webrtcsink', codec: 'h264', width: 1280, height: 720, fps: 30, viewers: 1,
+    transport: 'webrtc', shape: variant ? SHAPES[variant] : null, shapeName: variant || null, rateControl: true,
+  });
   const webrtc = (width, height, fps, busy = false) => list.push({
     name: `webrtc h264 ${width}x${height}@${fps}${busy ? ' busy' : ''}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc', busy,
   });
@@ -206,6 +218,7 @@ function scenarios(quick, transports) {
       rfb('webp', 960, 540, 15, 1, t);
     }
   }
+  for (const v of quick ? ['700k'] : ['700k', '2m', 'step', '']) webrtcsink(v);
   webrtc(1280, 720, 30);
   // rfbsink's own WebRTC transport against that baseline, with 1, 8 and 32 peers on one encoder.
   for (const peers of [1, 8, 32]) {
@@ -359,7 +372,8 @@ async function runRfb(sc, ctx) {
       light = spawnJson(PYTHON, [path.join(HERE, 'lightclient.py'), wsUrl, String(sc.viewers - 1), '--max-seconds', String(SECONDS + 60)], { env: process.env, what: 'lightclient.py' });
       await light.waitFor((e) => e.event === 'connected', `${sc.viewers - 1} light clients`);
     }
-    if (sc.shape) shapeLoopback(sc.shape.kbit);
+    const sender = { ports: [listening.port, listening.webtransport_port].filter(Boolean) };
+    if (sc.shape) shapeServer(sc.shape.kbit, sender);
     const tWarm = Date.now();
     // Behind a shaped link: time for the queue to fill, and for rate control to settle.
     await sleep(sc.shape ? 4 * WARMUP_MS : WARMUP_MS);
@@ -373,7 +387,7 @@ async function runRfb(sc, ctx) {
     const recorded0 = recorder?.frames() ?? 0;
     recorder?.samples();
     const t0 = Date.now();
-    const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeLoopback(st.kbit), st.atMs));
+    const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeServer(st.kbit, sender), st.atMs));
     await sleep((sc.shape?.seconds ?? SECONDS) * 1000);
     steps.forEach(clearTimeout);
     const cpu1 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
@@ -460,7 +474,7 @@ async function runRfb(sc, ctx) {
       ...(timeline ? { timeline, ...stepFigures(sc, timeline) } : {}),
     };
   } finally {
-    if (sc.shape) shapeLoopback(0);
+    if (sc.shape) shapeServer(0);
     if (recorder) await recorder.stop();
     if (light) await light.stop();
     if (page) await page.close().catch(() => {});
@@ -516,7 +530,7 @@ async function runTwoLinks(sc, ctx) {
     }
     const shapedAt = Date.now();
     const shapedFrom = source.events.length;
-    shapeAddress(SHAPED_ADDRESS, 700, [listening.port, listening.webtransport_port].filter(Boolean));
+    shapeServer(700, { address: SHAPED_ADDRESS, ports: [listening.port, listening.webtransport_port].filter(Boolean) });
     await sleep(4 * WARMUP_MS);
     const statsFrom = source.events.length;
     for (const v of viewers) {
@@ -566,41 +580,12 @@ async function runTwoLinks(sc, ctx) {
     }
     return rows;
   } finally {
-    shapeAddress(SHAPED_ADDRESS, 0);
+    shapeServer(0);
     for (const v of viewers) await v.page.close().catch(() => {});
     await source.stop();
   }
 }
 
-/**
- * Holds what the server sends from `ports` on `address` to `kbit` kbit/s with a 300 ms queue (a
- * token bucket under an HTB class), the rest of lo free (the viewer's acks too: a link's upstream is
- * not its downstream); 0 frees it. Only inside the namespace.
- * @param {string} address
- * @param {number} kbit
- * @param {number[]} [ports] the server's TCP/UDP ports
- */
-function shapeAddress(address, kbit, ports = []) {
-  if (!IN_NETNS) throw new Error('shaping needs the private network namespace');
-  const run = (cmd) => {
-    const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' });
-    if (r.status !== 0 && kbit) throw new Error(`${cmd}: ${r.stderr.trim()}`);
-  };
-  if (!kbit) {
-    run('tc qdisc del dev lo root');
-    run('ip link set lo mtu 65536');
-    return;
-  }
-  // The shaped class holds the same token bucket as shapeLoopback's (tbf, 300 ms queue).
-  run('ip link set lo mtu 1500');
-  run('tc qdisc replace dev lo root handle 1: htb default 10 r2q 1000');
-  run('tc class replace dev lo parent 1: classid 1:10 htb rate 10gbit');
-  run('tc class replace dev lo parent 1: classid 1:20 htb rate 10gbit');
-  run(`tc qdisc replace dev lo parent 1:20 handle 20: tbf rate ${kbit}kbit burst 16kb latency 300ms`);
-  for (const port of ports) {
-    run(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip src ${address}/32 match ip sport ${port} 0xffff flowid 1:20`);
-  }
-}
 
 /**
  * A shaped run's timeline, in ms from the measured window's start: each painted frame's capture
@@ -634,7 +619,9 @@ function stepFigures(sc, timeline) {
   const late = timeline.frames.filter(([t, ms]) => t >= down.atMs && t < up.atMs && ms >= 200);
   const recoveryMs = late.length ? Math.max(...late.map(([t]) => t)) - down.atMs : 0;
   // The target before the step down (from the stats: it changes only under congestion).
-  const before = timeline.seconds.filter(([t]) => t < down.atMs).map(([, , , k]) => k);
+  // (webrtcsink has no such stats: the last bitrate it set before the step.)
+  const before = timeline.seconds.length ? timeline.seconds.filter(([t]) => t < down.atMs).map(([, , , k]) => k)
+    : timeline.targets.filter(([t]) => t < down.atMs).map(([, k]) => k);
   const full = before.length ? before[before.length - 1] : null;
   const cutDuring = timeline.targets.some(([t]) => t >= down.atMs && t < up.atMs);
   const back = timeline.targets.find(([t, k]) => t >= up.atMs && (full === null || k >= full));
@@ -643,40 +630,81 @@ function stepFigures(sc, timeline) {
   return { recoveryMs, fullQualityMs, stepFps: inStep.length / ((up.atMs - down.atMs) / 1000) };
 }
 
+/** The sender that shapeServer() holds now (its filters), or null. */
+let shapedSender = null;
+
 /**
- * Holds the namespace's loopback to `kbit` kbit/s with a 300 ms queue (tbf), or frees it (0).
- * Only inside the bench's private network namespace.
+ * Holds what the server sends to `kbit` kbit/s behind a 300 ms queue, as a slow downstream link
+ * does: packets from its `ports` (TCP and UDP) or its port `range` ([first, mask]), and only from
+ * `address` when given, go through an HTB class holding a token bucket (tbf) on the namespace's
+ * loopback; what the viewers send back (acks, RTCP feedback) passes freely, as on a link with an
+ * upstream of its own. A later call for the same sender only changes the rate (the steps); 0 frees
+ * it. Only inside the bench's private network namespace.
  * @param {number} kbit
+ * @param {{ports?: number[], range?: [number, number], address?: string}} [from]
  */
-function shapeLoopback(kbit) {
+function shapeServer(kbit, from = {}) {
   if (!IN_NETNS) throw new Error('shaping needs the private network namespace');
   const run = (cmd) => {
     const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' });
     if (r.status !== 0 && kbit) throw new Error(`${cmd}: ${r.stderr.trim()}`);
   };
-  if (kbit) {
-    run('ip link set lo mtu 1500');
-    run(`tc qdisc replace dev lo root tbf rate ${kbit}kbit burst 16kb latency 300ms`);
-  } else {
+  const bucket = `tbf rate ${kbit}kbit burst 16kb latency 300ms`;
+  if (!kbit) {
     run('tc qdisc del dev lo root');
     run('ip link set lo mtu 65536');
+    shapedSender = null;
+    return;
   }
+  const sender = JSON.stringify(from);
+  if (shapedSender === sender) {
+    run(`tc qdisc replace dev lo parent 1:20 handle 20: ${bucket}`);
+    return;
+  }
+  // lo's 64 KiB packets are larger than the bucket's burst, and tbf drops those: 1500, as a link.
+  run('ip link set lo mtu 1500');
+  run('tc qdisc replace dev lo root handle 1: htb default 10 r2q 1000');
+  run('tc class replace dev lo parent 1: classid 1:10 htb rate 10gbit');
+  run('tc class replace dev lo parent 1: classid 1:20 htb rate 10gbit');
+  run(`tc qdisc replace dev lo parent 1:20 handle 20: ${bucket}`);
+  const src = from.address ? `match ip src ${from.address}/32 ` : '';
+  const matches = [...(from.ports ?? []).map((port) => `${port} 0xffff`), ...(from.range ? [`${from.range[0]} 0x${from.range[1].toString(16)}`] : [])];
+  if (!matches.length) throw new Error('shapeServer: no ports to shape');
+  for (const m of matches) run(`tc filter add dev lo protocol ip parent 1: prio 1 u32 ${src}match ip sport ${m} flowid 1:20`);
+  shapedSender = sender;
+}
+
+/** GStreamer's environment with gst-plugins-rs' webrtcsink and rtpgccbwe: built on first use (minutes). */
+let webrtcsinkEnvCache = null;
+function webrtcsinkEnv() {
+  if (!webrtcsinkEnvCache) {
+    const dirs = ['whepclientsrc.sh', 'rtpgccbwe.sh'].map((script) => {
+      const r = spawnSync('bash', [path.join(REPO, 'scripts', script)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 3_600_000 });
+      if (r.status !== 0) throw new Error(`scripts/${script} failed`);
+      return r.stdout.trim();
+    });
+    webrtcsinkEnvCache = { ...gstEnv(), GST_PLUGIN_PATH: [gstEnv().GST_PLUGIN_PATH, ...dirs].join(':') };
+  }
+  return webrtcsinkEnvCache;
 }
 
 /**
- * A WebRTC scenario: the webrtcbin baseline (source.py's own webrtcbin offers), or rfbsink's WebRTC
- * transport (`rfb-webrtc`: the page offers to rfbsink's /whep), read the same way by webrtc.html;
- * with N > 1 peers, N - 1 more pull the stream over WHEP from tests/bench/whepclients.py.
+ * A WebRTC scenario: the webrtcbin baseline (source.py's own webrtcbin offers), rfbsink's WebRTC
+ * transport (`rfb-webrtc`: the page offers to rfbsink's /whep), or webrtcsink (`webrtcsink`: the
+ * page offers to whepserversink through source.py), read the same way by webrtc.html; with N > 1
+ * peers, N - 1 more pull the stream over WHEP from tests/bench/whepclients.py.
  */
 async function runWebrtc(sc, ctx) {
   const ours = sc.kind === 'rfb-webrtc';
+  const sink = sc.kind === 'webrtcsink';
   const args = ours
     // Bound to the veth address: libnice (the WHEP peers of whepclients.py) does not pair its
     // host candidates with a loopback one; Chromium does, but both get the same path here.
     ? ['--mode', 'rfb', '--sink', `rfbsink port=0 address=${RTC_ADDRESS} stats-interval=1000 max-clients=64 allowed-origins=${ctx.base}`]
-    : ['--mode', 'webrtc'];
+    : ['--mode', sc.kind];
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), ...args, '--width', String(sc.width), '--height', String(sc.height),
-    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)], { env: gstEnv(), what: `source.py (${sc.kind})` });
+    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)],
+  { env: sink ? webrtcsinkEnv() : gstEnv(), what: `source.py (${sc.kind})` });
   let page = null;
   let peers = null;
   /** The screen recorder of a `busy` scenario. @type {Awaited<ReturnType<typeof startRecorder>> | null} */
@@ -695,6 +723,9 @@ async function runWebrtc(sc, ctx) {
       token = new URL(listening.url).searchParams.get('rfb_token');
       whep = `http://${RTC_ADDRESS}:${listening.port}/whep`;
       query = new URLSearchParams({ whep, token, signal: (source.events.find((e) => e.event === 'http')).url });
+    } else if (sink) {
+      const { url: signal } = await source.waitFor((e) => e.event === 'http', 'http');
+      query = new URLSearchParams({ whep: new URL('whep', signal).href, signal });
     } else {
       const { url: signal } = await source.waitFor((e) => e.event === 'http', 'http');
       query = new URLSearchParams({ signal });
@@ -703,8 +734,8 @@ async function runWebrtc(sc, ctx) {
     page.on('console', (m) => { consoleTail.push(`[${m.type()}] ${m.text()}`); if (consoleTail.length > 30) consoleTail.shift(); });
     page.on('pageerror', (e) => consoleTail.push(`[pageerror] ${e.message}`));
     await page.goto(`${ctx.base}/bench/webrtc.html?${query}`);
-    const offer = ours
-      ? { candidates: 'rfbsink (in its WHEP answer)' }
+    const offer = ours || sink
+      ? { candidates: `${sc.kind} (in its WHEP answer)` }
       : await source.waitFor((e) => e.event === 'offer' || e.event === 'error', 'the offer', 20_000);
     if (offer.event === 'error') throw new Error(offer.message);
     const deadline = Date.now() + 30_000;
@@ -733,7 +764,11 @@ async function runWebrtc(sc, ctx) {
     }
     const clock = await page.evaluate(() => window.benchClock());
     if (sc.busy) recorder = await startRecorder(page, { streamWidth: sc.width, box: laidOut(sc) });
-    await sleep(WARMUP_MS);
+    // webrtcsink sends from its ICE ports (source.py pins them to a range).
+    const sender = sink ? { range: (await source.waitFor((e) => e.event === 'rtp-ports', 'rtp-ports')).range } : null;
+    if (sc.shape) shapeServer(sc.shape.kbit, sender);
+    // Behind a shaped link: time for the queue to fill, and for congestion control to settle.
+    await sleep(sc.shape ? 4 * WARMUP_MS : WARMUP_MS);
     const pid = source.proc.pid;
     await page.evaluate(() => window.benchRead());
     const s0 = await page.evaluate(() => window.benchStats());
@@ -744,7 +779,9 @@ async function runWebrtc(sc, ctx) {
     const recorded0 = recorder?.frames() ?? 0;
     recorder?.samples();
     const t0 = Date.now();
-    await sleep(SECONDS * 1000);
+    const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeServer(st.kbit, sender), st.atMs));
+    await sleep((sc.shape?.seconds ?? SECONDS) * 1000);
+    steps.forEach(clearTimeout);
     const elapsed = (Date.now() - t0) / 1000;
     const recordedFps = recorder ? (recorder.frames() - recorded0) / elapsed : null;
     const screen = recorder ? screenFigures(recorder.samples(), elapsed) : {};
@@ -765,11 +802,21 @@ async function runWebrtc(sc, ctx) {
     const e2e = measured.samples.map((s) => s.latencyMs);
     const e2ePresented = measured.samples.map((s) => s.presentedLatencyMs);
     const e2eDecoded = measured.samples.filter((s) => s.decodedLatencyMs !== null).map((s) => s.decodedLatencyMs);
+    let timeline = null;
+    if (sc.shape) {
+      // As shapedTimeline: each shown frame's capture time (ms from t0) and latency; each bitrate
+      // webrtcsink's congestion control gave its encoder.
+      const frames = measured.samples.map((x) => [Math.round(-latencyMs(x.t48, t0 * 1000)), Math.round(x.latencyMs * 10) / 10]);
+      const targets = source.events.filter((e) => e.event === 'target').map((e) => [Math.round(e.at * 1000 - t0), Math.round(e.bitrate / 1000)]);
+      timeline = { steps: sc.shape.steps ?? [], frames, targets, seconds: [] };
+    }
     return {
       ...sc,
       seconds: elapsed,
-      encoder: ours ? `${ENCODERS.h264.chain(sc.fps)} ! rfbsink (WebRTC: appsrc ! rtph264pay ! webrtcbin per peer)`
-        : `${ENCODERS.h264.chain(sc.fps)} ! rtph264pay config-interval=-1 aggregate-mode=zero-latency ! webrtcbin`,
+      encoder: {
+        'rfb-webrtc': `${ENCODERS.h264.chain(sc.fps)} ! rfbsink (WebRTC: appsrc ! rtph264pay ! webrtcbin per peer)`,
+        webrtcsink: 'videoconvert ! whepserversink video-caps=video/x-h264 start-bitrate=2048000 max-bitrate=2048000 (its x264enc, rtpgccbwe)',
+      }[sc.kind] ?? `${ENCODERS.h264.chain(sc.fps)} ! rtph264pay config-interval=-1 aggregate-mode=zero-latency ! webrtcbin`,
       peerKBps,
       peerSetup,
       codecString: s1?.codec ?? null,
@@ -796,8 +843,10 @@ async function runWebrtc(sc, ctx) {
       peakMemoryMiB: vmHwmKb(pid) / 1024,
       calibration: { clock },
       iceCandidates: offer.candidates,
+      ...(timeline ? { timeline, ...stepFigures(sc, timeline) } : {}),
     };
   } finally {
+    if (sc.shape) shapeServer(0);
     if (recorder) await recorder.stop();
     if (peers) await peers.stop();
     if (page) await page.close().catch(() => {});
@@ -959,7 +1008,7 @@ async function main() {
   let list = scenarios(opts.quick, transports);
   if (opts.list) { for (const s of list) console.log(s.name); return 0; }
   if (opts.only) list = list.filter((s) => new RegExp(opts.only).test(s.name));
-  if (opts['no-webrtc'] || !IN_NETNS) list = list.filter((s) => s.kind !== 'webrtc' && s.kind !== 'rfb-webrtc');
+  if (opts['no-webrtc'] || !IN_NETNS) list = list.filter((s) => s.kind !== 'webrtc' && s.kind !== 'rfb-webrtc' && s.kind !== 'webrtcsink');
 
   const check = spawnSync('gst-inspect-1.0', ['rfbsink'], { env: gstEnv(), encoding: 'utf8', timeout: 60_000 });
   if (check.status !== 0) { console.error(`rfbsink not found in ${PLUGIN_DIR} (run \`make build\` first)`); return 1; }
@@ -971,6 +1020,17 @@ async function main() {
   const results = [];
   const runnable = [];
   for (const s of list) {
+    if (s.kind === 'webrtcsink') {
+      // gst-plugins-rs' plugins, built once into ~/.cache/rfbsink-tools (minutes the first time).
+      let ok = false;
+      try {
+        const check = spawnSync('gst-inspect-1.0', ['rtpgccbwe'], { env: webrtcsinkEnv(), stdio: 'ignore', timeout: 60_000 });
+        ok = check.status === 0 && spawnSync('gst-inspect-1.0', ['whepserversink'], { env: webrtcsinkEnv(), stdio: 'ignore', timeout: 60_000 }).status === 0;
+      } catch { /* said below */ }
+      if (ok) runnable.push(s);
+      else results.push({ ...s, skipped: 'webrtcsink/rtpgccbwe not built (scripts/whepclientsrc.sh, scripts/rtpgccbwe.sh)' });
+      continue;
+    }
     const rtc = s.kind === 'webrtc' || s.kind === 'rfb-webrtc';
     const element = rtc ? 'webrtcbin' : ENCODERS[s.codec].element;
     const need = rtc ? [element, 'nicesrc', 'rtph264pay', 'x264enc'] : [element, ENCODERS[s.codec].parser].filter(Boolean);
@@ -1015,10 +1075,13 @@ async function main() {
   }
 
   // Ratios against the WebRTC baseline at the same size and fps.
+  // Shaped links: against webrtcsink on the same link.
   for (const r of results) {
-    if (r.kind === 'webrtc' || r.error || r.skipped) continue;
-    const base = results.find((w) => w.kind === 'webrtc' && !w.error && !w.skipped && w.width === r.width && w.height === r.height && w.fps === r.fps
-      && Boolean(w.busy) === Boolean(r.busy));
+    if (r.kind === 'webrtc' || r.kind === 'webrtcsink' || r.error || r.skipped) continue;
+    const base = r.shape
+      ? results.find((w) => w.kind === 'webrtcsink' && !w.error && !w.skipped && w.shapeName === r.shapeName)
+      : results.find((w) => w.kind === 'webrtc' && !w.error && !w.skipped && w.width === r.width && w.height === r.height && w.fps === r.fps
+        && Boolean(w.busy) === Boolean(r.busy));
     if (base && r.e2e.n && base.e2e.n) {
       r.ratioP50 = r.e2e.p50 / base.e2e.p50;
       r.ratioP99 = r.e2e.p99 / base.e2e.p99;
@@ -1062,15 +1125,19 @@ async function main() {
     targets.push(`uncongested viewer gets every frame: delivered ${f(h264_720.deliveredFps)} of ${f(h264_720.producedFps)} fps, ${h264_720.viewerFramesDropped} dropped in the viewer, ${h264_720.elementFramesDropped} by rfbsink: ${h264_720.deliveredFps >= 0.98 * h264_720.producedFps && h264_720.elementFramesDropped === 0 ? 'met' : 'NOT met'}`);
   }
   const shaped = results.filter((r) => r.shape && !r.error && !r.skipped);
-  for (const on of shaped.filter((r) => r.rateControl && r.shapeName === '700k')) {
-    const off = shaped.find((r) => !r.rateControl && r.shapeName === on.shapeName && r.transport === on.transport);
-    targets.push(`700 kbit/s link, ${on.transport}: rate control shows ${f(on.deliveredFps)} fps at e2e p50 ${f(on.e2e.p50)} / p99 ${f(on.e2e.p99)} ms `
-      + `${off ? `(off: ${f(off.deliveredFps)} fps, ${f(off.e2e.p50)} / ${f(off.e2e.p99)} ms)` : ''}; p99 target <= 150 ms: ${on.e2e.p99 <= 150 ? 'met' : 'NOT met'}`);
+  const reference = (shapeName) => shaped.find((r) => r.kind === 'webrtcsink' && r.shapeName === shapeName);
+  for (const on of shaped.filter((r) => r.kind === 'rfb' && r.rateControl && r.shapeName === '700k')) {
+    const off = shaped.find((r) => r.kind === 'rfb' && !r.rateControl && r.shapeName === on.shapeName && r.transport === on.transport);
+    const ref = reference(on.shapeName);
+    targets.push(`700 kbit/s link, ${on.transport}: rate control shows ${f(on.shownFps)} fps at e2e p50 ${f(on.e2e.p50)} / p99 ${f(on.e2e.p99)} ms `
+      + `${off ? `(off: ${f(off.shownFps)} fps, ${f(off.e2e.p50)} / ${f(off.e2e.p99)} ms)` : ''}; p99 target <= 150 ms: ${on.e2e.p99 <= 150 ? 'met' : 'NOT met'}`
+      + (ref ? `; webrtcsink on the same link ${f(ref.shownFps)} fps, ${f(ref.e2e.p50)} / ${f(ref.e2e.p99)} ms: frames shown ${f((100 * on.shownFps) / ref.shownFps, 0)} % of its (target >= 95): ${on.shownFps >= 0.95 * ref.shownFps ? 'met' : 'NOT met'}, `
+        + `p50 ${f(on.e2e.p50 / ref.e2e.p50, 2)}x its (target <= 0.8): ${on.e2e.p50 <= 0.8 * ref.e2e.p50 ? 'met' : 'NOT met'}` : '; webrtcsink not run'));
   }
-  for (const on of shaped.filter((r) => r.rateControl && r.shapeName === 'step')) {
-    targets.push(`20 -> 1 -> 20 Mbit/s, ${on.transport}: under 200 ms again ${f(on.recoveryMs, 0)} ms after the step down (target <= 2000): ${on.recoveryMs <= 2000 ? 'met' : 'NOT met'}, `
-      + `${f(on.stepFps)} fps shown on 1 Mbit/s; full quality ${on.fullQualityMs === null ? 'never' : `${f(on.fullQualityMs, 0)} ms`} after the step up (target <= 10000): ${on.fullQualityMs !== null && on.fullQualityMs <= 10000 ? 'met' : 'NOT met'}`);
-  }
+  const step = (r) => `under 200 ms again ${f(r.recoveryMs, 0)} ms after the step down (target <= 2000): ${r.recoveryMs <= 2000 ? 'met' : 'NOT met'}, `
+    + `${f(r.stepFps)} fps shown on 1 Mbit/s; full quality ${r.fullQualityMs === null ? 'never' : `${f(r.fullQualityMs, 0)} ms`} after the step up (target <= 10000): ${r.fullQualityMs !== null && r.fullQualityMs <= 10000 ? 'met' : 'NOT met'}`;
+  for (const on of shaped.filter((r) => r.kind === 'rfb' && r.rateControl && r.shapeName === 'step')) targets.push(`20 -> 1 -> 20 Mbit/s, ${on.transport}: ${step(on)}`);
+  if (reference('step')) targets.push(`20 -> 1 -> 20 Mbit/s, webrtcsink (reference, its full quality = the 2048 kbit/s it starts at): ${step(reference('step'))}`);
   for (const slow of results.filter((r) => r.kind === 'rfb-links' && r.link === '700k' && !r.error && !r.skipped)) {
     const free = results.find((r) => r.kind === 'rfb-links' && r.link === 'free' && r.variant === slow.variant && r.transport === slow.transport);
     const one = (r) => `${f(r.deliveredFps)} fps ${r.size} at ${f(r.deliveredKbps, 0)} kbit/s, e2e ${f(r.e2e.p50)} / ${f(r.e2e.p99)} ms`;

@@ -12,6 +12,10 @@ painted the frame. Below the strip a box moves across a gradient, so that the en
 Modes:
   rfb     appsrc ! <encoder> ! rfbsink port=0 stats-interval=1000: prints the rfbsink-listening and
           rfbsink-stats messages.
+  webrtcsink  appsrc ! videoconvert ! whepserversink (gst-plugins-rs' webrtcsink with its own
+          encoder and, where rtpgccbwe is installed, its Google Congestion Control): the reference
+          on shaped links. POST /whep passes a WHEP offer to it (CORS open; it has none of its
+          own); its encoder's bitrate, when it changes, is printed as {"event": "target"}.
   webrtc  appsrc ! <encoder> ! <payloader> ! webrtcbin, with a minimal signalling of its own:
           GET /offer answers the SDP offer once ICE gathering is complete (all candidates in it, no
           trickle); POST /answer takes the answer's SDP.
@@ -26,9 +30,12 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -38,6 +45,8 @@ gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
 MASK48 = (1 << 48) - 1
+# webrtcsink mode: its ICE ports, the first and how many (a power of two, aligned: one tc match).
+RTP_PORTS = (40000 - 40000 % 16, 16)
 
 
 def layout(width):
@@ -122,6 +131,8 @@ class Signalling:
         self.offer = None
         self.offer_ready = threading.Event()
         self.answer_cb = None
+        # webrtcsink mode: whepserversink's endpoint, which POST /whep passes offers to.
+        self.whep = None
 
 
 def make_handler(sig):
@@ -157,7 +168,15 @@ def make_handler(sig):
         def do_POST(self):
             n = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(n)
-            if self.path.startswith("/answer") and sig.answer_cb:
+            if self.path.startswith("/whep") and sig.whep:
+                req = urllib.request.Request(sig.whep, data=body, method="POST",
+                                             headers={"Content-Type": "application/sdp"})
+                try:
+                    with urllib.request.urlopen(req, timeout=20) as res:
+                        self._send(res.status, res.read(), "application/sdp")
+                except urllib.error.HTTPError as e:
+                    self._send(e.code, e.read(), "text/plain")
+            elif self.path.startswith("/answer") and sig.answer_cb:
                 sdp = json.loads(body)["sdp"]
                 GLib.idle_add(sig.answer_cb, sdp)
                 self._send(200, json.dumps({"ok": True}))
@@ -169,7 +188,7 @@ def make_handler(sig):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["rfb", "webrtc"], default="rfb")
+    ap.add_argument("--mode", choices=["rfb", "webrtc", "webrtcsink"], default="rfb")
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--fps", type=int, default=30)
@@ -177,6 +196,7 @@ def main():
     ap.add_argument("--payloader", default="rtph264pay config-interval=-1 aggregate-mode=zero-latency")
     ap.add_argument("--rtp-caps", default="application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000")
     ap.add_argument("--sink", default="rfbsink port=0 address=127.0.0.1 stats-interval=1000")
+    ap.add_argument("--bitrate", type=int, default=2048, help="webrtcsink: its start and max bitrate, kbit/s")
     ap.add_argument("--http-host", default="127.0.0.1")
     ap.add_argument("--http-port", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=120)
@@ -193,6 +213,16 @@ def main():
     )
     if args.mode == "rfb":
         line = f"{src} ! {args.encoder} ! {args.sink}"
+    elif args.mode == "webrtcsink":
+        # Its own encoder from the start at the bitrate the other modes' x264enc runs at (2048
+        # kbit/s), never above it: the same stream until the link says otherwise. FEC off: with
+        # its default RED/ULPFEC on GStreamer 1.22, Chromium sent no transport-wide feedback, so
+        # rtpgccbwe never moved (measured: it read no feedback in 12 s and showed 0 frames at
+        # 700 kbit/s; with do-fec=false it read ~470 packet groups in the same 17 s run).
+        line = (
+            f"{src} ! videoconvert ! whepserversink name=ws video-caps=video/x-h264 "
+            f"start-bitrate={args.bitrate * 1000} max-bitrate={args.bitrate * 1000} do-fec=false"
+        )
     else:
         line = (
             f"{src} ! {args.encoder} ! {args.payloader} ! {args.rtp_caps} ! "
@@ -268,6 +298,49 @@ def main():
             lambda el, _p: out({"event": "ice", "state": int(el.get_property("ice-connection-state"))}),
         )
 
+    if args.mode == "webrtcsink":
+        ws = pipeline.get_by_name("ws")
+        ws.set_property("stun-server", None)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            whep_port = probe.getsockname()[1]
+        ws.get_property("signaller").set_property("host-addr", f"http://127.0.0.1:{whep_port}")
+        sig.whep = f"http://127.0.0.1:{whep_port}/whep/endpoint"
+        encoders = []
+
+        def on_encoder_setup(_ws, peer, _stream, encoder):
+            if peer != "discovery":
+                encoders.append(encoder)
+            return False  # webrtcsink's own settings
+
+        ws.connect("encoder-setup", on_encoder_setup)
+
+        # Its ICE ports in a known range (the bench shapes what it sends from them). The agents are
+        # kept: webrtcbin 1.22 holds its agent by a floating reference that PyGObject's wrapper
+        # takes over, and dropping the wrapper would free the agent under webrtcbin.
+        agents = []
+
+        def on_consumer_added(_ws, _peer, webrtcbin):
+            agent = webrtcbin.get_property("ice-agent")
+            agents.append(agent)
+            agent.set_property("min-rtp-port", RTP_PORTS[0])
+            agent.set_property("max-rtp-port", RTP_PORTS[0] + RTP_PORTS[1] - 1)
+
+        ws.connect("consumer-added", on_consumer_added)
+        out({"event": "rtp-ports", "range": [RTP_PORTS[0], 0x10000 - RTP_PORTS[1]]})
+        last = {"bitrate": None}
+
+        def report_bitrate():
+            # The (last) consumer's encoder.
+            if encoders and "bitrate" in [p.name for p in encoders[-1].list_properties()]:
+                kbps = encoders[-1].get_property("bitrate")
+                if kbps != last["bitrate"]:
+                    last["bitrate"] = kbps
+                    out({"event": "target", "at": time.time(), "bitrate": kbps * 1000})
+            return not state["stopping"]
+
+        GLib.timeout_add(100, report_bitrate)
+
     def stop(*_a):
         if not state["stopping"]:
             state["stopping"] = True
@@ -280,7 +353,8 @@ def main():
             s = msg.get_structure()
             name = s.get_name() if s else ""
             if name == "rfbsink-listening":
-                out({"event": "listening", "url": s.get_value("url"), "port": s.get_value("port")})
+                out({"event": "listening", "url": s.get_value("url"), "port": s.get_value("port"),
+                     "webtransport_port": s.get_value("webtransport-port")})
             elif name == "rfbsink-stats":
                 out({"event": "stats", "at": time.time(), "text": s.to_string()})
             elif name == "rfbsink-target-bitrate":
