@@ -696,7 +696,7 @@ function webrtcsinkEnv() {
  */
 async function runWebrtc(sc, ctx) {
   const ours = sc.kind === 'rfb-webrtc';
-  const sink = sc.kind === 'webrtcsink';
+  const reference = sc.kind === 'webrtcsink';
   const args = ours
     // Bound to the veth address: libnice (the WHEP peers of whepclients.py) does not pair its
     // host candidates with a loopback one; Chromium does, but both get the same path here.
@@ -704,7 +704,7 @@ async function runWebrtc(sc, ctx) {
     : ['--mode', sc.kind];
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), ...args, '--width', String(sc.width), '--height', String(sc.height),
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)],
-  { env: sink ? webrtcsinkEnv() : gstEnv(), what: `source.py (${sc.kind})` });
+  { env: reference ? webrtcsinkEnv() : gstEnv(), what: `source.py (${sc.kind})` });
   let page = null;
   let peers = null;
   /** The screen recorder of a `busy` scenario. @type {Awaited<ReturnType<typeof startRecorder>> | null} */
@@ -723,7 +723,7 @@ async function runWebrtc(sc, ctx) {
       token = new URL(listening.url).searchParams.get('rfb_token');
       whep = `http://${RTC_ADDRESS}:${listening.port}/whep`;
       query = new URLSearchParams({ whep, token, signal: (source.events.find((e) => e.event === 'http')).url });
-    } else if (sink) {
+    } else if (reference) {
       const { url: signal } = await source.waitFor((e) => e.event === 'http', 'http');
       query = new URLSearchParams({ whep: new URL('whep', signal).href, signal });
     } else {
@@ -734,7 +734,7 @@ async function runWebrtc(sc, ctx) {
     page.on('console', (m) => { consoleTail.push(`[${m.type()}] ${m.text()}`); if (consoleTail.length > 30) consoleTail.shift(); });
     page.on('pageerror', (e) => consoleTail.push(`[pageerror] ${e.message}`));
     await page.goto(`${ctx.base}/bench/webrtc.html?${query}`);
-    const offer = ours || sink
+    const offer = ours || reference
       ? { candidates: `${sc.kind} (in its WHEP answer)` }
       : await source.waitFor((e) => e.event === 'offer' || e.event === 'error', 'the offer', 20_000);
     if (offer.event === 'error') throw new Error(offer.message);
@@ -765,7 +765,7 @@ async function runWebrtc(sc, ctx) {
     const clock = await page.evaluate(() => window.benchClock());
     if (sc.busy) recorder = await startRecorder(page, { streamWidth: sc.width, box: laidOut(sc) });
     // webrtcsink sends from its ICE ports (source.py pins them to a range).
-    const sender = sink ? { range: (await source.waitFor((e) => e.event === 'rtp-ports', 'rtp-ports')).range } : null;
+    const sender = reference ? { range: (await source.waitFor((e) => e.event === 'rtp-ports', 'rtp-ports')).range } : null;
     if (sc.shape) shapeServer(sc.shape.kbit, sender);
     // Behind a shaped link: time for the queue to fill, and for congestion control to settle.
     await sleep(sc.shape ? 4 * WARMUP_MS : WARMUP_MS);
