@@ -11,13 +11,14 @@
 //! congested viewers' delivery rates times `BACKOFF` (below the link's rate, so that its queue
 //! drains), never below `min`. In a tick in which the hub dropped frames for a viewer (it skipped
 //! to a keyframe, and got little), its delivery rate is the best of its last `SKIP_TICKS` ticks:
-//! a second of skipping says little of its link. After `CALM_TICKS` ticks without congestion it probes upward, by
-//! 10 % the first tick and faster each calm tick after (20 %, then 25 %), up to
-//! `max`: a freed link is back at full quality within seconds. Near the rate at which the last
+//! a second of skipping says little of its link. After `CALM_TICKS` ticks without congestion it
+//! probes upward, by 10 % the first tick and faster each calm tick after (20 %, then 25 %), up
+//! to `max`: a freed link is back at full quality within seconds. Near the rate at which the last
 //! congestion came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP`
 //! only; once the stream (the target, where the encoder's rate is not known) is 5 % past it
-//! without congestion the ceiling is forgotten and the probe starts again at 10 %: the ceiling may have been low (a link starved by skipping delivers less than
-//! it carries), and a probe far above the link fills its queue at the difference.
+//! without congestion the ceiling is forgotten and the probe starts again at 10 %: the ceiling
+//! may have been low (a link starved by skipping delivers less than it carries), and a probe
+//! far above the link fills its queue at the difference.
 //!
 //! Between ticks, `check` (about every 100 ms) cuts at once when a viewer's queue passes
 //! `QUEUE_LIMIT`: a probe that went past the link builds its queue within a fraction of a
