@@ -387,9 +387,7 @@ async function runRfb(sc, ctx) {
     const recorded0 = recorder?.frames() ?? 0;
     recorder?.samples();
     const t0 = Date.now();
-    const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeServer(st.kbit, sender), st.atMs));
-    await sleep((sc.shape?.seconds ?? SECONDS) * 1000);
-    steps.forEach(clearTimeout);
+    await measuredWindow(sc, sender);
     const cpu1 = { rt: threadCpu(pid, 'rfbsink-runtim'), all: processCpu(pid), m: machineCpu() };
     const elapsed = (Date.now() - t0) / 1000;
     const recordedFps = recorder ? (recorder.frames() - recorded0) / elapsed : null;
@@ -674,6 +672,18 @@ function shapeServer(kbit, from = {}) {
   shapedSender = sender;
 }
 
+/**
+ * The measured window of a scenario: its length, and on a shaped link its steps (the rate
+ * `sender`'s packets are held to changes at each step's time).
+ * @param {{shape?: {seconds?: number, steps?: {atMs: number, kbit: number}[]} | null}} sc
+ * @param {Parameters<typeof shapeServer>[1]} sender
+ */
+async function measuredWindow(sc, sender) {
+  const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeServer(st.kbit, sender), st.atMs));
+  await sleep((sc.shape?.seconds ?? SECONDS) * 1000);
+  steps.forEach(clearTimeout);
+}
+
 /** GStreamer's environment with gst-plugins-rs' webrtcsink and rtpgccbwe: built on first use (minutes). */
 let webrtcsinkEnvCache = null;
 function webrtcsinkEnv() {
@@ -779,9 +789,7 @@ async function runWebrtc(sc, ctx) {
     const recorded0 = recorder?.frames() ?? 0;
     recorder?.samples();
     const t0 = Date.now();
-    const steps = (sc.shape?.steps ?? []).map((st) => setTimeout(() => shapeServer(st.kbit, sender), st.atMs));
-    await sleep((sc.shape?.seconds ?? SECONDS) * 1000);
-    steps.forEach(clearTimeout);
+    await measuredWindow(sc, sender);
     const elapsed = (Date.now() - t0) / 1000;
     const recordedFps = recorder ? (recorder.frames() - recorded0) / elapsed : null;
     const screen = recorder ? screenFigures(recorder.samples(), elapsed) : {};

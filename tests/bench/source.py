@@ -332,7 +332,7 @@ def main():
 
         def report_bitrate():
             # The (last) consumer's encoder.
-            if encoders and "bitrate" in [p.name for p in encoders[-1].list_properties()]:
+            if encoders and encoders[-1].find_property("bitrate"):
                 kbps = encoders[-1].get_property("bitrate")
                 if kbps != last["bitrate"]:
                     last["bitrate"] = kbps
