@@ -867,6 +867,7 @@ impl Client {
         let dropped = self.queue.lock().unwrap().frames_dropped;
         let mut c = self.counters.lock().unwrap();
         let queued = c.oldest_in_flight(now).unwrap_or_default();
+        let (floors, floor) = c.latency_floors(now, crate::rate::FLOOR_WINDOW);
         if queued > crate::rate::QUEUE_LIMIT {
             // Its link carries less than it did: what was measured before is not its rate now.
             c.forget_capacity();
@@ -876,6 +877,8 @@ impl Client {
             acks: c.acks() > 0,
             delivered_bps: c.delivered_bps(now),
             queued,
+            floors,
+            floor,
             dropped,
             capacity_bps: c.capacity_bps(now),
         }

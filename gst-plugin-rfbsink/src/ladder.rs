@@ -268,6 +268,7 @@ mod tests {
                 queued: Duration::from_millis(queued_ms),
                 dropped: 0,
                 capacity_bps: None,
+                ..Default::default()
             },
             rendition,
             moving_to: None,

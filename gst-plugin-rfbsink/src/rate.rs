@@ -16,9 +16,11 @@
 //! to `max`: a freed link is back at full quality within seconds. Near the rate at which the last
 //! congestion came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP`
 //! only; once the stream (the target, where the encoder's rate is not known) is 5 % past it
-//! without congestion the ceiling is forgotten and the probe starts again at 10 %: the ceiling
-//! may have been low (a link starved by skipping delivers less than it carries), and a probe
-//! far above the link fills its queue at the difference.
+//! without congestion, or after `NEAR_PROBES` such steps, the ceiling is forgotten and the probe
+//! starts again at 10 %: the ceiling may have been low (a link starved by skipping delivers less
+//! than it carries), and a probe far above the link fills its queue at the difference. An encoder
+//! that makes less than its target (x264enc at 80-90 % of it) would otherwise climb past the old
+//! rate by 5 % a second for as long as its stream stays under it.
 //!
 //! Between ticks, `check` (about every 100 ms) cuts at once when a viewer's queue passes
 //! `QUEUE_LIMIT`: a probe that went past the link builds its queue within a fraction of a
@@ -27,6 +29,16 @@
 //! than seconds (at `BACKOFF` a 120 ms queue drains at 15 % of the link: most of a second of
 //! frames behind it); the next calm tick raises it to `BACKOFF` times that rate. One cut per
 //! tick.
+//!
+//! A queue is also seen before it is deep, as Google Congestion Control sees it, by the growth
+//! of delay rather than its size: when the quickest render() -> decoded of a viewer's frames
+//! grows across three `FLOOR_WINDOW`s in a row (by `STEP` each, `RISE` in all: a delay that
+//! jumps in one window is a stall that passes) and stands `STANDING` above its quickest of the
+//! last seconds (`rising`), the stream passes its link (a probe overshot, or the link narrowed)
+//! and `check` eases the target to `BACKOFF` times its delivery rate, once a tick, which drains
+//! a queue that small within a few hundred milliseconds. A keyframe's burst does not read so:
+//! it delays the frames right behind it, each less than the one before. The hard cut above
+//! stays for the queue that grows past `QUEUE_LIMIT` all the same.
 //!
 //! A probe never takes the target past `APP_LIMITED` times what the encoder made in the last
 //! second (as GCC bounds its increase by the rate actually sent): an encoder that makes less
@@ -43,6 +55,16 @@ use std::time::Duration;
 pub(crate) const QUEUE_LIMIT: Duration = Duration::from_millis(120);
 /// How often `check` looks between ticks.
 pub(crate) const CHECK_PERIOD: Duration = Duration::from_millis(100);
+/// `rising` compares the quickest frames of three windows this long, oldest first...
+pub(crate) const FLOOR_WINDOW: Duration = Duration::from_millis(200);
+/// ...that grew by this much in all (a standing queue grows at the difference between the
+/// stream's rate and the link's: 15 ms in 600 ms is a stream 2.5 % past its link)...
+const RISE: Duration = Duration::from_millis(15);
+/// ...by at least this much each window (a delay that jumps in one window is a stall, of the
+/// viewer's machine or of this one, that passes: a queue grows with every frame)...
+const STEP: Duration = Duration::from_millis(4);
+/// ...to this much above the viewer's quickest frame of the last seconds.
+const STANDING: Duration = Duration::from_millis(25);
 /// The target after congestion: this much of what the slowest viewer was delivered.
 const BACKOFF: f64 = 0.85;
 /// The target right after `check` found a queue, until the next tick: the queue drains at 40 %
@@ -60,6 +82,8 @@ const PROBE_MAX_STEP: f64 = 0.25;
 /// The probe's step within `NEAR` of the ceiling.
 const NEAR_STEP: f64 = 0.05;
 const NEAR: f64 = 0.05;
+/// After this many calm probes near the ceiling it is forgotten.
+const NEAR_PROBES: u32 = 4;
 /// A probe goes no higher than this times what the encoder made in the last second.
 const APP_LIMITED: f64 = 1.5;
 /// A change smaller than this (relative) is not worth reconfiguring the encoder for.
@@ -88,6 +112,10 @@ pub(crate) struct Sample {
     pub delivered_bps: u64,
     /// How long ago its oldest unacknowledged live frame was rendered.
     pub queued: Duration,
+    /// The quickest render() -> decoded of the frames it acknowledged in each of the last three
+    /// `FLOOR_WINDOW`s, oldest first, and of the last seconds (`ClientCounters::latency_floors`).
+    pub floors: [Option<Duration>; 3],
+    pub floor: Option<Duration>,
     /// Frames the hub dropped for it so far (a total).
     pub dropped: u64,
     /// What its link carries at least (`ClientCounters::capacity_bps`), when measured.
@@ -105,8 +133,12 @@ pub(crate) struct RateController {
     calm: u32,
     /// The delivery rate at the last congestion: probing slows near it.
     ceiling: Option<u64>,
+    /// Probes by `NEAR_STEP` since the ceiling was set.
+    near_probes: u32,
     /// `check` cut since the last tick.
     cut_since_tick: bool,
+    /// `check` eased for a growing queue since the last tick.
+    eased_since_tick: bool,
     /// Where the target goes once a queue `check` found has drained.
     after_drain: Option<u64>,
     /// Per viewer: its drop total at the last tick and its last delivery rates.
@@ -132,7 +164,9 @@ impl RateController {
             target_bps: max_bps,
             calm: 0,
             ceiling: None,
+            near_probes: 0,
             cut_since_tick: false,
+            eased_since_tick: false,
             after_drain: None,
             viewers: HashMap::new(),
             stream_bps: None,
@@ -145,25 +179,51 @@ impl RateController {
         self.stream_bps = Some(bps);
     }
 
+    /// A viewer congested at `delivered` bits per second: probes slow near it.
+    fn set_ceiling(&mut self, delivered: u64) {
+        self.ceiling = Some(delivered);
+        self.near_probes = 0;
+    }
+
     pub fn target(&self) -> u64 {
         self.target_bps
     }
 
     /// Between ticks: when a viewer's queue passed `QUEUE_LIMIT`, the target falls at once to
     /// `DRAIN` times what it was delivered (the new target), once per tick; the next calm tick
-    /// raises it to `BACKOFF` times that.
+    /// raises it to `BACKOFF` times that. Before that, a queue that grows (`rising`) eases it to
+    /// `BACKOFF` times what that viewer was delivered, once per tick.
     pub fn check(&mut self, samples: &[Sample]) -> Option<u64> {
         if self.policy == Policy::Off || self.cut_since_tick {
             return None;
         }
-        let delivered = samples
-            .iter()
-            .filter(|s| s.acks && s.queued > QUEUE_LIMIT && s.delivered_bps > 0)
-            .map(|s| s.delivered_bps)
-            .min()?;
+        let lowest = |queueing: fn(&Sample) -> bool| {
+            samples
+                .iter()
+                .filter(|s| s.acks && s.delivered_bps > 0 && queueing(s))
+                .map(|s| s.delivered_bps)
+                .min()
+        };
+        let Some(delivered) = lowest(|s| s.queued > QUEUE_LIMIT) else {
+            if self.eased_since_tick {
+                return None;
+            }
+            let delivered = lowest(rising)?;
+            self.eased_since_tick = true;
+            self.calm = 0;
+            self.set_ceiling(delivered);
+            let next = ((delivered as f64 * BACKOFF) as u64)
+                .clamp(self.min_bps, self.max_bps)
+                .min(self.target_bps);
+            if next == self.target_bps {
+                return None;
+            }
+            self.target_bps = next;
+            return Some(next);
+        };
         self.cut_since_tick = true;
         self.calm = 0;
-        self.ceiling = Some(delivered);
+        self.set_ceiling(delivered);
         let bound = |f: f64| {
             ((delivered as f64 * f) as u64)
                 .clamp(self.min_bps, self.max_bps)
@@ -181,6 +241,7 @@ impl RateController {
     /// One tick with every viewer's sample: the new target when it changed.
     pub fn tick(&mut self, samples: &[Sample]) -> Option<u64> {
         let cut_since_tick = std::mem::take(&mut self.cut_since_tick);
+        self.eased_since_tick = false;
         // The lowest congested estimate, and that viewer's delivery rate.
         let mut congested: Option<(u64, u64)> = None;
         let mut seen = HashMap::with_capacity(samples.len());
@@ -218,6 +279,8 @@ impl RateController {
         if self.policy == Policy::Off {
             return None;
         }
+        // A probe by `NEAR_STEP`.
+        let mut near = false;
         let next = match congested {
             // `check` cut this second for the same queue; it is still draining.
             Some(_) if cut_since_tick => {
@@ -227,7 +290,7 @@ impl RateController {
             Some((estimate, delivered)) => {
                 self.calm = 0;
                 if delivered > 0 {
-                    self.ceiling = Some(delivered);
+                    self.set_ceiling(delivered);
                 }
                 // Still queueing after a drain: once it drains, no higher than this estimate.
                 self.after_drain = self.after_drain.map(|a| a.min(estimate));
@@ -248,9 +311,12 @@ impl RateController {
                 // What went through the link: the encoder's stream where known (a target the
                 // encoder does not use has not been through it).
                 let sent = self.stream_bps.map_or(target, |s| s as f64);
-                if self.ceiling.is_some_and(|c| sent > c as f64 * (1.0 + NEAR)) {
-                    // Past it with nothing queueing: the link carries more than it delivered
-                    // then. The probe starts again from its first step.
+                if self.ceiling.is_some_and(|c| {
+                    sent > c as f64 * (1.0 + NEAR) || self.near_probes >= NEAR_PROBES
+                }) {
+                    // Past it with nothing queueing (or probing near it for seconds, calm): the
+                    // link carries more than it delivered then. The probe starts again from its
+                    // first step.
                     self.ceiling = None;
                     self.calm = CALM_TICKS;
                 }
@@ -263,11 +329,13 @@ impl RateController {
                     }
                 }
                 let probe = target * (1.0 + step);
-                match self.stream_bps.map(|s| s as f64 * APP_LIMITED) {
+                let next = match self.stream_bps.map(|s| s as f64 * APP_LIMITED) {
                     // Application-limited: held where it is (never lowered for it).
                     Some(limit) if probe > limit => limit.max(target) as u64,
                     _ => probe as u64,
-                }
+                };
+                near = step == NEAR_STEP;
+                next
             }
         }
         .clamp(self.min_bps, self.max_bps);
@@ -275,9 +343,22 @@ impl RateController {
         if next == self.target_bps || (change < MIN_CHANGE && next != self.max_bps) {
             return None;
         }
+        if near && next > self.target_bps {
+            self.near_probes += 1;
+        }
         self.target_bps = next;
         Some(next)
     }
+}
+
+/// Whether the viewer's frames queue more and more: the quickest of each `FLOOR_WINDOW` slower
+/// than the one before by `STEP`, by `RISE` in all, and `STANDING` above its quickest of the
+/// last seconds.
+fn rising(s: &Sample) -> bool {
+    let ([Some(a), Some(b), Some(c)], Some(floor)) = (s.floors, s.floor) else {
+        return false;
+    };
+    b >= a + STEP && c >= b + STEP && c >= a + RISE && c >= floor + STANDING
 }
 
 #[cfg(test)]
@@ -292,6 +373,7 @@ mod tests {
             queued: Duration::from_millis(queued_ms),
             dropped: 0,
             capacity_bps: None,
+            ..Default::default()
         }
     }
 
@@ -419,6 +501,26 @@ mod tests {
             assert!(seconds < 30);
         }
         assert!(seconds <= 20, "{seconds} s from 1 to 20 Mbit/s");
+        // An encoder that makes 85 % of its target (x264enc on simple content): its stream stays
+        // under the old link's rate for a while after the target passed it. After four 5 %
+        // probes near that rate the probe goes faster again.
+        let mut c = RateController::new(Policy::Slowest, 150_000, 2_048_000);
+        c.tick(&[sample(1, 1000, 500)]);
+        let mut seconds = 0;
+        let mut near = 0;
+        while c.target() < 2_048_000 {
+            seconds += 1;
+            let before = c.target();
+            let made = c.target() * 85 / 100;
+            c.set_stream_rate(made);
+            c.tick(&[sample(1, made / 1000, 10)]);
+            if (c.target() as f64 / before as f64 - 1.05).abs() < 0.001 {
+                near += 1;
+            }
+            assert!(seconds < 30);
+        }
+        assert_eq!(near, 4, "5 % steps near the old rate");
+        assert!(seconds <= 10, "{seconds} s from 1 to 2 Mbit/s, 85 % made");
     }
 
     #[test]
@@ -445,6 +547,70 @@ mod tests {
         assert_eq!(c.tick(&[sample(1, 600, 200)]), Some(510_000));
         let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
         assert_eq!(off.check(&[sample(1, 700, 900)]), None);
+    }
+
+    fn floors(mut s: Sample, floors_ms: [u64; 3], floor_ms: u64) -> Sample {
+        s.floors = floors_ms.map(|ms| Some(Duration::from_millis(ms)));
+        s.floor = Some(Duration::from_millis(floor_ms));
+        s
+    }
+
+    #[test]
+    fn a_queue_that_grows_is_eased_before_it_is_deep() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        // A free link: every frame about as quick as the quickest.
+        assert_eq!(c.check(&[floors(sample(1, 900, 12), [8, 9, 8], 7)]), None);
+        // A keyframe's burst: the frames behind it quicker and quicker.
+        assert_eq!(
+            c.check(&[floors(sample(1, 900, 60), [60, 40, 20], 7)]),
+            None
+        );
+        // A stall of one window (the viewer's machine was busy): passes, not a queue.
+        assert_eq!(c.check(&[floors(sample(1, 900, 40), [1, 1, 34], 1)]), None);
+        // Grows, but not yet standing above the quickest.
+        assert_eq!(
+            c.check(&[floors(sample(1, 900, 30), [10, 18, 28], 7)]),
+            None
+        );
+        // Grows and stands: eased to 0.85 of what it was delivered, once this tick.
+        assert_eq!(
+            c.check(&[floors(sample(1, 700, 50), [12, 22, 41], 7)]),
+            Some(595_000)
+        );
+        assert_eq!(
+            c.check(&[floors(sample(1, 650, 70), [22, 41, 60], 7)]),
+            None
+        );
+        // It grows on past the limit all the same (the link narrowed): the hard cut.
+        assert_eq!(
+            c.check(&[floors(sample(1, 600, 130), [41, 60, 90], 7)]),
+            Some(360_000)
+        );
+        // After the tick, a probe waits for calm ticks again, and goes by 5 % near 700.
+        c.tick(&[sample(1, 360, 20)]);
+        assert_eq!(c.target(), 510_000);
+        assert_eq!(c.tick(&[sample(1, 500, 20)]), None);
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(
+            c.check(&[floors(sample(1, 700, 50), [12, 22, 41], 7)]),
+            Some(595_000)
+        );
+        assert_eq!(
+            c.tick(&[sample(1, 590, 20)]),
+            None,
+            "not calm for two ticks"
+        );
+        assert_eq!(c.tick(&[sample(1, 590, 20)]), Some(654_500), "10 %");
+        assert_eq!(c.tick(&[sample(1, 650, 20)]), Some(687_225), "5 % near 700");
+        // A viewer without acks, or the policy off, eases nothing.
+        let mut webrtc = floors(sample(2, 700, 50), [12, 22, 41], 7);
+        webrtc.acks = false;
+        assert_eq!(c.check(&[webrtc]), None);
+        let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
+        assert_eq!(
+            off.check(&[floors(sample(1, 700, 50), [12, 22, 41], 7)]),
+            None
+        );
     }
 
     #[test]

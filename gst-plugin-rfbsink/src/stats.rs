@@ -284,6 +284,35 @@ impl ClientCounters {
         }
     }
 
+    /// The quickest render() -> decoded of the frames acknowledged in each of the last three
+    /// `window`s (oldest first; None for a window without an ack), and of the last
+    /// `LATENCY_WINDOW`: a queue that stands on the link raises every frame's time, a keyframe's
+    /// burst only those right behind it, less and less (rate control's `rising`).
+    pub fn latency_floors(
+        &self,
+        now: Instant,
+        window: Duration,
+    ) -> ([Option<Duration>; 3], Option<Duration>) {
+        let mut floors: [Option<u64>; 3] = [None; 3];
+        let mut floor: Option<u64> = None;
+        for (at, us) in &self.latencies_us {
+            let age = now.saturating_duration_since(*at);
+            if age > LATENCY_WINDOW {
+                continue;
+            }
+            floor = Some(floor.map_or(*us, |f| f.min(*us)));
+            let i = (age.as_micros() / window.as_micros().max(1)) as usize;
+            if i < 3 {
+                let f = &mut floors[2 - i];
+                *f = Some(f.map_or(*us, |f| f.min(*us)));
+            }
+        }
+        (
+            floors.map(|f| f.map(Duration::from_micros)),
+            floor.map(Duration::from_micros),
+        )
+    }
+
     /// The link changed (it queues): what large frames measured before is no longer what it
     /// carries.
     pub fn forget_capacity(&mut self) {
@@ -414,6 +443,38 @@ mod tests {
         c.measure_link(now, 62_000, Duration::from_millis(320));
         assert_eq!(c.capacity_bps(now), Some(4_800_000));
         assert_eq!(c.capacity_bps(now + CAPACITY_WINDOW * 2), None);
+    }
+
+    #[test]
+    fn latency_floors_are_the_quickest_frame_of_each_window() {
+        let mut c = ClientCounters::default();
+        let now = Instant::now();
+        let window = Duration::from_millis(200);
+        assert_eq!(c.latency_floors(now, window), ([None; 3], None));
+        // Acknowledged 900, 700, 500, 450, 300, 250 and 50 ms ago.
+        for (ago, us) in [
+            (900, 5_000),
+            (700, 30_000),
+            (500, 20_000),
+            (450, 25_000),
+            (300, 40_000),
+            (250, 35_000),
+            (50, 60_000),
+        ] {
+            c.latencies_us
+                .push_back((now - Duration::from_millis(ago), us));
+        }
+        let ms = |ms| Some(Duration::from_millis(ms));
+        assert_eq!(
+            c.latency_floors(now, window),
+            ([ms(20), ms(35), ms(60)], ms(5))
+        );
+        // Two windows later, the newest window has no ack.
+        let later = now + Duration::from_millis(400);
+        assert_eq!(
+            c.latency_floors(later, window),
+            ([ms(60), None, None], ms(5))
+        );
     }
 
     #[test]

@@ -102,11 +102,12 @@ fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
     assert!((50_000..=400_000).contains(&target), "{stats}");
     assert_delivered(&sink, 50_000..=600_000, "a 320 kbit/s link");
 
-    // The link frees: back up, probing.
+    // The link frees: back up, probing (from min-bitrate, ten times over: at most 25 % a second,
+    // and x264enc makes 75-90 % of its target on snow at these rates, 15-18 s here).
     rate.store(0, Ordering::SeqCst);
     let freed = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(20), || bitrate() >= 1000),
+        wait_until(Duration::from_secs(30), || bitrate() >= 1000),
         "x264enc stays at {} kbit/s on a free link",
         bitrate()
     );
