@@ -295,10 +295,11 @@ impl ClientCounters {
     ) -> ([Option<Duration>; 3], Option<Duration>) {
         let mut floors: [Option<u64>; 3] = [None; 3];
         let mut floor: Option<u64> = None;
-        for (at, us) in &self.latencies_us {
+        // Newest first: the samples are in the order they came.
+        for (at, us) in self.latencies_us.iter().rev() {
             let age = now.saturating_duration_since(*at);
             if age > LATENCY_WINDOW {
-                continue;
+                break;
             }
             floor = Some(floor.map_or(*us, |f| f.min(*us)));
             let i = (age.as_micros() / window.as_micros().max(1)) as usize;
