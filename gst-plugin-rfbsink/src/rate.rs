@@ -194,24 +194,12 @@ impl RateController {
                 .map(|s| s.delivered_bps)
                 .min()
         };
-        let Some(delivered) = lowest(|s| s.queued > QUEUE_LIMIT) else {
-            if self.eased_since_tick {
-                return None;
-            }
-            let delivered = lowest(rising)?;
-            self.eased_since_tick = true;
-            self.calm = 0;
-            self.ceiling = Some(delivered);
-            let next = ((delivered as f64 * BACKOFF) as u64)
-                .clamp(self.min_bps, self.max_bps)
-                .min(self.target_bps);
-            if next == self.target_bps {
-                return None;
-            }
-            self.target_bps = next;
-            return Some(next);
+        // A queue past the limit, else one that grows (once per tick each).
+        let (delivered, deep) = match lowest(|s| s.queued > QUEUE_LIMIT) {
+            Some(delivered) => (delivered, true),
+            None if self.eased_since_tick => return None,
+            None => (lowest(rising)?, false),
         };
-        self.cut_since_tick = true;
         self.calm = 0;
         self.ceiling = Some(delivered);
         let bound = |f: f64| {
@@ -219,8 +207,14 @@ impl RateController {
                 .clamp(self.min_bps, self.max_bps)
                 .min(self.target_bps)
         };
-        self.after_drain = Some(bound(BACKOFF));
-        let next = bound(DRAIN);
+        let next = if deep {
+            self.cut_since_tick = true;
+            self.after_drain = Some(bound(BACKOFF));
+            bound(DRAIN)
+        } else {
+            self.eased_since_tick = true;
+            bound(BACKOFF)
+        };
         if next == self.target_bps {
             return None;
         }
