@@ -170,6 +170,8 @@ pub struct Client {
     rx: mpsc::UnboundedReceiver<Msg>,
     pub tx: mpsc::UnboundedSender<Message>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Opened by `resume` for a client that connected stalled.
+    gate: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for Client {
@@ -183,6 +185,14 @@ impl Drop for Client {
 
 impl Client {
     pub async fn connect(port: u16, path: &str) -> Client {
+        let mut c = Client::connect_stalled(port, path).await;
+        c.resume();
+        c
+    }
+
+    /// A client that reads nothing from its socket until `resume`: what the server sends
+    /// piles up in the socket's buffers and then in the server's queue, as for a stalled tab.
+    pub async fn connect_stalled(port: u16, path: &str) -> Client {
         let url = format!("ws://127.0.0.1:{port}{}", with_token(path));
         let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         let (mut sink, mut stream) = ws.split();
@@ -195,7 +205,11 @@ impl Client {
                 }
             }
         });
+        let (gate, opened) = tokio::sync::oneshot::channel::<()>();
         let reader = tokio::spawn(async move {
+            if opened.await.is_err() {
+                return;
+            }
             while let Some(m) = stream.next().await {
                 let m = match m {
                     Ok(Message::Text(t)) => Msg::Text(serde_json::from_str(&t).unwrap()),
@@ -217,6 +231,14 @@ impl Client {
             rx,
             tx,
             tasks: vec![writer, reader],
+            gate: Some(gate),
+        }
+    }
+
+    /// Starts reading (see `connect_stalled`).
+    pub fn resume(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.send(());
         }
     }
 

@@ -166,11 +166,22 @@ fn client_that_never_reads_does_not_slow_the_others() {
 
 #[test]
 fn slow_h264_client_resumes_at_a_requested_keyframe() {
-    let (caps, buffers) = h264(60, 1000);
+    // Snow at 20 Mbit/s: ~90 KB a frame, so 30 unread frames (2.7 MB) cannot all sit in the
+    // socket, which holds ~0.6 MB ("Backpressure" in docs/protocol.md). 30 frames of the ball
+    // (20 KB in all) could: nothing overflowed unless the writer happened to fall behind the
+    // pushes, and the test was a race.
+    let (caps, buffers) = encode_pattern(
+        60,
+        320,
+        240,
+        "snow",
+        "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=1000 bitrate=20000 \
+         ! video/x-h264,stream-format=byte-stream,profile=baseline",
+    );
     let mut h = harness("client-queue-frames=4 keyframe-request-interval=0");
     h.set_src_caps(caps);
     let rt = runtime();
-    let mut c = rt.block_on(Client::connect(port(&h), "/ws?envelope=binary"));
+    let mut c = rt.block_on(Client::connect_stalled(port(&h), "/ws?envelope=binary"));
     wait_clients(&h, 1);
     // The client reads nothing while 30 frames go by: its queue (4 frames) overflows.
     h.push(buffers[0].clone()).unwrap();
@@ -189,6 +200,7 @@ fn slow_h264_client_resumes_at_a_requested_keyframe() {
     let fku = gst_video::UpstreamForceKeyUnitEvent::parse(&ev).expect("a force-key-unit event");
     assert!(fku.all_headers);
     // Now it reads: what it got is decodable: frames in order, and after a gap only a keyframe.
+    c.resume();
     let mut got = Vec::new();
     let next = |c: &mut Client| {
         rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), c.frame()).await })
