@@ -104,10 +104,11 @@ struct ServeArgs {
     /// Ignore input from the browsers
     #[arg(long)]
     view_only: bool,
-    /// Whom the encoder's bitrate follows: off (its own --bitrate), slowest (the slowest
-    /// viewer's link, at most --bitrate) or control (the slowest on the control link: view-link
-    /// viewers cannot lower it)
-    #[arg(long, value_enum, default_value = "off")]
+    /// Whom the encoder's bitrate follows: auto (control, for the codecs rfbsink drives; png
+    /// keeps its settings), off (its own --bitrate), slowest (the slowest viewer's link, at
+    /// most --bitrate) or control (the slowest on the control link: view-link viewers cannot
+    /// lower it)
+    #[arg(long, value_enum, default_value = "auto")]
     rate_control: RateControl,
     /// Extra renditions for viewers on slower links, WxH@KBPS[,WxH@KBPS...] (e.g.
     /// 640x360@600): each viewer gets the best one its link carries
@@ -137,6 +138,7 @@ struct ServeArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum RateControl {
+    Auto,
     Off,
     Slowest,
     Control,
@@ -241,7 +243,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         pattern: args.pattern,
         view_only: args.view_only,
         rate_control: match args.rate_control {
-            RateControl::Off => None,
+            RateControl::Auto => None,
+            RateControl::Off => Some("off"),
             RateControl::Slowest => Some("slowest"),
             RateControl::Control => Some("control"),
         },

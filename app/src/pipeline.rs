@@ -219,7 +219,8 @@ pub struct ServeOptions {
     /// videotestsrc pattern (test source only).
     pub pattern: String,
     pub view_only: bool,
-    /// rfbsink's `rate-control`: `None` (off), `Some("slowest")` or `Some("control")`.
+    /// rfbsink's `rate-control`: `None` (its default, auto), `Some("off")`, `Some("slowest")`
+    /// or `Some("control")`.
     pub rate_control: Option<&'static str>,
     pub interactive: Interactive,
     /// Extra renditions for viewers on slower links (rfbsink's `rendition_N` pads).
@@ -342,7 +343,7 @@ pub fn pipeline_line(opts: &ServeOptions) -> Result<String, Error> {
         return Err(Error::new("pointer feedback needs the test source"));
     }
     // Rate control sets a bitrate, or jpegenc's and webpenc's quality; pngenc is lossless.
-    if opts.rate_control.is_some() && opts.codec == Codec::Png {
+    if opts.rate_control.is_some_and(|p| p != "off") && opts.codec == Codec::Png {
         return Err(Error::new(
             "--rate-control sets a bitrate or a quality: use it with --codec h264, vp8, vp9, av1, jpeg or webp, not png (lossless)",
         ));
@@ -986,6 +987,20 @@ mod tests {
             ..ServeOptions::default()
         })
         .contains("--rate-control sets a bitrate or a quality: use it with --codec h264"));
+        // png under rfbsink's default (auto: off for pngenc) or off.
+        for rate_control in [None, Some("off")] {
+            let l = pipeline_line(&ServeOptions {
+                codec: Codec::Png,
+                rate_control,
+                ..ServeOptions::default()
+            })
+            .unwrap();
+            assert_eq!(
+                l.contains("rate-control=off"),
+                rate_control.is_some(),
+                "{l}"
+            );
+        }
         // jpegenc is driven by its quality.
         assert!(pipeline_line(&ServeOptions {
             codec: Codec::Jpeg,

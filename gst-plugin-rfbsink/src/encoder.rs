@@ -159,6 +159,18 @@ impl Encoder {
         matches!(self.drive, Drive::Quality { .. })
     }
 
+    /// Whether it is set to a constant quality that ignores the bitrate it is given (x264enc
+    /// `pass=quant` or `pass=qual`).
+    pub fn constant_quality(&self) -> bool {
+        let Some(element) = self.element.upgrade() else {
+            return false;
+        };
+        element.factory().is_some_and(|f| f.name() == "x264enc")
+            && element.find_property("pass").is_some()
+            && glib::EnumValue::from_value(&element.property_value("pass"))
+                .is_some_and(|(_, pass)| matches!(pass.nick(), "quant" | "qual"))
+    }
+
     /// The quality it is set to (by_quality() encoders).
     pub fn quality(&self) -> Option<f64> {
         let Drive::Quality { property, .. } = self.drive else {

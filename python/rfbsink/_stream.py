@@ -419,8 +419,9 @@ class Stream:
             sink.set_property("view-token", s["view_token"])
         sink.set_property("view-only", s["view_only"])
         sink.set_property("webtransport", s["webtransport"])
-        if self._rate_control != "off":
-            Gst.util_set_object_arg(sink, "rate-control", self._rate_control)
+        # Always set: rfbsink's own default (auto) would drive the encoder that "off" leaves
+        # at `quality`.
+        Gst.util_set_object_arg(sink, "rate-control", self._rate_control)
         sink.set_property("max-clients", s["max_clients"])
         if s["max_latency_ms"] is not None:
             sink.set_property("max-latency", s["max_latency_ms"])

@@ -592,6 +592,11 @@ def test_rate_control_arguments():
     with rfbsink.Stream(64, 48, rate_control="control", bitrate=800) as stream:
         assert stream._sink.get_property("target-bitrate") == 800
         assert stream.stats["python"]["codec"] == "h264"
+    # "off" (the default) is off in rfbsink too, whose own default (auto) would drive the
+    # encoder that "off" leaves at its quality (jpegenc's, here).
+    for codec in ("h264", "jpeg"):
+        with rfbsink.Stream(64, 48, codec=codec) as stream:
+            assert stream._sink.get_property("target-bitrate") == 0, codec
 
 
 def _moq_relay_binary():

@@ -20,7 +20,7 @@
 // Shaped-link scenarios: what the server sends is held to a rate with a 300 ms queue (a token
 // bucket, `tc qdisc ... tbf`, under an HTB class on the namespace's loopback, its MTU set to 1500;
 // what the viewer sends back passes freely: a downstream link) once the viewer plays, with and
-// without rate control (`rc`: rate-control=slowest): `700k` and `2m` steady; `step` 20 Mbit/s,
+// without rate control (`rc`: rate-control=slowest; the other rows set rate-control=off): `700k` and `2m` steady; `step` 20 Mbit/s,
 // down to 1 Mbit/s 3 s into the measured window and back up 8 s later (24 s window: how long until
 // latency is back under 200 ms, and until the encoder is back at its own bitrate). Their results
 // carry a timeline (each painted frame's capture time and latency, the encoder's targets, each
@@ -323,7 +323,7 @@ function serveChain(sc) {
 async function runRfb(sc, ctx) {
   const enc = ENCODERS[sc.codec];
   // The bench page is served from this script's own server: rfbsink must allow its origin.
-  const sink = `rfbsink port=0 address=127.0.0.1 stats-interval=1000 allowed-origins=${ctx.base}${sc.rateControl ? ' rate-control=slowest' : ''}`;
+  const sink = `rfbsink port=0 address=127.0.0.1 stats-interval=1000 allowed-origins=${ctx.base}${sc.rateControl ? ' rate-control=slowest' : ' rate-control=off'}`;
   if (sc.shape && !IN_NETNS) return { ...sc, skipped: 'a shaped link needs the private network namespace' };
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'rfb', '--width', String(sc.width), '--height', String(sc.height),
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', encoderChain(sc), '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
@@ -514,7 +514,7 @@ async function runTwoLinks(sc, ctx) {
     ? ` t. ! queue ! videoscale ! video/x-raw,width=${sc.width / 2},height=${sc.height / 2} ! ${chain} bitrate=${LADDER_KBPS} ! sink.rendition_1`
     : '';
   // 0.0.0.0: the shaped viewer reaches it on the veth address (only inside the namespace).
-  const sink = `rfbsink name=sink port=0 address=0.0.0.0 stats-interval=1000 allowed-origins=${ctx.base}${sc.rateControl ? ' rate-control=slowest' : ''}${rung}`;
+  const sink = `rfbsink name=sink port=0 address=0.0.0.0 stats-interval=1000 allowed-origins=${ctx.base}${sc.rateControl ? ' rate-control=slowest' : ' rate-control=off'}${rung}`;
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), '--mode', 'rfb', '--width', String(sc.width), '--height', String(sc.height),
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', encoder, '--sink', sink, '--max-seconds', String(SECONDS + 60)], { env: gstEnv(), what: 'source.py' });
   const viewers = [];

@@ -53,7 +53,7 @@ const DEFAULT_CLIENT_TIMEOUT_MS: u32 = 15_000;
 const DEFAULT_REFINE_DELAY_MS: u32 = 300;
 const DEFAULT_H264_HIGH_444: bool = false;
 const DEFAULT_MAX_LATENCY_MS: u32 = 400;
-const DEFAULT_RATE_CONTROL: RateControl = RateControl::Off;
+const DEFAULT_RATE_CONTROL: RateControl = RateControl::Auto;
 /// kbit/s: below this a picture is no longer worth showing.
 const DEFAULT_MIN_BITRATE: u32 = 150;
 /// 0: the bitrate the encoder was set to when the element started.
@@ -456,14 +456,15 @@ impl RfbSink {
 
     /// Rate control for this run: the encoder upstream it drives and its bounds (bits per
     /// second). Without an encoder rfbsink knows, the target goes on the bus only, and needs
-    /// `max-bitrate`.
+    /// `max-bitrate`; `auto` is then off (raw video, pngenc and other encoders it does not know
+    /// keep their settings without a word).
     /// With renditions it drives the lowest one's encoder (the viewers on the others move down
     /// the ladder instead); returns that rendition too.
     fn rate_control(&self, settings: &Settings) -> Option<(Policy, u64, u64, u32)> {
         let policy = match settings.rate_control {
             RateControl::Off => return None,
             RateControl::Slowest => Policy::Slowest,
-            RateControl::Control => Policy::Control,
+            RateControl::Control | RateControl::Auto => Policy::Control,
         };
         let mut pads = vec![(0, self.obj().sink_pad().clone())];
         pads.extend(
@@ -478,6 +479,16 @@ impl RfbSink {
             .filter_map(|(id, pad)| Encoder::upstream_of(pad).map(|e| (*id, Some(e))))
             .min_by_key(|(_, e)| e.as_ref().map(|e| e.bitrate()))
             .unwrap_or((0, None));
+        if settings.rate_control == RateControl::Auto
+            && encoder.as_ref().is_none_or(|e| e.constant_quality())
+        {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "rate control (auto) is off: no encoder upstream whose bitrate rfbsink drives"
+            );
+            return None;
+        }
         let max = match (settings.max_bitrate_kbps, &encoder) {
             // Its quality at start is its top; the target has no bitrate to start from.
             (0, Some(e)) if e.by_quality() => QUALITY_MAX_BITRATE,
@@ -1019,7 +1030,7 @@ impl ObjectImpl for RfbSink {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("rate-control", DEFAULT_RATE_CONTROL)
                     .nick("Rate control")
-                    .blurb("Whom the encoder's bitrate follows: off (the encoder keeps its settings, slow viewers skip to keyframes) slowest (the slowest viewer that acknowledges frames: the target falls below what its link delivered when it queues, and probes back up when it does not) or control (the same for the viewers on the control link only: a view-link audience cannot lower the controller's quality). With renditions it drives the lowest rendition's encoder. rfbsink sets the bitrate of x264enc, openh264enc, nvh264enc, vah264enc, vp8enc, vp9enc, av1enc, svtav1enc and rav1enc upstream itself; for others it posts rfbsink-target-bitrate and sets target-bitrate")
+                    .blurb("Whom the encoder's bitrate follows: auto (the default: control when the encoder upstream is one rfbsink drives, otherwise off), off (the encoder keeps its settings, slow viewers skip to keyframes), slowest (the slowest viewer that acknowledges frames: the target falls below what its link delivered when it queues, and probes back up when it does not) or control (the same for the viewers on the control link only: a view-link audience cannot lower the controller's quality). With renditions it drives the lowest rendition's encoder. rfbsink sets the bitrate of x264enc, openh264enc, nvh264enc, vah264enc, vp8enc, vp9enc, av1enc, svtav1enc and rav1enc, and the quality of jpegenc and webpenc, upstream itself; for others slowest and control post rfbsink-target-bitrate and set target-bitrate")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("min-bitrate")

@@ -79,6 +79,11 @@ pub enum RateControl {
         nick = "control"
     )]
     Control = 2,
+    #[enum_value(
+        name = "Auto: as control when rfbsink drives the encoder upstream (one it knows); otherwise off, silently",
+        nick = "auto"
+    )]
+    Auto = 3,
 }
 
 glib::wrapper! {

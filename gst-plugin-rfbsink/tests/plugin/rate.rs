@@ -122,18 +122,55 @@ fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
 }
 
 #[test]
-fn rate_control_is_off_by_default_and_says_why_when_it_cannot_drive_the_encoder() {
+fn rate_control_is_auto_by_default_and_says_why_when_it_cannot_drive_the_encoder() {
     init();
-    let pipeline = gst::parse::launch(&format!(
+    // auto: an encoder rfbsink knows is driven, from the bitrate it was given.
+    let (pipeline, enc, sink, _) = playing(&format!(
         "videotestsrc is-live=true ! x264enc name=enc tune=zerolatency bitrate=900 \
          ! rfbsink name=sink port=0 token={TEST_TOKEN}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
+    ));
+    let policy = sink.property_value("rate-control");
+    assert_eq!(
+        gst::glib::EnumValue::from_value(&policy).unwrap().1.nick(),
+        "auto"
+    );
+    assert_eq!(sink.property::<u32>("target-bitrate"), 900);
+    assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 120);
+    pipeline.set_state(gst::State::Null).unwrap();
+    // off: the encoder keeps its settings.
+    let (pipeline, enc, sink, _) = playing(&format!(
+        "videotestsrc is-live=true ! x264enc name=enc tune=zerolatency bitrate=900 \
+         ! rfbsink name=sink port=0 rate-control=off token={TEST_TOKEN}"
+    ));
     assert_eq!(sink.property::<u32>("target-bitrate"), 0);
+    assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 600);
+    pipeline.set_state(gst::State::Null).unwrap();
+    // auto with x264enc at a constant quality (it would ignore a bitrate): off.
+    let (pipeline, enc, sink, _) = playing(&format!(
+        "videotestsrc is-live=true ! x264enc name=enc tune=zerolatency pass=qual \
+         ! rfbsink name=sink port=0 token={TEST_TOKEN}"
+    ));
+    assert_eq!(sink.property::<u32>("target-bitrate"), 0);
+    assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 600);
+    pipeline.set_state(gst::State::Null).unwrap();
+    // auto with pngenc (lossless, no rate rfbsink sets): off, without a warning; frames flow.
+    let (pipeline, _, sink, _) = playing(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=64,height=48 ! pngenc name=enc \
+         ! rfbsink name=sink port=0 token={TEST_TOKEN}"
+    ));
+    assert_eq!(sink.property::<u32>("target-bitrate"), 0);
+    let bus = pipeline.bus().unwrap();
+    let warning = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(2),
+        &[gst::MessageType::Warning, gst::MessageType::Error],
+    );
+    assert!(warning.is_none(), "{warning:?}");
+    assert!(
+        sink.property::<gst::Structure>("stats")
+            .get::<u64>("frames-rendered")
+            .unwrap()
+            > 0
+    );
     pipeline.set_state(gst::State::Null).unwrap();
 
     // pngenc (lossless) has no rate rfbsink sets: a warning names max-bitrate, and rate control
