@@ -1,0 +1,106 @@
+// A viewer behind a link slower than the stream: what the element sends is held to 700 kbit/s
+// behind a 300 ms queue (a token bucket, `tc qdisc ... tbf`, on the loopback of a private network
+// namespace this file makes; netns.mjs), under a 2 Mbit/s x264enc stream. The pipeline line is the
+// one a user writes, with no rate-control set: the element's default (auto) lowers x264enc's
+// bitrate below the link's, and the viewer shows the stream at a bounded latency. The same line
+// with rate-control=off, on the same link, shows what the viewer got before: seconds of delay.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Viewer, assertPluginBuilt, launchBrowser, requireElements, startPipeline, withQuery } from './lib.mjs';
+import { runInPrivateNetns } from './netns.mjs';
+
+runInPrivateNetns('slow-link.test');
+
+const LINK_KBIT = 700;
+const LINE = 'videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=640,height=360,framerate=30/1 '
+  + '! x264enc tune=zerolatency speed-preset=ultrafast bitrate=2000 key-int-max=60 ! rfbsink name=sink port=0';
+/** How long the viewer plays before it is measured, and for how long. */
+const SETTLE_MS = 10_000;
+const MEASURE_MS = 6_000;
+
+/** @type {Awaited<ReturnType<typeof launchBrowser>> | undefined} */
+let browser;
+before(async () => {
+  assertPluginBuilt();
+  browser = await launchBrowser();
+});
+after(async () => {
+  unshape();
+  await browser?.close();
+});
+
+function sh(cmd) {
+  const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr.trim()}`);
+}
+
+/** Holds what leaves TCP port `port` to LINK_KBIT behind a 300 ms queue; what comes back is free. */
+function shape(port) {
+  // lo's 64 KiB packets are larger than the bucket's burst, and tbf drops those: 1500, as a link.
+  sh('ip link set lo mtu 1500');
+  sh('tc qdisc replace dev lo root handle 1: htb default 10 r2q 1000');
+  sh('tc class replace dev lo parent 1: classid 1:10 htb rate 10gbit');
+  sh('tc class replace dev lo parent 1: classid 1:20 htb rate 10gbit');
+  sh(`tc qdisc replace dev lo parent 1:20 handle 20: tbf rate ${LINK_KBIT}kbit burst 16kb latency 300ms`);
+  sh(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip sport ${port} 0xffff flowid 1:20`);
+}
+
+function unshape() {
+  spawnSync('/bin/sh', ['-c', 'tc qdisc del dev lo root; ip link set lo mtu 65536']);
+}
+
+/**
+ * Plays `line` to a viewer over WebSocket behind the slow link; returns what it showed while
+ * measured: decoded frames a second, render()-to-decoded p50 (the element's figure from the
+ * viewer's acks) and the encoder's target.
+ */
+async function watchBehindSlowLink(line) {
+  const pipeline = await startPipeline(line);
+  /** @type {Viewer | null} */
+  let viewer = null;
+  try {
+    shape(pipeline.port);
+    viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'transport=ws'));
+    await viewer.waitForFrames(1, { extra: pipeline.logs, timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const first = await viewer.stats();
+    const latencies = [];
+    let last = first;
+    for (let waited = 0; waited < MEASURE_MS; waited += 1000) {
+      await new Promise((r) => setTimeout(r, 1000));
+      last = await viewer.stats();
+      if (last.server?.latency_p50_us != null) latencies.push(last.server.latency_p50_us / 1000);
+    }
+    latencies.sort((a, b) => a - b);
+    const logs = `${JSON.stringify(last.server)}\n${viewer.logs()}\n${pipeline.logs()}`;
+    return {
+      fps: ((last.framesDecoded - first.framesDecoded) * 1000) / MEASURE_MS,
+      latencyP50Ms: latencies.length ? latencies[latencies.length >> 1] : null,
+      targetKbps: last.server?.target_bps == null ? null : last.server.target_bps / 1000,
+      transport: last.transport,
+      logs: () => logs,
+    };
+  } finally {
+    await viewer?.close();
+    await pipeline.stop();
+    unshape();
+  }
+}
+
+test(`a viewer behind a ${LINK_KBIT} kbit/s link: the default line's x264enc follows it down, every frame at a bounded latency; off, the same viewer lags`, { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const auto = await watchBehindSlowLink(LINE);
+  t.diagnostic(`default (auto): ${auto.fps.toFixed(1)} fps decoded, render->decoded p50 ${auto.latencyP50Ms} ms, target ${auto.targetKbps} kbit/s`);
+  assert.equal(auto.transport, 'websocket');
+  assert.ok(auto.targetKbps !== null && auto.targetKbps < LINK_KBIT, `x264enc's target below the link's: ${auto.logs()}`);
+  assert.ok(auto.latencyP50Ms !== null && auto.latencyP50Ms < 250, `bounded latency: ${auto.latencyP50Ms} ms\n${auto.logs()}`);
+  assert.ok(auto.fps >= 20, `the stream's frames shown: ${auto.fps} fps\n${auto.logs()}`);
+
+  const off = await watchBehindSlowLink(LINE.replace('rfbsink name=sink', 'rfbsink name=sink rate-control=off'));
+  t.diagnostic(`rate-control=off: ${off.fps.toFixed(1)} fps decoded, render->decoded p50 ${off.latencyP50Ms} ms`);
+  assert.equal(off.targetKbps, null, off.logs());
+  assert.ok(off.latencyP50Ms === null || off.latencyP50Ms > 2 * auto.latencyP50Ms || off.fps < auto.fps / 2,
+    `the link is slower than the stream: off ${off.fps} fps at ${off.latencyP50Ms} ms, auto ${auto.fps} fps at ${auto.latencyP50Ms} ms\n${off.logs()}`);
+});
