@@ -875,6 +875,7 @@ impl Client {
         Sample {
             client_id: self.id,
             acks: c.acks() > 0,
+            acking_for: c.acking_for(now),
             delivered_bps: c.delivered_bps(now),
             queued,
             floors,

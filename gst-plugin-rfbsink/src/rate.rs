@@ -54,6 +54,10 @@ use std::time::Duration;
 /// A viewer whose oldest unacknowledged frame is older than this is queueing: its link (or its
 /// decoder) takes less than the stream sends.
 pub(crate) const QUEUE_LIMIT: Duration = Duration::from_millis(120);
+/// A viewer counts once it has acknowledged frames this long: in its first second its
+/// delivery rate covers part of a second, and a decoder that starts (WebKitGTK's first frames
+/// took 130-150 ms) looks like a queue.
+pub(crate) const WARMUP: Duration = Duration::from_secs(2);
 /// How often `check` looks between ticks.
 pub(crate) const CHECK_PERIOD: Duration = Duration::from_millis(100);
 /// `rising` compares the quickest frames of three windows this long, oldest first...
@@ -105,8 +109,10 @@ pub(crate) enum Policy {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Sample {
     pub client_id: u64,
-    /// Whether the viewer acknowledges frames (WebRTC peers do not: they are not sampled).
+    /// Whether the viewer acknowledges frames (WebRTC peers do not: they are not sampled), and
+    /// for how long it has (it counts after `WARMUP`).
     pub acks: bool,
+    pub acking_for: Duration,
     /// Bits of the frames it acknowledged in the last second.
     pub delivered_bps: u64,
     /// How long ago its oldest unacknowledged live frame was rendered.
@@ -190,7 +196,7 @@ impl RateController {
         let lowest = |queueing: fn(&Sample) -> bool| {
             samples
                 .iter()
-                .filter(|s| s.acks && s.delivered_bps > 0 && queueing(s))
+                .filter(|s| counts(s) && s.delivered_bps > 0 && queueing(s))
                 .map(|s| s.delivered_bps)
                 .min()
         };
@@ -229,7 +235,7 @@ impl RateController {
         // The lowest congested estimate, and that viewer's delivery rate.
         let mut congested: Option<(u64, u64)> = None;
         let mut seen = HashMap::with_capacity(samples.len());
-        for s in samples.iter().filter(|s| s.acks) {
+        for s in samples.iter().filter(|s| counts(s)) {
             let mut viewer = self.viewers.remove(&s.client_id).unwrap_or(Viewer {
                 dropped: s.dropped,
                 delivered: VecDeque::new(),
@@ -325,6 +331,11 @@ impl RateController {
     }
 }
 
+/// Whether the controller reads this viewer: it acknowledges frames, and has for `WARMUP`.
+fn counts(s: &Sample) -> bool {
+    s.acks && s.acking_for >= WARMUP
+}
+
 /// Whether the viewer's frames queue more and more: the quickest of each `FLOOR_WINDOW` slower
 /// than the one before by `STEP`, by `RISE` in all, and `STANDING` above its quickest of the
 /// last seconds.
@@ -343,6 +354,7 @@ mod tests {
         Sample {
             client_id: id,
             acks: true,
+            acking_for: WARMUP,
             delivered_bps: delivered_kbps * 1000,
             queued: Duration::from_millis(queued_ms),
             dropped: 0,
@@ -620,5 +632,20 @@ mod tests {
         let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
         assert_eq!(off.tick(&[sample(1, 500, 900)]), None);
         assert_eq!(off.target(), 2_000_000);
+    }
+
+    #[test]
+    fn a_viewer_counts_once_it_has_acknowledged_for_the_warmup() {
+        // A viewer that just joined: a part-second's delivery and a decoder that starts slowly
+        // look like a deep queue on a slow link.
+        let mut joining = floors(sample(1, 300, 150), [5, 30, 60], 5);
+        joining.acking_for = WARMUP - Duration::from_millis(100);
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(c.check(&[joining]), None);
+        assert_eq!(c.tick(&[joining]), None);
+        assert_eq!(c.target(), 2_000_000);
+        // The same once it has acknowledged for the warmup: cut at once.
+        joining.acking_for = WARMUP;
+        assert_eq!(c.check(&[joining]), Some(180_000));
     }
 }

@@ -94,6 +94,8 @@ pub(crate) struct ClientCounters {
     bytes_sent: u64,
     audio_sent: u64,
     acks: u64,
+    /// When the first acknowledgement came.
+    first_ack: Option<Instant>,
     decode_queue_size: u32,
     /// Sent and not yet acknowledged: frame id and render() time (None for frames replayed from
     /// the GOP cache to a late joiner: their age is not a latency).
@@ -145,6 +147,7 @@ impl ClientCounters {
     pub fn acked(&mut self, frame_id: u64, decode_queue_size: Option<u32>, paint_us: Option<u64>) {
         let now = Instant::now();
         self.acks += 1;
+        self.first_ack.get_or_insert(now);
         while self
             .recent_acks
             .front()
@@ -201,6 +204,12 @@ impl ClientCounters {
     /// Whether the client acknowledges frames at all.
     pub fn acks(&self) -> u64 {
         self.acks
+    }
+
+    /// How long since its first acknowledgement (zero before it).
+    pub fn acking_for(&self, now: Instant) -> Duration {
+        self.first_ack
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
     }
 
     /// Live frames sent and not yet acknowledged. Frames replayed to a late joiner are not
