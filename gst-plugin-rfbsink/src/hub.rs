@@ -874,7 +874,6 @@ impl Client {
         }
         Sample {
             client_id: self.id,
-            acks: c.acks() > 0,
             acking_for: c.acking_for(now),
             delivered_bps: c.delivered_bps(now),
             queued,

@@ -150,7 +150,7 @@ impl Ladder {
         let mut moves = self.down(rungs, seats, true);
         let rungs = ordered(rungs);
         let mut seen = HashMap::with_capacity(seats.len());
-        for seat in seats.iter().filter(|s| s.sample.acks) {
+        for seat in seats.iter().filter(|s| s.sample.acking_for.is_some()) {
             let id = seat.sample.client_id;
             let mut climber = self
                 .climbers
@@ -209,7 +209,7 @@ impl Ladder {
     fn down(&mut self, rungs: &[Rung], seats: &[Seat], tick: bool) -> Vec<Move> {
         let rungs = ordered(rungs);
         let mut moves = Vec::new();
-        for seat in seats.iter().filter(|s| s.sample.acks) {
+        for seat in seats.iter().filter(|s| s.sample.acking_for.is_some()) {
             let s = &seat.sample;
             let climber = self
                 .climbers
@@ -263,7 +263,7 @@ mod tests {
         Seat {
             sample: Sample {
                 client_id: id,
-                acks: true,
+                acking_for: Some(Duration::from_secs(5)),
                 delivered_bps: delivered_kbps * 1000,
                 queued: Duration::from_millis(queued_ms),
                 dropped: 0,
@@ -301,7 +301,7 @@ mod tests {
     fn viewers_that_do_not_ack_or_chose_their_rendition_stay() {
         let mut l = Ladder::default();
         let mut webrtc = seat(1, 0, 0, 900);
-        webrtc.sample.acks = false;
+        webrtc.sample.acking_for = None;
         let mut pinned = seat(2, 0, 500, 900);
         pinned.pinned = true;
         assert_eq!(l.check(&LADDER, &[webrtc, pinned]), vec![]);

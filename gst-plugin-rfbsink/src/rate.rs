@@ -109,10 +109,9 @@ pub(crate) enum Policy {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Sample {
     pub client_id: u64,
-    /// Whether the viewer acknowledges frames (WebRTC peers do not: they are not sampled), and
-    /// for how long it has (it counts after `WARMUP`).
-    pub acks: bool,
-    pub acking_for: Duration,
+    /// How long since it first acknowledged a frame; None when it never did (WebRTC peers do
+    /// not acknowledge: they are not sampled). It counts after `WARMUP`.
+    pub acking_for: Option<Duration>,
     /// Bits of the frames it acknowledged in the last second.
     pub delivered_bps: u64,
     /// How long ago its oldest unacknowledged live frame was rendered.
@@ -333,7 +332,7 @@ impl RateController {
 
 /// Whether the controller reads this viewer: it acknowledges frames, and has for `WARMUP`.
 fn counts(s: &Sample) -> bool {
-    s.acks && s.acking_for >= WARMUP
+    s.acking_for.is_some_and(|d| d >= WARMUP)
 }
 
 /// Whether the viewer's frames queue more and more: the quickest of each `FLOOR_WINDOW` slower
@@ -353,8 +352,7 @@ mod tests {
     fn sample(id: u64, delivered_kbps: u64, queued_ms: u64) -> Sample {
         Sample {
             client_id: id,
-            acks: true,
-            acking_for: WARMUP,
+            acking_for: Some(WARMUP),
             delivered_bps: delivered_kbps * 1000,
             queued: Duration::from_millis(queued_ms),
             dropped: 0,
@@ -570,7 +568,7 @@ mod tests {
         assert_eq!(c.tick(&[sample(1, 650, 20)]), Some(687_225), "5 % near 700");
         // A viewer without acks, or the policy off, eases nothing.
         let mut webrtc = floors(sample(2, 700, 50), [12, 22, 41], 7);
-        webrtc.acks = false;
+        webrtc.acking_for = None;
         assert_eq!(c.check(&[webrtc]), None);
         let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
         assert_eq!(
@@ -626,7 +624,7 @@ mod tests {
             "a lying viewer only reaches min"
         );
         let mut webrtc = sample(2, 10, 900);
-        webrtc.acks = false;
+        webrtc.acking_for = None;
         let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
         assert_eq!(c.tick(&[webrtc]), None);
         let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
@@ -639,13 +637,13 @@ mod tests {
         // A viewer that just joined: a part-second's delivery and a decoder that starts slowly
         // look like a deep queue on a slow link.
         let mut joining = floors(sample(1, 300, 150), [5, 30, 60], 5);
-        joining.acking_for = WARMUP - Duration::from_millis(100);
+        joining.acking_for = Some(WARMUP - Duration::from_millis(100));
         let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
         assert_eq!(c.check(&[joining]), None);
         assert_eq!(c.tick(&[joining]), None);
         assert_eq!(c.target(), 2_000_000);
         // The same once it has acknowledged for the warmup: cut at once.
-        joining.acking_for = WARMUP;
+        joining.acking_for = Some(WARMUP);
         assert_eq!(c.check(&[joining]), Some(180_000));
     }
 }

@@ -206,10 +206,9 @@ impl ClientCounters {
         self.acks
     }
 
-    /// How long since its first acknowledgement (zero before it).
-    pub fn acking_for(&self, now: Instant) -> Duration {
-        self.first_ack
-            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
+    /// How long since its first acknowledgement; None before it.
+    pub fn acking_for(&self, now: Instant) -> Option<Duration> {
+        self.first_ack.map(|at| now.saturating_duration_since(at))
     }
 
     /// Live frames sent and not yet acknowledged. Frames replayed to a late joiner are not
