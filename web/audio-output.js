@@ -155,7 +155,8 @@ export class AudioOutput {
     let contextEpochMs;
     const contextTime = ts?.contextTime ?? 0;
     const performanceTime = ts?.performanceTime ?? 0;
-    if (contextTime > 0 && performanceTime > 0) {
+    const exact = contextTime > 0 && performanceTime > 0;
+    if (exact) {
       contextEpochMs = performance.timeOrigin + performanceTime - contextTime * 1000;
     } else if (!FIREFOX && ++this.clockMisses < CLOCK_MISSES) {
       return; // the output has not started yet: the next tick asks again
@@ -163,7 +164,7 @@ export class AudioOutput {
       // No output timestamp: what is rendered now is heard after the context's base latency.
       contextEpochMs = renderEpochMs + (context.baseLatency ?? 0) * 1000;
     }
-    this.options.post({ type: 'audio-clock', contextEpochMs, outputLatencyMs: Math.max(0, contextEpochMs - renderEpochMs) });
+    this.options.post({ type: 'audio-clock', contextEpochMs, outputLatencyMs: Math.max(0, contextEpochMs - renderEpochMs), exact });
   }
 
   /** Whether the sound is on its way to the speakers (the context runs, or the <video> plays unmuted). */

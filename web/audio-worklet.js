@@ -23,6 +23,10 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
     this.lastPlayedTime = 0;
     /** The last packet whose first sample played: its arrival and the context time it played at. @type {{arrivedMs: number, contextTime: number} | null} */
     this.lastStarted = null;
+    /** The earliest render moment since the last report (see process()). */
+    this.renderMin = Infinity;
+    /** What the last report said of the timeline (see process()). */
+    this.reported = { underruns: 0, skipped: 0, playing: false };
     /** The context time of the first sample it ever played. @type {number | null} */
     this.firstPlayed = null;
     /** A recording of the output for `tap` (tests, meters): first channel. @type {{samples: Float32Array, at: number, start: number | null} | null} */
@@ -52,6 +56,10 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
    * @param {Float32Array[][]} outputs
    */
   process(_inputs, outputs) {
+    // When this quantum is rendered on the wall clock (Date.now(): the one clock this scope
+    // has), for browsers without an output timestamp; the earliest of a report's quanta (a
+    // callback renders several quanta at once, late ones only ever later).
+    this.renderMin = Math.min(this.renderMin, Date.now() - scope.currentTime * 1000);
     const out = outputs[0];
     const played = this.buffer.read(out);
     if (played) {
@@ -73,8 +81,14 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
         this.tap = null;
       }
     }
-    if (++this.quanta % REPORT_EVERY === 0 && this.worker) {
-      const b = this.buffer;
+    const b = this.buffer;
+    // Its timeline moved (it ran dry, started again after filling up, or cut a burst back): the
+    // worker hears of it now, not up to a report later, so that pictures held for the sound
+    // follow it at once.
+    const moved = b.underruns !== this.reported.underruns || b.skipped !== this.reported.skipped
+      || (b.playing && played !== null) !== this.reported.playing;
+    if ((++this.quanta % REPORT_EVERY === 0 || moved) && this.worker) {
+      this.reported = { underruns: b.underruns, skipped: b.skipped, playing: b.playing && played !== null };
       this.worker.postMessage({
         type: 'report',
         // The last sample that played: its timestamp, its packet's arrival, and the context time
@@ -88,7 +102,10 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
         underruns: b.underruns,
         skippedMs: (b.skipped * 1000) / scope.sampleRate,
         playing: b.playing,
+        renderEpochMs: this.renderMin,
+        contextTime: scope.currentTime,
       });
+      this.renderMin = Infinity;
       this.lastPlayed = null;
       this.lastStarted = null;
     }

@@ -30,7 +30,7 @@ import { Sound } from './sound.js';
  *   | {type: 'window', id: number, window: {low: number, high: number} | 'auto' | null}
  *   | {type: 'display', width: number, height: number}
  *   | {type: 'audio-port', port: MessagePort, askedEpochMs: number}
- *   | {type: 'audio-clock', contextEpochMs: number, outputLatencyMs: number}
+ *   | {type: 'audio-clock', contextEpochMs: number, outputLatencyMs: number, exact: boolean}
  *   | {type: 'audio-tap', id: number, ms: number}
  *   | {type: 'frame-taken'}
  *   | {type: 'close'}} ToWorker
@@ -96,7 +96,7 @@ import { Sound } from './sound.js';
 /** @typedef {import('./lossless.js').WindowState} WindowState */
 /** @typedef {import('./decoder.js').FrameMeta} FrameMeta */
 /** @typedef {import('./session.js').Media} Media */
-/** @typedef {{frame: VideoFrame, meta: FrameMeta | undefined, decodedAt: number, timer: ReturnType<typeof setTimeout>}} HeldFrame */
+/** @typedef {{frame: VideoFrame, meta: FrameMeta | undefined, decodedAt: number, timer: ReturnType<typeof setTimeout> | undefined}} HeldFrame */
 
 /** Pictures held for their sound at most (MAX_SYNC_HOLD_MS at 60 fps is 9): the decoder's frames are few. */
 const HELD_MAX = 6;
@@ -327,13 +327,10 @@ class Pictures {
     if (hold > 0) {
       // A/V sync: it shows when its sound is heard. Held pictures keep their order; a queue
       // that grows past HELD_MAX (a stalled sound clock) drops its oldest.
-      const timer = setTimeout(() => {
-        const i = this.held.findIndex((h) => h.timer === timer);
-        if (i < 0) return;
-        const [h] = this.held.splice(i, 1);
-        this.paintVideoFrame(h.frame, h.meta, h.decodedAt);
-      }, hold);
-      this.held.push({ frame, meta, decodedAt, timer });
+      /** @type {HeldFrame} */
+      const h = { frame, meta, decodedAt, timer: undefined };
+      this.held.push(h);
+      this.hold(h, hold);
       if (this.held.length > HELD_MAX) {
         const old = /** @type {HeldFrame} */ (this.held.shift());
         clearTimeout(old.timer);
@@ -343,6 +340,33 @@ class Pictures {
       return;
     }
     this.paintVideoFrame(frame, meta, decodedAt);
+  }
+
+  /**
+   * Paints a held picture `ms` from now (or at once), unless it was let go of before.
+   * @param {HeldFrame} h
+   * @param {number} ms
+   */
+  hold(h, ms) {
+    clearTimeout(h.timer);
+    const release = () => {
+      const i = this.held.indexOf(h);
+      if (i < 0) return;
+      this.held.splice(i, 1);
+      this.paintVideoFrame(h.frame, h.meta, h.decodedAt);
+    };
+    if (ms > 0) h.timer = setTimeout(release, ms);
+    else release();
+  }
+
+  /**
+   * The sound's timeline moved (an underrun's silence, a burst cut back) or stopped: each held
+   * picture waits for its sound anew, oldest first, rather than show at the time the old
+   * timeline gave it (measured under load: flashes 25-55 ms off the sound after such a move).
+   */
+  retime() {
+    const now = performance.timeOrigin + performance.now();
+    for (const h of [...this.held]) this.hold(h, this.sound?.videoHoldMs(h.frame.timestamp, now, false) ?? 0);
   }
 
   /**
@@ -543,6 +567,7 @@ function start(message) {
     ? new RelayTransport(message.relay)
     : createTransport(message.url, { envelope: message.envelope, mode: message.transport ?? 'auto' });
   const sound = new Sound(post);
+  sound.onSyncMoved = () => media.retime();
   media.sound = sound;
   media.wantsSound = message.audio ?? true;
   sound.sync = message.avSync ?? true;
@@ -600,7 +625,7 @@ scope.onmessage = (/** @type {MessageEvent} */ event) => {
       p.sound?.connect(message.port, message.askedEpochMs);
       break;
     case 'audio-clock':
-      p.sound?.clock(message.contextEpochMs, message.outputLatencyMs);
+      p.sound?.clock(message.contextEpochMs, message.outputLatencyMs, message.exact);
       break;
     case 'audio-tap':
       if (!p.sound) break;

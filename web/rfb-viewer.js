@@ -522,9 +522,11 @@ export class RfbViewer {
 
   /**
    * Records the next `ms` of the sound as played (after the jitter buffer, before mute and
-   * volume), first channel: for tests and level meters.
+   * volume), first channel: for tests and level meters. `startEpochMs`: when the first sample
+   * was heard (epoch ms); `clock`: from each `sample` index on, sample i was heard at `epochMs`
+   * + (i - `sample`) / `sampleRate` s (the audio clock can slip on a busy machine).
    * @param {number} ms
-   * @returns {Promise<{samples: Float32Array, sampleRate: number, startEpochMs: number | null}>}
+   * @returns {Promise<{samples: Float32Array, sampleRate: number, startEpochMs: number | null, clock: {sample: number, epochMs: number}[]}>}
    */
   recordAudio(ms) {
     if (!this.audio) return Promise.reject(new Error('this viewer plays no sound'));

@@ -8,17 +8,27 @@ import { parseAudioConfig } from './protocol.js';
 /** How many recent measurements the medians are taken over. */
 const RECENT = 32;
 /**
- * The sound's offset that pictures follow is the median of this many reports (~85 ms apart):
- * recent enough to follow an underrun's shift within a second.
+ * The sound's offset moved by more than this (an underrun, a cut-back burst): the pictures held
+ * for it are timed again.
  */
-const SYNC_REPORTS = 8;
+const SYNC_MOVED_MS = 2;
 /** The audio clock's mapping is the median of this many samples (500 ms apart): one late sample does not move it. */
 const CLOCK_SAMPLES = 8;
+/**
+ * Without an output timestamp (Firefox), the audio clock's mapping is the median of the
+ * worklet's last few reports of when it rendered (~85 ms apart): a clock that slips on a busy
+ * machine is followed within half a second. The page's thread reads the clock too late when it
+ * is busy itself: measured in Firefox with one busy core, the median of its readings was
+ * 75-320 ms off for seconds after such a slip, and pictures came that much before their sound.
+ */
+const RENDER_REPORTS = 5;
+/** Reports whose clock mapping is kept for recordings (~40 s). */
+const CLOCK_LOG = 480;
 /** A picture is held back for the sound at most this long (a sound later than this is a fault, not a delay to copy). */
 export const MAX_SYNC_HOLD_MS = 150;
 /** A recording (`tap`) that has not come back this long after its end has failed. */
 const TAP_GRACE_MS = 3000;
-/** The sound's clock counts as running while the worklet reported within this long. */
+/** The sound's clock counts as running while the worklet reported sound played within this long. */
 const REPORT_STALE_MS = 500;
 
 /**
@@ -53,7 +63,7 @@ function median(values) {
   return sorted[sorted.length >> 1];
 }
 
-/** @param {number[]} list @param {number} value @param {number} [max] */
+/** @template T @param {T[]} list @param {T} value @param {number} [max] */
 function keep(list, value, max = RECENT) {
   list.push(value);
   if (list.length > max) list.shift();
@@ -62,6 +72,43 @@ function keep(list, value, max = RECENT) {
 /** Epoch milliseconds: comparable between the worker, the page and the audio clock. */
 export function epochNow() {
   return performance.timeOrigin + performance.now();
+}
+
+/**
+ * The packets given to the audio decoder and not yet out of it, in order: their own timestamps
+ * and arrivals. A decoded chunk takes its packet's timestamp from here, not from the decoder:
+ * Chromium's AudioDecoder counts the samples it has put out from the first packet's timestamp,
+ * so every packet skipped before it (a decoder behind, a datagram lost) would label all later
+ * sound earlier than it is, and the picture would be held for sound that is already heard
+ * (measured: 380 ms off after 38 skipped 10 ms packets on a busy machine).
+ */
+export class DecodeOrder {
+  constructor() {
+    /** @type {{timestampUs: number, arrivedMs: number}[]} */
+    this.pending = [];
+  }
+
+  /** @param {number} timestampUs @param {number} arrivedMs */
+  sent(timestampUs, arrivedMs) {
+    this.pending.push({ timestampUs, arrivedMs });
+    if (this.pending.length > RECENT * 2) this.pending.shift();
+  }
+
+  /**
+   * The packet that a decoded chunk came from: the one of the chunk's timestamp where the
+   * decoder keeps them (packets before it gave nothing out), else the oldest (one chunk per
+   * packet, in order); null when none is pending.
+   * @param {number} outputTimestampUs
+   */
+  take(outputTimestampUs) {
+    const i = this.pending.findIndex((p) => p.timestampUs === outputTimestampUs);
+    if (i > 0) this.pending.splice(0, i);
+    return this.pending.shift() ?? null;
+  }
+
+  clear() {
+    this.pending = [];
+  }
 }
 
 export class Sound {
@@ -83,10 +130,27 @@ export class Sound {
     this.outputLatencyMs = null;
     /** The page's recent clock samples (medians above). @type {number[]} */
     this.clockSamples = [];
+    /** Whether the clock samples are output timestamps (see clock()). */
+    this.clockExact = true;
+    /** [context time (s), contextEpochMs] at each report, for recordings (heardClock()). @type {[number, number][]} */
+    this.clockLog = [];
+    /**
+     * Epoch ms at which the worklet rendered context time 0, from its last reports (the
+     * earliest of each report's quanta; see audio-worklet.js).
+     * @type {number[]}
+     */
+    this.renderSamples = [];
     /** @type {number[]} */
     this.outputSamples = [];
-    /** The last reports' heard-minus-timestamp, for the pictures' hold. @type {number[]} */
-    this.syncOffsets = [];
+    /**
+     * Heard epoch ms minus timestamp ms of the sound, from the worklet's last report: what the
+     * pictures' hold follows. Exact to the sample (the worklet says which sample it played at
+     * which context time), so the last report is the one to follow, at once.
+     * @type {number | null}
+     */
+    this.syncOffset = null;
+    /** Called when `syncOffset` moved: the held pictures wait anew (decode-worker.js). */
+    this.onSyncMoved = () => {};
     this.unsupported = false;
     this.counters = { packetsReceived: 0, framesDecoded: 0, decodeErrors: 0 };
     /** The worklet's last report. @type {any} */
@@ -101,14 +165,15 @@ export class Sound {
     this.holds = [];
     /** When the worklet last reported (epoch ms). */
     this.reportAt = 0;
+    /** When the worklet last reported sound played (epoch ms). */
+    this.playedAt = 0;
     /** Hold pictures back to meet their sound (the viewer's avSync option). */
     this.sync = true;
     /** When the page asked for sound, and how long until the first sample was heard. @type {number | null} */
     this.askedEpochMs = null;
     /** @type {number | null} */
     this.startMs = null;
-    /** @type {Map<number, number>} packet timestamp -> arrival */
-    this.arrivals = new Map();
+    this.order = new DecodeOrder();
     /** A pending `tap` request's resolver. @type {((value: any) => void) | null} */
     this.tapReply = null;
   }
@@ -158,6 +223,7 @@ export class Sound {
   closeDecoder() {
     const d = this.decoder;
     this.decoder = null;
+    this.order.clear();
     if (d && d.state !== 'closed') d.close();
   }
 
@@ -172,10 +238,9 @@ export class Sound {
     const decoder = this.decoder;
     if (!decoder || decoder.state !== 'configured') return;
     if (decoder.decodeQueueSize > 8) return; // the decoder is behind: late sound is no use
-    this.arrivals.set(packet.timestampUs, epochNow());
-    if (this.arrivals.size > 64) this.arrivals.delete(this.arrivals.keys().next().value ?? 0);
     try {
       decoder.decode(new EncodedAudioChunk({ type: 'key', timestamp: packet.timestampUs, data: packet.payload }));
+      this.order.sent(packet.timestampUs, epochNow());
     } catch (e) {
       this.counters.decodeErrors++;
       this.openDecoder();
@@ -185,8 +250,9 @@ export class Sound {
   /** @param {AudioData} data */
   decoded(data) {
     this.counters.framesDecoded++;
-    const arrivedMs = this.arrivals.get(data.timestamp) ?? epochNow();
-    this.arrivals.delete(data.timestamp);
+    const from = this.order.take(data.timestamp);
+    const timestampUs = from?.timestampUs ?? data.timestamp;
+    const arrivedMs = from?.arrivedMs ?? epochNow();
     const port = this.port;
     if (!port) {
       data.close();
@@ -198,7 +264,6 @@ export class Sound {
       data.copyTo(plane, { planeIndex: c, format: 'f32-planar' });
       planes.push(plane);
     }
-    const timestampUs = data.timestamp;
     data.close();
     port.postMessage({ type: 'pcm', planes, timestampUs, arrivedMs }, planes.map((p) => p.buffer));
   }
@@ -215,14 +280,24 @@ export class Sound {
   }
 
   /**
+   * The page's reading of the audio clock (audio-output.js).
    * @param {number} contextEpochMs
    * @param {number} outputLatencyMs
+   * @param {boolean} [exact] from the output's own timestamp (else from currentTime, read on
+   *   the page's thread)
    */
-  clock(contextEpochMs, outputLatencyMs) {
+  clock(contextEpochMs, outputLatencyMs, exact = true) {
+    if (exact !== this.clockExact) {
+      this.clockSamples = [];
+      this.clockExact = exact;
+    }
     keep(this.clockSamples, contextEpochMs, CLOCK_SAMPLES);
     keep(this.outputSamples, outputLatencyMs, CLOCK_SAMPLES);
-    this.contextEpochMs = median(this.clockSamples);
     this.outputLatencyMs = median(this.outputSamples);
+    // Without an output timestamp, the worklet's own reading of when it renders is the better
+    // one, once it has reported (fromWorklet()).
+    const rendered = median(this.renderSamples);
+    this.contextEpochMs = exact || rendered === null ? median(this.clockSamples) : rendered + (this.outputLatencyMs ?? 0);
   }
 
   /** @param {any} m */
@@ -230,26 +305,58 @@ export class Sound {
     if (m?.type === 'tap') {
       const reply = this.tapReply;
       this.tapReply = null;
-      const start = this.contextEpochMs === null ? null : this.contextEpochMs + m.startContextTime * 1000;
-      reply?.({ samples: m.samples, sampleRate: m.sampleRate, startEpochMs: start });
+      reply?.({ samples: m.samples, sampleRate: m.sampleRate, ...this.heardClock(m.startContextTime, m.samples.length / m.sampleRate, m.sampleRate) });
       return;
     }
     if (m?.type !== 'report') return;
     this.report = m;
     this.reportAt = epochNow();
+    const outputLatencyMs = this.outputLatencyMs;
+    if (!this.clockExact && Number.isFinite(m.renderEpochMs) && outputLatencyMs !== null) {
+      // Date.now() there, the monotonic clock here: their difference now puts it on this clock.
+      keep(this.renderSamples, m.renderEpochMs + this.reportAt - Date.now(), RENDER_REPORTS);
+      this.contextEpochMs = /** @type {number} */ (median(this.renderSamples)) + outputLatencyMs;
+    }
     if (this.contextEpochMs === null) return;
+    if (typeof m.contextTime === 'number') keep(this.clockLog, [m.contextTime, this.contextEpochMs], CLOCK_LOG);
     if (typeof m.firstPlayed === 'number' && this.startMs === null && this.askedEpochMs !== null) {
       this.startMs = this.contextEpochMs + m.firstPlayed * 1000 - this.askedEpochMs;
     }
+    const before = this.syncOffset;
     if (m.played) {
       const offset = this.contextEpochMs + m.playedContextTime * 1000 - m.played.timestampUs / 1000;
       keep(this.audioOffsets, offset);
-      keep(this.syncOffsets, offset, SYNC_REPORTS);
+      this.syncOffset = offset;
+      this.playedAt = this.reportAt;
     }
+    if (this.syncOffset !== null && (before === null || Math.abs(this.syncOffset - before) > SYNC_MOVED_MS)) this.onSyncMoved();
     if (m.started) {
       const played = this.contextEpochMs + m.started.contextTime * 1000 - (this.outputLatencyMs ?? 0);
       keep(this.latencies, played - m.started.arrivedMs);
     }
+  }
+
+  /**
+   * When a recording's samples were heard, by the audio clock's mapping at the time each was
+   * played (a clock that slipped during the recording moves the samples after the slip).
+   * @param {number} startContextTime the first sample's context time (s)
+   * @param {number} seconds the recording's length
+   * @param {number} sampleRate
+   * @returns {{startEpochMs: number | null, clock: {sample: number, epochMs: number}[]}} `clock`:
+   *   from each `sample` on, sample i is heard at epochMs + (i - sample) / sampleRate s
+   */
+  heardClock(startContextTime, seconds, sampleRate) {
+    const end = startContextTime + seconds;
+    let first = this.contextEpochMs;
+    /** @type {{sample: number, epochMs: number}[]} */
+    const later = [];
+    for (const [t, epoch] of this.clockLog) {
+      if (t <= startContextTime) first = epoch;
+      else if (t < end) later.push({ sample: Math.round((t - startContextTime) * sampleRate), epochMs: epoch + t * 1000 });
+    }
+    if (first === null) return { startEpochMs: null, clock: [] };
+    const startEpochMs = first + startContextTime * 1000;
+    return { startEpochMs, clock: [{ sample: 0, epochMs: startEpochMs }, ...later] };
   }
 
   /**
@@ -267,21 +374,24 @@ export class Sound {
    * heard (0 when no sound plays, or it plays ahead).
    * @param {number} timestampUs
    * @param {number} nowEpochMs
+   * @param {boolean} [count] false: a held picture timed again (not a new hold for the stats)
    */
-  videoHoldMs(timestampUs, nowEpochMs) {
-    if (!this.sync || !this.port || nowEpochMs - this.reportAt > REPORT_STALE_MS || this.report?.playing !== true) return 0;
-    const audioOffset = median(this.syncOffsets);
+  videoHoldMs(timestampUs, nowEpochMs, count = true) {
+    // Held while sound plays, and through an underrun's short silence (its sound comes later
+    // still: showing the picture now would put it further ahead).
+    if (!this.sync || !this.port || nowEpochMs - this.playedAt > REPORT_STALE_MS) return 0;
+    const audioOffset = this.syncOffset;
     if (audioOffset === null) return 0;
     const hold = Math.min(MAX_SYNC_HOLD_MS, timestampUs / 1000 + audioOffset - nowEpochMs);
     if (hold <= 1) return 0;
-    keep(this.holds, hold);
+    if (count) keep(this.holds, hold);
     return hold;
   }
 
   /**
    * Records the next `ms` of what the worklet plays (its first channel).
    * @param {number} ms
-   * @returns {Promise<{samples: Float32Array, sampleRate: number, startEpochMs: number | null}>}
+   * @returns {Promise<{samples: Float32Array, sampleRate: number, startEpochMs: number | null, clock: {sample: number, epochMs: number}[]}>}
    */
   tap(ms) {
     if (!this.port) return Promise.reject(new Error('sound is not playing'));
@@ -302,7 +412,7 @@ export class Sound {
 
   /** The connection is gone: what is buffered belongs to the old stream. */
   reset() {
-    this.syncOffsets = [];
+    this.syncOffset = null;
     this.closeDecoder();
     this.config = null;
     this.port?.postMessage({ type: 'clear' });

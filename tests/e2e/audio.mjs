@@ -18,7 +18,13 @@ export async function click(viewer) {
  */
 export async function record(viewer, ms) {
   return viewer.page.evaluate(async (n) => {
-    const { samples, sampleRate, startEpochMs } = await window.rfbViewer.recordAudio(n);
+    const { samples, sampleRate, clock } = await window.rfbViewer.recordAudio(n);
+    // When sample i was heard, by the audio clock as it was then (it can slip under load).
+    let k = 0;
+    const heard = (i) => {
+      while (k + 1 < clock.length && clock[k + 1].sample <= i) k++;
+      return clock[k].epochMs + ((i - clock[k].sample) * 1000) / sampleRate;
+    };
     // The pitch from the median period between upward zero crossings: a gap (an underrun at
     // start) does not move it.
     const periods = [];
@@ -35,7 +41,7 @@ export async function record(viewer, ms) {
         previous = i;
       }
       if (Math.abs(v) > 0.05) {
-        if (silentFor >= quiet) ticks.push(startEpochMs + (i * 1000) / sampleRate);
+        if (silentFor >= quiet) ticks.push(heard(i));
         silentFor = 0;
       } else {
         silentFor++;

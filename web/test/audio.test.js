@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JitterBuffer, START_TARGET_MS, UNDERRUN_STEP_MS, EXCESS_MS } from '../audio-buffer.js';
+import { DecodeOrder } from '../sound.js';
 import { MessageDecoder, parseAudioConfig, parseStreamMessage, ProtocolError, withAudio } from '../protocol.js';
 
 const RATE = 48000;
@@ -40,6 +41,25 @@ test('an underrun is counted and raises the target; a burst is cut back to it', 
   b.push(chunk(EXCESS_MS + 100, 0.5));
   assert.ok(b.depthMs <= b.targetMs + 1, `depth ${b.depthMs} ms after a burst, target ${b.targetMs}`);
   assert.ok(b.skipped > 0);
+});
+
+test('decoded sound keeps its packet\'s timestamp when the decoder counts its own (packets skipped before it)', () => {
+  const order = new DecodeOrder();
+  // Packets of 10 ms at 0, 10, 40 and 50 ms: those at 20 and 30 ms were skipped.
+  for (const [ts, at] of [[0, 1], [10_000, 2], [40_000, 3], [50_000, 4]]) order.sent(ts, at);
+  assert.deepEqual(order.take(0), { timestampUs: 0, arrivedMs: 1 });
+  assert.deepEqual(order.take(10_000), { timestampUs: 10_000, arrivedMs: 2 });
+  // Chromium labels the next chunk 20 ms (its own count of samples): it is the packet of 40 ms.
+  assert.deepEqual(order.take(20_000), { timestampUs: 40_000, arrivedMs: 3 });
+  assert.deepEqual(order.take(30_000), { timestampUs: 50_000, arrivedMs: 4 });
+  assert.equal(order.take(60_000), null, 'nothing pending');
+  // A decoder that keeps the packets' timestamps and gave nothing for the first two.
+  for (const [ts, at] of [[0, 1], [2_500, 2], [5_000, 3]]) order.sent(ts, at);
+  assert.deepEqual(order.take(5_000), { timestampUs: 5_000, arrivedMs: 3 });
+  assert.equal(order.pending.length, 0);
+  order.sent(7_500, 5);
+  order.clear();
+  assert.equal(order.take(7_500), null, 'a new decoder starts with nothing pending');
 });
 
 test('audio messages: config, binary RA packets, JSON headers, and the ask for sound', () => {
