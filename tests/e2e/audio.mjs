@@ -80,7 +80,9 @@ export async function checkAvSync(t, viewer, logs, label = '') {
   await click(viewer);
   await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.avOffsetMs !== null && s.audio.framesDecoded >= 100,
     'sound and pictures playing', { extra: logs });
-  const seconds = 8;
+  // 24 flashes, so that p95 is the 95th percentile the target names and not the worst flash
+  // (with 8 it was): on a busy machine one picture in a few dozen can come late.
+  const seconds = 24;
   // Polls the picture's centre: when each flash reached the canvas.
   const watch = viewer.page.evaluate(async (n) => {
     const seen = [];
