@@ -360,9 +360,9 @@ class Pictures {
   }
 
   /**
-   * The sound's timeline moved (an underrun's silence, a burst cut back) or stopped: each held
-   * picture waits for its sound anew, oldest first, rather than show at the time the old
-   * timeline gave it (measured under load: flashes 25-55 ms off the sound after such a move).
+   * The sound's timeline moved (an underrun's silence, a burst cut back): each held picture
+   * waits for its sound anew, oldest first, rather than show at the time the old timeline gave
+   * it (measured under load: flashes 25-55 ms off the sound after such a move).
    */
   retime() {
     const now = performance.timeOrigin + performance.now();
