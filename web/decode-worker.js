@@ -564,7 +564,7 @@ function start(message) {
     media.painter.onSurface = (video) => post({ type: 'surface', video });
   }
   const transport = message.relay
-    ? new RelayTransport(message.relay)
+    ? new RelayTransport({ ...message.relay, audio: message.audio ?? true })
     : createTransport(message.url, { envelope: message.envelope, mode: message.transport ?? 'auto' });
   const sound = new Sound(post);
   sound.onSyncMoved = () => media.retime();

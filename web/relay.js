@@ -14,6 +14,8 @@ import { CONTROL_CHANNEL } from './protocol.js';
 const MAIN_TRACK = 'video0';
 /** hang's catalog track. */
 const CATALOG_TRACK = 'catalog.json';
+/** The sound's track (rfbsink publishes its audio pad's Opus there). */
+const AUDIO_TRACK = 'audio0';
 
 /**
  * The codec name rfbsink's `config` uses for a WebCodecs codec string, or null for one the
@@ -57,6 +59,20 @@ export function configFromCatalog(entry, configId) {
 }
 
 /**
+ * rfbsink's `audio-config` message for hang's catalog audio entry (docs/protocol.md, "Audio"), or
+ * null for sound the viewer does not play (only Opus, mono or stereo).
+ * @param {any} entry an `audio.renditions` value of hang's catalog
+ * @param {number} configId
+ */
+export function audioConfigFromCatalog(entry, configId) {
+  if (!entry || entry.codec !== 'opus') return null;
+  const sampleRate = Number(entry.sampleRate);
+  const channels = Number(entry.numberOfChannels);
+  if (!(sampleRate >= 8000 && sampleRate <= 192000) || (channels !== 1 && channels !== 2)) return null;
+  return { channel: CONTROL_CHANNEL, kind: 'audio-config', config_id: configId, codec: 'opus', sample_rate: sampleRate, channels };
+}
+
+/**
  * Splits a hang frame: a QUIC varint timestamp (microseconds), then the encoded payload.
  * @param {Uint8Array} bytes
  * @returns {{timestampUs: number, payload: Uint8Array}}
@@ -75,6 +91,8 @@ export function parseHangFrame(bytes) {
  * @property {string} url the relay's URL (`https://host:port/path`, or `http://` for a relay with
  *   a generated certificate: its fingerprint is read from /certificate.sha256)
  * @property {string} broadcast the broadcast's name under that path (rfbsink's relay-broadcast)
+ * @property {boolean} [audio] subscribe to the broadcast's sound (default true; the viewer's
+ *   `audio: false` leaves it on the relay)
  * @property {() => Promise<any>} [load] loads @moq/net (tests)
  */
 
@@ -91,6 +109,9 @@ export class RelayTransport {
     }
     if (!options.broadcast) throw new Error('a relay needs the broadcast name (?broadcast=)');
     this.broadcast = options.broadcast;
+    this.wantsAudio = options.audio ?? true;
+    this.audioConfigId = 0;
+    this.audioSeq = 0;
     this.load = options.load ?? (() => import('./moq-net.js'));
     this.name = 'relay';
     // Nothing goes back through a relay: sends resolve and are dropped (view-only).
@@ -165,11 +186,27 @@ export class RelayTransport {
     /** @type {string | null} */
     let current = null;
     let video = null;
+    /** @type {string | null} */
+    let currentAudio = null;
+    let audio = null;
     const decoder = new TextDecoder();
     for (;;) {
       const frame = await catalog.readFrame();
       if (!frame) return;
       const parsed = JSON.parse(decoder.decode(frame.payload));
+      const audioEntry = this.wantsAudio ? parsed?.audio?.renditions?.[AUDIO_TRACK] : undefined;
+      const audioText = JSON.stringify(audioEntry ?? null);
+      if (audioEntry && audioText !== currentAudio) {
+        currentAudio = audioText;
+        const config = audioConfigFromCatalog(audioEntry, ++this.audioConfigId);
+        if (config) {
+          this.router.route(config);
+          if (!audio) {
+            audio = this.readAudio(broadcast.subscribe(AUDIO_TRACK, { priority: 80 }));
+            audio.catch(() => {});
+          }
+        }
+      }
       const entry = parsed?.video?.renditions?.[MAIN_TRACK];
       const text = JSON.stringify(entry ?? null);
       if (text === current) continue;
@@ -183,6 +220,32 @@ export class RelayTransport {
       if (!video) {
         video = this.readVideo(broadcast.subscribe(MAIN_TRACK, { priority: 60 }));
         video.catch(() => {});
+      }
+    }
+  }
+
+  /**
+   * The sound's packets in order; a newer group replaces what is left of the current one (the
+   * relay's link fell behind: late sound is no use).
+   * @param {any} track
+   */
+  async readAudio(track) {
+    let group = await track.nextGroup();
+    while (group && !this.closed) {
+      const next = track.nextGroup();
+      for (;;) {
+        /** @type {{f: any} | {g: any}} */
+        const r = await Promise.race([group.readFrame().then((/** @type {any} */ f) => ({ f })), next.then((/** @type {any} */ g) => ({ g }))]);
+        if ('g' in r) {
+          group = r.g;
+          break;
+        }
+        if (!r.f) {
+          group = await next;
+          break;
+        }
+        const { timestampUs, payload } = parseHangFrame(r.f.payload);
+        this.router.audio({ seq: ++this.audioSeq, timestampUs, configId: this.audioConfigId, payload });
       }
     }
   }

@@ -84,9 +84,10 @@ export class RfbViewer {
    * @param {ViewerOptions} [options]
    */
   constructor(container, options = {}) {
-    const withSound = (options.audio ?? true) && !options.relay;
+    // Through a relay too: the broadcast carries the sound on its own track (relay.js).
+    const withSound = options.audio ?? true;
     const chosen = withEnvelope(options.url ?? defaultUrl(), options.envelope ?? 'binary');
-    const url = withSound ? withAudio(chosen.url) : chosen.url;
+    const url = withSound && !options.relay ? withAudio(chosen.url) : chosen.url;
     const envelope = chosen.envelope;
     this.url = url;
     this.envelope = envelope;

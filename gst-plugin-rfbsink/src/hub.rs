@@ -1403,12 +1403,17 @@ impl Hub {
     /// An Opus packet from the `audio` pad, to every client that asked for sound. Never waits
     /// on a client, like `push`.
     pub fn push_audio(&self, packet: Arc<AudioPacket>) {
-        let mut st = self.state.lock().unwrap();
-        if st.audio.as_ref().map(|c| c.id) != Some(packet.config.id) {
-            st.audio = Some(packet.config.clone());
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.audio.as_ref().map(|c| c.id) != Some(packet.config.id) {
+                st.audio = Some(packet.config.clone());
+            }
+            for client in st.clients.values() {
+                client.enqueue_audio(&packet);
+            }
         }
-        for client in st.clients.values() {
-            client.enqueue_audio(&packet);
+        if let Some(relay) = self.relay.get() {
+            relay.push_audio(&packet);
         }
     }
 

@@ -7,7 +7,8 @@
 //! The protocol is moq's own crates' (moq-net through moq-tokio's client, hang's catalog and
 //! frame container), not a copy: this module only maps rfbsink's renditions onto a hang
 //! broadcast. One track per rendition (`video0`, `video1`...), one group per keyframe, the
-//! catalog rewritten when a rendition's configuration changes.
+//! catalog rewritten when a rendition's configuration changes; the sound on `audio0`, a group
+//! per 100 ms.
 //!
 //! Nothing here waits on the relay. `push` appends the shared frame (no copy) to the track in
 //! memory and returns; moq-net's session sends it, and a relay link slower than the stream skips
@@ -168,6 +169,10 @@ impl Publisher {
     }
 
     pub fn push(&self, _rendition: u32, _frame: &crate::hub::Frame) {
+        match self.never {}
+    }
+
+    pub fn push_audio(&self, _packet: &crate::audio::AudioPacket) {
         match self.never {}
     }
 

@@ -16,6 +16,7 @@ import path from 'node:path';
 import puppeteer from 'puppeteer-core';
 import { Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, requireElements, startPipeline, withQuery } from './lib.mjs';
 import { announced, relayBin, startAuthServer, startRelay, startWatchServer } from './moq.mjs';
+import { click, record } from './audio.mjs';
 
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
@@ -128,6 +129,39 @@ test("the element's own viewer watches through the relay (?relay=&broadcast=), v
     await stranger?.close();
     await pipeline.stop();
     await other.stop();
+    await relay.stop();
+  }
+});
+
+test('a viewer through the relay hears the sound the element publishes beside the picture (audio0)', { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc', 'opusenc'])) return;
+  const relay = await startRelay({ port: await freePort() });
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} ! rfbsink name=s port=0 stats-interval=200 relay-url=${relay.url} relay-broadcast=${BROADCAST} `
+    + 'audiotestsrc is-live=true freq=440 volume=0.5 ! audio/x-raw,rate=48000,channels=2 ! opusenc frame-size=20 ! s.audio');
+  const details = () => `${relay.logs()}\n${pipeline.logs()}`;
+  let viewer;
+  try {
+    await untilAnnounced(relay, details);
+    viewer = await Viewer.open(browser.context, withQuery(pipeline.url, 'relay=1'));
+    await viewer.waitForFrames(10, { extra: details });
+    await viewer.waitForStats((s) => s.audio.state === 'waiting-for-click', 'the relay\'s sound announced', { extra: details });
+    await click(viewer);
+    const playing = await viewer.waitForStats((s) => s.audio.state === 'playing' && s.audio.framesDecoded >= 25, 'sound playing through the relay', { extra: details });
+    assert.equal(playing.transport, 'relay');
+    assert.equal(playing.audio.channels, 2);
+    assert.equal(playing.audio.decodeErrors, 0);
+    const { pitch, rms } = await record(viewer, 1000);
+    assert.ok(Math.abs(pitch - 440) < 5, `heard ${pitch.toFixed(1)} Hz through the relay, expected 440 Hz (rms ${rms.toFixed(3)})`);
+    assert.ok(rms > 0.2, `rms ${rms}`);
+    // Nothing of it came from the element directly.
+    assert.equal(pipeline.stats().clients, 0, details());
+    const settled = await viewer.stats();
+    t.diagnostic(`relay: audio ${JSON.stringify(settled.audio)}`);
+    // The picture goes on beside it.
+    await viewer.waitForFrames(30, { from: settled.framesDecoded, extra: details });
+  } finally {
+    await viewer?.close();
+    await pipeline.stop();
     await relay.stop();
   }
 });

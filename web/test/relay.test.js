@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { codecName, configFromCatalog, parseHangFrame } from '../relay.js';
+import { audioConfigFromCatalog, codecName, configFromCatalog, parseHangFrame } from '../relay.js';
+import { parseAudioConfig } from '../protocol.js';
 
 test('catalog entries become config messages the decoder takes', () => {
   const h264 = configFromCatalog({ codec: 'avc1.42c01f', description: '0142c01f', codedWidth: 640, codedHeight: 480 }, 3);
@@ -20,6 +21,14 @@ test('catalog entries become config messages the decoder takes', () => {
   assert.equal(configFromCatalog(null, 1), null);
   assert.throws(() => configFromCatalog({ codec: 'vp8', codedWidth: 8, codedHeight: 8, description: 'zz' }, 1));
   assert.equal(codecName('avc3.640028'), 'h264');
+});
+
+test('the catalog\'s Opus entry becomes the audio-config the sound takes', () => {
+  const config = audioConfigFromCatalog({ codec: 'opus', sampleRate: 48000, numberOfChannels: 2, container: 'legacy' }, 4);
+  assert.deepEqual(parseAudioConfig(/** @type {any} */ (config)), { configId: 4, codec: 'opus', sampleRate: 48000, channels: 2 });
+  assert.equal(audioConfigFromCatalog({ codec: 'mp4a.40.2', sampleRate: 44100, numberOfChannels: 2 }, 1), null, 'AAC: not played');
+  assert.equal(audioConfigFromCatalog({ codec: 'opus', sampleRate: 48000, numberOfChannels: 6 }, 1), null, 'surround: not played');
+  assert.equal(audioConfigFromCatalog(undefined, 1), null);
 });
 
 test('a hang frame is a QUIC varint timestamp, then the payload', () => {

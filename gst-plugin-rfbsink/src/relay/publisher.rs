@@ -11,10 +11,17 @@ use std::time::Duration;
 use moq_net::{broadcast, group, track, Timestamp};
 
 use super::{track_name, RelayError, RelayEvent, RelaySettings, RelayStats};
+use crate::audio::AudioPacket;
 use crate::codec::{Codec, Format};
 use crate::hub::Frame;
 use crate::runtime::RUNTIME;
 
+/// The sound's track starts a new group after this much of it: a viewer that subscribes gets the
+/// open group from its start, so at most this much old sound (its jitter buffer cuts it back),
+/// and the relay opens a stream per group, not per 10-20 ms packet.
+const AUDIO_GROUP_US: i64 = 100_000;
+/// The name of the sound's track in the broadcast.
+pub(crate) const AUDIO_TRACK: &str = "audio0";
 /// How long a track keeps a group that is no longer the newest for a subscriber that asks for
 /// it: live viewers skip to the newest group at once; the newest is always kept. A short
 /// retention bounds the memory a publisher holds (hang's media default is 30 s, for HLS egress).
@@ -41,11 +48,21 @@ struct Track {
     unsupported: bool,
 }
 
+/// The sound's track (`audio0`).
+struct AudioTrack {
+    producer: track::Producer,
+    /// The open group and its first packet's timestamp.
+    group: Option<(group::Producer, i64)>,
+    /// The `audio-config` this track's catalog entry describes.
+    config_id: u32,
+}
+
 struct State {
     broadcast: broadcast::Producer,
     catalog_track: track::Producer,
     catalog: hang::Catalog,
     tracks: BTreeMap<u32, Track>,
+    audio: Option<AudioTrack>,
 }
 
 /// Publishes the element's renditions as one hang broadcast on a relay, for as long as it lives.
@@ -121,6 +138,7 @@ impl Publisher {
                 catalog_track,
                 catalog,
                 tracks: BTreeMap::new(),
+                audio: None,
             }),
             connected,
             sessions,
@@ -217,6 +235,80 @@ impl Publisher {
         }
         if let Some(codec) = unsupported {
             (self.events)(RelayEvent::Unsupported { rendition, codec });
+        }
+    }
+
+    /// Appends an Opus packet to the sound's track (`audio0`, in the catalog's `audio` section
+    /// from its first packet on). Never waits.
+    pub fn push_audio(&self, packet: &AudioPacket) {
+        let mut guard = self.state.lock().unwrap();
+        let st = &mut *guard;
+        if st.audio.as_ref().map(|a| a.config_id) != Some(packet.config.id) {
+            if let Some(old) = st.audio.take() {
+                if let Some((group, _)) = old.group {
+                    let _ = group.finish();
+                }
+                let _ = old.producer.finish();
+            }
+            let producer = match st.broadcast.create_track(
+                AUDIO_TRACK,
+                hang::container::track_info(hang::catalog::PRIORITY.audio)
+                    .with_max_age(GROUP_MAX_AGE),
+            ) {
+                Ok(producer) => producer,
+                Err(e) => {
+                    gst::warning!(crate::CAT, "relay: no sound track: {e}");
+                    return;
+                }
+            };
+            st.audio = Some(AudioTrack {
+                producer,
+                group: None,
+                config_id: packet.config.id,
+            });
+            st.catalog.audio.remove(AUDIO_TRACK);
+            let _ = st
+                .catalog
+                .audio
+                .insert(AUDIO_TRACK, audio_config(&packet.config));
+            if let Err(e) = write_catalog(&mut st.catalog_track, &st.catalog) {
+                gst::warning!(crate::CAT, "relay: catalog not written: {e}");
+            }
+        }
+        let Some(track) = st.audio.as_mut() else {
+            return;
+        };
+        let ts = packet.timestamp_us.max(0);
+        if track
+            .group
+            .as_ref()
+            .is_some_and(|(_, first)| ts - first >= AUDIO_GROUP_US || ts < *first)
+        {
+            if let Some((group, _)) = track.group.take() {
+                let _ = group.finish();
+            }
+        }
+        if track.group.is_none() {
+            track.group = track.producer.append_group().ok().map(|g| (g, ts));
+        }
+        let Some((group, _)) = track.group.as_mut() else {
+            return;
+        };
+        let written = Timestamp::from_micros(ts as u64)
+            .ok()
+            .is_some_and(|timestamp| {
+                hang::container::Frame {
+                    timestamp,
+                    payload: packet.payload.clone(),
+                }
+                .write_to(group)
+                .is_ok()
+            });
+        if written {
+            self.bytes
+                .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+        } else {
+            track.group = None;
         }
     }
 
@@ -317,6 +409,15 @@ pub(crate) fn video_config(
     Some(video)
 }
 
+/// The catalog entry of the sound: Opus at 48 kHz, as WebCodecs' AudioDecoder takes it.
+fn audio_config(config: &crate::audio::AudioConfig) -> hang::catalog::AudioConfig {
+    hang::catalog::AudioConfig::new(
+        hang::catalog::AudioCodec::Opus,
+        crate::audio::OPUS_RATE,
+        config.channels,
+    )
+}
+
 fn write_catalog(track: &mut track::Producer, catalog: &hang::Catalog) -> Result<(), RelayError> {
     let json = catalog
         .to_json()
@@ -358,5 +459,8 @@ mod tests {
             ..h264
         };
         assert!(video_config(&jpeg).is_none());
+        let opus = audio_config(&crate::audio::AudioConfig { id: 1, channels: 1 });
+        assert_eq!(opus.codec.to_string(), "opus");
+        assert_eq!((opus.sample_rate, opus.channel_count), (48_000, 1));
     }
 }
