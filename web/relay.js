@@ -225,41 +225,37 @@ export class RelayTransport {
   }
 
   /**
-   * The sound's packets in order; a newer group replaces what is left of the current one (the
-   * relay's link fell behind: late sound is no use).
+   * The sound's packets in order.
    * @param {any} track
    */
   async readAudio(track) {
-    let group = await track.nextGroup();
-    while (group && !this.closed) {
-      const next = track.nextGroup();
-      for (;;) {
-        /** @type {{f: any} | {g: any}} */
-        const r = await Promise.race([group.readFrame().then((/** @type {any} */ f) => ({ f })), next.then((/** @type {any} */ g) => ({ g }))]);
-        if ('g' in r) {
-          group = r.g;
-          break;
-        }
-        if (!r.f) {
-          group = await next;
-          break;
-        }
-        const { timestampUs, payload } = parseHangFrame(r.f.payload);
-        this.router.audio({ seq: ++this.audioSeq, timestampUs, configId: this.audioConfigId, payload });
-      }
-    }
+    await this.readGroups(track, (timestampUs, payload) => {
+      this.router.audio({ seq: ++this.audioSeq, timestampUs, configId: this.audioConfigId, payload });
+    });
   }
 
   /**
-   * Latest wins: a newer group (a newer keyframe) replaces what is left of the current one.
+   * Each group's frames, the first a keyframe.
    * @param {any} track
    */
   async readVideo(track) {
+    await this.readGroups(track, (timestampUs, payload, first) => {
+      if (first) this.backoff.reset();
+      this.router.frame({ frameId: ++this.frameId, timestampUs, key: first, configId: this.configId, payload });
+    });
+  }
+
+  /**
+   * Reads a track's frames group by group. Latest wins: a newer group (a newer keyframe, or the
+   * relay's link behind) replaces what is left of the current one.
+   * @param {any} track
+   * @param {(timestampUs: number, payload: Uint8Array, first: boolean) => void} each
+   */
+  async readGroups(track, each) {
     let group = await track.nextGroup();
-    this.backoff.reset();
     while (group && !this.closed) {
       const next = track.nextGroup();
-      let key = true;
+      let first = true;
       for (;;) {
         /** @type {{f: any} | {g: any}} */
         const r = await Promise.race([group.readFrame().then((/** @type {any} */ f) => ({ f })), next.then((/** @type {any} */ g) => ({ g }))]);
@@ -272,8 +268,8 @@ export class RelayTransport {
           break;
         }
         const { timestampUs, payload } = parseHangFrame(r.f.payload);
-        this.router.frame({ frameId: ++this.frameId, timestampUs, key, configId: this.configId, payload });
-        key = false;
+        each(timestampUs, payload, first);
+        first = false;
       }
     }
   }

@@ -21,7 +21,7 @@ use crate::runtime::RUNTIME;
 /// and the relay opens a stream per group, not per 10-20 ms packet.
 const AUDIO_GROUP_US: i64 = 100_000;
 /// The name of the sound's track in the broadcast.
-pub(crate) const AUDIO_TRACK: &str = "audio0";
+const AUDIO_TRACK: &str = "audio0";
 /// How long a track keeps a group that is no longer the newest for a subscriber that asks for
 /// it: live viewers skip to the newest group at once; the newest is always kept. A short
 /// retention bounds the memory a publisher holds (hang's media default is 30 s, for HLS egress).
@@ -54,7 +54,7 @@ struct AudioTrack {
     /// The open group and its first packet's timestamp.
     group: Option<(group::Producer, i64)>,
     /// The `audio-config` this track's catalog entry describes.
-    config_id: u32,
+    config_id: Option<u32>,
 }
 
 struct State {
@@ -243,29 +243,34 @@ impl Publisher {
     pub fn push_audio(&self, packet: &AudioPacket) {
         let mut guard = self.state.lock().unwrap();
         let st = &mut *guard;
-        if st.audio.as_ref().map(|a| a.config_id) != Some(packet.config.id) {
-            if let Some(old) = st.audio.take() {
-                if let Some((group, _)) = old.group {
-                    let _ = group.finish();
-                }
-                let _ = old.producer.finish();
-            }
-            let producer = match st.broadcast.create_track(
+        if st.audio.is_none() {
+            match st.broadcast.create_track(
                 AUDIO_TRACK,
                 hang::container::track_info(hang::catalog::PRIORITY.audio)
                     .with_max_age(GROUP_MAX_AGE),
             ) {
-                Ok(producer) => producer,
+                Ok(producer) => {
+                    st.audio = Some(AudioTrack {
+                        producer,
+                        group: None,
+                        config_id: None,
+                    })
+                }
                 Err(e) => {
                     gst::warning!(crate::CAT, "relay: no sound track: {e}");
                     return;
                 }
-            };
-            st.audio = Some(AudioTrack {
-                producer,
-                group: None,
-                config_id: packet.config.id,
-            });
+            }
+        }
+        let Some(track) = st.audio.as_mut() else {
+            return;
+        };
+        if track.config_id != Some(packet.config.id) {
+            track.config_id = Some(packet.config.id);
+            // The old format's sound ends with its group.
+            if let Some((group, _)) = track.group.take() {
+                let _ = group.finish();
+            }
             st.catalog.audio.remove(AUDIO_TRACK);
             let _ = st
                 .catalog
@@ -275,9 +280,6 @@ impl Publisher {
                 gst::warning!(crate::CAT, "relay: catalog not written: {e}");
             }
         }
-        let Some(track) = st.audio.as_mut() else {
-            return;
-        };
         let ts = packet.timestamp_us.max(0);
         if track
             .group
