@@ -213,16 +213,7 @@ impl Publisher {
                     track.group = track.producer.append_group().ok();
                 }
                 if let Some(group) = track.group.as_mut() {
-                    let timestamp = Timestamp::from_micros(frame.header.timestamp_us.max(0) as u64);
-                    let written = timestamp.ok().is_some_and(|timestamp| {
-                        hang::container::Frame {
-                            timestamp,
-                            payload: frame.payload.clone(),
-                        }
-                        .write_to(group)
-                        .is_ok()
-                    });
-                    if written {
+                    if write_frame(group, frame.header.timestamp_us, &frame.payload) {
                         self.frames.fetch_add(1, Ordering::Relaxed);
                         self.bytes
                             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
@@ -296,17 +287,7 @@ impl Publisher {
         let Some((group, _)) = track.group.as_mut() else {
             return;
         };
-        let written = Timestamp::from_micros(ts as u64)
-            .ok()
-            .is_some_and(|timestamp| {
-                hang::container::Frame {
-                    timestamp,
-                    payload: packet.payload.clone(),
-                }
-                .write_to(group)
-                .is_ok()
-            });
-        if written {
+        if write_frame(group, ts, &packet.payload) {
             self.bytes
                 .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
         } else {
@@ -418,6 +399,21 @@ fn audio_config(config: &crate::audio::AudioConfig) -> hang::catalog::AudioConfi
         crate::audio::OPUS_RATE,
         config.channels,
     )
+}
+
+/// Appends one hang frame (a varint timestamp in microseconds, then the payload, shared, not
+/// copied) to `group`; false when it could not.
+fn write_frame(group: &mut group::Producer, timestamp_us: i64, payload: &bytes::Bytes) -> bool {
+    Timestamp::from_micros(timestamp_us.max(0) as u64)
+        .ok()
+        .is_some_and(|timestamp| {
+            hang::container::Frame {
+                timestamp,
+                payload: payload.clone(),
+            }
+            .write_to(group)
+            .is_ok()
+        })
 }
 
 fn write_catalog(track: &mut track::Producer, catalog: &hang::Catalog) -> Result<(), RelayError> {
