@@ -2,7 +2,7 @@
 // inline script).
 //   ?rfb_token=<token>  the link's credential (docs/security.md); it travels to /ws, /wt, /rfb.json
 //   ?envelope=json|binary  ?ws=<ws:// url on this server>  ?overlay=1  ?input=0 (send no input)
-//   ?audio=0 (no sound)  ?avsync=0 (pictures not held back for lip sync)
+//   ?audio=0 (no sound)  ?audio=datagram  ?avsync=0 (pictures not held back for lip sync)
 //   ?paint=canvas|video (how decoded video reaches the screen; default: a <video> where the
 //   browser has a MediaStreamTrackGenerator, web/frame-video.js)
 //   ?transport=ws|wt|webrtc (default: WebTransport when offered, else WebSocket; ?envelope=json:
@@ -43,8 +43,10 @@ function streamUrl() {
 
 const overlay = ['1', 'true', 'yes'].includes(params.get('overlay') ?? '');
 const input = !['0', 'false', 'no'].includes(params.get('input') ?? '');
-// ?audio=0: no sound (the server sends none to this viewer).
-const audio = !['0', 'false', 'no'].includes(params.get('audio') ?? '');
+// ?audio=0: no sound (the server sends none to this viewer); ?audio=datagram: over
+// WebTransport, sound's packets as datagrams.
+const audioParam = params.get('audio') ?? '';
+const audio = audioParam === 'datagram' ? 'datagram' : !['0', 'false', 'no'].includes(audioParam);
 // ?avsync=0: pictures are not held back for their sound (lowest picture latency, no lip sync).
 const avSync = !['0', 'false', 'no'].includes(params.get('avsync') ?? '');
 // ?paint=canvas|video: how decoded video reaches the screen (default auto).

@@ -63,6 +63,7 @@ export const ENVELOPES = Object.freeze(['binary', 'json']);
  * @property {number} timestampUs running time, the video's clock
  * @property {number} configId the `audio-config` it belongs to
  * @property {Uint8Array} payload
+ * @property {boolean} [datagram] it came as a WebTransport datagram (`audio=datagram`)
  */
 
 /**
@@ -191,11 +192,14 @@ export function parseAudioConfig(message) {
 
 /**
  * Adds `audio=1` to a connection URL: the server sends sound only to clients that ask.
+ * `datagram`: `audio=datagram`, its packets as WebTransport datagrams (lost rather than late;
+ * the WebSocket sends them in order all the same).
  * @param {string} url
+ * @param {'stream' | 'datagram'} [how]
  */
-export function withAudio(url) {
+export function withAudio(url, how = 'stream') {
   const parsed = new URL(url);
-  parsed.searchParams.set(AUDIO_PARAM, '1');
+  parsed.searchParams.set(AUDIO_PARAM, how === 'datagram' ? 'datagram' : '1');
   return parsed.href;
 }
 

@@ -35,9 +35,10 @@ import { FrameVideo, videoPaintAvailable } from './frame-video.js';
  * @property {number | null} [rendition] the rendition to show when the server has several
  *   (docs/protocol.md, "Renditions"); default null: the server moves the viewer to what its link
  *   carries
- * @property {boolean} [audio] play the stream's sound (docs/protocol.md, "Audio"); default true.
- *   Browsers play sound only after a click or key on the page: the viewer shows "Click for
- *   sound" until then. false: the server sends none
+ * @property {boolean | 'datagram'} [audio] play the stream's sound (docs/protocol.md, "Audio");
+ *   default true. Browsers play sound only after a click or key on the page: the viewer shows
+ *   "Click for sound" until then. false: the server sends none. 'datagram': over WebTransport,
+ *   its packets come as datagrams (a lost one is skipped, never waited for)
  * @property {boolean} [avSync] while sound plays, hold each picture until its sound is heard
  *   (lip sync, at the cost of the sound's extra latency on the picture); default true
  * @property {'auto' | 'canvas' | 'video'} [paint] how decoded video reaches the screen: 'video'
@@ -85,9 +86,11 @@ export class RfbViewer {
    */
   constructor(container, options = {}) {
     // Through a relay too: the broadcast carries the sound on its own track (relay.js).
-    const withSound = options.audio ?? true;
+    const withSound = options.audio !== false;
     const chosen = withEnvelope(options.url ?? defaultUrl(), options.envelope ?? 'binary');
-    const url = withSound && !options.relay ? withAudio(chosen.url) : chosen.url;
+    const url = withSound && !options.relay
+      ? withAudio(chosen.url, options.audio === 'datagram' ? 'datagram' : 'stream')
+      : chosen.url;
     const envelope = chosen.envelope;
     this.url = url;
     this.envelope = envelope;

@@ -30,6 +30,8 @@ export const MAX_SYNC_HOLD_MS = 150;
 const TAP_GRACE_MS = 3000;
 /** The sound's clock counts as running while the worklet reported sound played within this long. */
 const REPORT_STALE_MS = 500;
+/** Packets whose arrival is kept for `lateP99Ms` (5 s of 10 ms packets). */
+const TRANSITS = 500;
 
 /**
  * @typedef {object} AudioStats
@@ -38,6 +40,12 @@ const REPORT_STALE_MS = 500;
  *   the viewer turned sound off (?audio=0)
  * @property {number} channels
  * @property {number} packetsReceived
+ * @property {number} packetsLost packets the element sent that never came (gaps in `seq`: a
+ *   datagram lost or overtaken, a packet the server dropped for this viewer)
+ * @property {number} datagrams packets that came as WebTransport datagrams (`audio=datagram`)
+ * @property {number | null} lateP99Ms how much later than the quickest of the last 500 packets
+ *   (a packet's arrival minus its timestamp) the 99th percentile came: the delay that a queue on
+ *   the link, or a packet waiting for a lost one to be sent again, adds now and then
  * @property {number} framesDecoded decoded chunks (one per Opus packet)
  * @property {number} decodeErrors packets the decoder refused (skipped; the decoder starts over)
  * @property {number} underruns times the player ran dry
@@ -55,6 +63,16 @@ const REPORT_STALE_MS = 500;
  * @property {number | null} videoHoldMs median time a decoded picture waited for its sound
  *   (A/V sync: only while sound plays)
  */
+
+/**
+ * The 99th percentile of `transits` above their minimum; null with fewer than 50.
+ * @param {number[]} transits
+ */
+export function lateP99(transits) {
+  if (transits.length < 50) return null;
+  const sorted = [...transits].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) * 0.99)] - sorted[0];
+}
 
 /** @param {number[]} values */
 function median(values) {
@@ -152,7 +170,11 @@ export class Sound {
     /** Called when `syncOffset` moved: the held pictures wait anew (decode-worker.js). */
     this.onSyncMoved = () => {};
     this.unsupported = false;
-    this.counters = { packetsReceived: 0, framesDecoded: 0, decodeErrors: 0 };
+    this.counters = { packetsReceived: 0, packetsLost: 0, datagrams: 0, framesDecoded: 0, decodeErrors: 0 };
+    /** The last packet's `seq` (gaps count as lost). @type {number | null} */
+    this.lastSeq = null;
+    /** Arrival minus timestamp (ms) of the last TRANSITS packets. @type {number[]} */
+    this.transits = [];
     /** The worklet's last report. @type {any} */
     this.report = null;
     /** @type {number[]} */
@@ -230,6 +252,10 @@ export class Sound {
   /** @param {import('./protocol.js').AudioPacket} packet */
   packet(packet) {
     this.counters.packetsReceived++;
+    if (packet.datagram) this.counters.datagrams++;
+    if (this.lastSeq !== null && packet.seq > this.lastSeq + 1) this.counters.packetsLost += packet.seq - this.lastSeq - 1;
+    this.lastSeq = packet.seq;
+    keep(this.transits, epochNow() - packet.timestampUs / 1000, TRANSITS);
     const config = this.config;
     if (!config || packet.configId !== config.configId || this.unsupported) return;
     // Nothing plays it yet (no click): decoding would only heat the machine.
@@ -413,6 +439,8 @@ export class Sound {
   /** The connection is gone: what is buffered belongs to the old stream. */
   reset() {
     this.syncOffset = null;
+    this.lastSeq = null;
+    this.transits = [];
     this.closeDecoder();
     this.config = null;
     this.port?.postMessage({ type: 'clear' });
@@ -435,6 +463,7 @@ export class Sound {
       state,
       channels: this.config?.channels ?? 0,
       ...this.counters,
+      lateP99Ms: lateP99(this.transits),
       underruns: r?.underruns ?? 0,
       depthMs: r ? r.depthMs : null,
       targetMs: r ? r.targetMs : null,

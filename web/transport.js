@@ -17,6 +17,8 @@ import {
   ProtocolError,
   STATS_CHANNEL,
   hexToBytes,
+  isAudioMessage,
+  parseBinaryAudio,
   parseStreamMessage,
 } from './protocol.js';
 
@@ -394,6 +396,8 @@ export class WebTransportTransport {
     // Per session: streams may be surfaced out of order, so only newer frames and configs pass.
     this.lastFrameId = -1;
     this.lastConfigId = 0;
+    /** Sound's packets may come as datagrams, in any order: only newer ones pass. */
+    this.lastAudioSeq = -1;
     /** @type {WebTransport | null} */
     this.session = null;
     /** @type {WritableStreamDefaultWriter<Uint8Array> | null} */
@@ -435,6 +439,7 @@ export class WebTransportTransport {
     this.session = session;
     this.lastFrameId = -1;
     this.lastConfigId = 0;
+    this.lastAudioSeq = -1;
     session.ready.then(() => {
       if (session !== this.session) return;
       this.everOpened = true;
@@ -525,7 +530,7 @@ export class WebTransportTransport {
           }
           if (decoded.type === 'audio') {
             // Sound's own stream (docs/protocol.md, "Audio"): in order, every packet.
-            this.router.audio(decoded.packet);
+            this.audio(decoded.packet);
             continue;
           }
           if (decoded.type === 'frame') {
@@ -558,15 +563,35 @@ export class WebTransportTransport {
   }
 
   /**
-   * The browser keeps one incoming datagram by default: read them as they come.
+   * A sound packet, from its stream or a datagram: it passes if newer than the last one.
+   * @param {import('./protocol.js').AudioPacket} packet
+   */
+  audio(packet) {
+    if (packet.seq <= this.lastAudioSeq) return;
+    this.lastAudioSeq = packet.seq;
+    this.router.audio(packet);
+  }
+
+  /**
+   * Sound's packets with `audio=datagram` (docs/protocol.md, "Audio"); anything else is
+   * ignored. The browser keeps one incoming datagram by default: read them as they come.
    * @param {WebTransport} session
    */
   async drainDatagrams(session) {
     const reader = session.datagrams.readable.getReader();
     try {
       for (;;) {
-        const { done } = await reader.read();
+        const { value, done } = await reader.read();
         if (done || session !== this.session) return;
+        if (!value || !isAudioMessage(value)) continue;
+        let packet;
+        try {
+          packet = parseBinaryAudio(value);
+        } catch (e) {
+          this.router.emit({ type: 'error', error: e instanceof Error ? e : new ProtocolError(String(e)) });
+          continue;
+        }
+        this.audio({ ...packet, datagram: true });
       }
     } catch {
       // the session ended

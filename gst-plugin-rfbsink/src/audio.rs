@@ -13,13 +13,22 @@ use crate::protocol::{BINARY_HEADER_LEN, BINARY_VERSION, CHANNEL_CONTROL};
 
 /// The first two bytes of an audio packet in `envelope=binary` (video's are `RF`).
 pub const AUDIO_MAGIC: [u8; 2] = *b"RA";
-/// The query parameter of a connection's URL that asks for sound: `audio=1`.
+/// The query parameter of a connection's URL that asks for sound: `audio=1`, or
+/// `audio=datagram` for its packets as datagrams where the transport has them (WebTransport).
 pub const AUDIO_PARAM: &str = "audio";
+/// `audio=datagram`.
+const AUDIO_DATAGRAM: &str = "datagram";
 
 /// Whether a connection's `audio` parameter asks for sound (clients that do not know about
 /// audio never get packets they would not understand).
 pub fn wants_audio(value: Option<&str>) -> bool {
-    value == Some("1")
+    matches!(value, Some("1") | Some(AUDIO_DATAGRAM))
+}
+
+/// Whether a connection's `audio` parameter asks for its packets as datagrams (WebTransport;
+/// the WebSocket has none and sends them in order as for `audio=1`).
+pub fn wants_datagrams(value: Option<&str>) -> bool {
+    value == Some(AUDIO_DATAGRAM)
 }
 
 /// The channel audio packets travel on.
@@ -275,6 +284,20 @@ impl AudioPacket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sound_is_sent_to_those_who_ask_and_as_datagrams_to_those_who_ask_for_that() {
+        for (value, audio, datagrams) in [
+            (None, false, false),
+            (Some("0"), false, false),
+            (Some("yes"), false, false),
+            (Some("1"), true, false),
+            (Some("datagram"), true, true),
+        ] {
+            assert_eq!(wants_audio(value), audio, "{value:?}");
+            assert_eq!(wants_datagrams(value), datagrams, "{value:?}");
+        }
+    }
 
     #[test]
     fn opus_packets_as_opusenc_makes_them_pass_with_their_duration() {

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use wtransport::config::QuicTransportConfig;
 use wtransport::endpoint::endpoint_side::Server;
 use wtransport::endpoint::IncomingSession;
+use wtransport::error::SendDatagramError;
 use wtransport::{Connection, Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
 use crate::access::{query_param, Request, TOKEN_PARAM};
@@ -46,6 +47,10 @@ const MAX_CLIENT_UNI_STREAMS: u32 = 8;
 const MAX_CLIENT_BIDI_STREAMS: u32 = 4;
 /// Buffered datagrams from one client (acks and pointer moves are small).
 const DATAGRAM_RECEIVE_BUFFER: usize = 64 * 1024;
+/// Datagrams to one client waiting for the congestion window (`audio=datagram`): ~0.4 s of
+/// opusenc's default 64 kbit/s (~0.2 s at 128 kbit/s); older ones are dropped, as sound that
+/// late would be cut by the viewer's jitter buffer anyway.
+const DATAGRAM_SEND_BUFFER: usize = 4 * 1024;
 
 pub(crate) struct WtServer {
     pub port: u16,
@@ -93,7 +98,8 @@ fn server_config(addr: SocketAddr, identity: Identity, idle: Duration) -> Server
         .stream_receive_window(wtransport::quinn::VarInt::from_u32(
             4 * MAX_CLIENT_MESSAGE as u32,
         ))
-        .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER));
+        .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
+        .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
     let builder = ServerConfig::builder();
     let builder = match addr {
         SocketAddr::V4(_) => builder.with_bind_address(addr),
@@ -230,7 +236,9 @@ async fn connection(incoming: IncomingSession, ctx: Context) {
         return;
     }
     let token = query_param(query, TOKEN_PARAM);
-    let audio = audio::wants_audio(query_param(query, audio::AUDIO_PARAM).as_deref());
+    let audio_param = query_param(query, audio::AUDIO_PARAM);
+    let audio = audio::wants_audio(audio_param.as_deref());
+    let audio_datagrams = audio::wants_datagrams(audio_param.as_deref());
     let headers = request.headers();
     let access = Request {
         host: Some(request.authority()),
@@ -292,6 +300,7 @@ async fn connection(incoming: IncomingSession, ctx: Context) {
         last_sent: None,
         audio: None,
         audio_config_id: None,
+        audio_datagrams,
     };
     let receiver = WtRecv {
         conn,
@@ -336,9 +345,12 @@ struct WtSend {
     video: Option<VideoStream>,
     /// The last frame's rendition and place in it (`Frame::place`).
     last_sent: Option<(u32, u64)>,
-    /// Sound's own stream, opened with the first packet: `audio-config`, then the packets.
+    /// Sound's own stream, opened with the first packet: `audio-config`, then the packets (or,
+    /// with `audio_datagrams`, the configs alone).
     audio: Option<SendStream>,
     audio_config_id: Option<u32>,
+    /// `audio=datagram`: packets as datagrams, lost rather than late.
+    audio_datagrams: bool,
 }
 
 impl WireSend for WtSend {
@@ -398,7 +410,20 @@ impl WireSend for WtSend {
             write_message(stream, audio::audio_config(&packet.config).as_bytes()).await?;
             self.audio_config_id = Some(packet.config.id);
         }
-        write_message(stream, &packet.binary_message()).await
+        let message = packet.binary_message();
+        if self.audio_datagrams {
+            // Ahead of every stream in each QUIC packet; one that a congested link cannot take
+            // waits in a small buffer, then is dropped (DATAGRAM_SEND_BUFFER). Too large for a
+            // datagram (a long Opus packet) or a client without datagrams: on the stream.
+            match self.conn.send_datagram(&message) {
+                Ok(()) => return Ok(()),
+                Err(SendDatagramError::NotConnected) => {
+                    return Err(transport_error(SendDatagramError::NotConnected));
+                }
+                Err(SendDatagramError::TooLarge | SendDatagramError::UnsupportedByPeer) => {}
+            }
+        }
+        write_message(stream, &message).await
     }
 
     async fn keepalive(&mut self) -> Result<Keepalive, WireError> {

@@ -7,32 +7,58 @@
 // |offset|) with the time pictures wait for their sound, and the time from the start of sound to
 // its first sample heard. Writes tests/bench/out/audio.json.
 //
-//   node tests/bench/audio.mjs [--seconds N] [--quick] [--only REGEX]
+// --link KBIT runs the slow-link cases instead (in a private network namespace, as root): what the
+// element sends is held to KBIT behind a 300 ms queue (netns.mjs shapeLink), under a picture that
+// wants more than the link carries, with rate control on (the default) and off. They compare the
+// sound's packets on WebTransport's stream, as datagrams (`audio=datagram`) and on the WebSocket:
+// packets lost, how late the late ones come (`lateP99Ms`), underruns. Writes audio-link.json.
+//
+//   node tests/bench/audio.mjs [--seconds N] [--quick] [--only REGEX] [--link KBIT]
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { startPipeline, withQuery } from '../e2e/lib.mjs';
+import { runInPrivateNetns, shapeLink, unshapeLink } from '../e2e/netns.mjs';
 import { launchBareBrowser } from './harness.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { values: opts } = parseArgs({
-  options: { seconds: { type: 'string' }, only: { type: 'string' }, quick: { type: 'boolean' } },
+  options: { seconds: { type: 'string' }, only: { type: 'string' }, quick: { type: 'boolean' }, link: { type: 'string' } },
 });
+const LINK_KBIT = opts.link === undefined ? null : Number(opts.link);
+if (LINK_KBIT !== null && !(LINK_KBIT > 0)) throw new Error(`--link ${opts.link}: a rate in kbit/s`);
+if (LINK_KBIT !== null) runInPrivateNetns('audio bench --link');
 const SECONDS = Number(opts.seconds ?? (opts.quick ? 15 : 60));
-const WARMUP_MS = 5000;
+// A slow link: rate control has settled the encoder by then.
+const WARMUP_MS = LINK_KBIT === null ? 5000 : 10_000;
 
 const video = (w, h, fps) => `videotestsrc is-live=true pattern=ball ! video/x-raw,width=${w},height=${h},framerate=${fps}/1 `
   + `! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=${2 * fps} ! sink.`;
 const tone = (frameMs) => 'audiotestsrc is-live=true freq=440 volume=0.3 ! audio/x-raw,rate=48000,channels=2 '
   + `! opusenc frame-size=${frameMs} ! sink.audio`;
 
-const CASES = [
+/** Snow at 2 Mbit/s: more than the slow link carries unless rate control lowers it. */
+const snow = 'videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=640,height=360,framerate=30/1 '
+  + '! x264enc tune=zerolatency speed-preset=ultrafast bitrate=2000 key-int-max=60 ! sink.';
+const LOOPBACK_CASES = [
   { name: '720p30 + Opus 20 ms, WebSocket', line: `${video(1280, 720, 30)} ${tone(20)}`, query: 'transport=ws' },
   { name: '720p30 + Opus 10 ms, WebTransport', line: `${video(1280, 720, 30)} ${tone(10)}`, query: 'transport=wt' },
+  { name: '720p30 + Opus 10 ms, WebTransport datagrams', line: `${video(1280, 720, 30)} ${tone(10)}`, query: 'transport=wt&audio=datagram' },
   { name: '1080p60 + Opus 10 ms, WebSocket', line: `${video(1920, 1080, 60)} ${tone(10)}`, query: 'transport=ws' },
-].filter((c) => !opts.only || new RegExp(opts.only, 'i').test(c.name));
+];
+const LINK_CASES = ['auto', 'off'].flatMap((rc) => [
+  ['WebTransport stream', 'transport=wt'],
+  ['WebTransport datagrams', 'transport=wt&audio=datagram'],
+  ['WebSocket', 'transport=ws'],
+].map(([how, query]) => ({
+  name: `${LINK_KBIT} kbit/s, rate-control=${rc}: ${how}`,
+  line: `rate-control=${rc} ${snow} ${tone(20)}`,
+  query,
+})));
+const CASES = (LINK_KBIT === null ? LOOPBACK_CASES : LINK_CASES)
+  .filter((c) => !opts.only || new RegExp(opts.only, 'i').test(c.name));
 
 const median = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[xs.length >> 1] : null);
 const p95abs = (xs) => (xs.length ? xs.map(Math.abs).sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.95))] : null);
@@ -42,6 +68,7 @@ async function run(c, browser) {
   const pipeline = await startPipeline(`rfbsink name=sink port=0 ${c.line}`);
   const page = await browser.context.newPage();
   try {
+    if (LINK_KBIT !== null) shapeLink(pipeline.port, LINK_KBIT);
     await page.goto(withQuery(pipeline.url, c.query));
     const stats = () => page.evaluate(() => window.rfbViewer?.stats() ?? null);
     const deadline = Date.now() + 20_000;
@@ -58,12 +85,15 @@ async function run(c, browser) {
     const latencies = [];
     const offsets = [];
     const holds = [];
+    const lates = [];
     for (let i = 0; i < SECONDS; i++) {
       await new Promise((r) => setTimeout(r, 1000));
       const s = await stats();
       if (s.audio.latencyMs !== null) latencies.push(s.audio.latencyMs);
       if (s.audio.avOffsetMs !== null) offsets.push(s.audio.avOffsetMs);
       if (s.audio.videoHoldMs !== null) holds.push(s.audio.videoHoldMs);
+      // Every 5 s: each reading covers the last 500 packets.
+      if (i % 5 === 4 && s.audio.lateP99Ms !== null) lates.push(s.audio.lateP99Ms);
     }
     const last = await stats();
     return {
@@ -71,6 +101,11 @@ async function run(c, browser) {
       transport: last.transport,
       seconds: SECONDS,
       underruns: last.audio.underruns - first.audio.underruns,
+      packets: last.audio.packetsReceived - first.audio.packetsReceived,
+      lost: last.audio.packetsLost - first.audio.packetsLost,
+      datagrams: last.audio.datagrams - first.audio.datagrams,
+      late_p99_ms: lates.length ? Math.max(...lates) : null,
+      target_ms: last.audio.targetMs,
       skipped_ms: last.audio.skippedMs - first.audio.skippedMs,
       decode_errors: last.audio.decodeErrors,
       latency_p50_ms: median(latencies),
@@ -84,6 +119,7 @@ async function run(c, browser) {
   } catch (e) {
     return { case: c.name, error: `${e instanceof Error ? e.message : e}\n${pipeline.logs().slice(-1500)}` };
   } finally {
+    unshapeLink();
     await page.close().catch(() => {});
     await pipeline.stop();
   }
@@ -100,10 +136,11 @@ async function main() {
   } finally {
     await browser.close();
   }
-  const rows = [['case', 'underruns', 'latency p50 ms', '+ output ms', '|A/V| p95 ms', 'picture waits ms', 'start ms', 'fps', 'render->decoded ms']];
+  const rows = [['case', 'underruns', 'lost', 'late p99 ms', 'buffer ms', 'latency p50 ms', '+ output ms', '|A/V| p95 ms', 'picture waits ms', 'start ms', 'fps', 'render->decoded ms']];
   for (const r of results) {
     rows.push(r.error ? [r.case, 'error (below)'] : [
-      r.case, `${r.underruns} in ${r.seconds} s`, f(r.latency_p50_ms), f(r.output_latency_ms), f(r.av_offset_p95_abs_ms),
+      r.case, `${r.underruns} in ${r.seconds} s`, `${r.lost} of ${r.packets}`, f(r.late_p99_ms), f(r.target_ms, 0),
+      f(r.latency_p50_ms), f(r.output_latency_ms), f(r.av_offset_p95_abs_ms),
       f(r.video_hold_ms), f(r.start_ms, 0), f(r.fps, 0), f(r.server_latency_p50_ms),
     ]);
   }
@@ -111,8 +148,8 @@ async function main() {
   for (const r of rows) console.log(r.map((v, i) => String(v ?? '').padEnd(widths[i])).join('  '));
   for (const r of results.filter((x) => x.error)) console.log(`${r.case}: ${r.error}`);
   mkdirSync(path.join(HERE, 'out'), { recursive: true });
-  const out = path.join(HERE, 'out', 'audio.json');
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, results }, null, 2));
+  const out = path.join(HERE, 'out', LINK_KBIT === null ? 'audio.json' : 'audio-link.json');
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, link_kbit: LINK_KBIT, results }, null, 2));
   console.log(`wrote ${out}`);
   if (results.some((r) => r.error)) process.exitCode = 1;
 }

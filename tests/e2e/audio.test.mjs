@@ -45,6 +45,12 @@ async function tone(t, query, transport) {
   // worklet's module, one packet and the jitter buffer's first fill.
   assert.ok(settled.audio.startMs !== null && settled.audio.startMs < 400, `sound ${settled.audio.startMs} ms after the click`);
   assert.match(await viewer.page.locator('.rfb-sound').textContent() ?? '', /🔊/);
+  if (query.includes('audio=datagram') && transport === 'webtransport') {
+    // Every packet came as a datagram: none on the stream (which carries the config alone).
+    assert.equal(settled.audio.datagrams, settled.audio.packetsReceived, 'packets by datagram');
+  } else {
+    assert.equal(settled.audio.datagrams, 0, 'no datagrams unless asked');
+  }
   // The video goes on: sound never holds the picture up.
   const more = await viewer.waitForFrames(30, { from: settled.framesDecoded });
   assert.equal(more.decodeErrors, 0);
@@ -52,6 +58,8 @@ async function tone(t, query, transport) {
 
 test('a tone plays after a click over WebSocket', (t) => tone(t, 'transport=ws', 'websocket'));
 test('a tone plays after a click over WebTransport (sound on its own stream)', (t) => tone(t, 'transport=wt', 'webtransport'));
+test('a tone over WebTransport datagrams (?audio=datagram)', (t) => tone(t, 'transport=wt&audio=datagram', 'webtransport'));
+test('a tone with ?audio=datagram over WebSocket: the packets come in order on the socket', (t) => tone(t, 'transport=ws&audio=datagram', 'websocket'));
 test('a tone over WebSocket with the JSON envelope', (t) => tone(t, 'transport=ws&envelope=json', 'websocket'));
 
 test('?audio=0: no sound is sent, nothing asks for a click', async (t) => {

@@ -64,6 +64,35 @@ export function runInPrivateNetns(name) {
   process.exit(r.status ?? 1);
 }
 
+function sh(cmd) {
+  const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr.trim()}`);
+}
+
+/**
+ * Holds what leaves port `port` (TCP and UDP: the WebSocket and WebTransport) on this
+ * namespace's loopback to `kbit` behind a 300 ms queue (a token bucket, `tc qdisc ... tbf`;
+ * netem is not in these kernels); what comes back is free. Only inside runInPrivateNetns.
+ * @param {number} port
+ * @param {number} kbit
+ */
+export function shapeLink(port, kbit) {
+  if (process.env.RFB_E2E_NETNS !== '1') throw new Error('shapeLink: only inside a private network namespace');
+  // lo's 64 KiB packets are larger than the bucket's burst, and tbf drops those: 1500, as a link.
+  sh('ip link set lo mtu 1500');
+  sh('tc qdisc replace dev lo root handle 1: htb default 10 r2q 1000');
+  sh('tc class replace dev lo parent 1: classid 1:10 htb rate 10gbit');
+  sh('tc class replace dev lo parent 1: classid 1:20 htb rate 10gbit');
+  sh(`tc qdisc replace dev lo parent 1:20 handle 20: tbf rate ${kbit}kbit burst 16kb latency 300ms`);
+  sh(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip sport ${port} 0xffff flowid 1:20`);
+}
+
+/** Undoes shapeLink. */
+export function unshapeLink() {
+  if (process.env.RFB_E2E_NETNS !== '1') return;
+  spawnSync('/bin/sh', ['-c', 'tc qdisc del dev lo root; ip link set lo mtu 65536']);
+}
+
 /** The second namespace's address (see serverNamespace). */
 export const SERVER_ADDRESS = '10.79.0.2';
 const SSHD = '/usr/sbin/sshd';

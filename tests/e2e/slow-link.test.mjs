@@ -7,9 +7,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { Viewer, assertPluginBuilt, launchBrowser, requireElements, startPipeline, withQuery } from './lib.mjs';
-import { runInPrivateNetns } from './netns.mjs';
+import { runInPrivateNetns, shapeLink, unshapeLink } from './netns.mjs';
 
 runInPrivateNetns('slow-link.test');
 
@@ -27,29 +26,9 @@ before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
-  unshape();
+  unshapeLink();
   await browser?.close();
 });
-
-function sh(cmd) {
-  const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr.trim()}`);
-}
-
-/** Holds what leaves TCP port `port` to LINK_KBIT behind a 300 ms queue; what comes back is free. */
-function shape(port) {
-  // lo's 64 KiB packets are larger than the bucket's burst, and tbf drops those: 1500, as a link.
-  sh('ip link set lo mtu 1500');
-  sh('tc qdisc replace dev lo root handle 1: htb default 10 r2q 1000');
-  sh('tc class replace dev lo parent 1: classid 1:10 htb rate 10gbit');
-  sh('tc class replace dev lo parent 1: classid 1:20 htb rate 10gbit');
-  sh(`tc qdisc replace dev lo parent 1:20 handle 20: tbf rate ${LINK_KBIT}kbit burst 16kb latency 300ms`);
-  sh(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip sport ${port} 0xffff flowid 1:20`);
-}
-
-function unshape() {
-  spawnSync('/bin/sh', ['-c', 'tc qdisc del dev lo root; ip link set lo mtu 65536']);
-}
 
 /**
  * Plays `line` to a viewer over WebSocket behind the slow link; returns what it showed while
@@ -61,7 +40,7 @@ async function watchBehindSlowLink(line) {
   /** @type {Viewer | null} */
   let viewer = null;
   try {
-    shape(pipeline.port);
+    shapeLink(pipeline.port, LINK_KBIT);
     viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'transport=ws'));
     await viewer.waitForFrames(1, { extra: pipeline.logs, timeoutMs: 30_000 });
     await new Promise((r) => setTimeout(r, SETTLE_MS));
@@ -85,7 +64,7 @@ async function watchBehindSlowLink(line) {
   } finally {
     await viewer?.close();
     await pipeline.stop();
-    unshape();
+    unshapeLink();
   }
 }
 

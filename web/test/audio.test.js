@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JitterBuffer, START_TARGET_MS, UNDERRUN_STEP_MS, EXCESS_MS } from '../audio-buffer.js';
-import { DecodeOrder } from '../sound.js';
+import { DecodeOrder, lateP99 } from '../sound.js';
 import { MessageDecoder, parseAudioConfig, parseStreamMessage, ProtocolError, withAudio } from '../protocol.js';
 
 const RATE = 48000;
@@ -83,4 +83,16 @@ test('audio messages: config, binary RA packets, JSON headers, and the ask for s
   const p = json.decode(new Uint8Array([1, 2]));
   assert.equal(p.type, 'audio');
   assert.equal(new URL(withAudio('ws://127.0.0.1:8080/ws?envelope=binary')).searchParams.get('audio'), '1');
+  assert.equal(new URL(withAudio('https://127.0.0.1:8080/wt', 'datagram')).searchParams.get('audio'), 'datagram');
+});
+
+test('lateP99: the 99th percentile of packets\' transit above the quickest one', () => {
+  assert.equal(lateP99([1, 2, 3]), null, 'too few to say');
+  // 100 packets 10 ms apart on a 30 ms path, two of them held 200 ms (a retransmission).
+  const transits = Array.from({ length: 100 }, (_, i) => 1e6 + 30 + (i % 7));
+  assert.equal(lateP99(transits), 6);
+  transits[40] += 200;
+  transits[41] += 190;
+  // 40 % 7 = 5 and 41 % 7 = 6: 205 and 196 ms over the quickest; p99 of 100 is the second worst.
+  assert.equal(lateP99(transits), 196);
 });
