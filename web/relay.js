@@ -247,7 +247,9 @@ export class RelayTransport {
 
   /**
    * Reads a track's frames group by group. Latest wins: a newer group (a newer keyframe, or the
-   * relay's link behind) replaces what is left of the current one.
+   * relay's link behind) replaces what is left of the current one. A group that fails (the
+   * publisher gave up on it on a slow link, frames evicted before they were read) is left for
+   * the next one; only the track's end ends this.
    * @param {any} track
    * @param {(timestampUs: number, payload: Uint8Array, first: boolean) => void} each
    */
@@ -255,15 +257,20 @@ export class RelayTransport {
     let group = await track.nextGroup();
     while (group && !this.closed) {
       const next = track.nextGroup();
+      // The track's end surfaces below, when the next group is awaited on its own.
+      next.catch(() => {});
       let first = true;
       for (;;) {
-        /** @type {{f: any} | {g: any}} */
-        const r = await Promise.race([group.readFrame().then((/** @type {any} */ f) => ({ f })), next.then((/** @type {any} */ g) => ({ g }))]);
+        /** @type {{f: any} | {g: any} | {failed: true}} */
+        const r = await Promise.race([
+          group.readFrame().then((/** @type {any} */ f) => ({ f }), () => ({ failed: /** @type {true} */ (true) })),
+          next.then((/** @type {any} */ g) => ({ g })),
+        ]);
         if ('g' in r) {
           group = r.g;
           break;
         }
-        if (!r.f) {
+        if ('failed' in r || !r.f) {
           group = await next;
           break;
         }
