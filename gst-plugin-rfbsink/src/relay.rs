@@ -150,6 +150,8 @@ pub(crate) struct RelayStats {
     /// Frames and bytes handed to the broadcast.
     pub frames: u64,
     pub bytes: u64,
+    /// What the broadcast's groups hold in memory now (bounded: publisher.rs `CACHE_BYTES`).
+    pub cache_bytes: u64,
 }
 
 /// A build without the `relay` feature: starting fails with [`RelayError::NotBuilt`], so no value

@@ -26,6 +26,15 @@ const AUDIO_TRACK: &str = "audio0";
 /// it: live viewers skip to the newest group at once; the newest is always kept. A short
 /// retention bounds the memory a publisher holds (hang's media default is 30 s, for HLS egress).
 const GROUP_MAX_AGE: Duration = Duration::from_secs(2);
+/// What the groups in memory may hold at most (moq's cache pool: a target it evicts the oldest
+/// towards as tracks write; the newest group of each track is always kept). Its default is no
+/// bound and 30 s of every group nobody reads.
+const CACHE_BYTES: u64 = 32 << 20;
+/// What the QUIC connection to the relay holds unacknowledged, sent or waiting to be: a relay link
+/// slower than the stream fills it and then blocks the group being written, which moq expires
+/// when the live edge has moved past it (GROUP_MAX_AGE). noq's own default (10 MB) is 20 s of a
+/// 4 Mbit/s stream held in memory for a link that cannot carry it.
+const SEND_WINDOW: u64 = 1 << 20;
 /// The client redials a relay that went away from this delay...
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 /// ...doubling up to this, for as long as the element runs.
@@ -75,6 +84,8 @@ pub(crate) struct Publisher {
     events: Arc<dyn Fn(RelayEvent) + Send + Sync>,
     /// The origin the broadcast is announced in (the client publishes what it holds).
     _origin: moq_net::origin::Producer,
+    /// The groups the origin holds (`RelayStats::cache_bytes`).
+    cache: moq_net::cache::Pool,
     /// Holds the client's connection (its redial loop lives as long as the connection) and
     /// reports on it.
     supervisor: tokio::task::JoinHandle<()>,
@@ -87,7 +98,14 @@ impl Publisher {
         events: Arc<dyn Fn(RelayEvent) + Send + Sync>,
     ) -> Result<Publisher, RelayError> {
         let _runtime = RUNTIME.enter();
-        let origin = moq_tokio::origin::spawn();
+        let cache = moq_net::cache::Pool::new(
+            moq_net::cache::Config::default()
+                .with_expiry(GROUP_MAX_AGE)
+                .with_capacity(CACHE_BYTES),
+        );
+        let mut origin_config = moq_net::origin::Config::default();
+        origin_config.pool = cache.clone();
+        let origin = moq_tokio::origin::spawn_config(origin_config);
         let broadcast = origin
             .create_broadcast(settings.broadcast.as_str())
             .map_err(|e| RelayError::Client(e.to_string()))?;
@@ -108,8 +126,10 @@ impl Publisher {
         connect.backoff.max = BACKOFF_MAX;
         // 0: never give up on a relay that went away; the element runs until it is stopped.
         connect.backoff.timeout = Duration::ZERO;
+        let mut quic = moq_tokio::quic::Config::default();
+        quic.send_window = Some(SEND_WINDOW);
         let client = connect
-            .init(Default::default())
+            .init(quic)
             .map_err(|e| RelayError::Client(e.to_string()))?;
 
         let connected = Arc::new(AtomicBool::new(false));
@@ -146,6 +166,7 @@ impl Publisher {
             bytes: AtomicU64::new(0),
             events,
             _origin: origin,
+            cache,
             supervisor,
         })
     }
@@ -315,6 +336,7 @@ impl Publisher {
             sessions: self.sessions.load(Ordering::Relaxed),
             frames: self.frames.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            cache_bytes: self.cache.used(),
         }
     }
 }

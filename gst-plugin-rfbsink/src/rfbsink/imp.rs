@@ -834,6 +834,7 @@ impl RfbSink {
             .field("relay-sessions", relay.sessions)
             .field("relay-frames", relay.frames)
             .field("relay-bytes", relay.bytes)
+            .field("relay-cache-bytes", relay.cache_bytes)
             .build()
     }
 }
