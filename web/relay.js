@@ -7,6 +7,7 @@
 
 import { Backoff, ChannelRouter } from './transport.js';
 import { CONTROL_CHANNEL } from './protocol.js';
+import { epochNow } from './sound.js';
 
 /** @typedef {import('./transport.js').Transport} Transport */
 
@@ -16,6 +17,142 @@ const MAIN_TRACK = 'video0';
 const CATALOG_TRACK = 'catalog.json';
 /** The sound's track (rfbsink publishes its audio pad's Opus there). */
 const AUDIO_TRACK = 'audio0';
+/** Rendition N's track. @param {number} n */
+const videoTrack = (n) => `video${n}`;
+
+/** After a move, the next is judged only this much later (the new track's first group is old). */
+const SETTLE_MS = 3000;
+/** A viewer whose frames come this much later than its quickest (median of the last 2 s)... */
+const BEHIND_MS = 150;
+/** ...or that lost a group in the last 4 s, is behind: it moves down. */
+const FAILED_WINDOW_MS = 4000;
+/** It tries the next rendition up after this long without falling behind... */
+const UP_WAIT_MS = 10_000;
+/** ...twice as long after each try that fell back within UP_FAILED_MS, up to UP_WAIT_MAX_MS. */
+const UP_FAILED_MS = 10_000;
+const UP_WAIT_MAX_MS = 60_000;
+/**
+ * A move shows the new rendition from a keyframe at most this much older than the last frame
+ * shown: renditions of one source have their keyframes at the same instants, and the small one's
+ * comes first (a move to the large one would otherwise wait for a keyframe that is never newer).
+ */
+const SWITCH_BACK_US = 100_000;
+/** The quickest frame is looked for over this long (the link's own delay, no queue). */
+const FLOOR_WINDOW_MS = 30_000;
+
+/**
+ * Which rendition a relay viewer should watch, from what its link does to the frames: the relay
+ * gets no acks from it, so the viewer itself moves down when its frames come late (a queue on
+ * its link) or groups are lost (the relay gave up on them, or skipped to the next group while
+ * frames were missing), and tries the next one up after a while without either (docs/protocol.md, "Relays"). Pure: the clock comes in.
+ */
+export class RelayAbr {
+  constructor() {
+    /** [arrival epoch ms, arrival minus timestamp ms] of recent frames. @type {[number, number][]} */
+    this.transits = [];
+    /** [epoch ms, transit] minima, for the quickest frame over FLOOR_WINDOW_MS. @type {[number, number][]} */
+    this.floor = [];
+    /** When groups failed, or were cut short with frames missing. @type {number[]} */
+    this.failed = [];
+    /** When the current group was cut short by the next, until the next's first frame. @type {number | null} */
+    this.cut = null;
+    this.lastTsMs = -Infinity;
+    this.lastArrivalMs = -Infinity;
+    /** Recent intervals between frames of a group (ms). @type {number[]} */
+    this.intervals = [];
+    this.switchedAt = -Infinity;
+    this.upAt = -Infinity;
+    this.upWaitMs = UP_WAIT_MS;
+  }
+
+  /**
+   * A frame delivered; `first`: its group's first. A group that was cut short by the next one
+   * while its frames were still coming, with frames missing between the two, is a lost group as
+   * much as a failed one: the relay skipped ahead because the link is behind.
+   * @param {number} nowMs
+   * @param {number} timestampUs
+   * @param {boolean} [first]
+   */
+  frame(nowMs, timestampUs, first = false) {
+    const tsMs = timestampUs / 1000;
+    if (first && this.cut !== null) {
+      const gap = tsMs - this.lastTsMs;
+      const sorted = [...this.intervals].sort((a, b) => a - b);
+      const usual = sorted.length ? sorted[sorted.length >> 1] : 33;
+      if (this.cut - this.lastArrivalMs < 200 && gap > Math.max(50, 1.5 * usual)) this.failed.push(nowMs);
+    }
+    if (!first && Number.isFinite(this.lastTsMs)) {
+      this.intervals.push(tsMs - this.lastTsMs);
+      if (this.intervals.length > 30) this.intervals.shift();
+    }
+    this.cut = null;
+    this.lastTsMs = tsMs;
+    this.lastArrivalMs = nowMs;
+    const transit = nowMs - tsMs;
+    this.transits.push([nowMs, transit]);
+    while (this.transits.length && this.transits[0][0] < nowMs - 2000) this.transits.shift();
+    // A monotonic queue of minima: the front is the quickest of the window.
+    while (this.floor.length && this.floor[this.floor.length - 1][1] >= transit) this.floor.pop();
+    this.floor.push([nowMs, transit]);
+    while (this.floor[0][0] < nowMs - FLOOR_WINDOW_MS) this.floor.shift();
+  }
+
+  /** A group failed. @param {number} nowMs */
+  groupFailed(nowMs) {
+    this.failed.push(nowMs);
+  }
+
+  /** The next group came before this one ended (judged at its first frame). @param {number} nowMs */
+  groupCut(nowMs) {
+    this.cut = nowMs;
+  }
+
+  /**
+   * How much later than the quickest frame the last 2 s came (median), or null with too few.
+   * @param {number} nowMs
+   */
+  lateMs(nowMs) {
+    const recent = this.transits.filter(([at]) => at >= nowMs - 2000 && at >= this.switchedAt + SETTLE_MS).map(([, t]) => t);
+    if (recent.length < 5 || !this.floor.length) return null;
+    recent.sort((a, b) => a - b);
+    return recent[recent.length >> 1] - this.floor[0][1];
+  }
+
+  /**
+   * The rendition to move to, or null to stay.
+   * @param {number} nowMs
+   * @param {number} current
+   * @param {{n: number, area: number}[]} renditions those this viewer can show
+   */
+  decide(nowMs, current, renditions) {
+    if (nowMs - this.switchedAt < SETTLE_MS) return null;
+    const order = [...renditions].sort((a, b) => b.area - a.area || a.n - b.n);
+    const i = order.findIndex((r) => r.n === current);
+    if (i < 0) return order.length ? order[0].n : null;
+    this.failed = this.failed.filter((at) => at >= nowMs - FAILED_WINDOW_MS && at >= this.switchedAt + SETTLE_MS);
+    const late = this.lateMs(nowMs);
+    if (this.failed.length || (late !== null && late > BEHIND_MS)) {
+      return i + 1 < order.length ? order[i + 1].n : null;
+    }
+    if (i > 0 && late !== null && late < BEHIND_MS / 3 && nowMs - this.switchedAt >= this.upWaitMs) return order[i - 1].n;
+    return null;
+  }
+
+  /**
+   * The viewer moved.
+   * @param {number} nowMs
+   * @param {boolean} up
+   */
+  switched(nowMs, up) {
+    if (up) {
+      this.upAt = nowMs;
+    } else if (nowMs - this.upAt < UP_FAILED_MS) {
+      this.upWaitMs = Math.min(UP_WAIT_MAX_MS, this.upWaitMs * 2);
+    }
+    this.switchedAt = nowMs;
+    this.failed = [];
+  }
+}
 
 /**
  * The codec name rfbsink's `config` uses for a WebCodecs codec string, or null for one the
@@ -94,6 +231,9 @@ export function parseHangFrame(bytes) {
  * @property {boolean} [audio] subscribe to the broadcast's sound (default true; the viewer's
  *   `audio: false` leaves it on the relay)
  * @property {() => Promise<any>} [load] loads @moq/net (tests)
+ *
+ * The rendition shown is the viewer's choice (its session sends `rendition` as to the element:
+ * this transport takes it), else the one its link carries (RelayAbr).
  */
 
 /**
@@ -114,8 +254,29 @@ export class RelayTransport {
     this.audioSeq = 0;
     this.load = options.load ?? (() => import('./moq-net.js'));
     this.name = 'relay';
-    // Nothing goes back through a relay: sends resolve and are dropped (view-only).
-    this.router = new ChannelRouter(() => Promise.resolve());
+    // Nothing goes back through a relay: sends resolve and are dropped (view-only), except the
+    // viewer's choice of rendition, which this transport carries out itself.
+    this.router = new ChannelRouter((name, data) => {
+      const m = /** @type {any} */ (data);
+      if (name === CONTROL_CHANNEL && m?.kind === 'rendition') this.choose(Number.isInteger(m.id) && m.id >= 0 ? m.id : null);
+      return Promise.resolve();
+    });
+    /** The viewer's choice (null: by its link). @type {number | null} */
+    this.chosen = null;
+    /** The catalog's `video.renditions`. @type {Record<string, any>} */
+    this.catalogVideo = {};
+    /** The rendition whose frames are delivered, its track, and the reader's generation. @type {{n: number, track: any, gen: number} | null} */
+    this.active = null;
+    /** The rendition being moved to (delivered from its first fresh keyframe). @type {{n: number, track: any, gen: number, since: number, up: boolean} | null} */
+    this.pending = null;
+    this.gens = 0;
+    /** The last delivered frame's timestamp. */
+    this.lastTimestampUs = -Infinity;
+    /** The active rendition's catalog entry, as last configured. */
+    this.activeEntry = '';
+    /** @type {any} the broadcast being followed */
+    this.broadcastConsumer = null;
+    this.abr = new RelayAbr();
     this.backoff = new Backoff(500, 5000);
     this.attempt = 0;
     this.closed = false;
@@ -177,51 +338,189 @@ export class RelayTransport {
   }
 
   /**
-   * Reads the catalog and the main track until either ends: a new catalog entry becomes a
-   * `config`, and each group's first frame is a keyframe.
+   * Reads the catalog until it ends: the renditions it lists are announced, the shown one's
+   * entry becomes a `config` (again when it changes), and the sound's entry an `audio-config`.
    * @param {any} broadcast
    */
   async follow(broadcast) {
     const catalog = broadcast.subscribe(CATALOG_TRACK, { priority: 100 });
-    /** @type {string | null} */
-    let current = null;
-    let video = null;
+    this.broadcastConsumer = broadcast;
+    this.resetVideo();
+    this.lastTimestampUs = -Infinity;
+    this.abr = new RelayAbr();
     /** @type {string | null} */
     let currentAudio = null;
     let audio = null;
     const decoder = new TextDecoder();
-    for (;;) {
-      const frame = await catalog.readFrame();
-      if (!frame) return;
-      const parsed = JSON.parse(decoder.decode(frame.payload));
-      const audioEntry = this.wantsAudio ? parsed?.audio?.renditions?.[AUDIO_TRACK] : undefined;
-      const audioText = JSON.stringify(audioEntry ?? null);
-      if (audioEntry && audioText !== currentAudio) {
-        currentAudio = audioText;
-        const config = audioConfigFromCatalog(audioEntry, ++this.audioConfigId);
-        if (config) {
-          this.router.route(config);
-          if (!audio) {
-            audio = this.readAudio(broadcast.subscribe(AUDIO_TRACK, { priority: 80 }));
-            audio.catch(() => {});
+    const timer = setInterval(() => this.adapt(), 500);
+    try {
+      for (;;) {
+        const frame = await catalog.readFrame();
+        if (!frame) return;
+        const parsed = JSON.parse(decoder.decode(frame.payload));
+        const audioEntry = this.wantsAudio ? parsed?.audio?.renditions?.[AUDIO_TRACK] : undefined;
+        const audioText = JSON.stringify(audioEntry ?? null);
+        if (audioEntry && audioText !== currentAudio) {
+          currentAudio = audioText;
+          const config = audioConfigFromCatalog(audioEntry, ++this.audioConfigId);
+          if (config) {
+            this.router.route(config);
+            if (!audio) {
+              audio = this.readAudio(broadcast.subscribe(AUDIO_TRACK, { priority: 80 }));
+              audio.catch(() => {});
+            }
           }
         }
+        const renditions = parsed?.video?.renditions;
+        this.catalogVideo = renditions && typeof renditions === 'object' ? renditions : {};
+        if (this.active) {
+          // The shown rendition's entry changed (a new size, a new codec): a new config, before
+          // its frames of it.
+          const text = JSON.stringify(this.catalogVideo[videoTrack(this.active.n)] ?? null);
+          if (text !== this.activeEntry) {
+            this.activeEntry = text;
+            this.configure(this.active.n);
+          }
+          this.announce();
+        } else if (!this.pending) {
+          const playable = this.playable();
+          if (!playable.length) {
+            const entry = this.catalogVideo[videoTrack(0)];
+            this.router.route({ channel: CONTROL_CHANNEL, kind: 'error', message: `the relay's broadcast has no video this viewer plays (${entry?.codec ?? 'none'})` });
+            continue;
+          }
+          const chosen = playable.find((r) => r.n === this.chosen);
+          this.switchTo((chosen ?? playable[0]).n);
+        }
       }
-      const entry = parsed?.video?.renditions?.[MAIN_TRACK];
-      const text = JSON.stringify(entry ?? null);
-      if (text === current) continue;
-      current = text;
-      const config = configFromCatalog(entry, ++this.configId);
-      if (!config) {
-        this.router.route({ channel: CONTROL_CHANNEL, kind: 'error', message: `the relay's broadcast has no video this viewer plays (${entry?.codec ?? 'none'})` });
-        continue;
-      }
-      this.router.route(config);
-      if (!video) {
-        video = this.readVideo(broadcast.subscribe(MAIN_TRACK, { priority: 60 }));
-        video.catch(() => {});
-      }
+    } finally {
+      clearInterval(timer);
+      this.resetVideo();
     }
+  }
+
+  /** Leaves the video tracks (a new session, or the end of this one). */
+  resetVideo() {
+    this.active?.track.close?.();
+    this.pending?.track.close?.();
+    this.active = null;
+    this.pending = null;
+    this.activeEntry = '';
+  }
+
+  /**
+   * The renditions of the catalog this viewer can show, by number.
+   * @returns {{n: number, entry: any, area: number}[]}
+   */
+  playable() {
+    const out = [];
+    for (const [name, entry] of Object.entries(this.catalogVideo)) {
+      const m = /^video(\d{1,3})$/.exec(name);
+      if (!m) continue;
+      let config = null;
+      try {
+        config = configFromCatalog(entry, 0);
+      } catch {
+        // a broken description: not playable
+      }
+      if (!config) continue;
+      out.push({ n: Number(m[1]), entry, area: config.width * config.height });
+    }
+    return out.sort((a, b) => a.n - b.n);
+  }
+
+  /**
+   * The renditions, as the element announces them (docs/protocol.md, "Renditions"), when the
+   * broadcast has several.
+   */
+  announce() {
+    const playable = this.playable();
+    if (playable.length < 2 || !this.active) return;
+    this.router.route({
+      channel: CONTROL_CHANNEL,
+      kind: 'renditions',
+      current: this.active.n,
+      renditions: playable.map(({ n, entry }) => ({
+        id: n, codec: codecName(entry.codec), codec_string: entry.codec, width: entry.codedWidth, height: entry.codedHeight, bitrate_bps: null,
+      })),
+    });
+  }
+
+  /** A `config` for rendition `n`'s catalog entry; its frames follow it. @param {number} n */
+  configure(n) {
+    const entry = this.catalogVideo[videoTrack(n)];
+    let config = null;
+    try {
+      config = configFromCatalog(entry, ++this.configId);
+    } catch {
+      // reported below
+    }
+    if (!config) {
+      this.router.route({ channel: CONTROL_CHANNEL, kind: 'error', message: `the relay's broadcast has no video this viewer plays (${entry?.codec ?? 'none'})` });
+      return;
+    }
+    this.router.route(config);
+  }
+
+  /**
+   * The viewer chose a rendition (null: by its link).
+   * @param {number | null} n
+   */
+  choose(n) {
+    this.chosen = n;
+    if (n !== null && this.active && n !== this.active.n && this.playable().some((r) => r.n === n)) this.switchTo(n);
+  }
+
+  /**
+   * Subscribes to rendition `n`'s track. The first one is shown at once; another is shown from
+   * its first keyframe no older than the last frame delivered (within SWITCH_BACK_US: no step
+   * back to the relay's older group, no gap), and then the old track is left.
+   * @param {number} n
+   */
+  switchTo(n) {
+    const broadcast = this.broadcastConsumer;
+    if (!broadcast) return;
+    if (this.pending) {
+      if (this.pending.n === n) return;
+      this.pending.track.close?.();
+      this.pending = null;
+    }
+    if (this.active?.n === n) return;
+    const track = broadcast.subscribe(videoTrack(n), { priority: 60 });
+    const gen = ++this.gens;
+    if (this.active) {
+      const area = (/** @type {number} */ k) => this.playable().find((r) => r.n === k)?.area ?? 0;
+      const up = area(n) > area(this.active.n);
+      // Down: the link is behind, and the old track would keep the new one's keyframe waiting
+      // behind its own frames: it is left now, and the last picture stays until the new one's
+      // keyframe (at most a group). Up: the old one plays on until then.
+      if (!up) this.active.track.close?.();
+      this.pending = { n, track, gen, since: epochNow(), up };
+    } else {
+      this.active = { n, track, gen };
+      this.activeEntry = JSON.stringify(this.catalogVideo[videoTrack(n)] ?? null);
+      this.abr.switched(epochNow(), false);
+      this.configure(n);
+      this.announce();
+    }
+    this.readVideo(track, n, gen).catch(() => {});
+  }
+
+  /** Every 500 ms without a choice: the rendition the link carries (RelayAbr). */
+  adapt() {
+    if (!this.active || this.chosen !== null) return;
+    const now = epochNow();
+    if (this.pending) {
+      // A move up that found no fresh keyframe in time is given up (the old one still plays).
+      if (this.pending.up && now - this.pending.since > 2 * SETTLE_MS) {
+        this.pending.track.close?.();
+        this.pending = null;
+      }
+      return;
+    }
+    const target = this.abr.decide(now, this.active.n, this.playable());
+    if (target === null || target === this.active.n) return;
+    this.switchTo(target);
   }
 
   /**
@@ -235,13 +534,33 @@ export class RelayTransport {
   }
 
   /**
-   * Each group's frames, the first a keyframe.
+   * Each group's frames, the first a keyframe: delivered while this reader's rendition is the
+   * active one, or from the first fresh keyframe when it is the one being moved to.
    * @param {any} track
+   * @param {number} n
+   * @param {number} gen
    */
-  async readVideo(track) {
+  async readVideo(track, n, gen) {
     await this.readGroups(track, (timestampUs, payload, first) => {
+      if (this.pending?.gen === gen && first && timestampUs >= this.lastTimestampUs - SWITCH_BACK_US) {
+        const { up } = this.pending;
+        this.active?.track.close?.();
+        this.active = { n, track, gen };
+        this.pending = null;
+        this.activeEntry = JSON.stringify(this.catalogVideo[videoTrack(n)] ?? null);
+        this.abr.switched(epochNow(), up);
+        this.announce();
+        this.configure(n);
+      }
+      if (this.active?.gen !== gen) return;
       if (first) this.backoff.reset();
+      this.lastTimestampUs = timestampUs;
+      this.abr.frame(epochNow(), timestampUs, first);
       this.router.frame({ frameId: ++this.frameId, timestampUs, key: first, configId: this.configId, payload });
+    }, () => {
+      if (this.active?.gen === gen) this.abr.groupFailed(epochNow());
+    }, () => {
+      if (this.active?.gen === gen) this.abr.groupCut(epochNow());
     });
   }
 
@@ -252,8 +571,10 @@ export class RelayTransport {
    * the next one; only the track's end ends this.
    * @param {any} track
    * @param {(timestampUs: number, payload: Uint8Array, first: boolean) => void} each
+   * @param {() => void} [failed] a group failed
+   * @param {() => void} [cut] the next group came before this one ended
    */
-  async readGroups(track, each) {
+  async readGroups(track, each, failed, cut) {
     let group = await track.nextGroup();
     while (group && !this.closed) {
       const next = track.nextGroup();
@@ -267,10 +588,12 @@ export class RelayTransport {
           next.then((/** @type {any} */ g) => ({ g })),
         ]);
         if ('g' in r) {
+          cut?.();
           group = r.g;
           break;
         }
         if ('failed' in r || !r.f) {
+          if ('failed' in r) failed?.();
           group = await next;
           break;
         }

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { audioConfigFromCatalog, codecName, configFromCatalog, parseHangFrame } from '../relay.js';
+import { RelayAbr, audioConfigFromCatalog, codecName, configFromCatalog, parseHangFrame } from '../relay.js';
 import { parseAudioConfig } from '../protocol.js';
 
 test('catalog entries become config messages the decoder takes', () => {
@@ -47,4 +47,59 @@ test('web/moq-net.js is the @moq/net that package.json pins (npm run vendor:moq)
   const pinned = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).devDependencies['@moq/net'];
   const head = readFileSync(new URL('../moq-net.js', import.meta.url), 'utf8').slice(0, 300);
   assert.match(head, new RegExp(`^// @ts-nocheck\\n// @moq/net ${pinned.replace(/\./g, '\\.')} `));
+});
+
+test('RelayAbr: a relay viewer moves down when its frames come late or groups fail, and tries up after a wait', () => {
+  const renditions = [{ n: 0, area: 1280 * 720 }, { n: 1, area: 640 * 360 }, { n: 2, area: 320 * 180 }];
+  const abr = new RelayAbr();
+  abr.switched(0, false);
+  // 30 fps, 20 ms on the way: nothing to do, and not yet long enough to try up from 1.
+  let t = 0;
+  const play = (ms, delay) => {
+    for (const end = t + ms; t < end; t += 33) abr.frame(t, (t - delay) * 1000);
+  };
+  play(4000, 20);
+  assert.equal(abr.decide(t, 0, renditions), null, 'on the top rendition, on time');
+  // A queue builds on the link: 200 ms later than the quickest frame.
+  play(3000, 220);
+  assert.equal(abr.decide(t, 0, renditions), 1, 'late: one down');
+  abr.switched(t, false);
+  assert.equal(abr.decide(t + 1000, 1, renditions), null, 'settling after a move');
+  play(11000, 20);
+  assert.equal(abr.decide(t, 1, renditions), 0, 'on time for the wait: one up');
+  abr.switched(t, true);
+  // The try fails: late again soon after.
+  play(4000, 300);
+  assert.equal(abr.decide(t, 0, renditions), 1);
+  abr.switched(t, false);
+  play(11000, 20);
+  assert.equal(abr.decide(t, 1, renditions), null, 'the next try waits twice as long');
+  play(10000, 20);
+  assert.equal(abr.decide(t, 1, renditions), 0);
+  abr.switched(t, true);
+  // A failed group is behind too, even with frames on time.
+  play(4000, 20);
+  abr.groupFailed(t);
+  assert.equal(abr.decide(t, 0, renditions), 1, 'a failed group: one down');
+  abr.switched(t, false);
+  // A group cut short by the next while its frames were coming, frames missing: lost.
+  play(4000, 20);
+  abr.groupCut(t - 33);
+  abr.frame(t + 400, (t + 400 - 20) * 1000, true);
+  assert.equal(abr.decide(t + 400, 1, renditions), 2, 'a group cut short with frames missing: one down');
+  abr.switched(t + 400, false);
+  t += 400;
+  // After a pause (sparse frames: nothing for 5 s), the next group is not a loss.
+  play(4000, 20);
+  abr.groupCut(t + 5000);
+  abr.frame(t + 5000, (t + 5000 - 20) * 1000, true);
+  t += 5000;
+  assert.equal(abr.decide(t, 1, renditions), null, 'a pause, then a new group: no loss');
+  // On the lowest, behind: nowhere to go.
+  play(4000, 20);
+  assert.equal(abr.decide(t, 2, renditions), null, 'on time on the lowest: up waits');
+  play(3000, 400);
+  assert.equal(abr.decide(t, 2, renditions), null, 'late on the lowest: stays');
+  // A rendition that left the catalog: the top one.
+  assert.equal(abr.decide(t, 7, renditions), 0);
 });
