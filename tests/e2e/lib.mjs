@@ -410,6 +410,24 @@ export class Viewer {
 
   stats() { return this.page.evaluate(() => window.rfbViewer.stats()); }
 
+  /**
+   * Watches for `ms`: frames decoded a second, the element's render()-to-decoded p50 for this
+   * viewer (the median of its per-second readings; null without any), and the last stats.
+   * @param {number} ms
+   */
+  async measure(ms) {
+    const first = await this.stats();
+    const p50s = [];
+    let last = first;
+    for (let waited = 0; waited < ms; waited += 1000) {
+      await new Promise((r) => setTimeout(r, 1000));
+      last = await this.stats();
+      if (last.server?.latency_p50_us != null) p50s.push(last.server.latency_p50_us / 1000);
+    }
+    p50s.sort((a, b) => a - b);
+    return { fps: ((last.framesDecoded - first.framesDecoded) * 1000) / ms, p50: p50s.length ? p50s[p50s.length >> 1] : null, last };
+  }
+
   /** @param {Array<[number, number]>} points stream pixel coordinates */
   samplePixels(points) { return this.page.evaluate((p) => window.rfbViewer.samplePixels(p), points); }
 

@@ -10,7 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import * as esbuild from 'esbuild';
-import { REPO, onLines, pollUntil } from './lib.mjs';
+import { REPO, freePort, onLines, pollUntil, startPipeline } from './lib.mjs';
 
 /** The moq-relay binary: built on first use (minutes), then cached. */
 let relayBinary;
@@ -63,6 +63,33 @@ export async function startRelay({ address = '127.0.0.1', port, args = [], wrap 
     throw err;
   }
   return { url: `${base}/anon`, http: base, stop, logs, proc };
+}
+
+/**
+ * A relay on a free port and rfbsink's launch `line` (without relay-url) publishing `broadcast`
+ * to it, once the relay announces it: {relay, port, pipeline, details(), stop()}.
+ * @param {string} line
+ * @param {string} broadcast
+ */
+export async function publishToNewRelay(line, broadcast) {
+  const port = await freePort();
+  const relay = await startRelay({ port });
+  /** @type {Awaited<ReturnType<typeof startPipeline>> | undefined} */
+  let pipeline;
+  const details = () => `${relay.logs()}\n${pipeline?.logs() ?? ''}`;
+  const stop = async () => {
+    await pipeline?.stop();
+    await relay.stop();
+  };
+  try {
+    pipeline = await startPipeline(`${line} relay-url=${relay.url}`);
+    await pollUntil(() => announced(relay), (names) => names.includes(broadcast),
+      { timeoutMs: 20_000, what: `${relay.url} announcing ${broadcast}`, details });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { relay, port, pipeline, details, stop };
 }
 
 /** What the relay announces under anon/ (its HTTP side), one name a line. */

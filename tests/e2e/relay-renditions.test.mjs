@@ -9,8 +9,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Viewer, assertPluginBuilt, freePort, launchBrowser, pollUntil, requireElements, startPipeline, withQuery } from './lib.mjs';
-import { announced, relayBin, startRelay } from './moq.mjs';
+import { Viewer, assertPluginBuilt, launchBrowser, pollUntil, requireElements, withQuery } from './lib.mjs';
+import { publishToNewRelay, relayBin } from './moq.mjs';
 import { runInPrivateNetns, shapeLink, unshapeLink } from './netns.mjs';
 
 runInPrivateNetns('relay-renditions.test');
@@ -37,17 +37,12 @@ after(async () => {
 
 test('relay viewers: a chosen rendition, and the one the link carries when none is chosen', { timeout: 240_000 }, async (t) => {
   if (!requireElements(t, ['x264enc', 'videoscale'])) return;
-  const relayPort = await freePort();
-  const relay = await startRelay({ port: relayPort });
-  const pipeline = await startPipeline(`${LINE} relay-url=${relay.url}`);
-  const details = () => `${relay.logs()}\n${pipeline.logs()}`;
+  const { port: relayPort, pipeline, details, stop } = await publishToNewRelay(LINE, BROADCAST);
   /** @type {Viewer | undefined} */
   let chooser;
   /** @type {Viewer | undefined} */
   let auto;
   try {
-    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
-      { timeoutMs: 20_000, what: `${relay.url} announcing ${BROADCAST}`, details });
     const b = /** @type {NonNullable<typeof browser>} */ (browser);
 
     // Chosen: the small one at once, then the large one on request.
@@ -104,7 +99,6 @@ test('relay viewers: a chosen rendition, and the one the link carries when none 
     unshapeLink();
     await chooser?.close();
     await auto?.close();
-    await pipeline.stop();
-    await relay.stop();
+    await stop();
   }
 });

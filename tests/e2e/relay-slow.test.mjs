@@ -11,8 +11,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Viewer, assertPluginBuilt, freePort, launchBrowser, pollUntil, requireElements, startPipeline, withQuery } from './lib.mjs';
-import { announced, relayBin, startRelay } from './moq.mjs';
+import { Viewer, assertPluginBuilt, launchBrowser, requireElements, withQuery } from './lib.mjs';
+import { publishToNewRelay, relayBin } from './moq.mjs';
 import { runInPrivateNetns, shapeLink, unshapeLink } from './netns.mjs';
 
 runInPrivateNetns('relay-slow.test');
@@ -43,42 +43,20 @@ function rssMiB(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** Frames a second and render()-to-decoded p50 (the element's figure) over MEASURE_MS. */
-async function measure(viewer) {
-  const first = await viewer.stats();
-  const p50s = [];
-  let last = first;
-  for (let waited = 0; waited < MEASURE_MS; waited += 1000) {
-    await new Promise((r) => setTimeout(r, 1000));
-    last = await viewer.stats();
-    if (last.server?.latency_p50_us != null) p50s.push(last.server.latency_p50_us / 1000);
-  }
-  p50s.sort((a, b) => a - b);
-  return {
-    fps: ((last.framesDecoded - first.framesDecoded) * 1000) / MEASURE_MS,
-    p50: p50s.length ? p50s[p50s.length >> 1] : null,
-  };
-}
-
 test('a relay link slower than the stream: the direct viewer does not notice, relay viewers skip, the element keeps nothing back', { timeout: 180_000 }, async (t) => {
   if (!requireElements(t, ['x264enc'])) return;
-  const relayPort = await freePort();
-  const relay = await startRelay({ port: relayPort });
-  const pipeline = await startPipeline(`${LINE} relay-url=${relay.url}`);
-  const details = () => `${relay.logs()}\n${pipeline.logs()}`;
+  const { port: relayPort, pipeline, details, stop } = await publishToNewRelay(LINE, BROADCAST);
   /** @type {Viewer | undefined} */
   let direct;
   /** @type {Viewer | undefined} */
   let through;
   try {
-    await pollUntil(() => announced(relay), (names) => names.includes(BROADCAST),
-      { timeoutMs: 20_000, what: `${relay.url} announcing ${BROADCAST}`, details });
     const b = /** @type {NonNullable<typeof browser>} */ (browser);
     direct = await Viewer.open(b.context, withQuery(pipeline.url, 'transport=ws'));
     through = await Viewer.open(b.context, withQuery(pipeline.url, 'relay=1'));
     await direct.waitForFrames(30, { extra: details });
     await through.waitForFrames(30, { extra: details });
-    const before = await measure(direct);
+    const before = await direct.measure(MEASURE_MS);
 
     shapeLink(relayPort, LINK_KBIT, { to: true });
     // Let what was in flight drain into the queue, then watch for SLOW_MS.
@@ -86,7 +64,7 @@ test('a relay link slower than the stream: the direct viewer does not notice, re
     const rss0 = rssMiB(/** @type {number} */ (pipeline.proc.pid));
     const sent0 = pipeline.stats()['relay-bytes'];
     const relayed0 = (await through.stats()).framesDecoded;
-    const during = await measure(direct);
+    const during = await direct.measure(MEASURE_MS);
     const series = [rss0];
     let cacheMax = 0;
     for (let waited = MEASURE_MS; waited < SLOW_MS; waited += 2000) {
@@ -122,7 +100,6 @@ test('a relay link slower than the stream: the direct viewer does not notice, re
     unshapeLink();
     await direct?.close();
     await through?.close();
-    await pipeline.stop();
-    await relay.stop();
+    await stop();
   }
 });

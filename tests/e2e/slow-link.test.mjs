@@ -44,19 +44,11 @@ async function watchBehindSlowLink(line) {
     viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'transport=ws'));
     await viewer.waitForFrames(1, { extra: pipeline.logs, timeoutMs: 30_000 });
     await new Promise((r) => setTimeout(r, SETTLE_MS));
-    const first = await viewer.stats();
-    const latencies = [];
-    let last = first;
-    for (let waited = 0; waited < MEASURE_MS; waited += 1000) {
-      await new Promise((r) => setTimeout(r, 1000));
-      last = await viewer.stats();
-      if (last.server?.latency_p50_us != null) latencies.push(last.server.latency_p50_us / 1000);
-    }
-    latencies.sort((a, b) => a - b);
+    const { fps, p50, last } = await viewer.measure(MEASURE_MS);
     const logs = `${JSON.stringify(last.server)}\n${viewer.logs()}\n${pipeline.logs()}`;
     return {
-      fps: ((last.framesDecoded - first.framesDecoded) * 1000) / MEASURE_MS,
-      latencyP50Ms: latencies.length ? latencies[latencies.length >> 1] : null,
+      fps,
+      latencyP50Ms: p50,
       targetKbps: last.server?.target_bps == null ? null : last.server.target_bps / 1000,
       transport: last.transport,
       logs: () => logs,
