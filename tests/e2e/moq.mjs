@@ -164,10 +164,13 @@ export async function startWatchServer() {
 /**
  * An auth server for moq-relay's --auth-url (moq-auth's contract: the relay POSTs each session's
  * `connect` with its path and query; 200 with a grant admits it, 401 refuses): a session that
- * presents `?jwt=<publishToken>` may publish and watch, any other may only watch. Records what
- * it was asked.
+ * presents `?jwt=<publishToken>` may publish and watch; with `viewerToken`, one that presents
+ * that may only watch and any other is refused, else any other may only watch. Records what it
+ * was asked. (moq's own `moq auth serve --key` checks signed JWTs the same way.)
+ * @param {string} publishToken
+ * @param {{viewerToken?: string}} [options]
  */
-export async function startAuthServer(publishToken) {
+export async function startAuthServer(publishToken, { viewerToken } = {}) {
   const asked = [];
   const server = http.createServer((req, res) => {
     let body = '';
@@ -177,14 +180,13 @@ export async function startAuthServer(publishToken) {
       try { r = JSON.parse(body); } catch { /* answered below */ }
       asked.push(r);
       const jwt = new URLSearchParams(r.query ?? '').get('jwt');
-      res.writeHead(200, { 'content-type': 'application/json' });
-      if (r.event !== 'connect') {
-        res.end('{}');
-      } else if (jwt === publishToken) {
-        res.end(JSON.stringify({ publish: ['**'], subscribe: ['**'] }));
-      } else {
-        res.end(JSON.stringify({ subscribe: ['**'] }));
-      }
+      /** @type {[number, object]} */
+      let answer = [200, { subscribe: ['**'] }];
+      if (r.event !== 'connect') answer = [200, {}];
+      else if (jwt === publishToken) answer = [200, { publish: ['**'], subscribe: ['**'] }];
+      else if (viewerToken !== undefined && jwt !== viewerToken) answer = [401, {}];
+      res.writeHead(answer[0], { 'content-type': 'application/json' });
+      res.end(JSON.stringify(answer[1]));
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));

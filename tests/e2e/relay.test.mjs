@@ -260,6 +260,42 @@ test('relay-token: the element publishes with the token the relay\'s auth server
   }
 });
 
+test('viewer tokens: through a relay that wants one, the element\'s page watches with the token in the relay URL; without it, nothing', { timeout: 90_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const publishToken = 'eyJ.test-publish-token.sig';
+  const viewerToken = 'eyJ.test-viewer-token.sig';
+  const auth = await startAuthServer(publishToken, { viewerToken });
+  const relay = await startRelay({ port: await freePort(), authUrl: auth.url });
+  const pipeline = await publish(relay, { extra: `relay-token=${publishToken}` });
+  const details = () => `${relay.logs()}\n${pipeline.logs()}\nauth server asked: ${JSON.stringify(auth.asked)}`;
+  let viewer;
+  let stranger;
+  try {
+    // (The relay's HTTP listing wants a token too: the element's own word that it publishes.)
+    await pollUntil(async () => pipeline.stats(), (st) => st?.['relay-connected'] === 1,
+      { timeoutMs: 20_000, what: 'the element publishing to the relay', details });
+    // The relay URL with the viewer's token (docs/protocol.md "Relays"; README: minting them).
+    const withToken = `${relay.url}?jwt=${viewerToken}`;
+    viewer = await Viewer.open(browser.context, withQuery(pipeline.url, `relay=${encodeURIComponent(withToken)}&broadcast=${BROADCAST}`));
+    const s = await viewer.waitForFrames(30, { extra: details });
+    assert.equal(s.transport, 'relay');
+    assert.ok(auth.asked.some((r) => r.event === 'connect' && new URLSearchParams(r.query ?? '').get('jwt') === viewerToken), details());
+    // The same page without it: the relay refuses the session, and no picture comes.
+    stranger = await Viewer.open(browser.context, withQuery(pipeline.url, 'relay=1'));
+    await new Promise((r) => setTimeout(r, 5000));
+    const st = await stranger.stats();
+    assert.equal(st.transport, 'relay');
+    assert.equal(st.framesDecoded, 0, `a viewer without the token watched\n${details()}`);
+    assert.ok(auth.asked.some((r) => r.event === 'connect' && !new URLSearchParams(r.query ?? '').get('jwt')), details());
+  } finally {
+    await viewer?.close();
+    await stranger?.close();
+    await pipeline.stop();
+    await relay.stop();
+    await auth.close();
+  }
+});
+
 test('a rendition the relay format cannot carry is said on the bus; the element still serves it directly', { timeout: 60_000 }, async (t) => {
   if (!requireElements(t, ['jpegenc'])) return;
   const relay = await startRelay({ port: await freePort() });
