@@ -37,6 +37,10 @@ const UP_WAIT_MAX_MS = 60_000;
  * comes first (a move to the large one would otherwise wait for a keyframe that is never newer).
  */
 const SWITCH_BACK_US = 100_000;
+/** A session the relay closes this soon after it opened, before the catalog, was refused... */
+const REFUSED_WITHIN_MS = 3000;
+/** ...and the next try waits this long. */
+const REFUSED_RETRY_MS = 30_000;
 /** The quickest frame is looked for over this long (the link's own delay, no queue). */
 const FLOOR_WINDOW_MS = 30_000;
 
@@ -277,6 +281,10 @@ export class RelayTransport {
     /** @type {any} the broadcast being followed */
     this.broadcastConsumer = null;
     this.abr = new RelayAbr();
+    /** Sessions so far; the current one's number. */
+    this.sessions = 0;
+    /** The current session got its catalog (a session closed before it was refused). */
+    this.catalogSeen = false;
     this.backoff = new Backoff(500, 5000);
     this.attempt = 0;
     this.closed = false;
@@ -314,6 +322,10 @@ export class RelayTransport {
     this.attempt++;
     this.router.emit({ type: 'connecting', attempt: this.attempt });
     let reason = 'the relay closed the session';
+    const session = ++this.sessions;
+    let openedAt = null;
+    let closedByRelay = false;
+    this.catalogSeen = false;
     try {
       const Moq = await this.load();
       const connection = await Moq.Connection.connect(this.url);
@@ -322,17 +334,31 @@ export class RelayTransport {
         return;
       }
       this.connection = connection;
+      openedAt = epochNow();
       this.router.emit({ type: 'open' });
       this.router.route({ channel: CONTROL_CHANNEL, kind: 'hello', protocol: 1, envelope: 'binary', role: 'view', server: `moq relay ${this.url.host}` });
+      connection.closed.then(() => { closedByRelay = true; }, () => { closedByRelay = true; });
       const broadcast = connection.consume(Moq.Path.from(this.broadcast));
-      await Promise.race([this.follow(broadcast), connection.closed]);
+      try {
+        await Promise.race([this.follow(broadcast, session), connection.closed]);
+      } finally {
+        // A subscription fails a moment before the session says it closed.
+        await Promise.race([connection.closed, new Promise((r) => setTimeout(r, 100))]).catch(() => {});
+      }
     } catch (e) {
       reason = e instanceof Error ? e.message : String(e);
     }
     this.connection?.close();
     this.connection = null;
+    this.resetVideo();
     if (this.closed) return;
-    const retryInMs = this.backoff.next();
+    // A session the relay closed at once, before the catalog came, is a refusal (most likely
+    // its access rules: a missing or wrong jwt): said, and tried again only after a while (a
+    // broadcast not there yet fails its subscription, not the session). Chromium's page was
+    // also seen to crash when a refused session was dialed again within a second.
+    const refused = closedByRelay && openedAt !== null && !this.catalogSeen && epochNow() - openedAt < REFUSED_WITHIN_MS;
+    if (refused) reason = `the relay closed the session at once: it may want a token (a jwt parameter in the relay URL) (${reason})`;
+    const retryInMs = refused ? REFUSED_RETRY_MS : this.backoff.next();
     this.router.emit({ type: 'closed', code: 1006, reason, retryInMs });
     this.retryTimer = setTimeout(() => { this.retryTimer = null; if (!this.closed) this.run(); }, retryInMs);
   }
@@ -341,8 +367,9 @@ export class RelayTransport {
    * Reads the catalog until it ends: the renditions it lists are announced, the shown one's
    * entry becomes a `config` (again when it changes), and the sound's entry an `audio-config`.
    * @param {any} broadcast
+   * @param {number} session this session's number (`sessions`): a later one's state is not touched
    */
-  async follow(broadcast) {
+  async follow(broadcast, session) {
     const catalog = broadcast.subscribe(CATALOG_TRACK, { priority: 100 });
     this.broadcastConsumer = broadcast;
     this.resetVideo();
@@ -356,7 +383,8 @@ export class RelayTransport {
     try {
       for (;;) {
         const frame = await catalog.readFrame();
-        if (!frame) return;
+        if (!frame || session !== this.sessions) return;
+        this.catalogSeen = true;
         const parsed = JSON.parse(decoder.decode(frame.payload));
         const audioEntry = this.wantsAudio ? parsed?.audio?.renditions?.[AUDIO_TRACK] : undefined;
         const audioText = JSON.stringify(audioEntry ?? null);
@@ -395,7 +423,8 @@ export class RelayTransport {
       }
     } finally {
       clearInterval(timer);
-      this.resetVideo();
+      // A later session has tracks of its own.
+      if (session === this.sessions) this.resetVideo();
     }
   }
 

@@ -6,7 +6,8 @@
 // and started again mid-stream: the publisher and the player come back on their own. Two relays
 // clustered (moq-relay --cluster-connect): published to one, played from the other. Firefox
 // (firefox-esr through WebDriver BiDi) plays it too. The element's own viewer page watches through
-// the relay with ?relay=&broadcast= (view-only), only the relay the element publishes to.
+// the relay with ?relay=&broadcast= (view-only), only the relay the element publishes to. It all
+// runs in a private network namespace of its own.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,11 @@ import puppeteer from 'puppeteer-core';
 import { Viewer, assertPluginBuilt, assertSmpteBars, freePort, launchBrowser, pollUntil, requireElements, startPipeline, withQuery } from './lib.mjs';
 import { announced, relayBin, startAuthServer, startRelay, startWatchServer } from './moq.mjs';
 import { click, record } from './audio.mjs';
+import { runInPrivateNetns } from './netns.mjs';
+
+// In a private network namespace (netns.mjs): the relays, the clustered pair among them, and
+// their viewers reach nothing but each other.
+runInPrivateNetns('relay.test');
 
 const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30';
 const SOURCE = 'videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=480,framerate=30/1';
@@ -51,7 +57,7 @@ after(async () => {
   await browser?.close();
 });
 
-test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come back after the relay restarts', { timeout: 180_000 }, async (t) => {
+test('@moq/watch plays the stream rfbsink publishes to moq-relay, and it, the element and its own relay viewer come back after the relay restarts', { timeout: 180_000 }, async (t) => {
   if (!requireElements(t, ['x264enc'])) return;
   const port = await freePort();
   let relay = await startRelay({ port });
@@ -59,6 +65,7 @@ test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come 
   const details = () => `${relay.logs()}\n${pipeline.logs()}`;
   let watch;
   let direct;
+  let ours;
   try {
     await untilAnnounced(relay, details);
     watch = await Viewer.open(browser.context, watchServer.pageUrl(relay.url, BROADCAST));
@@ -72,17 +79,22 @@ test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come 
     const stats = pipeline.stats();
     assert.equal(stats['relay-connected'], 1, more());
     assert.ok(stats['relay-frames'] >= 30, `relay-frames ${stats['relay-frames']}\n${more()}`);
+    // And the element's page watching through the relay.
+    ours = await Viewer.open(browser.context, withQuery(pipeline.url, 'relay=1'));
+    await ours.waitForFrames(30, { extra: details });
 
     // The relay goes away mid-stream and comes back at once, as a restarted relay does (a new
     // certificate, the same address). @moq/watch gives up redialing after about 10 s of refused
     // dials, and the element notices a relay killed without a word only at QUIC's idle timeout:
     // the restart does not wait for that; relay-sessions below proves the element dialed again.
     const before = (await watch.stats()).framesDecoded;
+    const oursBefore = (await ours.stats()).framesDecoded;
     await relay.stop();
     relay = await startRelay({ port });
     await untilAnnounced(relay, more);
     await watch.waitForFrames(30, { from: before, timeoutMs: 30_000, extra: details });
     await assertSmpteBars(watch, { extra: details });
+    await ours.waitForFrames(30, { from: oursBefore, timeoutMs: 30_000, extra: details });
     await pollUntil(async () => pipeline.stats()?.['relay-sessions'], (n) => n >= 2,
       { timeoutMs: 15_000, what: 'the element on its second relay session', details: more });
     assert.equal(pipeline.stats()['relay-connected'], 1, more());
@@ -92,6 +104,7 @@ test('@moq/watch plays the stream rfbsink publishes to moq-relay, and both come 
   } finally {
     await watch?.close();
     await direct?.close();
+    await ours?.close();
     await pipeline.stop();
     await relay.stop();
   }
@@ -286,6 +299,11 @@ test('viewer tokens: through a relay that wants one, the element\'s page watches
     const st = await stranger.stats();
     assert.equal(st.transport, 'relay');
     assert.equal(st.framesDecoded, 0, `a viewer without the token watched\n${details()}`);
+    // It says why on the page, and does not hammer the relay: the next try in 30 s.
+    const said = await stranger.page.locator('.rfb-status').textContent();
+    assert.match(said ?? '', /may want a token/, `the page says: ${said}\n${stranger.logs()}`);
+    const tries = auth.asked.filter((r) => r.event === 'connect' && !new URLSearchParams(r.query ?? '').get('jwt')).length;
+    assert.equal(tries, 1, `sessions without a token in 5 s\n${details()}`);
     assert.ok(auth.asked.some((r) => r.event === 'connect' && !new URLSearchParams(r.query ?? '').get('jwt')), details());
   } finally {
     await viewer?.close();
