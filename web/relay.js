@@ -11,8 +11,6 @@ import { epochNow } from './sound.js';
 
 /** @typedef {import('./transport.js').Transport} Transport */
 
-/** The track of rendition 0 (rfbsink names rendition N's track `videoN`). */
-const MAIN_TRACK = 'video0';
 /** hang's catalog track. */
 const CATALOG_TRACK = 'catalog.json';
 /** The sound's track (rfbsink publishes its audio pad's Opus there). */
@@ -48,7 +46,8 @@ const FLOOR_WINDOW_MS = 30_000;
  * Which rendition a relay viewer should watch, from what its link does to the frames: the relay
  * gets no acks from it, so the viewer itself moves down when its frames come late (a queue on
  * its link) or groups are lost (the relay gave up on them, or skipped to the next group while
- * frames were missing), and tries the next one up after a while without either (docs/protocol.md, "Relays"). Pure: the clock comes in.
+ * frames were missing), and tries the next one up after a while without either
+ * (docs/protocol.md, "Relays"). Pure: the clock comes in.
  */
 export class RelayAbr {
   constructor() {
@@ -417,8 +416,10 @@ export class RelayTransport {
             this.router.route({ channel: CONTROL_CHANNEL, kind: 'error', message: `the relay's broadcast has no video this viewer plays (${entry?.codec ?? 'none'})` });
             continue;
           }
+          // The chosen one, else the largest picture (the link is judged on it).
           const chosen = playable.find((r) => r.n === this.chosen);
-          this.switchTo((chosen ?? playable[0]).n);
+          const largest = [...playable].sort((a, b) => b.area - a.area || a.n - b.n)[0];
+          this.switchTo((chosen ?? largest).n);
         }
       }
     } finally {
