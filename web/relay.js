@@ -412,8 +412,7 @@ export class RelayTransport {
         } else if (!this.pending) {
           const playable = this.playable();
           if (!playable.length) {
-            const entry = this.catalogVideo[videoTrack(0)];
-            this.router.route({ channel: CONTROL_CHANNEL, kind: 'error', message: `the relay's broadcast has no video this viewer plays (${entry?.codec ?? 'none'})` });
+            this.unplayable(0);
             continue;
           }
           // The chosen one, else the largest picture (the link is judged on it).
@@ -486,10 +485,16 @@ export class RelayTransport {
       // reported below
     }
     if (!config) {
-      this.router.route({ channel: CONTROL_CHANNEL, kind: 'error', message: `the relay's broadcast has no video this viewer plays (${entry?.codec ?? 'none'})` });
+      this.unplayable(n);
       return;
     }
     this.router.route(config);
+  }
+
+  /** Says that rendition `n` is not one this viewer plays. @param {number} n */
+  unplayable(n) {
+    const entry = this.catalogVideo[videoTrack(n)];
+    this.router.route({ channel: CONTROL_CHANNEL, kind: 'error', message: `the relay's broadcast has no video this viewer plays (${entry?.codec ?? 'none'})` });
   }
 
   /**

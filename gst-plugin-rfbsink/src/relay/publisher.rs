@@ -23,8 +23,9 @@ const AUDIO_GROUP_US: i64 = 100_000;
 /// The name of the sound's track in the broadcast.
 const AUDIO_TRACK: &str = "audio0";
 /// How long a track keeps a group that is no longer the newest for a subscriber that asks for
-/// it: live viewers skip to the newest group at once; the newest is always kept. A short
-/// retention bounds the memory a publisher holds (hang's media default is 30 s, for HLS egress).
+/// it: live viewers skip to the newest group at once; the newest is always kept (hang's media
+/// default is 30 s, for HLS egress). It is a promise to subscribers, measured in timestamps, not
+/// what frees memory: the cache pool below does that, with the same 2 s as its idle window.
 const GROUP_MAX_AGE: Duration = Duration::from_secs(2);
 /// What the groups in memory may hold at most (moq's cache pool: a target it evicts the oldest
 /// towards as tracks write; the newest group of each track is always kept). Its default is no
