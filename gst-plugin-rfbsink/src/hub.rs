@@ -390,6 +390,9 @@ pub(crate) struct Client {
     messages_rejected: AtomicU64,
     /// The path's figures, where the transport reports them (WebRTC).
     network: Mutex<Option<NetworkStats>>,
+    /// A WebRTC peer's receiver reports, which stand in for the acks it does not send; None
+    /// for the other transports.
+    rtcp: Mutex<Option<crate::rtcp::Feedback>>,
     /// The buttons held as the client's last in-order pointer message said (GStreamer's masks):
     /// a pointer move in a datagram that says otherwise was sent before that message and
     /// overtook it (docs/protocol.md, "WebTransport").
@@ -415,6 +418,7 @@ impl Client {
             input_ignored: AtomicU64::new(0),
             messages_rejected: AtomicU64::new(0),
             network: Mutex::default(),
+            rtcp: Mutex::default(),
             ordered_buttons: AtomicU32::new(0),
         }
     }
@@ -813,6 +817,9 @@ impl Client {
         q.switches += 1;
         // What it was sent of the old rendition is no latency of the one it now decodes.
         self.counters.lock().unwrap().forget_in_flight();
+        if let Some(rtcp) = self.rtcp.lock().unwrap().as_mut() {
+            rtcp.reset();
+        }
         let _ = q.push_text(Item::Text(announce));
         q.push(Item::Frame(frame.clone()));
         drop(q);
@@ -865,6 +872,20 @@ impl Client {
     pub fn rate_sample(&self) -> Sample {
         let now = Instant::now();
         let dropped = self.queue.lock().unwrap().frames_dropped;
+        if let Some(rtcp) = self.rtcp.lock().unwrap().as_ref() {
+            let (floors, floor) = rtcp.round_trips();
+            return Sample {
+                floors,
+                floor,
+                client_id: self.id,
+                acking_for: rtcp.reporting_for(now),
+                delivered_bps: rtcp.delivered_bps(now),
+                queued: rtcp.queued(),
+                lossy: rtcp.lost_share(now) > crate::rtcp::LOSS_LIMIT,
+                dropped,
+                ..Sample::default()
+            };
+        }
         let mut c = self.counters.lock().unwrap();
         let queued = c.oldest_in_flight(now).unwrap_or_default();
         let (floors, floor) = c.latency_floors(now, crate::rate::FLOOR_WINDOW);
@@ -881,12 +902,21 @@ impl Client {
             floor,
             dropped,
             capacity_bps: c.capacity_bps(now),
+            lossy: false,
         }
     }
 
-    /// The transport's figures for the path (WebRTC: RTCP round trip, jitter, loss).
-    pub fn set_network(&self, network: NetworkStats) {
+    /// The transport's figures for the path (WebRTC: RTCP round trip, jitter, loss), and a
+    /// WebRTC peer's last receiver report of its video, read at `now`.
+    pub fn set_network(&self, network: NetworkStats, report: Option<crate::rtcp::Report>) {
         *self.network.lock().unwrap() = Some(network);
+        if let Some(report) = report {
+            self.rtcp
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Default::default)
+                .report(Instant::now(), report);
+        }
     }
 
     pub fn stats(&self) -> ClientStats {
@@ -913,6 +943,9 @@ impl Client {
             stats.audio_dropped = q.audio_dropped;
         }
         self.counters.lock().unwrap().fill(&mut stats);
+        if let Some(rtcp) = self.rtcp.lock().unwrap().as_ref() {
+            stats.delivered_bps = rtcp.delivered_bps(Instant::now());
+        }
         stats
     }
 }

@@ -5,11 +5,12 @@
 //! control reads, rate.rs), and switches the viewers it names at the next keyframe of their new
 //! rendition.
 //!
-//! The rule, per viewer that acknowledges frames (a WebRTC peer does not: it stays where it is):
-//! - Down, at once (`check`, about every 100 ms): a viewer whose oldest unacknowledged frame is
-//!   older than `rate::QUEUE_LIMIT` (or for which the hub dropped frames since the last tick)
-//!   goes to the best rendition whose rate is at most `FIT` times what its link delivered, or
-//!   the lowest when none fits.
+//! The rule, per viewer that acknowledges frames (a WebRTC peer's receiver reports stand in for
+//! acks, rtcp.rs):
+//! - Down, at once (`check`, about every 100 ms): a congested viewer (`Sample::congested`: its
+//!   oldest unacknowledged frame older than `rate::QUEUE_LIMIT`, or its link losing packets), or
+//!   one for which the hub dropped frames since the last tick, goes to the best rendition whose
+//!   rate is at most `FIT` times what its link delivered, or the lowest when none fits.
 //! - Up (`tick`, about every second), one rendition at a time, after a wait of calm ticks:
 //!   `UP_WAIT_MIN` for a viewer that never queued or whose last try held, `DOWN_WAIT` after its
 //!   link queued and it moved down, twice the last wait (at least `2 * DOWN_WAIT`, at most
@@ -28,7 +29,7 @@
 
 use std::collections::HashMap;
 
-use crate::rate::{Sample, QUEUE_LIMIT};
+use crate::rate::Sample;
 
 /// A rendition fits a link when its rate is at most this much of what the link delivered.
 const FIT: f64 = 0.85;
@@ -158,7 +159,7 @@ impl Ladder {
                 .unwrap_or_else(|| Climber::new(seat.sample.dropped));
             let skipped = seat.sample.dropped > climber.dropped;
             climber.dropped = seat.sample.dropped;
-            if !skipped && seat.sample.queued <= QUEUE_LIMIT {
+            if !skipped && !seat.sample.congested() {
                 climber.calm += 1;
                 if let Some(t) = &mut climber.trying {
                     *t += 1;
@@ -216,7 +217,7 @@ impl Ladder {
                 .entry(s.client_id)
                 .or_insert_with(|| Climber::new(s.dropped));
             let skipped = tick && s.dropped > climber.dropped;
-            if s.queued <= QUEUE_LIMIT && !skipped {
+            if !s.congested() && !skipped {
                 continue;
             }
             climber.congested();

@@ -26,6 +26,7 @@ mod raw;
 mod relay;
 mod reply;
 pub mod rfbsink;
+mod rtcp;
 mod runtime;
 mod server;
 mod session;

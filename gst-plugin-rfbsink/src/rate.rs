@@ -7,7 +7,9 @@
 //!
 //! The rule, per viewer that acknowledges frames: a viewer is *congested* when its oldest
 //! unacknowledged live frame is older than `QUEUE_LIMIT`, or the hub dropped frames for it
-//! since the last tick. Under the `slowest` policy, the target then falls to the lowest of the
+//! since the last tick. A WebRTC peer acknowledges nothing: its receiver reports stand in
+//! (rtcp.rs), its queue the round trip above its quickest, and it is also congested while its
+//! link loses more than `rtcp::LOSS_LIMIT` of what is sent. Under the `slowest` policy, the target then falls to the lowest of the
 //! congested viewers' delivery rates times `BACKOFF` (below the link's rate, so that its queue
 //! drains), never below `min`. In a tick in which the hub dropped frames for a viewer (it skipped
 //! to a keyframe, and got little), its delivery rate is the best of its last `SKIP_TICKS` ticks:
@@ -124,6 +126,16 @@ pub(crate) struct Sample {
     pub dropped: u64,
     /// What its link carries at least (`ClientCounters::capacity_bps`), when measured.
     pub capacity_bps: Option<u64>,
+    /// Its link lost more than `rtcp::LOSS_LIMIT` of what was sent to it lately (a WebRTC
+    /// peer's receiver reports, rtcp.rs): congested, as a queue past `QUEUE_LIMIT` is.
+    pub lossy: bool,
+}
+
+impl Sample {
+    /// Its link takes less than it is sent: a queue past `QUEUE_LIMIT`, or losses.
+    pub fn congested(&self) -> bool {
+        self.queued > QUEUE_LIMIT || self.lossy
+    }
 }
 
 /// The controller's state: the target and what it remembers of each viewer.
@@ -200,7 +212,7 @@ impl RateController {
                 .min()
         };
         // A queue past the limit, else one that grows (once per tick each).
-        let (delivered, deep) = match lowest(|s| s.queued > QUEUE_LIMIT) {
+        let (delivered, deep) = match lowest(Sample::congested) {
             Some(delivered) => (delivered, true),
             None if self.eased_since_tick => return None,
             None => (lowest(rising)?, false),
@@ -244,7 +256,7 @@ impl RateController {
             }
             viewer.delivered.push_back(s.delivered_bps);
             let skipped = s.dropped > viewer.dropped;
-            if s.queued > QUEUE_LIMIT || skipped {
+            if s.congested() || skipped {
                 let delivered = if skipped {
                     viewer.delivered.iter().copied().max().unwrap_or(0)
                 } else {

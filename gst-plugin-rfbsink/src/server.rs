@@ -51,6 +51,8 @@ pub(crate) struct ServerSettings {
     pub limits: Limits,
     pub stun_server: Option<String>,
     pub turn_server: Option<String>,
+    /// The UDP ports WebRTC peers' media may use (`webrtc-ports`), first and last.
+    pub webrtc_ports: Option<(u16, u16)>,
     /// The relay the element publishes to (`relay-url`): `/rfb.json` names it and the viewer
     /// page may connect to it (`?relay`).
     pub relay: Option<RelaySettings>,
@@ -268,6 +270,7 @@ impl Server {
         let webrtc = WebRtc::new(IceSettings {
             stun_server: settings.stun_server.clone(),
             turn_server: settings.turn_server.clone(),
+            ports: settings.webrtc_ports,
             local_address: Some(local.ip()),
         });
         server.http = Some(bound.serve(tls_config, ctx, discovery, webrtc));

@@ -73,12 +73,14 @@ function sh(cmd) {
  * Holds what leaves port `port` (TCP and UDP: the WebSocket and WebTransport) on this
  * namespace's loopback to `kbit` behind a 300 ms queue (a token bucket, `tc qdisc ... tbf`;
  * netem is not in these kernels); what comes back is free. `to: true`: what goes to `port`
- * instead (a client's upload to a server there). Only inside runInPrivateNetns.
+ * instead (a client's upload to a server there). `mask`: the ports whose bits under it match
+ * `port`'s (0xfff0: 16 ports from a multiple of 16, e.g. the element's `webrtc-ports`). Only
+ * inside runInPrivateNetns.
  * @param {number} port
  * @param {number} kbit
- * @param {{to?: boolean}} [options]
+ * @param {{to?: boolean, mask?: number}} [options]
  */
-export function shapeLink(port, kbit, { to = false } = {}) {
+export function shapeLink(port, kbit, { to = false, mask = 0xffff } = {}) {
   if (process.env.RFB_E2E_NETNS !== '1') throw new Error('shapeLink: only inside a private network namespace');
   // lo's 64 KiB packets are larger than the bucket's burst, and tbf drops those: 1500, as a link.
   sh('ip link set lo mtu 1500');
@@ -86,7 +88,7 @@ export function shapeLink(port, kbit, { to = false } = {}) {
   sh('tc class replace dev lo parent 1: classid 1:10 htb rate 10gbit');
   sh('tc class replace dev lo parent 1: classid 1:20 htb rate 10gbit');
   sh(`tc qdisc replace dev lo parent 1:20 handle 20: tbf rate ${kbit}kbit burst 16kb latency 300ms`);
-  sh(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip ${to ? 'dport' : 'sport'} ${port} 0xffff flowid 1:20`);
+  sh(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip ${to ? 'dport' : 'sport'} ${port} 0x${mask.toString(16)} flowid 1:20`);
 }
 
 /** Undoes shapeLink. */

@@ -100,6 +100,7 @@ struct Settings {
     max_latency_ms: u32,
     stun_server: Option<String>,
     turn_server: Option<String>,
+    webrtc_ports: Option<String>,
     rate_control: RateControl,
     min_bitrate_kbps: u32,
     max_bitrate_kbps: u32,
@@ -136,6 +137,7 @@ impl Default for Settings {
             max_latency_ms: DEFAULT_MAX_LATENCY_MS,
             stun_server: None,
             turn_server: None,
+            webrtc_ports: None,
             rate_control: DEFAULT_RATE_CONTROL,
             min_bitrate_kbps: DEFAULT_MIN_BITRATE,
             max_bitrate_kbps: DEFAULT_MAX_BITRATE,
@@ -191,7 +193,26 @@ impl Settings {
             limits,
             stun_server: self.stun_server.clone(),
             turn_server: self.turn_server.clone(),
+            webrtc_ports: self.webrtc_ports()?,
             relay: None,
+        })
+    }
+
+    /// `webrtc-ports` as the first and last port, checked.
+    fn webrtc_ports(&self) -> Result<Option<(u16, u16)>, gst::ErrorMessage> {
+        let Some(text) = &self.webrtc_ports else {
+            return Ok(None);
+        };
+        let range = text.split_once('-').and_then(|(first, last)| {
+            let first = first.trim().parse::<u16>().ok()?;
+            let last = last.trim().parse::<u16>().ok()?;
+            (first > 0 && first <= last).then_some((first, last))
+        });
+        range.map(Some).ok_or_else(|| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("webrtc-ports is {text:?}: give the first and last UDP port, e.g. 40000-40099")
+            )
         })
     }
 
@@ -996,6 +1017,11 @@ impl ObjectImpl for RfbSink {
                     .blurb("WebRTC peers: a TURN relay, turn(s)://user:password@host:port, for viewers no direct path reaches; none by default")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("webrtc-ports")
+                    .nick("WebRTC ports")
+                    .blurb("WebRTC peers: the UDP ports their media may use, first-last (e.g. 40000-40099, for a firewall); any free port by default")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("https")
                     .nick("HTTPS")
                     .blurb("Serve the page and WebSocket over TLS (https/wss) on the same port, with certificate-file/private-key-file or else a self-signed certificate (a browser asks once); on by itself when certificate-file is set")
@@ -1256,6 +1282,12 @@ impl ObjectImpl for RfbSink {
                     .expect("type checked upstream")
                     .filter(|s| !s.is_empty())
             }
+            "webrtc-ports" => {
+                settings.webrtc_ports = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|s| !s.is_empty())
+            }
             "client-timeout" => {
                 settings.client_timeout_ms = value.get().expect("type checked upstream")
             }
@@ -1348,6 +1380,7 @@ impl ObjectImpl for RfbSink {
                     "view-token" => settings.view_token.to_value(),
                     "allowed-origins" => settings.allowed_origins.to_value(),
                     "stun-server" => settings.stun_server.to_value(),
+                    "webrtc-ports" => settings.webrtc_ports.to_value(),
                     "turn-server" => settings.turn_server.to_value(),
                     "https" => settings.https.to_value(),
                     "client-timeout" => settings.client_timeout_ms.to_value(),

@@ -43,6 +43,8 @@ const RTP_MTU: u32 = 1200;
 pub(crate) struct IceSettings {
     pub stun_server: Option<String>,
     pub turn_server: Option<String>,
+    /// The UDP ports the peers' media may use (`webrtc-ports`), first and last.
+    pub ports: Option<(u16, u16)>,
     /// Host candidates on this address only; every interface when `None` (bound to 0.0.0.0).
     pub local_address: Option<IpAddr>,
 }
@@ -343,6 +345,10 @@ fn webrtcbin(ctx: &Context, ice: &IceSettings) -> Result<gst::Element, OfferErro
     // No ICE-TCP: browsers rarely use it and it would listen on more ports.
     if agent.has_property("ice-tcp") {
         agent.set_property("ice-tcp", false);
+    }
+    if let Some((first, last)) = ice.ports {
+        agent.set_property("min-rtp-port", u32::from(first));
+        agent.set_property("max-rtp-port", u32::from(last));
     }
     if let Some(address) = ice.local_address {
         if !address.is_unspecified() {
@@ -695,6 +701,9 @@ pub(super) async fn run_peer(ctx: &Context, client: Arc<Client>, mut link: Link)
         hub: ctx.hub.clone(),
         config_id: None,
         inband_parameter_sets: false,
+        early: Vec::new(),
+        early_bytes: 0,
+        opened: false,
     };
     let rx = RtcRecv {
         inbound,
@@ -707,39 +716,104 @@ pub(super) async fn run_peer(ctx: &Context, client: Arc<Client>, mut link: Link)
     }
 }
 
-/// The peer's path figures, every second, from webrtcbin's statistics (its RTCP receiver
-/// reports): a WebRTC peer sends no acks, so these stand in for its latency in the stats.
+/// How often a peer's statistics are read: its receiver reports stand in for acks (rtcp.rs).
+const STATS_PERIOD: Duration = Duration::from_millis(500);
+/// Our sender reports go out about this often (RTCP's default is 5 s): the round trip a
+/// receiver report gives is measured from the last one, and is that old.
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The peer's path figures, from webrtcbin's statistics (its RTCP receiver reports), every
+/// `STATS_PERIOD`: a WebRTC peer sends no acks, so these stand in for its latency in the stats
+/// and for its acks in rate control and the ladder.
 async fn poll_network(webrtcbin: gst::Element, client: Arc<Client>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(STATS_PERIOD);
+    let mut quicker_reports = false;
     loop {
         ticks.tick().await;
+        if !quicker_reports {
+            quicker_reports = quicker_sender_reports(&webrtcbin);
+        }
         if let Some(Ok(Some(stats))) = ask(&webrtcbin, "get-stats", &None::<gst::Pad>).await {
-            if let Some(network) = network_stats(&stats) {
-                client.set_network(network);
+            if let Some((network, report)) = network_stats(&stats) {
+                client.set_network(network, report);
             }
         }
     }
 }
 
-/// The `remote-inbound-rtp` entry of webrtcbin's statistics, if the peer reported yet.
-fn network_stats(stats: &gst::StructureRef) -> Option<NetworkStats> {
-    let s = stats
+/// Sends our RTCP sender reports every `SENDER_REPORT_INTERVAL` once the RTP session exists
+/// (true then).
+fn quicker_sender_reports(webrtcbin: &gst::Element) -> bool {
+    let Some(rtpbin) = webrtcbin
+        .downcast_ref::<gst::Bin>()
+        .and_then(|bin| bin.by_name("rtpbin"))
+    else {
+        return true;
+    };
+    let Some(session) =
+        rtpbin.emit_by_name::<Option<glib::Object>>("get-internal-session", &[&0u32])
+    else {
+        return false;
+    };
+    if session.has_property_with_type("rtcp-min-interval", u64::static_type()) {
+        session.set_property(
+            "rtcp-min-interval",
+            SENDER_REPORT_INTERVAL.as_nanos() as u64,
+        );
+    }
+    true
+}
+
+/// The `remote-inbound-rtp` entries of webrtcbin's statistics (the video's first), if the peer
+/// reported yet, and the video's receiver report with what was sent.
+fn network_stats(stats: &gst::StructureRef) -> Option<(NetworkStats, Option<crate::rtcp::Report>)> {
+    let entries: Vec<gst::Structure> = stats
         .iter()
         .filter_map(|(_, v)| v.get::<gst::Structure>().ok())
-        .find(|s| s.name() == "remote-inbound-rtp")?;
+        .collect();
+    let video = |s: &gst::Structure| s.get::<&str>("kind").is_ok_and(|k| k == "video");
+    let remote: Vec<&gst::Structure> = entries
+        .iter()
+        .filter(|s| s.name() == "remote-inbound-rtp")
+        .collect();
+    let s = remote
+        .iter()
+        .find(|s| video(s))
+        .or_else(|| remote.first())
+        .copied()?;
     let seconds = |field: &str| {
         s.get::<f64>(field)
             .map(|v| (v.max(0.0) * 1e6) as u64)
             .unwrap_or(0)
     };
-    Some(NetworkStats {
+    let packets_lost = s
+        .get::<i64>("packets-lost")
+        .or_else(|_| s.get::<i32>("packets-lost").map(i64::from))
+        .unwrap_or(0);
+    let network = NetworkStats {
         rtt_us: seconds("round-trip-time"),
         jitter_us: seconds("jitter"),
-        packets_lost: s
-            .get::<i64>("packets-lost")
-            .or_else(|_| s.get::<i32>("packets-lost").map(i64::from))
-            .unwrap_or(0),
-    })
+        packets_lost,
+    };
+    // Its receiver report's highest sequence number is in the RTP source's own figures; what
+    // was sent, in the outbound entry the report is of.
+    let report = video(s)
+        .then(|| {
+            let source = s.get::<gst::Structure>("gst-rtpsource-stats").ok()?;
+            let local = s.get::<&str>("local-id").ok()?;
+            let sent = entries.iter().find(|e| {
+                e.name() == "outbound-rtp" && e.get::<&str>("id").is_ok_and(|id| id == local)
+            })?;
+            Some(crate::rtcp::Report {
+                highest_seq: u64::from(source.get::<u32>("rb-exthighestseq").ok()?),
+                lost: packets_lost,
+                rtt: Duration::from_micros(network.rtt_us),
+                packets_sent: sent.get::<u64>("packets-sent").ok()?,
+                bytes_sent: sent.get::<u64>("bytes-sent").ok()?,
+            })
+        })
+        .flatten();
+    Some((network, report))
 }
 
 struct RtcSend {
@@ -749,7 +823,17 @@ struct RtcSend {
     config_id: Option<u32>,
     /// The stream's H.264 keyframes carry their SPS and PPS: the payloader adds none.
     inband_parameter_sets: bool,
+    /// Text sent before the data channel opened (the hub's `hello` and `renditions` come at
+    /// once), at most `MAX_EARLY_TEXT` bytes: it goes out when the channel opens. A peer
+    /// without a channel (a WHEP player) never gets it.
+    early: Vec<String>,
+    early_bytes: usize,
+    /// The data channel was open once: text for a channel closed since goes nowhere.
+    opened: bool,
 }
+
+/// Text held for a data channel that has not opened yet, at most.
+const MAX_EARLY_TEXT: usize = 64 * 1024;
 
 impl RtcSend {
     fn dead(&self) -> Result<(), WireError> {
@@ -758,19 +842,38 @@ impl RtcSend {
         }
         Ok(())
     }
+
+    /// The data channel when it is open; the text held for it goes out first.
+    fn open_channel(&mut self) -> Result<Option<gst_webrtc::WebRTCDataChannel>, WireError> {
+        let channel = self.link.channel.lock().unwrap().clone();
+        let Some(channel) =
+            channel.filter(|c| c.ready_state() == gst_webrtc::WebRTCDataChannelState::Open)
+        else {
+            return Ok(None);
+        };
+        self.opened = true;
+        self.early_bytes = 0;
+        for text in std::mem::take(&mut self.early) {
+            channel
+                .send_string_full(Some(&text))
+                .map_err(|e| WireError::Transport(e.to_string()))?;
+        }
+        Ok(Some(channel))
+    }
 }
 
 impl WireSend for RtcSend {
     async fn text(&mut self, text: &str) -> Result<(), WireError> {
         self.dead()?;
-        let channel = self.link.channel.lock().unwrap().clone();
-        let Some(channel) = channel else {
-            // No data channel (a WHEP player): the text has no one to go to.
+        let Some(channel) = self.open_channel()? else {
+            // Not open yet: held for it, within bounds (past them it is dropped, as text for a
+            // peer without a channel is).
+            if !self.opened && self.early_bytes + text.len() <= MAX_EARLY_TEXT {
+                self.early_bytes += text.len();
+                self.early.push(text.to_owned());
+            }
             return Ok(());
         };
-        if channel.ready_state() != gst_webrtc::WebRTCDataChannelState::Open {
-            return Ok(());
-        }
         if channel.buffered_amount() > MAX_CHANNEL_BUFFERED {
             return Err(WireError::Timeout);
         }
@@ -785,6 +888,9 @@ impl WireSend for RtcSend {
 
     async fn frame(&mut self, frame: &Arc<Frame>) -> Result<(), WireError> {
         self.dead()?;
+        if !self.early.is_empty() {
+            self.open_channel()?;
+        }
         if frame.header.refine {
             // A raw still: not video; WebRTC peers see the encoded stream only.
             return Ok(());

@@ -518,6 +518,22 @@ fn an_unresolvable_address_is_a_settings_error() {
 }
 
 #[test]
+fn a_bad_webrtc_port_range_is_a_settings_error_that_shows_the_form() {
+    for range in ["40100-40000", "40000", "0-10", "a-b", "40000-70000"] {
+        let error = start_failure(&format!(
+            "videotestsrc ! jpegenc ! rfbsink port=0 webrtc-ports={range}"
+        ));
+        assert!(error.matches(gst::ResourceError::Settings), "{error}");
+        assert!(
+            error.to_string().contains(&format!(
+                "webrtc-ports is \"{range}\": give the first and last UDP port, e.g. 40000-40099"
+            )),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn unsupported_caps_fail_negotiation() {
     init();
     let pipeline =

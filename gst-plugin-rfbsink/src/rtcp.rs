@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! A WebRTC peer's link, from its RTCP receiver reports (docs/protocol.md, "Rate control"): a
+//! peer sends no acks, but every WebRTC receiver reports what it got, and webrtcbin's statistics
+//! hold its last report. Pure: peer.rs reads the statistics every `webrtc::peer` poll, the hub
+//! makes the peer's rate sample from this (rate.rs, ladder.rs), as it does from a viewer's acks.
+//!
+//! Over the last `WINDOW` of reports:
+//! - **Delivered**: the packets the peer received (the highest sequence number it reported, less
+//!   those it reported lost), times the mean size of the packets sent meanwhile, per second.
+//! - **Lost**: the share of the packets it expected that it reported lost. A link slower than the
+//!   stream drops what its queue cannot hold (a token bucket, a router's buffer): past
+//!   `LOSS_LIMIT` (Google Congestion Control's bound for a decrease) it is congested.
+//! - **Queued**: the round trip (our sender report to its receiver report) above its quickest of
+//!   the last `RTT_WINDOW`: the sender reports wait in the same queue as the media.
+//!
+//! After the peer moves to another rendition (`reset`), what was measured of the old stream is
+//! forgotten: its losses and its round trip say nothing of the new stream's (until the next
+//! sender report, the round trip read is the old one).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The reports an estimate covers.
+pub(crate) const WINDOW: Duration = Duration::from_secs(2);
+/// The share of packets lost past which the link is congested.
+pub(crate) const LOSS_LIMIT: f64 = 0.10;
+/// The quickest round trip is the quickest of this long.
+const RTT_WINDOW: Duration = Duration::from_secs(30);
+/// An estimate of delivery needs reports this far apart at least.
+const MIN_SPAN: Duration = Duration::from_millis(400);
+
+/// What webrtcbin's statistics say of the peer's video: its last receiver report, and what was
+/// sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// The extended highest sequence number it received.
+    pub highest_seq: u64,
+    /// Packets it lost in all (cumulative; may fall with duplicates, as RTP allows).
+    pub lost: i64,
+    /// Our last sender report to its receiver report that echoed it.
+    pub rtt: Duration,
+    /// What was sent to it in all.
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+}
+
+impl Report {
+    /// The same receiver report read again (webrtcbin keeps the last).
+    fn same_report(&self, other: &Report) -> bool {
+        self.highest_seq == other.highest_seq && self.lost == other.lost && self.rtt == other.rtt
+    }
+}
+
+/// One peer's reports.
+#[derive(Debug, Default)]
+pub(crate) struct Feedback {
+    /// When the first report came.
+    first: Option<Instant>,
+    /// Each new report and when it was read, oldest first: those of the last `WINDOW` and the
+    /// one before them (the base the window is measured from).
+    reports: VecDeque<(Instant, Report)>,
+    /// Each new round trip read, and when.
+    rtts: VecDeque<(Instant, Duration)>,
+    /// After `reset`: the round trip read then, not this stream's until it changes.
+    stale_rtt: Option<Duration>,
+}
+
+impl Feedback {
+    /// A reading of webrtcbin's statistics at `now`; one before any receiver report (nothing
+    /// received yet) or the same report read again changes nothing.
+    pub fn report(&mut self, now: Instant, report: Report) {
+        if report.highest_seq == 0 {
+            return;
+        }
+        if let Some((_, last)) = self.reports.back() {
+            if last.same_report(&report) {
+                return;
+            }
+            if report.rtt != last.rtt && self.stale_rtt.is_some_and(|stale| stale != report.rtt) {
+                self.stale_rtt = None;
+            }
+        }
+        self.first.get_or_insert(now);
+        if self.stale_rtt.is_none() && !report.rtt.is_zero() {
+            if self.rtts.back().is_none_or(|(_, rtt)| *rtt != report.rtt) {
+                self.rtts.push_back((now, report.rtt));
+            }
+            while self
+                .rtts
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > RTT_WINDOW)
+            {
+                self.rtts.pop_front();
+            }
+        }
+        self.reports.push_back((now, report));
+        // Keep one report older than the window: the base of the window's differences.
+        while self.reports.len() > 2 && now.duration_since(self.reports[1].0) > WINDOW {
+            self.reports.pop_front();
+        }
+    }
+
+    /// How long since its first receiver report; None when it never sent one.
+    pub fn reporting_for(&self, now: Instant) -> Option<Duration> {
+        self.first.map(|first| now.duration_since(first))
+    }
+
+    /// The window's first and last report, when they span enough and the last is recent.
+    fn span(&self, now: Instant) -> Option<(Duration, &Report, &Report)> {
+        let (first_at, first) = self.reports.front()?;
+        let (last_at, last) = self.reports.back()?;
+        let span = last_at.duration_since(*first_at);
+        (span >= MIN_SPAN && now.duration_since(*last_at) <= WINDOW).then_some((span, first, last))
+    }
+
+    /// Bits per second that reached it over the window; 0 when not known.
+    pub fn delivered_bps(&self, now: Instant) -> u64 {
+        let Some((span, first, last)) = self.span(now) else {
+            return 0;
+        };
+        let expected = last.highest_seq.saturating_sub(first.highest_seq);
+        let lost = u64::try_from(last.lost - first.lost).unwrap_or(0);
+        let packets = last.packets_sent.saturating_sub(first.packets_sent);
+        let bytes = last.bytes_sent.saturating_sub(first.bytes_sent);
+        if packets == 0 {
+            return 0;
+        }
+        // A queue that drains hands over more than was sent meanwhile, but not without bound:
+        // a report that claims more says nothing.
+        let received = expected.saturating_sub(lost).min(2 * packets);
+        let mean = bytes as f64 / packets as f64;
+        (received as f64 * mean * 8.0 / span.as_secs_f64()) as u64
+    }
+
+    /// The share of the packets it expected over the window that it lost (0 to 1).
+    pub fn lost_share(&self, now: Instant) -> f64 {
+        let Some((_, first, last)) = self.span(now) else {
+            return 0.0;
+        };
+        let expected = last.highest_seq.saturating_sub(first.highest_seq);
+        if expected == 0 {
+            return 0.0;
+        }
+        ((last.lost - first.lost).max(0) as f64 / expected as f64).min(1.0)
+    }
+
+    /// The last round trip above the quickest of the last `RTT_WINDOW` (zero when not known).
+    pub fn queued(&self) -> Duration {
+        if self.stale_rtt.is_some() {
+            return Duration::ZERO;
+        }
+        let Some((_, last)) = self.rtts.back() else {
+            return Duration::ZERO;
+        };
+        let quickest = self.rtts.iter().map(|(_, rtt)| *rtt).min().unwrap_or(*last);
+        last.saturating_sub(quickest)
+    }
+
+    /// The last three round trips read, oldest first, and the quickest of the last
+    /// `RTT_WINDOW`: rate control's `rising` reads a queue that grows from them before it is
+    /// deep, as it does from a viewer's acks (rate.rs). None after `reset`, until they change.
+    pub fn round_trips(&self) -> ([Option<Duration>; 3], Option<Duration>) {
+        if self.stale_rtt.is_some() || self.rtts.len() < 3 {
+            return ([None; 3], None);
+        }
+        let n = self.rtts.len();
+        let last = |i: usize| Some(self.rtts[n - 3 + i].1);
+        let quickest = self.rtts.iter().map(|(_, rtt)| *rtt).min();
+        ([last(0), last(1), last(2)], quickest)
+    }
+
+    /// It moved to another stream: the window starts again from the last report, and the last
+    /// round trip counts no more until it changes.
+    pub fn reset(&mut self) {
+        if let Some(last) = self.reports.pop_back() {
+            self.reports.clear();
+            self.stale_rtt = Some(last.1.rtt);
+            self.reports.push_back(last);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// A link that carries `carried` of `sent` packets a second (1000 bytes each), read every
+    /// 500 ms for `seconds`, from `start` (its sequence numbers and counts at `at`).
+    fn run(
+        f: &mut Feedback,
+        at: &mut Instant,
+        state: &mut Report,
+        seconds: u64,
+        sent: u64,
+        carried: u64,
+        rtt: Duration,
+    ) {
+        for _ in 0..seconds * 2 {
+            *at += ms(500);
+            state.highest_seq += sent / 2;
+            state.lost += ((sent - carried) / 2) as i64;
+            state.packets_sent += sent / 2;
+            state.bytes_sent += sent / 2 * 1000;
+            state.rtt = rtt;
+            f.report(*at, *state);
+        }
+    }
+
+    #[test]
+    fn a_free_link_delivers_what_was_sent_and_loses_nothing() {
+        let mut f = Feedback::default();
+        let mut at = Instant::now();
+        let mut state = Report {
+            highest_seq: 20_000,
+            ..Default::default()
+        };
+        assert_eq!(f.reporting_for(at), None);
+        run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
+        assert_eq!(f.delivered_bps(at), 2_400_000, "300 packets of 1000 bytes");
+        assert_eq!(f.lost_share(at), 0.0);
+        assert_eq!(f.queued(), Duration::ZERO);
+        assert_eq!(f.reporting_for(at), Some(ms(3500)));
+    }
+
+    #[test]
+    fn a_slow_link_delivers_what_it_carries_loses_the_rest_and_queues() {
+        let mut f = Feedback::default();
+        let mut at = Instant::now();
+        let mut state = Report {
+            highest_seq: 1,
+            ..Default::default()
+        };
+        run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
+        // 1.2 Mbit/s of a 2.4 Mbit/s stream, a 300 ms queue.
+        run(&mut f, &mut at, &mut state, 3, 300, 150, ms(301));
+        assert_eq!(f.delivered_bps(at), 1_200_000);
+        assert!((f.lost_share(at) - 0.5).abs() < 1e-9);
+        assert_eq!(f.queued(), ms(300));
+    }
+
+    #[test]
+    fn a_growing_queue_shows_in_the_last_round_trips() {
+        let mut f = Feedback::default();
+        let mut at = Instant::now();
+        let mut state = Report {
+            highest_seq: 1,
+            ..Default::default()
+        };
+        assert_eq!(f.round_trips(), ([None; 3], None));
+        for rtt in [2, 1, 2, 10, 20, 40] {
+            run(&mut f, &mut at, &mut state, 1, 300, 300, ms(rtt));
+        }
+        assert_eq!(
+            f.round_trips(),
+            ([Some(ms(10)), Some(ms(20)), Some(ms(40))], Some(ms(1)))
+        );
+        f.reset();
+        assert_eq!(f.round_trips(), ([None; 3], None));
+    }
+
+    #[test]
+    fn the_same_report_read_again_is_not_a_new_one() {
+        let mut f = Feedback::default();
+        let mut at = Instant::now();
+        let mut state = Report {
+            highest_seq: 1,
+            ..Default::default()
+        };
+        run(&mut f, &mut at, &mut state, 2, 300, 300, ms(1));
+        let before = f.reports.len();
+        f.report(at + ms(500), state);
+        assert_eq!(f.reports.len(), before);
+        // Reports stop: nothing is known of its link after a window.
+        assert_eq!(f.delivered_bps(at + WINDOW + ms(1)), 0);
+    }
+
+    #[test]
+    fn no_report_yet_is_no_estimate() {
+        let mut f = Feedback::default();
+        let at = Instant::now();
+        f.report(
+            at,
+            Report {
+                packets_sent: 100,
+                bytes_sent: 100_000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(f.reporting_for(at), None);
+        assert_eq!(f.delivered_bps(at), 0);
+    }
+
+    #[test]
+    fn after_a_move_the_old_losses_and_round_trip_are_forgotten() {
+        let mut f = Feedback::default();
+        let mut at = Instant::now();
+        let mut state = Report {
+            highest_seq: 1,
+            ..Default::default()
+        };
+        run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
+        run(&mut f, &mut at, &mut state, 2, 300, 150, ms(301));
+        f.reset();
+        assert_eq!(f.queued(), Duration::ZERO, "the old round trip");
+        assert_eq!(f.lost_share(at), 0.0);
+        // The small stream fits: no loss; the old round trip read again still does not count.
+        run(&mut f, &mut at, &mut state, 1, 40, 40, ms(301));
+        assert_eq!(f.lost_share(at), 0.0);
+        assert_eq!(f.queued(), Duration::ZERO);
+        assert_eq!(f.delivered_bps(at), 320_000);
+        // A new sender report's round trip: the queue drained.
+        run(&mut f, &mut at, &mut state, 1, 40, 40, ms(2));
+        assert_eq!(f.queued(), ms(1));
+    }
+
+    #[test]
+    fn a_lying_report_gives_no_more_than_was_sent() {
+        let mut f = Feedback::default();
+        let mut at = Instant::now();
+        let mut state = Report {
+            highest_seq: 1,
+            ..Default::default()
+        };
+        run(&mut f, &mut at, &mut state, 2, 300, 300, ms(1));
+        // It claims a million packets and negative losses: what it was delivered is at most
+        // twice what was sent over the window, and losses never go below zero.
+        state.highest_seq += 1_000_000;
+        state.lost -= 500;
+        state.packets_sent += 150;
+        state.bytes_sent += 150_000;
+        at += ms(500);
+        f.report(at, state);
+        assert!(
+            f.delivered_bps(at) <= 2 * 2_400_000,
+            "{}",
+            f.delivered_bps(at)
+        );
+        assert_eq!(f.lost_share(at), 0.0);
+    }
+}

@@ -1,0 +1,108 @@
+// WebRTC peers on links slower than the stream (docs/protocol.md, "Rate control" and
+// "Renditions"): a peer sends no acks, so its RTCP receiver reports stand in (what it received
+// and lost, the round trip). What the element's WebRTC ports send (`webrtc-ports`) is held to a
+// slow rate behind a 300 ms queue (a token bucket on the loopback of a private network namespace
+// this file makes; netns.mjs), and the real viewer plays with ?transport=webrtc in headless
+// Chromium. Before receiver reports counted, such a peer showed 0-8 frames a second for good:
+// the encoder kept its rate and the peer stayed on the large rendition.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Viewer, assertPluginBuilt, launchBrowser, requireElements, startPipeline, withQuery } from './lib.mjs';
+import { runInPrivateNetns, shapeLink, unshapeLink } from './netns.mjs';
+
+runInPrivateNetns('webrtc-links.test');
+
+/** The element's WebRTC media ports: 16 from a multiple of 16, so that one filter holds them. */
+const FIRST_PORT = 40000;
+const PORTS = `webrtc-ports=${FIRST_PORT}-${FIRST_PORT + 15}`;
+const X264 = 'x264enc tune=zerolatency speed-preset=ultrafast';
+const SOURCE = 'videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=640,height=360,framerate=30/1';
+
+/** @type {Awaited<ReturnType<typeof launchBrowser>> | undefined} */
+let browser;
+before(async () => {
+  assertPluginBuilt();
+  browser = await launchBrowser();
+});
+after(async () => {
+  unshapeLink();
+  await browser?.close();
+});
+
+/**
+ * Plays `line` to a WebRTC viewer, slows what the element's WebRTC ports send to `kbit` once the
+ * viewer shows frames, and then, each second for `seconds`, reads the viewer's frames decoded
+ * and rendition and the encoder's target.
+ */
+async function watchOverWebRtc(line, kbit, seconds) {
+  const pipeline = await startPipeline(line);
+  /** @type {Viewer | null} */
+  let viewer = null;
+  try {
+    viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'transport=webrtc'));
+    const details = () => `${viewer?.logs()}\n${pipeline.logs()}`;
+    await viewer.waitForStats((s) => s.transport === 'webrtc' && s.framesDecoded >= 30, 'frames over WebRTC', { extra: pipeline.logs, timeoutMs: 30_000 });
+    shapeLink(FIRST_PORT, kbit, { mask: 0xfff0 });
+    const seen = [];
+    let prev = await viewer.stats();
+    for (let i = 0; i < seconds; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const s = await viewer.stats();
+      const target = pipeline.stats()?.['target-bitrate'];
+      seen.push({ frames: s.framesDecoded - prev.framesDecoded, n: s.renditions?.current ?? 0, width: s.width, targetKbps: target == null ? null : target / 1000 });
+      prev = s;
+    }
+    const logs = details();
+    return { seen, last: prev, details: () => logs };
+  } finally {
+    await viewer?.close();
+    await pipeline.stop();
+    unshapeLink();
+  }
+}
+
+/** The median of `values` (0 for none). */
+function median(values) {
+  const v = [...values].sort((a, b) => a - b);
+  return v.length ? v[Math.floor(v.length / 2)] : 0;
+}
+
+test('a WebRTC peer behind a 700 kbit/s link: x264enc follows it down (its receiver reports), and it shows the stream', { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const kbit = 700;
+  const line = `${SOURCE} ! ${X264} bitrate=2000 key-int-max=60 ! rfbsink name=sink port=0 stats-interval=500 ${PORTS}`;
+  const { seen, last, details } = await watchOverWebRtc(line, kbit, 25);
+  const trace = seen.map((x) => `${x.frames}@${x.targetKbps}`).join(' ');
+  // The first 10 s: the link's queue fills, and the encoder comes down; then the measure.
+  const measured = seen.slice(10);
+  const fps = measured.reduce((a, x) => a + x.frames, 0) / measured.length;
+  const lowest = Math.min(...seen.map((x) => x.targetKbps ?? Infinity));
+  t.diagnostic(`each second, frames@target kbit/s: ${trace}; ${fps.toFixed(1)} fps over the last ${measured.length} s`);
+  assert.ok(lowest < kbit, `x264enc's target (2000 kbit/s) went below the link's ${kbit}: ${trace}\n${details()}`);
+  // A probe upward that passes the link costs a second of frames now and then.
+  assert.ok(fps >= 20, `the stream shown: ${fps.toFixed(1)} fps (${trace})\n${details()}`);
+  assert.equal(last.decodeErrors, 0, details());
+});
+
+test('a WebRTC peer behind a 1.2 Mbit/s link moves to the rendition its link carries, and shows it at its full rate', { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc', 'videoscale'])) return;
+  const line = `${SOURCE} ! tee name=t `
+    + `t. ! queue ! ${X264} key-int-max=30 bitrate=3000 ! sink. `
+    + `t. ! queue ! videoscale ! video/x-raw,width=320,height=180 ! ${X264} key-int-max=30 bitrate=300 ! sink.rendition_1 `
+    + `rfbsink name=sink port=0 rate-control=off ${PORTS}`;
+  const { seen, last, details } = await watchOverWebRtc(line, 1200, 30);
+  const trace = seen.map((x) => x.n).join('');
+  const movedAfter = seen.findIndex((x) => x.n === 1 && x.width === 320);
+  // Each second on the small one after the move, but for seconds at a move (the last one a
+  // try up that fell back).
+  const onSmall = seen.filter((x, i) => i > 0 && x.n === 1 && seen[i - 1].n === 1).map((x) => x.frames);
+  const fps = median(onSmall);
+  t.diagnostic(`each second, the rendition: ${trace} (frames ${seen.map((x) => x.frames).join(' ')}); on the small one after ${movedAfter + 1} s, median ${fps} fps`);
+  assert.ok(movedAfter >= 0 && movedAfter < 8, `moved to the small rendition within 8 s: ${trace}\n${details()}`);
+  assert.ok(seen.filter((x) => x.n === 1).length >= 20, `mostly on the small rendition: ${trace}\n${details()}`);
+  const longestUp = Math.max(...trace.slice(movedAfter).split('1').map((run) => run.length));
+  assert.ok(longestUp < 8, `a try of the large one lasted ${longestUp} s: ${trace}\n${details()}`);
+  assert.ok(fps >= 25, `median ${fps} fps on the small rendition (${seen.map((x) => x.frames).join(' ')})\n${details()}`);
+  assert.equal(last.decodeErrors, 0, details());
+});
