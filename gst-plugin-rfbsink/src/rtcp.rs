@@ -5,7 +5,8 @@
 //! hold its last report. Pure: peer.rs reads the statistics every `webrtc::peer` poll, the hub
 //! makes the peer's rate sample from this (rate.rs, ladder.rs), as it does from a viewer's acks.
 //!
-//! Over the last `WINDOW` of reports:
+//! Over the last `WINDOW` of reports (and the one before, from which it is measured: a peer
+//! that reports less often than that is measured over its last two):
 //! - **Delivered**: the packets the peer received (the highest sequence number it reported, less
 //!   those it reported lost), times the mean size of the packets sent meanwhile, per second.
 //! - **Lost**: the share of the packets it expected that it reported lost. A link slower than the
@@ -29,6 +30,10 @@ pub(crate) const LOSS_LIMIT: f64 = 0.10;
 const RTT_WINDOW: Duration = Duration::from_secs(30);
 /// An estimate of delivery needs reports this far apart at least.
 const MIN_SPAN: Duration = Duration::from_millis(400);
+/// Reports older than this tell nothing of the link now. Browsers report about every second;
+/// GStreamer's webrtcbin (a WHEP client such as whepclientsrc) every 2.5-7.5 s, RTCP's default:
+/// its window is then its last two reports.
+const STALE: Duration = Duration::from_secs(8);
 
 /// What webrtcbin's statistics say of the peer's video: its last receiver report, and what was
 /// sent.
@@ -106,12 +111,12 @@ impl Feedback {
         self.first.map(|first| now.duration_since(first))
     }
 
-    /// The window's first and last report, when they span enough and the last is recent.
+    /// The window's first and last report, when they span enough and the last is not stale.
     fn span(&self, now: Instant) -> Option<(Duration, &Report, &Report)> {
         let (first_at, first) = self.reports.front()?;
         let (last_at, last) = self.reports.back()?;
         let span = last_at.duration_since(*first_at);
-        (span >= MIN_SPAN && now.duration_since(*last_at) <= WINDOW).then_some((span, first, last))
+        (span >= MIN_SPAN && now.duration_since(*last_at) <= STALE).then_some((span, first, last))
     }
 
     /// Bits per second that reached it over the window; 0 when not known.
@@ -275,8 +280,39 @@ mod tests {
         let before = f.reports.len();
         f.report(at + ms(500), state);
         assert_eq!(f.reports.len(), before);
-        // Reports stop: nothing is known of its link after a window.
-        assert_eq!(f.delivered_bps(at + WINDOW + ms(1)), 0);
+        // Reports stop: nothing is known of its link after a while.
+        assert_eq!(f.delivered_bps(at + ms(1000)), 2_400_000);
+        assert_eq!(f.delivered_bps(at + STALE + ms(1)), 0);
+    }
+
+    #[test]
+    fn a_peer_that_reports_every_five_seconds_is_measured_over_its_last_two() {
+        let mut f = Feedback::default();
+        let mut at = Instant::now();
+        let mut state = Report {
+            highest_seq: 1,
+            ..Default::default()
+        };
+        // Read every 500 ms; a new report every 5 s (the same one read in between).
+        for i in 1..=30u64 {
+            at += ms(500);
+            if i % 10 == 0 {
+                state.highest_seq += 1500;
+                state.lost += 750;
+                state.rtt = ms(1 + i);
+            }
+            state.packets_sent += 150;
+            state.bytes_sent += 150_000;
+            f.report(at, state);
+        }
+        // 750 of 1500 packets a 5 s, 1000 bytes each.
+        assert_eq!(f.delivered_bps(at), 1_200_000);
+        assert!((f.lost_share(at) - 0.5).abs() < 1e-9);
+        assert_eq!(
+            f.delivered_bps(at + ms(4900)),
+            1_200_000,
+            "until its next report"
+        );
     }
 
     #[test]

@@ -137,6 +137,9 @@ const ENCODERS = {
  * @typedef {{name: string, kind: 'rfb' | 'webrtc', codec: string, width: number, height: number, fps: number, viewers: number, transport: string, natural?: boolean, serve?: boolean}} Scenario
  */
 
+/** rfbsink's WebRTC media ports in the bench ([first, mask]: 16 ports, one filter holds them). */
+const RFB_RTC_PORTS = /** @type {[number, number]} */ ([40000, 0xfff0]);
+
 /** The shaped viewer of the two-links scenarios connects to this address (an HTB class on lo). */
 const SHAPED_ADDRESS = '10.77.0.2';
 /** The ladder's rendition in the two-links scenario: half the size, a bitrate under 0.85 x 700. */
@@ -224,6 +227,14 @@ function scenarios(quick, transports) {
   for (const peers of [1, 8, 32]) {
     list.push({
       name: `rfb-webrtc h264 1280x720@30 ${peers}p`, kind: 'rfb-webrtc', codec: 'h264', width: 1280, height: 720, fps: 30, viewers: peers, transport: 'webrtc',
+    });
+  }
+  // rfbsink's WebRTC peer on the slow links, its rate control fed by the peer's receiver
+  // reports, against webrtcsink's GCC on the same links.
+  for (const v of quick ? ['700k'] : ['700k', 'step']) {
+    list.push({
+      name: `rfb-webrtc h264 1280x720@30 1p ${v} rc`, kind: 'rfb-webrtc', codec: 'h264', width: 1280, height: 720, fps: 30, viewers: 1, transport: 'webrtc',
+      shape: SHAPES[v], shapeName: v, rateControl: true,
     });
   }
   if (!quick) {
@@ -710,7 +721,8 @@ async function runWebrtc(sc, ctx) {
   const args = ours
     // Bound to the veth address: libnice (the WHEP peers of whepclients.py) does not pair its
     // host candidates with a loopback one; Chromium does, but both get the same path here.
-    ? ['--mode', 'rfb', '--sink', `rfbsink port=0 address=${RTC_ADDRESS} stats-interval=1000 max-clients=64 allowed-origins=${ctx.base}`]
+    ? ['--mode', 'rfb', '--sink', `rfbsink port=0 address=${RTC_ADDRESS} stats-interval=1000 max-clients=64 allowed-origins=${ctx.base} `
+      + `webrtc-ports=${RFB_RTC_PORTS[0]}-${RFB_RTC_PORTS[0] + 15}${sc.rateControl ? ' rate-control=slowest' : ''}`]
     : ['--mode', sc.kind];
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), ...args, '--width', String(sc.width), '--height', String(sc.height),
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)],
@@ -774,8 +786,10 @@ async function runWebrtc(sc, ctx) {
     }
     const clock = await page.evaluate(() => window.benchClock());
     if (sc.busy) recorder = await startRecorder(page, { streamWidth: sc.width, box: laidOut(sc) });
-    // webrtcsink sends from its ICE ports (source.py pins them to a range).
-    const sender = reference ? { range: (await source.waitFor((e) => e.event === 'rtp-ports', 'rtp-ports')).range } : null;
+    // webrtcsink sends from its ICE ports (source.py pins them to a range); rfbsink from its
+    // `webrtc-ports`.
+    const sender = reference ? { range: (await source.waitFor((e) => e.event === 'rtp-ports', 'rtp-ports')).range }
+      : ours ? { range: RFB_RTC_PORTS } : null;
     if (sc.shape) shapeServer(sc.shape.kbit, sender);
     // Behind a shaped link: time for the queue to fill, and for congestion control to settle.
     await sleep(sc.shape ? 4 * WARMUP_MS : WARMUP_MS);
