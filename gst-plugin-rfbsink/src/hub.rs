@@ -882,6 +882,7 @@ impl Client {
                 delivered_bps: rtcp.delivered_bps(now),
                 queued: rtcp.queued(),
                 lossy: rtcp.lost_share(now) > crate::rtcp::LOSS_LIMIT,
+                reports: true,
                 dropped,
                 ..Sample::default()
             };
@@ -903,6 +904,7 @@ impl Client {
             dropped,
             capacity_bps: c.capacity_bps(now),
             lossy: false,
+            reports: false,
         }
     }
 

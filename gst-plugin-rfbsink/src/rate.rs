@@ -15,7 +15,9 @@
 //! to a keyframe, and got little), its delivery rate is the best of its last `SKIP_TICKS` ticks:
 //! a second of skipping says little of its link. After `CALM_TICKS` ticks without congestion it
 //! probes upward, by 10 % the first tick and faster each calm tick after (20 %, then 25 %), up
-//! to `max`: a freed link is back at full quality within seconds. Near the rate at which the last
+//! to `max`: a freed link is back at full quality within seconds. While a WebRTC peer counts,
+//! by 10 % a tick at most (`REPORTS_MAX_STEP`), and its ceiling (below) is forgotten only after
+//! `REPORTS_PAST_TICKS` ticks past it: its reports show a queue later than acks do. Near the rate at which the last
 //! congestion came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP`
 //! only; once the stream (the target, where the encoder's rate is not known) is 5 % past it
 //! without congestion the ceiling is forgotten and the probe starts again at 10 %: the ceiling
@@ -86,6 +88,13 @@ const PROBE_FIRST_STEP: f64 = 0.10;
 /// ...up to this much a tick: a step is also how far past the link a probe may overshoot
 /// before `check` sees the queue (0.25 of the link fills 120 ms in about half a second).
 const PROBE_MAX_STEP: f64 = 0.25;
+/// The most a probe steps while a viewer that counts is a WebRTC peer: its receiver reports
+/// show a queue a second or two after it starts (acks, within a few hundred milliseconds), and
+/// each 25 % step meanwhile is that much more to drain.
+const REPORTS_MAX_STEP: f64 = 0.10;
+/// Calm ticks the stream must be past the ceiling before it is forgotten while a WebRTC peer
+/// counts (1 otherwise).
+const REPORTS_PAST_TICKS: u32 = 3;
 /// The probe's step within `NEAR` of the ceiling.
 const NEAR_STEP: f64 = 0.05;
 const NEAR: f64 = 0.05;
@@ -129,6 +138,8 @@ pub(crate) struct Sample {
     /// Its link lost more than `rtcp::LOSS_LIMIT` of what was sent to it lately (a WebRTC
     /// peer's receiver reports, rtcp.rs): congested, as a queue past `QUEUE_LIMIT` is.
     pub lossy: bool,
+    /// Its figures come from receiver reports (a WebRTC peer), a second or so behind its link.
+    pub reports: bool,
 }
 
 impl Sample {
@@ -149,6 +160,8 @@ pub(crate) struct RateController {
     calm: u32,
     /// The delivery rate at the last congestion: probing slows near it.
     ceiling: Option<u64>,
+    /// Calm ticks in a row with the stream 5 % past the ceiling.
+    past_ceiling: u32,
     /// `check` cut since the last tick.
     cut_since_tick: bool,
     /// `check` eased for a growing queue since the last tick.
@@ -178,6 +191,7 @@ impl RateController {
             target_bps: max_bps,
             calm: 0,
             ceiling: None,
+            past_ceiling: 0,
             cut_since_tick: false,
             eased_since_tick: false,
             after_drain: None,
@@ -219,6 +233,7 @@ impl RateController {
         };
         self.calm = 0;
         self.ceiling = Some(delivered);
+        self.past_ceiling = 0;
         let bound = |f: f64| {
             ((delivered as f64 * f) as u64)
                 .clamp(self.min_bps, self.max_bps)
@@ -290,6 +305,7 @@ impl RateController {
                 self.calm = 0;
                 if delivered > 0 {
                     self.ceiling = Some(delivered);
+                    self.past_ceiling = 0;
                 }
                 // Still queueing after a drain: once it drains, no higher than this estimate.
                 self.after_drain = self.after_drain.map(|a| a.min(estimate));
@@ -310,15 +326,29 @@ impl RateController {
                 // What went through the link: the encoder's stream where known (a target the
                 // encoder does not use has not been through it).
                 let sent = self.stream_bps.map_or(target, |s| s as f64);
+                let reports = samples.iter().any(|s| counts(s) && s.reports);
                 if self.ceiling.is_some_and(|c| sent > c as f64 * (1.0 + NEAR)) {
+                    self.past_ceiling += 1;
+                } else {
+                    self.past_ceiling = 0;
+                }
+                // Receiver reports show a queue a second or two late: past the ceiling for
+                // that long before it counts.
+                let past = if reports { REPORTS_PAST_TICKS } else { 1 };
+                if self.past_ceiling >= past {
                     // Past it with nothing queueing: the link carries more than it delivered
                     // then. The probe starts again from its first step.
                     self.ceiling = None;
+                    self.past_ceiling = 0;
                     self.calm = CALM_TICKS;
                 }
                 let probes = self.calm - CALM_TICKS;
-                let mut step =
-                    (PROBE_FIRST_STEP * 2f64.powi(probes.min(8) as i32)).min(PROBE_MAX_STEP);
+                let max_step = if reports {
+                    REPORTS_MAX_STEP
+                } else {
+                    PROBE_MAX_STEP
+                };
+                let mut step = (PROBE_FIRST_STEP * 2f64.powi(probes.min(8) as i32)).min(max_step);
                 if let Some(ceiling) = self.ceiling.map(|c| c as f64) {
                     if target * (1.0 + step) > ceiling * (1.0 - NEAR) {
                         step = NEAR_STEP;
@@ -438,6 +468,63 @@ mod tests {
             sample(3, 1500, 150),
         ]);
         assert_eq!(t, Some(510_000));
+    }
+
+    #[test]
+    fn with_a_webrtc_peer_counted_the_probe_steps_by_ten_percent_at_most() {
+        let step = |reports: bool| {
+            let mut c = RateController::new(Policy::Slowest, 100_000, 10_000_000);
+            let s = |delivered_kbps, queued_ms| Sample {
+                reports,
+                ..sample(1, delivered_kbps, queued_ms)
+            };
+            c.tick(&[s(1000, 500)]);
+            let mut targets = vec![c.target()];
+            for _ in 0..8 {
+                c.tick(&[s(1000, 20)]);
+                targets.push(c.target());
+            }
+            let steps: Vec<f64> = targets
+                .windows(2)
+                .map(|w| w[1] as f64 / w[0] as f64)
+                .collect();
+            steps.into_iter().fold(1.0, f64::max)
+        };
+        assert!((step(false) - 1.25).abs() < 1e-6, "acks: up to 25 %");
+        assert!((step(true) - 1.10).abs() < 1e-6, "receiver reports: 10 %");
+    }
+
+    #[test]
+    fn with_a_webrtc_peer_counted_the_ceiling_holds_three_ticks_past_it() {
+        // The stream the encoder makes follows the target; the link queued at 600 kbit/s.
+        let climb = |reports: bool| {
+            let mut c = RateController::new(Policy::Slowest, 100_000, 10_000_000);
+            let s = |delivered_kbps, queued_ms| Sample {
+                reports,
+                ..sample(1, delivered_kbps, queued_ms)
+            };
+            c.tick(&[s(600, 500)]);
+            let mut steps = Vec::new();
+            for _ in 0..12 {
+                let before = c.target();
+                c.set_stream_rate(before);
+                c.tick(&[s(before / 1000, 20)]);
+                steps.push(((c.target() as f64 / before as f64 - 1.0) * 100.0).round() as u32);
+            }
+            steps
+        };
+        // Acks: 5 % steps near the ceiling, forgotten one tick past it, then 10, 20, 25 %.
+        let acks = climb(false);
+        assert!(acks.windows(3).any(|w| w == [10, 20, 25]), "{acks:?}");
+        // Reports: 5 % steps until three ticks past it, then 10 % at most.
+        let reports = climb(true);
+        let near = |steps: &[u32]| steps.iter().filter(|&&s| s == 5).count();
+        assert_eq!(
+            near(&reports),
+            near(&acks) + 2,
+            "acks {acks:?}, reports {reports:?}"
+        );
+        assert!(reports.iter().all(|&s| s <= 10), "{reports:?}");
     }
 
     #[test]

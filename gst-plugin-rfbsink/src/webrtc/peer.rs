@@ -760,6 +760,10 @@ fn quicker_sender_reports(webrtcbin: &gst::Element) -> bool {
             "rtcp-min-interval",
             SENDER_REPORT_INTERVAL.as_nanos() as u64,
         );
+        gst::debug!(
+            CAT,
+            "webrtc: sender reports every {SENDER_REPORT_INTERVAL:?}"
+        );
     }
     true
 }
