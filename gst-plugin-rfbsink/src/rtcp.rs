@@ -194,6 +194,15 @@ mod tests {
         Duration::from_millis(v)
     }
 
+    /// No reports yet, and the peer's first sequence number.
+    fn start() -> (Feedback, Instant, Report) {
+        let state = Report {
+            highest_seq: 1,
+            ..Default::default()
+        };
+        (Feedback::default(), Instant::now(), state)
+    }
+
     /// A link that carries `carried` of `sent` packets a second (1000 bytes each), read every
     /// 500 ms for `seconds`, from `start` (its sequence numbers and counts at `at`).
     fn run(
@@ -234,12 +243,7 @@ mod tests {
 
     #[test]
     fn a_slow_link_delivers_what_it_carries_loses_the_rest_and_queues() {
-        let mut f = Feedback::default();
-        let mut at = Instant::now();
-        let mut state = Report {
-            highest_seq: 1,
-            ..Default::default()
-        };
+        let (mut f, mut at, mut state) = start();
         run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
         // 1.2 Mbit/s of a 2.4 Mbit/s stream, a 300 ms queue.
         run(&mut f, &mut at, &mut state, 3, 300, 150, ms(301));
@@ -250,12 +254,7 @@ mod tests {
 
     #[test]
     fn a_growing_queue_shows_in_the_last_round_trips() {
-        let mut f = Feedback::default();
-        let mut at = Instant::now();
-        let mut state = Report {
-            highest_seq: 1,
-            ..Default::default()
-        };
+        let (mut f, mut at, mut state) = start();
         assert_eq!(f.round_trips(), ([None; 3], None));
         for rtt in [2, 1, 2, 10, 20, 40] {
             run(&mut f, &mut at, &mut state, 1, 300, 300, ms(rtt));
@@ -270,12 +269,7 @@ mod tests {
 
     #[test]
     fn the_same_report_read_again_is_not_a_new_one() {
-        let mut f = Feedback::default();
-        let mut at = Instant::now();
-        let mut state = Report {
-            highest_seq: 1,
-            ..Default::default()
-        };
+        let (mut f, mut at, mut state) = start();
         run(&mut f, &mut at, &mut state, 2, 300, 300, ms(1));
         let before = f.reports.len();
         f.report(at + ms(500), state);
@@ -287,12 +281,7 @@ mod tests {
 
     #[test]
     fn a_peer_that_reports_every_five_seconds_is_measured_over_its_last_two() {
-        let mut f = Feedback::default();
-        let mut at = Instant::now();
-        let mut state = Report {
-            highest_seq: 1,
-            ..Default::default()
-        };
+        let (mut f, mut at, mut state) = start();
         // Read every 500 ms; a new report every 5 s (the same one read in between).
         for i in 1..=30u64 {
             at += ms(500);
@@ -333,12 +322,7 @@ mod tests {
 
     #[test]
     fn after_a_move_the_old_losses_and_round_trip_are_forgotten() {
-        let mut f = Feedback::default();
-        let mut at = Instant::now();
-        let mut state = Report {
-            highest_seq: 1,
-            ..Default::default()
-        };
+        let (mut f, mut at, mut state) = start();
         run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
         run(&mut f, &mut at, &mut state, 2, 300, 150, ms(301));
         f.reset();
@@ -356,12 +340,7 @@ mod tests {
 
     #[test]
     fn a_lying_report_gives_no_more_than_was_sent() {
-        let mut f = Feedback::default();
-        let mut at = Instant::now();
-        let mut state = Report {
-            highest_seq: 1,
-            ..Default::default()
-        };
+        let (mut f, mut at, mut state) = start();
         run(&mut f, &mut at, &mut state, 2, 300, 300, ms(1));
         // It claims a million packets and negative losses: what it was delivered is at most
         // twice what was sent over the window, and losses never go below zero.
