@@ -873,16 +873,23 @@ impl Client {
         let now = Instant::now();
         let dropped = self.queue.lock().unwrap().frames_dropped;
         if let Some(rtcp) = self.rtcp.lock().unwrap().as_ref() {
-            let (floors, floor) = rtcp.round_trips();
+            // With TWCC feedback, a queue shows as what arrives falling behind what is sent,
+            // within a tenth of a second; the round trips say it a second or two late.
+            let twcc = rtcp.has_twcc(now);
+            let (floors, floor) = if twcc {
+                Default::default()
+            } else {
+                rtcp.round_trips()
+            };
             return Sample {
                 floors,
                 floor,
                 client_id: self.id,
                 acking_for: rtcp.reporting_for(now),
                 delivered_bps: rtcp.delivered_bps(now),
-                queued: rtcp.queued(),
-                lossy: rtcp.lost_share(now) > crate::rtcp::LOSS_LIMIT,
-                reports: true,
+                queued: if twcc { Duration::ZERO } else { rtcp.queued() },
+                overused: rtcp.congested(now),
+                reports: !twcc,
                 dropped,
                 ..Sample::default()
             };
@@ -903,9 +910,18 @@ impl Client {
             floor,
             dropped,
             capacity_bps: c.capacity_bps(now),
-            lossy: false,
+            overused: false,
             reports: false,
         }
+    }
+
+    /// A WebRTC peer's TWCC feedback, as rtpsession summed it up.
+    pub fn set_twcc(&self, twcc: crate::rtcp::Twcc) {
+        self.rtcp
+            .lock()
+            .unwrap()
+            .get_or_insert_with(Default::default)
+            .twcc(Instant::now(), twcc);
     }
 
     /// The transport's figures for the path (WebRTC: RTCP round trip, jitter, loss), and a

@@ -9,7 +9,8 @@
 //! unacknowledged live frame is older than `QUEUE_LIMIT`, or the hub dropped frames for it
 //! since the last tick. A WebRTC peer acknowledges nothing: its receiver reports stand in
 //! (rtcp.rs), its queue the round trip above its quickest, and it is also congested while its
-//! link loses more than `rtcp::LOSS_LIMIT` of what is sent. Under the `slowest` policy, the target then falls to the lowest of the
+//! link loses more than `rtcp::LOSS_LIMIT` of what is sent, or its TWCC feedback says it
+//! receives less than is sent. Under the `slowest` policy, the target then falls to the lowest of the
 //! congested viewers' delivery rates times `BACKOFF` (below the link's rate, so that its queue
 //! drains), never below `min`. In a tick in which the hub dropped frames for a viewer (it skipped
 //! to a keyframe, and got little), its delivery rate is the best of its last `SKIP_TICKS` ticks:
@@ -135,17 +136,19 @@ pub(crate) struct Sample {
     pub dropped: u64,
     /// What its link carries at least (`ClientCounters::capacity_bps`), when measured.
     pub capacity_bps: Option<u64>,
-    /// Its link lost more than `rtcp::LOSS_LIMIT` of what was sent to it lately (a WebRTC
-    /// peer's receiver reports, rtcp.rs): congested, as a queue past `QUEUE_LIMIT` is.
-    pub lossy: bool,
-    /// Its figures come from receiver reports (a WebRTC peer), a second or so behind its link.
+    /// Its link takes less than it is sent, as a WebRTC peer's feedback says (rtcp.rs: it lost
+    /// more than `rtcp::LOSS_LIMIT`, or TWCC says less arrived than was sent): congested, as a
+    /// queue past `QUEUE_LIMIT` is.
+    pub overused: bool,
+    /// Its figures come from receiver reports (a WebRTC peer without TWCC feedback), a second
+    /// or so behind its link.
     pub reports: bool,
 }
 
 impl Sample {
-    /// Its link takes less than it is sent: a queue past `QUEUE_LIMIT`, or losses.
+    /// Its link takes less than it is sent: a queue past `QUEUE_LIMIT`, or `overused`.
     pub fn congested(&self) -> bool {
-        self.queued > QUEUE_LIMIT || self.lossy
+        self.queued > QUEUE_LIMIT || self.overused
     }
 }
 

@@ -3,8 +3,9 @@
 // and lost, the round trip). What the element's WebRTC ports send (`webrtc-ports`) is held to a
 // slow rate behind a 300 ms queue (a token bucket on the loopback of a private network namespace
 // this file makes; netns.mjs), and the real viewer plays with ?transport=webrtc in headless
-// Chromium. Before receiver reports counted, such a peer showed 0-8 frames a second for good:
-// the encoder kept its rate and the peer stayed on the large rendition.
+// Chromium, which also sends transport-wide congestion control feedback (TWCC). Before these
+// counted, such a peer showed 0-8 frames a second for good: the encoder kept its rate and the
+// peer stayed on the large rendition.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,6 +44,9 @@ async function watchOverWebRtc(line, kbit, seconds) {
     viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'transport=webrtc'));
     const details = () => `${viewer?.logs()}\n${pipeline.logs()}`;
     await viewer.waitForStats((s) => s.transport === 'webrtc' && s.framesDecoded >= 30, 'frames over WebRTC', { extra: pipeline.logs, timeoutMs: 30_000 });
+    // Three seconds on the free link first: what the peer gets there.
+    await new Promise((r) => setTimeout(r, 3000));
+    const free = { rendition: (await viewer.stats()).renditions?.current ?? 0, targetKbps: (pipeline.stats()?.['target-bitrate'] ?? 0) / 1000 };
     shapeLink(FIRST_PORT, kbit, { mask: 0xfff0 });
     const seen = [];
     let prev = await viewer.stats();
@@ -54,7 +58,7 @@ async function watchOverWebRtc(line, kbit, seconds) {
       prev = s;
     }
     const logs = details();
-    return { seen, last: prev, details: () => logs };
+    return { free, seen, last: prev, details: () => logs };
   } finally {
     await viewer?.close();
     await pipeline.stop();
@@ -68,11 +72,12 @@ function median(values) {
   return v.length ? v[Math.floor(v.length / 2)] : 0;
 }
 
-test('a WebRTC peer behind a 700 kbit/s link: x264enc follows it down (its receiver reports), and it shows the stream', { timeout: 120_000 }, async (t) => {
+test('a WebRTC peer behind a 700 kbit/s link: x264enc follows it down (its feedback), and it shows the stream', { timeout: 120_000 }, async (t) => {
   if (!requireElements(t, ['x264enc'])) return;
   const kbit = 700;
   const line = `${SOURCE} ! ${X264} bitrate=2000 key-int-max=60 ! rfbsink name=sink port=0 stats-interval=500 ${PORTS}`;
-  const { seen, last, details } = await watchOverWebRtc(line, kbit, 25);
+  const { free, seen, last, details } = await watchOverWebRtc(line, kbit, 25);
+  assert.equal(free.targetKbps, 2000, `x264enc's bitrate kept on the free link\n${details()}`);
   const trace = seen.map((x) => `${x.frames}@${x.targetKbps}`).join(' ');
   // The first 10 s: the link's queue fills, and the encoder comes down; then the measure.
   const measured = seen.slice(10);
@@ -91,7 +96,8 @@ test('a WebRTC peer behind a 1.2 Mbit/s link moves to the rendition its link car
     + `t. ! queue ! ${X264} key-int-max=30 bitrate=3000 ! sink. `
     + `t. ! queue ! videoscale ! video/x-raw,width=320,height=180 ! ${X264} key-int-max=30 bitrate=300 ! sink.rendition_1 `
     + `rfbsink name=sink port=0 rate-control=off ${PORTS}`;
-  const { seen, last, details } = await watchOverWebRtc(line, 1200, 30);
+  const { free, seen, last, details } = await watchOverWebRtc(line, 1200, 30);
+  assert.equal(free.rendition, 0, `the large rendition on the free link\n${details()}`);
   const trace = seen.map((x) => x.n).join('');
   const movedAfter = seen.findIndex((x) => x.n === 1 && x.width === 320);
   // Each second on the small one after the move, but for seconds at a move (the last one a

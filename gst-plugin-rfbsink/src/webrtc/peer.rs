@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gst::prelude::*;
+use gst_rtp::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::sdp::{source_caps, with_candidates, OfferError};
+use super::sdp::{source_caps, twcc_id, with_candidates, OfferError, TWCC_URI};
 use crate::audio::{AudioConfig, AudioPacket, OPUS_RATE};
 use crate::codec::Codec;
 use crate::hub::{Client, Frame};
@@ -129,7 +130,7 @@ pub(super) async fn negotiate(
     ctx: &Context,
     ice: &IceSettings,
     offer: gst_sdp::SDPMessage,
-    (rtp_caps, _mline): (gst::Caps, u32),
+    (rtp_caps, mline): (gst::Caps, u32),
     audio: Option<(gst::Caps, Arc<AudioConfig>)>,
     config: &StreamConfig,
     client: Arc<Client>,
@@ -151,6 +152,20 @@ pub(super) async fn negotiate(
         .block(false)
         .build();
     let payloader = payloader(codec, &rtp_caps)?;
+    // Transport-wide congestion control where the offer has it (browsers): each packet gets a
+    // transport-wide sequence number, and the peer's feedback on them, about ten times a
+    // second, tells the hub what reached it (rtcp.rs). The answer maps the extension as
+    // offered (the caps' extmap field).
+    let rtp_caps = match twcc_id(&offer, mline) {
+        Some(id) if with_twcc(&payloader, id) => {
+            let mut caps = rtp_caps;
+            if let Some(s) = caps.make_mut().structure_mut(0) {
+                s.set(format!("extmap-{id}"), TWCC_URI);
+            }
+            caps
+        }
+        _ => rtp_caps,
+    };
     let webrtcbin = webrtcbin(ctx, ice)?;
     pipeline
         .add_many([appsrc.upcast_ref(), &payloader, &webrtcbin])
@@ -235,6 +250,17 @@ fn audio_branch(
         .link(&payloader)
         .map_err(|e| OfferError::new(500, e.to_string()))?;
     Ok((appsrc, payloader, rtp_caps.clone()))
+}
+
+/// Adds the TWCC header extension to the payloader's packets, with the offer's `id`; false
+/// when GStreamer has no such extension (rtpmanager, gst-plugins-good).
+fn with_twcc(payloader: &gst::Element, id: u32) -> bool {
+    let Some(extension) = gst_rtp::RTPHeaderExtension::create_from_uri(TWCC_URI) else {
+        return false;
+    };
+    extension.set_id(id);
+    payloader.emit_by_name::<()>("add-extension", &[&extension]);
+    true
 }
 
 /// A payloader sends with the offer's payload type (`default_pt` when the caps have none), which
@@ -727,11 +753,11 @@ const SENDER_REPORT_INTERVAL: Duration = Duration::from_millis(500);
 /// and for its acks in rate control and the ladder.
 async fn poll_network(webrtcbin: gst::Element, client: Arc<Client>) {
     let mut ticks = tokio::time::interval(STATS_PERIOD);
-    let mut quicker_reports = false;
+    let mut watched = false;
     loop {
         ticks.tick().await;
-        if !quicker_reports {
-            quicker_reports = quicker_sender_reports(&webrtcbin);
+        if !watched {
+            watched = watch_session(&webrtcbin, &client);
         }
         if let Some(Ok(Some(stats))) = ask(&webrtcbin, "get-stats", &None::<gst::Pad>).await {
             if let Some((network, report)) = network_stats(&stats) {
@@ -741,9 +767,10 @@ async fn poll_network(webrtcbin: gst::Element, client: Arc<Client>) {
     }
 }
 
-/// Sends our RTCP sender reports every `SENDER_REPORT_INTERVAL` once the RTP session exists
-/// (true then).
-fn quicker_sender_reports(webrtcbin: &gst::Element) -> bool {
+/// Once the RTP session exists (true then): our RTCP sender reports go out every
+/// `SENDER_REPORT_INTERVAL`, and each TWCC feedback the peer sends, as rtpsession sums it up
+/// (`twcc-stats`), goes to the hub.
+fn watch_session(webrtcbin: &gst::Element, client: &Arc<Client>) -> bool {
     let Some(rtpbin) = webrtcbin
         .downcast_ref::<gst::Bin>()
         .and_then(|bin| bin.by_name("rtpbin"))
@@ -755,6 +782,20 @@ fn quicker_sender_reports(webrtcbin: &gst::Element) -> bool {
     else {
         return false;
     };
+    if let Some(element) = rtpbin.emit_by_name::<Option<gst::Element>>("get-session", &[&0u32]) {
+        if element.has_property_with_type("twcc-stats", gst::Structure::static_type()) {
+            let client = Arc::downgrade(client);
+            element.connect_notify(Some("twcc-stats"), move |element, _| {
+                let Some(client) = client.upgrade() else {
+                    return;
+                };
+                let stats = element.property::<gst::Structure>("twcc-stats");
+                if let Some(twcc) = twcc_summary(&stats) {
+                    client.set_twcc(twcc);
+                }
+            });
+        }
+    }
     if session.has_property_with_type("rtcp-min-interval", u64::static_type()) {
         session.set_property(
             "rtcp-min-interval",
@@ -766,6 +807,17 @@ fn quicker_sender_reports(webrtcbin: &gst::Element) -> bool {
         );
     }
     true
+}
+
+/// rtpsession's `twcc-stats`, once it summed up a feedback with packets in it.
+fn twcc_summary(s: &gst::StructureRef) -> Option<crate::rtcp::Twcc> {
+    let bps = |field: &str| s.get::<u32>(field).ok().map(u64::from);
+    let twcc = crate::rtcp::Twcc {
+        sent_bps: bps("bitrate-sent")?,
+        received_bps: bps("bitrate-recv")?,
+        lost: (s.get::<f64>("packet-loss-pct").ok()? / 100.0).clamp(0.0, 1.0),
+    };
+    (twcc.sent_bps > 0).then_some(twcc)
 }
 
 /// The `remote-inbound-rtp` entries of webrtcbin's statistics (the video's first), if the peer

@@ -22,6 +22,31 @@ impl OfferError {
     }
 }
 
+/// The header extension of transport-wide congestion control (TWCC): each packet carries a
+/// sequence number across the transport, and the receiver reports when each arrived, about ten
+/// times a second (draft-holmer-rmcat-transport-wide-cc-extensions-01).
+pub(super) const TWCC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// The id the offer's m-line `mline` gives the TWCC header extension (`a=extmap:<id>[/dir] <uri>`),
+/// when it offers it: browsers do; GStreamer's whepclientsrc does not.
+pub(super) fn twcc_id(offer: &gst_sdp::SDPMessage, mline: u32) -> Option<u32> {
+    let media = offer.media(mline)?;
+    media
+        .attributes()
+        .filter(|a| a.key() == "extmap")
+        .find_map(|a| {
+            let (id, rest) = a.value()?.split_once(' ')?;
+            let uri = rest.split_whitespace().next()?;
+            if uri != TWCC_URI {
+                return None;
+            }
+            let id = id.split('/').next()?.parse::<u32>().ok()?;
+            // One-byte header ids are 1-14 (RFC 8285); two-byte up to 255.
+            (1..=255).contains(&id).then_some(id)
+        })
+}
+
 /// The RTP caps of the offer's payload type that carries the stream's codec as it is, or why
 /// there is none.
 /// Also returns the index of the video m-line it is in.
@@ -297,6 +322,32 @@ mod tests {
             s.get::<i32>("payload").unwrap(),
             format_h264_profile(s).map(str::to_owned),
         ))
+    }
+
+    #[test]
+    fn finds_the_offered_twcc_extension_id() {
+        let with = |extmaps: &str| {
+            let offer = OFFER.replace("a=mid:0\r\n", &format!("a=mid:0\r\n{extmaps}"));
+            twcc_id(
+                &gst_sdp::SDPMessage::parse_buffer(offer.as_bytes()).unwrap(),
+                0,
+            )
+        };
+        assert_eq!(with(""), None);
+        assert_eq!(
+            with(&format!(
+                "a=extmap:1 urn:ietf:params:rtp-hdrext:toffset\r\na=extmap:3 {TWCC_URI}\r\n"
+            )),
+            Some(3)
+        );
+        assert_eq!(
+            with(&format!("a=extmap:5/recvonly {TWCC_URI}\r\n")),
+            Some(5)
+        );
+        assert_eq!(with(&format!("a=extmap:x {TWCC_URI}\r\n")), None);
+        assert_eq!(with(&format!("a=extmap:0 {TWCC_URI}\r\n")), None);
+        let offer = gst_sdp::SDPMessage::parse_buffer(OFFER.as_bytes()).unwrap();
+        assert_eq!(twcc_id(&offer, 7), None, "no such m-line");
     }
 
     #[test]
