@@ -722,7 +722,8 @@ async function runWebrtc(sc, ctx) {
     // Bound to the veth address: libnice (the WHEP peers of whepclients.py) does not pair its
     // host candidates with a loopback one; Chromium does, but both get the same path here.
     ? ['--mode', 'rfb', '--sink', `rfbsink port=0 address=${RTC_ADDRESS} stats-interval=1000 max-clients=64 allowed-origins=${ctx.base} `
-      + `webrtc-ports=${RFB_RTC_PORTS[0]}-${RFB_RTC_PORTS[0] + 15}${sc.rateControl ? ' rate-control=slowest' : ''}`]
+      // The shaped rows hold its media to 16 ports (one peer); the 8 and 32 peers use any.
+      + `${sc.shape ? `webrtc-ports=${RFB_RTC_PORTS[0]}-${RFB_RTC_PORTS[0] + 15}` : ''}${sc.rateControl ? ' rate-control=slowest' : ''}`]
     : ['--mode', sc.kind];
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), ...args, '--width', String(sc.width), '--height', String(sc.height),
     '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)],
