@@ -917,11 +917,16 @@ impl Client {
 
     /// A WebRTC peer's TWCC feedback, as rtpsession summed it up.
     pub fn set_twcc(&self, twcc: crate::rtcp::Twcc) {
-        self.rtcp
+        self.with_rtcp(|rtcp| rtcp.twcc(Instant::now(), twcc));
+    }
+
+    /// Its receiver reports' figures, made at the first report or TWCC summary.
+    fn with_rtcp(&self, f: impl FnOnce(&mut crate::rtcp::Feedback)) {
+        f(self
+            .rtcp
             .lock()
             .unwrap()
-            .get_or_insert_with(Default::default)
-            .twcc(Instant::now(), twcc);
+            .get_or_insert_with(Default::default));
     }
 
     /// The transport's figures for the path (WebRTC: RTCP round trip, jitter, loss), and a
@@ -929,11 +934,7 @@ impl Client {
     pub fn set_network(&self, network: NetworkStats, report: Option<crate::rtcp::Report>) {
         *self.network.lock().unwrap() = Some(network);
         if let Some(report) = report {
-            self.rtcp
-                .lock()
-                .unwrap()
-                .get_or_insert_with(Default::default)
-                .report(Instant::now(), report);
+            self.with_rtcp(|rtcp| rtcp.report(Instant::now(), report));
         }
     }
 

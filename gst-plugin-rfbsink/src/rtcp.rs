@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The reports an estimate covers.
-pub(crate) const WINDOW: Duration = Duration::from_secs(2);
+const WINDOW: Duration = Duration::from_secs(2);
 /// The share of packets lost past which the link is congested.
 pub(crate) const LOSS_LIMIT: f64 = 0.10;
 /// The quickest round trip is the quickest of this long.
@@ -48,7 +48,7 @@ const STALE: Duration = Duration::from_secs(8);
 /// was sent) is congested: its link's queue grows. At 10 % a stream 5-10 % past the link
 /// filled its queue unseen until the round trip showed it (`make bench`, 700 kbit/s: p99
 /// 143-181 ms; at 5 %, 78-121 ms). On a free link sent and received differ by under 1 %.
-pub(crate) const OVERUSE: f64 = 0.05;
+const OVERUSE: f64 = 0.05;
 /// A TWCC reading older than this is none.
 const TWCC_FRESH: Duration = Duration::from_secs(1);
 
@@ -110,7 +110,8 @@ impl Feedback {
             if last.same_report(&report) {
                 return;
             }
-            if report.rtt != last.rtt && self.stale_rtt.is_some_and(|stale| stale != report.rtt) {
+            // A new round trip after `reset`: this stream's.
+            if self.stale_rtt.is_some_and(|stale| stale != report.rtt) {
                 self.stale_rtt = None;
             }
         }
