@@ -41,6 +41,30 @@ const REFUSED_WITHIN_MS = 3000;
 const REFUSED_RETRY_MS = 30_000;
 /** The quickest frame is looked for over this long (the link's own delay, no queue). */
 const FLOOR_WINDOW_MS = 30_000;
+/** How long the relay's HTTP side has to answer whether it admits the URL's token (`admits`). */
+const ADMIT_CHECK_MS = 2000;
+
+/**
+ * Whether the relay admits `url`'s credentials (its `jwt` parameter, or none), asked of its HTTP
+ * side before a session is dialed: moq-relay's `/announced/<path>` runs the same access rules as
+ * a session. A relay that refuses a session accepts it first and then closes it, and Chromium's
+ * page was seen to crash on that (3 of 12 tries, tests/e2e/relay.test.mjs "viewer tokens"); a
+ * refused HTTP request cannot do that. False only for 401 or 403: a relay without that listing,
+ * or one that does not answer, is dialed as before (the session then says more).
+ * @param {URL} url
+ */
+export async function admits(url) {
+  const check = new URL(url);
+  check.pathname = `/announced${url.pathname.replace(/\/+$/, '')}`;
+  check.hash = '';
+  try {
+    const res = await fetch(check, { cache: 'no-store', credentials: 'omit', signal: AbortSignal.timeout(ADMIT_CHECK_MS) });
+    await res.body?.cancel();
+    return res.status !== 401 && res.status !== 403;
+  } catch {
+    return true;
+  }
+}
 
 /**
  * Which rendition a relay viewer should watch, from what its link does to the frames: the relay
@@ -324,9 +348,15 @@ export class RelayTransport {
     const session = ++this.sessions;
     let openedAt = null;
     let closedByRelay = false;
+    let refusedOverHttp = false;
     this.catalogSeen = false;
     try {
       const Moq = await this.load();
+      if (!(await admits(this.url))) {
+        refusedOverHttp = true;
+        throw new Error('its HTTP side answered 401/403');
+      }
+      if (this.closed) return;
       // WebTransport alone where the browser has it. moq's connect also races a WebSocket to
       // the relay, 500 ms later, when WebTransport has not connected by then; for a session
       // the relay refuses (a token it wants) both were in flight, and Chromium's page crashed
@@ -360,8 +390,10 @@ export class RelayTransport {
     // its access rules: a missing or wrong jwt): said, and tried again only after a while (a
     // broadcast not there yet fails its subscription, not the session). Chromium's page was
     // also seen to crash when a refused session was dialed again within a second.
-    const refused = closedByRelay && openedAt !== null && !this.catalogSeen && epochNow() - openedAt < REFUSED_WITHIN_MS;
-    if (refused) reason = `the relay closed the session at once: it may want a token (a jwt parameter in the relay URL) (${reason})`;
+    const refused = refusedOverHttp
+      || (closedByRelay && openedAt !== null && !this.catalogSeen && epochNow() - openedAt < REFUSED_WITHIN_MS);
+    if (refusedOverHttp) reason = `the relay refused: it may want a token (a jwt parameter in the relay URL) (${reason})`;
+    else if (refused) reason = `the relay closed the session at once: it may want a token (a jwt parameter in the relay URL) (${reason})`;
     const retryInMs = refused ? REFUSED_RETRY_MS : this.backoff.next();
     this.router.emit({ type: 'closed', code: 1006, reason, retryInMs });
     this.retryTimer = setTimeout(() => { this.retryTimer = null; if (!this.closed) this.run(); }, retryInMs);

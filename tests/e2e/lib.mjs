@@ -408,7 +408,14 @@ export class Viewer {
 
   logs() { return `--- viewer ${this.url} console (tail)\n${this.console}`; }
 
-  stats() { return this.page.evaluate(() => window.rfbViewer.stats()); }
+  /** The viewer's stats(); when the page cannot answer (it crashed), the error holds its console. */
+  async stats() {
+    try {
+      return await this.page.evaluate(() => window.rfbViewer.stats());
+    } catch (err) {
+      throw new Error(`${/** @type {Error} */ (err).message}\n${this.logs()}`);
+    }
+  }
 
   /**
    * Watches for `ms`: frames decoded a second, the element's render()-to-decoded p50 for this

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { RelayAbr, audioConfigFromCatalog, codecName, configFromCatalog, parseHangFrame } from '../relay.js';
+import http from 'node:http';
+import { RelayAbr, admits, audioConfigFromCatalog, codecName, configFromCatalog, parseHangFrame } from '../relay.js';
 import { parseAudioConfig } from '../protocol.js';
 
 test('catalog entries become config messages the decoder takes', () => {
@@ -102,4 +103,28 @@ test('RelayAbr: a relay viewer moves down when its frames come late or groups fa
   assert.equal(abr.decide(t, 2, renditions), null, 'late on the lowest: stays');
   // A rendition that left the catalog: the top one.
   assert.equal(abr.decide(t, 7, renditions), 0);
+});
+
+test('admits: the relay\'s /announced/<path> with the URL\'s jwt answers whether a session would be refused', async () => {
+  /** @type {string[]} */
+  const asked = [];
+  const server = http.createServer((req, res) => {
+    asked.push(req.url ?? '');
+    const jwt = new URL(req.url ?? '/', 'http://x').searchParams.get('jwt');
+    res.writeHead(jwt === 'good' ? 200 : jwt === 'other' ? 403 : 401);
+    res.end('');
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  try {
+    assert.equal(await admits(new URL(`http://127.0.0.1:${port}/anon?jwt=good`)), true);
+    assert.equal(await admits(new URL(`http://127.0.0.1:${port}/anon?jwt=bad`)), false);
+    assert.equal(await admits(new URL(`http://127.0.0.1:${port}/anon/?jwt=other#x`)), false);
+    assert.equal(await admits(new URL(`http://127.0.0.1:${port}/`)), false);
+    assert.deepEqual(asked, ['/announced/anon?jwt=good', '/announced/anon?jwt=bad', '/announced/anon?jwt=other', '/announced']);
+  } finally {
+    await new Promise((resolve) => { server.close(() => resolve(undefined)); server.closeAllConnections(); });
+  }
+  // A relay whose HTTP side does not answer is dialed as before.
+  assert.equal(await admits(new URL(`http://127.0.0.1:${port}/anon`)), true);
 });
