@@ -237,6 +237,13 @@ function scenarios(quick, transports) {
       shape: SHAPES[v], shapeName: v, rateControl: true,
     });
   }
+  // The same peer offering no TWCC (as GStreamer's whepclientsrc offers): receiver reports alone.
+  if (!quick) {
+    list.push({
+      name: 'rfb-webrtc h264 1280x720@30 1p 700k rc reports', kind: 'rfb-webrtc', codec: 'h264', width: 1280, height: 720, fps: 30, viewers: 1, transport: 'webrtc',
+      shape: SHAPES['700k'], shapeName: '700k', rateControl: true, noTwcc: true,
+    });
+  }
   if (!quick) {
     webrtc(1920, 1080, 30);
     webrtc(1280, 720, 60);
@@ -746,6 +753,7 @@ async function runWebrtc(sc, ctx) {
       token = new URL(listening.url).searchParams.get('rfb_token');
       whep = `http://${RTC_ADDRESS}:${listening.port}/whep`;
       query = new URLSearchParams({ whep, token, signal: (source.events.find((e) => e.event === 'http')).url });
+      if (sc.noTwcc) query.set('notwcc', '1');
     } else if (reference) {
       const { url: signal } = await source.waitFor((e) => e.event === 'http', 'http');
       query = new URLSearchParams({ whep: new URL('whep', signal).href, signal });

@@ -3,14 +3,16 @@
 // and lost, the round trip). What the element's WebRTC ports send (`webrtc-ports`) is held to a
 // slow rate behind a 300 ms queue (a token bucket on the loopback of a private network namespace
 // this file makes; netns.mjs), and the real viewer plays with ?transport=webrtc in headless
-// Chromium, which also sends transport-wide congestion control feedback (TWCC). Before these
+// Chromium, which also sends transport-wide congestion control feedback (TWCC); GStreamer's own
+// WHEP client (whepclientsrc, whep.mjs) sends receiver reports alone, every 5 s. Before these
 // counted, such a peer showed 0-8 frames a second for good: the encoder kept its rate and the
 // peer stayed on the large rendition.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Viewer, assertPluginBuilt, launchBrowser, requireElements, startPipeline, withQuery } from './lib.mjs';
-import { runInPrivateNetns, shapeLink, unshapeLink } from './netns.mjs';
+import { ADDRESS_A, runInPrivateNetns, shapeLink, unshapeLink } from './netns.mjs';
+import { pull, whepPlugin } from './whep.mjs';
 
 runInPrivateNetns('webrtc-links.test');
 
@@ -95,7 +97,7 @@ test('a WebRTC peer behind a 1.2 Mbit/s link moves to the rendition its link car
   const line = `${SOURCE} ! tee name=t `
     + `t. ! queue ! ${X264} key-int-max=30 bitrate=3000 ! sink. `
     + `t. ! queue ! videoscale ! video/x-raw,width=320,height=180 ! ${X264} key-int-max=30 bitrate=300 ! sink.rendition_1 `
-    + `rfbsink name=sink port=0 rate-control=off ${PORTS}`;
+    + `rfbsink name=sink port=0 ${PORTS}`;
   const { free, seen, last, details } = await watchOverWebRtc(line, 1200, 30);
   assert.equal(free.rendition, 0, `the large rendition on the free link\n${details()}`);
   const trace = seen.map((x) => x.n).join('');
@@ -111,4 +113,46 @@ test('a WebRTC peer behind a 1.2 Mbit/s link moves to the rendition its link car
   assert.ok(longestUp < 8, `a try of the large one lasted ${longestUp} s: ${trace}\n${details()}`);
   assert.ok(fps >= 25, `median ${fps} fps on the small rendition (${seen.map((x) => x.frames).join(' ')})\n${details()}`);
   assert.equal(last.decodeErrors, 0, details());
+});
+
+test('GStreamer\'s whepclientsrc behind a 700 kbit/s link (receiver reports alone, no TWCC): x264enc follows it down, and it decodes the stream', { timeout: 3_700_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc', 'webrtcbin', 'nicesrc'])) return;
+  whepPlugin();
+  const kbit = 700;
+  // On the veth address: libnice pairs no loopback candidates (what goes to it still leaves
+  // through this namespace's loopback, where the link is shaped).
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} bitrate=2000 key-int-max=60 ! rfbsink name=sink port=0 address=${ADDRESS_A} stats-interval=500 ${PORTS}`);
+  t.after(async () => {
+    unshapeLink();
+    await pipeline.stop();
+  });
+  const url = new URL(pipeline.url);
+  const target = () => (pipeline.stats()?.['target-bitrate'] ?? 0) / 1000;
+  /** @type {number | null} */
+  let freeTarget = null;
+  /** @type {number[]} */
+  const targets = [];
+  const FREE_S = 3;
+  const got = await pull(`${url.origin}/whep`, url.searchParams.get('rfb_token') ?? '', {
+    seconds: FREE_S + 30,
+    timeoutS: 90,
+    onEvent: (e) => {
+      if (e.event !== 'second') return;
+      targets.push(target());
+      // Three seconds on the free link first, then the slow one.
+      if (targets.length === FREE_S) {
+        freeTarget = target();
+        shapeLink(FIRST_PORT, kbit, { mask: 0xfff0 });
+      }
+    },
+  }).catch((e) => { throw new Error(`${e.message}\n${pipeline.logs()}`); });
+  const shaped = got.seconds.slice(FREE_S);
+  const trace = shaped.map((f, i) => `${f}@${targets[FREE_S + i]}`).join(' ');
+  // The first 12 s: its reports (every 5 s) show the queue, and the encoder comes down.
+  const measured = shaped.slice(12);
+  const fps = median(measured);
+  t.diagnostic(`each second on the slow link, frames@target kbit/s: ${trace}; median ${fps} fps over the last ${measured.length} s`);
+  assert.equal(freeTarget, 2000, `x264enc's bitrate kept on the free link (${got.seconds.slice(0, FREE_S)})\n${pipeline.logs()}`);
+  assert.ok(Math.min(...targets) < kbit, `x264enc's target went below the link's ${kbit}: ${trace}\n${pipeline.logs()}`);
+  assert.ok(fps >= 25, `the stream decoded: median ${fps} fps (${trace})\n${pipeline.logs()}`);
 });

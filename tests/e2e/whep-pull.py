@@ -8,7 +8,9 @@ pipeline, as a media engineer would, and reports what it decoded as JSON lines o
 {"event": "frame", "n": N, "width": W, "height": H} for the first frame, then
 {"event": "done", "frames": N, "width": W, "height": H, "caps": "...", "pixels": [[r, g, b], ...]}
 (the last frame's pixels at --points, in stream coordinates) once --frames frames were decoded,
-or {"event": "error", "message": ...}. Gives up after --timeout seconds. WHEP_DUMP=FILE writes the
+or {"event": "error", "message": ...}. With --seconds S instead: from the first frame, each second's
+{"event": "second", "frames": N} for S seconds, then "done" (no pixels). Gives up after --timeout
+seconds. WHEP_DUMP=FILE writes the
 last frame's RGB bytes to FILE (to look at a failure).
 """
 
@@ -34,6 +36,7 @@ def main():
     ap.add_argument("--token", default="")
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--points", nargs="*", default=[])
+    ap.add_argument("--seconds", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=40)
     args = ap.parse_args()
     points = [tuple(int(v) for v in p.split(",")) for p in args.points]
@@ -65,7 +68,12 @@ def main():
         state["frames"] += 1
         if state["frames"] == 1:
             out({"event": "frame", "n": 1, "width": width, "height": height})
-        if state["frames"] >= args.frames:
+            if args.seconds:
+                state["counted"] = 0
+                state["seconds"] = 0
+                state["size"] = (width, height, sample.get_caps().to_string())
+                GLib.timeout_add(1000, each_second)
+        if not args.seconds and state["frames"] >= args.frames:
             buf = sample.get_buffer()
             ok, info = buf.map(Gst.MapFlags.READ)
             stride = (width * 3 + 3) & ~3
@@ -81,6 +89,18 @@ def main():
             finish({"event": "done", "frames": state["frames"], "width": width, "height": height,
                     "caps": sample.get_caps().to_string(), "pixels": pixels}, 0)
         return Gst.FlowReturn.OK
+
+    def each_second():
+        frames = state["frames"]
+        out({"event": "second", "frames": frames - state["counted"]})
+        state["counted"] = frames
+        state["seconds"] += 1
+        if state["seconds"] < args.seconds:
+            return True
+        width, height, caps = state["size"]
+        finish({"event": "done", "frames": frames, "width": width, "height": height, "caps": caps,
+                "pixels": []}, 0)
+        return False
 
     pipeline.get_by_name("sink").connect("new-sample", on_sample)
 

@@ -1,5 +1,4 @@
-// GStreamer's own WHEP client pulls the stream: gst-plugins-rs' whepclientsrc (gst-plugin-webrtc
-// from crates.io, built once by scripts/whepclientsrc.sh into a cache outside the clone), in a
+// GStreamer's own WHEP client pulls the stream: gst-plugins-rs' whepclientsrc (whep.mjs), in a
 // pipeline as a media engineer writes it, decodes 1280x720 H.264 and VP8 from rfbsink's /whep
 // and sees the colour bars. Its offer has H.264 only as profile-level-id=42e016 with no
 // packetization-mode, which a one-encode server must still answer. In a private network
@@ -7,10 +6,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import path from 'node:path';
-import { REPO, SMPTE_BARS, gstEnv, onLines, requireElements, startPipeline } from './lib.mjs';
+import { SMPTE_BARS, requireElements, startPipeline } from './lib.mjs';
 import { ADDRESS_A, runInPrivateNetns } from './netns.mjs';
+import { pull, whepPlugin } from './whep.mjs';
 
 runInPrivateNetns('whepclient.test');
 
@@ -18,37 +16,6 @@ const WIDTH = 1280;
 const HEIGHT = 720;
 const SOURCE = `videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=${WIDTH},height=${HEIGHT},framerate=30/1`;
 const FRAMES = 60;
-
-/** The folder with whepclientsrc's plugin: built on first use (minutes), then cached. */
-let whepPluginDir;
-function whepPlugin() {
-  whepPluginDir ??= execFileSync('bash', [path.join(REPO, 'scripts', 'whepclientsrc.sh')],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 3_600_000 }).trim();
-  return whepPluginDir;
-}
-
-/**
- * Runs tests/e2e/whep-pull.py against `endpoint`; resolves with its `done` report, rejects with
- * its error and output.
- */
-function pull(endpoint, token, points) {
-  const env = { ...gstEnv(), GST_PLUGIN_PATH: `${gstEnv().GST_PLUGIN_PATH}:${whepPlugin()}` };
-  const proc = spawn('/usr/bin/python3', [path.join(REPO, 'tests', 'e2e', 'whep-pull.py'), '--endpoint', endpoint,
-    '--token', token, '--frames', String(FRAMES), '--timeout', '40', '--points', ...points.map(([x, y]) => `${x},${y}`)],
-  { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  const events = [];
-  proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (c) => { err = (err + c).slice(-8000); });
-  onLines(proc.stdout, (line) => { try { events.push(JSON.parse(line)); } catch { err += `${line}\n`; } });
-  return new Promise((resolve, reject) => {
-    proc.once('close', (code) => {
-      const done = events.find((e) => e.event === 'done');
-      if (code === 0 && done) resolve({ ...done, first: events.find((e) => e.event === 'frame') });
-      else reject(new Error(`whepclientsrc pulled no stream (exit ${code}): ${JSON.stringify(events)}\n--- stderr\n${err}`));
-    });
-  });
-}
 
 // The third: an element with sound. whepclientsrc offers to receive audio and gets the Opus
 // track; a pipeline that links only the picture still decodes it.
@@ -66,7 +33,7 @@ for (const [name, encoder, element, sound] of [
     const url = new URL(p.url);
     const token = url.searchParams.get('rfb_token') ?? '';
     const points = SMPTE_BARS.map((_, i) => [Math.round(((i + 0.5) * WIDTH) / 7), 100]);
-    const got = await pull(`${url.origin}/whep`, token, points).catch((e) => { throw new Error(`${e.message}\n${p.logs()}`); });
+    const got = await pull(`${url.origin}/whep`, token, { points, frames: FRAMES }).catch((e) => { throw new Error(`${e.message}\n${p.logs()}`); });
     t.diagnostic(`${name}: ${got.frames} frames decoded at ${got.width}x${got.height}; ${got.caps}`);
     assert.equal(got.frames, FRAMES);
     assert.deepEqual([got.width, got.height], [WIDTH, HEIGHT]);
