@@ -14,6 +14,12 @@
 //!   `LOSS_LIMIT` (Google Congestion Control's bound for a decrease) it is congested.
 //! - **Queued**: the round trip (our sender report to its receiver report) above its quickest of
 //!   the last `RTT_WINDOW`: the sender reports wait in the same queue as the media.
+//! - **Asked again**: the NACKs it sent over the last `WINDOW`, a share of the packets sent
+//!   meanwhile. Past `LOSS_LIMIT` it is congested, whatever its reports say: GStreamer's
+//!   rtpsession (webrtcbin, whepclientsrc) sends no regular receiver report while it keeps
+//!   sending NACKs, so on a link slower than the stream its last report stays the one from
+//!   before the link filled (seen in 3 of 7 runs of tests/e2e/webrtc-links.test.mjs; the
+//!   encoder then kept its rate, and the peer decoded 1-11 frames a second).
 //!
 //! Where the peer also sends transport-wide congestion control feedback (TWCC: browsers do; the
 //! element asks for it when the offer has it), rtpsession sums it up about ten times a second
@@ -49,6 +55,8 @@ const STALE: Duration = Duration::from_secs(8);
 /// filled its queue unseen until the round trip showed it (`make bench`, 700 kbit/s: p99
 /// 143-181 ms; at 5 %, 78-121 ms). On a free link sent and received differ by under 1 %.
 const OVERUSE: f64 = 0.05;
+/// Too few packets sent over the window to read a share of NACKs from.
+const MIN_NACK_PACKETS: u64 = 50;
 /// A TWCC reading older than this is none.
 const TWCC_FRESH: Duration = Duration::from_secs(1);
 
@@ -74,6 +82,12 @@ pub(crate) struct Report {
     /// What was sent to it in all.
     pub packets_sent: u64,
     pub bytes_sent: u64,
+    /// The NACKs it sent so far (a total: each asks again for one or more packets).
+    pub nacks: u64,
+    /// When it sent the report, by our clock: the sender report it echoes (its LSR, the middle
+    /// 32 bits of that report's NTP time) plus how long it held it (its DLSR), in 1/65536 s
+    /// (wrapping); 0 when not known (no sender report reached it yet).
+    pub sent_ntp: u32,
 }
 
 impl Report {
@@ -97,12 +111,27 @@ pub(crate) struct Feedback {
     stale_rtt: Option<Duration>,
     /// The last TWCC summary, and when it came.
     twcc: Option<(Instant, Twcc)>,
+    /// Each reading's packets sent and NACKs received, and when: those of the last `WINDOW`
+    /// and the one before them.
+    sent: VecDeque<(Instant, u64, u64)>,
 }
 
 impl Feedback {
     /// A reading of webrtcbin's statistics at `now`; one before any receiver report (nothing
     /// received yet) or the same report read again changes nothing.
     pub fn report(&mut self, now: Instant, report: Report) {
+        // What was sent and asked again for: every reading, a new report or not.
+        if self
+            .sent
+            .back()
+            .is_none_or(|(_, packets, _)| *packets != report.packets_sent)
+        {
+            self.sent
+                .push_back((now, report.packets_sent, report.nacks));
+            while self.sent.len() > 2 && now.duration_since(self.sent[1].0) > WINDOW {
+                self.sent.pop_front();
+            }
+        }
         if report.highest_seq == 0 {
             return;
         }
@@ -160,8 +189,26 @@ impl Feedback {
                     || (t.received_bps < t.sent_bps
                         && (t.sent_bps - t.received_bps) as f64 > OVERUSE * t.sent_bps as f64)
             }
-            None => self.lost_share(now) > LOSS_LIMIT,
+            None => self.lost_share(now) > LOSS_LIMIT || self.nack_share(now) > LOSS_LIMIT,
         }
+    }
+
+    /// The NACKs it sent over the last `WINDOW`, a share of the packets sent meanwhile (0 when
+    /// too few were sent to say).
+    pub fn nack_share(&self, now: Instant) -> f64 {
+        let (Some((first_at, packets0, nacks0)), Some((last_at, packets1, nacks1))) =
+            (self.sent.front(), self.sent.back())
+        else {
+            return 0.0;
+        };
+        let packets = packets1.saturating_sub(*packets0);
+        if packets < MIN_NACK_PACKETS
+            || now.duration_since(*last_at) > STALE
+            || last_at.duration_since(*first_at) < MIN_SPAN
+        {
+            return 0.0;
+        }
+        (nacks1.saturating_sub(*nacks0) as f64 / packets as f64).min(1.0)
     }
 
     /// Whether its TWCC feedback is recent: it tells a queue that grows within a tenth of a
@@ -203,7 +250,7 @@ impl Feedback {
         // a report that claims more says nothing.
         let received = expected.saturating_sub(lost).min(2 * packets);
         let mean = bytes as f64 / packets as f64;
-        (received as f64 * mean * 8.0 / span.as_secs_f64()) as u64
+        (received as f64 * mean * 8.0 / report_span(span, first, last).as_secs_f64()) as u64
     }
 
     /// The share of the packets it expected over the window that it lost (0 to 1).
@@ -247,11 +294,29 @@ impl Feedback {
     /// round trip counts no more until it changes.
     pub fn reset(&mut self) {
         self.twcc = None;
+        self.sent.clear();
         if let Some(last) = self.reports.pop_back() {
             self.reports.clear();
             self.stale_rtt = Some(last.1.rtt);
             self.reports.push_back(last);
         }
+    }
+}
+
+/// The time between two reports: when the peer sent them (`Report::sent_ntp`), where known and
+/// within half to twice `read`, the time between our readings of them. Those readings come
+/// every 500 ms, so a report is read up to that long after it came: over a 2 s window, a
+/// quarter off (a link of 700 kbit/s read as 490-875).
+fn report_span(read: Duration, first: &Report, last: &Report) -> Duration {
+    if first.sent_ntp == 0 || last.sent_ntp == 0 {
+        return read;
+    }
+    let sent =
+        Duration::from_secs_f64(f64::from(last.sent_ntp.wrapping_sub(first.sent_ntp)) / 65536.0);
+    if sent >= read / 2 && sent <= read * 2 && sent >= MIN_SPAN {
+        sent
+    } else {
+        read
     }
 }
 
@@ -346,6 +411,96 @@ mod tests {
         // Reports stop: nothing is known of its link after a while.
         assert_eq!(f.delivered_bps(at + ms(1000)), 2_400_000);
         assert_eq!(f.delivered_bps(at + STALE + ms(1)), 0);
+    }
+
+    #[test]
+    fn the_span_is_when_the_peer_sent_its_reports_not_when_they_were_read() {
+        let (mut f, mut at, mut state) = start();
+        // A report each second (700 packets of 1000 bytes: 5.6 Mbit/s), read every 500 ms: each
+        // read 10-490 ms after it was sent.
+        let mut sent_at = 0u64; // ms
+        let mut reads = 0;
+        for (i, lag) in [10u64, 490, 10, 490, 10, 490, 10, 490]
+            .into_iter()
+            .enumerate()
+        {
+            sent_at += 1000;
+            state.highest_seq += 700;
+            state.packets_sent += 700;
+            state.bytes_sent += 700_000;
+            state.sent_ntp = (sent_at * 65536 / 1000) as u32;
+            let read = Instant::now() + ms(sent_at + lag);
+            // Readings between reports read the last one again.
+            f.report(read, state);
+            at = read;
+            reads = i;
+        }
+        assert_eq!(reads, 7);
+        let delivered = f.delivered_bps(at);
+        assert!(
+            (delivered as f64 / 5_600_000.0 - 1.0).abs() < 0.01,
+            "{delivered}"
+        );
+        // Without the peer's times: our readings' span, here 2.48 s for 2 s of packets.
+        state.sent_ntp = 0;
+        let mut g = Feedback::default();
+        let mut t = Instant::now();
+        for lag in [10u64, 490, 10, 490] {
+            t += ms(1000);
+            state.highest_seq += 700;
+            state.packets_sent += 700;
+            state.bytes_sent += 700_000;
+            g.report(t + ms(lag), state);
+        }
+        let read = g.delivered_bps(t + ms(490));
+        assert!(read < 5_000_000, "{read}");
+        // A peer that lies about its times moves the span no further than twice ours.
+        let honest = Report {
+            sent_ntp: 65536,
+            ..Default::default()
+        };
+        let liar = Report {
+            sent_ntp: 65536 + 100,
+            ..Default::default()
+        };
+        assert_eq!(report_span(ms(2000), &honest, &liar), ms(2000));
+    }
+
+    #[test]
+    fn a_peer_whose_reports_stop_while_it_sends_nacks_is_congested() {
+        let (mut f, mut at, mut state) = start();
+        run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
+        assert!(!f.congested(at));
+        // Its last report stays the one from before its link filled; it asks again for 15 %
+        // of what is sent.
+        let frozen = state;
+        for _ in 0..4 {
+            at += ms(500);
+            state.packets_sent += 150;
+            state.bytes_sent += 150_000;
+            state.nacks += 22;
+            f.report(
+                at,
+                Report {
+                    packets_sent: state.packets_sent,
+                    bytes_sent: state.bytes_sent,
+                    nacks: state.nacks,
+                    ..frozen
+                },
+            );
+        }
+        // Over the window (and the reading before it): 88 NACKs for 750 packets.
+        assert!((f.nack_share(at) - 88.0 / 750.0).abs() < 1e-9, "{}", f.nack_share(at));
+        assert!(f.congested(at));
+        // A few NACKs (a packet lost now and then) are no congestion; nor are old ones.
+        for _ in 0..5 {
+            at += ms(500);
+            state.packets_sent += 150;
+            state.nacks += 3;
+            f.report(at, state);
+        }
+        assert!(!f.congested(at), "{}", f.nack_share(at));
+        assert_eq!(f.nack_share(at + STALE + ms(1)), 0.0);
     }
 
     #[test]

@@ -866,6 +866,11 @@ fn network_stats(stats: &gst::StructureRef) -> Option<(NetworkStats, Option<crat
                 rtt: Duration::from_micros(network.rtt_us),
                 packets_sent: sent.get::<u64>("packets-sent").ok()?,
                 bytes_sent: sent.get::<u64>("bytes-sent").ok()?,
+                nacks: sent.get::<u32>("nack-count").map_or(0, u64::from),
+                sent_ntp: match (source.get::<u32>("rb-lsr"), source.get::<u32>("rb-dlsr")) {
+                    (Ok(lsr), Ok(dlsr)) if lsr != 0 => lsr.wrapping_add(dlsr),
+                    _ => 0,
+                },
             })
         })
         .flatten();
