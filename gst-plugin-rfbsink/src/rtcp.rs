@@ -490,7 +490,11 @@ mod tests {
             );
         }
         // Over the window (and the reading before it): 88 NACKs for 750 packets.
-        assert!((f.nack_share(at) - 88.0 / 750.0).abs() < 1e-9, "{}", f.nack_share(at));
+        assert!(
+            (f.nack_share(at) - 88.0 / 750.0).abs() < 1e-9,
+            "{}",
+            f.nack_share(at)
+        );
         assert!(f.congested(at));
         // A few NACKs (a packet lost now and then) are no congestion; nor are old ones.
         for _ in 0..5 {
