@@ -890,6 +890,7 @@ impl Client {
                 queued: if twcc { Duration::ZERO } else { rtcp.queued() },
                 overused: rtcp.congested(now),
                 reports: !twcc,
+                lossy: rtcp.lossy(now),
                 dropped,
                 ..Sample::default()
             };
@@ -912,6 +913,7 @@ impl Client {
             capacity_bps: c.capacity_bps(now),
             overused: false,
             reports: false,
+            lossy: false,
         }
     }
 
@@ -1206,15 +1208,26 @@ impl Hub {
         // several: the others move down the ladder instead); under `control`, those on the
         // control link only.
         let control_only = self.settings.rate.is_some_and(|r| r.0 == Policy::Control);
-        let samples: Vec<Sample> = self
+        let sampled: Vec<Arc<Client>> = self
             .clients()
-            .iter()
+            .into_iter()
             .filter(|c| c.place() == (self.settings.rate_rendition, None))
             .filter(|c| !control_only || c.role == Role::Control)
-            .map(|c| c.rate_sample())
             .collect();
-        let target = step(&mut rate.lock().unwrap(), &samples);
+        let samples: Vec<Sample> = sampled.iter().map(|c| c.rate_sample()).collect();
+        let (before, target) = {
+            let mut rate = rate.lock().unwrap();
+            (rate.target(), step(&mut rate, &samples))
+        };
         if let Some(bps) = target {
+            if bps < before {
+                let now = Instant::now();
+                for c in &sampled {
+                    if let Some(rtcp) = c.rtcp.lock().unwrap().as_mut() {
+                        rtcp.forget_losses(now);
+                    }
+                }
+            }
             (self.callbacks.target_bitrate)(bps);
         }
     }

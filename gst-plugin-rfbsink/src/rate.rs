@@ -28,6 +28,11 @@
 //! tried: the climb after a freed link was quicker, but on a steady link the probe then went up
 //! by 20-25 % a second past the link, and queued 200-250 ms.
 //!
+//! A WebRTC peer whose reports or NACKs say it loses a little (2-10 %, `Sample::lossy`) within
+//! `LOSSY_AFTER_PROBE` ticks of a probe, when it did not as the probe went up, is congested
+//! once: the probe filled its link, and its round trip shows the queue a report later. One
+//! that lost as much before is on a lossy link, and is not read so.
+//!
 //! Between ticks, `check` (about every 100 ms) cuts at once when a viewer's queue passes
 //! `QUEUE_LIMIT`: a probe that went past the link builds its queue within a fraction of a
 //! second, and a tick later it would be hundreds of milliseconds deep. That cut goes to `DRAIN`
@@ -103,6 +108,9 @@ const NEAR: f64 = 0.05;
 const APP_LIMITED: f64 = 1.5;
 /// A change smaller than this (relative) is not worth reconfiguring the encoder for.
 const MIN_CHANGE: f64 = 0.03;
+/// A viewer whose reports say it loses a little (`Sample::lossy`) within this many ticks of a
+/// probe, and did not when it went up: the probe filled its link.
+const LOSSY_AFTER_PROBE: u32 = 2;
 
 /// Whom the one encoder follows (the `rate-control` property).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +151,9 @@ pub(crate) struct Sample {
     /// Its figures come from receiver reports (a WebRTC peer without TWCC feedback), a second
     /// or so behind its link.
     pub reports: bool,
+    /// Its reports or NACKs say it loses a little (`rtcp::Feedback::lossy`): after a probe,
+    /// the probe filled its link; otherwise the rate holds.
+    pub lossy: bool,
 }
 
 impl Sample {
@@ -173,6 +184,11 @@ pub(crate) struct RateController {
     after_drain: Option<u64>,
     /// Per viewer: its drop total at the last tick and its last delivery rates.
     viewers: HashMap<u64, Viewer>,
+    /// Ticks since the last probe raised the target.
+    since_probe: u32,
+    /// A viewer lost a little (`Sample::lossy`) when the last probe went up: its losses after
+    /// it say nothing of the probe.
+    lossy_at_probe: bool,
     /// What the encoder made in the last second, when known (`set_stream_rate`).
     stream_bps: Option<u64>,
 }
@@ -199,6 +215,8 @@ impl RateController {
             eased_since_tick: false,
             after_drain: None,
             viewers: HashMap::new(),
+            since_probe: u32::MAX,
+            lossy_at_probe: false,
             stream_bps: None,
         }
     }
@@ -261,8 +279,11 @@ impl RateController {
     pub fn tick(&mut self, samples: &[Sample]) -> Option<u64> {
         let cut_since_tick = std::mem::take(&mut self.cut_since_tick);
         self.eased_since_tick = false;
+        self.since_probe = self.since_probe.saturating_add(1);
         // The lowest congested estimate, and that viewer's delivery rate.
         let mut congested: Option<(u64, u64)> = None;
+        // The lowest delivery rate of a viewer whose reports say it loses a little.
+        let mut lossy: Option<u64> = None;
         let mut seen = HashMap::with_capacity(samples.len());
         for s in samples.iter().filter(|s| counts(s)) {
             let mut viewer = self.viewers.remove(&s.client_id).unwrap_or(Viewer {
@@ -289,6 +310,8 @@ impl RateController {
                 if congested.is_none_or(|(c, _)| estimate < c) {
                     congested = Some((estimate, delivered));
                 }
+            } else if s.lossy && s.reports && lossy.is_none_or(|l| s.delivered_bps < l) {
+                lossy = Some(s.delivered_bps);
             }
             viewer.dropped = s.dropped;
             seen.insert(s.client_id, viewer);
@@ -298,6 +321,27 @@ impl RateController {
         if self.policy == Policy::Off {
             return None;
         }
+        // A little lost right after a probe (a NACK or a report comes a second or so after
+        // the loss): the probe filled the link, and the queue in front of it is full (a report
+        // a second shows its round trip late). The target goes below what it delivered, as
+        // for congestion. Lost at a steady rate: a lossy link, or a queue its round trip will
+        // show (held there, the queue would stay full).
+        let congested = match (congested, lossy) {
+            (None, Some(delivered))
+                if self.since_probe <= LOSSY_AFTER_PROBE && !self.lossy_at_probe =>
+            {
+                // Once for one probe.
+                self.since_probe = u32::MAX;
+                let estimate = if delivered > 0 {
+                    (delivered as f64 * BACKOFF) as u64
+                } else {
+                    self.target_bps / 2
+                };
+                Some((estimate, delivered))
+            }
+            (congested, _) => congested,
+        };
+        let lossy = lossy.is_some();
         let next = match congested {
             // `check` cut this second for the same queue; it is still draining.
             Some(_) if cut_since_tick => {
@@ -358,11 +402,16 @@ impl RateController {
                     }
                 }
                 let probe = target * (1.0 + step);
-                match self.stream_bps.map(|s| s as f64 * APP_LIMITED) {
+                let probe = match self.stream_bps.map(|s| s as f64 * APP_LIMITED) {
                     // Application-limited: held where it is (never lowered for it).
                     Some(limit) if probe > limit => limit.max(target) as u64,
                     _ => probe as u64,
+                };
+                if probe > self.target_bps {
+                    self.since_probe = 0;
+                    self.lossy_at_probe = lossy;
                 }
+                probe
             }
         }
         .clamp(self.min_bps, self.max_bps);
@@ -471,6 +520,46 @@ mod tests {
             sample(3, 1500, 150),
         ]);
         assert_eq!(t, Some(510_000));
+    }
+
+    #[test]
+    fn a_peer_that_loses_a_little_right_after_a_probe_is_cut_once() {
+        let peer = |delivered_kbps, lossy| Sample {
+            reports: true,
+            lossy,
+            ..sample(1, delivered_kbps, 0)
+        };
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        c.tick(&[peer(1000, false)]);
+        c.tick(&[sample(1, 1000, 500)]);
+        assert_eq!(c.target(), 850_000);
+        // Calm ticks: the probe goes up by 10 % a tick.
+        for _ in 0..3 {
+            c.tick(&[peer(850, false)]);
+        }
+        let probed = c.target();
+        assert!(probed > 850_000, "{probed}");
+        // Its next report says it lost 2-10 %: the probe filled its link.
+        assert_eq!(c.tick(&[peer(900, true)]), Some(765_000));
+        // Lossy on a steady rate (no probe since): not cut again, and a link that lost as
+        // much before a probe (a lossy link, not a full one) does not stop it.
+        assert_eq!(c.tick(&[peer(800, true)]), None);
+        for _ in 0..6 {
+            c.tick(&[peer(800, true)]);
+        }
+        assert!(c.target() > 850_000, "{}", c.target());
+        // A viewer with acks that says nothing of losses is not read so.
+        let mut a = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        a.tick(&[sample(1, 1000, 500)]);
+        for _ in 0..3 {
+            a.tick(&[sample(1, 850, 0)]);
+        }
+        let before = a.target();
+        a.tick(&[Sample {
+            lossy: true,
+            ..sample(1, 900, 0)
+        }]);
+        assert!(a.target() >= before);
     }
 
     #[test]

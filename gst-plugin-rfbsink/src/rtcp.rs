@@ -14,12 +14,15 @@
 //!   `LOSS_LIMIT` (Google Congestion Control's bound for a decrease) it is congested.
 //! - **Queued**: the round trip (our sender report to its receiver report) above its quickest of
 //!   the last `RTT_WINDOW`: the sender reports wait in the same queue as the media.
-//! - **Asked again**: the NACKs it sent over the last `WINDOW`, a share of the packets sent
+//! - **Asked again**: the packets its NACKs asked for over the last `WINDOW` (each NACK's
+//!   FCIs, read from rtpsession's `on-feedback-rtcp`: webrtcbin's `nack-count` counts NACK
+//!   messages, and one message asks for up to 17 packets per FCI), a share of the packets sent
 //!   meanwhile. Past `LOSS_LIMIT` it is congested, whatever its reports say: GStreamer's
 //!   rtpsession (webrtcbin, whepclientsrc) sends no regular receiver report while it keeps
 //!   sending NACKs, so on a link slower than the stream its last report stays the one from
 //!   before the link filled (seen in 3 of 7 runs of tests/e2e/webrtc-links.test.mjs; the
-//!   encoder then kept its rate, and the peer decoded 1-11 frames a second).
+//!   encoder then kept its rate, and the peer decoded 1-11 frames a second). Then what was
+//!   sent less the share asked again is its delivery rate, where the reports' says more.
 //!
 //! Where the peer also sends transport-wide congestion control feedback (TWCC: browsers do; the
 //! element asks for it when the offer has it), rtpsession sums it up about ten times a second
@@ -41,6 +44,9 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_secs(2);
 /// The share of packets lost past which the link is congested.
 pub(crate) const LOSS_LIMIT: f64 = 0.10;
+/// The share of packets lost past which a link may be full (Google Congestion Control holds
+/// its rate between this and `LOSS_LIMIT`).
+const HOLD_LOSS: f64 = 0.02;
 /// The quickest round trip is the quickest of this long.
 const RTT_WINDOW: Duration = Duration::from_secs(30);
 /// An estimate of delivery needs reports this far apart at least.
@@ -55,6 +61,14 @@ const STALE: Duration = Duration::from_secs(8);
 /// filled its queue unseen until the round trip showed it (`make bench`, 700 kbit/s: p99
 /// 143-181 ms; at 5 %, 78-121 ms). On a free link sent and received differ by under 1 %.
 const OVERUSE: f64 = 0.05;
+/// NACKs come this long after the loss they ask about, at most (the queue it was lost behind
+/// and the round trip): after a cut, they count from a reading this long after it.
+const NACK_LAG: Duration = Duration::from_millis(500);
+/// A window with more than this share of its packets asked for again says nothing of what was
+/// delivered.
+const MOST_ASKED: f64 = 0.9;
+/// What its NACKs say it was delivered is measured over this last part of the window.
+const DELIVERED_SPAN: Duration = Duration::from_secs(1);
 /// Too few packets sent over the window to read a share of NACKs from.
 const MIN_NACK_PACKETS: u64 = 50;
 /// A TWCC reading older than this is none.
@@ -82,12 +96,22 @@ pub(crate) struct Report {
     /// What was sent to it in all.
     pub packets_sent: u64,
     pub bytes_sent: u64,
-    /// The NACKs it sent so far (a total: each asks again for one or more packets).
+    /// The packets it asked for again so far, by its NACKs (a total; a packet asked for twice
+    /// counts twice).
     pub nacks: u64,
     /// When it sent the report, by our clock: the sender report it echoes (its LSR, the middle
     /// 32 bits of that report's NTP time) plus how long it held it (its DLSR), in 1/65536 s
     /// (wrapping); 0 when not known (no sender report reached it yet).
     pub sent_ntp: u32,
+}
+
+/// One reading of what was sent to the peer, and of what it asked for again.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    at: Instant,
+    packets: u64,
+    bytes: u64,
+    nacked: u64,
 }
 
 impl Report {
@@ -111,9 +135,12 @@ pub(crate) struct Feedback {
     stale_rtt: Option<Duration>,
     /// The last TWCC summary, and when it came.
     twcc: Option<(Instant, Twcc)>,
-    /// Each reading's packets sent and NACKs received, and when: those of the last `WINDOW`
-    /// and the one before them.
-    sent: VecDeque<(Instant, u64, u64)>,
+    /// Each reading's packets and bytes sent and packets asked for again, and when: those of
+    /// the last `WINDOW` and the one before them.
+    sent: VecDeque<Sent>,
+    /// The encoder's rate was cut then (`forget_losses`): losses and NACKs count from the
+    /// last reading before it.
+    losses_since: Option<Instant>,
 }
 
 impl Feedback {
@@ -124,11 +151,15 @@ impl Feedback {
         if self
             .sent
             .back()
-            .is_none_or(|(_, packets, _)| *packets != report.packets_sent)
+            .is_none_or(|s| s.packets != report.packets_sent)
         {
-            self.sent
-                .push_back((now, report.packets_sent, report.nacks));
-            while self.sent.len() > 2 && now.duration_since(self.sent[1].0) > WINDOW {
+            self.sent.push_back(Sent {
+                at: now,
+                packets: report.packets_sent,
+                bytes: report.bytes_sent,
+                nacked: report.nacks,
+            });
+            while self.sent.len() > 2 && now.duration_since(self.sent[1].at) > WINDOW {
                 self.sent.pop_front();
             }
         }
@@ -193,22 +224,46 @@ impl Feedback {
         }
     }
 
-    /// The NACKs it sent over the last `WINDOW`, a share of the packets sent meanwhile (0 when
-    /// too few were sent to say).
+    /// The packets it asked for again over the last `WINDOW`, a share of the packets sent
+    /// meanwhile (0 when too few were sent to say).
     pub fn nack_share(&self, now: Instant) -> f64 {
-        let (Some((first_at, packets0, nacks0)), Some((last_at, packets1, nacks1))) =
-            (self.sent.front(), self.sent.back())
-        else {
-            return 0.0;
+        self.sent_window(now, None).map_or(0.0, |(_, share)| share)
+    }
+
+    /// The bits sent per second over the last `span` of the window (its whole without one, or
+    /// where it holds less), and the share of its packets asked for again, when enough were
+    /// sent over long enough, lately.
+    fn sent_window(&self, now: Instant, span: Option<Duration>) -> Option<(f64, f64)> {
+        let last = self.sent.back()?;
+        let front = self.sent.front()?;
+        // After a cut: from the first reading `NACK_LAG` after it (the NACKs for what was lost
+        // before it come that much later).
+        let front = match self.losses_since {
+            Some(cut) => self.sent.iter().find(|s| s.at >= cut + NACK_LAG)?,
+            None => front,
         };
-        let packets = packets1.saturating_sub(*packets0);
-        if packets < MIN_NACK_PACKETS
-            || now.duration_since(*last_at) > STALE
-            || last_at.duration_since(*first_at) < MIN_SPAN
-        {
-            return 0.0;
+        let first = self
+            .sent
+            .iter()
+            .rev()
+            .take_while(|s| s.at >= front.at)
+            .find(|s| span.is_some_and(|span| last.at.duration_since(s.at) >= span))
+            .unwrap_or(front);
+        let packets = last.packets.saturating_sub(first.packets);
+        let span = last.at.duration_since(first.at);
+        if packets < MIN_NACK_PACKETS || now.duration_since(last.at) > STALE || span < MIN_SPAN {
+            return None;
         }
-        (nacks1.saturating_sub(*nacks0) as f64 / packets as f64).min(1.0)
+        let bps = last.bytes.saturating_sub(first.bytes) as f64 * 8.0 / span.as_secs_f64();
+        let share = (last.nacked.saturating_sub(first.nacked) as f64 / packets as f64).min(1.0);
+        Some((bps, share))
+    }
+
+    /// Without TWCC: it loses (or asks again for) more than `HOLD_LOSS` of what is sent, less
+    /// than congested. A link that starts to lose as the rate goes up is full; one that loses
+    /// as much at a steady rate may just be lossy (rate.rs tells them apart).
+    pub fn lossy(&self, now: Instant) -> bool {
+        self.fresh_twcc(now).is_none() && self.lost_share(now).max(self.nack_share(now)) > HOLD_LOSS
     }
 
     /// Whether its TWCC feedback is recent: it tells a queue that grows within a tenth of a
@@ -231,11 +286,39 @@ impl Feedback {
     }
 
     /// Bits per second that reached it: TWCC's last window where it has one, else the reports'
-    /// window; 0 when not known.
+    /// window; 0 when not known. While its NACKs say it is congested (past `LOSS_LIMIT`),
+    /// no more than what was sent less what it asked for again: its reports may be the ones
+    /// from before its link filled (rtpsession sends none while it sends NACKs).
     pub fn delivered_bps(&self, now: Instant) -> u64 {
         if let Some(t) = self.fresh_twcc(now).filter(|t| t.received_bps > 0) {
             return t.received_bps;
         }
+        let reported = self.reported_bps(now);
+        if self.nack_share(now) <= LOSS_LIMIT {
+            return reported;
+        }
+        // Over the last second: the window's first may be of before its link filled.
+        match self
+            .sent_window(now, Some(DELIVERED_SPAN))
+            .or_else(|| self.sent_window(now, None))
+        {
+            // Nearly all asked for again: NACKs of what was lost before a cut, or a peer that
+            // asks for what it got. Not a delivery rate.
+            Some((_, share)) if share > MOST_ASKED => reported,
+            Some((sent, share)) => {
+                let asked = (sent * (1.0 - share)) as u64;
+                if reported > 0 {
+                    reported.min(asked)
+                } else {
+                    asked
+                }
+            }
+            _ => reported,
+        }
+    }
+
+    /// Bits per second that reached it by its receiver reports' window; 0 when not known.
+    fn reported_bps(&self, now: Instant) -> u64 {
         let Some((span, first, last)) = self.span(now) else {
             return 0;
         };
@@ -255,8 +338,17 @@ impl Feedback {
 
     /// The share of the packets it expected over the window that it lost (0 to 1).
     pub fn lost_share(&self, now: Instant) -> f64 {
-        let Some((_, first, last)) = self.span(now) else {
+        let Some((_, front, last)) = self.span(now) else {
             return 0.0;
+        };
+        // A report read after the cut was mostly of before it (a receiver reports every 1-5 s):
+        // losses count from the first one read after it.
+        let first = match self.losses_since {
+            Some(cut) => match self.reports.iter().find(|(at, _)| *at > cut) {
+                Some((_, r)) => r,
+                None => return 0.0,
+            },
+            None => front,
         };
         let expected = last.highest_seq.saturating_sub(first.highest_seq);
         if expected == 0 {
@@ -290,9 +382,19 @@ impl Feedback {
         ([last(0), last(1), last(2)], quickest)
     }
 
+    /// The encoder's rate was cut at `now`: the losses and NACKs of the stream before it said
+    /// so, and would say it again for a window's length (the rate control would cut again, and
+    /// again, for one queue). NACKs count from the first reading `NACK_LAG` after it,
+    /// reported losses from the first report read after it. What was delivered stays: a full queue's link
+    /// delivered what it carries.
+    pub fn forget_losses(&mut self, now: Instant) {
+        self.losses_since = Some(now);
+    }
+
     /// It moved to another stream: the window starts again from the last report, and the last
     /// round trip counts no more until it changes.
     pub fn reset(&mut self) {
+        self.losses_since = None;
         self.twcc = None;
         self.sent.clear();
         if let Some(last) = self.reports.pop_back() {
@@ -505,6 +607,102 @@ mod tests {
         }
         assert!(!f.congested(at), "{}", f.nack_share(at));
         assert_eq!(f.nack_share(at + STALE + ms(1)), 0.0);
+    }
+
+    #[test]
+    fn while_its_nacks_say_it_is_congested_it_delivered_what_they_did_not_ask_for() {
+        let (mut f, mut at, mut state) = start();
+        run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
+        assert_eq!(f.delivered_bps(at), 2_400_000);
+        // Its link carries 40 % of the stream: its reports freeze at the last one from before,
+        // which says 2.4 Mbit/s arrived, and it asks again for 60 % of what is sent.
+        let frozen = state;
+        for _ in 0..5 {
+            at += ms(500);
+            state.packets_sent += 150;
+            state.bytes_sent += 150_000;
+            state.nacks += 90;
+            f.report(
+                at,
+                Report {
+                    packets_sent: state.packets_sent,
+                    bytes_sent: state.bytes_sent,
+                    nacks: state.nacks,
+                    ..frozen
+                },
+            );
+        }
+        assert!(f.congested(at));
+        let delivered = f.delivered_bps(at);
+        assert!(
+            (delivered as f64 / 960_000.0 - 1.0).abs() < 0.01,
+            "{delivered}"
+        );
+        // A few packets asked again say nothing of its rate: its reports do.
+        run(&mut f, &mut at, &mut state, 4, 300, 297, ms(1));
+        assert!(!f.congested(at));
+        assert!(f.delivered_bps(at) > 2_300_000, "{}", f.delivered_bps(at));
+    }
+
+    #[test]
+    fn after_a_cut_the_losses_and_nacks_of_before_it_count_no_more() {
+        let (mut f, mut at, mut state) = start();
+        run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
+        // Half is lost and asked for again; the encoder is cut.
+        for _ in 0..4 {
+            at += ms(500);
+            state.highest_seq += 150;
+            state.lost += 75;
+            state.packets_sent += 150;
+            state.bytes_sent += 150_000;
+            state.nacks += 75;
+            f.report(at, state);
+        }
+        assert!(f.congested(at));
+        let delivered = f.delivered_bps(at);
+        f.forget_losses(at);
+        // Until new readings say otherwise, nothing is lost: its window still holds the
+        // losses of before the cut, which said so once. Its reports say what it delivered.
+        assert!(!f.congested(at));
+        assert!(f.delivered_bps(at) >= delivered);
+        // The first report read after the cut is of before it: its losses count no more.
+        at += ms(500);
+        state.highest_seq += 150;
+        state.lost += 75;
+        state.packets_sent += 150;
+        state.bytes_sent += 150_000;
+        f.report(at, state);
+        assert_eq!(f.lost_share(at), 0.0);
+        // Under the link now: nothing lost.
+        run(&mut f, &mut at, &mut state, 1, 100, 100, ms(1));
+        assert!(
+            !f.congested(at),
+            "{} {}",
+            f.lost_share(at),
+            f.nack_share(at)
+        );
+        // Still past it: lost again, congested again.
+        for _ in 0..2 {
+            at += ms(500);
+            state.highest_seq += 100;
+            state.lost += 30;
+            state.packets_sent += 100;
+            state.bytes_sent += 100_000;
+            state.nacks += 30;
+            f.report(at, state);
+        }
+        assert!(f.congested(at));
+        assert!(
+            (f.lost_share(at) - 60.0 / 300.0).abs() < 1e-9,
+            "{}",
+            f.lost_share(at)
+        );
+        // NACKs count from the first reading `NACK_LAG` after the cut.
+        assert!(
+            (f.nack_share(at) - 60.0 / 300.0).abs() < 1e-9,
+            "{}",
+            f.nack_share(at)
+        );
     }
 
     #[test]

@@ -754,23 +754,91 @@ const SENDER_REPORT_INTERVAL: Duration = Duration::from_millis(500);
 async fn poll_network(webrtcbin: gst::Element, client: Arc<Client>) {
     let mut ticks = tokio::time::interval(STATS_PERIOD);
     let mut watched = false;
+    let nacked = Arc::new(Nacked::default());
     loop {
         ticks.tick().await;
         if !watched {
-            watched = watch_session(&webrtcbin, &client);
+            watched = watch_session(&webrtcbin, &client, &nacked);
         }
         if let Some(Ok(Some(stats))) = ask(&webrtcbin, "get-stats", &None::<gst::Pad>).await {
-            if let Some((network, report)) = network_stats(&stats) {
+            if let Some((network, report)) = network_stats(&stats, watched.then_some(&*nacked)) {
                 client.set_network(network, report);
             }
         }
     }
 }
 
+/// The packets a peer asked for again, per media SSRC, from its NACKs' FCIs (rtcp.rs, "Asked
+/// again"): webrtcbin's statistics count NACK messages, and one asks for up to 17 packets per
+/// FCI. A packet counts once: only one newer than the newest asked for before counts, as
+/// libwebrtc's `RtcpNackStats` counts unique requests (a receiver asks again and again for
+/// a packet that does not come: GStreamer's rtpjitterbuffer until it gives up on it). At most
+/// `MAX_NACKED_SSRCS` SSRCs (a peer may name any).
+#[derive(Debug, Default)]
+struct Nacked(Mutex<Vec<NackCount>>);
+
+#[derive(Debug)]
+struct NackCount {
+    ssrc: u32,
+    /// The newest sequence number asked for.
+    newest: u16,
+    packets: u64,
+}
+
+/// A peer receives our video and audio: more SSRCs than this in its NACKs are not ours.
+const MAX_NACKED_SSRCS: usize = 4;
+/// RTCP's transport-layer feedback (RFC 4585) and its generic NACK.
+const RTCP_RTPFB: u32 = 205;
+const RTPFB_NACK: u32 = 1;
+
+impl Nacked {
+    /// A NACK about `ssrc` with these FCIs: each a packet id and a bitmask of the 16 after it.
+    fn add(&self, ssrc: u32, fci: &[u8]) {
+        let mut counts = self.0.lock().unwrap();
+        let count = match counts.iter().position(|c| c.ssrc == ssrc) {
+            Some(i) => &mut counts[i],
+            None if counts.len() < MAX_NACKED_SSRCS => {
+                counts.push(NackCount {
+                    ssrc,
+                    newest: 0,
+                    packets: 0,
+                });
+                counts.last_mut().unwrap()
+            }
+            None => return,
+        };
+        for f in fci.chunks_exact(4) {
+            let id = u16::from_be_bytes([f[0], f[1]]);
+            let mask = u16::from_be_bytes([f[2], f[3]]);
+            let asked = std::iter::once(id).chain(
+                (0..16)
+                    .filter(|bit| mask & (1 << bit) != 0)
+                    .map(|bit| id.wrapping_add(bit + 1)),
+            );
+            for seq in asked {
+                // Newer by RTP's wrapping order (RFC 3550 A.1), or the first.
+                let newer = seq != count.newest && seq.wrapping_sub(count.newest) < 0x8000;
+                if count.packets == 0 || newer {
+                    count.newest = seq;
+                    count.packets += 1;
+                }
+            }
+        }
+    }
+
+    fn of(&self, ssrc: u32) -> u64 {
+        let counts = self.0.lock().unwrap();
+        counts
+            .iter()
+            .find(|c| c.ssrc == ssrc)
+            .map_or(0, |c| c.packets)
+    }
+}
+
 /// Once the RTP session exists (true then): our RTCP sender reports go out every
-/// `SENDER_REPORT_INTERVAL`, and each TWCC feedback the peer sends, as rtpsession sums it up
-/// (`twcc-stats`), goes to the hub.
-fn watch_session(webrtcbin: &gst::Element, client: &Arc<Client>) -> bool {
+/// `SENDER_REPORT_INTERVAL`, each TWCC feedback the peer sends, as rtpsession sums it up
+/// (`twcc-stats`), goes to the hub, and the packets its NACKs ask for are counted in `nacked`.
+fn watch_session(webrtcbin: &gst::Element, client: &Arc<Client>, nacked: &Arc<Nacked>) -> bool {
     let Some(rtpbin) = webrtcbin
         .downcast_ref::<gst::Bin>()
         .and_then(|bin| bin.by_name("rtpbin"))
@@ -796,6 +864,23 @@ fn watch_session(webrtcbin: &gst::Element, client: &Arc<Client>) -> bool {
             });
         }
     }
+    let counts = Arc::downgrade(nacked);
+    session.connect("on-feedback-rtcp", false, move |values| {
+        let field = |i: usize| values.get(i).and_then(|v| v.get::<u32>().ok());
+        if field(1) != Some(RTCP_RTPFB) || field(2) != Some(RTPFB_NACK) {
+            return None;
+        }
+        let (Some(ssrc), Some(counts)) = (field(4), counts.upgrade()) else {
+            return None;
+        };
+        let fci = values
+            .get(5)
+            .and_then(|v| v.get::<Option<gst::Buffer>>().ok().flatten());
+        if let Some(map) = fci.as_ref().and_then(|b| b.map_readable().ok()) {
+            counts.add(ssrc, &map);
+        }
+        None
+    });
     if session.has_property_with_type("rtcp-min-interval", u64::static_type()) {
         session.set_property(
             "rtcp-min-interval",
@@ -821,8 +906,12 @@ fn twcc_summary(s: &gst::StructureRef) -> Option<crate::rtcp::Twcc> {
 }
 
 /// The `remote-inbound-rtp` entries of webrtcbin's statistics (the video's first), if the peer
-/// reported yet, and the video's receiver report with what was sent.
-fn network_stats(stats: &gst::StructureRef) -> Option<(NetworkStats, Option<crate::rtcp::Report>)> {
+/// reported yet, and the video's receiver report with what was sent; the packets asked for
+/// again from `nacked` where the session is watched, else webrtcbin's count of NACKs.
+fn network_stats(
+    stats: &gst::StructureRef,
+    nacked: Option<&Nacked>,
+) -> Option<(NetworkStats, Option<crate::rtcp::Report>)> {
     let entries: Vec<gst::Structure> = stats
         .iter()
         .filter_map(|(_, v)| v.get::<gst::Structure>().ok())
@@ -866,7 +955,10 @@ fn network_stats(stats: &gst::StructureRef) -> Option<(NetworkStats, Option<crat
                 rtt: Duration::from_micros(network.rtt_us),
                 packets_sent: sent.get::<u64>("packets-sent").ok()?,
                 bytes_sent: sent.get::<u64>("bytes-sent").ok()?,
-                nacks: sent.get::<u32>("nack-count").map_or(0, u64::from),
+                nacks: match (nacked, sent.get::<u32>("ssrc")) {
+                    (Some(nacked), Ok(ssrc)) => nacked.of(ssrc),
+                    _ => sent.get::<u32>("nack-count").map_or(0, u64::from),
+                },
                 sent_ntp: match (source.get::<u32>("rb-lsr"), source.get::<u32>("rb-dlsr")) {
                     (Ok(lsr), Ok(dlsr)) if lsr != 0 => lsr.wrapping_add(dlsr),
                     _ => 0,
@@ -1042,5 +1134,34 @@ impl WireRecv for RtcRecv {
             inbound = self.inbound.recv() => inbound.unwrap_or(Inbound::Gone),
             _ = self.dead.wait_for(|d| *d) => Inbound::Gone,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nacks_count_every_packet_their_fcis_ask_for() {
+        let nacked = Nacked::default();
+        // One FCI for packet 100 and the 16 after it (all bits), one for 300 and 302, 303.
+        nacked.add(7, &[0, 100, 0xff, 0xff, 1, 44, 0b0000_0000, 0b0000_0110]);
+        assert_eq!(nacked.of(7), 17 + 3);
+        // Asked again (rtpjitterbuffer retries): once is enough. A trailing part of an FCI
+        // asks for nothing.
+        nacked.add(7, &[0, 100, 0xff, 0xff, 1, 46, 0, 0, 9]);
+        assert_eq!(nacked.of(7), 20);
+        // Sequence numbers wrap: 0 and 1 are newer than 65535; 65535 is older than 303.
+        nacked.add(7, &[0xff, 0xff, 0, 0]);
+        assert_eq!(nacked.of(7), 20);
+        nacked.add(9, &[0xff, 0xfe, 0, 0b11, 0xff, 0xff, 0, 0b1]);
+        assert_eq!(nacked.of(9), 3);
+        assert_eq!(nacked.of(8), 0);
+        // A peer that names many SSRCs keeps only the first few.
+        for ssrc in 0..100 {
+            nacked.add(1000 + ssrc, &[0, 1, 0, 0]);
+        }
+        assert_eq!(nacked.0.lock().unwrap().len(), MAX_NACKED_SSRCS);
+        assert_eq!(nacked.of(7), 20);
     }
 }
