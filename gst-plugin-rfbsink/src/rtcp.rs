@@ -90,8 +90,8 @@ pub(crate) struct Report {
     /// What was sent to it in all.
     pub packets_sent: u64,
     pub bytes_sent: u64,
-    /// The packets it asked for again so far, by its NACKs (a total; a packet asked for twice
-    /// counts twice).
+    /// The packets it asked for again so far, by its NACKs (a total; each packet once, as
+    /// peer.rs counts them, or webrtcbin's count of NACK messages where it cannot).
     pub nacks: u64,
     /// When it sent the report, by our clock: the sender report it echoes (its LSR, the middle
     /// 32 bits of that report's NTP time) plus how long it held it (its DLSR), in 1/65536 s
@@ -131,8 +131,8 @@ pub(crate) struct Feedback {
     /// Each reading's packets sent and packets asked for again, and when: those of
     /// the last `WINDOW` and the one before them.
     sent: VecDeque<Sent>,
-    /// The encoder's rate was cut then (`forget_losses`): losses and NACKs count from the
-    /// last reading before it.
+    /// The encoder's rate was cut then (`forget_losses`): NACKs count from the first reading
+    /// `NACK_LAG` after it, reported losses from the first report read after it.
     losses_since: Option<Instant>,
 }
 
@@ -341,8 +341,8 @@ impl Feedback {
     /// The encoder's rate was cut at `now`: the losses and NACKs of the stream before it said
     /// so, and would say it again for a window's length (the rate control would cut again, and
     /// again, for one queue). NACKs count from the first reading `NACK_LAG` after it,
-    /// reported losses from the first report read after it. What was delivered stays: a full queue's link
-    /// delivered what it carries.
+    /// reported losses from the first report read after it. What was delivered stays: a full
+    /// queue's link delivered what it carries.
     pub fn forget_losses(&mut self, now: Instant) {
         self.losses_since = Some(now);
     }
