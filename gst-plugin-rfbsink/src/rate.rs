@@ -151,8 +151,8 @@ pub(crate) struct Sample {
     /// Its figures come from receiver reports (a WebRTC peer without TWCC feedback), a second
     /// or so behind its link.
     pub reports: bool,
-    /// Its reports or NACKs say it loses a little (`rtcp::Feedback::lossy`): after a probe,
-    /// the probe filled its link; otherwise the rate holds.
+    /// Its reports or NACKs say it loses a little (`rtcp::Feedback::lossy`): right after a
+    /// probe, the probe filled its link.
     pub lossy: bool,
 }
 
@@ -275,6 +275,16 @@ impl RateController {
         Some(next)
     }
 
+    /// A congested viewer's estimate: `BACKOFF` times what it was delivered; half the target
+    /// when nothing was (the link is far below the stream).
+    fn below(&self, delivered: u64) -> u64 {
+        if delivered > 0 {
+            (delivered as f64 * BACKOFF) as u64
+        } else {
+            self.target_bps / 2
+        }
+    }
+
     /// One tick with every viewer's sample: the new target when it changed.
     pub fn tick(&mut self, samples: &[Sample]) -> Option<u64> {
         let cut_since_tick = std::mem::take(&mut self.cut_since_tick);
@@ -301,12 +311,7 @@ impl RateController {
                 } else {
                     s.delivered_bps
                 };
-                // Nothing delivered at all: halve (the link is far below the stream).
-                let estimate = if delivered > 0 {
-                    (delivered as f64 * BACKOFF) as u64
-                } else {
-                    self.target_bps / 2
-                };
+                let estimate = self.below(delivered);
                 if congested.is_none_or(|(c, _)| estimate < c) {
                     congested = Some((estimate, delivered));
                 }
@@ -332,12 +337,7 @@ impl RateController {
             {
                 // Once for one probe.
                 self.since_probe = u32::MAX;
-                let estimate = if delivered > 0 {
-                    (delivered as f64 * BACKOFF) as u64
-                } else {
-                    self.target_bps / 2
-                };
-                Some((estimate, delivered))
+                Some((self.below(delivered), delivered))
             }
             (congested, _) => congested,
         };

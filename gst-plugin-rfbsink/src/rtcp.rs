@@ -565,19 +565,32 @@ mod tests {
         assert_eq!(f.nack_share(at + STALE + ms(1)), 0.0);
     }
 
+    /// One reading 500 ms on: `sent` packets (1000 bytes each), `lost` of them reported lost
+    /// and `asked` asked for again.
+    fn reading(
+        f: &mut Feedback,
+        at: &mut Instant,
+        state: &mut Report,
+        sent: u64,
+        lost: u64,
+        asked: u64,
+    ) {
+        *at += ms(500);
+        state.highest_seq += sent;
+        state.lost += lost as i64;
+        state.packets_sent += sent;
+        state.bytes_sent += sent * 1000;
+        state.nacks += asked;
+        f.report(*at, *state);
+    }
+
     #[test]
     fn after_a_cut_the_losses_and_nacks_of_before_it_count_no_more() {
         let (mut f, mut at, mut state) = start();
         run(&mut f, &mut at, &mut state, 4, 300, 300, ms(1));
         // Half is lost and asked for again; the encoder is cut.
         for _ in 0..4 {
-            at += ms(500);
-            state.highest_seq += 150;
-            state.lost += 75;
-            state.packets_sent += 150;
-            state.bytes_sent += 150_000;
-            state.nacks += 75;
-            f.report(at, state);
+            reading(&mut f, &mut at, &mut state, 150, 75, 75);
         }
         assert!(f.congested(at));
         let delivered = f.delivered_bps(at);
@@ -587,12 +600,7 @@ mod tests {
         assert!(!f.congested(at));
         assert!(f.delivered_bps(at) >= delivered);
         // The first report read after the cut is of before it: its losses count no more.
-        at += ms(500);
-        state.highest_seq += 150;
-        state.lost += 75;
-        state.packets_sent += 150;
-        state.bytes_sent += 150_000;
-        f.report(at, state);
+        reading(&mut f, &mut at, &mut state, 150, 75, 0);
         assert_eq!(f.lost_share(at), 0.0);
         // Under the link now: nothing lost.
         run(&mut f, &mut at, &mut state, 1, 100, 100, ms(1));
@@ -604,13 +612,7 @@ mod tests {
         );
         // Still past it: lost again, congested again.
         for _ in 0..2 {
-            at += ms(500);
-            state.highest_seq += 100;
-            state.lost += 30;
-            state.packets_sent += 100;
-            state.bytes_sent += 100_000;
-            state.nacks += 30;
-            f.report(at, state);
+            reading(&mut f, &mut at, &mut state, 100, 30, 30);
         }
         assert!(f.congested(at));
         assert!(
