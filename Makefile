@@ -6,7 +6,7 @@
 #   make bench-lossless   the lossless raw path's benchmark alone
 #   make bench-python     the Python package's benchmark alone (with Jupyter's proxy and aiortc)
 #   make bench-relay      latency through one and two Media over QUIC relays (moq-relay, @moq/watch)
-#   make bench-audio      sound at steady state: underruns, latency, A/V offset; and behind a 700 kbit/s link (tests/bench/audio.mjs)
+#   make bench-audio      sound at steady state: underruns, latency, A/V offset; behind a 700 kbit/s link; on a machine busy for 15 s (tests/bench/audio.mjs)
 #   make bench-paint      decoded video to the screen, each paint path, Chromium and Firefox (tests/bench/paint.mjs)
 #   make fuzz    the fuzz targets, FUZZ_SECONDS each (make fuzz-smoke: 10 s each, part of test)
 # Everything is built with --release so that dependencies compile once for build, test and lint.
@@ -115,10 +115,12 @@ bench-lossless: deps build
 bench-python: deps build
 	node tests/bench/python.mjs $(PYTHON_BENCH_ARGS)
 
-# Sound at steady state: underruns, latency, A/V offset (tests/bench/audio.mjs; 60 s a case).
+# Sound at steady state: underruns, latency, A/V offset (tests/bench/audio.mjs; 60 s a case); behind
+# a slow link; and before, during and after a busy machine (one busy loop more than the cores).
 bench-audio: deps build
 	node tests/bench/audio.mjs $(AUDIO_BENCH_ARGS)
 	node tests/bench/audio.mjs --link 700 $(AUDIO_BENCH_ARGS)
+	node tests/bench/audio.mjs --load $(AUDIO_BENCH_ARGS)
 
 # Glass to glass through one and two clustered moq-relays against the direct link (tests/bench/relay.mjs).
 bench-relay: deps build

@@ -13,9 +13,18 @@
 // sound's packets on WebTransport's stream, as datagrams (`audio=datagram`) and on the WebSocket:
 // packets lost, how late the late ones come (`lateP99Ms`), underruns. Writes audio-link.json.
 //
-//   node tests/bench/audio.mjs [--seconds N] [--quick] [--only REGEX] [--link KBIT]
+// --load runs the busy-machine case instead: a WebSocket viewer at 720p30, 10 s idle, then
+// --load-seconds (15) with --load-loops busy loops beside the browser (one more than the cores), then --seconds idle again
+// (40 by default). It says, per phase, the underruns, the sound's latency and the A/V offset, and
+// how long after the load ends the sound is back within 10 ms of its latency before it (its
+// jitter buffer grew under the load: it should not keep that depth once the machine is quiet).
+// Writes audio-load.json.
+//
+//   node tests/bench/audio.mjs [--seconds N] [--quick] [--only REGEX] [--link KBIT | --load]
 
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -25,12 +34,21 @@ import { launchBareBrowser } from './harness.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { values: opts } = parseArgs({
-  options: { seconds: { type: 'string' }, only: { type: 'string' }, quick: { type: 'boolean' }, link: { type: 'string' } },
+  options: {
+    seconds: { type: 'string' }, only: { type: 'string' }, quick: { type: 'boolean' }, link: { type: 'string' },
+    load: { type: 'boolean' }, 'load-seconds': { type: 'string' }, 'load-loops': { type: 'string' },
+  },
 });
+const LOAD = Boolean(opts.load);
+const LOAD_SECONDS = Number(opts['load-seconds'] ?? 15);
+const LOAD_LOOPS = Number(opts['load-loops'] ?? availableParallelism() + 1);
+if (LOAD && opts.link !== undefined) throw new Error('--load and --link are separate runs');
 const LINK_KBIT = opts.link === undefined ? null : Number(opts.link);
 if (LINK_KBIT !== null && !(LINK_KBIT > 0)) throw new Error(`--link ${opts.link}: a rate in kbit/s`);
 if (LINK_KBIT !== null) runInPrivateNetns('audio bench --link');
-const SECONDS = Number(opts.seconds ?? (opts.quick ? 15 : 60));
+const SECONDS = Number(opts.seconds ?? (opts.quick ? 15 : LOAD ? 40 : 60));
+/** The idle phase before the load (--load). */
+const BEFORE_LOAD_SECONDS = 10;
 // A slow link: rate control has settled the encoder by then.
 const WARMUP_MS = LINK_KBIT === null ? 5000 : 10_000;
 
@@ -57,7 +75,10 @@ const LINK_CASES = ['auto', 'off'].flatMap((rc) => [
   line: `rate-control=${rc} ${snow} ${tone(20)}`,
   query,
 })));
-const CASES = (LINK_KBIT === null ? LOOPBACK_CASES : LINK_CASES)
+const LOAD_CASES = [
+  { name: `720p30 + Opus 20 ms, WebSocket, ${LOAD_LOOPS} busy loops for ${LOAD_SECONDS} s`, line: `${video(1280, 720, 30)} ${tone(20)}`, query: 'transport=ws' },
+];
+const CASES = (LOAD ? LOAD_CASES : LINK_KBIT === null ? LOOPBACK_CASES : LINK_CASES)
   .filter((c) => !opts.only || new RegExp(opts.only, 'i').test(c.name));
 
 const median = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[xs.length >> 1] : null);
@@ -81,6 +102,7 @@ async function run(c, browser) {
     // --autoplay-policy=no-user-gesture-required stands in for the click.
     await page.evaluate(() => window.rfbViewer.startAudio());
     await new Promise((r) => setTimeout(r, WARMUP_MS));
+    if (LOAD) return { case: c.name, ...(await measureLoad(stats)) };
     const first = await stats();
     const latencies = [];
     const offsets = [];
@@ -125,6 +147,65 @@ async function run(c, browser) {
   }
 }
 
+/** `LOAD_LOOPS` busy loops, until `stop()`. */
+function startBusyLoops() {
+  const loops = Array.from({ length: LOAD_LOOPS }, () => spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }));
+  return { stop: () => { for (const p of loops) p.kill('SIGKILL'); } };
+}
+
+/**
+ * --load: a reading a second through the idle, loaded and idle-again phases.
+ * @param {() => Promise<any>} stats
+ */
+async function measureLoad(stats) {
+  /** @type {{t: number, phase: string, latencyMs: number | null, targetMs: number | null, depthMs: number | null, underruns: number, avOffsetMs: number | null}[]} */
+  const timeline = [];
+  const phases = [['before', BEFORE_LOAD_SECONDS], ['load', LOAD_SECONDS], ['after', SECONDS]];
+  let t = 0;
+  for (const [phase, seconds] of phases) {
+    const busy = phase === 'load' ? startBusyLoops() : null;
+    try {
+      for (let i = 0; i < seconds; i++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const s = (await stats()).audio;
+        timeline.push({ t: ++t, phase, latencyMs: s.latencyMs, targetMs: s.targetMs, depthMs: s.depthMs, underruns: s.underruns, avOffsetMs: s.avOffsetMs });
+      }
+    } finally {
+      busy?.stop();
+    }
+  }
+  const of = (phase) => timeline.filter((r) => r.phase === phase);
+  const summary = (phase) => {
+    const rows = of(phase);
+    const startUnderruns = timeline[timeline.indexOf(rows[0]) - 1]?.underruns ?? rows[0].underruns;
+    return {
+      underruns: rows[rows.length - 1].underruns - startUnderruns,
+      latency_p50_ms: median(rows.map((r) => r.latencyMs).filter((v) => v !== null)),
+      latency_max_ms: Math.max(...rows.map((r) => r.latencyMs ?? 0)),
+      av_offset_p95_abs_ms: p95abs(rows.map((r) => r.avOffsetMs).filter((v) => v !== null)),
+      target_end_ms: rows[rows.length - 1].targetMs,
+    };
+  };
+  const before = summary('before');
+  const after = of('after');
+  // Back: from this reading on, the latency stays within 10 ms of the idle one before the load.
+  const bound = (before.latency_p50_ms ?? 0) + 10;
+  let back = after.length;
+  while (back > 0 && after[back - 1].latencyMs !== null && after[back - 1].latencyMs <= bound) back -= 1;
+  return {
+    seconds: SECONDS,
+    before, load: summary('load'), after: summary('after'),
+    recovered_after_s: back < after.length ? back : null,
+    timeline,
+  };
+}
+
+/** @param {string[][]} rows */
+function printTable(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? '').length)));
+  for (const r of rows) console.log(r.map((v, i) => String(v ?? '').padEnd(widths[i])).join('  '));
+}
+
 async function main() {
   const browser = await launchBareBrowser({ width: 1280, height: 720 }, ['--autoplay-policy=no-user-gesture-required']);
   const results = [];
@@ -136,20 +217,35 @@ async function main() {
   } finally {
     await browser.close();
   }
-  const rows = [['case', 'underruns', 'lost', 'late p99 ms', 'buffer ms', 'latency p50 ms', '+ output ms', '|A/V| p95 ms', 'picture waits ms', 'start ms', 'fps', 'render->decoded ms']];
-  for (const r of results) {
-    rows.push(r.error ? [r.case, 'error (below)'] : [
-      r.case, `${r.underruns} in ${r.seconds} s`, `${r.lost} of ${r.packets}`, f(r.late_p99_ms), f(r.target_ms, 0),
-      f(r.latency_p50_ms), f(r.output_latency_ms), f(r.av_offset_p95_abs_ms),
-      f(r.video_hold_ms), f(r.start_ms, 0), f(r.fps, 0), f(r.server_latency_p50_ms),
-    ]);
+  if (LOAD) {
+    const rows = [['case', 'phase', 'underruns', 'latency p50 ms', 'latency max ms', '|A/V| p95 ms', 'buffer at end ms', 'back within 10 ms']];
+    for (const r of results) {
+      if (r.error) rows.push([r.case, 'error (below)']);
+      else {
+        for (const phase of ['before', 'load', 'after']) {
+          const p = r[phase];
+          rows.push([phase === 'before' ? r.case : '', phase, String(p.underruns), f(p.latency_p50_ms), f(p.latency_max_ms),
+            f(p.av_offset_p95_abs_ms), f(p.target_end_ms, 0),
+            phase === 'after' ? (r.recovered_after_s === null ? `not in ${r.seconds} s` : `${r.recovered_after_s} s after the load`) : '']);
+        }
+      }
+    }
+    printTable(rows);
+  } else {
+    const rows = [['case', 'underruns', 'lost', 'late p99 ms', 'buffer ms', 'latency p50 ms', '+ output ms', '|A/V| p95 ms', 'picture waits ms', 'start ms', 'fps', 'render->decoded ms']];
+    for (const r of results) {
+      rows.push(r.error ? [r.case, 'error (below)'] : [
+        r.case, `${r.underruns} in ${r.seconds} s`, `${r.lost} of ${r.packets}`, f(r.late_p99_ms), f(r.target_ms, 0),
+        f(r.latency_p50_ms), f(r.output_latency_ms), f(r.av_offset_p95_abs_ms),
+        f(r.video_hold_ms), f(r.start_ms, 0), f(r.fps, 0), f(r.server_latency_p50_ms),
+      ]);
+    }
+    printTable(rows);
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? '').length)));
-  for (const r of rows) console.log(r.map((v, i) => String(v ?? '').padEnd(widths[i])).join('  '));
   for (const r of results.filter((x) => x.error)) console.log(`${r.case}: ${r.error}`);
   mkdirSync(path.join(HERE, 'out'), { recursive: true });
-  const out = path.join(HERE, 'out', LINK_KBIT === null ? 'audio.json' : 'audio-link.json');
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, link_kbit: LINK_KBIT, results }, null, 2));
+  const out = path.join(HERE, 'out', LOAD ? 'audio-load.json' : LINK_KBIT === null ? 'audio.json' : 'audio-link.json');
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, link_kbit: LINK_KBIT, load_seconds: LOAD ? LOAD_SECONDS : null, results }, null, 2));
   console.log(`wrote ${out}`);
   if (results.some((r) => r.error)) process.exitCode = 1;
 }
