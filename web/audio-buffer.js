@@ -15,17 +15,45 @@ export const START_TARGET_MS = 30;
 export const MAX_TARGET_MS = 200;
 /** An underrun raises the target by this much. */
 export const UNDERRUN_STEP_MS = 10;
-/** Without an underrun for this long, the target comes down by `DECAY_STEP_MS`. */
-export const DECAY_AFTER_MS = 5000;
+/**
+ * The target comes down after this long without an underrun, by half of what the buffer could
+ * spare in that time: its lowest depth less `DECAY_MARGIN_MS` (at least `DECAY_STEP_MS`, and only
+ * if it could spare that). A machine that stalled the sound for a while (a busy CPU) raised the
+ * target; once it is quiet again the target follows within a few windows (150 ms back to 30 in
+ * ~12 s), while stalls that keep coming keep their depth.
+ */
+export const DECAY_AFTER_MS = 3000;
 export const DECAY_STEP_MS = 5;
-/** A depth over the target by more than this is cut back to the target (latest wins). */
+export const DECAY_MARGIN_MS = 10;
+/** A depth over the target by more than this is cut back to it at once (latest wins). */
 export const EXCESS_MS = 60;
+/**
+ * The depth is kept to what the target asks, not what it happened to fill up to: every this long,
+ * a lowest depth that stayed more than `DRAIN_SLACK_MS` above the target less
+ * `LOW_BELOW_TARGET_MS` is drained, at most `DRAIN_MAX_MS` at a time (a few per cent faster than
+ * real time). Without it, a target that came down (or a burst under `EXCESS_MS`) kept its latency
+ * for good. At the least target this keeps the lowest depth of 20 ms that starting at 30 ms gives
+ * with 10 or 20 ms packets.
+ */
+export const LOW_BELOW_TARGET_MS = 10;
+export const DRAIN_EVERY_MS = 500;
+export const DRAIN_SLACK_MS = 5;
+export const DRAIN_MAX_MS = 20;
+/**
+ * Sound taken out is joined by a cross-fade this long, at the offset (within the allowed range)
+ * where the sound after the cut looks most like the sound before it: a cut of whole pitch periods,
+ * as NetEQ's "accelerate" does, rather than a click.
+ */
+export const JOIN_MS = 2.5;
+/** A burst cut back to the target may leave up to this much more, to find its join (a pitch period of 100 Hz). */
+export const JOIN_RANGE_MS = 10;
 
 /**
  * @typedef {object} Chunk
  * @property {Float32Array[]} planes one per channel, all the same length
  * @property {number} timestampUs of its first sample (the stream's running time)
  * @property {number} arrivedMs when its packet arrived (epoch ms: performance.timeOrigin + now)
+ * @property {boolean} [joined] a join after a cut, or what follows it: not a packet's start
  */
 
 /**
@@ -49,8 +77,13 @@ export class JitterBuffer {
     this.targetMs = START_TARGET_MS;
     /** Output frames since the last underrun or decay step. */
     this.steady = 0;
+    /** The lowest depth (frames) since then: what the buffer could have done without. */
+    this.lowSinceDecay = Infinity;
+    /** Output frames since the last drain, and the lowest depth since then. */
+    this.sinceDrain = 0;
+    this.lowSinceDrain = Infinity;
     this.underruns = 0;
-    /** Frames thrown away to cut the depth back. */
+    /** Frames thrown away to cut the depth back (bursts and drains). */
     this.skipped = 0;
     /** Frames played (not silence). */
     this.played = 0;
@@ -72,8 +105,107 @@ export class JitterBuffer {
     this.chunks.push(chunk);
     this.depth += n;
     if (this.playing && this.depth > this.frames(this.targetMs + EXCESS_MS)) {
-      this.skip(this.depth - this.frames(this.targetMs));
+      const excess = this.depth - this.frames(this.targetMs);
+      this.cut(excess - this.frames(JOIN_RANGE_MS), excess);
     }
+  }
+
+  /**
+   * The lowest depth (frames) kept for a target: the depth dips below the target as a packet
+   * plays out before the next one comes (10-20 ms for opusenc's packets).
+   */
+  expectedLowFrames(targetMs = this.targetMs) {
+    return Math.max(0, this.frames(targetMs - LOW_BELOW_TARGET_MS));
+  }
+
+  restartWindows() {
+    this.sinceDrain = 0;
+    this.lowSinceDrain = Infinity;
+    this.steady = 0;
+    this.lowSinceDecay = Infinity;
+  }
+
+  /**
+   * Takes out between `min` and `max` frames from the front (what plays next), at the length where
+   * channel 0 after the cut best continues what came before it, joined by a cross-fade of
+   * `JOIN_MS`. Fewer if fewer are buffered.
+   * @param {number} min
+   * @param {number} max
+   * @returns {number} frames taken out
+   */
+  cut(min, max) {
+    const join = this.frames(JOIN_MS);
+    max = Math.min(Math.round(max), this.depth - join);
+    min = Math.max(1, Math.min(Math.round(min), max));
+    if (max < 1) return 0;
+    const channels = this.chunks[0]?.planes.length ?? 0;
+    const head = this.front(0, max + join);
+    // The best join: normalised correlation of the `join` frames at the cut with those after it.
+    let best = max;
+    let bestScore = -Infinity;
+    let energy = 0;
+    for (let i = 0; i < join; i++) energy += head[min + i] * head[min + i];
+    let e0 = 0;
+    for (let i = 0; i < join; i++) e0 += head[i] * head[i];
+    for (let l = min; l <= max; l++) {
+      let dot = 0;
+      for (let i = 0; i < join; i++) dot += head[i] * head[l + i];
+      const score = dot / Math.sqrt(e0 * energy + 1e-12);
+      // Ties (silence) take the longest cut.
+      if (score >= bestScore) {
+        bestScore = score;
+        best = l;
+      }
+      if (l < max) energy += head[l + join] * head[l + join] - head[l] * head[l];
+    }
+    const timestampUs = this.frontTimestampUs() + (best * 1e6) / this.sampleRate;
+    const planes = [];
+    for (let c = 0; c < channels; c++) {
+      const x = c === 0 ? head : this.front(c, best + join);
+      const joined = new Float32Array(join);
+      for (let i = 0; i < join; i++) {
+        const w = (i + 1) / (join + 1);
+        joined[i] = x[i] * (1 - w) + x[best + i] * w;
+      }
+      planes.push(joined);
+    }
+    this.skip(best + join);
+    this.skipped -= join;
+    // What follows the join starts mid-packet: its own chunk from here, so the join goes in front.
+    const first = this.chunks[0];
+    if (first && this.offset > 0) {
+      this.chunks[0] = {
+        planes: first.planes.map((p) => p.subarray(this.offset)),
+        timestampUs: first.timestampUs + (this.offset * 1e6) / this.sampleRate,
+        arrivedMs: first.arrivedMs,
+        joined: true,
+      };
+      this.offset = 0;
+    }
+    this.chunks.unshift({ planes, timestampUs, arrivedMs: first?.arrivedMs ?? 0, joined: true });
+    this.depth += join;
+    return best;
+  }
+
+  /** The first `n` frames of channel `c` from the front (zeros past the end). @param {number} c @param {number} n */
+  front(c, n) {
+    const out = new Float32Array(n);
+    let at = 0;
+    let offset = this.offset;
+    for (const chunk of this.chunks) {
+      if (at >= n) break;
+      const plane = chunk.planes[Math.min(c, chunk.planes.length - 1)];
+      const take = Math.min(n - at, plane.length - offset);
+      out.set(plane.subarray(offset, offset + take), at);
+      at += take;
+      offset = 0;
+    }
+    return out;
+  }
+
+  frontTimestampUs() {
+    const first = this.chunks[0];
+    return first ? first.timestampUs + (this.offset * 1e6) / this.sampleRate : 0;
   }
 
   /** Drops `n` frames from the front. @param {number} n */
@@ -115,11 +247,6 @@ export class JitterBuffer {
       if (this.depth < this.frames(this.targetMs)) return null;
       this.playing = true;
     }
-    this.steady += n;
-    if (this.steady >= this.frames(DECAY_AFTER_MS)) {
-      this.steady = 0;
-      this.targetMs = Math.max(MIN_TARGET_MS, this.targetMs - DECAY_STEP_MS);
-    }
     const first = this.chunks[0];
     /** @type {Played} */
     const played = first
@@ -128,7 +255,7 @@ export class JitterBuffer {
     let written = 0;
     while (written < n && this.chunks.length) {
       const chunk = this.chunks[0];
-      if (this.offset === 0 && played) played.started = { arrivedMs: chunk.arrivedMs, at: written };
+      if (this.offset === 0 && played && !chunk.joined) played.started = { arrivedMs: chunk.arrivedMs, at: written };
       const take = Math.min(n - written, chunk.planes[0].length - this.offset);
       for (let c = 0; c < out.length; c++) {
         const plane = chunk.planes[Math.min(c, chunk.planes.length - 1)];
@@ -147,9 +274,40 @@ export class JitterBuffer {
       // Ran dry: wait for more than before (the link is less even than the target assumed).
       this.underruns++;
       this.playing = false;
-      this.steady = 0;
+      this.restartWindows();
       this.targetMs = Math.min(MAX_TARGET_MS, this.targetMs + UNDERRUN_STEP_MS);
+    } else {
+      this.adapt(n);
     }
     return written > 0 ? played : null;
+  }
+
+  /**
+   * After a quantum played in full: the depth's low-water marks, the target's decay and the
+   * drain of a depth the target does not ask for.
+   * @param {number} n frames just played
+   */
+  adapt(n) {
+    this.lowSinceDecay = Math.min(this.lowSinceDecay, this.depth);
+    this.lowSinceDrain = Math.min(this.lowSinceDrain, this.depth);
+    this.steady += n;
+    this.sinceDrain += n;
+    if (this.steady >= this.frames(DECAY_AFTER_MS)) {
+      const spareMs = (this.lowSinceDecay * 1000) / this.sampleRate - DECAY_MARGIN_MS;
+      if (spareMs >= DECAY_STEP_MS) {
+        this.targetMs = Math.max(MIN_TARGET_MS, this.targetMs - Math.max(DECAY_STEP_MS, Math.floor(spareMs / 2)));
+      }
+      this.steady = 0;
+      this.lowSinceDecay = Infinity;
+    }
+    if (this.sinceDrain >= this.frames(DRAIN_EVERY_MS)) {
+      const excess = this.lowSinceDrain - this.expectedLowFrames();
+      if (excess > this.frames(DRAIN_SLACK_MS)) {
+        const most = Math.min(excess, this.frames(DRAIN_MAX_MS));
+        this.cut(most / 2, most);
+      }
+      this.sinceDrain = 0;
+      this.lowSinceDrain = Infinity;
+    }
   }
 }

@@ -51,7 +51,8 @@ const TRANSITS = 500;
  * @property {number} underruns times the player ran dry
  * @property {number | null} depthMs the jitter buffer's depth
  * @property {number | null} targetMs the depth it keeps
- * @property {number} skippedMs sound thrown away to catch up after a burst
+ * @property {number} skippedMs sound thrown away to catch up: after a burst, and the depth drained
+ *   back to the target's
  * @property {number | null} latencyMs median, a packet's arrival to its first sample played
  *   (handed to the browser's audio output by the worklet)
  * @property {number | null} outputLatencyMs what the browser says its audio output adds after

@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JitterBuffer, START_TARGET_MS, UNDERRUN_STEP_MS, EXCESS_MS } from '../audio-buffer.js';
+import { JitterBuffer, START_TARGET_MS, UNDERRUN_STEP_MS, EXCESS_MS, MIN_TARGET_MS, JOIN_MS } from '../audio-buffer.js';
 import { DecodeOrder, lateP99 } from '../sound.js';
 import { MessageDecoder, parseAudioConfig, parseStreamMessage, ProtocolError, withAudio } from '../protocol.js';
 
@@ -41,6 +41,103 @@ test('an underrun is counted and raises the target; a burst is cut back to it', 
   b.push(chunk(EXCESS_MS + 100, 0.5));
   assert.ok(b.depthMs <= b.targetMs + 1, `depth ${b.depthMs} ms after a burst, target ${b.targetMs}`);
   assert.ok(b.skipped > 0);
+});
+
+/** A 440 Hz sine, `ms` long, from sample `from` (stereo). */
+const sine = (ms, from) => {
+  const n = (RATE * ms) / 1000;
+  const plane = new Float32Array(n);
+  for (let i = 0; i < n; i++) plane[i] = 0.5 * Math.sin((2 * Math.PI * 440 * (from + i)) / RATE);
+  return { planes: [plane, plane.slice()], timestampUs: (from * 1e6) / RATE, arrivedMs: 0 };
+};
+
+/**
+ * Plays `seconds` of 20 ms packets of a sine that arrive on time, as a steady link delivers them,
+ * and returns what came out (first channel) with the depth after each packet.
+ * @param {JitterBuffer} b
+ */
+function playSteady(b, seconds, from = 0) {
+  const out = quantum();
+  const heard = [];
+  const depths = [];
+  let sent = from;
+  let played = 0;
+  const packet = (RATE * 20) / 1000;
+  while (played < RATE * seconds) {
+    // A packet each 20 ms of output.
+    while (sent - from <= played) {
+      b.push(sine(20, sent));
+      sent += packet;
+      depths.push(b.depthMs);
+    }
+    b.read(out);
+    heard.push(...out[0]);
+    played += 128;
+  }
+  return { heard, depths, sent };
+}
+
+test('once stalls stop, the target comes back down and the depth follows it, without a click', () => {
+  const b = new JitterBuffer(RATE);
+  // As after many underruns on a busy machine: a target of 150 ms, filled up to it.
+  b.targetMs = 150;
+  const { heard, depths } = playSteady(b, 20);
+  assert.equal(b.underruns, 0);
+  assert.equal(b.targetMs, MIN_TARGET_MS, 'the target is back at its least');
+  const lateDepth = Math.max(...depths.slice(-100));
+  assert.ok(lateDepth <= MIN_TARGET_MS + 20 + 6, `depth ${lateDepth} ms at the end: the target's, not the 150 ms it filled to`);
+  assert.ok(b.skipped > (RATE * 100) / 1000, `${b.skipped} frames drained`);
+  // The joins are cut at the sine's period: no sample jumps by more than the sine's steepest step.
+  const steepest = 0.5 * 2 * Math.PI * 440 / RATE;
+  let worst = 0;
+  let start = heard.findIndex((v) => v !== 0);
+  for (let i = start + 1; i < heard.length; i++) worst = Math.max(worst, Math.abs(heard[i] - heard[i - 1]));
+  assert.ok(worst <= steepest * 1.2, `a step of ${worst.toFixed(4)} (the sine's steepest ${steepest.toFixed(4)})`);
+});
+
+test('stalls that keep coming keep their depth', () => {
+  const b = new JitterBuffer(RATE);
+  b.targetMs = 100;
+  const out = quantum();
+  const packet = (RATE * 20) / 1000;
+  let sent = 0;
+  let played = 0;
+  // Every 2.5 s nothing arrives for 60 ms, then the late packets come at once.
+  while (played < RATE * 30) {
+    const stalled = played % (RATE * 2.5) < (RATE * 60) / 1000;
+    while (!stalled && sent <= played) {
+      b.push(sine(20, sent));
+      sent += packet;
+    }
+    b.read(out);
+    played += 128;
+  }
+  assert.equal(b.underruns, 0, 'the depth that covers the stalls stays');
+  assert.ok(b.targetMs >= 70, `target ${b.targetMs} ms`);
+});
+
+test('a steady link at the least target drains nothing and never runs dry', () => {
+  const b = new JitterBuffer(RATE);
+  playSteady(b, 60);
+  assert.equal(b.underruns, 0);
+  assert.equal(b.skipped, 0);
+  assert.equal(b.targetMs, MIN_TARGET_MS);
+});
+
+test('a cut keeps timestamps true: what plays after it is labelled with its own time', () => {
+  const b = new JitterBuffer(RATE);
+  b.push(sine(100, 0));
+  const out = quantum();
+  b.read(out);
+  const taken = b.cut((RATE * 10) / 1000, (RATE * 15) / 1000);
+  assert.ok(taken >= 480 && taken <= 720, `${taken} frames`);
+  const played = b.read(out);
+  // The join plays the sound from 128 + taken frames on.
+  assert.equal(Math.round(played.timestampUs), Math.round(((128 + taken) * 1e6) / RATE));
+  assert.equal(played.started, null, 'a join is not a packet\'s start');
+  assert.equal(b.skipped, taken);
+  assert.ok(Math.abs(b.depthMs - (100 - (128 * 2 * 1000) / RATE - (taken * 1000) / RATE)) < 1e-6);
+  assert.ok(JOIN_MS > 0);
 });
 
 test('decoded sound keeps its packet\'s timestamp when the decoder counts its own (packets skipped before it)', () => {
