@@ -108,9 +108,14 @@ async function run(c, browser) {
     const offsets = [];
     const holds = [];
     const lates = [];
+    /** The seconds (into the measurement) in which underruns came, and the target after. */
+    const underrunsAt = [];
+    let underruns = first.audio.underruns;
     for (let i = 0; i < SECONDS; i++) {
       await new Promise((r) => setTimeout(r, 1000));
       const s = await stats();
+      if (s.audio.underruns !== underruns) underrunsAt.push({ s: i + 1, underruns: s.audio.underruns - underruns, targetMs: s.audio.targetMs });
+      underruns = s.audio.underruns;
       if (s.audio.latencyMs !== null) latencies.push(s.audio.latencyMs);
       if (s.audio.avOffsetMs !== null) offsets.push(s.audio.avOffsetMs);
       if (s.audio.videoHoldMs !== null) holds.push(s.audio.videoHoldMs);
@@ -123,6 +128,7 @@ async function run(c, browser) {
       transport: last.transport,
       seconds: SECONDS,
       underruns: last.audio.underruns - first.audio.underruns,
+      underruns_at: underrunsAt,
       packets: last.audio.packetsReceived - first.audio.packetsReceived,
       lost: last.audio.packetsLost - first.audio.packetsLost,
       datagrams: last.audio.datagrams - first.audio.datagrams,
