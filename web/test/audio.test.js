@@ -52,45 +52,45 @@ const sine = (ms, from) => {
 };
 
 /**
- * Plays `seconds` of 20 ms packets of a sine that arrive on time, as a steady link delivers them,
- * and returns what came out (first channel) with the depth after each packet.
+ * Plays `seconds` of 20 ms packets of a sine through `b`, each sent as its time comes unless
+ * `stalled(played)` (nothing arrives then; the late packets come at once after), and returns what
+ * came out (first channel, with `record`) and the depth after each packet.
  * @param {JitterBuffer} b
+ * @param {number} seconds
+ * @param {{stalled?: (played: number) => boolean, record?: boolean}} [how]
  */
-function playSteady(b, seconds, from = 0) {
+function play(b, seconds, { stalled = () => false, record = false } = {}) {
   const out = quantum();
   const heard = [];
   const depths = [];
-  let sent = from;
-  let played = 0;
+  let sent = 0;
   const packet = (RATE * 20) / 1000;
-  while (played < RATE * seconds) {
-    // A packet each 20 ms of output.
-    while (sent - from <= played) {
+  for (let played = 0; played < RATE * seconds; played += 128) {
+    while (!stalled(played) && sent <= played) {
       b.push(sine(20, sent));
       sent += packet;
       depths.push(b.depthMs);
     }
     b.read(out);
-    heard.push(...out[0]);
-    played += 128;
+    if (record) heard.push(...out[0]);
   }
-  return { heard, depths, sent };
+  return { heard, depths };
 }
 
 test('once stalls stop, the target comes back down and the depth follows it, without a click', () => {
   const b = new JitterBuffer(RATE);
   // As after many underruns on a busy machine: a target of 150 ms, filled up to it.
   b.targetMs = 150;
-  const { heard, depths } = playSteady(b, 30);
+  const { heard, depths } = play(b, 30, { record: true });
   assert.equal(b.underruns, 0);
   assert.equal(b.targetMs, MIN_TARGET_MS, 'the target is back at its least');
   const lateDepth = Math.max(...depths.slice(-100));
   assert.ok(lateDepth <= MIN_TARGET_MS + 20 + 6, `depth ${lateDepth} ms at the end: the target's, not the 150 ms it filled to`);
   assert.ok(b.skipped > (RATE * 100) / 1000, `${b.skipped} frames drained`);
   // The joins are cut at the sine's period: no sample jumps by more than the sine's steepest step.
-  const steepest = 0.5 * 2 * Math.PI * 440 / RATE;
+  const steepest = (0.5 * 2 * Math.PI * 440) / RATE;
   let worst = 0;
-  let start = heard.findIndex((v) => v !== 0);
+  const start = heard.findIndex((v) => v !== 0);
   for (let i = start + 1; i < heard.length; i++) worst = Math.max(worst, Math.abs(heard[i] - heard[i - 1]));
   assert.ok(worst <= steepest * 1.2, `a step of ${worst.toFixed(4)} (the sine's steepest ${steepest.toFixed(4)})`);
 });
@@ -98,20 +98,8 @@ test('once stalls stop, the target comes back down and the depth follows it, wit
 test('stalls that keep coming keep their depth', () => {
   const b = new JitterBuffer(RATE);
   b.targetMs = 100;
-  const out = quantum();
-  const packet = (RATE * 20) / 1000;
-  let sent = 0;
-  let played = 0;
-  // Every 2.5 s nothing arrives for 60 ms, then the late packets come at once.
-  while (played < RATE * 30) {
-    const stalled = played % (RATE * 2.5) < (RATE * 60) / 1000;
-    while (!stalled && sent <= played) {
-      b.push(sine(20, sent));
-      sent += packet;
-    }
-    b.read(out);
-    played += 128;
-  }
+  // Every 2.5 s nothing arrives for 60 ms.
+  play(b, 30, { stalled: (played) => played % (RATE * 2.5) < (RATE * 60) / 1000 });
   assert.equal(b.underruns, 0, 'the depth that covers the stalls stays');
   assert.ok(b.targetMs >= 70, `target ${b.targetMs} ms`);
 });
@@ -119,48 +107,36 @@ test('stalls that keep coming keep their depth', () => {
 test('random stalls: about as many underruns as a slow decay, and the latency back once they stop', () => {
   // Ten runs of 60 s with stalls of 20-120 ms, 2 s apart on average (a busy machine), then 30 s
   // of a steady link. A decay of 5 ms each 5 s without draining (the buffer before this one) had
-  // 9.0 underruns a run and a depth of 77 ms 15 s after the stalls; decaying without waiting for
-  // a quiet spell, 17.7 underruns.
+  // 9.0 underruns a run and a depth of 88 ms (as each packet came) in the last 15 s; this one
+  // 10.6 and 44 ms; decaying without waiting for a quiet spell, 17.2 underruns.
   let seed = 12345;
   const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-  const packet = (RATE * 20) / 1000;
   let underruns = 0;
   let quietDepth = 0;
   for (let run = 0; run < 10; run++) {
     const b = new JitterBuffer(RATE);
-    const out = [new Float32Array(128)];
-    let sent = 0;
-    let played = 0;
     let stallUntil = 0;
     let nextStall = RATE * 2;
-    let depthSum = 0;
-    let depthReads = 0;
-    while (played < RATE * 90) {
+    const stalled = (played) => {
       if (played < RATE * 60 && played >= nextStall) {
         stallUntil = played + RATE * (0.02 + 0.1 * random());
         nextStall = played + RATE * -Math.log(1 - random()) * 2;
       }
-      while (played >= stallUntil && sent <= played) {
-        b.push({ planes: [new Float32Array(packet)], timestampUs: (sent * 1e6) / RATE, arrivedMs: 0 });
-        sent += packet;
-      }
-      b.read(out);
-      played += 128;
-      if (played > RATE * 75) {
-        depthSum += b.depthMs;
-        depthReads += 1;
-      }
-    }
+      return played < stallUntil;
+    };
+    const { depths } = play(b, 90, { stalled });
     underruns += b.underruns;
-    quietDepth += depthSum / depthReads;
+    // The last 15 s: 750 packets.
+    const quiet = depths.slice(-750);
+    quietDepth += quiet.reduce((a, d) => a + d, 0) / quiet.length;
   }
   assert.ok(underruns / 10 <= 12, `${underruns / 10} underruns a run`);
-  assert.ok(quietDepth / 10 <= 40, `a depth of ${(quietDepth / 10).toFixed(1)} ms 15 s after the stalls stopped`);
+  assert.ok(quietDepth / 10 <= 50, `a depth of ${(quietDepth / 10).toFixed(1)} ms 15 s after the stalls stopped`);
 });
 
 test('a steady link at the least target drains nothing and never runs dry', () => {
   const b = new JitterBuffer(RATE);
-  playSteady(b, 60);
+  play(b, 60);
   assert.equal(b.underruns, 0);
   assert.equal(b.skipped, 0);
   assert.equal(b.targetMs, MIN_TARGET_MS);
