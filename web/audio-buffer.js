@@ -20,10 +20,11 @@ export const UNDERRUN_STEP_MS = 10;
  * of what the buffer could spare in that time: its lowest depth less `DECAY_MARGIN_MS` (at least
  * `DECAY_STEP_MS`, and only if it could spare that). A machine that stalled the sound for a while
  * (a busy CPU) raised the target; once it is quiet again the target follows within a few windows
- * (150 ms back to 30 in ~20 s), while stalls that keep coming keep their depth. Measured in a
- * simulation of random stalls (20-120 ms, 2 s apart on average, for 60 s): without `QUIET_MS`
- * twice the underruns of a decay of 5 ms each 5 s, with it about as many (10.7 against 9.0) at a
- * lower depth (88 against 93 ms), and 31 ms instead of 77 ms 15 s after the stalls stopped.
+ * (150 ms back to 30 in ~20 s), while stalls that keep coming keep their depth. In a simulation of
+ * random stalls (20-120 ms, 2 s apart on average, for 60 s; web/test/audio.test.js) a decay of
+ * 5 ms each 5 s without a drain (this buffer's first rule) had 9.0 underruns a run and a depth of
+ * 88 ms 15 s after the stalls stopped; this rule 10.6 and 44 ms; without `QUIET_MS`, 17.2
+ * underruns.
  */
 export const QUIET_MS = 10_000;
 export const DECAY_AFTER_MS = 3000;
@@ -124,6 +125,7 @@ export class JitterBuffer {
     return Math.max(0, this.frames(targetMs - LOW_BELOW_TARGET_MS));
   }
 
+  /** An underrun: the windows start again from the buffer it fills up. */
   restartWindows() {
     this.sinceDrain = 0;
     this.lowSinceDrain = Infinity;

@@ -82,9 +82,9 @@ class RfbAudioProcessor extends scope.AudioWorkletProcessor {
       }
     }
     const b = this.buffer;
-    // Its timeline moved (it ran dry, started again after filling up, or cut a burst back): the
-    // worker hears of it now, not up to a report later, so that pictures held for the sound
-    // follow it at once.
+    // Its timeline moved (it ran dry, started again after filling up, or cut sound out: a burst,
+    // a drain): the worker hears of it now, not up to a report later, so that pictures held for
+    // the sound follow it at once.
     const moved = b.underruns !== this.reported.underruns || b.skipped !== this.reported.skipped
       || (b.playing && played !== null) !== this.reported.playing;
     if ((++this.quanta % REPORT_EVERY === 0 || moved) && this.worker) {

@@ -360,7 +360,7 @@ class Pictures {
   }
 
   /**
-   * The sound's timeline moved (an underrun's silence, a burst cut back): each held picture
+   * The sound's timeline moved (an underrun's silence, sound cut out): each held picture
    * waits for its sound anew, oldest first, rather than show at the time the old timeline gave
    * it (measured under load: flashes 25-55 ms off the sound after such a move).
    */
