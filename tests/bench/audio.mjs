@@ -14,11 +14,11 @@
 // packets lost, how late the late ones come (`lateP99Ms`), underruns. Writes audio-link.json.
 //
 // --load runs the busy-machine case instead: a WebSocket viewer at 720p30, 10 s idle, then
-// --load-seconds (15) with --load-loops busy loops beside the browser (one more than the cores), then --seconds idle again
-// (40 by default). It says, per phase, the underruns, the sound's latency and the A/V offset, and
-// how long after the load ends the sound is back within 10 ms of its latency before it (its
-// jitter buffer grew under the load: it should not keep that depth once the machine is quiet).
-// Writes audio-load.json.
+// --load-seconds (15) with --load-loops busy loops beside the browser (one more than the cores),
+// then --seconds idle again (40 by default). It says, per phase, the underruns, the sound's
+// latency and the A/V offset, and how long after the load ends the sound is back within 10 ms of
+// its latency before it (its jitter buffer grew under the load: it should not keep that depth
+// once the machine is quiet). Writes audio-load.json.
 //
 //   node tests/bench/audio.mjs [--seconds N] [--quick] [--only REGEX] [--link KBIT | --load]
 
@@ -166,6 +166,7 @@ function startBusyLoops() {
 async function measureLoad(stats) {
   /** @type {{t: number, phase: string, latencyMs: number | null, targetMs: number | null, depthMs: number | null, underruns: number, avOffsetMs: number | null}[]} */
   const timeline = [];
+  const startUnderruns = (await stats()).audio.underruns;
   const phases = [['before', BEFORE_LOAD_SECONDS], ['load', LOAD_SECONDS], ['after', SECONDS]];
   let t = 0;
   for (const [phase, seconds] of phases) {
@@ -183,9 +184,10 @@ async function measureLoad(stats) {
   const of = (phase) => timeline.filter((r) => r.phase === phase);
   const summary = (phase) => {
     const rows = of(phase);
-    const startUnderruns = timeline[timeline.indexOf(rows[0]) - 1]?.underruns ?? rows[0].underruns;
+    // Each phase from the reading before its first (the start's for the first phase).
+    const before = timeline[timeline.indexOf(rows[0]) - 1]?.underruns ?? startUnderruns;
     return {
-      underruns: rows[rows.length - 1].underruns - startUnderruns,
+      underruns: rows[rows.length - 1].underruns - before,
       latency_p50_ms: median(rows.map((r) => r.latencyMs).filter((v) => v !== null)),
       latency_max_ms: Math.max(...rows.map((r) => r.latencyMs ?? 0)),
       av_offset_p95_abs_ms: p95abs(rows.map((r) => r.avOffsetMs).filter((v) => v !== null)),
