@@ -31,6 +31,18 @@ use crate::ws;
 use crate::CAT;
 
 mod assets {
+    /// One file of the viewer (web/), embedded by build.rs.
+    pub(super) struct Asset {
+        pub name: &'static str,
+        pub mime: &'static str,
+        pub body: &'static [u8],
+        /// Its gzip copy, where that saves a tenth or more.
+        pub gzip: Option<&'static [u8]>,
+        /// Its content's hash, quoted; the gzip copy's has `-gzip` added.
+        pub etag: &'static str,
+        pub gzip_etag: &'static str,
+    }
+
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 }
 
@@ -315,7 +327,7 @@ fn routes(ctx: Context, discovery: Arc<Discovery>, rtc: Arc<WebRtc>) -> impl Rou
             if let Err(denied) = asset_ctx.access.check_host_and_origin(&req.access()) {
                 return refused(denied, false);
             }
-            let mut res = asset(tail.as_str());
+            let mut res = asset(tail.as_str(), &req);
             cors(&asset_ctx, &req, &mut res);
             secure_headers(&mut res);
             res.into_response()
@@ -354,7 +366,7 @@ fn page(ctx: &Context, discovery: &Discovery, req: &RequestInfo) -> warp::reply:
     if let Err(denied) = session::authorize(ctx, "page", &access) {
         return refused(denied, true);
     }
-    let mut res = asset("index.html");
+    let mut res = asset("index.html", req);
     let headers = res.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(cookie) = ctx.access.cookie_for(&access) {
@@ -376,14 +388,72 @@ fn page(ctx: &Context, discovery: &Discovery, req: &RequestInfo) -> warp::reply:
     secure_headers(&mut res);
     res.into_response()
 }
-fn asset(path: &str) -> Response<Bytes> {
+/// One of the viewer's files: its gzip copy to a client that accepts it, and nothing but "not
+/// modified" to one that has it already (`If-None-Match` naming its ETag). `no-cache`: a browser
+/// revalidates each load, so a new build's viewer is never mixed with the old one's files.
+fn asset(path: &str, req: &RequestInfo) -> Response<Bytes> {
     let name = if path.is_empty() { "index.html" } else { path };
-    match assets::ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, mime, body)) => Response::builder()
-            .header(header::CONTENT_TYPE, *mime)
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Bytes::from_static(body))
-            .unwrap(),
-        None => not_found(),
+    let Some(a) = assets::ASSETS.iter().find(|a| a.name == name) else {
+        return not_found();
+    };
+    let gzip = a
+        .gzip
+        .filter(|_| accepts_gzip(req.accept_encoding.as_deref()));
+    let (body, etag) = match gzip {
+        Some(gz) => (gz, a.gzip_etag),
+        None => (a.body, a.etag),
+    };
+    let res = Response::builder()
+        .header(header::CONTENT_TYPE, a.mime)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::VARY, "Accept-Encoding");
+    if let Some(tags) = req.if_none_match.as_deref() {
+        if let Some(held) = [a.etag, a.gzip_etag]
+            .into_iter()
+            .find(|t| etag_listed(tags, t))
+        {
+            return res
+                .status(StatusCode::NOT_MODIFIED)
+                .header(header::ETAG, held)
+                .body(Bytes::new())
+                .unwrap();
+        }
     }
+    let res = res.header(header::ETAG, etag);
+    match gzip {
+        Some(_) => res.header(header::CONTENT_ENCODING, "gzip"),
+        None => res,
+    }
+    .body(Bytes::from_static(body))
+    .unwrap()
+}
+
+/// Whether an `Accept-Encoding` takes gzip (RFC 9110, 12.5.3): `gzip`, `x-gzip` or `*`, with a
+/// quality above zero.
+fn accepts_gzip(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept.split(',').any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let wanted = ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| coding.eq_ignore_ascii_case(c));
+            wanted
+                && parts.all(|p| {
+                    let Some((k, v)) = p.split_once('=') else {
+                        return true;
+                    };
+                    !k.trim().eq_ignore_ascii_case("q")
+                        || v.trim().parse::<f32>().is_ok_and(|q| q > 0.0)
+                })
+        })
+    })
+}
+
+/// Whether an `If-None-Match` list names `etag` (a weak comparison, RFC 9110, 13.1.2: `W/` is
+/// ignored), or is `*`.
+fn etag_listed(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }

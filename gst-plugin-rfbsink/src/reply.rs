@@ -25,6 +25,9 @@ pub(crate) struct RequestInfo {
     pub origin: Option<String>,
     pub authorization: Option<String>,
     pub cookie: Option<String>,
+    /// `Accept-Encoding` and `If-None-Match`, for the viewer's files.
+    pub accept_encoding: Option<String>,
+    pub if_none_match: Option<String>,
     pub query: HashMap<String, String>,
     pub remote: Option<SocketAddr>,
 }
@@ -47,6 +50,8 @@ pub(crate) fn request_info(
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("cookie"))
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .and(warp::header::optional::<String>("if-none-match"))
         .and(
             warp::query::<HashMap<String, String>>()
                 .or(warp::any().map(HashMap::new))
@@ -54,11 +59,20 @@ pub(crate) fn request_info(
         )
         .and(warp::ext::optional::<Remote>())
         .map(
-            |host, origin, authorization, cookie, query, remote: Option<Remote>| RequestInfo {
+            |host,
+             origin,
+             authorization,
+             cookie,
+             accept_encoding,
+             if_none_match,
+             query,
+             remote: Option<Remote>| RequestInfo {
                 host,
                 origin,
                 authorization,
                 cookie,
+                accept_encoding,
+                if_none_match,
                 query,
                 remote: remote.map(|r| r.0),
             },
@@ -80,7 +94,7 @@ pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
 /// reading /rfb.json); never a wildcard.
 pub(crate) fn cors(ctx: &Context, req: &RequestInfo, res: &mut Response<Bytes>) {
     let headers = res.headers_mut();
-    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
     let Some(origin) = req.origin.as_deref() else {
         return;
     };

@@ -10,6 +10,7 @@ mod common;
 
 mod audio;
 mod codec;
+mod http;
 mod overload;
 mod rate;
 mod raw;
