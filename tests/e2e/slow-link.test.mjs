@@ -4,6 +4,8 @@
 // one a user writes, with no rate-control set: the element's default (auto) lowers x264enc's
 // bitrate below the link's, and the viewer shows the stream at a bounded latency. The same line
 // with rate-control=off, on the same link, shows what the viewer got before: seconds of delay.
+// A viewer joining a two-rendition ladder late, behind the same link, loads the page's files
+// gzipped and moves to the small rendition.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -75,4 +77,44 @@ test(`a viewer behind a ${LINK_KBIT} kbit/s link: the default line's x264enc fol
   assert.equal(off.targetKbps, null, off.logs());
   assert.ok(off.latencyP50Ms === null || off.latencyP50Ms > 2 * auto.latencyP50Ms || off.fps < auto.fps / 2,
     `the link is slower than the stream: off ${off.fps} fps at ${off.latencyP50Ms} ms, auto ${auto.fps} fps at ${auto.latencyP50Ms} ms\n${off.logs()}`);
+});
+
+const LADDER = 'videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420,width=640,height=360,framerate=30/1 ! tee name=t '
+  + 't. ! queue ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=2000 key-int-max=60 ! rfbsink name=sink port=0 '
+  + 't. ! queue ! videoscale ! video/x-raw,width=320,height=180 ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=300 key-int-max=60 ! sink.rendition_1';
+
+test(`a viewer joining late behind a ${LINK_KBIT} kbit/s link: the page's files come gzipped, and it moves to the rendition its link carries and shows it`, { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc', 'videoscale'])) return;
+  const pipeline = await startPipeline(LADDER);
+  /** @type {Viewer | null} */
+  let viewer = null;
+  try {
+    shapeLink(pipeline.port, LINK_KBIT);
+    // The stream has been running a while: the viewer joins mid-GOP.
+    await new Promise((r) => setTimeout(r, 3000));
+    const opened = Date.now();
+    viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'transport=ws'));
+    await viewer.waitForFrames(1, { extra: pipeline.logs, timeoutMs: 30_000 });
+    const firstFrameMs = Date.now() - opened;
+    // What the page loaded over the slow link: every module compressed.
+    const modules = await viewer.page.evaluate(() => performance.getEntriesByType('resource')
+      .filter((e) => e.name.endsWith('.js'))
+      .map((e) => ({ name: e.name.replace(/^.*\//, '').replace(/\?.*$/, ''), sent: e.encodedBodySize, size: e.decodedBodySize })));
+    const sent = modules.reduce((a, m) => a + m.sent, 0);
+    const size = modules.reduce((a, m) => a + m.size, 0);
+    t.diagnostic(`first frame ${firstFrameMs} ms after the page was opened; ${modules.length} modules, ${(sent / 1000).toFixed(0)} of ${(size / 1000).toFixed(0)} kB sent`);
+    assert.ok(modules.some((m) => m.name === 'rfb-viewer.js'), JSON.stringify(modules));
+    for (const m of modules) assert.ok(m.sent < 0.6 * m.size, `${m.name}: ${m.sent} bytes sent for ${m.size}`);
+    await viewer.waitForStats((s) => s.renditions?.current === 1, 'the small rendition', { extra: pipeline.logs, timeoutMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 3000));
+    const { fps, p50, last } = await viewer.measure(5000);
+    t.diagnostic(`on rendition ${last.renditions?.current}: ${fps.toFixed(1)} fps decoded, render->decoded p50 ${p50} ms`);
+    assert.equal(last.renditions?.current, 1, `it stays on the rendition its link carries\n${JSON.stringify(last.server)}`);
+    assert.ok(fps >= 20, `the small rendition's frames shown: ${fps} fps\n${viewer.logs()}`);
+    assert.ok(p50 !== null && p50 < 250, `bounded latency: ${p50} ms\n${JSON.stringify(last.server)}`);
+  } finally {
+    await viewer?.close();
+    await pipeline.stop();
+    unshapeLink();
+  }
 });
