@@ -159,16 +159,19 @@ impl Encoder {
         matches!(self.drive, Drive::Quality { .. })
     }
 
-    /// Whether it is set to a constant quality that ignores the bitrate it is given (x264enc
-    /// `pass=quant` or `pass=qual`).
-    pub fn constant_quality(&self) -> bool {
+    /// Whether it is set to a constant quantizer, which ignores the bitrate it is given (x264enc
+    /// `pass=quant`). At a constant quality (`pass=qual`, x264's CRF) x264enc's bitrate is the
+    /// most it makes (its VBV's rate), and a change applies within a second (measured: snow that
+    /// quality would make 4 Mbit/s of came out at 500 kbit/s the second after 500 was set, and
+    /// back at 4 Mbit/s after): rfbsink drives that.
+    pub fn constant_quantizer(&self) -> bool {
         let Some(element) = self.element.upgrade() else {
             return false;
         };
         element.factory().is_some_and(|f| f.name() == "x264enc")
             && element.find_property("pass").is_some()
             && glib::EnumValue::from_value(&element.property_value("pass"))
-                .is_some_and(|(_, pass)| matches!(pass.nick(), "quant" | "qual"))
+                .is_some_and(|(_, pass)| pass.nick() == "quant")
     }
 
     /// The quality it is set to (by_quality() encoders).

@@ -501,7 +501,7 @@ impl RfbSink {
             .min_by_key(|(_, e)| e.as_ref().map(|e| e.bitrate()))
             .unwrap_or((0, None));
         if settings.rate_control == RateControl::Auto
-            && encoder.as_ref().is_none_or(|e| e.constant_quality())
+            && encoder.as_ref().is_none_or(|e| e.constant_quantizer())
         {
             gst::debug!(
                 CAT,

@@ -122,6 +122,53 @@ fn the_encoders_bitrate_follows_a_slow_viewer_down_and_back_up() {
 }
 
 #[test]
+fn x264enc_at_a_constant_quality_is_driven_by_its_bitrate_cap() {
+    init();
+    // pass=qual (x264's CRF): quality 18 would spend far more than 1500 kbit/s on snow, its
+    // bitrate is the most it makes. The default rate control (auto) drives that cap.
+    let (pipeline, enc, sink, port) = playing(&format!(
+        "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc name=enc tune=zerolatency speed-preset=ultrafast pass=qual quantizer=18 \
+           bitrate=1500 key-int-max=30 \
+         ! rfbsink name=sink port=0 min-bitrate=100 token={TEST_TOKEN}"
+    ));
+    assert_eq!(sink.property::<u32>("target-bitrate"), 1500);
+    assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 120);
+    // A 320 kbit/s link.
+    let rate = Arc::new(AtomicU64::new(40_000));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = runtime();
+    let viewer = rt.spawn(slow_viewer(port, rate.clone(), stop.clone(), None));
+    let bitrate = || enc.property::<u32>("bitrate");
+    assert!(
+        wait_until(Duration::from_secs(20), || bitrate() <= 400),
+        "x264enc still at {} kbit/s",
+        bitrate()
+    );
+    // What the encoder makes follows the cap: the link delivers the stream (it would not at
+    // quality 18 uncapped), so the viewer is not queueing and is not skipping frames.
+    std::thread::sleep(Duration::from_secs(4));
+    let stats = sink.property::<gst::Structure>("stats");
+    let renditions = stats.get::<gst::Array>("renditions").unwrap();
+    let stream = renditions
+        .first()
+        .unwrap()
+        .get::<gst::Structure>()
+        .unwrap()
+        .get::<u64>("bitrate")
+        .unwrap();
+    assert!(
+        stream <= 500_000,
+        "x264enc at quality 18 under a {} kbit/s cap made {stream} bit/s",
+        bitrate()
+    );
+    assert_delivered(&sink, 50_000..=600_000, "a 320 kbit/s link");
+    stop.store(true, Ordering::SeqCst);
+    let _ = rt.block_on(viewer);
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
 fn rate_control_is_auto_by_default_and_says_why_when_it_cannot_drive_the_encoder() {
     init();
     // auto: an encoder rfbsink knows is driven, from the bitrate it was given.
@@ -145,9 +192,9 @@ fn rate_control_is_auto_by_default_and_says_why_when_it_cannot_drive_the_encoder
     assert_eq!(sink.property::<u32>("target-bitrate"), 0);
     assert_eq!(enc.property::<u32>("vbv-buf-capacity"), 600);
     pipeline.set_state(gst::State::Null).unwrap();
-    // auto with x264enc at a constant quality (it would ignore a bitrate): off.
+    // auto with x264enc at a constant quantizer (it ignores a bitrate): off.
     let (pipeline, enc, sink, _) = playing(&format!(
-        "videotestsrc is-live=true ! x264enc name=enc tune=zerolatency pass=qual \
+        "videotestsrc is-live=true ! x264enc name=enc tune=zerolatency pass=quant \
          ! rfbsink name=sink port=0 token={TEST_TOKEN}"
     ));
     assert_eq!(sink.property::<u32>("target-bitrate"), 0);
