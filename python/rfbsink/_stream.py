@@ -25,16 +25,20 @@ CODECS = ("auto", "h264", "jpeg", "lossless")
 MAX_PENDING_EVENTS = 1024
 
 # tune=zerolatency: no lookahead, no B-frames, every frame leaves the encoder at once (a sparse
-# stream has no next frame to wait for); pass=qual: constant quality whatever the frame rate.
-_X264 = "x264enc name=enc tune=zerolatency speed-preset=ultrafast pass=qual quantizer={q} key-int-max=120"
+# stream has no next frame to wait for); pass=qual: constant quality whatever the frame rate
+# (x264's CRF), its bitrate the most it makes (the VBV's rate), which rate control lowers for a
+# slow link and gives back when the link frees.
+_X264 = (
+    "x264enc name=enc tune=zerolatency speed-preset=ultrafast pass=qual quantizer={q} bitrate={kbps}"
+    " key-int-max=120"
+)
 _OPENH264 = "openh264enc name=enc complexity=low rate-control=quality"
 # A rendition of the ladder: a bitrate, not a quality (it is there to fit a slower link).
 _X264_RUNG = "x264enc name=enc{n} tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max=120"
-# Under rate control the main encoder runs at a bitrate rfbsink sets (between its min-bitrate and
-# this), not at a quality: a quantizer ignores a bitrate.
-_X264_RATE = "x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max=120"
+# openh264enc under rate control runs at a bitrate rfbsink sets (between its min-bitrate and
+# this), not at a quality.
 _OPENH264_RATE = "openh264enc name=enc complexity=low rate-control=bitrate bitrate={bps}"
-RATE_CONTROLS = ("off", "slowest", "control")
+RATE_CONTROLS = ("auto", "off", "slowest", "control")
 _OPENH264_RUNG = "openh264enc name=enc{n} complexity=low rate-control=bitrate bitrate={bps}"
 # rfbsink's rendition pads: rendition_1 to rendition_8.
 MAX_RUNGS = 8
@@ -190,7 +194,7 @@ class Stream:
         max_clients: int = 0,
         max_latency_ms: Optional[int] = None,
         ladder: Tuple[Tuple[int, int, int], ...] = (),
-        rate_control: str = "off",
+        rate_control: str = "auto",
         bitrate: int = 4000,
         relay: Optional[Tuple[str, str]] = None,
         relay_token: Optional[str] = None,
@@ -212,10 +216,13 @@ class Stream:
         - max_latency_ms: a viewer further behind than this (push to painted, as rfbsink
           measures it) skips ahead to the newest picture instead of queueing; default rfbsink's
           (400 ms).
-        - rate_control: "off" (h264 at `quality`), "slowest" (the encoder's bitrate follows the
-          slowest viewer's link, at most `bitrate`) or "control" (only the viewers on the
-          control link count); h264 only. For viewers behind slow links and SSH tunnels.
-        - bitrate: kbit/s, the most rate control gives the h264 encoder (default 4000).
+        - rate_control: who the encoder's rate follows, for viewers behind slow links and SSH
+          tunnels. "auto" (the default): the viewers on the control link (the stream's `url`);
+          h264 keeps `quality` up to `bitrate` on a link that carries it and is held under a
+          slower one; jpeg's quality is lowered for one; lossless is left as it is. "control":
+          the same, h264 only; "slowest": every viewer counts, h264 only; "off": the encoder
+          keeps `quality` (up to `bitrate` for h264) and a slow viewer skips frames instead.
+        - bitrate: kbit/s, the most the h264 encoder makes (default 4000).
         - ladder: extra renditions for viewers on slower links, ((width, height, kbit/s), ...),
           e.g. ((640, 360, 600),): the picture is also encoded at that size and bitrate, and
           each viewer gets the best one its link carries (codec "h264" only).
@@ -254,8 +261,8 @@ class Stream:
             raise ValueError(f"rate_control must be one of {', '.join(RATE_CONTROLS)}, got {rate_control!r}")
         if not (isinstance(bitrate, int) and not isinstance(bitrate, bool) and 1 <= bitrate <= 1_000_000):
             raise ValueError(f"bitrate must be kbit/s, an integer 1..1000000, got {bitrate!r}")
-        if rate_control != "off" and codec not in ("h264", "auto"):
-            raise ValueError(f"rate_control needs codec 'h264' (it drives a bitrate), got {codec!r}")
+        if rate_control in ("slowest", "control") and codec not in ("h264", "auto"):
+            raise ValueError(f"rate_control {rate_control!r} needs codec 'h264' (it drives a bitrate), got {codec!r}")
         if relay is not None:
             ok = (
                 isinstance(relay, (tuple, list))
@@ -318,7 +325,7 @@ class Stream:
         self._closed = False
         self._error: Optional[str] = None
         self._codec_fixed = codec != "auto" or dtype is not None
-        needs_h264 = bool(ladder) or rate_control != "off" or relay is not None
+        needs_h264 = bool(ladder) or rate_control in ("slowest", "control") or relay is not None
         self._codec = self._resolve("h264" if needs_h264 else codec, None if dtype is None else np.dtype(dtype))
         self._codec_fixed = self._codec_fixed or needs_h264
         self._events: "queue.Queue[Any]" = queue.Queue()
@@ -351,15 +358,12 @@ class Stream:
             return ""
         if self._codec == "jpeg":
             return f"videoconvert ! video/x-raw,format=I420 ! jpegenc name=enc quality={self._quality} ! "
-        if self._rate_control != "off":
-            if _find("x264enc"):
-                enc = _X264_RATE.format(kbps=self._bitrate)
-            else:
-                enc = _OPENH264_RATE.format(bps=self._bitrate * 1000)
-        elif _find("x264enc"):
+        if _find("x264enc"):
             # quantizer 51 (worst) .. 0 (lossless); quality 85 -> 20, x264's usual good value.
             q = round(51 - self._quality * 31 / 100)
-            enc = _X264.format(q=max(0, min(51, q)))
+            enc = _X264.format(q=max(0, min(51, q)), kbps=self._bitrate)
+        elif self._rate_control != "off":
+            enc = _OPENH264_RATE.format(bps=self._bitrate * 1000)
         else:
             enc = _OPENH264
         return f"videoconvert ! video/x-raw,format=I420 ! {enc} ! "
@@ -420,7 +424,7 @@ class Stream:
         sink.set_property("view-only", s["view_only"])
         sink.set_property("webtransport", s["webtransport"])
         # Always set: rfbsink's own default (auto) would drive the encoder that "off" leaves
-        # at `quality`.
+        # as it is.
         Gst.util_set_object_arg(sink, "rate-control", self._rate_control)
         sink.set_property("max-clients", s["max_clients"])
         if s["max_latency_ms"] is not None:

@@ -550,11 +550,12 @@ def test_bad_ladders_are_refused():
         rfbsink.Stream(64, 48, codec="jpeg", ladder=((32, 24, 100),))
 
 
-def test_rate_control_follows_a_viewer_on_a_slow_link():
+@pytest.mark.parametrize("rate_control", ["auto", "slowest"])
+def test_rate_control_follows_a_viewer_on_a_slow_link(rate_control):
     async def main():
         rng = np.random.default_rng(1)
-        # Noise: the encoder spends all of its 1500 kbit/s.
-        with rfbsink.Stream(320, 240, rate_control="slowest", bitrate=1500) as stream, pushing(
+        # Noise: the encoder spends all of its 1500 kbit/s (at the default quality, too).
+        with rfbsink.Stream(320, 240, rate_control=rate_control, bitrate=1500) as stream, pushing(
             stream, lambda _: rng.integers(0, 255, (240, 320), dtype=np.uint8)
         ):
             assert stream.stats["target-bitrate"] == 1_500_000
@@ -592,10 +593,23 @@ def test_rate_control_arguments():
     with rfbsink.Stream(64, 48, rate_control="control", bitrate=800) as stream:
         assert stream._sink.get_property("target-bitrate") == 800
         assert stream.stats["python"]["codec"] == "h264"
-    # "off" (the default) is off in rfbsink too, whose own default (auto) would drive the
-    # encoder that "off" leaves at its quality (jpegenc's, here).
+    # "auto" (the default): h264 at its quality, its bitrate the cap rate control drives; jpeg's
+    # quality driven; the lossless path left as it is (and not forced to h264).
+    with rfbsink.Stream(64, 48, codec="h264", bitrate=900) as stream:
+        enc = stream._pipeline.get_by_name("enc")
+        if enc.get_factory().get_name() == "x264enc":
+            assert enc.get_property("pass").value_nick == "qual"
+            assert enc.get_property("bitrate") == 900
+        assert stream._sink.get_property("target-bitrate") == 900
+    with rfbsink.Stream(64, 48, codec="jpeg") as stream:
+        assert stream._sink.get_property("target-bitrate") > 0
+    with rfbsink.Stream(64, 48, dtype=np.uint16) as stream:
+        assert stream.stats["python"]["codec"] == "lossless"
+        assert stream._sink.get_property("target-bitrate") == 0
+    # "off" is off in rfbsink too, whose own default (auto) would drive the encoder that "off"
+    # leaves at its quality (jpegenc's, here).
     for codec in ("h264", "jpeg"):
-        with rfbsink.Stream(64, 48, codec=codec) as stream:
+        with rfbsink.Stream(64, 48, codec=codec, rate_control="off") as stream:
             assert stream._sink.get_property("target-bitrate") == 0, codec
 
 
