@@ -168,8 +168,11 @@ function scenarios(quick, transports) {
     name: `webrtcsink h264 1280x720@30${variant ? ` ${variant}` : ''}`, kind: 'webrtcsink', codec: 'h264', width: 1280, height: 720, fps: 30, viewers: 1,
     transport: 'webrtc', shape: variant ? SHAPES[variant] : null, shapeName: variant || null, rateControl: true,
   });
-  const webrtc = (width, height, fps, busy = false) => list.push({
-    name: `webrtc h264 ${width}x${height}@${fps}${busy ? ' busy' : ''}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1, transport: 'webrtc', busy,
+  // `natural`: the same RGB source and conversions as rfbsink's `rgb-natural` rows, converted to
+  // I420 for x264enc (what rfbsink's caps steer it to), so that those rows compare like with like.
+  const webrtc = (width, height, fps, busy = false, natural = false) => list.push({
+    name: `webrtc h264 ${width}x${height}@${fps}${natural ? ' rgb-natural' : ''}${busy ? ' busy' : ''}`, kind: 'webrtc', codec: 'h264', width, height, fps, viewers: 1,
+    transport: 'webrtc', busy, natural,
   });
   for (const t of transports) {
     // A link slower than the stream (~1.15 Mbit/s), without and with rate control; a step down.
@@ -247,8 +250,10 @@ function scenarios(quick, transports) {
   if (!quick) {
     webrtc(1920, 1080, 30);
     webrtc(1280, 720, 60);
-    webrtc(1920, 1080, 30, true);
-    webrtc(1280, 720, 60, true);
+    webrtc(1920, 1080, 30, false, true);
+    webrtc(1280, 720, 60, false, true);
+    webrtc(1920, 1080, 30, true, true);
+    webrtc(1280, 720, 60, true, true);
   }
   return list;
 }
@@ -317,8 +322,11 @@ function screenFigures({ seen, misreads }, seconds) {
 function encoderChain(sc) {
   if (sc.serve) return serveChain(sc);
   const chain = ENCODERS[sc.codec].chain(sc.fps);
-  return sc.natural ? `videoconvert ! video/x-raw,format=BGRx ! videoconvert ! ${chain}` : chain;
+  return sc.natural ? `${NATURAL} ! ${chain}` : chain;
 }
+
+/** The `natural` scenarios' source: RGB (BGRx), then converted for the encoder. */
+const NATURAL = 'videoconvert ! video/x-raw,format=BGRx ! videoconvert';
 
 /**
  * What `rfb serve --codec C --size WxH --fps F` puts between its source and rfbsink (the x264
@@ -733,7 +741,8 @@ async function runWebrtc(sc, ctx) {
       + `${sc.shape ? `webrtc-ports=${RFB_RTC_PORTS[0]}-${RFB_RTC_PORTS[0] + 15}` : ''}${sc.rateControl ? ' rate-control=slowest' : ''}`]
     : ['--mode', sc.kind];
   const source = spawnJson(PYTHON, [path.join(HERE, 'source.py'), ...args, '--width', String(sc.width), '--height', String(sc.height),
-    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', ENCODERS.h264.chain(sc.fps), '--max-seconds', String(SECONDS + 90)],
+    '--fps', String(sc.fps), '--skew', SKEW, '--encoder', sc.natural ? `${NATURAL} ! video/x-raw,format=I420 ! ${ENCODERS.h264.chain(sc.fps)}` : ENCODERS.h264.chain(sc.fps),
+    '--max-seconds', String(SECONDS + 90)],
   { env: reference ? webrtcsinkEnv() : gstEnv(), what: `source.py (${sc.kind})` });
   let page = null;
   let peers = null;
@@ -1112,7 +1121,7 @@ async function main() {
     const base = r.shape
       ? results.find((w) => w.kind === 'webrtcsink' && !w.error && !w.skipped && w.shapeName === r.shapeName)
       : results.find((w) => w.kind === 'webrtc' && !w.error && !w.skipped && w.width === r.width && w.height === r.height && w.fps === r.fps
-        && Boolean(w.busy) === Boolean(r.busy));
+        && Boolean(w.busy) === Boolean(r.busy) && Boolean(w.natural) === Boolean(r.natural));
     if (base && r.e2e.n && base.e2e.n) {
       r.ratioP50 = r.e2e.p50 / base.e2e.p50;
       r.ratioP99 = r.e2e.p99 / base.e2e.p99;
@@ -1175,6 +1184,12 @@ async function main() {
     targets.push(`two links, ${slow.transport} ${slow.variant}: free viewer ${free && !free.error ? one(free) : '-'}; 700 kbit/s viewer ${one(slow)}`
       + `${slow.rendition ? ` (rendition ${slow.rendition}, ${slow.renditionSwitches} switches)` : ''}${slow.targetKbps ? `; encoder target ${f(slow.targetKbps, 0)} kbit/s` : ''}`);
   }
+  // Issue 24: the natural line (an RGB source) at 720p60 and 1080p30, against WebRTC from the same
+  // source, idle and with the page recorded.
+  for (const r of results.filter((x) => x.kind === 'rfb' && x.natural && x.paint === 'auto' && x.ratioP50 && x.ratioShown)) {
+    targets.push(`natural line ${r.width}x${r.height}@${r.fps} ${r.transport}${r.busy ? ' busy' : ''}: e2e p50 ${f(r.e2e.p50)} ms, ${f(r.ratioP50, 2)}x ${r.baseline}'s (target <= 0.65): `
+      + `${r.ratioP50 <= 0.65 ? 'met' : 'NOT met'}; frames shown ${f(100 * r.ratioShown, 0)} % of its (target >= 90): ${r.ratioShown >= 0.9 ? 'met' : 'NOT met'}`);
+  }
   if (v32) targets.push(`32 viewers at 720p30: rfbsink ${f(v32.rfbsinkCpuPercentOfCore, 2)} % of one core (target < 10): ${v32.rfbsinkCpuPercentOfCore < 10 ? 'met' : 'NOT met'}`);
 
   const text = [
@@ -1184,7 +1199,7 @@ async function main() {
     '',
     'e2e = capture -> on screen: the barcode in the pixels read back, CLOCK_REALTIME at both ends, taken at the first animation frame after paint (viewer on the canvas: worker requestAnimationFrame; viewer\'s <video> and WebRTC: requestVideoFrameCallback), ms;',
     'paint = capture -> painted (viewer on the canvas: right after drawImage; <video>: rVFC presentationTime), ms; elem = rfbsink render() -> decoded (its stats, from the viewer acks), ms;',
-    'xRTC = our e2e / WebRTC e2e at the same size and fps; rfb %core, us/frm = rfbsink runtime threads + render(); VmHWM = pipeline process peak RSS (includes the python source + encoder); busy % = whole machine.',
+    'xRTC = our e2e / WebRTC e2e at the same size and fps (the rgb-natural rows: WebRTC from the same RGB source; busy: with the page recorded too); rfb %core, us/frm = rfbsink runtime threads + render(); VmHWM = pipeline process peak RSS (includes the python source + encoder); busy % = whole machine.',
     ...notes.map((n) => `note: ${n}`),
     ...(targets.length ? ['', 'targets:', ...targets.map((t) => `  ${t}`)] : []),
   ].join('\n');
