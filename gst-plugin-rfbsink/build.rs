@@ -12,7 +12,7 @@ const GZIP_WORTH: f64 = 0.9;
 
 /// Embeds every file directly in ../web (not its subfolders: tests stay out) so that the plugin's
 /// .so alone serves the viewer; each with a gzip copy (a viewer behind a slow link loads a
-/// quarter of the bytes) and an ETag, its content's hash (a reload revalidates, nothing more).
+/// third of the bytes) and an ETag, its content's hash (a reload revalidates, nothing more).
 fn embed_web_assets() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
     println!("cargo:rerun-if-changed={}", web.display());

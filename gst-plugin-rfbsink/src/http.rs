@@ -428,26 +428,28 @@ fn asset(path: &str, req: &RequestInfo) -> Response<Bytes> {
     .unwrap()
 }
 
-/// Whether an `Accept-Encoding` takes gzip (RFC 9110, 12.5.3): `gzip`, `x-gzip` or `*`, with a
-/// quality above zero.
+/// Whether an `Accept-Encoding` takes gzip (RFC 9110, 12.5.3): `gzip` (or `x-gzip`) with a
+/// quality above zero, else `*` with one; `gzip;q=0` refuses it whatever `*` says.
 fn accepts_gzip(accept: Option<&str>) -> bool {
-    accept.is_some_and(|accept| {
-        accept.split(',').any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or("");
-            let wanted = ["gzip", "x-gzip", "*"]
-                .iter()
-                .any(|c| coding.eq_ignore_ascii_case(c));
-            wanted
-                && parts.all(|p| {
-                    let Some((k, v)) = p.split_once('=') else {
-                        return true;
-                    };
-                    !k.trim().eq_ignore_ascii_case("q")
-                        || v.trim().parse::<f32>().is_ok_and(|q| q > 0.0)
-                })
-        })
-    })
+    let Some(accept) = accept else {
+        return false;
+    };
+    let mut star = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            return q > 0.0;
+        }
+        if coding == "*" {
+            star = Some(q > 0.0);
+        }
+    }
+    star.unwrap_or(false)
 }
 
 /// Whether an `If-None-Match` list names `etag` (a weak comparison, RFC 9110, 13.1.2: `W/` is
