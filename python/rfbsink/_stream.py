@@ -222,7 +222,8 @@ class Stream:
           slower one; jpeg's quality is lowered for one; lossless is left as it is. "control":
           the same, h264 only; "slowest": every viewer counts, h264 only; "off": the encoder
           keeps `quality` (up to `bitrate` for h264) and a slow viewer skips frames instead.
-        - bitrate: kbit/s, the most the h264 encoder makes (default 4000).
+        - bitrate: kbit/s, the most the h264 encoder makes (default 4000; openh264enc, used
+          when x264enc is missing, honours it under rate control only).
         - ladder: extra renditions for viewers on slower links, ((width, height, kbit/s), ...),
           e.g. ((640, 360, 600),): the picture is also encoded at that size and bitrate, and
           each viewer gets the best one its link carries (codec "h264" only).
