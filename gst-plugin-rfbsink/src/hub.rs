@@ -84,6 +84,12 @@ impl Frame {
         self.payload.len()
     }
 
+    /// A still image (JPEG, PNG, WebP): it stands alone, so a newer one replaces it where it
+    /// waits (docs/protocol.md, "Backpressure").
+    fn is_still(&self) -> bool {
+        self.config.codec.codec.is_image() && !self.header.refine
+    }
+
     /// Whether `self` comes right after `previous` in the same rendition's stream (a sender
     /// that finds a gap knows the client skipped).
     pub fn follows(&self, previous: Option<(u32, u64)>) -> bool {
@@ -498,13 +504,32 @@ impl Client {
         self.messages_rejected.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The next item to send, waiting until there is one.
+    /// The next item to send, waiting until there is one. A still image waits while the
+    /// client's window of them is in flight (`ClientCounters::still_held`), until an ack or the
+    /// window's time limit.
     pub async fn next(&self) -> Item {
         loop {
-            if let Some(item) = self.queue.lock().unwrap().pop() {
-                return item;
+            let held = {
+                let mut q = self.queue.lock().unwrap();
+                let still_next = !q.closed
+                    && q.audio.is_empty()
+                    && matches!(q.items.front(), Some(Item::Frame(f)) if f.is_still());
+                let held = still_next
+                    .then(|| self.counters.lock().unwrap().still_held(Instant::now()))
+                    .flatten();
+                if held.is_none() {
+                    if let Some(item) = q.pop() {
+                        return item;
+                    }
+                }
+                held
+            };
+            match held {
+                Some(until) => {
+                    let _ = tokio::time::timeout_at(until.into(), self.notify.notified()).await;
+                }
+                None => self.notify.notified().await,
             }
-            self.notify.notified().await;
         }
     }
 
@@ -636,6 +661,11 @@ impl Client {
             // now decodes (the keyframe's own acks tell whether it keeps up). Otherwise the next
             // delta finds those frames old and throws the keyframe away again, for ever.
             self.counters.lock().unwrap().forget_in_flight();
+        }
+        if frame.is_still() && q.frames > 0 {
+            // Latest wins: a still waiting to go (its window is in flight, or the socket is
+            // busy) is replaced by this one, which stands alone as well.
+            q.drop_frames();
         }
         let over = |q: &ClientQueue| {
             q.frames + 1 > settings.queue_frames || q.bytes + frame.len() > settings.queue_bytes
@@ -854,12 +884,14 @@ impl Client {
         );
     }
 
-    /// An acknowledgement from the client (see `ClientCounters::acked`).
+    /// An acknowledgement from the client (see `ClientCounters::acked`); a still waiting for it
+    /// may go now.
     pub fn acked(&self, frame_id: u64, decode_queue_size: Option<u32>, paint_us: Option<u64>) {
         self.counters
             .lock()
             .unwrap()
             .acked(frame_id, decode_queue_size, paint_us);
+        self.notify.notify_one();
     }
 
     /// The stream was flushed: drop what is queued and wait for a keyframe (the hub asks for it

@@ -19,6 +19,19 @@ const RATE_WINDOW: Duration = Duration::from_secs(1);
 const CAPACITY_MIN_BYTES: usize = 2 * 1024;
 /// The link's capacity is the best a frame got over this long.
 const CAPACITY_WINDOW: Duration = Duration::from_secs(5);
+/// Still images (every frame stands alone, docs/protocol.md "Backpressure"): the window of
+/// frames in flight starts here, and stays between 1 and `STILL_WINDOW_MAX`.
+const STILL_WINDOW_START: f64 = 4.0;
+const STILL_WINDOW_MAX: f64 = 64.0;
+/// A still acknowledged this much later after it was sent than the quickest of the last
+/// `CAPACITY_WINDOW` (or half that time, when more) queued on its way: the window shrinks.
+const STILL_QUEUED_MIN: Duration = Duration::from_millis(25);
+/// The window shrinks to this share of what was in flight, once a quickest time at most.
+const STILL_WINDOW_CUT: f64 = 0.7;
+/// A still waits for acknowledgements at most this long after the oldest in flight was sent (or
+/// twice the quickest time, when more): one that is never acknowledged (it failed to decode)
+/// does not stop the stream.
+const STILL_HOLD_MAX: Duration = Duration::from_secs(1);
 
 /// Drops the samples older than `CAPACITY_WINDOW`.
 fn expire<T>(q: &mut VecDeque<(Instant, T)>, now: Instant) {
@@ -59,6 +72,8 @@ pub(crate) struct ClientStats {
     /// Bits per second of the frames it acknowledged in the last second: what its link
     /// delivered (rate control's estimate when the link is the bottleneck).
     pub delivered_bps: u64,
+    /// How many still images may be in flight (`ClientCounters::still_held`).
+    pub still_window: f64,
     /// What its link was measured to carry at least (`ClientCounters::capacity_bps`), 0 when
     /// not measured.
     pub capacity_bps: u64,
@@ -88,7 +103,6 @@ pub(crate) struct NetworkStats {
 }
 
 /// What was sent to one client and what it acknowledged.
-#[derive(Default)]
 pub(crate) struct ClientCounters {
     frames_sent: u64,
     bytes_sent: u64,
@@ -121,6 +135,35 @@ pub(crate) struct ClientCounters {
     /// How long the client takes per frame while its decoder is busy (the time between two acks
     /// when frames were queued in between), smoothed; None until it was ever busy.
     busy_frame_time: Option<Duration>,
+    /// How many live frames may be in flight when every frame stands alone (`still_held`): it
+    /// grows while frames arrive as quickly as they ever did and shrinks when they queue.
+    still_window: f64,
+    still_cut_at: Option<Instant>,
+}
+
+impl Default for ClientCounters {
+    fn default() -> ClientCounters {
+        ClientCounters {
+            frames_sent: 0,
+            bytes_sent: 0,
+            audio_sent: 0,
+            acks: 0,
+            first_ack: None,
+            decode_queue_size: 0,
+            in_flight: VecDeque::new(),
+            capacity_samples: VecDeque::new(),
+            delays: VecDeque::new(),
+            recent_acked_bytes: VecDeque::new(),
+            latencies_us: VecDeque::new(),
+            paint_latencies_us: VecDeque::new(),
+            recent_sends: VecDeque::new(),
+            recent_acks: VecDeque::new(),
+            last_ack: None,
+            busy_frame_time: None,
+            still_window: STILL_WINDOW_START,
+            still_cut_at: None,
+        }
+    }
 }
 
 impl ClientCounters {
@@ -186,8 +229,10 @@ impl ClientCounters {
                 if self.recent_acked_bytes.len() < LATENCY_SAMPLES_MAX {
                     self.recent_acked_bytes.push_back((now, len));
                 }
-                self.measure_link(now, len, now.duration_since(sent_at));
+                let took = now.duration_since(sent_at);
+                self.measure_link(now, len, took);
                 let Some(arrived) = arrived else { break };
+                self.fit_still_window(now, took);
                 let total = now.duration_since(arrived).as_micros() as u64;
                 match paint_us {
                     Some(paint) => {
@@ -268,6 +313,64 @@ impl ClientCounters {
         if let Some((_, busy)) = &mut self.last_ack {
             *busy = false;
         }
+    }
+
+    /// A live frame was acknowledged `took` after it was sent: the window of stills in flight
+    /// grows (by one an ack until the first queue, then by one a window's worth of acks) while
+    /// frames take no longer than the quickest did,
+    /// and shrinks to `STILL_WINDOW_CUT` of what is in flight when they queue (once a quickest
+    /// time: the frames sent before the cut still arrive late). As TCP Vegas reads a queue by its
+    /// delay, not by loss.
+    fn fit_still_window(&mut self, now: Instant, took: Duration) {
+        let Some(quickest) = self.delays.iter().map(|(_, (took, _))| *took).min() else {
+            return;
+        };
+        if took <= quickest + STILL_QUEUED_MIN.max(quickest / 2) {
+            // Until the first queue, by one an ack (it doubles each round trip: a link of a long
+            // round trip needs many in flight); then by one a window's worth.
+            let step = if self.still_cut_at.is_none() {
+                1.0
+            } else {
+                1.0 / self.still_window
+            };
+            self.still_window = (self.still_window + step).min(STILL_WINDOW_MAX);
+            return;
+        }
+        if self
+            .still_cut_at
+            .is_some_and(|at| now.duration_since(at) < quickest)
+        {
+            return;
+        }
+        // A window larger than what was in flight never held anything: cut from what was.
+        let used = (self.unacknowledged() + 1) as f64;
+        self.still_window = (self.still_window.min(used) * STILL_WINDOW_CUT).max(1.0);
+        self.still_cut_at = Some(now);
+    }
+
+    /// Whether the next frame, a still image (every frame stands alone: skipping one costs
+    /// nothing but itself), waits for an ack: the window's worth of live frames is in flight.
+    /// Some(when it goes regardless): `STILL_HOLD_MAX` (or twice the quickest time) after the
+    /// oldest in flight was sent. A newer still replaces it meanwhile (`Client::enqueue`): the
+    /// link carries what it can, with no queue, rather than everything, late.
+    pub fn still_held(&self, now: Instant) -> Option<Instant> {
+        let live = self.unacknowledged();
+        if self.acks == 0 || (live as f64) < self.still_window.floor() {
+            return None;
+        }
+        let quickest = self
+            .delays
+            .iter()
+            .map(|(_, (took, _))| *took)
+            .min()
+            .unwrap_or_default();
+        let oldest = self
+            .in_flight
+            .iter()
+            .find(|(_, arrived, _, _)| arrived.is_some())
+            .map(|(_, _, _, sent_at)| *sent_at)?;
+        let until = oldest + STILL_HOLD_MAX.max(quickest * 2);
+        (now < until).then_some(until)
     }
 
     /// A frame of `len` bytes was acknowledged `took` after it was sent.
@@ -397,6 +500,7 @@ impl ClientCounters {
         stats.decoded_fps = self.rates(now).1;
         stats.bitrate_bps = self.recent_sends.iter().map(|(_, n)| *n as u64 * 8).sum();
         stats.delivered_bps = self.delivered_bps(now);
+        stats.still_window = self.still_window;
         stats.capacity_bps = self.capacity_bps(now).unwrap_or(0);
     }
 }
@@ -484,6 +588,47 @@ mod tests {
             c.latency_floors(later, window),
             ([ms(60), None, None], ms(5))
         );
+    }
+
+    #[test]
+    fn the_window_of_stills_grows_while_they_come_quickly_and_shrinks_when_they_queue() {
+        let mut c = ClientCounters::default();
+        let now = Instant::now();
+        for _ in 0..3 {
+            c.measure_link(now, 1000, Duration::from_millis(10));
+        }
+        // Quick: one more an ack until the first queue.
+        for _ in 0..3 {
+            c.fit_still_window(now, Duration::from_millis(20));
+        }
+        assert_eq!(c.still_window, STILL_WINDOW_START + 3.0);
+        // Queued (200 ms against 10): cut from what was in flight (nothing else), not from 7.
+        c.fit_still_window(now, Duration::from_millis(200));
+        assert_eq!(c.still_window, 1.0);
+        // Once per quickest time: the frames sent before the cut still arrive late.
+        c.still_window = 3.0;
+        c.fit_still_window(now, Duration::from_millis(200));
+        assert_eq!(c.still_window, 3.0);
+        c.still_window = 1.0;
+        // Then by one a window's worth of acks.
+        c.fit_still_window(now, Duration::from_millis(10));
+        assert_eq!(c.still_window, 2.0);
+        c.fit_still_window(now, Duration::from_millis(10));
+        assert_eq!(c.still_window, 2.5);
+
+        // Held while the window's worth is in flight, for at most STILL_HOLD_MAX.
+        c.still_window = 1.0;
+        assert_eq!(c.still_held(now), None, "a client that never acknowledged");
+        c.sent(0, 1000, Some(now));
+        c.acked(0, Some(0), None);
+        c.still_window = 1.0;
+        assert_eq!(c.still_held(Instant::now()), None, "nothing in flight");
+        c.sent(1, 1000, Some(now));
+        let until = c.still_held(Instant::now()).expect("held");
+        assert!(until > Instant::now() && until <= Instant::now() + STILL_HOLD_MAX);
+        assert_eq!(c.still_held(until), None, "not for ever");
+        c.still_window = 2.0;
+        assert_eq!(c.still_held(Instant::now()), None, "room for one more");
     }
 
     #[test]

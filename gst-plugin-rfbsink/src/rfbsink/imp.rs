@@ -919,6 +919,7 @@ fn client_structure(c: &ClientStats) -> gst::Structure {
         .field("bitrate", c.bitrate_bps)
         .field("delivered-bitrate", c.delivered_bps)
         .field("link-capacity", c.capacity_bps)
+        .field("still-window", c.still_window)
         .field("rendition", c.rendition)
         .field("rendition-switches", c.rendition_switches)
         .field("audio-sent", c.audio_sent)

@@ -204,3 +204,105 @@ fn a_frame_the_viewer_chose_not_to_show_does_not_stall_it_after_an_idle_stream()
     let c = &client_stats(&h)[0];
     assert_eq!(c.get::<u64>("overloads").unwrap(), 0, "{c}");
 }
+
+/// A viewer on a link of `rate` bytes a second (0: unlimited) that acknowledges each frame as it
+/// reads it, as `slow_viewer` does; it returns each frame's id and when it was read.
+async fn timed_viewer(
+    port: u16,
+    rate: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<(u64, Instant)> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://127.0.0.1:{port}{}", with_token("/ws?envelope=binary"));
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let mut read = Vec::new();
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let Ok(Some(Ok(Message::Binary(data)))) =
+            tokio::time::timeout(Duration::from_millis(200), rx.next()).await
+        else {
+            continue;
+        };
+        let (header, _) = gstrfbsink::protocol::FrameHeader::decode_binary(&data).unwrap();
+        read.push((header.frame_id, Instant::now()));
+        tx.send(Message::text(ack(header.frame_id))).await.unwrap();
+        if rate > 0 {
+            bytes += data.len() as u64;
+            let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    read
+}
+
+/// Still images on a link slower than the stream: a window of them in flight, paced by the
+/// viewer's acks, a newer one replacing the one that waits (docs/protocol.md, "Backpressure"):
+/// the slow viewer gets fewer pictures soon after they were made, rather than every picture
+/// late, and a viewer on a free link still gets every one.
+#[test]
+fn stills_on_a_slow_link_come_paced_by_acks_at_a_low_latency() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rt = runtime();
+    let mut h = harness("");
+    let (caps, frames) = encode_pattern(30, 320, 240, "snow", "jpegenc quality=60");
+    let size = frames.iter().map(|b| b.size() as u64).sum::<u64>() / frames.len() as u64;
+    h.set_src_caps(caps);
+    let port = port(&h);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    // A link that carries 10 of the 30 pictures a second: one takes 100 ms.
+    let slow = rt.spawn(timed_viewer(port, size * 10, stop.clone()));
+    wait_clients(&h, 1);
+    let free = rt.spawn(timed_viewer(port, 0, stop.clone()));
+    wait_clients(&h, 2);
+
+    let start = Instant::now();
+    let mut pushed = Vec::new();
+    for n in 0..180u64 {
+        let mut b = frames[n as usize % frames.len()].copy();
+        b.make_mut().set_pts(gst::ClockTime::from_mseconds(33 * n));
+        pushed.push(Instant::now());
+        h.push(b).unwrap();
+        std::thread::sleep(Duration::from_millis(33 * (n + 1)).saturating_sub(start.elapsed()));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let clients = client_stats(&h);
+    stop.store(true, Ordering::SeqCst);
+    let slow = rt.block_on(slow).unwrap();
+    let free = rt.block_on(free).unwrap();
+
+    // After the first two seconds (the window finds the link).
+    let mut late: Vec<Duration> = slow
+        .iter()
+        .filter(|(id, _)| *id >= 60)
+        .map(|(id, at)| at.duration_since(pushed[*id as usize]))
+        .collect();
+    late.sort();
+    let slow_stats = &clients[0];
+    eprintln!(
+        "stills of {size} bytes, slow link: {} read of the last 120, render -> read p50 {:?} max {:?}; free: {} of 180; {slow_stats}",
+        late.len(),
+        late.get(late.len() / 2),
+        late.last(),
+        free.len(),
+    );
+    // It gets about what its link carries (40 in 4 s), each soon after it was made: about
+    // one picture's time on the link (100 ms), not max-latency's 400 ms.
+    assert!(late.len() >= 25, "{} pictures", late.len());
+    let p50 = late[late.len() / 2];
+    assert!(p50 < Duration::from_millis(250), "p50 {p50:?}");
+    assert!(
+        slow_stats.get::<f64>("still-window").unwrap() < 3.0,
+        "{slow_stats}"
+    );
+    assert!(
+        slow_stats.get::<u64>("frames-dropped").unwrap() > 60,
+        "{slow_stats}"
+    );
+    // The other viewer is not held back.
+    assert_eq!(free.len(), 180);
+}
