@@ -190,6 +190,71 @@ export function parseAudioConfig(message) {
   return { configId: message.config_id, codec: 'opus', sampleRate: message.sample_rate, channels: message.channels };
 }
 
+/** The connection URL's parameter that says what the page's own files measured of the link. */
+export const DOWNLINK_PARAM = 'downlink';
+/** Fewer bytes than this over the network tell too little of a link (a cached page). */
+const DOWNLINK_MIN_BYTES = 32 * 1024;
+
+/**
+ * What this page's own files measured of its link, in kbit/s (docs/protocol.md, "Renditions"):
+ * the bytes of the resources from `origin` (the page, the viewer's modules) over the time they
+ * were on their way (the union of each one's request to its last byte: files that come together
+ * share the link; a gap while a module is parsed counts for none). From the first byte instead,
+ * each file's first packet would look free: 1.8 times a 700 kbit/s link. A round trip per file
+ * makes it err low: the server starts the viewer on the rendition this fits, and the ladder tries
+ * it up from there. Null when too few bytes came over the network to tell (a cached page), or
+ * without timing (another origin).
+ * @param {Pick<Performance, 'getEntriesByType'>} perf
+ * @param {string} origin
+ * @returns {number | null}
+ */
+export function pageDownlinkKbps(perf, origin) {
+  /** @type {Array<[number, number]>} */
+  const spans = [];
+  let bytes = 0;
+  for (const type of ['navigation', 'resource']) {
+    for (const e of /** @type {PerformanceResourceTiming[]} */ (perf.getEntriesByType(type))) {
+      let from;
+      try {
+        from = new URL(e.name).origin;
+      } catch {
+        continue;
+      }
+      if (from !== origin || !(e.transferSize > 0) || !(e.requestStart > 0) || !(e.responseEnd >= e.requestStart)) continue;
+      bytes += e.transferSize;
+      spans.push([e.requestStart, e.responseEnd]);
+    }
+  }
+  if (bytes < DOWNLINK_MIN_BYTES) return null;
+  spans.sort((a, b) => a[0] - b[0]);
+  let busyMs = 0;
+  let [start, end] = spans[0];
+  for (const [s, e] of spans.slice(1)) {
+    if (s > end) {
+      busyMs += end - start;
+      [start, end] = [s, e];
+    } else {
+      end = Math.max(end, e);
+    }
+  }
+  busyMs += end - start;
+  if (busyMs < 1) return null;
+  // Bits per millisecond are kbit/s.
+  return Math.max(1, Math.round((bytes * 8) / busyMs));
+}
+
+/**
+ * Adds `downlink=<kbit/s>` to a connection URL when `kbps` is known.
+ * @param {string} url
+ * @param {number | null} kbps
+ */
+export function withDownlink(url, kbps) {
+  if (kbps === null) return url;
+  const parsed = new URL(url);
+  parsed.searchParams.set(DOWNLINK_PARAM, String(kbps));
+  return parsed.href;
+}
+
 /**
  * Adds `audio=1` to a connection URL: the server sends sound only to clients that ask.
  * `datagram`: `audio=datagram`, its packets as WebTransport datagrams (lost rather than late;

@@ -8,7 +8,7 @@
 import { InputCapture, mapToStream } from './input.js';
 import { Overlay } from './overlay.js';
 import { AudioOutput } from './audio-output.js';
-import { EVENTS_CHANNEL, withAudio, withEnvelope } from './protocol.js';
+import { EVENTS_CHANNEL, pageDownlinkKbps, withAudio, withDownlink, withEnvelope } from './protocol.js';
 import { WebRtcHost } from './webrtc.js';
 import { FrameVideo, videoPaintAvailable } from './frame-video.js';
 
@@ -88,9 +88,13 @@ export class RfbViewer {
     // Through a relay too: the broadcast carries the sound on its own track (relay.js).
     const withSound = options.audio !== false;
     const chosen = withEnvelope(options.url ?? defaultUrl(), options.envelope ?? 'binary');
-    const url = withSound && !options.relay
+    const sounding = withSound && !options.relay
       ? withAudio(chosen.url, options.audio === 'datagram' ? 'datagram' : 'stream')
       : chosen.url;
+    // With renditions, the server starts it on the one its link fits (docs/protocol.md).
+    const url = options.relay
+      ? sounding
+      : withDownlink(sounding, pageDownlinkKbps(performance, new URL(import.meta.url).origin));
     const envelope = chosen.envelope;
     this.url = url;
     this.envelope = envelope;

@@ -8,6 +8,7 @@ import {
   AUDIO_CHANNEL,
   AUDIO_PARAM,
   CONTROL_CHANNEL,
+  DOWNLINK_PARAM,
   ENVELOPES,
   EVENTS_CHANNEL,
   LengthPrefixedReader,
@@ -678,8 +679,10 @@ export function webTransportUrl(wsUrl, info) {
   u.pathname = info.path;
   const token = ws.searchParams.get(TOKEN_PARAM);
   if (token) u.searchParams.set(TOKEN_PARAM, token);
-  const audio = ws.searchParams.get(AUDIO_PARAM);
-  if (audio) u.searchParams.set(AUDIO_PARAM, audio);
+  for (const name of [AUDIO_PARAM, DOWNLINK_PARAM]) {
+    const value = ws.searchParams.get(name);
+    if (value) u.searchParams.set(name, value);
+  }
   return u.toString();
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use crate::audio::{AudioConfig, AudioPacket};
 use crate::input::Input;
-use crate::ladder::{Ladder, Move, Rung, Seat};
+use crate::ladder::{self, Ladder, Move, Rung, Seat};
 use crate::protocol::{self, close, ClientMessage, Envelope, FrameHeader, Role, StreamConfig};
 use crate::rate::{Policy, RateController, Sample};
 use crate::relay::Publisher;
@@ -173,6 +173,9 @@ pub(crate) struct Peer {
     pub role: Role,
     /// It asked for sound (`audio=1` on the connection's URL): only then does it get audio.
     pub audio: bool,
+    /// What its page's own files measured of its link (`downlink` on the connection's URL, bits
+    /// per second): with renditions, where it starts (`ladder::start`).
+    pub downlink_bps: Option<u64>,
 }
 
 /// Why the hub did not take a client.
@@ -1110,6 +1113,18 @@ impl HubState {
         &self.tracks[&0]
     }
 
+    /// The renditions whose streams have started, with what they sent lately.
+    fn rungs(&self, now: Instant) -> Vec<Rung> {
+        self.tracks
+            .iter()
+            .filter(|(_, t)| t.config.is_some() && !t.recent.is_empty())
+            .map(|(id, t)| Rung {
+                id: *id,
+                bps: t.bitrate(now),
+            })
+            .collect()
+    }
+
     /// The `renditions` announcement for a client on `current`.
     fn announcement(&self, current: u32) -> String {
         let now = Instant::now();
@@ -1271,15 +1286,7 @@ impl Hub {
                 return;
             }
             let now = Instant::now();
-            let rungs: Vec<Rung> = st
-                .tracks
-                .iter()
-                .filter(|(_, t)| t.config.is_some() && !t.recent.is_empty())
-                .map(|(id, t)| Rung {
-                    id: *id,
-                    bps: t.bitrate(now),
-                })
-                .collect();
+            let rungs = st.rungs(now);
             (rungs, st.clients.values().cloned().collect::<Vec<_>>())
         };
         let seats: Vec<Seat> = clients
@@ -1571,32 +1578,40 @@ impl Hub {
             }
             st.next_id += 1;
             client = Arc::new(Client::new(st.next_id, envelope, transport, peer));
+            // With renditions, a viewer whose page measured its link starts where it fits:
+            // behind a slow link the large rendition's group of pictures would take seconds.
+            let start = peer
+                .downlink_bps
+                .filter(|_| st.tracks.len() > 1)
+                .and_then(|downlink| ladder::start(&st.rungs(Instant::now()), downlink))
+                .unwrap_or(0);
             let mut q = client.queue.lock().unwrap();
+            q.rendition = start;
             q.push(Item::Text(protocol::hello(
                 client.id,
                 envelope,
                 client.role,
             )));
             if st.tracks.len() > 1 {
-                q.push(Item::Text(st.announcement(0)));
+                q.push(Item::Text(st.announcement(start)));
             }
-            let main = st.main();
-            if let Some(config) = &main.config {
+            let track = &st.tracks[&start];
+            if let Some(config) = &track.config {
                 q.push(Item::Config(config.clone()));
             }
             if let Some(window) = &st.window {
                 q.push(Item::Text(window.clone()));
             }
-            if !main.gop.is_empty() {
-                q.push(Item::Burst(main.gop.clone()));
-                if let Some(refine) = &st.refine {
+            if !track.gop.is_empty() {
+                q.push(Item::Burst(track.gop.clone()));
+                if let Some(refine) = st.refine.as_ref().filter(|_| start == 0) {
                     q.push(Item::Frame(refine.clone()));
                 }
                 wants_key = false;
             } else {
                 q.need_key = true;
                 wants_key =
-                    main.config.is_some() && !st.eos && q.may_request_keyframe(Instant::now());
+                    track.config.is_some() && !st.eos && q.may_request_keyframe(Instant::now());
             }
             if st.eos {
                 q.push(Item::Text(protocol::eos()));
@@ -1606,7 +1621,7 @@ impl Hub {
         }
         client.notify.notify_one();
         if wants_key {
-            self.request_keyframe(0);
+            self.request_keyframe(client.key_rendition());
         }
         Ok(client)
     }
@@ -1881,6 +1896,7 @@ mod tests {
             remote: None,
             role: Role::Control,
             audio: false,
+            downlink_bps: None,
         }
     }
 
@@ -2264,6 +2280,7 @@ mod tests {
                 "test",
                 Peer {
                     audio: true,
+                    downlink_bps: None,
                     ..peer()
                 },
             )

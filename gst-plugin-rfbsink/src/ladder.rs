@@ -127,6 +127,25 @@ fn ordered(rungs: &[Rung]) -> Vec<Rung> {
     rungs
 }
 
+/// The connection URL's parameter by which a viewer says what its page's own files measured of
+/// its link, in kbit/s (docs/protocol.md, "Renditions").
+pub(crate) const DOWNLINK_PARAM: &str = "downlink";
+
+/// A `downlink` parameter's value in bits per second: a whole number of kbit/s from 1 to 100
+/// million; anything else is no hint.
+pub(crate) fn downlink_bps(value: Option<&str>) -> Option<u64> {
+    let kbps: u64 = value?.parse().ok()?;
+    (1..=100_000_000).contains(&kbps).then_some(kbps * 1000)
+}
+
+/// Where a viewer whose page measured its link at `downlink_bps` starts: the best rendition that
+/// fits it, the lowest when none does (the ladder tries it up from there). None without
+/// renditions whose rates are known.
+pub(crate) fn start(rungs: &[Rung], downlink_bps: u64) -> Option<u32> {
+    let rungs = ordered(rungs);
+    below(&rungs, rungs.len(), downlink_bps)
+}
+
 /// The best rendition below `from` for a link that delivered `delivered_bps`; the lowest when
 /// none fits.
 fn below(rungs: &[Rung], from: usize, delivered_bps: u64) -> Option<u32> {
@@ -243,6 +262,34 @@ impl Ladder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_viewer_starts_on_the_rendition_its_pages_download_fits() {
+        let rungs = [
+            Rung {
+                id: 0,
+                bps: 4_000_000,
+            },
+            Rung {
+                id: 1,
+                bps: 600_000,
+            },
+            Rung {
+                id: 2,
+                bps: 1_500_000,
+            },
+        ];
+        assert_eq!(start(&rungs, 700_000), Some(1));
+        assert_eq!(start(&rungs, 2_000_000), Some(2));
+        assert_eq!(start(&rungs, 50_000_000), Some(0));
+        assert_eq!(start(&rungs, 300_000), Some(1), "the lowest when none fits");
+        assert_eq!(start(&[], 700_000), None);
+        assert_eq!(downlink_bps(Some("700")), Some(700_000));
+        for bad in ["0", "-5", "7e2", "", "100000001", "18446744073709551616"] {
+            assert_eq!(downlink_bps(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(downlink_bps(None), None);
+    }
     use std::time::Duration;
 
     const LADDER: [Rung; 3] = [

@@ -13,6 +13,7 @@ use warp::{Filter, Reply};
 
 use crate::audio::{self, AudioPacket};
 use crate::hub::{Frame, Peer};
+use crate::ladder;
 use crate::protocol::{self, close, Envelope, StreamConfig, MAX_CLIENT_MESSAGE};
 use crate::reply::{refused, request_info, RequestInfo};
 use crate::session::{self, Context, Inbound, Keepalive, WireError, WireRecv, WireSend};
@@ -42,6 +43,9 @@ fn upgrade(ctx: &Context, ws: Ws, req: RequestInfo) -> warp::reply::Response {
         remote: req.remote,
         role,
         audio: audio::wants_audio(req.query.get(audio::AUDIO_PARAM).map(String::as_str)),
+        downlink_bps: ladder::downlink_bps(
+            req.query.get(ladder::DOWNLINK_PARAM).map(String::as_str),
+        ),
     };
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)

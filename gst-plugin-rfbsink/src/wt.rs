@@ -27,6 +27,7 @@ use crate::access::{query_param, Request, TOKEN_PARAM};
 use crate::audio::{self, AudioPacket};
 use crate::discovery::WT_PATH;
 use crate::hub::{Frame, Peer};
+use crate::ladder;
 use crate::protocol::{
     self, close, length_prefix, Envelope, MessageReader, StreamConfig, MAX_CLIENT_MESSAGE,
 };
@@ -239,6 +240,7 @@ async fn connection(incoming: IncomingSession, ctx: Context) {
     let audio_param = query_param(query, audio::AUDIO_PARAM);
     let audio = audio::wants_audio(audio_param.as_deref());
     let audio_datagrams = audio::wants_datagrams(audio_param.as_deref());
+    let downlink_bps = ladder::downlink_bps(query_param(query, ladder::DOWNLINK_PARAM).as_deref());
     let headers = request.headers();
     let access = Request {
         host: Some(request.authority()),
@@ -271,6 +273,7 @@ async fn connection(incoming: IncomingSession, ctx: Context) {
         remote: Some(remote),
         role,
         audio,
+        downlink_bps,
     };
     let client = match session::join(&ctx, Envelope::Binary, "webtransport", peer) {
         Ok(c) => c,

@@ -5,7 +5,7 @@
 // bitrate below the link's, and the viewer shows the stream at a bounded latency. The same line
 // with rate-control=off, on the same link, shows what the viewer got before: seconds of delay.
 // A viewer joining a two-rendition ladder late, behind the same link, loads the page's files
-// gzipped and moves to the small rendition.
+// gzipped and starts on the small rendition (the page's own files measured its link).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -83,7 +83,7 @@ const LADDER = 'videotestsrc is-live=true pattern=snow ! video/x-raw,format=I420
   + 't. ! queue ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=2000 key-int-max=60 ! rfbsink name=sink port=0 '
   + 't. ! queue ! videoscale ! video/x-raw,width=320,height=180 ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=300 key-int-max=60 ! sink.rendition_1';
 
-test(`a viewer joining late behind a ${LINK_KBIT} kbit/s link: the page's files come gzipped, and it moves to the rendition its link carries and shows it`, { timeout: 120_000 }, async (t) => {
+test(`a viewer joining late behind a ${LINK_KBIT} kbit/s link: the page's files come gzipped, and it starts on the rendition its link carries and shows it`, { timeout: 120_000 }, async (t) => {
   if (!requireElements(t, ['x264enc', 'videoscale'])) return;
   const pipeline = await startPipeline(LADDER);
   /** @type {Viewer | null} */
@@ -96,6 +96,18 @@ test(`a viewer joining late behind a ${LINK_KBIT} kbit/s link: the page's files 
     viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'transport=ws'));
     await viewer.waitForFrames(1, { extra: pipeline.logs, timeoutMs: 30_000 });
     const firstFrameMs = Date.now() - opened;
+    // It started on the small rendition: its page's files measured the link (docs/protocol.md,
+    // "Renditions"), rather than a second of the large rendition's group of pictures first.
+    const started = await viewer.waitForStats((s) => s.renditions?.current !== undefined && s.server?.rendition_switches !== undefined,
+      'its rendition', { extra: pipeline.logs, timeoutMs: 10_000 });
+    const downlinkKbps = await viewer.page.evaluate(async () => {
+      const m = await import(new URL('protocol.js', document.baseURI).href);
+      return m.pageDownlinkKbps(performance, location.origin);
+    });
+    t.diagnostic(`the page measured the link at ${downlinkKbps} kbit/s; first frame on rendition ${started.renditions?.current}, ${started.server?.rendition_switches} switches`);
+    assert.ok(downlinkKbps !== null && downlinkKbps < 1.5 * LINK_KBIT, `measured ${downlinkKbps} kbit/s`);
+    assert.equal(started.renditions?.current, 1, `started on the small rendition\n${JSON.stringify(started.server)}`);
+    assert.equal(started.server?.rendition_switches, 0, `without a switch\n${JSON.stringify(started.server)}`);
     // What the page loaded over the slow link: every module compressed.
     const modules = await viewer.page.evaluate(() => performance.getEntriesByType('resource')
       .filter((e) => e.name.endsWith('.js'))

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
+  pageDownlinkKbps,
+  withDownlink,
   ack,
   base64ToBytes,
   encodeBinaryFrame,
@@ -323,4 +325,24 @@ test('renditions: the announcement parses; what is not an id or a size is refuse
   assert.equal(parseRenditions({ current: 0 }), null);
   assert.deepEqual(renditionChoice(3), { channel: 'rfb.control', kind: 'rendition', id: 3 });
   assert.deepEqual(renditionChoice(null), { channel: 'rfb.control', kind: 'rendition', id: null });
+});
+
+test("the page's own files measure its link: bytes over the time they were arriving", () => {
+  const origin = 'http://127.0.0.1:8080';
+  /** @param {Record<string, Array<Partial<PerformanceResourceTiming>>>} entries */
+  const perf = (entries) => ({ getEntriesByType: (/** @type {string} */ type) => /** @type {any} */ (entries[type] ?? []) });
+  const at = (/** @type {string} */ name, /** @type {number} */ bytes, /** @type {number} */ start, /** @type {number} */ end) =>
+    ({ name: `${origin}/${name}`, transferSize: bytes, requestStart: start, responseEnd: end });
+  // 40 kB over 400 ms (two files together, then one after a gap that counts for nothing): 800 kbit/s.
+  const slow = perf({
+    navigation: [at('', 10000, 100, 200)],
+    resource: [at('a.js', 10000, 150, 300), at('b.js', 20000, 1000, 1200), at('other', 50000, 1, 2), at('c.js', 0, 0, 0)],
+  });
+  slow.getEntriesByType('resource')[2].name = 'https://cdn.example/other.js';
+  assert.equal(pageDownlinkKbps(slow, origin), 800);
+  // A cached page (nothing over the network, or too little) tells nothing.
+  assert.equal(pageDownlinkKbps(perf({ resource: [at('a.js', 0, 10, 12), at('b.js', 300, 10, 11)] }), origin), null);
+  assert.equal(pageDownlinkKbps(perf({}), origin), null);
+  assert.equal(withDownlink('ws://h/ws?envelope=binary', 800), 'ws://h/ws?envelope=binary&downlink=800');
+  assert.equal(withDownlink('ws://h/ws', null), 'ws://h/ws');
 });

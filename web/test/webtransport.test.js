@@ -70,6 +70,9 @@ test('discovery and WebTransport URLs follow the page host', () => {
     'http://127.0.0.1:8080/rfb.json?rfb_token=abc123');
   assert.equal(webTransportUrl('ws://127.0.0.1:8080/ws?envelope=binary&rfb_token=a%2Bb', info),
     'https://127.0.0.1:9000/wt?rfb_token=a%2Bb');
+  // And what the page measured of its link (the server places the viewer by it).
+  assert.equal(webTransportUrl('ws://127.0.0.1:8080/ws?envelope=binary&audio=1&downlink=700', info),
+    'https://127.0.0.1:9000/wt?audio=1&downlink=700');
   assert.deepEqual(Array.from(hexToBytes('00ff10')), [0, 255, 16]);
   assert.throws(() => hexToBytes('zz'), ProtocolError);
 });

@@ -176,6 +176,7 @@ async fn whep_offer(
                     remote: req.remote,
                     role,
                     audio: false,
+                    downlink_bps: None,
                 };
                 match rtc.answer(ctx, offer, peer).await {
                     Ok(answer) => {
@@ -251,6 +252,7 @@ async fn json_offer(
                 remote: req.remote,
                 role,
                 audio: false,
+                downlink_bps: None,
             };
             match rtc.answer(ctx, &offer.sdp, peer).await {
                 Ok(answer) => Response::builder()

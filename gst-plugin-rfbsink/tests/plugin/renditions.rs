@@ -156,6 +156,35 @@ fn a_slow_viewer_moves_to_the_small_rendition_and_back_while_a_fast_one_keeps_th
 }
 
 #[test]
+fn a_viewer_whose_page_measured_a_slow_link_starts_on_the_rendition_it_fits() {
+    init();
+    let (pipeline, _sink, port) = two_renditions("");
+    // A while playing: both renditions' rates are known.
+    std::thread::sleep(Duration::from_secs(2));
+    let rt = runtime();
+    let first = |path: &'static str| {
+        rt.block_on(async move {
+            let mut c = Client::connect(port, path).await;
+            let (h, _) = tokio::time::timeout(Duration::from_secs(10), c.frame())
+                .await
+                .expect("a frame");
+            h
+        })
+    };
+    // 400 kbit/s: under the large rendition's 1500, over the small one's 150.
+    let slow = first("/ws?envelope=binary&downlink=400");
+    assert_eq!(rendition(&slow), 1, "{slow:?}");
+    assert!(slow.key, "its group of pictures, from its keyframe");
+    let fast = first("/ws?envelope=binary&downlink=20000");
+    assert_eq!(rendition(&fast), 0, "{fast:?}");
+    for path in ["/ws?envelope=binary", "/ws?envelope=binary&downlink=slow"] {
+        let h = first(path);
+        assert_eq!(rendition(&h), 0, "{path}: {h:?}");
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
 fn bad_rendition_pads_are_refused_with_a_reason() {
     init();
     let sink = gst::ElementFactory::make("rfbsink").build().unwrap();
