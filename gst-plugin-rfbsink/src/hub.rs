@@ -343,6 +343,20 @@ impl ClientQueue {
         Some(item)
     }
 
+    /// A message queued behind a still that waits for its window (`Client::next`): it goes
+    /// first, unless a `config` comes before it (the frames after it are that config's).
+    fn pop_text_behind(&mut self) -> Option<Item> {
+        let at = self
+            .items
+            .iter()
+            .skip(1)
+            .take_while(|i| !matches!(i, Item::Config(_) | Item::Close(..)))
+            .position(|i| matches!(i, Item::Text(_) | Item::Stats(_)))?;
+        let item = self.items.remove(at + 1)?;
+        self.text_bytes -= item.text_bytes();
+        Some(item)
+    }
+
     /// Drops every queued frame and waits for a keyframe.
     fn restart_at_key(&mut self) {
         self.drop_frames();
@@ -509,7 +523,7 @@ impl Client {
 
     /// The next item to send, waiting until there is one. A still image waits while the
     /// client's window of them is in flight (`ClientCounters::still_held`), until an ack or the
-    /// window's time limit.
+    /// window's time limit; messages behind it go meanwhile.
     pub async fn next(&self) -> Item {
         loop {
             let held = {
@@ -520,10 +534,13 @@ impl Client {
                 let held = still_next
                     .then(|| self.counters.lock().unwrap().still_held(Instant::now()))
                     .flatten();
-                if held.is_none() {
-                    if let Some(item) = q.pop() {
-                        return item;
-                    }
+                let next = match held {
+                    None => q.pop(),
+                    // Messages behind it are not held with it.
+                    Some(_) => q.pop_text_behind(),
+                };
+                if let Some(item) = next {
+                    return item;
                 }
                 held
             };
@@ -1951,6 +1968,25 @@ mod tests {
             cfg.clone(),
             Bytes::from(vec![0u8; len]),
         )
+    }
+
+    #[test]
+    fn messages_behind_a_held_still_go_first_but_never_past_a_config() {
+        let cfg = config(1);
+        let mut q = ClientQueue::default();
+        q.push(Item::Frame(frame(&cfg, 0, true, 100)));
+        q.push(Item::Text("a".into()));
+        q.push(Item::Stats("s".into()));
+        q.push(Item::Config(config(2)));
+        q.push(Item::Text("b".into()));
+        assert!(matches!(q.pop_text_behind(), Some(Item::Text(t)) if t == "a"));
+        assert!(matches!(q.pop_text_behind(), Some(Item::Stats(t)) if t == "s"));
+        assert!(
+            q.pop_text_behind().is_none(),
+            "b comes after the next config"
+        );
+        assert_eq!(q.text_bytes, 1);
+        assert!(matches!(q.pop(), Some(Item::Frame(_))));
     }
 
     fn hub(queue_frames: usize, gop_cache: bool) -> (Arc<Hub>, Arc<AtomicUsize>) {
