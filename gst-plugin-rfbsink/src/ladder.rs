@@ -263,33 +263,6 @@ impl Ladder {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_viewer_starts_on_the_rendition_its_pages_download_fits() {
-        let rungs = [
-            Rung {
-                id: 0,
-                bps: 4_000_000,
-            },
-            Rung {
-                id: 1,
-                bps: 600_000,
-            },
-            Rung {
-                id: 2,
-                bps: 1_500_000,
-            },
-        ];
-        assert_eq!(start(&rungs, 700_000), Some(1));
-        assert_eq!(start(&rungs, 2_000_000), Some(2));
-        assert_eq!(start(&rungs, 50_000_000), Some(0));
-        assert_eq!(start(&rungs, 300_000), Some(1), "the lowest when none fits");
-        assert_eq!(start(&[], 700_000), None);
-        assert_eq!(downlink_bps(Some("700")), Some(700_000));
-        for bad in ["0", "-5", "7e2", "", "100000001", "18446744073709551616"] {
-            assert_eq!(downlink_bps(Some(bad)), None, "{bad}");
-        }
-        assert_eq!(downlink_bps(None), None);
-    }
     use std::time::Duration;
 
     const LADDER: [Rung; 3] = [
@@ -306,6 +279,21 @@ mod tests {
             bps: 1_500_000,
         },
     ];
+
+    #[test]
+    fn a_viewer_starts_on_the_rendition_its_pages_download_fits() {
+        let rungs = LADDER;
+        assert_eq!(start(&rungs, 700_000), Some(1));
+        assert_eq!(start(&rungs, 2_000_000), Some(2));
+        assert_eq!(start(&rungs, 50_000_000), Some(0));
+        assert_eq!(start(&rungs, 300_000), Some(1), "the lowest when none fits");
+        assert_eq!(start(&[], 700_000), None);
+        assert_eq!(downlink_bps(Some("700")), Some(700_000));
+        for bad in ["0", "-5", "7e2", "", "100000001", "18446744073709551616"] {
+            assert_eq!(downlink_bps(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(downlink_bps(None), None);
+    }
 
     fn seat(id: u64, rendition: u32, delivered_kbps: u64, queued_ms: u64) -> Seat {
         Seat {

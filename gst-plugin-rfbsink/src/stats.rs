@@ -103,6 +103,7 @@ pub(crate) struct NetworkStats {
 }
 
 /// What was sent to one client and what it acknowledged.
+#[derive(Default)]
 pub(crate) struct ClientCounters {
     frames_sent: u64,
     bytes_sent: u64,
@@ -137,32 +138,17 @@ pub(crate) struct ClientCounters {
     busy_frame_time: Option<Duration>,
     /// How many live frames may be in flight when every frame stands alone (`still_held`): it
     /// grows while frames arrive as quickly as they ever did and shrinks when they queue.
-    still_window: f64,
+    still_window: StillWindow,
     still_cut_at: Option<Instant>,
 }
 
-impl Default for ClientCounters {
-    fn default() -> ClientCounters {
-        ClientCounters {
-            frames_sent: 0,
-            bytes_sent: 0,
-            audio_sent: 0,
-            acks: 0,
-            first_ack: None,
-            decode_queue_size: 0,
-            in_flight: VecDeque::new(),
-            capacity_samples: VecDeque::new(),
-            delays: VecDeque::new(),
-            recent_acked_bytes: VecDeque::new(),
-            latencies_us: VecDeque::new(),
-            paint_latencies_us: VecDeque::new(),
-            recent_sends: VecDeque::new(),
-            recent_acks: VecDeque::new(),
-            last_ack: None,
-            busy_frame_time: None,
-            still_window: STILL_WINDOW_START,
-            still_cut_at: None,
-        }
+/// How many live stills may be in flight (`ClientCounters::still_held`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct StillWindow(f64);
+
+impl Default for StillWindow {
+    fn default() -> StillWindow {
+        StillWindow(STILL_WINDOW_START)
     }
 }
 
@@ -322,7 +308,7 @@ impl ClientCounters {
     /// time: the frames sent before the cut still arrive late). As TCP Vegas reads a queue by its
     /// delay, not by loss.
     fn fit_still_window(&mut self, now: Instant, took: Duration) {
-        let Some(quickest) = self.delays.iter().map(|(_, (took, _))| *took).min() else {
+        let Some(quickest) = self.quickest() else {
             return;
         };
         if took <= quickest + STILL_QUEUED_MIN.max(quickest / 2) {
@@ -331,9 +317,9 @@ impl ClientCounters {
             let step = if self.still_cut_at.is_none() {
                 1.0
             } else {
-                1.0 / self.still_window
+                1.0 / self.still_window.0
             };
-            self.still_window = (self.still_window + step).min(STILL_WINDOW_MAX);
+            self.still_window.0 = (self.still_window.0 + step).min(STILL_WINDOW_MAX);
             return;
         }
         if self
@@ -344,7 +330,7 @@ impl ClientCounters {
         }
         // A window larger than what was in flight never held anything: cut from what was.
         let used = (self.unacknowledged() + 1) as f64;
-        self.still_window = (self.still_window.min(used) * STILL_WINDOW_CUT).max(1.0);
+        self.still_window.0 = (self.still_window.0.min(used) * STILL_WINDOW_CUT).max(1.0);
         self.still_cut_at = Some(now);
     }
 
@@ -355,15 +341,10 @@ impl ClientCounters {
     /// link carries what it can, with no queue, rather than everything, late.
     pub fn still_held(&self, now: Instant) -> Option<Instant> {
         let live = self.unacknowledged();
-        if self.acks == 0 || (live as f64) < self.still_window.floor() {
+        if self.acks == 0 || (live as f64) < self.still_window.0.floor() {
             return None;
         }
-        let quickest = self
-            .delays
-            .iter()
-            .map(|(_, (took, _))| *took)
-            .min()
-            .unwrap_or_default();
+        let quickest = self.quickest().unwrap_or_default();
         let oldest = self
             .in_flight
             .iter()
@@ -371,6 +352,12 @@ impl ClientCounters {
             .map(|(_, _, _, sent_at)| *sent_at)?;
         let until = oldest + STILL_HOLD_MAX.max(quickest * 2);
         (now < until).then_some(until)
+    }
+
+    /// The quickest sent -> acknowledged of the last `CAPACITY_WINDOW`: the round trip, the
+    /// decoder's share and a frame's own bytes, with no queue.
+    fn quickest(&self) -> Option<Duration> {
+        self.delays.iter().map(|(_, (took, _))| *took).min()
     }
 
     /// A frame of `len` bytes was acknowledged `took` after it was sent.
@@ -500,7 +487,7 @@ impl ClientCounters {
         stats.decoded_fps = self.rates(now).1;
         stats.bitrate_bps = self.recent_sends.iter().map(|(_, n)| *n as u64 * 8).sum();
         stats.delivered_bps = self.delivered_bps(now);
-        stats.still_window = self.still_window;
+        stats.still_window = self.still_window.0;
         stats.capacity_bps = self.capacity_bps(now).unwrap_or(0);
     }
 }
@@ -601,33 +588,33 @@ mod tests {
         for _ in 0..3 {
             c.fit_still_window(now, Duration::from_millis(20));
         }
-        assert_eq!(c.still_window, STILL_WINDOW_START + 3.0);
+        assert_eq!(c.still_window.0, STILL_WINDOW_START + 3.0);
         // Queued (200 ms against 10): cut from what was in flight (nothing else), not from 7.
         c.fit_still_window(now, Duration::from_millis(200));
-        assert_eq!(c.still_window, 1.0);
+        assert_eq!(c.still_window.0, 1.0);
         // Once per quickest time: the frames sent before the cut still arrive late.
-        c.still_window = 3.0;
+        c.still_window.0 = 3.0;
         c.fit_still_window(now, Duration::from_millis(200));
-        assert_eq!(c.still_window, 3.0);
-        c.still_window = 1.0;
+        assert_eq!(c.still_window.0, 3.0);
+        c.still_window.0 = 1.0;
         // Then by one a window's worth of acks.
         c.fit_still_window(now, Duration::from_millis(10));
-        assert_eq!(c.still_window, 2.0);
+        assert_eq!(c.still_window.0, 2.0);
         c.fit_still_window(now, Duration::from_millis(10));
-        assert_eq!(c.still_window, 2.5);
+        assert_eq!(c.still_window.0, 2.5);
 
         // Held while the window's worth is in flight, for at most STILL_HOLD_MAX.
-        c.still_window = 1.0;
+        c.still_window.0 = 1.0;
         assert_eq!(c.still_held(now), None, "a client that never acknowledged");
         c.sent(0, 1000, Some(now));
         c.acked(0, Some(0), None);
-        c.still_window = 1.0;
+        c.still_window.0 = 1.0;
         assert_eq!(c.still_held(Instant::now()), None, "nothing in flight");
         c.sent(1, 1000, Some(now));
         let until = c.still_held(Instant::now()).expect("held");
         assert!(until > Instant::now() && until <= Instant::now() + STILL_HOLD_MAX);
         assert_eq!(c.still_held(until), None, "not for ever");
-        c.still_window = 2.0;
+        c.still_window.0 = 2.0;
         assert_eq!(c.still_held(Instant::now()), None, "room for one more");
     }
 
