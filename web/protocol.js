@@ -200,9 +200,10 @@ const DOWNLINK_MIN_BYTES = 32 * 1024;
  * the bytes of the resources from `origin` (the page, the viewer's modules) over the time they
  * were on their way (the union of each one's request to its last byte: files that come together
  * share the link; a gap while a module is parsed counts for none). From the first byte instead,
- * each file's first packet would look free: 1.8 times a 700 kbit/s link. A round trip per file
- * makes it err low: the server starts the viewer on the rendition this fits, and the ladder tries
- * it up from there. Null when too few bytes came over the network to tell (a cached page), or
+ * each file's first packet would look free: 1.8 times a 700 kbit/s link. It can still err high
+ * (a token bucket's burst passes the first bytes at the wire's rate: 823-912 kbit/s on that
+ * link) or low (a round trip per file): it only says where the viewer starts, and the ladder moves
+ * it from there. Null when too few bytes came over the network to tell (a cached page), or
  * without timing (another origin).
  * @param {Pick<Performance, 'getEntriesByType'>} perf
  * @param {string} origin
