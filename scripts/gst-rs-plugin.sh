@@ -39,10 +39,24 @@ $crate = { version = "=$version", default-features = false }
 TOML
 : >"$fetcher/src/lib.rs"
 log "fetching $crate $version from crates.io"
-manifest=$(cd "$fetcher" && cargo metadata --format-version 1 --quiet 2>/dev/null \
-  | CRATE=$crate python3 -c 'import json, os, sys
+# The registry can fail for a moment (seen once: an empty answer): tried three times, and its
+# error shown when the last try fails.
+for try in 1 2 3; do
+  if metadata=$(cd "$fetcher" && cargo metadata --format-version 1 --quiet 2>"$cache/fetch.log"); then
+    break
+  fi
+  if [ "$try" = 3 ]; then
+    log "cargo metadata failed:"
+    cat "$cache/fetch.log" >&2
+    exit 1
+  fi
+  log "cargo metadata failed, trying again in 10 s"
+  sleep 10
+done
+manifest=$(printf '%s' "$metadata" | CRATE=$crate python3 -c 'import json, os, sys
 m = json.load(sys.stdin)
 print(next(p["manifest_path"] for p in m["packages"] if p["name"] == os.environ["CRATE"]))')
+rm -f "$cache/fetch.log"
 src="$cache/src"
 rm -rf "$src"
 cp -r "$(dirname "$manifest")" "$src"
