@@ -528,12 +528,18 @@ impl Client {
         loop {
             let held = {
                 let mut q = self.queue.lock().unwrap();
-                let still_next = !q.closed
-                    && q.audio.is_empty()
-                    && matches!(q.items.front(), Some(Item::Frame(f)) if f.is_still());
-                let held = still_next
-                    .then(|| self.counters.lock().unwrap().still_held(Instant::now()))
-                    .flatten();
+                let still_next = match q.items.front() {
+                    Some(Item::Frame(f)) if !q.closed && q.audio.is_empty() && f.is_still() => {
+                        Some(f.len())
+                    }
+                    _ => None,
+                };
+                let held = still_next.and_then(|len| {
+                    self.counters
+                        .lock()
+                        .unwrap()
+                        .still_held(Instant::now(), len)
+                });
                 let next = match held {
                     None => q.pop(),
                     // Messages behind it are not held with it.
@@ -646,8 +652,15 @@ impl Client {
         // seconds away (x264enc's default is 250 frames).
         let asked_key = frame.is_key() && q.need_key && !q.stalled_by_acks;
         // Its acks say it is far behind (frames sit in its socket or its decoder): feeding it more
-        // only adds latency. It gets a keyframe once it has caught up (see caught_up()).
-        if let Some(latency) = self.acks_behind(settings, now).filter(|_| !asked_key) {
+        // only adds latency. It gets a keyframe once it has caught up (see caught_up()). Not
+        // for a still to a client that acknowledges: no other frame waits for one, and its
+        // window of stills in flight paces them (`ClientCounters::still_held`); one that takes
+        // its link longer than max-latency on its own is as soon as that link can have it.
+        let paced = frame.is_still() && self.counters.lock().unwrap().acks() > 0;
+        if let Some(latency) = self
+            .acks_behind(settings, now)
+            .filter(|_| !asked_key && !paced)
+        {
             let mut overload = None;
             if !q.need_key {
                 q.drop_frames();

@@ -29,9 +29,15 @@ const STILL_QUEUED_MIN: Duration = Duration::from_millis(25);
 /// The window shrinks to this share of what was in flight, once a quickest time at most.
 const STILL_WINDOW_CUT: f64 = 0.7;
 /// A still waits for acknowledgements at most this long after the oldest in flight was sent (or
-/// twice the quickest time, when more): one that is never acknowledged (it failed to decode)
-/// does not stop the stream.
+/// twice the last one's sent -> acknowledged, when more, up to `STILL_HOLD_CAP`): one that is
+/// never acknowledged (it failed to decode) does not stop the stream, and one that takes its
+/// link longer than this is not joined by more.
 const STILL_HOLD_MAX: Duration = Duration::from_secs(1);
+const STILL_HOLD_CAP: Duration = Duration::from_secs(4);
+/// Until the window first shrinks, it also holds at most this many bytes a still it counts
+/// (256 KB at the start): four large stills (a 1080p PNG is megabytes) would be seconds of a
+/// slow link, all of them old by the time the last arrives.
+const STILL_WINDOW_START_BYTES: f64 = 64.0 * 1024.0;
 
 /// Drops the samples older than `CAPACITY_WINDOW`.
 fn expire<T>(q: &mut VecDeque<(Instant, T)>, now: Instant) {
@@ -336,21 +342,42 @@ impl ClientCounters {
 
     /// Whether the next frame, a still image (every frame stands alone: skipping one costs
     /// nothing but itself), waits for an ack: the window's worth of live frames is in flight.
-    /// Some(when it goes regardless): `STILL_HOLD_MAX` (or twice the quickest time) after the
-    /// oldest in flight was sent. A newer still replaces it meanwhile (`Client::enqueue`): the
-    /// link carries what it can, with no queue, rather than everything, late.
-    pub fn still_held(&self, now: Instant) -> Option<Instant> {
-        let live = self.unacknowledged();
-        if self.acks == 0 || (live as f64) < self.still_window.0.floor() {
+    /// Some(when it goes regardless): `STILL_HOLD_MAX` (or twice the last ack's time, up to
+    /// `STILL_HOLD_CAP`) after the oldest in flight was sent. A newer still replaces it
+    /// meanwhile (`Client::enqueue`): the link carries what it can, with no queue, rather than
+    /// everything, late.
+    /// Until the window first shrinks, a still (of `len` bytes) that would take what is in
+    /// flight past `STILL_WINDOW_START_BYTES` a still it counts waits as well (one goes at least).
+    pub fn still_held(&self, now: Instant, len: usize) -> Option<Instant> {
+        if self.acks == 0 {
             return None;
         }
-        let quickest = self.quickest().unwrap_or_default();
+        let (live, bytes) = self
+            .in_flight
+            .iter()
+            .filter(|(_, arrived, _, _)| arrived.is_some())
+            .fold((0usize, 0usize), |(n, b), (_, _, l, _)| (n + 1, b + l));
+        let full = (live as f64) >= self.still_window.0.floor()
+            || (self.still_cut_at.is_none()
+                && live > 0
+                && (bytes + len) as f64 > self.still_window.0 * STILL_WINDOW_START_BYTES);
+        if !full {
+            return None;
+        }
+        // A still as large as the link carries in a second or more: the next ack comes as long
+        // after as the last one did.
+        let last = self.delays.back().map(|(_, (took, _))| *took);
+        let hold = STILL_HOLD_MAX.max(
+            last.unwrap_or_default()
+                .saturating_mul(2)
+                .min(STILL_HOLD_CAP),
+        );
         let oldest = self
             .in_flight
             .iter()
             .find(|(_, arrived, _, _)| arrived.is_some())
             .map(|(_, _, _, sent_at)| *sent_at)?;
-        let until = oldest + STILL_HOLD_MAX.max(quickest * 2);
+        let until = oldest + hold;
         (now < until).then_some(until)
     }
 
@@ -605,17 +632,64 @@ mod tests {
 
         // Held while the window's worth is in flight, for at most STILL_HOLD_MAX.
         c.still_window.0 = 1.0;
-        assert_eq!(c.still_held(now), None, "a client that never acknowledged");
+        assert_eq!(
+            c.still_held(now, 1000),
+            None,
+            "a client that never acknowledged"
+        );
         c.sent(0, 1000, Some(now));
         c.acked(0, Some(0), None);
         c.still_window.0 = 1.0;
-        assert_eq!(c.still_held(Instant::now()), None, "nothing in flight");
+        assert_eq!(
+            c.still_held(Instant::now(), 1000),
+            None,
+            "nothing in flight"
+        );
         c.sent(1, 1000, Some(now));
-        let until = c.still_held(Instant::now()).expect("held");
+        let until = c.still_held(Instant::now(), 1000).expect("held");
         assert!(until > Instant::now() && until <= Instant::now() + STILL_HOLD_MAX);
-        assert_eq!(c.still_held(until), None, "not for ever");
+        assert_eq!(c.still_held(until, 1000), None, "not for ever");
         c.still_window.0 = 2.0;
-        assert_eq!(c.still_held(Instant::now()), None, "room for one more");
+        assert_eq!(
+            c.still_held(Instant::now(), 1000),
+            None,
+            "room for one more"
+        );
+    }
+
+    #[test]
+    fn large_stills_start_with_fewer_in_flight_and_wait_as_long_as_the_last_took() {
+        let mut c = ClientCounters::default();
+        let start = Instant::now();
+        // 100 KB stills, the first acknowledged at once: 5 x 64 KB may be in flight, 3 stills.
+        c.sent(0, 100_000, Some(start));
+        c.acked(0, Some(0), None);
+        assert_eq!(c.still_window.0, STILL_WINDOW_START + 1.0);
+        c.sent(1, 100_000, Some(start));
+        c.sent(2, 100_000, Some(start));
+        assert_eq!(c.still_held(Instant::now(), 100_000), None, "300 KB of 320");
+        c.sent(3, 100_000, Some(start));
+        assert!(c.still_held(Instant::now(), 100_000).is_some(), "400 KB");
+        assert_eq!(
+            c.still_held(Instant::now(), 10_000),
+            None,
+            "a small one fits"
+        );
+        // Once the window has shrunk it counts stills alone.
+        c.still_cut_at = Some(Instant::now());
+        assert_eq!(c.still_held(Instant::now(), 100_000), None);
+
+        // The last took 1.5 s (its link carries one that slowly): the next waits for its ack up
+        // to twice that after the oldest was sent, not STILL_HOLD_MAX.
+        let mut c = ClientCounters::default();
+        c.still_window.0 = 1.0;
+        c.sent(0, 100_000, Some(start));
+        c.acked(0, Some(0), None);
+        c.measure_link(Instant::now(), 100_000, Duration::from_millis(1500));
+        c.sent(1, 100_000, Some(start));
+        let until = c.still_held(Instant::now(), 100_000).expect("held");
+        assert!(until > Instant::now() + STILL_HOLD_MAX + Duration::from_millis(1500));
+        assert!(until <= Instant::now() + Duration::from_secs(3));
     }
 
     #[test]

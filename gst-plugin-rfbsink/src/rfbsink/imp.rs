@@ -1051,7 +1051,7 @@ impl ObjectImpl for RfbSink {
                     .build(),
                 glib::ParamSpecUInt::builder("max-latency")
                     .nick("Max latency")
-                    .blurb("Milliseconds from render() to a viewer's acknowledgement (decoded and painted) beyond which that viewer skips to the next keyframe instead of queueing: its latency stays bounded, it shows fewer frames, the others are not affected; it is reported in an rfbsink-client-overloaded message, and a QoS event goes upstream when every viewer is behind. 0: no bound but the client queue")
+                    .blurb("Milliseconds from render() to a viewer's acknowledgement (decoded and painted) beyond which that viewer skips to the next keyframe instead of queueing: its latency stays bounded, it shows fewer frames, the others are not affected (still images, jpeg, png, webp, are paced by acks instead: docs/protocol.md, Backpressure); it is reported in an rfbsink-client-overloaded message, and a QoS event goes upstream when every viewer is behind. 0: no bound but the client queue")
                     .maximum(60_000)
                     .default_value(DEFAULT_MAX_LATENCY_MS)
                     .mutable_ready()
