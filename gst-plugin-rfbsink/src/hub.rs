@@ -33,6 +33,9 @@ pub(crate) const MAX_QUEUED_AUDIO: usize = 20;
 /// At most this many frames are kept for late joiners; a longer group of pictures is not cached and
 /// a late joiner gets a fresh keyframe instead, which is faster than decoding a long burst.
 pub(crate) const GOP_CACHE_MAX_FRAMES: usize = 120;
+/// A viewer whose page measured its link (`Peer::downlink_bps`) so that the pictures since the
+/// last keyframe would take it longer than this does not get them, but the next keyframe.
+const SLOW_BURST: Duration = Duration::from_millis(500);
 /// A client with more than this many bytes of control and application messages waiting (it does
 /// not read them) is closed: text is never dropped, so it must be bounded by closing.
 pub(crate) const MAX_QUEUED_TEXT_BYTES: usize = 4 * 1024 * 1024;
@@ -174,7 +177,8 @@ pub(crate) struct Peer {
     /// It asked for sound (`audio=1` on the connection's URL): only then does it get audio.
     pub audio: bool,
     /// What its page's own files measured of its link (`downlink` on the connection's URL, bits
-    /// per second): with renditions, where it starts (`ladder::start`).
+    /// per second): with renditions, where it starts (`ladder::start`); under rate control, a
+    /// target above it comes down at once (`RateController::check`).
     pub downlink_bps: Option<u64>,
 }
 
@@ -395,6 +399,8 @@ pub(crate) struct Client {
     pub role: Role,
     /// It gets audio packets (`Peer::audio`).
     pub audio: bool,
+    /// What its page measured of its link (`Peer::downlink_bps`).
+    downlink_bps: Option<u64>,
     queue: Mutex<ClientQueue>,
     counters: Mutex<ClientCounters>,
     notify: Notify,
@@ -431,6 +437,7 @@ impl Client {
             remote: peer.remote,
             role: peer.role,
             audio: peer.audio,
+            downlink_bps: peer.downlink_bps,
             queue: Mutex::default(),
             counters: Mutex::default(),
             notify: Notify::new(),
@@ -976,6 +983,7 @@ impl Client {
             floor,
             dropped,
             capacity_bps: c.capacity_bps(now),
+            downlink_bps: self.downlink_bps,
             overused: false,
             reports: false,
             lossy: false,
@@ -1632,7 +1640,16 @@ impl Hub {
             if let Some(window) = &st.window {
                 q.push(Item::Text(window.clone()));
             }
-            if !track.gop.is_empty() {
+            // Its page measured a link that would take longer than `SLOW_BURST` over the
+            // pictures since the last keyframe: it waits for a keyframe asked for now (after
+            // rate control brought the target down to its link, below) rather than seconds of
+            // catching up behind a flooded link.
+            let gop_bytes: usize = track.gop.iter().map(|f| f.len()).sum();
+            let slow_burst = track.gop.len() > 1
+                && peer.downlink_bps.is_some_and(|bps| {
+                    gop_bytes as f64 * 8.0 / bps as f64 > SLOW_BURST.as_secs_f64()
+                });
+            if !track.gop.is_empty() && !slow_burst {
                 q.push(Item::Burst(track.gop.clone()));
                 if let Some(refine) = st.refine.as_ref().filter(|_| start == 0) {
                     q.push(Item::Frame(refine.clone()));
@@ -1650,6 +1667,11 @@ impl Hub {
             st.clients.insert(client.id, client.clone());
         }
         client.notify.notify_one();
+        if client.downlink_bps.is_some() {
+            // A target above its link comes down now (`RateController::check`), before the
+            // keyframe it may ask for is made.
+            self.rate_step(RateController::check);
+        }
         if wants_key {
             self.request_keyframe(client.key_rendition());
         }

@@ -51,6 +51,10 @@
 //! it delays the frames right behind it, each less than the one before. The hard cut above
 //! stays for the queue that grows past `QUEUE_LIMIT` all the same.
 //!
+//! A viewer whose page measured its link (`Sample::downlink_bps`) is read once as it comes, before
+//! it counts: a target above `PAGE_SHARE` of that comes down at once (`measured_links`), rather
+//! than flooding its link until its acks count and cutting then from a starved second.
+//!
 //! A probe never takes the target past `APP_LIMITED` times what the encoder made in the last
 //! second (as GCC bounds its increase by the rate actually sent): an encoder that makes less
 //! than its target (simple content, x264 below its bitrate) tells nothing of the link by its
@@ -58,7 +62,7 @@
 //! (VBV), which then queue on the link. The target is never lowered for it: an encoder that
 //! makes less than it may is not held by it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 /// A viewer whose oldest unacknowledged frame is older than this is queueing: its link (or its
@@ -82,6 +86,11 @@ const STEP: Duration = Duration::from_millis(4);
 const STANDING: Duration = Duration::from_millis(25);
 /// The target after congestion: this much of what the slowest viewer was delivered.
 const BACKOFF: f64 = 0.85;
+/// A viewer's page measured its link (`Sample::downlink_bps`): the target is at most this much
+/// of it. The page's files read 823-912 kbit/s through a 700 kbit/s token bucket (its burst
+/// passes at once), and x264enc makes 75-90 % of its target: 0.72 of 870 is 626, which makes
+/// 470-560 kbit/s, under the link.
+const PAGE_SHARE: f64 = 0.85 * BACKOFF;
 /// The target right after `check` found a queue, until the next tick: the queue drains at 40 %
 /// of the link.
 const DRAIN: f64 = 0.6;
@@ -144,6 +153,8 @@ pub(crate) struct Sample {
     pub dropped: u64,
     /// What its link carries at least (`ClientCounters::capacity_bps`), when measured.
     pub capacity_bps: Option<u64>,
+    /// What its page measured of its link before it connected (`Peer::downlink_bps`).
+    pub downlink_bps: Option<u64>,
     /// Its link takes less than it is sent, as a WebRTC peer's feedback says (rtcp.rs: it lost
     /// more than `rtcp::LOSS_LIMIT`, or TWCC says less arrived than was sent): congested, as a
     /// queue past `QUEUE_LIMIT` is.
@@ -191,6 +202,8 @@ pub(crate) struct RateController {
     lossy_at_probe: bool,
     /// What the encoder made in the last second, when known (`set_stream_rate`).
     stream_bps: Option<u64>,
+    /// The viewers whose page's measure (`Sample::downlink_bps`) was read: once each.
+    measured: HashSet<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -218,6 +231,7 @@ impl RateController {
             since_probe: u32::MAX,
             lossy_at_probe: false,
             stream_bps: None,
+            measured: HashSet::new(),
         }
     }
 
@@ -236,7 +250,13 @@ impl RateController {
     /// raises it to `BACKOFF` times that. Before that, a queue that grows (`rising`) eases it to
     /// `BACKOFF` times what that viewer was delivered, once per tick.
     pub fn check(&mut self, samples: &[Sample]) -> Option<u64> {
-        if self.policy == Policy::Off || self.cut_since_tick {
+        if self.policy == Policy::Off {
+            return None;
+        }
+        if let Some(next) = self.measured_links(samples) {
+            return Some(next);
+        }
+        if self.cut_since_tick {
             return None;
         }
         let lowest = |queueing: fn(&Sample) -> bool| {
@@ -271,6 +291,29 @@ impl RateController {
         if next == self.target_bps {
             return None;
         }
+        self.target_bps = next;
+        Some(next)
+    }
+
+    /// A viewer that just came whose page measured its link (`Sample::downlink_bps`, read once
+    /// a viewer): a target above `PAGE_SHARE` of that comes down to it before the viewer
+    /// counts (`WARMUP`), and that link is the ceiling probes slow down near. Otherwise a
+    /// stream far above its link floods it from the first frame, and the cut its queue makes
+    /// comes from a second in which little was delivered: a target far below the link, seconds
+    /// to climb back. Only down.
+    fn measured_links(&mut self, samples: &[Sample]) -> Option<u64> {
+        let lowest = samples
+            .iter()
+            .filter(|s| self.measured.insert(s.client_id))
+            .filter_map(|s| s.downlink_bps)
+            .min()?;
+        let next = ((lowest as f64 * PAGE_SHARE) as u64).clamp(self.min_bps, self.max_bps);
+        if next >= self.target_bps {
+            return None;
+        }
+        self.calm = 0;
+        self.ceiling = Some((lowest as f64 * PAGE_SHARE / BACKOFF) as u64);
+        self.past_ceiling = 0;
         self.target_bps = next;
         Some(next)
     }
@@ -323,6 +366,8 @@ impl RateController {
         }
         // Viewers that left are forgotten.
         self.viewers = seen;
+        self.measured
+            .retain(|id| samples.iter().any(|s| s.client_id == *id));
         if self.policy == Policy::Off {
             return None;
         }
@@ -467,6 +512,38 @@ mod tests {
         // Still queued (what was sent before the cut): never up while congested.
         assert_eq!(c.tick(&[sample(1, 700, 200)]), None);
         assert_eq!(c.target(), 595_000);
+    }
+
+    #[test]
+    fn a_viewer_whose_page_measured_a_slow_link_brings_the_target_down_as_it_comes() {
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        let measured = |id: u64, kbps: u64| Sample {
+            client_id: id,
+            acking_for: None,
+            downlink_bps: Some(kbps * 1000),
+            ..Default::default()
+        };
+        // A fast link's measure changes nothing; a slow one's brings it down before its acks
+        // count, once.
+        assert_eq!(c.check(&[measured(1, 20_000)]), None);
+        assert_eq!(
+            c.check(&[measured(1, 20_000), measured(2, 900)]),
+            Some(650_249)
+        );
+        assert_eq!(c.check(&[measured(1, 20_000), measured(2, 900)]), None);
+        // Probes slow down near that link (5 % steps from 0.95 of its 765), as near a congested
+        // viewer's rate.
+        let calm = [sample(1, 500, 10), sample(2, 500, 10)];
+        c.tick(&calm);
+        assert_eq!(c.tick(&calm), Some((650_249.0 * 1.10) as u64));
+        assert_eq!(c.tick(&calm), Some((715_273.0 * 1.05) as u64));
+        // Only down: a later, faster measure does not raise it; below min-bitrate it stops there.
+        assert_eq!(c.check(&[measured(3, 5_000)]), None);
+        assert_eq!(c.check(&[measured(4, 50)]), Some(100_000));
+        // Off: nothing.
+        let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
+        assert_eq!(off.check(&[measured(1, 900)]), None);
+        assert_eq!(off.target(), 2_000_000);
     }
 
     #[test]

@@ -473,3 +473,44 @@ fn under_the_control_policy_a_slow_view_link_viewer_does_not_lower_the_controlle
     let _ = rt.block_on(slow_control);
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// The first frame a viewer connecting to `path` gets.
+async fn first_frame(port: u16, path: &str) -> gstrfbsink::protocol::FrameHeader {
+    Client::connect(port, path).await.frame().await.0
+}
+
+/// A viewer whose page measured its link (`downlink` on its URL, as web/rfb-viewer.js puts it):
+/// a link slower than the stream brings the encoder down as the viewer connects, before its acks
+/// count (2 s), rather than after its link was flooded, and the viewer starts at a keyframe made
+/// for it rather than behind the pictures since the last one; a fast link changes nothing.
+#[test]
+fn a_viewer_whose_page_measured_a_slow_link_brings_the_encoder_down_and_starts_at_a_new_keyframe() {
+    init();
+    // Keyframes 10 s apart: what a late joiner is sent is the whole group of pictures so far.
+    let (pipeline, enc, _sink, port) = playing(&format!(
+        "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=300 \
+         ! rfbsink name=sink port=0 rate-control=slowest min-bitrate=100 token={TEST_TOKEN}"
+    ));
+    let rt = runtime();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // 20 Mbit/s: the 1.5 s of pictures since the keyframe take it 0.1 s; it gets them, from
+    // that keyframe on, and the target stays.
+    let fast = rt.block_on(first_frame(port, "/ws?envelope=binary&downlink=20000"));
+    assert!(fast.key && fast.frame_id < 5, "{fast:?}");
+    assert_eq!(enc.property::<u32>("bitrate"), 1500, "a 20 Mbit/s link");
+
+    // 600 kbit/s: they would take it 4 s. The target comes down to at most 0.72 of it (the
+    // page errs high behind a token bucket) as it connects, and it starts at a new keyframe.
+    let connected = Instant::now();
+    let slow = rt.block_on(first_frame(port, "/ws?envelope=binary&downlink=600"));
+    let bitrate = enc.property::<u32>("bitrate");
+    println!(
+        "first frame {slow:?} {:?} after it connected; x264enc at {bitrate} kbit/s",
+        connected.elapsed()
+    );
+    assert!(slow.key && slow.frame_id > 30, "{slow:?}");
+    assert!(bitrate <= 434, "x264enc still at {bitrate} kbit/s");
+    pipeline.set_state(gst::State::Null).unwrap();
+}
