@@ -662,7 +662,7 @@ impl Client {
         // only adds latency. It gets a keyframe once it has caught up (see caught_up()). Not
         // for a still to a client that acknowledges: no other frame waits for one, and its
         // window of stills in flight paces them (`ClientCounters::still_held`); one that takes
-        // its link longer than max-latency on its own is as soon as that link can have it.
+        // its link longer than max-latency on its own arrives as soon as that link carries it.
         let paced = frame.is_still() && self.counters.lock().unwrap().acks() > 0;
         if let Some(latency) = self
             .acks_behind(settings, now)
@@ -1645,7 +1645,9 @@ impl Hub {
             // rate control brought the target down to its link, below) rather than seconds of
             // catching up behind a flooded link.
             let gop_bytes: usize = track.gop.iter().map(|f| f.len()).sum();
+            // (After the end of the stream nothing newer comes: it gets them all the same.)
             let slow_burst = track.gop.len() > 1
+                && !st.eos
                 && peer.downlink_bps.is_some_and(|bps| {
                     gop_bytes as f64 * 8.0 / bps as f64 > SLOW_BURST.as_secs_f64()
                 });
