@@ -312,7 +312,9 @@ impl RateController {
             return None;
         }
         self.calm = 0;
-        self.ceiling = Some((lowest as f64 * PAGE_SHARE / BACKOFF) as u64);
+        // A lower rate at which a viewer queued stays the ceiling.
+        let link = (lowest as f64 * PAGE_SHARE / BACKOFF) as u64;
+        self.ceiling = Some(self.ceiling.map_or(link, |c| c.min(link)));
         self.past_ceiling = 0;
         self.target_bps = next;
         Some(next)

@@ -346,6 +346,7 @@ impl ClientCounters {
     /// `STILL_HOLD_CAP`) after the oldest in flight was sent. A newer still replaces it
     /// meanwhile (`Client::enqueue`): the link carries what it can, with no queue, rather than
     /// everything, late.
+    ///
     /// Until the window first shrinks, a still (of `len` bytes) that would take what is in
     /// flight past `STILL_WINDOW_START_BYTES` a still it counts waits as well (one goes at least).
     pub fn still_held(&self, now: Instant, len: usize) -> Option<Instant> {
