@@ -9,7 +9,7 @@
 // worker does. On a direct connection WebSocket and WebTransport are faster: no jitter buffer
 // between frame and paint.
 
-import { MAIN_CHANNEL, parseTextMessage, ProtocolError } from './protocol.js';
+import { DOWNLINK_PARAM, MAIN_CHANNEL, parseTextMessage, ProtocolError } from './protocol.js';
 import { accessRefusedText, Backoff, ChannelRouter, discoveryUrl, encodeMessage, TOKEN_PARAM } from './transport.js';
 import { Session } from './session.js';
 
@@ -20,7 +20,8 @@ const GATHERING_TIMEOUT_MS = 2000;
 
 /**
  * The WHEP endpoint next to the page's stream URL (`ws://host/prefix/ws?...` ->
- * `http://host/prefix/whep`), and the token the stream URL carries.
+ * `http://host/prefix/whep`), with what the page measured of its link (`downlink`) where the
+ * stream URL says it, and the token the stream URL carries (sent as a header, not in the URL).
  * @param {string} streamUrl
  * @returns {{whep: string, token: string | null}}
  */
@@ -29,6 +30,8 @@ export function whepUrl(streamUrl) {
   u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
   const token = u.searchParams.get(TOKEN_PARAM);
   const whep = new URL('whep', u);
+  const downlink = u.searchParams.get(DOWNLINK_PARAM);
+  if (downlink) whep.searchParams.set(DOWNLINK_PARAM, downlink);
   return { whep: whep.href, token };
 }
 

@@ -964,6 +964,7 @@ impl Client {
                 reports: !twcc,
                 lossy: rtcp.lossy(now),
                 dropped,
+                downlink_bps: self.downlink_bps,
                 ..Sample::default()
             };
         }

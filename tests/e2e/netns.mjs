@@ -91,6 +91,17 @@ export function shapeLink(port, kbit, { to = false, mask = 0xffff } = {}) {
   sh(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip ${to ? 'dport' : 'sport'} ${port} 0x${mask.toString(16)} flowid 1:20`);
 }
 
+/**
+ * Sends what another `port` sends (or receives, `to`) through shapeLink's bucket too: one link
+ * for both.
+ * @param {number} port
+ * @param {{to?: boolean, mask?: number}} [options]
+ */
+export function shapeAlso(port, { to = false, mask = 0xffff } = {}) {
+  if (process.env.RFB_E2E_NETNS !== '1') throw new Error('shapeAlso: only inside a private network namespace');
+  sh(`tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip ${to ? 'dport' : 'sport'} ${port} 0x${mask.toString(16)} flowid 1:20`);
+}
+
 /** Undoes shapeLink. */
 export function unshapeLink() {
   if (process.env.RFB_E2E_NETNS !== '1') return;

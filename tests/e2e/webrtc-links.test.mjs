@@ -11,7 +11,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Viewer, assertPluginBuilt, launchBrowser, requireElements, startPipeline, withQuery } from './lib.mjs';
-import { ADDRESS_A, runInPrivateNetns, shapeLink, unshapeLink } from './netns.mjs';
+import { ADDRESS_A, runInPrivateNetns, shapeAlso, shapeLink, unshapeLink } from './netns.mjs';
 import { pull, whepPlugin } from './whep.mjs';
 
 runInPrivateNetns('webrtc-links.test');
@@ -113,6 +113,46 @@ test('a WebRTC peer behind a 1.2 Mbit/s link moves to the rendition its link car
   assert.ok(longestUp < 8, `a try of the large one lasted ${longestUp} s: ${trace}\n${details()}`);
   assert.ok(fps >= 25, `median ${fps} fps on the small rendition (${seen.map((x) => x.frames).join(' ')})\n${details()}`);
   assert.equal(last.decodeErrors, 0, details());
+});
+
+test('a WebRTC viewer joining late behind a 700 kbit/s link: its page\'s measure brings x264enc down as it connects, and it shows the stream from its first seconds', { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc'])) return;
+  const kbit = 700;
+  const pipeline = await startPipeline(`${SOURCE} ! ${X264} bitrate=2000 key-int-max=60 ! rfbsink name=sink port=0 stats-interval=500 ${PORTS}`);
+  /** @type {Viewer | null} */
+  let viewer = null;
+  try {
+    // The whole link: the page's files (which the page measures) and the media ports.
+    shapeLink(pipeline.port, kbit);
+    shapeAlso(FIRST_PORT, { mask: 0xfff0 });
+    await new Promise((r) => setTimeout(r, 1500));
+    const opened = Date.now();
+    viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'transport=webrtc'));
+    await viewer.waitForStats((s) => s.transport === 'webrtc' && s.framesDecoded >= 1, 'a frame over WebRTC', { extra: pipeline.logs, timeoutMs: 30_000 });
+    const firstFrameMs = Date.now() - opened;
+    const seen = [];
+    let prev = await viewer.stats();
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const s = await viewer.stats();
+      seen.push({ frames: s.framesDecoded - prev.framesDecoded, targetKbps: (pipeline.stats()?.['target-bitrate'] ?? 0) / 1000 });
+      prev = s;
+    }
+    const details = `${viewer.logs()}\n${pipeline.logs()}`;
+    const trace = seen.map((x) => `${x.frames}@${x.targetKbps}`).join(' ');
+    t.diagnostic(`first frame ${firstFrameMs} ms after the page was opened; each second after, frames@target kbit/s: ${trace}`);
+    // Its page measured the link (resource timing): the target came down as it connected,
+    // before any receiver report or TWCC feedback counted (2 s after the first). Before, the
+    // target stayed at 2000 for its first 2 s, and it showed 8, 0, 0, 14 frames.
+    assert.ok(seen[0].targetKbps > 0 && seen[0].targetKbps < 1.5 * kbit, `the target in its first second: ${trace}\n${details}`);
+    const early = seen.slice(0, 3).reduce((a, x) => a + x.frames, 0);
+    assert.ok(early >= 60, `its first 3 s: ${early} frames (${trace})\n${details}`);
+    assert.equal(prev.decodeErrors, 0, details);
+  } finally {
+    await viewer?.close();
+    await pipeline.stop();
+    unshapeLink();
+  }
 });
 
 test('GStreamer\'s whepclientsrc behind a 700 kbit/s link (receiver reports alone, no TWCC): x264enc follows it down, and it decodes the stream', { timeout: 3_700_000 }, async (t) => {

@@ -6,6 +6,8 @@ import { offerRefusal, WebRtcTransport, whepUrl } from '../webrtc.js';
 test('the WHEP endpoint sits next to the stream URL and takes its token', () => {
   assert.deepEqual(whepUrl('wss://h:8443/pre/ws?rfb_token=abc&envelope=binary'), { whep: 'https://h:8443/pre/whep', token: 'abc' });
   assert.deepEqual(whepUrl('ws://127.0.0.1:8080/ws'), { whep: 'http://127.0.0.1:8080/whep', token: null });
+  // What the page measured of its link goes along; the rest of the stream URL's query does not.
+  assert.deepEqual(whepUrl('ws://127.0.0.1:8080/ws?rfb_token=t&audio=1&downlink=870'), { whep: 'http://127.0.0.1:8080/whep?downlink=870', token: 't' });
 });
 
 test('refused offers: access keeps trying, a refused format is final, Firefox gets the OpenH264 hint', () => {

@@ -83,7 +83,6 @@ impl WebRtc {
             .and_then(|c| choose_audio(&offer).map(|caps| (caps, c)));
         let peer = Peer {
             audio: audio.is_some(),
-            downlink_bps: None,
             ..peer
         };
         let client = session::join(ctx, Envelope::Binary, "webrtc", peer)

@@ -148,6 +148,16 @@ fn preflight(ctx: &Context, req: &RequestInfo) -> warp::reply::Response {
     res.into_response()
 }
 
+/// What the viewer's page measured of its link (`downlink=<kbit/s>` on the offer's URL, as on a
+/// WebSocket's: docs/protocol.md, "Renditions").
+fn downlink_bps(req: &RequestInfo) -> Option<u64> {
+    crate::ladder::downlink_bps(
+        req.query
+            .get(crate::ladder::DOWNLINK_PARAM)
+            .map(String::as_str),
+    )
+}
+
 /// `POST /whep`: an SDP offer in, `201 Created` with the answer and the session's Location out.
 async fn whep_offer(
     ctx: &Context,
@@ -176,7 +186,7 @@ async fn whep_offer(
                     remote: req.remote,
                     role,
                     audio: false,
-                    downlink_bps: None,
+                    downlink_bps: downlink_bps(&req),
                 };
                 match rtc.answer(ctx, offer, peer).await {
                     Ok(answer) => {
@@ -252,7 +262,7 @@ async fn json_offer(
                 remote: req.remote,
                 role,
                 audio: false,
-                downlink_bps: None,
+                downlink_bps: downlink_bps(&req),
             };
             match rtc.answer(ctx, &offer.sdp, peer).await {
                 Ok(answer) => Response::builder()
