@@ -61,6 +61,11 @@
 //! calm, and a target far above the link sizes its next keyframe and bursts for that target
 //! (VBV), which then queue on the link. The target is never lowered for it: an encoder that
 //! makes less than it may is not held by it.
+//! While the stream is under `FAR_BELOW` of the ceiling, a probe may go up to what the viewers'
+//! links were measured to carry (their large frames, keyframes mostly, arrive at the link's
+//! rate: `Sample::capacity_bps`), by its usual steps (it is not near the ceiling): x264enc under
+//! a VBV too small for the picture (720p snow at 300 kbit/s or less, 120 ms) makes a tenth of its
+//! target, grey, and held at 1.5 times that the target never left it, on a free link too.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -113,8 +118,12 @@ const REPORTS_PAST_TICKS: u32 = 3;
 /// The probe's step within `NEAR` of the ceiling.
 const NEAR_STEP: f64 = 0.05;
 const NEAR: f64 = 0.05;
-/// A probe goes no higher than this times what the encoder made in the last second.
+/// A probe goes no higher than this times what the encoder made in the last second, or, while the
+/// stream is `FAR_BELOW` the ceiling, than `BACKOFF` of what the viewers' links were measured to
+/// carry (`Sample::capacity_bps`).
 const APP_LIMITED: f64 = 1.5;
+/// A stream under this share of the ceiling is far below it, whatever the target.
+const FAR_BELOW: f64 = 0.5;
 /// A change smaller than this (relative) is not worth reconfiguring the encoder for.
 const MIN_CHANGE: f64 = 0.03;
 /// A viewer whose reports say it loses a little (`Sample::lossy`) within this many ticks of a
@@ -443,13 +452,30 @@ impl RateController {
                     PROBE_MAX_STEP
                 };
                 let mut step = (PROBE_FIRST_STEP * 2f64.powi(probes.min(8) as i32)).min(max_step);
+                // An encoder that makes a small share of the rate of the last queue is far
+                // from that link, whatever its target.
+                let far_below = self.ceiling.is_some_and(|c| sent < c as f64 * FAR_BELOW);
                 if let Some(ceiling) = self.ceiling.map(|c| c as f64) {
-                    if target * (1.0 + step) > ceiling * (1.0 - NEAR) {
+                    if target * (1.0 + step) > ceiling * (1.0 - NEAR) && !far_below {
                         step = NEAR_STEP;
                     }
                 }
                 let probe = target * (1.0 + step);
-                let probe = match self.stream_bps.map(|s| s as f64 * APP_LIMITED) {
+                // Far below it, what every viewer's link was measured to carry (its large
+                // frames): a target under that is not far above any link, whatever the encoder
+                // made. (Nearer, a token bucket's burst reads high, and the probe would pass its
+                // link by more than a step.)
+                let measured = samples
+                    .iter()
+                    .filter(|s| far_below && counts(s))
+                    .map(|s| s.capacity_bps)
+                    .try_fold(u64::MAX, |low, c| c.map(|c| low.min(c)))
+                    .filter(|&c| c < u64::MAX)
+                    .map_or(0.0, |c| c as f64 * BACKOFF);
+                let limit = self
+                    .stream_bps
+                    .map(|s| (s as f64 * APP_LIMITED).max(measured));
+                let probe = match limit {
                     // Application-limited: held where it is (never lowered for it).
                     Some(limit) if probe > limit => limit.max(target) as u64,
                     _ => probe as u64,
@@ -546,6 +572,42 @@ mod tests {
         let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
         assert_eq!(off.check(&[measured(1, 900)]), None);
         assert_eq!(off.target(), 2_000_000);
+    }
+
+    #[test]
+    fn an_encoder_starved_below_its_target_is_probed_up_to_what_the_link_was_measured_to_carry() {
+        // A page measured 190 kbit/s: the target comes down to 150 (min), the ceiling 161. The
+        // encoder then makes a tenth of its target (x264enc's VBV is too small for the picture).
+        let run = |capacity_bps: Option<u64>| {
+            let mut c = RateController::new(Policy::Slowest, 150_000, 2_048_000);
+            let page = Sample {
+                client_id: 1,
+                downlink_bps: Some(190_000),
+                ..Default::default()
+            };
+            assert_eq!(c.check(&[page]), Some(150_000));
+            c.set_stream_rate(20_000);
+            let calm = Sample {
+                capacity_bps,
+                ..sample(1, 20, 10)
+            };
+            (0..8)
+                .map(|_| c.tick(&[calm]).unwrap_or(c.target()))
+                .collect::<Vec<_>>()
+        };
+        // Its large frames measured a free link: by the usual steps (not 5 %: a stream at an
+        // eighth of the ceiling is not near it).
+        let free = run(Some(20_000_000));
+        assert_eq!(
+            free,
+            [150_000, 165_000, 198_000, 247_500, 309_375, 386_718, 483_397, 604_246],
+            "{free:?}"
+        );
+        // Its link measured at 400 kbit/s: no higher than 0.85 of that.
+        let slow = run(Some(400_000));
+        assert_eq!(*slow.last().unwrap(), 340_000, "{slow:?}");
+        // Nothing measured: held at 1.5 times what it made, as before.
+        assert_eq!(run(None), [150_000; 8]);
     }
 
     #[test]
