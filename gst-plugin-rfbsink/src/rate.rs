@@ -48,8 +48,11 @@
 //! last seconds (`rising`), the stream passes its link (a probe overshot, or the link narrowed)
 //! and `check` eases the target to `BACKOFF` times its delivery rate, once a tick, which drains
 //! a queue that small within a few hundred milliseconds. A keyframe's burst does not read so:
-//! it delays the frames right behind it, each less than the one before. The hard cut above
-//! stays for the queue that grows past `QUEUE_LIMIT` all the same.
+//! it delays the frames right behind it, each less than the one before. A queue that stands
+//! (`standing`: `STANDING_QUEUE` above that quickest in each of the three windows, the newest no
+//! quicker than the oldest) eases it too: a stream at its link's rate drains nothing that a
+//! larger frame queued, and the next keyframe stacks on it. The hard cut above stays for the
+//! queue that grows past `QUEUE_LIMIT` all the same.
 //!
 //! A viewer whose page measured its link (`Sample::downlink_bps`) is read once as it comes, before
 //! it counts: a target above `PAGE_SHARE` of that comes down at once (`measured_links`), rather
@@ -61,6 +64,7 @@
 //! calm, and a target far above the link sizes its next keyframe and bursts for that target
 //! (VBV), which then queue on the link. The target is never lowered for it: an encoder that
 //! makes less than it may is not held by it.
+//!
 //! While the stream is under `FAR_BELOW` of the ceiling, a probe may go up to what the viewers'
 //! links were measured to carry (their large frames, keyframes mostly, arrive at the link's
 //! rate: `Sample::capacity_bps`), by its usual steps (it is not near the ceiling): x264enc under
@@ -89,6 +93,9 @@ const RISE: Duration = Duration::from_millis(15);
 const STEP: Duration = Duration::from_millis(4);
 /// ...to this much above the viewer's quickest frame of the last seconds.
 const STANDING: Duration = Duration::from_millis(25);
+/// A queue that stands this far above the viewer's quickest frame in each of three
+/// `FLOOR_WINDOW`s, not draining, is a stream at its link's rate (`standing`).
+const STANDING_QUEUE: Duration = Duration::from_millis(20);
 /// The target after congestion: this much of what the slowest viewer was delivered.
 const BACKOFF: f64 = 0.85;
 /// A viewer's page measured its link (`Sample::downlink_bps`): the target is at most this much
@@ -256,8 +263,8 @@ impl RateController {
 
     /// Between ticks: when a viewer's queue passed `QUEUE_LIMIT`, the target falls at once to
     /// `DRAIN` times what it was delivered (the new target), once per tick; the next calm tick
-    /// raises it to `BACKOFF` times that. Before that, a queue that grows (`rising`) eases it to
-    /// `BACKOFF` times what that viewer was delivered, once per tick.
+    /// raises it to `BACKOFF` times that. Before that, a queue that grows (`rising`) or stands
+    /// (`standing`) eases it to `BACKOFF` times what that viewer was delivered, once per tick.
     pub fn check(&mut self, samples: &[Sample]) -> Option<u64> {
         if self.policy == Policy::Off {
             return None;
@@ -279,7 +286,7 @@ impl RateController {
         let (delivered, deep) = match lowest(Sample::congested) {
             Some(delivered) => (delivered, true),
             None if self.eased_since_tick => return None,
-            None => (lowest(rising)?, false),
+            None => (lowest(|s| rising(s) || standing(s))?, false),
         };
         self.calm = 0;
         self.ceiling = Some(delivered);
@@ -510,6 +517,20 @@ fn rising(s: &Sample) -> bool {
         return false;
     };
     b >= a + STEP && c >= b + STEP && c >= a + RISE && c >= floor + STANDING
+}
+
+/// Whether the viewer's frames queue and the queue does not drain: the quickest of each
+/// `FLOOR_WINDOW` at least `STANDING_QUEUE` above its quickest of the last seconds, and the
+/// newest no quicker than the oldest by `STEP`. A stream at its link's rate: nothing drains what a
+/// keyframe or a larger frame queued, and the next keyframe stacks on it (a keyframe's burst on
+/// a link with room drains, each window quicker than the one before). Not from receiver reports
+/// (`Sample::reports`): their windows are one round trip each, not the quickest of several, and
+/// a jittery link's would read as standing.
+fn standing(s: &Sample) -> bool {
+    let ([Some(a), Some(b), Some(c)], Some(floor)) = (s.floors, s.floor) else {
+        return false;
+    };
+    !s.reports && a.min(b).min(c) >= floor + STANDING_QUEUE && c + STEP >= a
 }
 
 #[cfg(test)]
@@ -907,6 +928,36 @@ mod tests {
             off.check(&[floors(sample(1, 700, 50), [12, 22, 41], 7)]),
             None
         );
+    }
+
+    #[test]
+    fn a_queue_that_stands_without_draining_is_eased() {
+        // Each a fresh controller: easing is once a tick.
+        let eased = |floors_ms: [u64; 3]| {
+            let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+            c.check(&[floors(sample(1, 700, 60), floors_ms, 12)])
+        };
+        // A stream at its link's rate (bench, 700 kbit/s): a larger frame queued 35-40 ms and
+        // nothing drains it. Eased to 0.85 of what it was delivered, before a keyframe stacks
+        // on it.
+        assert_eq!(eased([49, 48, 50]), Some(595_000));
+        assert_eq!(
+            eased([60, 58, 57]),
+            Some(595_000),
+            "draining too slowly to count"
+        );
+        // A keyframe's burst on a link with room drains, each window quicker.
+        assert_eq!(eased([86, 58, 30]), None);
+        assert_eq!(eased([60, 50, 40]), None);
+        // A window with a quick frame: the queue is not standing.
+        assert_eq!(eased([49, 30, 50]), None);
+        // A few milliseconds above the quickest: the decoder's jitter, not a queue.
+        assert_eq!(eased([28, 30, 29]), None);
+        // Three receiver reports' round trips: one each, a jittery link's read so.
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        let mut reports = floors(sample(1, 700, 60), [49, 48, 50], 12);
+        reports.reports = true;
+        assert_eq!(c.check(&[reports]), None);
     }
 
     #[test]
