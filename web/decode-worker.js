@@ -19,7 +19,7 @@ import { Sound } from './sound.js';
  * Main thread -> worker.
  * `init` without a canvas: a WebRtcHost (webrtc.js), whose picture is a <video>.
  * `relay`: watch through a Media over QUIC relay instead of the element (view-only).
- * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string} | null, audio?: boolean, avSync?: boolean, paint?: 'canvas' | 'video'}
+ * @typedef {{type: 'init', canvas: OffscreenCanvas, url: string, envelope: import('./protocol.js').Envelope, transport?: 'auto' | 'ws' | 'wt', rendition?: number | null, relay?: {url: string, broadcast: string, downlinkKbps?: number | null} | null, audio?: boolean, avSync?: boolean, paint?: 'canvas' | 'video'}
  *   | {type: 'init', canvas?: undefined, url: string, envelope: import('./protocol.js').Envelope, rendition?: number | null, audio?: boolean}
  *   | {type: 'stats', id: number}
  *   | {type: 'sample', id: number, points: [number, number][]}

@@ -35,6 +35,12 @@ const UP_WAIT_MAX_MS = 60_000;
  * comes first (a move to the large one would otherwise wait for a keyframe that is never newer).
  */
 const SWITCH_BACK_US = 100_000;
+/**
+ * A viewer whose page measured its link starts on the largest picture whose rate (the catalog's
+ * `bitrate`, which rfbsink measures) is at most this share of it, as the element's own ladder
+ * starts its viewers (docs/protocol.md, "Renditions").
+ */
+const START_FIT = 0.85;
 /** A session the relay closes this soon after it opened, before the catalog, was refused... */
 const REFUSED_WITHIN_MS = 3000;
 /** ...and the next try waits this long. */
@@ -203,6 +209,25 @@ function hexToBase64(hex) {
 }
 
 /**
+ * The rendition a viewer whose page measured its link at `downlinkKbps` starts on: the largest
+ * picture whose catalog `bitrate` is at most START_FIT of it, else the one of the lowest rate.
+ * Null (the largest picture, judged by RelayAbr) without a measure, or while a rendition's rate
+ * is not in the catalog yet.
+ * @param {{n: number, entry: any, area: number}[]} playable
+ * @param {number | null | undefined} downlinkKbps
+ * @returns {number | null}
+ */
+export function startRendition(playable, downlinkKbps) {
+  if (!(typeof downlinkKbps === 'number' && downlinkKbps > 0) || !playable.length) return null;
+  const rated = playable.map((r) => ({ ...r, bps: Number(r.entry?.bitrate) }));
+  if (!rated.every((r) => Number.isFinite(r.bps) && r.bps > 0)) return null;
+  const fit = downlinkKbps * 1000 * START_FIT;
+  const fits = rated.filter((r) => r.bps <= fit).sort((a, b) => b.area - a.area || a.n - b.n);
+  if (fits.length) return fits[0].n;
+  return [...rated].sort((a, b) => a.bps - b.bps || a.n - b.n)[0].n;
+}
+
+/**
  * rfbsink's `config` message for one hang catalog video entry (docs/protocol.md, "Session
  * start"), or null when the viewer cannot show it.
  * @param {any} entry a `video.renditions` value of hang's catalog
@@ -257,6 +282,8 @@ export function parseHangFrame(bytes) {
  * @property {string} broadcast the broadcast's name under that path (rfbsink's relay-broadcast)
  * @property {boolean} [audio] subscribe to the broadcast's sound (default true; the viewer's
  *   `audio: false` leaves it on the relay)
+ * @property {number | null} [downlinkKbps] what the viewer's page measured of its link
+ *   (`pageDownlinkKbps`): it starts on the rendition that fits it (`startRendition`)
  * @property {() => Promise<any>} [load] loads @moq/net (tests)
  *
  * The rendition shown is the viewer's choice (its session sends `rendition` as to the element:
@@ -277,6 +304,7 @@ export class RelayTransport {
     if (!options.broadcast) throw new Error('a relay needs the broadcast name (?broadcast=)');
     this.broadcast = options.broadcast;
     this.wantsAudio = options.audio ?? true;
+    this.downlinkKbps = options.downlinkKbps ?? null;
     this.audioConfigId = 0;
     this.audioSeq = 0;
     this.load = options.load ?? (() => import('./moq-net.js'));
@@ -452,10 +480,11 @@ export class RelayTransport {
             this.unplayable(0);
             continue;
           }
-          // The chosen one, else the largest picture (the link is judged on it).
-          const chosen = playable.find((r) => r.n === this.chosen);
-          const largest = [...playable].sort((a, b) => b.area - a.area || a.n - b.n)[0];
-          this.switchTo((chosen ?? largest).n);
+          // The chosen one, else the one the page's measure of its link fits, else the
+          // largest picture (the link is judged on it).
+          const chosen = playable.find((r) => r.n === this.chosen)?.n;
+          const largest = [...playable].sort((a, b) => b.area - a.area || a.n - b.n)[0].n;
+          this.switchTo(chosen ?? startRendition(playable, this.downlinkKbps) ?? largest);
         }
       }
     } finally {
@@ -507,7 +536,8 @@ export class RelayTransport {
       kind: 'renditions',
       current: this.active.n,
       renditions: playable.map(({ n, entry }) => ({
-        id: n, codec: codecName(entry.codec), codec_string: entry.codec, width: entry.codedWidth, height: entry.codedHeight, bitrate_bps: null,
+        id: n, codec: codecName(entry.codec), codec_string: entry.codec, width: entry.codedWidth, height: entry.codedHeight,
+        bitrate_bps: Number.isFinite(entry.bitrate) && entry.bitrate >= 0 ? entry.bitrate : null,
       })),
     });
   }

@@ -91,10 +91,11 @@ export class RfbViewer {
     const sounding = withSound && !options.relay
       ? withAudio(chosen.url, options.audio === 'datagram' ? 'datagram' : 'stream')
       : chosen.url;
-    // With renditions, the server starts it on the one its link fits (docs/protocol.md).
-    const url = options.relay
-      ? sounding
-      : withDownlink(sounding, pageDownlinkKbps(performance, new URL(import.meta.url).origin));
+    // With renditions, the server (or, through a relay, relay.js) starts it on the one its link
+    // fits (docs/protocol.md).
+    const downlinkKbps = pageDownlinkKbps(performance, new URL(import.meta.url).origin);
+    const url = options.relay ? sounding : withDownlink(sounding, downlinkKbps);
+    const relay = options.relay ? { ...options.relay, downlinkKbps } : null;
     const envelope = chosen.envelope;
     this.url = url;
     this.envelope = envelope;
@@ -195,7 +196,7 @@ export class RfbViewer {
       };
       const offscreen = this.canvas.transferControlToOffscreen();
       const transport = /** @type {'auto' | 'ws' | 'wt'} */ (options.transport ?? 'auto');
-      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay: options.relay ?? null, audio: withSound, avSync: options.avSync ?? true, paint: this.frameVideo ? 'video' : 'canvas' }, [offscreen]);
+      this.post({ type: 'init', canvas: offscreen, url, envelope, transport, rendition: options.rendition ?? null, relay, audio: withSound, avSync: options.avSync ?? true, paint: this.frameVideo ? 'video' : 'canvas' }, [offscreen]);
       // The canvas's box in device pixels: a lossless picture larger than it is painted at the
       // size shown (lossless.js).
       this.displayObserver = new ResizeObserver((entries) => {

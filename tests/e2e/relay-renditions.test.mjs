@@ -5,13 +5,15 @@
 // one while its link carries it, and moves down on its own when what the relay sends it is held
 // to 1.2 Mbit/s behind a 300 ms queue (a token bucket on the loopback of a private network
 // namespace this file makes; netns.mjs), then shows the small one at its full rate; a later try
-// of the large one falls back.
+// of the large one falls back. A viewer that joins behind a slow link (its page's files and the
+// relay's frames through one 700 kbit/s bucket) starts on the small one: its page measured the
+// link, and the catalog says each rendition's rate.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Viewer, assertPluginBuilt, launchBrowser, pollUntil, requireElements, withQuery } from './lib.mjs';
 import { publishToNewRelay, relayBin } from './moq.mjs';
-import { runInPrivateNetns, shapeLink, unshapeLink } from './netns.mjs';
+import { runInPrivateNetns, shapeAlso, shapeLink, unshapeLink } from './netns.mjs';
 
 runInPrivateNetns('relay-renditions.test');
 
@@ -103,6 +105,51 @@ test('relay viewers: a chosen rendition, and the one the link carries when none 
     unshapeLink();
     await chooser?.close();
     await auto?.close();
+    await stop();
+  }
+});
+
+test('a relay viewer joining behind a slow link starts on the rendition its page measured it carries', { timeout: 120_000 }, async (t) => {
+  if (!requireElements(t, ['x264enc', 'videoscale'])) return;
+  const { port: relayPort, pipeline, details, stop } = await publishToNewRelay(LINE, BROADCAST);
+  /** @type {Viewer | undefined} */
+  let viewer;
+  try {
+    // The catalog says a rendition's rate after 2 s of it; the viewer joins later.
+    shapeLink(relayPort, 700);
+    shapeAlso(pipeline.port);
+    await new Promise((r) => setTimeout(r, 3000));
+    const opened = Date.now();
+    viewer = await Viewer.open(/** @type {any} */ (browser).context, withQuery(pipeline.url, 'relay=1'));
+    const first = await viewer.waitForStats((s) => s.transport === 'relay' && s.framesDecoded >= 1 && s.renditions?.current !== undefined,
+      'a first frame through the relay', { extra: details, timeoutMs: 30_000 });
+    const firstMs = Date.now() - opened;
+    const downlinkKbps = await viewer.page.evaluate(async () => {
+      const m = await import(new URL('protocol.js', document.baseURI).href);
+      return m.pageDownlinkKbps(performance, location.origin);
+    });
+    // Then each second for 5 s: the rendition shown (RelayAbr tries up only after 10 s).
+    const seen = [first.renditions.current];
+    let prev = first;
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      prev = await viewer.stats();
+      seen.push(prev.renditions.current);
+    }
+    t.diagnostic(`the page measured ${downlinkKbps} kbit/s; first frame ${firstMs} ms after opening, on rendition ${first.renditions.current} (${first.width}x${first.height}); each second after: ${seen.join('')}; ${prev.framesDecoded - first.framesDecoded} frames in 5 s`);
+    assert.ok(downlinkKbps !== null && downlinkKbps < 1500, `the page measured ${downlinkKbps} kbit/s`);
+    assert.equal(first.renditions.current, 1, `its first frame is the small rendition's\n${details()}`);
+    assert.equal(first.width, 320);
+    assert.deepEqual(seen, seen.map(() => 1), `it stays there: ${seen.join('')}`);
+    assert.ok(prev.framesDecoded - first.framesDecoded >= 100, `${prev.framesDecoded - first.framesDecoded} frames in 5 s\n${details()}`);
+    assert.equal(prev.decodeErrors, 0, details());
+    // The rates it chose by, as the catalog said them (and the viewer announces them).
+    const rates = prev.renditions.renditions.map((/** @type {any} */ r) => [r.id, r.bitrateBps]);
+    t.diagnostic(`the catalog's rates: ${JSON.stringify(rates)}`);
+    assert.ok(rates.length === 2 && rates[0][1] > 1_500_000 && rates[1][1] > 0 && rates[1][1] < 600_000, JSON.stringify(rates));
+  } finally {
+    unshapeLink();
+    await viewer?.close();
     await stop();
   }
 });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { RelayAbr, admits, audioConfigFromCatalog, codecName, configFromCatalog, parseHangFrame } from '../relay.js';
+import { RelayAbr, admits, audioConfigFromCatalog, codecName, configFromCatalog, parseHangFrame, startRendition } from '../relay.js';
 import { parseAudioConfig } from '../protocol.js';
 
 test('catalog entries become config messages the decoder takes', () => {
@@ -103,6 +103,22 @@ test('RelayAbr: a relay viewer moves down when its frames come late or groups fa
   assert.equal(abr.decide(t, 2, renditions), null, 'late on the lowest: stays');
   // A rendition that left the catalog: the top one.
   assert.equal(abr.decide(t, 7, renditions), 0);
+});
+
+test('startRendition: a joiner whose page measured its link starts on the largest picture that fits it', () => {
+  const large = { n: 0, area: 640 * 360, entry: { bitrate: 3_000_000 } };
+  const small = { n: 1, area: 320 * 180, entry: { bitrate: 300_000 } };
+  assert.equal(startRendition([large, small], 854), 1, '700 kbit/s read as 854: the small one');
+  assert.equal(startRendition([large, small], 20_000), 0, 'a fast link: the large one');
+  assert.equal(startRendition([large, small], 200), 1, 'none fits: the lowest rate');
+  assert.equal(startRendition([small, large], 3500), 1, '3 Mbit/s is more than 0.85 of 3.5');
+  assert.equal(startRendition([small, large], 3000 / 0.85 + 1), 0, 'and fits 0.85 of a little more');
+  // No measure, or a rate not in the catalog yet (rfbsink says it after 2 s of a track): the
+  // largest, judged by RelayAbr.
+  assert.equal(startRendition([large, small], null), null);
+  assert.equal(startRendition([large, { ...small, entry: {} }], 854), null);
+  assert.equal(startRendition([large, { ...small, entry: { bitrate: 'x' } }], 854), null);
+  assert.equal(startRendition([], 854), null);
 });
 
 test('admits: the relay\'s /announced/<path> with the URL\'s jwt answers whether a session would be refused', async () => {

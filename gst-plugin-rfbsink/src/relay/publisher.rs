@@ -20,6 +20,12 @@ use crate::runtime::RUNTIME;
 /// open group from its start, so at most this much old sound (its jitter buffer cuts it back),
 /// and the relay opens a stream per group, not per 10-20 ms packet.
 const AUDIO_GROUP_US: i64 = 100_000;
+/// A rendition's rate is measured over this much of its stream (timestamps)...
+const BITRATE_SPAN_US: i64 = 2_000_000;
+/// ...and its catalog entry's `bitrate` rewritten when it moved by more than this share: a
+/// viewer that joins through the relay starts on the rendition its link fits (web/relay.js),
+/// and a catalog rewritten every few seconds for noise would be sent to every viewer.
+const BITRATE_CHANGE: f64 = 0.25;
 /// The name of the sound's track in the broadcast.
 const AUDIO_TRACK: &str = "audio0";
 /// How long a track keeps a group that is no longer the newest for a subscriber that asks for
@@ -56,6 +62,51 @@ struct Track {
     config_id: Option<u32>,
     /// Not carried by the format (said once).
     unsupported: bool,
+    /// Its rate, for the catalog's `bitrate`.
+    rate: Rate,
+}
+
+/// A track's rate over spans of `BITRATE_SPAN_US`, and what its catalog entry says.
+#[derive(Default)]
+struct Rate {
+    /// The span's first frame's timestamp and the bytes since.
+    since_us: Option<i64>,
+    bytes: u64,
+    /// The `bitrate` in the catalog entry (none for a new configuration's entry).
+    published: Option<u64>,
+}
+
+impl Rate {
+    /// A frame of `len` bytes at `timestamp_us`: the rate to publish when a span ended and the
+    /// rate moved by more than `BITRATE_CHANGE` from what the catalog says.
+    fn note(&mut self, timestamp_us: i64, len: usize) -> Option<u64> {
+        let since = match self.since_us {
+            Some(since) if timestamp_us >= since => since,
+            // The first frame, or timestamps that went back (a new segment): a new span.
+            _ => {
+                self.since_us = Some(timestamp_us);
+                self.bytes = len as u64;
+                return None;
+            }
+        };
+        let span = timestamp_us - since;
+        if span < BITRATE_SPAN_US {
+            self.bytes += len as u64;
+            return None;
+        }
+        // This frame starts the next span: the bytes so far took `span`.
+        let bps = (self.bytes as f64 * 8.0 * 1e6 / span as f64) as u64;
+        self.since_us = Some(timestamp_us);
+        self.bytes = len as u64;
+        let moved = self
+            .published
+            .is_none_or(|p| (bps as f64 - p as f64).abs() > p as f64 * BITRATE_CHANGE);
+        if !moved {
+            return None;
+        }
+        self.published = Some(bps);
+        Some(bps)
+    }
 }
 
 /// The sound's track (`audio0`).
@@ -195,6 +246,7 @@ impl Publisher {
                                 group: None,
                                 config_id: None,
                                 unsupported: false,
+                                rate: Rate::default(),
                             },
                         );
                     }
@@ -211,6 +263,8 @@ impl Publisher {
                 }
                 let name = track_name(rendition);
                 st.catalog.video.remove(&name);
+                // A new entry without a `bitrate`: measured again for this configuration.
+                track.rate = Rate::default();
                 match video_config(&frame.config.codec) {
                     Some(video) => {
                         track.unsupported = false;
@@ -239,6 +293,16 @@ impl Publisher {
                         self.frames.fetch_add(1, Ordering::Relaxed);
                         self.bytes
                             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+                        let len = frame.payload.len();
+                        if let Some(bps) = track.rate.note(frame.header.timestamp_us, len) {
+                            let name = track_name(rendition);
+                            if let Some(entry) = st.catalog.video.renditions.get_mut(&name) {
+                                entry.bitrate = Some(bps);
+                                if let Err(e) = write_catalog(&mut st.catalog_track, &st.catalog) {
+                                    gst::warning!(crate::CAT, "relay: catalog not written: {e}");
+                                }
+                            }
+                        }
                     } else {
                         // Wait for the next keyframe rather than send a broken group.
                         track.group = None;
@@ -452,6 +516,29 @@ fn write_catalog(track: &mut track::Producer, catalog: &hang::Catalog) -> Result
 mod tests {
     use super::*;
     use crate::codec::CodecConfig;
+
+    #[test]
+    fn a_tracks_rate_is_published_once_a_span_when_it_moved() {
+        let mut rate = Rate::default();
+        // 30 frames a second of 4 KB: 983 kbit/s, said after the first 2 s span.
+        let mut said = Vec::new();
+        for i in 0..=120 {
+            said.extend(rate.note(i * 33_333, 4096));
+        }
+        assert_eq!(said, vec![983_049], "once, after the first span");
+        // 10 % more: not worth a catalog; twice as much: said.
+        for i in 121..=240 {
+            said.extend(rate.note(i * 33_333, 4506));
+        }
+        assert_eq!(said.len(), 1);
+        for i in 241..=360 {
+            said.extend(rate.note(i * 33_333, 8192));
+        }
+        assert_eq!(said.len(), 2);
+        assert!((1_900_000..2_000_000).contains(&said[1]), "{said:?}");
+        // Timestamps that go back start a new span, not a rate.
+        assert_eq!(rate.note(0, 8192), None);
+    }
 
     #[test]
     fn catalog_entries_carry_what_webcodecs_needs() {
