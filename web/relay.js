@@ -228,6 +228,17 @@ export function startRendition(playable, downlinkKbps) {
 }
 
 /**
+ * What of a catalog video entry the decoder is configured from (`configFromCatalog`): an entry
+ * whose other fields changed (its `bitrate`, which rfbsink rewrites as the rate moves) needs no
+ * new `config`, which would restart the decoder at the next keyframe.
+ * @param {any} entry
+ */
+export function decoderKey(entry) {
+  if (!entry || typeof entry !== 'object') return 'null';
+  return JSON.stringify([entry.codec, entry.description, entry.codedWidth, entry.codedHeight]);
+}
+
+/**
  * rfbsink's `config` message for one hang catalog video entry (docs/protocol.md, "Session
  * start"), or null when the viewer cannot show it.
  * @param {any} entry a `video.renditions` value of hang's catalog
@@ -467,8 +478,8 @@ export class RelayTransport {
         this.catalogVideo = renditions && typeof renditions === 'object' ? renditions : {};
         if (this.active) {
           // The shown rendition's entry changed (a new size, a new codec): a new config, before
-          // its frames of it.
-          const text = JSON.stringify(this.catalogVideo[videoTrack(this.active.n)] ?? null);
+          // its frames of it. Not for a new `bitrate`: the decoder's configuration is the same.
+          const text = decoderKey(this.catalogVideo[videoTrack(this.active.n)]);
           if (text !== this.activeEntry) {
             this.activeEntry = text;
             this.configure(this.active.n);
@@ -600,7 +611,7 @@ export class RelayTransport {
       this.pending = { n, track, gen, since: epochNow(), up };
     } else {
       this.active = { n, track, gen };
-      this.activeEntry = JSON.stringify(this.catalogVideo[videoTrack(n)] ?? null);
+      this.activeEntry = decoderKey(this.catalogVideo[videoTrack(n)]);
       this.abr.switched(epochNow(), false);
       this.configure(n);
       this.announce();
@@ -649,7 +660,7 @@ export class RelayTransport {
         this.active?.track.close?.();
         this.active = { n, track, gen };
         this.pending = null;
-        this.activeEntry = JSON.stringify(this.catalogVideo[videoTrack(n)] ?? null);
+        this.activeEntry = decoderKey(this.catalogVideo[videoTrack(n)]);
         this.abr.switched(epochNow(), up);
         this.announce();
         this.configure(n);

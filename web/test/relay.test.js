@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { RelayAbr, admits, audioConfigFromCatalog, codecName, configFromCatalog, parseHangFrame, startRendition } from '../relay.js';
+import { RelayAbr, admits, audioConfigFromCatalog, codecName, configFromCatalog, decoderKey, parseHangFrame, startRendition } from '../relay.js';
 import { parseAudioConfig } from '../protocol.js';
 
 test('catalog entries become config messages the decoder takes', () => {
@@ -119,6 +119,17 @@ test('startRendition: a joiner whose page measured its link starts on the larges
   assert.equal(startRendition([large, { ...small, entry: {} }], 854), null);
   assert.equal(startRendition([large, { ...small, entry: { bitrate: 'x' } }], 854), null);
   assert.equal(startRendition([], 854), null);
+});
+
+test('decoderKey: a catalog entry whose rate moved configures nothing anew; a new size or codec does', () => {
+  const entry = { codec: 'avc1.42c01f', description: '0142c01f', codedWidth: 640, codedHeight: 360, optimizeForLatency: true };
+  assert.equal(decoderKey({ ...entry, bitrate: 3_000_000 }), decoderKey(entry));
+  assert.equal(decoderKey({ ...entry, bitrate: 900_000 }), decoderKey({ ...entry, bitrate: 3_000_000 }));
+  assert.notEqual(decoderKey({ ...entry, codedWidth: 320 }), decoderKey(entry));
+  assert.notEqual(decoderKey({ ...entry, codec: 'avc1.640028' }), decoderKey(entry));
+  assert.notEqual(decoderKey({ ...entry, description: '01640028' }), decoderKey(entry));
+  assert.equal(decoderKey(undefined), decoderKey(null));
+  assert.notEqual(decoderKey(entry), decoderKey(null));
 });
 
 test('admits: the relay\'s /announced/<path> with the URL\'s jwt answers whether a session would be refused', async () => {

@@ -22,10 +22,13 @@ use crate::runtime::RUNTIME;
 const AUDIO_GROUP_US: i64 = 100_000;
 /// A rendition's rate is measured over this much of its stream (timestamps)...
 const BITRATE_SPAN_US: i64 = 2_000_000;
-/// ...and its catalog entry's `bitrate` rewritten when it moved by more than this share: a
-/// viewer that joins through the relay starts on the rendition its link fits (web/relay.js),
-/// and a catalog rewritten every few seconds for noise would be sent to every viewer.
-const BITRATE_CHANGE: f64 = 0.25;
+/// ...and its catalog entry's `bitrate` written after the first span, then again only when the
+/// rate halved or doubled, and not sooner than `BITRATE_REWRITE_US` after the last time. A
+/// viewer that joins through the relay starts on the rendition its link fits by it
+/// (web/relay.js; @moq/watch picks by it too), and a catalog is sent to every viewer: @moq/watch
+/// takes a changed entry for a new configuration, and subscribes to the track again for it.
+const BITRATE_CHANGE: f64 = 2.0;
+const BITRATE_REWRITE_US: i64 = 10_000_000;
 /// The name of the sound's track in the broadcast.
 const AUDIO_TRACK: &str = "audio0";
 /// How long a track keeps a group that is no longer the newest for a subscriber that asks for
@@ -72,13 +75,15 @@ struct Rate {
     /// The span's first frame's timestamp and the bytes since.
     since_us: Option<i64>,
     bytes: u64,
-    /// The `bitrate` in the catalog entry (none for a new configuration's entry).
-    published: Option<u64>,
+    /// The `bitrate` in the catalog entry (none for a new configuration's entry), and the
+    /// timestamp it was written at.
+    published: Option<(u64, i64)>,
 }
 
 impl Rate {
     /// A frame of `len` bytes at `timestamp_us`: the rate to publish when a span ended and the
-    /// rate moved by more than `BITRATE_CHANGE` from what the catalog says.
+    /// catalog says none yet, or a rate `BITRATE_CHANGE` times higher or lower than this one,
+    /// written `BITRATE_REWRITE_US` ago or more.
     fn note(&mut self, timestamp_us: i64, len: usize) -> Option<u64> {
         let since = match self.since_us {
             Some(since) if timestamp_us >= since => since,
@@ -98,13 +103,15 @@ impl Rate {
         let bps = (self.bytes as f64 * 8.0 * 1e6 / span as f64) as u64;
         self.since_us = Some(timestamp_us);
         self.bytes = len as u64;
-        let moved = self
-            .published
-            .is_none_or(|p| (bps as f64 - p as f64).abs() > p as f64 * BITRATE_CHANGE);
+        let moved = self.published.is_none_or(|(p, at)| {
+            let (p, r) = (p.max(1) as f64, bps.max(1) as f64);
+            timestamp_us - at >= BITRATE_REWRITE_US
+                && (r >= p * BITRATE_CHANGE || r * BITRATE_CHANGE <= p)
+        });
         if !moved {
             return None;
         }
-        self.published = Some(bps);
+        self.published = Some((bps, timestamp_us));
         Some(bps)
     }
 }
@@ -518,7 +525,7 @@ mod tests {
     use crate::codec::CodecConfig;
 
     #[test]
-    fn a_tracks_rate_is_published_once_a_span_when_it_moved() {
+    fn a_tracks_rate_is_published_once_then_when_it_halved_or_doubled() {
         let mut rate = Rate::default();
         // 30 frames a second of 4 KB: 983 kbit/s, said after the first 2 s span.
         let mut said = Vec::new();
@@ -526,16 +533,30 @@ mod tests {
             said.extend(rate.note(i * 33_333, 4096));
         }
         assert_eq!(said, vec![983_049], "once, after the first span");
-        // 10 % more: not worth a catalog; twice as much: said.
-        for i in 121..=240 {
-            said.extend(rate.note(i * 33_333, 4506));
+        // 1.8 times as much for 10 s: not worth a catalog.
+        for i in 121..=420 {
+            said.extend(rate.note(i * 33_333, 7373));
         }
         assert_eq!(said.len(), 1);
-        for i in 241..=360 {
-            said.extend(rate.note(i * 33_333, 8192));
+        // Twice as much, sooner than 10 s after the first: not yet; then said.
+        let mut rate = Rate::default();
+        let mut said = Vec::new();
+        for i in 0..=120 {
+            said.extend(rate.note(i * 33_333, 4096));
         }
-        assert_eq!(said.len(), 2);
+        for i in 121..=420 {
+            said.extend(rate.note(i * 33_333, 8192));
+            if i < 300 {
+                assert_eq!(said.len(), 1, "frame {i}");
+            }
+        }
+        assert_eq!(said.len(), 2, "{said:?}");
         assert!((1_900_000..2_000_000).contains(&said[1]), "{said:?}");
+        // Half as much is said too (10 s later).
+        for i in 421..=780 {
+            said.extend(rate.note(i * 33_333, 2048));
+        }
+        assert_eq!(said.len(), 3, "{said:?}");
         // Timestamps that go back start a new span, not a rate.
         assert_eq!(rate.note(0, 8192), None);
     }
