@@ -6,27 +6,27 @@
 //! encoder upstream. Pure: the hub feeds it samples, the element applies its answer.
 //!
 //! The rule, per viewer that acknowledges frames: a viewer is *congested* when its oldest
-//! unacknowledged live frame is older than `QUEUE_LIMIT`, or the hub dropped frames for it
-//! since the last tick. A WebRTC peer acknowledges nothing: its receiver reports stand in
-//! (rtcp.rs), its queue the round trip above its quickest, and it is also congested while its
-//! link loses more than `rtcp::LOSS_LIMIT` of what is sent, or its TWCC feedback says it
-//! receives less than is sent. Under the `slowest` policy, the target then falls to the lowest of the
-//! congested viewers' delivery rates times `BACKOFF` (below the link's rate, so that its queue
-//! drains), never below `min`. In a tick in which the hub dropped frames for a viewer (it skipped
-//! to a keyframe, and got little), its delivery rate is the best of its last `SKIP_TICKS` ticks:
-//! a second of skipping says little of its link. After `CALM_TICKS` ticks without congestion it
-//! probes upward, by 10 % the first tick and faster each calm tick after (20 %, then 25 %), up
-//! to `max`: a freed link is back at full quality within seconds. While a WebRTC peer counts,
-//! by 10 % a tick at most (`REPORTS_MAX_STEP`), and its ceiling (below) is forgotten only after
-//! `REPORTS_PAST_TICKS` ticks past it: its reports show a queue later than acks do. Near the rate at which the last
-//! congestion came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP`
-//! only; once the stream (the target, where the encoder's rate is not known) is 5 % past it
-//! without congestion the ceiling is forgotten and the probe starts again at 10 %: the ceiling
-//! may have been low (a link starved by skipping delivers less than it carries), and a probe
-//! far above the link fills its queue at the difference. Forgetting it sooner (after a few calm
-//! 5 % steps while an encoder that makes 80-90 % of its target kept its stream under it) was
-//! tried: the climb after a freed link was quicker, but on a steady link the probe then went up
-//! by 20-25 % a second past the link, and queued 200-250 ms.
+//! unacknowledged live frame is older than `QUEUE_LIMIT`, or the hub dropped frames for it since
+//! the last tick. A WebRTC peer acknowledges nothing: its receiver reports stand in (rtcp.rs), its
+//! queue the round trip above its quickest, and it is also congested while its link loses more than
+//! `rtcp::LOSS_LIMIT` of what is sent, or its TWCC feedback says it receives less than is sent.
+//! Under the `slowest` policy, the target then falls to the lowest of the congested viewers'
+//! delivery rates times `BACKOFF` (below the link's rate, so that its queue drains), never below
+//! `min`. In a tick in which the hub dropped frames for a viewer (it skipped to a keyframe, and got
+//! little), its delivery rate is the best of its last `SKIP_TICKS` ticks: a second of skipping says
+//! little of its link. After `CALM_TICKS` ticks without congestion it probes upward, by 10 % the
+//! first tick and faster each calm tick after (20 %, then 25 %), up to `max`: a freed link is back
+//! at full quality within seconds. While a WebRTC peer counts, by 10 % a tick at most
+//! (`REPORTS_MAX_STEP`), and its ceiling (below) is forgotten only after `REPORTS_PAST_TICKS` ticks
+//! past it: its reports show a queue later than acks do. Near the rate at which the last congestion
+//! came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP` only; once the
+//! stream (the target, where the encoder's rate is not known) is 5 % past it without congestion the
+//! ceiling is forgotten and the probe starts again at 10 %: the ceiling may have been low (a link
+//! starved by skipping delivers less than it carries), and a probe far above the link fills its
+//! queue at the difference. Forgetting it sooner (after a few calm 5 % steps while an encoder that
+//! makes 80-90 % of its target kept its stream under it) was tried: the climb after a freed link
+//! was quicker, but on a steady link the probe then went up by 20-25 % a second past the link, and
+//! queued 200-250 ms.
 //!
 //! A WebRTC peer whose reports or NACKs say it loses a little (2-10 %, `Sample::lossy`) within
 //! `LOSSY_AFTER_PROBE` ticks of a probe, when it did not as the probe went up, is congested
@@ -472,13 +472,10 @@ impl RateController {
                 // frames): a target under that is not far above any link, whatever the encoder
                 // made. (Nearer, a token bucket's burst reads high, and the probe would pass its
                 // link by more than a step.)
-                let measured = samples
-                    .iter()
-                    .filter(|s| far_below && counts(s))
-                    .map(|s| s.capacity_bps)
-                    .try_fold(u64::MAX, |low, c| c.map(|c| low.min(c)))
-                    .filter(|&c| c < u64::MAX)
-                    .map_or(0.0, |c| c as f64 * BACKOFF);
+                let measured = match lowest_capacity(samples) {
+                    Some(c) if far_below => c as f64 * BACKOFF,
+                    _ => 0.0,
+                };
                 let limit = self
                     .stream_bps
                     .map(|s| (s as f64 * APP_LIMITED).max(measured));
@@ -507,6 +504,18 @@ impl RateController {
 /// Whether the controller reads this viewer: it acknowledges frames, and has for `WARMUP`.
 fn counts(s: &Sample) -> bool {
     s.acking_for.is_some_and(|d| d >= WARMUP)
+}
+
+/// The lowest of what the counted viewers' links were measured to carry; None when one of them
+/// has no measure yet, or none counts.
+fn lowest_capacity(samples: &[Sample]) -> Option<u64> {
+    samples
+        .iter()
+        .filter(|s| counts(s))
+        .map(|s| s.capacity_bps)
+        .collect::<Option<Vec<u64>>>()?
+        .into_iter()
+        .min()
 }
 
 /// Whether the viewer's frames queue more and more: the quickest of each `FLOOR_WINDOW` slower
