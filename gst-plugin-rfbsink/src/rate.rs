@@ -38,8 +38,10 @@
 //! second, and a tick later it would be hundreds of milliseconds deep. That cut goes to `DRAIN`
 //! times the delivery rate, so that the queue empties within a few hundred milliseconds rather
 //! than seconds (at `BACKOFF` a 120 ms queue drains at 15 % of the link: most of a second of
-//! frames behind it); the next calm tick raises it to `BACKOFF` times that rate. One cut per
-//! tick.
+//! frames behind it); the next calm tick raises it to `BACKOFF` times that rate, or times what
+//! the link delivered while the queue drained where that is lower, which is then the ceiling
+//! (below) too: on a link that just narrowed, the second before the cut was mostly the wider
+//! link's. One cut per tick.
 //!
 //! A queue is also seen before it is deep, as Google Congestion Control sees it, by the growth
 //! of delay rather than its size: when the quickest render() -> decoded of a viewer's frames
@@ -263,8 +265,10 @@ impl RateController {
 
     /// Between ticks: when a viewer's queue passed `QUEUE_LIMIT`, the target falls at once to
     /// `DRAIN` times what it was delivered (the new target), once per tick; the next calm tick
-    /// raises it to `BACKOFF` times that. Before that, a queue that grows (`rising`) or stands
-    /// (`standing`) eases it to `BACKOFF` times what that viewer was delivered, once per tick.
+    /// raises it to `BACKOFF` times that, or to less where the link delivered less while the
+    /// queue drained (a later tick's estimate, an ease). Before that, a queue that grows
+    /// (`rising`) or stands (`standing`) eases it to `BACKOFF` times what that viewer was
+    /// delivered, once per tick.
     pub fn check(&mut self, samples: &[Sample]) -> Option<u64> {
         if self.policy == Policy::Off {
             return None;
@@ -302,6 +306,9 @@ impl RateController {
             bound(DRAIN)
         } else {
             self.eased_since_tick = true;
+            // A queue that grows while an earlier one drains: its link delivers less than the
+            // rate the drain would return to.
+            self.after_drain = self.after_drain.map(|a| a.min(bound(BACKOFF)));
             bound(BACKOFF)
         };
         if next == self.target_bps {
@@ -406,9 +413,16 @@ impl RateController {
         };
         let lossy = lossy.is_some();
         let next = match congested {
-            // `check` cut this second for the same queue; it is still draining.
-            Some(_) if cut_since_tick => {
+            // `check` cut this second for the same queue; it is still draining. What its link
+            // delivered meanwhile bounds where the target goes once it drained, and the ceiling
+            // probes slow down near: `check` read the second before the queue passed its limit,
+            // which on a link that just narrowed (20 -> 1 Mbit/s) is mostly the wider link's.
+            Some((estimate, delivered)) if cut_since_tick => {
                 self.calm = 0;
+                self.after_drain = self.after_drain.map(|a| a.min(estimate));
+                if delivered > 0 {
+                    self.ceiling = Some(self.ceiling.map_or(delivered, |c| c.min(delivered)));
+                }
                 return None;
             }
             Some((estimate, delivered)) => {
@@ -865,10 +879,11 @@ mod tests {
             "nor at the tick of the same second"
         );
         assert_eq!(c.target(), 420_000);
-        // Drained: below the link's rate, then probing after calm ticks.
-        assert_eq!(c.tick(&[sample(1, 420, 20)]), Some(595_000));
-        assert_eq!(c.tick(&[sample(1, 590, 20)]), None);
-        assert_eq!(c.tick(&[sample(1, 590, 20)]), Some(654_500), "10 %");
+        // Drained: below the link's rate (the lower of the two seconds'), then probing after
+        // calm ticks.
+        assert_eq!(c.tick(&[sample(1, 420, 20)]), Some(552_500));
+        assert_eq!(c.tick(&[sample(1, 550, 20)]), None);
+        assert_eq!(c.tick(&[sample(1, 550, 20)]), Some(607_750), "10 %");
         // It queues again at a tick (no check saw it): the tick cuts, from what it was delivered.
         assert_eq!(c.tick(&[sample(1, 600, 200)]), Some(510_000));
         let mut off = RateController::new(Policy::Off, 100_000, 2_000_000);
@@ -978,6 +993,36 @@ mod tests {
         assert_eq!(c.tick(&[sample(1, 560, 200)]), None);
         // ...and once drained, the target goes to 0.85 of the later rate, not of the first.
         assert_eq!(c.tick(&[sample(1, 420, 20)]), Some(476_000));
+    }
+
+    #[test]
+    fn a_link_that_narrowed_is_not_raised_past_it_after_the_drain() {
+        // 20 -> 1 Mbit/s: the queue passes its limit within a fraction of a second, and the
+        // second `check` reads was mostly the wider link's.
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(c.check(&[sample(1, 1600, 130)]), Some(960_000));
+        // The tick in the same second: still draining, at the narrow link's rate.
+        assert_eq!(c.tick(&[sample(1, 1000, 300)]), None);
+        // Drained: below that link (850), not 0.85 of the wider second (1360).
+        assert_eq!(c.tick(&[sample(1, 960, 20)]), Some(850_000));
+        // And the probe slows down near that link, not near the wider one: 10 %, then 5 %.
+        assert_eq!(c.tick(&[sample(1, 850, 20)]), None);
+        assert_eq!(c.tick(&[sample(1, 850, 20)]), Some(935_000));
+        assert_eq!(
+            c.tick(&[sample(1, 935, 20)]),
+            Some(981_750),
+            "not 20 % (1122)"
+        );
+
+        // A tick that reads the wider link still (the second right after the step), then a
+        // queue that grows while it drains: the drain goes no higher than that queue's ease.
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(c.check(&[sample(1, 1600, 130)]), Some(960_000));
+        assert_eq!(c.tick(&[sample(1, 1700, 300)]), None);
+        let growing = floors(sample(1, 900, 60), [20, 30, 50], 10);
+        assert_eq!(c.check(&[growing]), Some(765_000));
+        assert_eq!(c.tick(&[sample(1, 760, 20)]), None, "not back to 1360");
+        assert_eq!(c.target(), 765_000);
     }
 
     #[test]
