@@ -41,7 +41,8 @@
 //! frames behind it); the next calm tick raises it to `BACKOFF` times that rate, or times what
 //! the link delivered while the queue drained where that is lower, which is then the ceiling
 //! (below) too: on a link that just narrowed, the second before the cut was mostly the wider
-//! link's. One cut per tick.
+//! link's (and so are the best of a skipping viewer's last seconds: one whose queue the cut was
+//! for, delivered less than the encoder made, reads as its own second). One cut per tick.
 //!
 //! A queue is also seen before it is deep, as Google Congestion Control sees it, by the growth
 //! of delay rather than its size: when the quickest render() -> decoded of a viewer's frames
@@ -207,6 +208,8 @@ pub(crate) struct RateController {
     past_ceiling: u32,
     /// `check` cut since the last tick.
     cut_since_tick: bool,
+    /// The viewers whose queue that cut was for.
+    queued_at_cut: HashSet<u64>,
     /// `check` eased for a growing queue since the last tick.
     eased_since_tick: bool,
     /// Where the target goes once a queue `check` found has drained.
@@ -243,6 +246,7 @@ impl RateController {
             ceiling: None,
             past_ceiling: 0,
             cut_since_tick: false,
+            queued_at_cut: HashSet::new(),
             eased_since_tick: false,
             after_drain: None,
             viewers: HashMap::new(),
@@ -302,6 +306,11 @@ impl RateController {
         };
         let next = if deep {
             self.cut_since_tick = true;
+            self.queued_at_cut = samples
+                .iter()
+                .filter(|s| counts(s) && s.congested())
+                .map(|s| s.client_id)
+                .collect();
             self.after_drain = Some(bound(BACKOFF));
             bound(DRAIN)
         } else {
@@ -356,12 +365,17 @@ impl RateController {
     /// One tick with every viewer's sample: the new target when it changed.
     pub fn tick(&mut self, samples: &[Sample]) -> Option<u64> {
         let cut_since_tick = std::mem::take(&mut self.cut_since_tick);
+        let queued_at_cut = std::mem::take(&mut self.queued_at_cut);
         self.eased_since_tick = false;
         self.since_probe = self.since_probe.saturating_add(1);
         // The lowest congested estimate, and that viewer's delivery rate.
         let mut congested: Option<(u64, u64)> = None;
         // The lowest delivery rate of a viewer whose reports say it loses a little.
         let mut lossy: Option<u64> = None;
+        // The lowest delivery rate of a viewer whose queue passed its limit this second (the
+        // cut was for it, or it is past it still): its link was sent all it could take,
+        // skipping or not.
+        let mut busy: Option<u64> = None;
         let mut seen = HashMap::with_capacity(samples.len());
         for s in samples.iter().filter(|s| counts(s)) {
             let mut viewer = self.viewers.remove(&s.client_id).unwrap_or(Viewer {
@@ -373,6 +387,10 @@ impl RateController {
             }
             viewer.delivered.push_back(s.delivered_bps);
             let skipped = s.dropped > viewer.dropped;
+            let queued = s.queued > QUEUE_LIMIT || queued_at_cut.contains(&s.client_id);
+            if queued && s.delivered_bps > 0 {
+                busy = Some(busy.map_or(s.delivered_bps, |b| b.min(s.delivered_bps)));
+            }
             if s.congested() || skipped {
                 let delivered = if skipped {
                     viewer.delivered.iter().copied().max().unwrap_or(0)
@@ -417,8 +435,20 @@ impl RateController {
             // delivered meanwhile bounds where the target goes once it drained, and the ceiling
             // probes slow down near: `check` read the second before the queue passed its limit,
             // which on a link that just narrowed (20 -> 1 Mbit/s) is mostly the wider link's.
+            // A viewer that skipped (the hub dropped frames for it) reads as the best of its
+            // last seconds, the wider link's too; one whose queue passed its limit this second
+            // and that was delivered less than the encoder made was sent all its link could
+            // take, and its own second is its link's. (Delivered more, its queue drained and its
+            // link had room: its second says less than its link.)
             Some((estimate, delivered)) if cut_since_tick => {
                 self.calm = 0;
+                let full = |busy: u64| self.stream_bps.is_none_or(|s| busy <= s);
+                let (estimate, delivered) = match busy {
+                    Some(busy) if busy < delivered && full(busy) => {
+                        (self.below(busy).min(estimate), busy)
+                    }
+                    _ => (estimate, delivered),
+                };
                 self.after_drain = self.after_drain.map(|a| a.min(estimate));
                 if delivered > 0 {
                     self.ceiling = Some(self.ceiling.map_or(delivered, |c| c.min(delivered)));
@@ -1023,6 +1053,43 @@ mod tests {
         assert_eq!(c.check(&[growing]), Some(765_000));
         assert_eq!(c.tick(&[sample(1, 760, 20)]), None, "not back to 1360");
         assert_eq!(c.target(), 765_000);
+
+        // The hub dropped frames for it in that second (a WebSocket viewer skips to a
+        // keyframe): the best of its last seconds is the wider link's, but the cut was for its
+        // queue, so its own second is the narrow link's, whether its queue drained by the tick
+        // or not. Another viewer that skipped without queueing reads as before.
+        for queued_ms in [20, 300] {
+            let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+            assert_eq!(c.tick(&[sample(1, 1600, 20), sample(2, 1800, 20)]), None);
+            assert_eq!(
+                c.check(&[sample(1, 1600, 130), sample(2, 1800, 20)]),
+                Some(960_000)
+            );
+            let mut skipped = [sample(1, 1000, queued_ms), sample(2, 600, 20)];
+            skipped[0].dropped = 3;
+            skipped[1].dropped = 3;
+            assert_eq!(c.tick(&skipped), None);
+            let mut drained = [sample(1, 960, 20), sample(2, 960, 20)];
+            drained[0].dropped = 3;
+            drained[1].dropped = 3;
+            assert_eq!(
+                c.tick(&drained),
+                Some(850_000),
+                "not 0.85 of 1600 (1360), nor of 600 (510)"
+            );
+        }
+        // Delivered more than the encoder made that second (a second cut, far below its link,
+        // drained its queue early in the second): its second is not its link's.
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(c.tick(&[sample(1, 1600, 20)]), None);
+        assert_eq!(c.check(&[sample(1, 1600, 130)]), Some(960_000));
+        let mut skipped = sample(1, 700, 20);
+        skipped.dropped = 3;
+        c.set_stream_rate(500_000);
+        assert_eq!(c.tick(&[skipped]), None);
+        let mut drained = sample(1, 600, 20);
+        drained.dropped = 3;
+        assert_eq!(c.tick(&[drained]), Some(1_360_000), "not 0.85 of 700 (595)");
     }
 
     #[test]
