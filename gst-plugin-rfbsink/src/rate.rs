@@ -20,8 +20,9 @@
 //! (`REPORTS_MAX_STEP`), and its ceiling (below) is forgotten only after `REPORTS_PAST_TICKS` ticks
 //! past it: its reports show a queue later than acks do. Near the rate at which the last congestion
 //! came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP` only; once the
-//! stream (the target, where the encoder's rate is not known) is 5 % past it without congestion the
-//! ceiling is forgotten and the probe starts again at 10 %: the ceiling may have been low (a link
+//! stream (the target, where the encoder's rate is not known) is 5 % past it without congestion,
+//! and delivered to every counted viewer 5 % past it, the ceiling is forgotten and the probe
+//! starts again at 10 %: the ceiling may have been low (a link
 //! starved by skipping delivers less than it carries), and a probe far above the link fills its
 //! queue at the difference. Forgetting it sooner (after a few calm 5 % steps while an encoder that
 //! makes 80-90 % of its target kept its stream under it) was tried: the climb after a freed link
@@ -481,7 +482,18 @@ impl RateController {
                 // encoder does not use has not been through it).
                 let sent = self.stream_bps.map_or(target, |s| s as f64);
                 let reports = samples.iter().any(|s| counts(s) && s.reports);
-                if self.ceiling.is_some_and(|c| sent > c as f64 * (1.0 + NEAR)) {
+                // What the slowest link carried of it: a stream past the link's rate is not
+                // delivered past it (its queue grows, and shows a few hundred ms later). A rate
+                // not known (0: a WebRTC peer between reports) says nothing.
+                let carried = samples
+                    .iter()
+                    .filter(|s| counts(s) && s.delivered_bps > 0)
+                    .map(|s| s.delivered_bps as f64)
+                    .fold(sent, f64::min);
+                if self
+                    .ceiling
+                    .is_some_and(|c| carried > c as f64 * (1.0 + NEAR))
+                {
                     self.past_ceiling += 1;
                 } else {
                     self.past_ceiling = 0;
@@ -490,8 +502,8 @@ impl RateController {
                 // that long before it counts.
                 let past = if reports { REPORTS_PAST_TICKS } else { 1 };
                 if self.past_ceiling >= past {
-                    // Past it with nothing queueing: the link carries more than it delivered
-                    // then. The probe starts again from its first step.
+                    // Delivered past it with nothing queueing: the link carries more than it
+                    // delivered then. The probe starts again from its first step.
                     self.ceiling = None;
                     self.past_ceiling = 0;
                     self.calm = CALM_TICKS;
@@ -717,7 +729,7 @@ mod tests {
             c.tick(&[sample(1, 620, 20)]),
             Some((t as f64 * 1.05) as u64)
         );
-        // 5 % past it: forgotten, 10 % steps again.
+        // Delivered 5 % past it: forgotten, 10 % steps again.
         c.set_stream_rate(640_000);
         let t = c.target();
         assert_eq!(
@@ -787,8 +799,9 @@ mod tests {
             };
             c.tick(&[s(1000, 500)]);
             let mut targets = vec![c.target()];
-            for _ in 0..8 {
-                c.tick(&[s(1000, 20)]);
+            // The link freed: delivered as sent.
+            for _ in 0..12 {
+                c.tick(&[s(c.target() / 1000, 20)]);
                 targets.push(c.target());
             }
             let steps: Vec<f64> = targets
@@ -866,6 +879,33 @@ mod tests {
         assert!((steps[near] - 1.10).abs() < 0.001, "{steps:?}");
         assert!((steps[near + 1] - 1.20).abs() < 0.001, "{steps:?}");
         assert!(steps.len() <= near + 5, "{steps:?}");
+    }
+
+    #[test]
+    fn a_stream_past_the_ceiling_that_its_link_does_not_deliver_keeps_the_near_step() {
+        // The link queued at 700 kbit/s and carries 720: the stream climbs past it, its queue
+        // not yet past the limit. Delivered at 720, the climb stays at 5 % steps; delivered as
+        // made (the link freed), the probe starts again at 10 %, 20 %, 25 %.
+        let climb = |link_kbps: u64| {
+            let mut c = RateController::new(Policy::Slowest, 100_000, 10_000_000);
+            c.tick(&[sample(1, 700, 500)]);
+            let mut steps = Vec::new();
+            for _ in 0..10 {
+                let before = c.target();
+                c.set_stream_rate(before);
+                c.tick(&[sample(1, (before / 1000).min(link_kbps), 20)]);
+                steps.push(((c.target() as f64 / before as f64 - 1.0) * 100.0).round() as u32);
+            }
+            steps
+        };
+        let narrow = climb(720);
+        assert!(
+            narrow.iter().skip_while(|&&s| s != 5).all(|&s| s == 5),
+            "{narrow:?}"
+        );
+        assert!(narrow.contains(&5), "{narrow:?}");
+        let freed = climb(u64::MAX);
+        assert!(freed.windows(3).any(|w| w == [10, 20, 25]), "{freed:?}");
     }
 
     #[test]
