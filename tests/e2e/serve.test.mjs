@@ -247,17 +247,19 @@ test('rfb serve --audio test: ticks a second apart are heard after a click, Ctrl
   // Past the start (where the jitter buffer may still grow after an underrun, shifting a tick).
   const { serve, viewer } = await servedWithSound(t, ['--source', 'test', '--size', `${WIDTH}x${HEIGHT}`, '--port', '0', '--audio', 'test'], 200);
   // A recording in which the jitter buffer adapted (an underrun grows it, a burst is cut back)
-  // has a tick moved by that, by design: recorded again, up to three times, to get a steady one.
+  // has a tick moved by that, by design: recorded again, up to five times, to get a steady one
+  // (under CI's load one spell of underruns spanned three 3.5 s recordings, once in seven runs).
+  const ATTEMPTS = 5;
   let ticks = [];
   const adapted = [];
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const before = (await viewer.stats()).audio;
     ({ ticks } = await record(viewer, 3500));
     const after = (await viewer.stats()).audio;
     if (after.underruns === before.underruns && after.skippedMs === before.skippedMs) break;
     adapted.push(`${after.underruns - before.underruns} underruns, ${after.skippedMs - before.skippedMs} ms skipped`);
   }
-  assert.ok(adapted.length < 3, `the jitter buffer adapted in every recording: ${adapted.join('; ')}`);
+  assert.ok(adapted.length < ATTEMPTS, `the jitter buffer adapted in every recording: ${adapted.join('; ')}`);
   assert.ok(ticks.length >= 3, `ticks heard at ${ticks}`);
   for (let i = 1; i < ticks.length; i++) {
     assert.ok(Math.abs(ticks[i] - ticks[i - 1] - 1000) < 15, `ticks ${ticks[i - 1]} and ${ticks[i]} are not a second apart`);
