@@ -21,10 +21,10 @@
 //! past it: its reports show a queue later than acks do. Near the rate at which the last congestion
 //! came (its `ceiling`: that viewer's delivery rate then) it goes by `NEAR_STEP` only; once the
 //! stream (the target, where the encoder's rate is not known) is 5 % past it without congestion,
-//! and delivered to every counted viewer 5 % past it, the ceiling is forgotten and the probe
-//! starts again at 10 %: the ceiling may have been low (a link
-//! starved by skipping delivers less than it carries), and a probe far above the link fills its
-//! queue at the difference. Forgetting it sooner (after a few calm 5 % steps while an encoder that
+//! and delivered to every counted viewer whose rate is known 5 % past it, the ceiling is
+//! forgotten and the probe starts again at 10 %: the ceiling may have been low (a link starved by
+//! skipping delivers less than it carries), and a probe far above the link fills its queue at the
+//! difference. Forgetting it sooner (after a few calm 5 % steps while an encoder that
 //! makes 80-90 % of its target kept its stream under it) was tried: the climb after a freed link
 //! was quicker, but on a steady link the probe then went up by 20-25 % a second past the link, and
 //! queued 200-250 ms. Forgetting it later (delivered past it for two ticks in a row, not one) was

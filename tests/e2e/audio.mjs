@@ -10,9 +10,9 @@ export async function click(viewer) {
 }
 
 /**
- * Records `ms` of what the viewer's worklet plays and reduces it in the page (a few numbers
+ * Records `ms` of what the viewer's worklet plays and reduces it in the page (a few hundred numbers
  * cross the driver, not half a million samples: Firefox's WebDriver BiDi is slow with those):
- * the pitch by zero crossings (robust to a gap), the RMS, and the epoch ms of each tick onset (a sound after at
+ * the pitch by zero crossings (pitchOf: robust to a gap), the RMS, and the epoch ms of each tick onset (a sound after at
  * least 50 ms of silence).
  * @returns {Promise<{pitch: number, rms: number, ticks: number[], sampleRate: number}>}
  */
@@ -25,8 +25,7 @@ export async function record(viewer, ms) {
       while (k + 1 < clock.length && clock[k + 1].sample <= i) k++;
       return clock[k].epochMs + ((i - clock[k].sample) * 1000) / sampleRate;
     };
-    // The pitch from the median period between upward zero crossings: a gap (an underrun at
-    // start) does not move it.
+    // The periods between upward zero crossings, for pitchOf().
     const periods = [];
     let previous = -1;
     let sum = 0;
@@ -47,19 +46,23 @@ export async function record(viewer, ms) {
         silentFor++;
       }
     }
-    periods.sort((a, b) => a - b);
-    // Crossings fall on whole samples: the mean of the periods near the median (a gap's long
-    // period left out), not the median itself.
-    const median = periods[periods.length >> 1] ?? 0;
-    const near = periods.filter((p) => Math.abs(p - median) <= 2);
-    const period = near.length ? near.reduce((a, b) => a + b, 0) / near.length : 0;
-    return {
-      pitch: period ? sampleRate / period : 0,
-      rms: Math.sqrt(sum / samples.length),
-      ticks,
-      sampleRate,
-    };
-  }, ms);
+    return { periods, rms: Math.sqrt(sum / samples.length), ticks, sampleRate };
+  }, ms).then(({ periods, rms, ticks, sampleRate }) => ({ pitch: pitchOf(periods, sampleRate), rms, ticks, sampleRate }));
+}
+
+/**
+ * The pitch from the periods (in samples) between upward zero crossings: crossings fall on whole
+ * samples, so the mean of the periods near the median, not the median itself; a gap's long period
+ * (an underrun at start, a packet concealed under load) is left out and does not move it.
+ * @param {number[]} periods
+ * @param {number} sampleRate
+ */
+export function pitchOf(periods, sampleRate) {
+  const sorted = [...periods].sort((a, b) => a - b);
+  const median = sorted[sorted.length >> 1] ?? 0;
+  const near = sorted.filter((p) => Math.abs(p - median) <= 2);
+  const period = near.length ? near.reduce((a, b) => a + b, 0) / near.length : 0;
+  return period ? sampleRate / period : 0;
 }
 
 /** The pipeline for the A/V test: nav-probe.py's camera and microphone appsrcs (see there). */

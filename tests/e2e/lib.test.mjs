@@ -2,6 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { pitchOf } from './audio.mjs';
 import { parseListening, parseStats, splitLaunchLine, withQuery } from './lib.mjs';
 
 test('parseListening reads the url and port gst-launch-1.0 -m prints', () => {
@@ -39,4 +40,17 @@ test('parseStats reads the element\'s own figures', () => {
     + 'input-events=(guint64)3, input-ignored=(guint64)5, client-stats=(GstValueArray)< "client\\,\\ id\\=\\(guint64\\)1" >;';
   assert.deepEqual(parseStats(line), { clients: 2, frames: 90, 'input-events': 3, 'input-ignored': 5 });
   assert.equal(parseStats(null), null);
+});
+
+test('pitchOf reads a tone from its crossing periods, and a gap or a glitch does not move it', () => {
+  // 440 Hz at 48 kHz: 109.09 samples a period, so crossings 109 and 110 samples apart.
+  const periods = Array.from({ length: 440 }, (_, i) => (i % 11 === 0 ? 110 : 109));
+  assert.ok(Math.abs(pitchOf(periods, 48000) - 440) < 0.5, `${pitchOf(periods, 48000)}`);
+  // An underrun's long period and a concealed packet's short ones are left out.
+  const glitched = [4800, ...periods.slice(0, 200), 37, 51, ...periods.slice(200)];
+  assert.ok(Math.abs(pitchOf(glitched, 48000) - 440) < 0.5, `${pitchOf(glitched, 48000)}`);
+  // A whole-window mean would not: the reading is not the plain mean.
+  const mean = glitched.reduce((a, b) => a + b, 0) / glitched.length;
+  assert.ok(Math.abs(48000 / mean - 440) > 5);
+  assert.equal(pitchOf([], 48000), 0);
 });

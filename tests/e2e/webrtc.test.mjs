@@ -14,6 +14,7 @@ import puppeteer from 'puppeteer-core';
 import path from 'node:path';
 import {
   REPO, Viewer, assertPluginBuilt, assertSmpteBars, gotoSettled, launchBrowser, pollUntil, requireElements, streamToPage, withQuery } from './lib.mjs';
+import { pitchOf } from './audio.mjs';
 import { runInPrivateNetns } from './netns.mjs';
 import { probeMissing, startProbe } from './probe.mjs';
 
@@ -164,9 +165,7 @@ test('?transport=webrtc with sound: an Opus track plays after a click, at the to
     await new Promise((r) => setTimeout(r, 1200));
     const samples = new Float32Array(analyser.fftSize);
     analyser.getFloatTimeDomainData(samples);
-    // As audio.mjs's record(): the mean of the periods between upward zero crossings near their
-    // median, which a glitch in the window (a packet the jitter buffer concealed under load)
-    // does not move. The count of crossings over the window, read before, said 468 Hz once in CI.
+    // Crossing periods, read by audio.mjs's pitchOf() as record()'s are.
     const periods = [];
     let previous = -1;
     for (let i = 1; i < samples.length; i++) {
@@ -175,12 +174,8 @@ test('?transport=webrtc with sound: an Opus track plays after a click, at the to
         previous = i;
       }
     }
-    periods.sort((a, b) => a - b);
-    const median = periods[periods.length >> 1] ?? 0;
-    const near = periods.filter((p) => Math.abs(p - median) <= 2);
-    const period = near.length ? near.reduce((a, b) => a + b, 0) / near.length : 0;
-    return period ? context.sampleRate / period : 0;
-  });
+    return { periods, sampleRate: context.sampleRate };
+  }).then(({ periods, sampleRate }) => pitchOf(periods, sampleRate));
   t.diagnostic(`webrtc sound: ${JSON.stringify(playing.audio)}, heard ${heard.toFixed(1)} Hz`);
   assert.ok(Math.abs(heard - 440) < 5, `heard ${heard.toFixed(1)} Hz through the WebRTC track, expected 440\n${viewer.logs()}`);
   // Still one Opus encoder for every viewer: the element's peers only payload it.
