@@ -25,7 +25,8 @@
 // latency is back under 200 ms, and until the encoder is back at its own bitrate). Their results
 // carry a timeline (each painted frame's capture time and latency, the encoder's targets, each
 // second's stream / delivered / target rates) for plotting or reading. `rc` alone: rate control on
-// a free link, against the plain run. The reference on the same links, in the same run:
+// a free link, against the plain run (`rgb-natural busy rc`: with a busy browser); those rows
+// list the targets it set (`rateTargets`: a cut there read a late frame as a queue). The reference on the same links, in the same run:
 // gst-plugins-rs' webrtcsink (`webrtcsink ...` rows: whepserversink with its own x264enc and
 // rtpgccbwe's Google Congestion Control, built once by scripts/whepclientsrc.sh and
 // scripts/rtpgccbwe.sh), played by the same Chromium over WHEP; rfbsink's shaped rows carry
@@ -208,6 +209,8 @@ function scenarios(quick, transports) {
       // A busy browser: its compositor's output recorded as a screen recorder does.
       rfb('h264', 1920, 1080, 30, 1, t, 'rgb-natural busy');
       rfb('h264', 1280, 720, 60, 1, t, 'rgb-natural busy');
+      // The same with rate control: a busy browser's late frames are not read as a queue.
+      rfb('h264', 1280, 720, 60, 1, t, 'rgb-natural busy rc');
       // The same drawn on the canvas (the viewer's paint: 'canvas'), against its <video> path.
       rfb('h264', 1920, 1080, 30, 1, t, 'rgb-natural busy canvas');
       rfb('h264', 1280, 720, 60, 1, t, 'rgb-natural busy canvas');
@@ -496,6 +499,12 @@ async function runRfb(sc, ctx) {
       peakMemoryMiB: hwm / 1024,
       calibration,
       ...(timeline ? { timeline, ...stepFigures(sc, timeline) } : {}),
+      // Rate control on a free link: each target it set in the window (ms from its start,
+      // kbit/s); a cut there is a false reading (a busy browser's late frames read as a queue).
+      ...(sc.rateControl && !sc.shape ? {
+        rateTargets: source.events.filter((e) => e.event === 'target' && e.at * 1000 >= t0 && e.at * 1000 <= t0 + elapsed * 1000)
+          .map((e) => [Math.round(e.at * 1000 - t0), Math.round(e.bitrate / 1000)]),
+      } : {}),
     };
   } finally {
     if (sc.shape) shapeServer(0);
