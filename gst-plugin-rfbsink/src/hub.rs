@@ -971,6 +971,7 @@ impl Client {
         let mut c = self.counters.lock().unwrap();
         let queued = c.oldest_in_flight(now).unwrap_or_default();
         let (floors, floor) = c.latency_floors(now, crate::rate::FLOOR_WINDOW);
+        let recent = c.newest_latencies(now, crate::rate::CLIMB_SPAN);
         if queued > crate::rate::QUEUE_LIMIT {
             // Its link carries less than it did: what was measured before is not its rate now.
             c.forget_capacity();
@@ -982,6 +983,7 @@ impl Client {
             queued,
             floors,
             floor,
+            recent,
             dropped,
             capacity_bps: c.capacity_bps(now),
             downlink_bps: self.downlink_bps,

@@ -60,6 +60,14 @@
 //! larger frame queued, and the next keyframe stacks on it. The hard cut above stays for the
 //! queue that grows past `QUEUE_LIMIT` all the same.
 //!
+//! Three windows' quickest frames see a queue some 400-600 ms after it starts; one that grows
+//! fast (a stream 20 % or more past its link: x264enc catching up with a target it lagged, onto a
+//! 700 kbit/s link) is 150-250 ms deep by then. Such a queue shows frame by frame first
+//! (`climbing`: the newer three of the last six acknowledged frames all slower than the older
+//! three, by `CLIMB` on average, the newest the slowest of the last three), and is eased the same
+//! way, a few frames after it starts. Checking twice as often (50 ms) was tried instead: no
+//! change (700 kbit/s p99 median 150 and 152 ms in six rows each).
+//!
 //! A viewer whose page measured its link (`Sample::downlink_bps`) is read once as it comes, before
 //! it counts: a target above `PAGE_SHARE` of that comes down at once (`measured_links`), rather
 //! than flooding its link until its acks count and cutting then from a starved second.
@@ -102,6 +110,14 @@ const STANDING: Duration = Duration::from_millis(25);
 /// A queue that stands this far above the viewer's quickest frame in each of three
 /// `FLOOR_WINDOW`s, not draining, is a stream at its link's rate (`standing`).
 const STANDING_QUEUE: Duration = Duration::from_millis(20);
+/// A queue that grows fast is seen frame by frame (`climbing`), in this many acknowledged
+/// frames...
+pub(crate) const CLIMB_FRAMES: usize = 6;
+/// ...all acknowledged within this long...
+pub(crate) const CLIMB_SPAN: Duration = Duration::from_millis(400);
+/// ...the newer half this much slower than the older on average (at 30 frames a second, a
+/// stream 20 % or more past its link: a probe that overshot, or a narrower link).
+const CLIMB: Duration = Duration::from_millis(20);
 /// The target after congestion: this much of what the slowest viewer was delivered.
 const BACKOFF: f64 = 0.85;
 /// A viewer's page measured its link (`Sample::downlink_bps`): the target is at most this much
@@ -171,6 +187,9 @@ pub(crate) struct Sample {
     /// `FLOOR_WINDOW`s, oldest first, and of the last seconds (`ClientCounters::latency_floors`).
     pub floors: [Option<Duration>; 3],
     pub floor: Option<Duration>,
+    /// The render() -> decoded of its last `CLIMB_FRAMES` acknowledged frames, oldest first,
+    /// when all came within `CLIMB_SPAN` (`ClientCounters::newest_latencies`).
+    pub recent: Option<[Duration; CLIMB_FRAMES]>,
     /// Frames the hub dropped for it so far (a total).
     pub dropped: u64,
     /// What its link carries at least (`ClientCounters::capacity_bps`), when measured.
@@ -297,7 +316,7 @@ impl RateController {
         let (delivered, deep) = match lowest(Sample::congested) {
             Some(delivered) => (delivered, true),
             None if self.eased_since_tick => return None,
-            None => (lowest(|s| rising(s) || standing(s))?, false),
+            None => (lowest(|s| climbing(s) || rising(s) || standing(s))?, false),
         };
         self.calm = 0;
         self.ceiling = Some(delivered);
@@ -584,6 +603,28 @@ fn rising(s: &Sample) -> bool {
         return false;
     };
     b >= a + STEP && c >= b + STEP && c >= a + RISE && c >= floor + STANDING
+}
+
+/// Whether the viewer's frames queue more with each frame, fast: of its last `CLIMB_FRAMES`
+/// acknowledged, the quickest of the newer half `STEP` above the slowest of the older half, the
+/// newer half `CLIMB` slower on average, the newest no quicker than the two before it, and
+/// `STANDING` above its quickest of the last seconds. `rising` sees the same queue a few hundred
+/// milliseconds later (three windows' quickest frames), when it is 150-250 ms deep. A keyframe's
+/// burst does not read so: the frames behind it are quicker each than the one before (the newest
+/// is not the slowest), and the frames before it were not slowed.
+fn climbing(s: &Sample) -> bool {
+    let (Some(recent), Some(floor)) = (s.recent, s.floor) else {
+        return false;
+    };
+    let (older, newer) = recent.split_at(CLIMB_FRAMES / 2);
+    let slowest_older = older.iter().max().copied().unwrap_or_default();
+    let quickest_newer = newer.iter().min().copied().unwrap_or_default();
+    let mean = |frames: &[Duration]| frames.iter().sum::<Duration>() / frames.len() as u32;
+    let newest = recent[CLIMB_FRAMES - 1];
+    quickest_newer >= slowest_older + STEP
+        && mean(newer) >= mean(older) + CLIMB
+        && newest >= recent[CLIMB_FRAMES - 2].max(recent[CLIMB_FRAMES - 3])
+        && newest >= floor + STANDING
 }
 
 /// Whether the viewer's frames queue and the queue does not drain: the quickest of each
@@ -1054,6 +1095,41 @@ mod tests {
         let mut reports = floors(sample(1, 700, 60), [49, 48, 50], 12);
         reports.reports = true;
         assert_eq!(c.check(&[reports]), None);
+    }
+
+    #[test]
+    fn a_queue_that_grows_frame_by_frame_is_eased_before_its_windows_show_it() {
+        // Each a fresh controller (easing is once a tick); the windows' quickest frames say
+        // nothing yet (a queue that started within the newest window), the viewer's quickest
+        // of the last seconds 14 ms.
+        let eased = |recent_ms: [u64; CLIMB_FRAMES]| {
+            let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+            let mut s = floors(sample(1, 700, 60), [14, 15, 14], 14);
+            s.recent = Some(recent_ms.map(Duration::from_millis));
+            c.check(&[s])
+        };
+        // The bench's frames on a 700 kbit/s link as the stream passed it (1.3x): 41, 44, 58,
+        // 74, 70, 91 ms, 600 ms before the queue passed `QUEUE_LIMIT` and the frames behind
+        // reached 225-256 ms. Eased to 0.85 of what it was delivered.
+        assert_eq!(eased([41, 44, 58, 74, 70, 91]), Some(595_000));
+        // A frame before it quicker than the one before: read at the next.
+        assert_eq!(eased([42, 41, 44, 58, 74, 70]), None);
+        // A keyframe's burst, read at each frame: it came last; the frames behind it drain,
+        // quicker each; a frame that waited behind it among quick ones.
+        assert_eq!(eased([14, 14, 14, 14, 15, 60]), None);
+        assert_eq!(eased([14, 14, 14, 60, 50, 40]), None);
+        assert_eq!(eased([14, 14, 60, 50, 40, 30]), None);
+        assert_eq!(eased([14, 15, 14, 60, 14, 16]), None);
+        // Slower, by little: the decoder's jitter, or a stream a few percent past its link
+        // (`rising` and `standing` read those over three windows).
+        assert_eq!(eased([14, 16, 15, 18, 20, 22]), None);
+        assert_eq!(eased([30, 32, 34, 36, 38, 40]), None);
+        // Six frames not all acknowledged within `CLIMB_SPAN`: nothing read.
+        let mut c = RateController::new(Policy::Slowest, 100_000, 2_000_000);
+        assert_eq!(
+            c.check(&[floors(sample(1, 700, 60), [14, 15, 14], 14)]),
+            None
+        );
     }
 
     #[test]

@@ -440,6 +440,28 @@ impl ClientCounters {
         )
     }
 
+    /// The render() -> decoded of the last `N` frames acknowledged (oldest first), when all `N`
+    /// were acknowledged within `span` of `now`; None otherwise (rate control's `climbing`: a
+    /// queue that grows fast shows frame after frame, before a window's quickest does).
+    pub fn newest_latencies<const N: usize>(
+        &self,
+        now: Instant,
+        span: Duration,
+    ) -> Option<[Duration; N]> {
+        if self.latencies_us.len() < N {
+            return None;
+        }
+        let newest = self.latencies_us.range(self.latencies_us.len() - N..);
+        let mut out = [Duration::ZERO; N];
+        for (o, (at, us)) in out.iter_mut().zip(newest) {
+            if now.saturating_duration_since(*at) > span {
+                return None;
+            }
+            *o = Duration::from_micros(*us);
+        }
+        Some(out)
+    }
+
     /// The link changed (it queues): what large frames measured before is no longer what it
     /// carries.
     pub fn forget_capacity(&mut self) {
@@ -571,6 +593,25 @@ mod tests {
         c.measure_link(now, 62_000, Duration::from_millis(320));
         assert_eq!(c.capacity_bps(now), Some(4_800_000));
         assert_eq!(c.capacity_bps(now + CAPACITY_WINDOW * 2), None);
+    }
+
+    #[test]
+    fn newest_latencies_are_the_last_frames_acknowledged_within_the_span() {
+        let mut c = ClientCounters::default();
+        let now = Instant::now();
+        let span = Duration::from_millis(400);
+        for (ago, ms) in [(500, 9), (300, 10), (200, 20), (100, 30)] {
+            c.latencies_us
+                .push_back((now - Duration::from_millis(ago), ms * 1000));
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(
+            c.newest_latencies::<3>(now, span),
+            Some([ms(10), ms(20), ms(30)])
+        );
+        // The fourth newest was acknowledged 500 ms ago: too old to read as one run.
+        assert_eq!(c.newest_latencies::<4>(now, span), None);
+        assert_eq!(c.newest_latencies::<5>(now, span), None);
     }
 
     #[test]
