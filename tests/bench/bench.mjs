@@ -26,7 +26,8 @@
 // carry a timeline (each painted frame's capture time and latency, the encoder's targets, each
 // second's stream / delivered / target rates) for plotting or reading. `rc` alone: rate control on
 // a free link, against the plain run (`rgb-natural busy rc`: with a busy browser); those rows
-// list the targets it set (`rateTargets`: a cut there read a late frame as a queue). The reference on the same links, in the same run:
+// list the targets it set (`rateTargets`: a cut there read a late frame as a queue). The
+// reference on the same links, in the same run:
 // gst-plugins-rs' webrtcsink (`webrtcsink ...` rows: whepserversink with its own x264enc and
 // rtpgccbwe's Google Congestion Control, built once by scripts/whepclientsrc.sh and
 // scripts/rtpgccbwe.sh), played by the same Chromium over WHEP; rfbsink's shaped rows carry
